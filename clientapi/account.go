@@ -1,0 +1,353 @@
+package clientapi
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
+
+type registerRequest struct {
+	Username                 string          `json:"username"`
+	Password                 string          `json:"password"`
+	DeviceID                 string          `json:"device_id"`
+	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
+	InhibitLogin             bool            `json:"inhibit_login"`
+	Auth                     json.RawMessage `json:"auth"`
+}
+
+// handleRegister handles POST /register with the flows the registration mode allows.
+func (s *Server) handleRegister(r *http.Request) (any, error) {
+	if kind := r.URL.Query().Get("kind"); kind == "guest" {
+		return nil, spec.GuestAccessForbidden("guest access is not enabled")
+	} else if kind != "" && kind != "user" {
+		return nil, spec.InvalidParam("kind must be user or guest")
+	}
+	var req registerRequest
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := s.registrationAuth(req.Auth); err != nil {
+		return nil, err
+	}
+	if req.Username == "" {
+		req.Username = strings.ToLower(config.RandomSecret(9))
+		req.Username = strings.NewReplacer("-", "a", "_", "b").Replace(req.Username)
+	}
+	return s.createAccount(r.Context(), req, clientIP(r), false)
+}
+
+func (s *Server) registrationAuth(auth json.RawMessage) error {
+	flows := [][]string{{"m.login.dummy"}}
+	if s.cfg.Registration.Mode == config.RegistrationToken {
+		flows = [][]string{{"m.login.registration_token"}}
+	}
+	if s.cfg.Registration.Mode == config.RegistrationDisabled {
+		return spec.Forbidden("registration is disabled on this server")
+	}
+	if len(auth) == 0 || string(auth) == "null" {
+		return s.uiaRequired(flows, "")
+	}
+	var a authData
+	if err := json.Unmarshal(auth, &a); err != nil {
+		return spec.BadJSON("auth must be an object")
+	}
+	switch {
+	case s.cfg.Registration.Mode == config.RegistrationOpen && a.Type == "m.login.dummy":
+		return nil
+	case s.cfg.Registration.Mode == config.RegistrationToken && a.Type == "m.login.registration_token":
+		for _, t := range s.cfg.Registration.Tokens {
+			if hmac.Equal([]byte(t), []byte(a.Token)) {
+				return nil
+			}
+		}
+		return s.uiaRequired(flows, "invalid registration token")
+	}
+	return s.uiaRequired(flows, "")
+}
+
+// CreateAccount validates the user name and password and creates the account; it is what
+// registration and `lattice create-account` share.
+func CreateAccount(ctx context.Context, db *storage.DB, cfg *config.Config, localpart, password string, admin bool) (string, error) {
+	if !validLocalpart.MatchString(localpart) {
+		return "", spec.InvalidUsername("user names may contain only a-z, 0-9, . _ = - / +")
+	}
+	userID := "@" + localpart + ":" + cfg.ServerName
+	if len(userID) > 255 {
+		return "", spec.InvalidUsername("user ID is too long")
+	}
+	hash, err := hashPassword(cfg, password)
+	if err != nil {
+		return "", err
+	}
+	err = db.WithTx(ctx, func(tx *storage.Tx) error {
+		return tx.InsertAccount(ctx, storage.Account{UserID: userID, PasswordHash: hash, IsAdmin: admin, CreatedTS: time.Now().UnixMilli()})
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return "", spec.UserInUse("user ID already taken")
+	} else if err != nil {
+		return "", err
+	}
+	return userID, nil
+}
+
+// createAccount creates the account, and unless inhibited, its first device.
+func (s *Server) createAccount(ctx context.Context, req registerRequest, ip string, admin bool) (any, error) {
+	userID, err := CreateAccount(ctx, s.db, s.cfg, req.Username, req.Password, admin)
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{"user_id": userID}
+	if req.InhibitLogin {
+		return resp, nil
+	}
+	deviceID, token, err := s.newDevice(ctx, userID, req.DeviceID, req.InitialDeviceDisplayName, ip)
+	if err != nil {
+		return nil, err
+	}
+	resp["device_id"], resp["access_token"] = deviceID, token
+	return resp, nil
+}
+
+// handleRegisterAvailable handles GET /register/available.
+func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
+	username := r.URL.Query().Get("username")
+	if username == "" {
+		return nil, spec.MissingParam("username is required")
+	}
+	if !validLocalpart.MatchString(username) {
+		return nil, spec.InvalidUsername("invalid user name")
+	}
+	if _, err := s.db.Account(r.Context(), s.qualify(username)); err == nil {
+		return nil, spec.UserInUse("user ID already taken")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	return map[string]bool{"available": true}, nil
+}
+
+// handleLoginFlows handles GET /login.
+func (s *Server) handleLoginFlows(r *http.Request) (any, error) {
+	return map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}}, nil
+}
+
+type loginRequest struct {
+	Type                     string          `json:"type"`
+	Identifier               *userIdentifier `json:"identifier"`
+	User                     string          `json:"user"`
+	Password                 string          `json:"password"`
+	DeviceID                 string          `json:"device_id"`
+	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
+}
+
+// handleLogin handles POST /login with m.login.password and an m.id.user identifier.
+func (s *Server) handleLogin(r *http.Request) (any, error) {
+	var req loginRequest
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Type != "m.login.password" {
+		return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "unsupported login type"}
+	}
+	user := req.User
+	if req.Identifier != nil {
+		if req.Identifier.Type != "m.id.user" {
+			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "unsupported identifier type"}
+		}
+		user = req.Identifier.User
+	}
+	if user == "" {
+		return nil, spec.BadJSON("identifier.user is required")
+	}
+	userID := s.qualify(user)
+	if !strings.HasSuffix(userID, ":"+s.cfg.ServerName) {
+		return nil, spec.Forbidden("invalid user name or password")
+	}
+	if !s.checkPassword(r.Context(), userID, req.Password) {
+		return nil, spec.Forbidden("invalid user name or password")
+	}
+	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"user_id": userID, "device_id": deviceID, "access_token": token,
+		"home_server": s.cfg.ServerName,
+		"well_known":  map[string]any{"m.homeserver": map[string]string{"base_url": s.baseURL(r)}},
+	}, nil
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.ClientAPI.PublicBaseURL != "" {
+		return s.cfg.ClientAPI.PublicBaseURL
+	}
+	return "https://" + s.cfg.ServerName
+}
+
+// handleLogout handles POST /logout: the device and its token are removed.
+func (s *Server) handleLogout(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteDevices(r.Context(), dev.UserID, dev.DeviceID) })
+	return struct{}{}, err
+}
+
+// handleLogoutAll handles POST /logout/all.
+func (s *Server) handleLogoutAll(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteDevices(r.Context(), dev.UserID) })
+	return struct{}{}, err
+}
+
+// handleWhoami handles GET /account/whoami.
+func (s *Server) handleWhoami(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	return map[string]any{"user_id": dev.UserID, "device_id": dev.DeviceID, "is_guest": false}, nil
+}
+
+// handlePassword handles POST /account/password (UIA with the current password).
+func (s *Server) handlePassword(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	var req struct {
+		NewPassword   string          `json:"new_password"`
+		LogoutDevices *bool           `json:"logout_devices"`
+		Auth          json.RawMessage `json:"auth"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+		return nil, err
+	}
+	if req.NewPassword == "" {
+		return nil, spec.MissingParam("new_password is required")
+	}
+	hash, err := hashPassword(s.cfg, req.NewPassword)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		if err := tx.SetPassword(r.Context(), dev.UserID, hash); err != nil {
+			return err
+		}
+		if req.LogoutDevices == nil || *req.LogoutDevices {
+			devs, err := tx.Devices(r.Context(), dev.UserID)
+			if err != nil {
+				return err
+			}
+			for _, d := range devs {
+				if d.DeviceID != dev.DeviceID {
+					if err := tx.DeleteDevices(r.Context(), dev.UserID, d.DeviceID); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return struct{}{}, err
+}
+
+// handleDeactivate handles POST /account/deactivate: the user leaves every room, loses every
+// device and can no longer log in.
+func (s *Server) handleDeactivate(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	var req struct {
+		Auth json.RawMessage `json:"auth"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+		return nil, err
+	}
+	ms, err := s.db.UserMemberships(r.Context(), dev.UserID, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.Membership == spec.Join || m.Membership == spec.Invite || m.Membership == spec.Knock {
+			if err := s.rooms.Leave(r.Context(), dev.UserID, m.RoomID, ""); err != nil {
+				s.log.Warn("deactivation could not leave room", "user_id", dev.UserID, "room_id", m.RoomID, "err", err)
+			}
+		}
+	}
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeactivateAccount(r.Context(), dev.UserID) })
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"id_server_unbind_result": "no-support"}, nil
+}
+
+// handleSharedSecretNonce handles GET /_synapse/admin/v1/register.
+func (s *Server) handleSharedSecretNonce(r *http.Request) (any, error) {
+	if s.cfg.Registration.SharedSecret == "" {
+		return nil, spec.Forbidden("shared-secret registration is disabled")
+	}
+	return map[string]string{"nonce": s.uia.start()}, nil
+}
+
+// handleSharedSecretRegister handles POST /_synapse/admin/v1/register: the mac is
+// HMAC-SHA1(secret, nonce NUL username NUL password NUL "admin"|"notadmin"), hex-encoded.
+func (s *Server) handleSharedSecretRegister(r *http.Request) (any, error) {
+	if s.cfg.Registration.SharedSecret == "" {
+		return nil, spec.Forbidden("shared-secret registration is disabled")
+	}
+	var req struct {
+		Nonce    string `json:"nonce"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Admin    bool   `json:"admin"`
+		MAC      string `json:"mac"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	s.uia.mu.Lock()
+	_, ok := s.uia.sessions[req.Nonce]
+	delete(s.uia.sessions, req.Nonce)
+	s.uia.mu.Unlock()
+	if !ok {
+		return nil, spec.Forbidden("unrecognised nonce")
+	}
+	mac := hmac.New(sha1.New, []byte(s.cfg.Registration.SharedSecret))
+	adminStr := "notadmin"
+	if req.Admin {
+		adminStr = "admin"
+	}
+	mac.Write([]byte(req.Nonce + "\x00" + req.Username + "\x00" + req.Password + "\x00" + adminStr))
+	want := hex.EncodeToString(mac.Sum(nil))
+	if !hmac.Equal([]byte(want), []byte(strings.ToLower(req.MAC))) {
+		return nil, spec.Forbidden("HMAC incorrect")
+	}
+	return s.createAccount(r.Context(), registerRequest{Username: strings.ToLower(req.Username), Password: req.Password}, clientIP(r), req.Admin)
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sender returns the roomserver identity of the request's device.
+func sender(r *http.Request) roomserver.Sender {
+	dev := httputil.Device(r.Context())
+	return roomserver.Sender{UserID: dev.UserID, DeviceID: dev.DeviceID}
+}

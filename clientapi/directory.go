@@ -1,0 +1,154 @@
+package clientapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+func (s *Server) pathAlias(r *http.Request) (string, error) {
+	alias := httputil.PathVar(r, "roomAlias")
+	if !strings.HasPrefix(alias, "#") || !strings.Contains(alias, ":") {
+		return "", spec.InvalidParam("invalid room alias")
+	}
+	return alias, nil
+}
+
+// handleGetAlias handles GET /directory/room/{roomAlias}.
+func (s *Server) handleGetAlias(r *http.Request) (any, error) {
+	alias, err := s.pathAlias(r)
+	if err != nil {
+		return nil, err
+	}
+	roomID, _, err := s.db.Alias(r.Context(), alias)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, spec.NotFound("room alias not found")
+	} else if err != nil {
+		return nil, err
+	}
+	return map[string]any{"room_id": roomID, "servers": []string{s.cfg.ServerName}}, nil
+}
+
+// handlePutAlias handles PUT /directory/room/{roomAlias}.
+func (s *Server) handlePutAlias(r *http.Request) (any, error) {
+	alias, err := s.pathAlias(r)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(alias, ":"+s.cfg.ServerName) {
+		return nil, spec.InvalidParam("alias must be on this server")
+	}
+	var req struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.RoomID == "" {
+		return nil, spec.MissingParam("room_id is required")
+	}
+	dev := httputil.Device(r.Context())
+	if m, err := s.rooms.Membership(r.Context(), req.RoomID, dev.UserID); err != nil {
+		return nil, err
+	} else if m != spec.Join {
+		return nil, spec.Forbidden("you must be in the room to give it an alias")
+	}
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.InsertAlias(r.Context(), alias, req.RoomID, dev.UserID) })
+	if errors.Is(err, storage.ErrConflict) {
+		return nil, &httputil.Error{Status: http.StatusConflict, Code: "M_UNKNOWN", Msg: "room alias already exists"}
+	}
+	return struct{}{}, err
+}
+
+// handleDeleteAlias handles DELETE /directory/room/{roomAlias}; the creator of the alias or a
+// server admin may delete it.
+func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
+	alias, err := s.pathAlias(r)
+	if err != nil {
+		return nil, err
+	}
+	_, creator, err := s.db.Alias(r.Context(), alias)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, spec.NotFound("room alias not found")
+	} else if err != nil {
+		return nil, err
+	}
+	dev := httputil.Device(r.Context())
+	if creator != dev.UserID {
+		acc, err := s.db.Account(r.Context(), dev.UserID)
+		if err != nil || !acc.IsAdmin {
+			return nil, spec.Forbidden("only the alias creator can delete it")
+		}
+	}
+	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteAlias(r.Context(), alias) })
+}
+
+// handleRoomAliases handles GET /rooms/{roomId}/aliases.
+func (s *Server) handleRoomAliases(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	if m, err := s.rooms.Membership(r.Context(), roomID, httputil.Device(r.Context()).UserID); err != nil {
+		return nil, err
+	} else if m != spec.Join {
+		return nil, spec.Forbidden("you are not in the room")
+	}
+	aliases, err := s.db.RoomAliases(r.Context(), roomID)
+	if err != nil {
+		return nil, err
+	}
+	if aliases == nil {
+		aliases = []string{}
+	}
+	return map[string]any{"aliases": aliases}, nil
+}
+
+// handleGetVisibility handles GET /directory/list/room/{roomId}.
+func (s *Server) handleGetVisibility(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	room, err := s.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, spec.NotFound("unknown room")
+	} else if err != nil {
+		return nil, err
+	}
+	return map[string]string{"visibility": room.Visibility}, nil
+}
+
+// handleSetVisibility handles PUT /directory/list/room/{roomId}.
+func (s *Server) handleSetVisibility(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Visibility != "public" && req.Visibility != "private" {
+		return nil, spec.InvalidParam("visibility must be public or private")
+	}
+	room, err := s.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, spec.NotFound("unknown room")
+	} else if err != nil {
+		return nil, err
+	}
+	if m, err := s.rooms.Membership(r.Context(), roomID, httputil.Device(r.Context()).UserID); err != nil {
+		return nil, err
+	} else if m != spec.Join {
+		return nil, spec.Forbidden("you are not in the room")
+	}
+	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRoomVisibility(r.Context(), room.NID, req.Visibility) })
+}

@@ -1,0 +1,140 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+)
+
+// handleCreateRoom handles POST /createRoom.
+func (s *Server) handleCreateRoom(r *http.Request) (any, error) {
+	var req roomserver.CreateRoomRequest
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	dev := httputil.Device(r.Context())
+	roomID, err := s.rooms.CreateRoom(r.Context(), dev.UserID, dev.DeviceID, req)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+type membershipRequest struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
+// decodeMembership decodes a membership body; bodies are optional for join and leave.
+func decodeMembership(r *http.Request, needUser bool) (membershipRequest, error) {
+	var req membershipRequest
+	body, err := httputil.ReadBody(r)
+	if err != nil {
+		return req, err
+	}
+	if len(body) > 0 || needUser {
+		if err := httputil.UnmarshalObject(body, &req); err != nil {
+			return req, err
+		}
+	}
+	if needUser {
+		if req.UserID == "" {
+			return req, spec.MissingParam("user_id is required")
+		}
+		if _, err := spec.NewUserID(req.UserID, true); err != nil {
+			return req, spec.InvalidParam("invalid user_id")
+		}
+	}
+	return req, nil
+}
+
+// handleJoin handles POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join.
+func (s *Server) handleJoin(r *http.Request) (any, error) {
+	target := httputil.PathVar(r, "roomIdOrAlias")
+	if target == "" {
+		target = httputil.PathVar(r, "roomId")
+	}
+	req, err := decodeMembership(r, false)
+	if err != nil {
+		return nil, err
+	}
+	roomID, err := s.rooms.Join(r.Context(), httputil.Device(r.Context()).UserID, target, req.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// roomAction runs one of the membership operations that take a target user.
+func (s *Server) roomAction(r *http.Request, needUser bool, op func(userID, roomID, target, reason string) error) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	req, err := decodeMembership(r, needUser)
+	if err != nil {
+		return nil, err
+	}
+	if err := op(httputil.Device(r.Context()).UserID, roomID, req.UserID, req.Reason); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// handleInvite handles POST /rooms/{roomId}/invite.
+func (s *Server) handleInvite(r *http.Request) (any, error) {
+	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		return s.rooms.Invite(r.Context(), u, room, target, reason)
+	})
+}
+
+// handleLeave handles POST /rooms/{roomId}/leave.
+func (s *Server) handleLeave(r *http.Request) (any, error) {
+	return s.roomAction(r, false, func(u, room, _, reason string) error {
+		return s.rooms.Leave(r.Context(), u, room, reason)
+	})
+}
+
+// handleKick handles POST /rooms/{roomId}/kick.
+func (s *Server) handleKick(r *http.Request) (any, error) {
+	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		return s.rooms.Kick(r.Context(), u, room, target, reason)
+	})
+}
+
+// handleBan handles POST /rooms/{roomId}/ban.
+func (s *Server) handleBan(r *http.Request) (any, error) {
+	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		return s.rooms.Ban(r.Context(), u, room, target, reason)
+	})
+}
+
+// handleUnban handles POST /rooms/{roomId}/unban.
+func (s *Server) handleUnban(r *http.Request) (any, error) {
+	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		return s.rooms.Unban(r.Context(), u, room, target, reason)
+	})
+}
+
+// handleForget handles POST /rooms/{roomId}/forget.
+func (s *Server) handleForget(r *http.Request) (any, error) {
+	return s.roomAction(r, false, func(u, room, _, _ string) error {
+		return s.rooms.Forget(r.Context(), u, room)
+	})
+}
+
+// handleJoinedRooms handles GET /joined_rooms.
+func (s *Server) handleJoinedRooms(r *http.Request) (any, error) {
+	ms, err := s.db.UserMemberships(r.Context(), httputil.Device(r.Context()).UserID, spec.Join)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.RoomID)
+	}
+	return map[string]any{"joined_rooms": ids}, nil
+}

@@ -1,0 +1,133 @@
+package clientapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+)
+
+// decodeContent reads an event content body, which must be a JSON object.
+func decodeContent(r *http.Request) (json.RawMessage, error) {
+	body, err := httputil.ReadBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := httputil.UnmarshalObject(body, &obj); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// handleSend handles PUT /rooms/{roomId}/send/{eventType}/{txnId}.
+func (s *Server) handleSend(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	content, err := decodeContent(r)
+	if err != nil {
+		return nil, err
+	}
+	evType := httputil.PathVar(r, "eventType")
+	if evType == "" {
+		return nil, spec.InvalidParam("event type is required")
+	}
+	eventID, err := s.rooms.SendMessage(r.Context(), sender(r), roomID, evType, content, httputil.PathVar(r, "txnId"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"event_id": eventID}, nil
+}
+
+// handleRedact handles PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
+func (s *Server) handleRedact(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	raw, err := httputil.ReadBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > 0 {
+		if err := httputil.UnmarshalObject(raw, &body); err != nil {
+			return nil, err
+		}
+	}
+	eventID, err := s.rooms.Redact(r.Context(), sender(r), roomID, httputil.PathVar(r, "eventId"), body.Reason, httputil.PathVar(r, "txnId"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"event_id": eventID}, nil
+}
+
+// handleSetState handles PUT /rooms/{roomId}/state/{eventType}/{stateKey}.
+func (s *Server) handleSetState(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	content, err := decodeContent(r)
+	if err != nil {
+		return nil, err
+	}
+	eventID, err := s.rooms.SetState(r.Context(), sender(r), roomID, httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey"), content)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"event_id": eventID}, nil
+}
+
+// handleState handles GET /rooms/{roomId}/state.
+func (s *Server) handleState(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	dev := httputil.Device(r.Context())
+	evs, err := s.rooms.VisibleState(r.Context(), roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return s.rooms.ClientEvents(r.Context(), roomID, evs, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+}
+
+// handleStateEvent handles GET /rooms/{roomId}/state/{eventType}/{stateKey}; with
+// ?format=event the whole event is returned instead of its content.
+func (s *Server) handleStateEvent(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	dev := httputil.Device(r.Context())
+	evs, err := s.rooms.VisibleState(r.Context(), roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	evType, stateKey := httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey")
+	for _, ev := range evs {
+		if ev.Type != evType {
+			continue
+		}
+		ce, err := s.rooms.ClientEvent(r.Context(), roomID, ev, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+		if err != nil {
+			return nil, err
+		}
+		if ce.StateKey == nil || *ce.StateKey != stateKey {
+			continue
+		}
+		if r.URL.Query().Get("format") == "event" {
+			return ce, nil
+		}
+		return ce.Content, nil
+	}
+	return nil, spec.NotFound("state event not found")
+}

@@ -1,0 +1,140 @@
+// Package clientapi serves the Client-Server API endpoints that are not the sync read side:
+// accounts, devices, profiles, rooms, state and account data. Handlers are thin: they decode,
+// call roomserver or storage, and return the spec's response. It must not import syncapi or
+// federationapi.
+package clientapi
+
+import (
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/mux"
+
+	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Waker wakes the sync long-polls of a user whose account data changed.
+type Waker interface {
+	AccountDataChanged(userID string, pos int64)
+}
+
+// Server is the client API.
+type Server struct {
+	cfg   *config.Config
+	db    *storage.DB
+	rooms *roomserver.Server
+	waker Waker
+	log   *slog.Logger
+	uia   *uiaSessions
+
+	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
+}
+
+// New returns the client API.
+func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Waker, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, log: log, uia: newUIASessions()}
+}
+
+func (s *Server) handle(fn httputil.HandlerFunc) http.Handler {
+	return httputil.Handle(s.log, fn)
+}
+
+func (s *Server) authed(fn httputil.HandlerFunc) http.Handler {
+	return httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, fn))
+}
+
+// Register adds the client API routes to r (the /_matrix/client router).
+func (s *Server) Register(root *mux.Router) {
+	c := root.PathPrefix("/_matrix/client").Subrouter()
+	v3 := c.PathPrefix("/{version:(?:v3|r0)}").Subrouter()
+	for _, rt := range s.routes() {
+		base := v3
+		if rt.unversioned {
+			base = c
+		}
+		h := s.handle(rt.fn)
+		if rt.auth {
+			h = s.authed(rt.fn)
+		}
+		base.Handle(rt.path, h).Methods(rt.method)
+	}
+	root.Handle("/.well-known/matrix/client", s.handle(s.handleWellKnown)).Methods(http.MethodGet)
+	root.Handle("/_synapse/admin/v1/register", s.handle(s.handleSharedSecretNonce)).Methods(http.MethodGet)
+	root.Handle("/_synapse/admin/v1/register", s.handle(s.handleSharedSecretRegister)).Methods(http.MethodPost)
+}
+
+type route struct {
+	method      string
+	path        string
+	auth        bool
+	unversioned bool
+	fn          httputil.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	const get, post, put, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+	return []route{
+		{get, "/versions", false, true, s.handleVersions},
+		{get, "/capabilities", true, false, s.handleCapabilities},
+
+		{get, "/login", false, false, s.handleLoginFlows},
+		{post, "/login", false, false, s.handleLogin},
+		{post, "/logout", true, false, s.handleLogout},
+		{post, "/logout/all", true, false, s.handleLogoutAll},
+		{post, "/register", false, false, s.handleRegister},
+		{get, "/register/available", false, false, s.handleRegisterAvailable},
+		{get, "/account/whoami", true, false, s.handleWhoami},
+		{post, "/account/password", true, false, s.handlePassword},
+		{post, "/account/deactivate", true, false, s.handleDeactivate},
+
+		{get, "/devices", true, false, s.handleDevices},
+		{get, "/devices/{deviceId}", true, false, s.handleDevice},
+		{put, "/devices/{deviceId}", true, false, s.handleRenameDevice},
+		{del, "/devices/{deviceId}", true, false, s.handleDeleteDevice},
+		{post, "/delete_devices", true, false, s.handleDeleteDevices},
+
+		{get, "/profile/{userId}", false, false, s.handleProfile},
+		{get, "/profile/{userId}/{field}", false, false, s.handleProfileField},
+		{put, "/profile/{userId}/{field}", true, false, s.handleSetProfileField},
+
+		{post, "/createRoom", true, false, s.handleCreateRoom},
+		{post, "/join/{roomIdOrAlias}", true, false, s.handleJoin},
+		{post, "/rooms/{roomId}/join", true, false, s.handleJoin},
+		{post, "/rooms/{roomId}/invite", true, false, s.handleInvite},
+		{post, "/rooms/{roomId}/leave", true, false, s.handleLeave},
+		{post, "/rooms/{roomId}/kick", true, false, s.handleKick},
+		{post, "/rooms/{roomId}/ban", true, false, s.handleBan},
+		{post, "/rooms/{roomId}/unban", true, false, s.handleUnban},
+		{post, "/rooms/{roomId}/forget", true, false, s.handleForget},
+		{get, "/joined_rooms", true, false, s.handleJoinedRooms},
+
+		{put, "/rooms/{roomId}/send/{eventType}/{txnId}", true, false, s.handleSend},
+		{put, "/rooms/{roomId}/redact/{eventId}/{txnId}", true, false, s.handleRedact},
+		{put, "/rooms/{roomId}/state/{eventType}", true, false, s.handleSetState},
+		{put, "/rooms/{roomId}/state/{eventType}/{stateKey}", true, false, s.handleSetState},
+		{get, "/rooms/{roomId}/state", true, false, s.handleState},
+		{get, "/rooms/{roomId}/state/{eventType}", true, false, s.handleStateEvent},
+		{get, "/rooms/{roomId}/state/{eventType}/{stateKey}", true, false, s.handleStateEvent},
+
+		{get, "/directory/room/{roomAlias}", false, false, s.handleGetAlias},
+		{put, "/directory/room/{roomAlias}", true, false, s.handlePutAlias},
+		{del, "/directory/room/{roomAlias}", true, false, s.handleDeleteAlias},
+		{get, "/rooms/{roomId}/aliases", true, false, s.handleRoomAliases},
+		{get, "/directory/list/room/{roomId}", false, false, s.handleGetVisibility},
+		{put, "/directory/list/room/{roomId}", true, false, s.handleSetVisibility},
+
+		{get, "/user/{userId}/account_data/{type}", true, false, s.handleGetAccountData},
+		{put, "/user/{userId}/account_data/{type}", true, false, s.handleSetAccountData},
+		{get, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleGetAccountData},
+		{put, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleSetAccountData},
+		{get, "/user/{userId}/rooms/{roomId}/tags", true, false, s.handleTags},
+		{put, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleSetTag},
+		{del, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleDeleteTag},
+		{post, "/user/{userId}/filter", true, false, s.handleCreateFilter},
+		{get, "/user/{userId}/filter/{filterId}", true, false, s.handleGetFilter},
+	}
+}

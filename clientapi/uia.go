@@ -1,0 +1,146 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// uiaSessions tracks user-interactive authentication sessions. They live for a few minutes
+// and only in memory: a lost session means the client starts the flow again, as the spec allows.
+type uiaSessions struct {
+	mu       sync.Mutex // guards sessions
+	sessions map[string]time.Time
+}
+
+func newUIASessions() *uiaSessions {
+	return &uiaSessions{sessions: make(map[string]time.Time)}
+}
+
+func (u *uiaSessions) start() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := time.Now()
+	for id, t := range u.sessions {
+		if now.Sub(t) > 15*time.Minute {
+			delete(u.sessions, id)
+		}
+	}
+	id := config.RandomSecret(18)
+	u.sessions[id] = now
+	return id
+}
+
+// authData is the "auth" object of a user-interactive authentication request.
+type authData struct {
+	Type       string          `json:"type"`
+	Session    string          `json:"session"`
+	Password   string          `json:"password"`
+	Token      string          `json:"token"`
+	Identifier *userIdentifier `json:"identifier"`
+	User       string          `json:"user"`
+}
+
+type userIdentifier struct {
+	Type string `json:"type"`
+	User string `json:"user"`
+}
+
+// uiaRequired is the 401 response that tells the client which flows it may complete.
+func (s *Server) uiaRequired(flows [][]string, errMsg string) error {
+	fl := make([]map[string]any, 0, len(flows))
+	for _, f := range flows {
+		fl = append(fl, map[string]any{"stages": f})
+	}
+	e := &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
+		"flows": fl, "params": map[string]any{}, "session": s.uia.start(),
+	}}
+	if errMsg != "" {
+		e.Code, e.Msg = "M_FORBIDDEN", errMsg
+	}
+	return e
+}
+
+// requirePassword runs the m.login.password stage for an authenticated user (device
+// deletion, password change, deactivation).
+func (s *Server) requirePassword(ctx context.Context, userID string, auth json.RawMessage) error {
+	flows := [][]string{{"m.login.password"}}
+	if len(auth) == 0 || string(auth) == "null" {
+		return s.uiaRequired(flows, "")
+	}
+	var a authData
+	if err := json.Unmarshal(auth, &a); err != nil {
+		return spec.BadJSON("auth must be an object")
+	}
+	if a.Type != "m.login.password" {
+		return s.uiaRequired(flows, "")
+	}
+	who := a.User
+	if a.Identifier != nil {
+		who = a.Identifier.User
+	}
+	if who != "" && s.qualify(who) != userID {
+		return s.uiaRequired(flows, "you can only authenticate as yourself")
+	}
+	if !s.checkPassword(ctx, userID, a.Password) {
+		return s.uiaRequired(flows, "invalid password")
+	}
+	return nil
+}
+
+// checkPassword reports whether password is the user's current password.
+func (s *Server) checkPassword(ctx context.Context, userID, password string) bool {
+	acc, err := s.db.Account(ctx, userID)
+	if err != nil || acc.Deactivated || acc.PasswordHash == "" {
+		// Spend the same time as a real check, so that timing does not reveal accounts.
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return false
+	}
+	return bcrypt.CompareHashAndPassword([]byte(acc.PasswordHash), []byte(password)) == nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("lattice-dummy-password"), bcrypt.DefaultCost)
+
+// qualify turns a localpart or user ID into a user ID on this server.
+func (s *Server) qualify(user string) string {
+	if strings.HasPrefix(user, "@") {
+		return user
+	}
+	return "@" + strings.ToLower(user) + ":" + s.cfg.ServerName
+}
+
+func hashPassword(cfg *config.Config, password string) (string, error) {
+	if len(password) < cfg.Registration.MinPasswordLength {
+		return "", spec.WeakPassword("password is too short")
+	}
+	if len(password) > 72 {
+		// bcrypt looks at 72 bytes only; refusing longer passwords avoids silent truncation.
+		return "", spec.WeakPassword("password is longer than 72 bytes")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	return string(h), err
+}
+
+// newDevice creates (or, for a reused device ID, refreshes) a device with a new access token.
+func (s *Server) newDevice(ctx context.Context, userID, deviceID, displayName, ip string) (string, string, error) {
+	if deviceID == "" {
+		deviceID = strings.ToUpper(config.RandomSecret(8))
+		deviceID = strings.NewReplacer("-", "A", "_", "B").Replace(deviceID)
+	}
+	token := httputil.NewAccessToken()
+	now := time.Now().UnixMilli()
+	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		return tx.UpsertDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: now, LastSeenIP: ip}, httputil.HashToken(token))
+	})
+	return deviceID, token, err
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+	"github.com/lattice-chat/lattice/syncapi"
+)
+
+const defaultConfigPath = "lattice-data/lattice.yaml"
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("serve", "serve [--config FILE]", stderr)
+	cfgPath := fs.String("config", "", "configuration file (default "+defaultConfigPath+", created on first start)")
+	serverName := fs.String("server-name", "localhost", "server name for a configuration created on first start")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		*cfgPath = defaultConfigPath
+		if err := firstStart(*cfgPath, *serverName, stderr); err != nil {
+			return err
+		}
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Logging, stderr)
+	return serve(ctx, cfg, log)
+}
+
+// firstStart writes a configuration with open registration on loopback when none exists, so
+// that `lattice` alone starts a working server.
+func firstStart(path, serverName string, stderr io.Writer) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = config.Generate(f, config.GenerateOptions{
+		ServerName: serverName, DataDir: ".", RegistrationMode: config.RegistrationOpen,
+	})
+	if err == nil {
+		fmt.Fprintf(stderr, "lattice: first start: wrote %s (server_name %s, open registration on 127.0.0.1:8008)\n", path, serverName)
+	}
+	return err
+}
+
+func newLogger(c config.Logging, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the server until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	keyID, key, err := loadOrCreateKey(cfg.KeyPath())
+	if err != nil {
+		return err
+	}
+	db, err := storage.Open(ctx, cfg.DatabaseURL(), cfg.Database.MaxOpenConns)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	start, err := syncapi.StartToken(ctx, db)
+	if err != nil {
+		return err
+	}
+	notifier := syncapi.NewNotifier(start)
+	rooms := roomserver.New(roomserver.Config{
+		ServerName:     spec.ServerName(cfg.ServerName),
+		KeyID:          keyID,
+		PrivateKey:     key,
+		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
+	}, db, notifier, log)
+	client := clientapi.New(cfg, db, rooms, notifier, log)
+	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, log)
+
+	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	client.Register(router)
+	syncer.Register(router)
+	router.NotFoundHandler = httputil.NotFoundHandler()
+	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	handler := httputil.Recover(log, httputil.CORS(httputil.Limits(cfg.Limits.MaxRequestBytes, router)))
+
+	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("lattice started", "server_name", cfg.ServerName, "client_api", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format
+// Synapse uses), creating it on first start.
+func loadOrCreateKey(path string) (gomatrixserverlib.KeyID, ed25519.PrivateKey, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return "", nil, err
+		}
+		id := make([]byte, 6)
+		_, _ = rand.Read(id)
+		keyID := "a_" + base64.RawURLEncoding.EncodeToString(id)[:4]
+		line := fmt.Sprintf("ed25519 %s %s\n", keyID, base64.RawStdEncoding.EncodeToString(seed))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(path, []byte(line), 0o600); err != nil {
+			return "", nil, err
+		}
+		raw = []byte(line)
+	} else if err != nil {
+		return "", nil, err
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) != 3 || fields[0] != "ed25519" {
+		return "", nil, fmt.Errorf("%s: expected \"ed25519 <key id> <base64 seed>\"", path)
+	}
+	seed, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(fields[2], "="))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return "", nil, fmt.Errorf("%s: invalid key seed", path)
+	}
+	return gomatrixserverlib.KeyID("ed25519:" + fields[1]), ed25519.NewKeyFromSeed(seed), nil
+}

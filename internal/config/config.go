@@ -1,0 +1,190 @@
+// Package config holds Lattice's configuration: the YAML file format, its defaults, validation
+// and the generator behind `lattice generate-config`. It imports no other Lattice package.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Registration modes.
+const (
+	RegistrationDisabled = "disabled"
+	RegistrationOpen     = "open"
+	RegistrationToken    = "token"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	ServerName     string       `yaml:"server_name"`
+	DataDir        string       `yaml:"data_dir"`
+	SigningKeyPath string       `yaml:"signing_key_path"`
+	Database       Database     `yaml:"database"`
+	ClientAPI      Listener     `yaml:"client_api"`
+	FederationAPI  Listener     `yaml:"federation_api"`
+	Registration   Registration `yaml:"registration"`
+	Limits         Limits       `yaml:"limits"`
+	Rooms          Rooms        `yaml:"rooms"`
+	Logging        Logging      `yaml:"logging"`
+}
+
+// Database selects the storage backend.
+type Database struct {
+	// URL is "sqlite:PATH" (relative paths are below data_dir) or a "postgres://" URL.
+	URL          string `yaml:"url"`
+	MaxOpenConns int    `yaml:"max_open_conns"`
+}
+
+// Listener is one HTTP listener.
+type Listener struct {
+	Listen        string `yaml:"listen"`
+	PublicBaseURL string `yaml:"public_base_url"`
+}
+
+// Registration controls who may create accounts.
+type Registration struct {
+	Mode              string   `yaml:"mode"`
+	Tokens            []string `yaml:"tokens"`
+	SharedSecret      string   `yaml:"shared_secret"`
+	MinPasswordLength int      `yaml:"min_password_length"`
+}
+
+// Limits bounds what clients may send.
+type Limits struct {
+	MaxRequestBytes  int64 `yaml:"max_request_bytes"`
+	MaxSyncTimeoutMS int   `yaml:"max_sync_timeout_ms"`
+}
+
+// Rooms holds room defaults.
+type Rooms struct {
+	DefaultVersion string `yaml:"default_version"`
+}
+
+// Logging configures log/slog.
+type Logging struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used for any option the file leaves out.
+func Default() Config {
+	return Config{
+		DataDir:      "./lattice-data",
+		Database:     Database{URL: "sqlite:lattice.db", MaxOpenConns: 16},
+		ClientAPI:    Listener{Listen: "127.0.0.1:8008"},
+		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
+		Limits:       Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000},
+		Rooms:        Rooms{DefaultVersion: "12"},
+		Logging:      Logging{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a YAML file on top of Default and validates it.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Default()
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !filepath.IsAbs(cfg.DataDir) {
+		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ServerName == "" {
+		errs = append(errs, errors.New("server_name is required"))
+	} else if strings.ContainsAny(c.ServerName, "/ @!#$") {
+		errs = append(errs, fmt.Errorf("server_name %q is not a valid Matrix server name", c.ServerName))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if !strings.HasPrefix(c.Database.URL, "sqlite:") && !strings.HasPrefix(c.Database.URL, "postgres://") && !strings.HasPrefix(c.Database.URL, "postgresql://") {
+		errs = append(errs, fmt.Errorf("database.url %q must start with sqlite: or postgres://", c.Database.URL))
+	}
+	if c.Database.MaxOpenConns < 1 {
+		errs = append(errs, errors.New("database.max_open_conns must be at least 1"))
+	}
+	if _, _, err := net.SplitHostPort(c.ClientAPI.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("client_api.listen: %w", err))
+	}
+	if c.FederationAPI.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.FederationAPI.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("federation_api.listen: %w", err))
+		}
+	}
+	switch c.Registration.Mode {
+	case RegistrationDisabled, RegistrationOpen:
+	case RegistrationToken:
+		if len(c.Registration.Tokens) == 0 {
+			errs = append(errs, errors.New("registration.mode is token but registration.tokens is empty"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("registration.mode %q must be open, token or disabled", c.Registration.Mode))
+	}
+	if c.Limits.MaxRequestBytes < 1024 {
+		errs = append(errs, errors.New("limits.max_request_bytes must be at least 1024"))
+	}
+	if c.Limits.MaxSyncTimeoutMS < 0 {
+		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logging.level %q must be debug, info, warn or error", c.Logging.Level))
+	}
+	switch c.Logging.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logging.format %q must be text or json", c.Logging.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// DatabaseURL returns the database URL with a relative SQLite path resolved below data_dir.
+func (c *Config) DatabaseURL() string {
+	if path, ok := strings.CutPrefix(c.Database.URL, "sqlite:"); ok && !filepath.IsAbs(path) {
+		return "sqlite:" + filepath.Join(c.DataDir, path)
+	}
+	return c.Database.URL
+}
+
+// KeyPath returns where the ed25519 signing key lives.
+func (c *Config) KeyPath() string {
+	if c.SigningKeyPath == "" {
+		return filepath.Join(c.DataDir, "signing.key")
+	}
+	if filepath.IsAbs(c.SigningKeyPath) {
+		return c.SigningKeyPath
+	}
+	return filepath.Join(c.DataDir, c.SigningKeyPath)
+}
+
+// RandomSecret returns n random bytes as unpadded URL-safe base64.
+func RandomSecret(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,84 @@
+package httputil
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+type deviceKey struct{}
+
+// Device returns the authenticated device of a request that passed Authenticate.
+func Device(ctx context.Context) *storage.Device {
+	d, _ := ctx.Value(deviceKey{}).(*storage.Device)
+	return d
+}
+
+// WithDevice returns ctx carrying d.
+func WithDevice(ctx context.Context, d *storage.Device) context.Context {
+	return context.WithValue(ctx, deviceKey{}, d)
+}
+
+// NewAccessToken returns a fresh access token: 32 random bytes, URL-safe base64.
+func NewAccessToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "lat_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashToken is how access tokens are stored: only their SHA-256.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// AccessToken extracts the access token from the Authorization header or the deprecated
+// access_token query parameter.
+func AccessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// DeviceLookup finds the device holding a token hash.
+type DeviceLookup interface {
+	DeviceByToken(ctx context.Context, tokenHash string) (*storage.Device, error)
+}
+
+// Authenticate wraps h so that it runs only for a request with a valid access token, with the
+// device in the request context. A missing token is M_MISSING_TOKEN, an unknown one
+// M_UNKNOWN_TOKEN, both 401.
+func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := AccessToken(r)
+		if tok == "" {
+			WriteError(w, r, log, spec.MissingToken("missing access token"))
+			return
+		}
+		dev, err := devices.DeviceByToken(r.Context(), HashToken(tok))
+		if errors.Is(err, storage.ErrNotFound) {
+			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_UNKNOWN_TOKEN", "error": "unknown access token", "soft_logout": false})
+			return
+		} else if err != nil {
+			WriteError(w, r, log, err)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(WithDevice(r.Context(), dev)))
+	})
+}

@@ -1,0 +1,254 @@
+// Package httputil is the Matrix JSON plumbing shared by the client and federation APIs:
+// the handler adapter, JSON decoding with the spec's error codes, error writing (the only
+// place that maps an errcode to an HTTP status and logs internal errors), CORS and body limits.
+// It must not import roomserver, syncapi, clientapi or federationapi.
+package httputil
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// Error is a Matrix error with an explicit status and extra top-level fields (for example the
+// flows of user-interactive authentication or retry_after_ms).
+type Error struct {
+	Status int
+	Code   string
+	Msg    string
+	Extra  map[string]any
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+
+// MarshalJSON writes errcode, error and the extra fields at the top level.
+func (e *Error) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(e.Extra)+2)
+	for k, v := range e.Extra {
+		m[k] = v
+	}
+	if e.Code != "" {
+		m["errcode"] = e.Code
+		m["error"] = e.Msg
+	}
+	return json.Marshal(m)
+}
+
+// Errorf returns an *Error with the given status and errcode.
+func Errorf(status int, code string, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// TooLarge is the error for bodies over the configured limit.
+func TooLarge() *Error {
+	return Errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "request body too large")
+}
+
+// Response lets a handler choose a status other than 200.
+type Response struct {
+	Status int
+	Body   any
+}
+
+// HandlerFunc is a handler that returns a value to encode as JSON, or an error.
+type HandlerFunc func(r *http.Request) (any, error)
+
+// Handle adapts fn to http.Handler.
+func Handle(log *slog.Logger, fn HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := fn(r)
+		if err != nil {
+			WriteError(w, r, log, err)
+			return
+		}
+		if resp, ok := res.(Response); ok {
+			WriteJSON(w, resp.Status, resp.Body)
+			return
+		}
+		WriteJSON(w, http.StatusOK, res)
+	})
+}
+
+// WriteJSON writes v with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"errcode":"M_UNKNOWN","error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// statusFor maps a Matrix errcode to the HTTP status the spec gives it.
+func statusFor(code spec.MatrixErrorCode) int {
+	switch code {
+	case spec.ErrorForbidden, spec.ErrorGuestAccessForbidden, "M_USER_DEACTIVATED", spec.ErrorThreePIDAuthFailed:
+		return http.StatusForbidden
+	case spec.ErrorNotFound:
+		return http.StatusNotFound
+	case spec.ErrorMissingToken, spec.ErrorUnknownToken:
+		return http.StatusUnauthorized
+	case spec.ErrorLimitExceeded:
+		return http.StatusTooManyRequests
+	case "M_TOO_LARGE":
+		return http.StatusRequestEntityTooLarge
+	case spec.ErrorUnknown:
+		return http.StatusInternalServerError
+	case spec.ErrorUnrecognized:
+		return http.StatusNotFound
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+// WriteError writes err as a Matrix error. Errors that are not Matrix errors are internal:
+// they are logged here, once, and the client sees only M_UNKNOWN.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var he *Error
+	var me spec.MatrixError
+	var le spec.LimitExceededError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		WriteJSON(w, he.Status, he)
+	case errors.As(err, &le):
+		WriteJSON(w, http.StatusTooManyRequests, map[string]any{"errcode": le.ErrCode, "error": le.Err, "retry_after_ms": le.RetryAfterMS})
+	case errors.As(err, &me):
+		WriteJSON(w, statusFor(me.ErrCode), me)
+	case errors.As(err, &mbe):
+		WriteJSON(w, http.StatusRequestEntityTooLarge, TooLarge())
+	default:
+		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		WriteJSON(w, http.StatusInternalServerError, spec.Unknown("internal server error"))
+	}
+}
+
+// DecodeJSON reads the request body into v, which must be a pointer to a struct or map.
+// Invalid JSON is M_NOT_JSON; valid JSON that is not an object, or has fields of the wrong
+// type, is M_BAD_JSON; a body over the limit is M_TOO_LARGE.
+func DecodeJSON(r *http.Request, v any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
+	return UnmarshalObject(body, v)
+}
+
+// ReadBody reads the whole request body, mapping an over-limit body to M_TOO_LARGE.
+func ReadBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, TooLarge()
+	} else if err != nil {
+		return nil, spec.BadJSON("could not read request body")
+	}
+	return body, nil
+}
+
+// UnmarshalObject decodes a JSON object into v with the spec's error codes.
+func UnmarshalObject(body []byte, v any) error {
+	trimmed := strings.TrimSpace(string(body))
+	if trimmed == "" {
+		return spec.NotJSON("request body is empty")
+	}
+	if !json.Valid([]byte(trimmed)) {
+		return spec.NotJSON("request body is not valid JSON")
+	}
+	if trimmed[0] != '{' {
+		return spec.BadJSON("request body must be a JSON object")
+	}
+	if err := json.Unmarshal([]byte(trimmed), v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return spec.BadJSON(fmt.Sprintf("field %q has the wrong type", te.Field))
+		}
+		return spec.BadJSON(err.Error())
+	}
+	return nil
+}
+
+// PathVar returns the URL-decoded path variable name.
+func PathVar(r *http.Request, name string) string {
+	raw := mux.Vars(r)[name]
+	if s, err := url.PathUnescape(raw); err == nil {
+		return s
+	}
+	return raw
+}
+
+// PathRoomID parses the path variable name as a room ID.
+func PathRoomID(r *http.Request, name string) (string, error) {
+	id := PathVar(r, name)
+	if !strings.HasPrefix(id, "!") {
+		return "", spec.InvalidParam("invalid room ID")
+	}
+	return id, nil
+}
+
+// Limits wraps h so that request bodies over maxBytes are refused with M_TOO_LARGE.
+func Limits(maxBytes int64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBytes {
+			WriteJSON(w, http.StatusRequestEntityTooLarge, TooLarge())
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// CORS adds the headers web clients need and answers preflight requests.
+func CORS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+		hdr.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// NotFoundHandler answers unknown endpoints with M_UNRECOGNIZED as the spec requires.
+func NotFoundHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusNotFound, spec.Unrecognized("unrecognized request"))
+	})
+}
+
+// MethodNotAllowedHandler answers a known path with an unsupported method.
+func MethodNotAllowedHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusMethodNotAllowed, spec.Unrecognized("method not allowed"))
+	})
+}
+
+// Recover turns a panic in a handler into a logged 500 rather than a dropped connection.
+func Recover(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "err", fmt.Sprint(v))
+				WriteJSON(w, http.StatusInternalServerError, spec.Unknown("internal server error"))
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}

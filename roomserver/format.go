@@ -1,0 +1,126 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Viewer is who an event is formatted for: transaction_id is shown only to the sending device.
+type Viewer struct {
+	UserID   string
+	DeviceID string
+}
+
+// ClientEvent is an event in the client-server API's ClientEvent format.
+type ClientEvent struct {
+	Content        json.RawMessage `json:"content"`
+	EventID        string          `json:"event_id"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	RoomID         string          `json:"room_id,omitempty"`
+	Sender         string          `json:"sender"`
+	StateKey       *string         `json:"state_key,omitempty"`
+	Type           string          `json:"type"`
+	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+}
+
+type pduFields struct {
+	Type           string          `json:"type"`
+	StateKey       *string         `json:"state_key"`
+	Content        json.RawMessage `json:"content"`
+	Sender         string          `json:"sender"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	Redacts        string          `json:"redacts"`
+	Unsigned       map[string]any  `json:"unsigned"`
+}
+
+// ClientEvents formats events of one room for a client, with unsigned age, transaction_id,
+// prev_content, replaces_state and redacted_because.
+func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
+	var replaced []int64
+	for _, ev := range evs {
+		if ev.ReplacesNID != 0 {
+			replaced = append(replaced, ev.ReplacesNID)
+		}
+	}
+	prev := map[int64]*storage.Event{}
+	if len(replaced) > 0 {
+		rows, err := s.db.EventsByNID(ctx, replaced)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range rows {
+			prev[p.NID] = p
+		}
+	}
+	now := s.now().UnixMilli()
+	out := make([]ClientEvent, 0, len(evs))
+	for _, ev := range evs {
+		ce, err := s.clientEvent(ctx, roomID, ev, prev[ev.ReplacesNID], v, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// ClientEvent formats one event for a client.
+func (s *Server) ClientEvent(ctx context.Context, roomID string, ev *storage.Event, v Viewer) (ClientEvent, error) {
+	evs, err := s.ClientEvents(ctx, roomID, []*storage.Event{ev}, v)
+	if err != nil {
+		return ClientEvent{}, err
+	}
+	return evs[0], nil
+}
+
+func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *storage.Event, v Viewer, now int64) (ClientEvent, error) {
+	var f pduFields
+	if err := json.Unmarshal(ev.JSON, &f); err != nil {
+		return ClientEvent{}, err
+	}
+	unsigned := map[string]any{}
+	for k, val := range f.Unsigned {
+		unsigned[k] = val
+	}
+	unsigned["age"] = max(now-f.OriginServerTS, 0)
+	if ev.TxnID != "" && ev.Sender == v.UserID && ev.TxnDevice == v.DeviceID {
+		unsigned["transaction_id"] = ev.TxnID
+	}
+	if prev != nil {
+		var pf pduFields
+		if err := json.Unmarshal(prev.JSON, &pf); err == nil {
+			unsigned["prev_content"] = pf.Content
+			unsigned["prev_sender"] = pf.Sender
+			unsigned["replaces_state"] = prev.EventID
+		}
+	}
+	if ev.RedactedBy != "" {
+		if red, err := s.db.Event(ctx, ev.RedactedBy); err == nil {
+			if rce, err := s.clientEvent(ctx, roomID, red, nil, v, now); err == nil {
+				unsigned["redacted_because"] = rce
+			}
+		}
+	}
+	content := f.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	return ClientEvent{
+		Content:        content,
+		EventID:        ev.EventID,
+		OriginServerTS: f.OriginServerTS,
+		RoomID:         roomID,
+		Sender:         f.Sender,
+		StateKey:       f.StateKey,
+		Type:           f.Type,
+		Redacts:        f.Redacts,
+		Unsigned:       unsigned,
+	}, nil
+}
+
+// Now returns the roomserver's clock, for callers that compute ages.
+func (s *Server) Now() time.Time { return s.now() }

@@ -1,0 +1,189 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// ResolveRoom returns the room ID for a room ID or a local alias.
+func (s *Server) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string, error) {
+	switch {
+	case strings.HasPrefix(roomIDOrAlias, "!"):
+		return roomIDOrAlias, nil
+	case strings.HasPrefix(roomIDOrAlias, "#"):
+		roomID, _, err := s.db.Alias(ctx, roomIDOrAlias)
+		if errors.Is(err, storage.ErrNotFound) {
+			return "", spec.NotFound("room alias not found")
+		}
+		return roomID, err
+	default:
+		return "", spec.InvalidParam("not a room ID or alias")
+	}
+}
+
+// Join makes userID join the room, with their profile in the member event.
+func (s *Server) Join(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
+	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
+	if err != nil {
+		return "", err
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	defer r.mu.Unlock()
+	content := s.memberContent(ctx, userID, spec.Join, reason)
+	if _, err := s.submitMember(ctx, r, userID, userID, content); err != nil {
+		return "", err
+	}
+	return roomID, nil
+}
+
+// Leave makes userID leave the room (or reject an invite).
+func (s *Server) Leave(ctx context.Context, userID, roomID, reason string) error {
+	return s.changeMembership(ctx, userID, roomID, userID, spec.Leave, reason)
+}
+
+// Invite invites target to the room.
+func (s *Server) Invite(ctx context.Context, userID, roomID, target, reason string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	return s.invite(ctx, r, userID, target, reason, false)
+}
+
+func (s *Server) invite(ctx context.Context, r *room, userID, target, reason string, isDirect bool) error {
+	if _, err := spec.NewUserID(target, true); err != nil {
+		return spec.InvalidParam("invalid user ID")
+	}
+	if r.members[target] == spec.Join {
+		return spec.Forbidden(target + " is already in the room")
+	}
+	if r.members[target] == spec.Ban {
+		return spec.Forbidden(target + " is banned from the room")
+	}
+	content := s.memberContent(ctx, target, spec.Invite, reason)
+	if isDirect {
+		content["is_direct"] = true
+	}
+	_, err := s.submitMember(ctx, r, userID, target, content)
+	return err
+}
+
+// Kick removes target from the room.
+func (s *Server) Kick(ctx context.Context, userID, roomID, target, reason string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	switch r.members[target] {
+	case spec.Join, spec.Invite, spec.Knock:
+	default:
+		return spec.Forbidden(target + " is not in the room")
+	}
+	_, err = s.submitMember(ctx, r, userID, target, s.memberContent(ctx, "", spec.Leave, reason))
+	return err
+}
+
+// Ban bans target from the room.
+func (s *Server) Ban(ctx context.Context, userID, roomID, target, reason string) error {
+	return s.changeMembership(ctx, userID, roomID, target, spec.Ban, reason)
+}
+
+// Unban lifts a ban; the target's membership becomes leave.
+func (s *Server) Unban(ctx context.Context, userID, roomID, target, reason string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	if r.members[target] != spec.Ban {
+		return spec.Forbidden(target + " is not banned")
+	}
+	_, err = s.submitMember(ctx, r, userID, target, s.memberContent(ctx, "", spec.Leave, reason))
+	return err
+}
+
+// Forget hides a room the user has left from their future syncs.
+func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	switch r.members[userID] {
+	case spec.Join, spec.Invite, spec.Knock:
+		return spec.Unknown("you must leave the room before forgetting it")
+	case "":
+		return spec.NotFound("you were never in this room")
+	}
+	return s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.ForgetRoom(ctx, r.nid, userID) })
+}
+
+func (s *Server) changeMembership(ctx context.Context, userID, roomID, target, membership, reason string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	_, err = s.submitMember(ctx, r, userID, target, s.memberContent(ctx, "", membership, reason))
+	return err
+}
+
+func (s *Server) submitMember(ctx context.Context, r *room, sender, target string, content map[string]any) (*storage.Event, error) {
+	raw, err := json.Marshal(content)
+	if err != nil {
+		return nil, err
+	}
+	return s.submit(ctx, r, eventRequest{Sender: sender, Type: spec.MRoomMember, StateKey: &target, Content: raw})
+}
+
+// memberContent returns member event content; with profileOf set, that local user's display
+// name and avatar are included, as clients show them.
+func (s *Server) memberContent(ctx context.Context, profileOf, membership, reason string) map[string]any {
+	content := map[string]any{"membership": membership}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	if profileOf != "" && s.isLocal(profileOf) {
+		if p, err := s.db.Profile(ctx, profileOf); err == nil {
+			if p.DisplayName != "" {
+				content["displayname"] = p.DisplayName
+			}
+			if p.AvatarURL != "" {
+				content["avatar_url"] = p.AvatarURL
+			}
+		}
+	}
+	return content
+}
+
+// UpdateProfile sends a new member event with the user's current profile into every room
+// they are joined to.
+func (s *Server) UpdateProfile(ctx context.Context, userID string) error {
+	ms, err := s.db.UserMemberships(ctx, userID, spec.Join)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		r, err := s.lockRoom(ctx, m.RoomID)
+		if err != nil {
+			return err
+		}
+		_, err = s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, userID, spec.Join, ""))
+		r.mu.Unlock()
+		if err != nil {
+			s.log.Warn("profile update not sent", "room_id", m.RoomID, "user_id", userID, "err", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+// Package roomserver owns the room event DAG: it is the only writer of room events and state.
+// Every event enters through one input path and is processed in order within its room, under
+// that room's lock; different rooms proceed in parallel. It imports storage and
+// gomatrixserverlib, and no HTTP or API package.
+package roomserver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Listener is told about committed events. It must not block.
+type Listener interface {
+	// EventsCommitted reports that the room event stream reached pos; users are the local
+	// users whose view of the room changed (its joined and invited members and the target
+	// of a membership change).
+	EventsCommitted(pos int64, users []string)
+}
+
+// Config is what the roomserver needs to know about its server.
+type Config struct {
+	ServerName     spec.ServerName
+	KeyID          gomatrixserverlib.KeyID
+	PrivateKey     ed25519.PrivateKey
+	DefaultVersion gomatrixserverlib.RoomVersion
+}
+
+// Server is the roomserver.
+type Server struct {
+	cfg      Config
+	db       *storage.DB
+	log      *slog.Logger
+	listener Listener
+	now      func() time.Time
+
+	mu    sync.Mutex       // guards rooms
+	rooms map[string]*room // loaded rooms by room ID
+
+	keys      *stateKeys
+	snapshots *snapshotCache
+	pdus      *pduCache
+}
+
+// New returns a roomserver writing to db and telling listener about new events.
+func New(cfg Config, db *storage.DB, listener Listener, log *slog.Logger) *Server {
+	return &Server{
+		cfg:       cfg,
+		db:        db,
+		log:       log,
+		listener:  listener,
+		now:       time.Now,
+		rooms:     make(map[string]*room),
+		keys:      newStateKeys(),
+		snapshots: newSnapshotCache(4096),
+		pdus:      newPDUCache(20000),
+	}
+}
+
+// ServerName returns the name of this server.
+func (s *Server) ServerName() spec.ServerName { return s.cfg.ServerName }
+
+// DB returns the database the roomserver writes to, for read-side queries.
+func (s *Server) DB() *storage.DB { return s.db }
+
+// room is the in-memory view of a room's head: everything needed to build the next event.
+// The roomserver is the only writer of rooms, so this view is kept in step with the database
+// by every commit. Lock order: room.mu before Server.mu is never taken; Server.mu is only
+// held to look rooms up.
+type room struct {
+	mu sync.Mutex // serialises input to the room; guards every field below
+
+	loaded      bool
+	nid         int64
+	id          string
+	version     gomatrixserverlib.IRoomVersion
+	snapshot    int64           // current state snapshot NID
+	chainLen    int             // delta-chain length of snapshot
+	state       map[int64]int64 // current state: state key NID -> event NID
+	extremities []extremity
+	maxDepth    int64
+	members     map[string]string // user ID -> current membership
+}
+
+type extremity struct {
+	nid int64
+	id  string
+}
+
+// errUnknownRoom is the client-visible error for a room this server does not have.
+var errUnknownRoom = spec.NotFound("unknown room")
+
+// lockRoom returns the room with its lock held, loading it from the database if needed.
+// The caller must call r.mu.Unlock().
+func (s *Server) lockRoom(ctx context.Context, roomID string) (*room, error) {
+	s.mu.Lock()
+	r, ok := s.rooms[roomID]
+	if !ok {
+		r = &room{id: roomID}
+		s.rooms[roomID] = r
+	}
+	s.mu.Unlock()
+	r.mu.Lock()
+	if r.loaded {
+		return r, nil
+	}
+	if err := s.loadRoom(ctx, r); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Server) loadRoom(ctx context.Context, r *room) error {
+	row, err := s.db.Room(ctx, r.id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errUnknownRoom
+	} else if err != nil {
+		return err
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(row.Version))
+	if err != nil {
+		return fmt.Errorf("room %s has unsupported version %s", r.id, row.Version)
+	}
+	state, chainLen, err := s.stateAt(ctx, row.StateSnapshotNID)
+	if err != nil {
+		return err
+	}
+	extNIDs, err := s.db.ForwardExtremities(ctx, row.NID)
+	if err != nil {
+		return err
+	}
+	exts, err := s.db.EventsByNID(ctx, extNIDs)
+	if err != nil {
+		return err
+	}
+	members, err := s.db.RoomMembers(ctx, row.NID, "")
+	if err != nil {
+		return err
+	}
+	r.nid, r.version, r.snapshot, r.chainLen, r.maxDepth = row.NID, ver, row.StateSnapshotNID, chainLen, row.MaxDepth
+	r.state = copyState(state)
+	r.extremities = r.extremities[:0]
+	for _, e := range exts {
+		r.extremities = append(r.extremities, extremity{nid: e.NID, id: e.EventID})
+	}
+	r.members = make(map[string]string, len(members))
+	for _, m := range members {
+		r.members[m.UserID] = m.Membership
+	}
+	r.loaded = true
+	return nil
+}
+
+// RoomVersion returns the version of a room this server knows.
+func (s *Server) RoomVersion(ctx context.Context, roomID string) (gomatrixserverlib.IRoomVersion, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	return r.version, nil
+}
+
+// Membership returns the user's current membership of the room ("" when none).
+func (s *Server) Membership(ctx context.Context, roomID, userID string) (string, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	defer r.mu.Unlock()
+	return r.members[userID], nil
+}
+
+// JoinedMembers returns the users currently joined to the room.
+func (s *Server) JoinedMembers(ctx context.Context, roomID string) ([]string, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	var out []string
+	for u, m := range r.members {
+		if m == spec.Join {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+func copyState(m map[int64]int64) map[int64]int64 {
+	out := make(map[int64]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(senderID), true)
+}

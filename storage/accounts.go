@@ -1,0 +1,87 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Account is a local user account.
+type Account struct {
+	UserID       string
+	PasswordHash string
+	IsAdmin      bool
+	Deactivated  bool
+	CreatedTS    int64
+}
+
+// InsertAccount creates an account and its empty profile; ErrConflict if the user exists.
+func (tx *Tx) InsertAccount(ctx context.Context, a Account) error {
+	_, err := tx.q.ExecContext(ctx, `
+		INSERT INTO accounts (user_id, password_hash, is_admin, deactivated, created_ts)
+		VALUES ($1, $2, $3, FALSE, $4)`, a.UserID, a.PasswordHash, a.IsAdmin, a.CreatedTS)
+	if tx.dialect.isUniqueViolation(err) {
+		return ErrConflict
+	} else if err != nil {
+		return fmt.Errorf("insert account %s: %w", a.UserID, err)
+	}
+	_, err = tx.q.ExecContext(ctx, `
+		INSERT INTO profiles (user_id, displayname, avatar_url) VALUES ($1, $2, '')
+		ON CONFLICT (user_id) DO NOTHING`, a.UserID, localpart(a.UserID))
+	if err != nil {
+		return fmt.Errorf("insert profile %s: %w", a.UserID, err)
+	}
+	return nil
+}
+
+// Account returns the account of userID, or ErrNotFound.
+func (q *Q) Account(ctx context.Context, userID string) (*Account, error) {
+	var a Account
+	err := q.q.QueryRowContext(ctx, `
+		SELECT user_id, password_hash, is_admin, deactivated, created_ts
+		FROM accounts WHERE user_id = $1`, userID,
+	).Scan(&a.UserID, &a.PasswordHash, &a.IsAdmin, &a.Deactivated, &a.CreatedTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select account %s: %w", userID, err)
+	}
+	return &a, nil
+}
+
+// SetPassword replaces the password hash of userID.
+func (tx *Tx) SetPassword(ctx context.Context, userID, hash string) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE accounts SET password_hash = $2 WHERE user_id = $1`, userID, hash)
+	if err != nil {
+		return fmt.Errorf("update password %s: %w", userID, err)
+	}
+	return nil
+}
+
+// DeactivateAccount marks the account deactivated, clears its password and removes its devices.
+func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
+	if _, err := tx.q.ExecContext(ctx, `UPDATE accounts SET deactivated = TRUE, password_hash = '' WHERE user_id = $1`, userID); err != nil {
+		return fmt.Errorf("deactivate %s: %w", userID, err)
+	}
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
+		return fmt.Errorf("delete devices %s: %w", userID, err)
+	}
+	return nil
+}
+
+// CountAccounts returns how many accounts exist.
+func (q *Q) CountAccounts(ctx context.Context) (int, error) {
+	var n int
+	err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts`).Scan(&n)
+	return n, err
+}
+
+func localpart(userID string) string {
+	for i := 1; i < len(userID); i++ {
+		if userID[i] == ':' {
+			return userID[1:i]
+		}
+	}
+	return userID
+}

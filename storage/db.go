@@ -1,0 +1,197 @@
+// Package storage is the only package that knows SQL. It serves both SQLite (modernc.org/sqlite,
+// the embedded default) and PostgreSQL (pgx) with one set of queries; dialect.go lists the few
+// real differences. It imports no other Lattice package.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
+)
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a unique row already exists.
+var ErrConflict = errors.New("conflict")
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Q carries the queries that work both inside and outside a write transaction.
+type Q struct {
+	q       querier
+	dialect dialect
+}
+
+// Tx is a write transaction.
+type Tx struct {
+	Q
+	tx *sql.Tx
+}
+
+// DB is the database. Its embedded Q reads from the reader pool.
+type DB struct {
+	Q
+	writer *sql.DB
+	reader *sql.DB
+}
+
+// Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
+func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
+	var db DB
+	var err error
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		db.dialect = sqliteDialect
+		// One writer connection: SQLite allows one writer at a time, so two writers can never
+		// race; BEGIN IMMEDIATE takes the write lock up front instead of failing at commit.
+		// synchronous(FULL) makes every commit durable before it is acknowledged.
+		base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+		if db.writer, err = sql.Open("sqlite", base+"&_txlock=immediate"); err != nil {
+			return nil, err
+		}
+		db.writer.SetMaxOpenConns(1)
+		if db.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
+			return nil, err
+		}
+		db.reader.SetMaxOpenConns(maxConns)
+	} else {
+		db.dialect = postgresDialect
+		if db.writer, err = sql.Open("pgx", url); err != nil {
+			return nil, err
+		}
+		db.writer.SetMaxOpenConns(maxConns)
+		db.reader = db.writer
+	}
+	db.q = db.reader
+	if err := db.writer.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.writer.Close()
+	if db.reader != db.writer {
+		err = errors.Join(err, db.reader.Close())
+	}
+	return err
+}
+
+// WithTx runs fn in a write transaction, committing when fn returns nil.
+func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect}, tx: sqlTx}
+	if err := fn(tx); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	dir := "migrations/" + db.dialect.name
+	entries, err := fs.ReadDir(migrationsFS, dir)
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, e := range entries {
+		var version int64
+		if _, err := fmt.Sscanf(e.Name(), "%04d_", &version); err != nil {
+			return fmt.Errorf("migration %s: bad name", e.Name())
+		}
+		body, err := fs.ReadFile(migrationsFS, dir+"/"+e.Name())
+		if err != nil {
+			return err
+		}
+		err = db.WithTx(ctx, func(tx *Tx) error {
+			var n int
+			if err := tx.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(string(body), ";\n") {
+				if strings.TrimSpace(stripComments(stmt)) == "" {
+					continue
+				}
+				if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", e.Name(), err)
+				}
+			}
+			_, err := tx.q.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+func stripComments(stmt string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(stmt, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// nextStreamPos advances the named stream and returns its new position.
+func (tx *Tx) nextStreamPos(ctx context.Context, name string) (int64, error) {
+	var pos int64
+	err := tx.q.QueryRowContext(ctx, `UPDATE streams SET pos = pos + 1 WHERE name = $1 RETURNING pos`, name).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("advance stream %s: %w", name, err)
+	}
+	return pos, nil
+}
+
+// StreamPos returns the current position of the named stream.
+func (q *Q) StreamPos(ctx context.Context, name string) (int64, error) {
+	var pos int64
+	err := q.q.QueryRowContext(ctx, `SELECT pos FROM streams WHERE name = $1`, name).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("select stream %s: %w", name, err)
+	}
+	return pos, nil
+}

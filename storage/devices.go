@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Device is a logged-in device with its access token (stored hashed).
+type Device struct {
+	UserID      string
+	DeviceID    string
+	DisplayName string
+	CreatedTS   int64
+	LastSeenTS  int64
+	LastSeenIP  string
+}
+
+const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip`
+
+func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
+	var d Device
+	err := row.Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP)
+	return &d, err
+}
+
+// UpsertDevice creates the device or, when it exists (a login reusing its device_id), gives it
+// the new token.
+func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) error {
+	_, err := tx.q.ExecContext(ctx, `
+		INSERT INTO devices (user_id, device_id, token_hash, display_name, created_ts, last_seen_ts, last_seen_ip)
+		VALUES ($1, $2, $3, $4, $5, $5, $6)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET token_hash = $3, last_seen_ts = $5, last_seen_ip = $6`,
+		d.UserID, d.DeviceID, tokenHash, d.DisplayName, d.CreatedTS, d.LastSeenIP)
+	if tx.dialect.isUniqueViolation(err) {
+		return ErrConflict
+	} else if err != nil {
+		return fmt.Errorf("upsert device %s %s: %w", d.UserID, d.DeviceID, err)
+	}
+	return nil
+}
+
+// DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound.
+func (q *Q) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
+	d, err := scanDevice(q.q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_hash = $1`, tokenHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device by token: %w", err)
+	}
+	return d, nil
+}
+
+// Device returns one device of userID, or ErrNotFound.
+func (q *Q) Device(ctx context.Context, userID, deviceID string) (*Device, error) {
+	d, err := scanDevice(q.q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device %s %s: %w", userID, deviceID, err)
+	}
+	return d, nil
+}
+
+// Devices lists the devices of userID.
+func (q *Q) Devices(ctx context.Context, userID string) ([]Device, error) {
+	rows, err := q.q.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("select devices %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *d)
+	}
+	return out, rows.Err()
+}
+
+// SetDeviceName renames a device; ErrNotFound if it does not exist.
+func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) error {
+	res, err := tx.q.ExecContext(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
+	if err != nil {
+		return fmt.Errorf("rename device: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteDevices removes the named devices of userID; with no names, all of them.
+func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...string) error {
+	if len(deviceIDs) == 0 {
+		_, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
+		return err
+	}
+	for _, id := range deviceIDs {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
+			return fmt.Errorf("delete device %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// TouchDevice records when and from where a device was last seen.
+func (tx *Tx) TouchDevice(ctx context.Context, userID, deviceID string, ts int64, ip string) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, ts, ip)
+	return err
+}

@@ -1,0 +1,213 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Event is a stored room event. NID is also its position in the room event stream.
+type Event struct {
+	NID            int64
+	EventID        string
+	RoomNID        int64
+	Type           string
+	StateKeyNID    int64 // 0 for message events
+	Sender         string
+	Depth          int64
+	OriginTS       int64
+	StateBeforeNID int64
+	ReplacesNID    int64 // the state event this one replaced, if any
+	Rejected       bool
+	RedactedBy     string
+	TxnDevice      string
+	TxnID          string
+	JSON           []byte
+}
+
+// IsState reports whether the event is a state event.
+func (e *Event) IsState() bool { return e.StateKeyNID != 0 }
+
+const eventColumns = `event_nid, event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
+	state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json`
+
+func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
+	var e Event
+	var js string
+	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &e.StateKeyNID, &e.Sender, &e.Depth, &e.OriginTS,
+		&e.StateBeforeNID, &e.ReplacesNID, &e.Rejected, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js)
+	e.JSON = []byte(js)
+	return &e, err
+}
+
+func (q *Q) events(ctx context.Context, query string, args ...any) ([]*Event, error) {
+	rows, err := q.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select events: %w", err)
+	}
+	defer rows.Close()
+	var out []*Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// InsertEvent stores ev and returns its NID; ErrConflict if the event ID exists.
+func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
+	err := tx.q.QueryRowContext(ctx, `
+		INSERT INTO events (event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
+			state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		RETURNING event_nid`,
+		ev.EventID, ev.RoomNID, ev.Type, ev.StateKeyNID, ev.Sender, ev.Depth, ev.OriginTS,
+		ev.StateBeforeNID, ev.ReplacesNID, ev.Rejected, ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON),
+	).Scan(&ev.NID)
+	if tx.dialect.isUniqueViolation(err) {
+		return 0, ErrConflict
+	} else if err != nil {
+		return 0, fmt.Errorf("insert event %s: %w", ev.EventID, err)
+	}
+	return ev.NID, nil
+}
+
+// RedactEvent replaces the stored JSON of eventID by its redacted form.
+func (tx *Tx) RedactEvent(ctx context.Context, eventID, redactedBy string, redactedJSON []byte) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE events SET event_json = $2, redacted_by = $3 WHERE event_id = $1`,
+		eventID, string(redactedJSON), redactedBy)
+	if err != nil {
+		return fmt.Errorf("redact event %s: %w", eventID, err)
+	}
+	return nil
+}
+
+// Event returns the event with the given ID, or ErrNotFound.
+func (q *Q) Event(ctx context.Context, eventID string) (*Event, error) {
+	ev, err := scanEvent(q.q.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select event %s: %w", eventID, err)
+	}
+	return ev, nil
+}
+
+// EventsByNID returns the events with the given NIDs, in NID order.
+func (q *Q) EventsByNID(ctx context.Context, nids []int64) ([]*Event, error) {
+	if len(nids) == 0 {
+		return nil, nil
+	}
+	var out []*Event
+	for start := 0; start < len(nids); start += 500 {
+		end := min(start+500, len(nids))
+		args := make([]any, 0, end-start)
+		ph := make([]string, 0, end-start)
+		for i, nid := range nids[start:end] {
+			args = append(args, nid)
+			ph = append(ph, fmt.Sprintf("$%d", i+1))
+		}
+		evs, err := q.events(ctx, `SELECT `+eventColumns+` FROM events WHERE event_nid IN (`+strings.Join(ph, ",")+`) ORDER BY event_nid`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// RoomEventsAfter returns up to limit accepted events of the room with since < NID <= upTo,
+// the latest ones, in stream order; more reports whether older ones in the range were left out.
+func (q *Q) RoomEventsAfter(ctx context.Context, roomNID, since, upTo int64, limit int) (evs []*Event, more bool, err error) {
+	evs, err = q.events(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3 AND NOT rejected
+		ORDER BY event_nid DESC LIMIT $4`, roomNID, since, upTo, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(evs) > limit {
+		more = true
+		evs = evs[:limit]
+	}
+	reverse(evs)
+	return evs, more, nil
+}
+
+// LatestRoomEventNID returns the newest accepted event NID of the room at or before upTo.
+func (q *Q) LatestRoomEventNID(ctx context.Context, roomNID, upTo int64) (int64, error) {
+	var nid sql.NullInt64
+	err := q.q.QueryRowContext(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected`, roomNID, upTo).Scan(&nid)
+	return nid.Int64, err
+}
+
+// TopoPos is a position in a room's topological order: (depth, stream position).
+type TopoPos struct {
+	Depth int64
+	NID   int64
+}
+
+// RoomEventsTopo pages through the room's events in topological order starting at from
+// (exclusive), backwards when backwards is set, stopping at to (exclusive) when given.
+func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to *TopoPos, backwards bool, limit int) ([]*Event, error) {
+	if backwards {
+		lo := TopoPos{Depth: -1, NID: -1}
+		if to != nil {
+			lo = *to
+		}
+		return q.events(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE room_nid = $1 AND NOT rejected
+			AND (depth < $2 OR (depth = $2 AND event_nid < $3))
+			AND (depth > $4 OR (depth = $4 AND event_nid > $5))
+			ORDER BY depth DESC, event_nid DESC LIMIT $6`, roomNID, from.Depth, from.NID, lo.Depth, lo.NID, limit)
+	}
+	hi := TopoPos{Depth: 1 << 62, NID: 1 << 62}
+	if to != nil {
+		hi = *to
+	}
+	return q.events(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND NOT rejected
+		AND (depth > $2 OR (depth = $2 AND event_nid > $3))
+		AND (depth < $4 OR (depth = $4 AND event_nid < $5))
+		ORDER BY depth ASC, event_nid ASC LIMIT $6`, roomNID, from.Depth, from.NID, hi.Depth, hi.NID, limit)
+}
+
+// TopoPosAtStream returns the topological position just after the last accepted event of the
+// room at or before stream position pos, so that paging backwards from it starts there.
+func (q *Q) TopoPosAtStream(ctx context.Context, roomNID, pos int64) (TopoPos, error) {
+	var tp TopoPos
+	err := q.q.QueryRowContext(ctx, `SELECT depth, event_nid FROM events
+		WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected
+		ORDER BY event_nid DESC LIMIT 1`, roomNID, pos).Scan(&tp.Depth, &tp.NID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TopoPos{}, nil
+	} else if err != nil {
+		return TopoPos{}, err
+	}
+	tp.NID++
+	return tp, nil
+}
+
+// StateEventsBetween returns the accepted state events of the room with since < NID < before.
+func (q *Q) StateEventsBetween(ctx context.Context, roomNID, since, before int64) ([]*Event, error) {
+	return q.events(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid > $2 AND event_nid < $3 AND state_key_nid <> 0 AND NOT rejected
+		ORDER BY event_nid`, roomNID, since, before)
+}
+
+// MaxEventNID returns the newest position of the room event stream.
+func (q *Q) MaxEventNID(ctx context.Context) (int64, error) {
+	var nid sql.NullInt64
+	err := q.q.QueryRowContext(ctx, `SELECT MAX(event_nid) FROM events`).Scan(&nid)
+	return nid.Int64, err
+}
+
+func reverse[T any](s []T) {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
+	}
+}

@@ -1,0 +1,154 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Filter is the part of the spec's Filter that the sync and messages endpoints apply.
+type Filter struct {
+	AccountData EventFilter `json:"account_data"`
+	Room        RoomFilter  `json:"room"`
+}
+
+// RoomFilter filters the rooms section of /sync.
+type RoomFilter struct {
+	Rooms        *[]string       `json:"rooms"`
+	NotRooms     []string        `json:"not_rooms"`
+	IncludeLeave bool            `json:"include_leave"`
+	Timeline     RoomEventFilter `json:"timeline"`
+	State        RoomEventFilter `json:"state"`
+	AccountData  RoomEventFilter `json:"account_data"`
+}
+
+// EventFilter is the spec's EventFilter.
+type EventFilter struct {
+	Limit      *int      `json:"limit"`
+	Types      *[]string `json:"types"`
+	NotTypes   []string  `json:"not_types"`
+	Senders    *[]string `json:"senders"`
+	NotSenders []string  `json:"not_senders"`
+}
+
+// RoomEventFilter is the spec's RoomEventFilter.
+type RoomEventFilter struct {
+	EventFilter
+	LazyLoadMembers         bool      `json:"lazy_load_members"`
+	IncludeRedundantMembers bool      `json:"include_redundant_members"`
+	Rooms                   *[]string `json:"rooms"`
+	NotRooms                []string  `json:"not_rooms"`
+	ContainsURL             *bool     `json:"contains_url"`
+}
+
+// loadFilter resolves the filter parameter: inline JSON (starting with "{") or a stored ID.
+func loadFilter(ctx context.Context, db *storage.DB, userID, param string) (Filter, error) {
+	var f Filter
+	if param == "" {
+		return f, nil
+	}
+	raw := param
+	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
+		id, err := strconv.ParseInt(param, 10, 64)
+		if err != nil {
+			return f, spec.InvalidParam("filter is neither JSON nor a filter ID")
+		}
+		raw, err = db.Filter(ctx, userID, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return f, spec.NotFound("unknown filter")
+		} else if err != nil {
+			return f, err
+		}
+	}
+	if err := httputil.UnmarshalObject([]byte(raw), &f); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// parseRoomEventFilter decodes the filter query parameter of /messages and /context.
+func parseRoomEventFilter(param string) (RoomEventFilter, error) {
+	var f RoomEventFilter
+	if param == "" {
+		return f, nil
+	}
+	err := json.Unmarshal([]byte(param), &f)
+	if err != nil {
+		return f, spec.BadJSON("invalid filter: " + err.Error())
+	}
+	return f, nil
+}
+
+// allowsRoom reports whether a room passes rooms / not_rooms.
+func allowsRoom(rooms *[]string, notRooms []string, roomID string) bool {
+	for _, r := range notRooms {
+		if r == roomID {
+			return false
+		}
+	}
+	if rooms == nil {
+		return true
+	}
+	for _, r := range *rooms {
+		if r == roomID {
+			return true
+		}
+	}
+	return false
+}
+
+// allows reports whether an event of this type and sender passes the filter.
+func (f EventFilter) allows(evType, sender string) bool {
+	for _, t := range f.NotTypes {
+		if matchType(t, evType) {
+			return false
+		}
+	}
+	for _, s := range f.NotSenders {
+		if s == sender {
+			return false
+		}
+	}
+	if f.Senders != nil {
+		ok := false
+		for _, s := range *f.Senders {
+			ok = ok || s == sender
+		}
+		if !ok {
+			return false
+		}
+	}
+	if f.Types != nil {
+		for _, t := range *f.Types {
+			if matchType(t, evType) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// matchType matches an event type against a filter pattern where "*" is a wildcard.
+func matchType(pattern, evType string) bool {
+	if !strings.Contains(pattern, "*") {
+		return pattern == evType
+	}
+	prefix, _, _ := strings.Cut(pattern, "*")
+	return strings.HasPrefix(evType, prefix)
+}
+
+// limit returns the filter's limit bounded to [1, max], or def.
+func (f EventFilter) limit(def, max int) int {
+	if f.Limit == nil || *f.Limit <= 0 {
+		return def
+	}
+	return min(*f.Limit, max)
+}

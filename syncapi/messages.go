@@ -1,0 +1,290 @@
+package syncapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+const (
+	defaultMessagesLimit = 10
+	maxMessagesLimit     = 1000
+)
+
+var (
+	topoStart = storage.TopoPos{Depth: -1, NID: -1}
+	topoEnd   = storage.TopoPos{Depth: 1 << 62, NID: 1 << 62}
+)
+
+// pagePos decodes a /messages token: a topological token, or a /sync since-token (as
+// prev_batch or next_batch may be used). For a since-token the position is just after the
+// room's last event at that stream position when going backwards, just before when forwards.
+func (s *Server) pagePos(ctx context.Context, roomNID int64, tok string, backwards bool) (storage.TopoPos, error) {
+	if p, ok := parseTopoToken(tok); ok {
+		return p, nil
+	}
+	st, err := ParseToken(tok)
+	if err != nil {
+		return storage.TopoPos{}, spec.InvalidParam("invalid pagination token")
+	}
+	p, err := s.db.TopoPosAtStream(ctx, roomNID, st.PDU)
+	if err != nil {
+		return p, err
+	}
+	if !backwards {
+		p.NID--
+	}
+	return p, nil
+}
+
+// handleMessages handles GET /rooms/{roomId}/messages.
+func (s *Server) handleMessages(r *http.Request) (any, error) {
+	ctx := r.Context()
+	dev := httputil.Device(ctx)
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	dir := q.Get("dir")
+	if dir != "b" && dir != "f" {
+		return nil, spec.InvalidParam("dir must be b or f")
+	}
+	backwards := dir == "b"
+	limit := defaultMessagesLimit
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return nil, spec.InvalidParam("limit must be a non-negative integer")
+		}
+		limit = min(max(n, 1), maxMessagesLimit)
+	}
+	filter, err := parseRoomEventFilter(q.Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if vis.membership.Membership == "" {
+		return nil, spec.Forbidden("you are not a member of this room")
+	}
+	from := topoEnd
+	if !backwards {
+		from = topoStart
+	}
+	if t := q.Get("from"); t != "" {
+		if from, err = s.pagePos(ctx, room.NID, t, backwards); err != nil {
+			return nil, err
+		}
+	}
+	var to *storage.TopoPos
+	if t := q.Get("to"); t != "" {
+		p, err := s.pagePos(ctx, room.NID, t, !backwards)
+		if err != nil {
+			return nil, err
+		}
+		to = &p
+	}
+	evs, err := s.db.RoomEventsTopo(ctx, room.NID, from, to, backwards, limit)
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{"start": topoToken(from)}
+	if len(evs) == limit {
+		last := evs[len(evs)-1]
+		resp["end"] = topoToken(storage.TopoPos{Depth: last.Depth, NID: last.NID})
+	}
+	visible, err := vis.filter(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	kept := visible[:0]
+	for _, ev := range visible {
+		if filter.allows(ev.Type, ev.Sender) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
+			kept = append(kept, ev)
+		}
+	}
+	viewer := roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}
+	chunk, err := s.rooms.ClientEvents(ctx, roomID, kept, viewer)
+	if err != nil {
+		return nil, err
+	}
+	resp["chunk"] = chunk
+	if filter.LazyLoadMembers {
+		state, err := s.memberEventsFor(ctx, room.NID, roomID, chunk, viewer)
+		if err != nil {
+			return nil, err
+		}
+		resp["state"] = state
+	}
+	return resp, nil
+}
+
+// memberEventsFor returns the current member events of the senders of evs.
+func (s *Server) memberEventsFor(ctx context.Context, roomNID int64, roomID string, evs []roomserver.ClientEvent, viewer roomserver.Viewer) ([]roomserver.ClientEvent, error) {
+	seen := map[string]bool{}
+	var members []*storage.Event
+	for _, ev := range evs {
+		if seen[ev.Sender] {
+			continue
+		}
+		seen[ev.Sender] = true
+		m, err := s.db.CurrentStateEvent(ctx, roomNID, storage.StateKey{Type: spec.MRoomMember, StateKey: ev.Sender})
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		members = append(members, m)
+	}
+	out, err := s.rooms.ClientEvents(ctx, roomID, members, viewer)
+	if out == nil {
+		out = []roomserver.ClientEvent{}
+	}
+	return out, err
+}
+
+// visibleEvent returns an event of the room that the user may see, or M_NOT_FOUND.
+func (s *Server) visibleEvent(ctx context.Context, vis *visibility, room *storage.Room, eventID string) (*storage.Event, error) {
+	ev, err := s.db.Event(ctx, eventID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomNID != room.NID || ev.Rejected)) {
+		return nil, spec.NotFound("event not found")
+	} else if err != nil {
+		return nil, err
+	}
+	ok, err := vis.canSee(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, spec.NotFound("event not found")
+	}
+	return ev, nil
+}
+
+// handleEvent handles GET /rooms/{roomId}/event/{eventId}.
+func (s *Server) handleEvent(r *http.Request) (any, error) {
+	ctx := r.Context()
+	dev := httputil.Device(ctx)
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, spec.NotFound("event not found")
+	}
+	ev, err := s.visibleEvent(ctx, vis, room, httputil.PathVar(r, "eventId"))
+	if err != nil {
+		return nil, err
+	}
+	return s.rooms.ClientEvent(ctx, roomID, ev, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+}
+
+// handleContext handles GET /rooms/{roomId}/context/{eventId}.
+func (s *Server) handleContext(r *http.Request) (any, error) {
+	ctx := r.Context()
+	dev := httputil.Device(ctx)
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	limit := defaultMessagesLimit
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return nil, spec.InvalidParam("limit must be a non-negative integer")
+		}
+		limit = min(n, maxMessagesLimit)
+	}
+	filter, err := parseRoomEventFilter(r.URL.Query().Get("filter"))
+	if err != nil {
+		return nil, err
+	}
+	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := s.visibleEvent(ctx, vis, room, httputil.PathVar(r, "eventId"))
+	if err != nil {
+		return nil, err
+	}
+	at := storage.TopoPos{Depth: ev.Depth, NID: ev.NID}
+	nBefore := limit / 2
+	nAfter := limit - nBefore
+	before, after := []*storage.Event{}, []*storage.Event{}
+	if nBefore > 0 {
+		if before, err = s.db.RoomEventsTopo(ctx, room.NID, at, nil, true, nBefore); err != nil {
+			return nil, err
+		}
+	}
+	if nAfter > 0 {
+		if after, err = s.db.RoomEventsTopo(ctx, room.NID, at, nil, false, nAfter); err != nil {
+			return nil, err
+		}
+	}
+	start, end := at, at
+	if len(before) > 0 {
+		start = storage.TopoPos{Depth: before[len(before)-1].Depth, NID: before[len(before)-1].NID}
+	}
+	if len(after) > 0 {
+		end = storage.TopoPos{Depth: after[len(after)-1].Depth, NID: after[len(after)-1].NID}
+	}
+	viewer := roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}
+	format := func(evs []*storage.Event) ([]roomserver.ClientEvent, error) {
+		visible, err := vis.filter(ctx, evs)
+		if err != nil {
+			return nil, err
+		}
+		kept := visible[:0]
+		for _, e := range visible {
+			if filter.allows(e.Type, e.Sender) {
+				kept = append(kept, e)
+			}
+		}
+		out, err := s.rooms.ClientEvents(ctx, roomID, kept, viewer)
+		if out == nil {
+			out = []roomserver.ClientEvent{}
+		}
+		return out, err
+	}
+	beforeEvs, err := format(before)
+	if err != nil {
+		return nil, err
+	}
+	afterEvs, err := format(after)
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.rooms.ClientEvent(ctx, roomID, ev, viewer)
+	if err != nil {
+		return nil, err
+	}
+	stateEvs, err := s.rooms.VisibleState(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var state []roomserver.ClientEvent
+	if filter.LazyLoadMembers {
+		all := append(append(append([]roomserver.ClientEvent{}, beforeEvs...), target), afterEvs...)
+		state, err = s.memberEventsFor(ctx, room.NID, roomID, all, viewer)
+	} else {
+		state, err = s.rooms.ClientEvents(ctx, roomID, stateEvs, viewer)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"event": target, "events_before": beforeEvs, "events_after": afterEvs,
+		"start": topoToken(start), "end": topoToken(end), "state": state,
+	}, nil
+}

@@ -1,0 +1,91 @@
+package syncapi
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Notifier tracks the newest stream positions and wakes exactly the long-polling /sync
+// requests of the users a change affects. There is no polling loop.
+type Notifier struct {
+	mu      sync.Mutex // guards pos and waiters
+	pos     Token
+	waiters map[string]map[chan struct{}]struct{} // user ID -> channels to close
+}
+
+// NewNotifier returns a notifier starting at pos.
+func NewNotifier(pos Token) *Notifier {
+	return &Notifier{pos: pos, waiters: make(map[string]map[chan struct{}]struct{})}
+}
+
+// Current returns the newest positions.
+func (n *Notifier) Current() Token {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pos
+}
+
+// EventsCommitted implements roomserver.Listener.
+func (n *Notifier) EventsCommitted(pos int64, users []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pos.PDU = max(n.pos.PDU, pos)
+	for _, u := range users {
+		n.wakeLocked(u)
+	}
+}
+
+// AccountDataChanged implements clientapi.Waker.
+func (n *Notifier) AccountDataChanged(userID string, pos int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pos.AccountData = max(n.pos.AccountData, pos)
+	n.wakeLocked(userID)
+}
+
+func (n *Notifier) wakeLocked(userID string) {
+	for ch := range n.waiters[userID] {
+		close(ch)
+	}
+	delete(n.waiters, userID)
+}
+
+// listen returns a channel closed at the next change for userID, and a function to stop
+// listening. The position at the time of registering is returned too, so that a caller can
+// tell whether something happened between its last look and the registration.
+func (n *Notifier) listen(userID string) (<-chan struct{}, Token, func()) {
+	ch := make(chan struct{})
+	n.mu.Lock()
+	if n.waiters[userID] == nil {
+		n.waiters[userID] = make(map[chan struct{}]struct{})
+	}
+	n.waiters[userID][ch] = struct{}{}
+	pos := n.pos
+	n.mu.Unlock()
+	return ch, pos, func() {
+		n.mu.Lock()
+		if set := n.waiters[userID]; set != nil {
+			if _, ok := set[ch]; ok {
+				delete(set, ch)
+				if len(set) == 0 {
+					delete(n.waiters, userID)
+				}
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+// wait blocks until userID is woken, the timeout passes or ctx ends.
+func (n *Notifier) wait(ctx context.Context, ch <-chan struct{}, timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}

@@ -1,0 +1,64 @@
+// Package syncapi is the read side of the client API: /sync with since-tokens and long-polling,
+// /messages, /context, /event and the member lists. It never writes room events. It must not
+// import clientapi or federationapi.
+package syncapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Server is the sync API.
+type Server struct {
+	db         *storage.DB
+	rooms      *roomserver.Server
+	notifier   *Notifier
+	log        *slog.Logger
+	maxTimeout time.Duration
+}
+
+// New returns the sync API. The notifier must be the roomserver's listener.
+func New(db *storage.DB, rooms *roomserver.Server, notifier *Notifier, maxTimeout time.Duration, log *slog.Logger) *Server {
+	return &Server{db: db, rooms: rooms, notifier: notifier, maxTimeout: maxTimeout, log: log}
+}
+
+// StartToken reads the newest stream positions from the database, for the notifier at start-up.
+func StartToken(ctx context.Context, db *storage.DB) (Token, error) {
+	pdu, err := db.MaxEventNID(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	acct, err := db.StreamPos(ctx, "account_data")
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{PDU: pdu, AccountData: acct}, nil
+}
+
+// Register adds the sync API routes to the router.
+func (s *Server) Register(root *mux.Router) {
+	v3 := root.PathPrefix("/_matrix/client/{version:(?:v3|r0)}").Subrouter()
+	const get = http.MethodGet
+	routes := []struct {
+		method, path string
+		fn           httputil.HandlerFunc
+	}{
+		{get, "/sync", s.handleSync},
+		{get, "/rooms/{roomId}/messages", s.handleMessages},
+		{get, "/rooms/{roomId}/context/{eventId}", s.handleContext},
+		{get, "/rooms/{roomId}/event/{eventId}", s.handleEvent},
+		{get, "/rooms/{roomId}/members", s.handleMembers},
+		{get, "/rooms/{roomId}/joined_members", s.handleJoinedMembers},
+	}
+	for _, rt := range routes {
+		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)
+	}
+}

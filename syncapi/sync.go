@@ -1,0 +1,233 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+)
+
+type eventList struct {
+	Events []any `json:"events"`
+}
+
+type timeline struct {
+	Events    []roomserver.ClientEvent `json:"events"`
+	Limited   bool                     `json:"limited"`
+	PrevBatch string                   `json:"prev_batch,omitempty"`
+}
+
+type unreadCounts struct {
+	HighlightCount    int `json:"highlight_count"`
+	NotificationCount int `json:"notification_count"`
+}
+
+type joinedRoom struct {
+	Summary             map[string]any `json:"summary"`
+	State               eventList      `json:"state"`
+	Timeline            timeline       `json:"timeline"`
+	Ephemeral           eventList      `json:"ephemeral"`
+	AccountData         eventList      `json:"account_data"`
+	UnreadNotifications unreadCounts   `json:"unread_notifications"`
+}
+
+type strippedState struct {
+	InviteState eventList `json:"invite_state,omitempty"`
+	KnockState  eventList `json:"knock_state,omitempty"`
+}
+
+type leftRoom struct {
+	State       eventList `json:"state"`
+	Timeline    timeline  `json:"timeline"`
+	AccountData eventList `json:"account_data"`
+}
+
+type syncRooms struct {
+	Join   map[string]*joinedRoom    `json:"join"`
+	Invite map[string]*strippedState `json:"invite"`
+	Leave  map[string]*leftRoom      `json:"leave"`
+	Knock  map[string]*strippedState `json:"knock"`
+}
+
+type syncResponse struct {
+	NextBatch              string         `json:"next_batch"`
+	Rooms                  syncRooms      `json:"rooms"`
+	AccountData            eventList      `json:"account_data"`
+	Presence               eventList      `json:"presence"`
+	ToDevice               eventList      `json:"to_device"`
+	DeviceLists            map[string]any `json:"device_lists"`
+	DeviceOneTimeKeysCount map[string]int `json:"device_one_time_keys_count"`
+}
+
+func (r *syncResponse) empty() bool {
+	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 &&
+		len(r.Rooms.Knock) == 0 && len(r.AccountData.Events) == 0
+}
+
+// syncRequest is one /sync call's parameters.
+type syncRequest struct {
+	viewer    roomserver.Viewer
+	since     *Token
+	filter    Filter
+	fullState bool
+}
+
+// handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
+// milliseconds for the notifier to report a change for this user.
+func (s *Server) handleSync(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	q := r.URL.Query()
+	req := syncRequest{viewer: roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}, fullState: q.Get("full_state") == "true"}
+	if since := q.Get("since"); since != "" {
+		tok, err := ParseToken(since)
+		if err != nil {
+			return nil, err
+		}
+		req.since = &tok
+	}
+	var err error
+	if req.filter, err = loadFilter(r.Context(), s.db, dev.UserID, q.Get("filter")); err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(0)
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || ms < 0 {
+			return nil, spec.InvalidParam("timeout must be a non-negative integer")
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, s.maxTimeout)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ch, pos, stop := s.notifier.listen(dev.UserID)
+		resp, err := s.buildSync(r.Context(), req, pos)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		remaining := time.Until(deadline)
+		if req.since == nil || req.fullState || !resp.empty() || remaining <= 0 {
+			stop()
+			return resp, nil
+		}
+		// Nothing new for this user: wait for a change, then look again from the same since.
+		woken := s.notifier.wait(r.Context(), ch, remaining)
+		stop()
+		if !woken {
+			if r.Context().Err() != nil {
+				return nil, r.Context().Err()
+			}
+			return resp, nil
+		}
+	}
+}
+
+// buildSync assembles the response for changes after req.since up to the positions to.
+func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syncResponse, error) {
+	userID := req.viewer.UserID
+	memberships, err := s.db.UserMemberships(ctx, userID, "")
+	if err != nil {
+		return nil, err
+	}
+	// A membership committed after the notifier's position was read is included now rather
+	// than half-seen: every event up to it is committed (the writer commits in order).
+	for _, m := range memberships {
+		to.PDU = max(to.PDU, m.EventNID)
+	}
+	since := Token{}
+	if req.since != nil {
+		since = *req.since
+	}
+	resp := &syncResponse{
+		NextBatch: to.String(),
+		Rooms: syncRooms{
+			Join: map[string]*joinedRoom{}, Invite: map[string]*strippedState{},
+			Leave: map[string]*leftRoom{}, Knock: map[string]*strippedState{},
+		},
+		AccountData:            eventList{Events: []any{}},
+		Presence:               eventList{Events: []any{}},
+		ToDevice:               eventList{Events: []any{}},
+		DeviceLists:            map[string]any{"changed": []string{}, "left": []string{}},
+		DeviceOneTimeKeysCount: map[string]int{"signed_curve25519": 0},
+	}
+	roomData, err := s.accountData(ctx, userID, since.AccountData, to.AccountData, req.filter, resp)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range memberships {
+		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
+			continue
+		}
+		changed := req.since == nil || m.EventNID > since.PDU
+		switch m.Membership {
+		case spec.Join:
+			jr, err := s.joinedRoom(ctx, req, m, since.PDU, to.PDU)
+			if err != nil {
+				return nil, err
+			}
+			if ad := roomData[m.RoomID]; len(ad) > 0 {
+				if jr == nil {
+					jr, err = s.joinedRoomAccountDataOnly(ctx, req, m, to.PDU)
+					if err != nil {
+						return nil, err
+					}
+				}
+				jr.AccountData.Events = ad
+			}
+			if jr != nil {
+				resp.Rooms.Join[m.RoomID] = jr
+			}
+		case spec.Invite, spec.Knock:
+			if !changed {
+				continue
+			}
+			st, err := s.strippedState(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			if m.Membership == spec.Invite {
+				resp.Rooms.Invite[m.RoomID] = &strippedState{InviteState: st}
+			} else {
+				resp.Rooms.Knock[m.RoomID] = &strippedState{KnockState: st}
+			}
+		case spec.Leave, spec.Ban:
+			if (req.since == nil && !req.filter.Room.IncludeLeave) || !changed {
+				continue
+			}
+			lr, err := s.leftRoom(ctx, req, m, since.PDU)
+			if err != nil {
+				return nil, err
+			}
+			if lr != nil {
+				resp.Rooms.Leave[m.RoomID] = lr
+			}
+		}
+	}
+	return resp, nil
+}
+
+// accountData fills the global account data and returns the per-room entries by room.
+func (s *Server) accountData(ctx context.Context, userID string, since, to int64, f Filter, resp *syncResponse) (map[string][]any, error) {
+	entries, err := s.db.AccountDataSince(ctx, userID, since, to)
+	if err != nil {
+		return nil, err
+	}
+	byRoom := map[string][]any{}
+	for _, e := range entries {
+		ev := map[string]any{"type": e.Type, "content": json.RawMessage(e.Content)}
+		if e.RoomID == "" {
+			if f.AccountData.allows(e.Type, "") {
+				resp.AccountData.Events = append(resp.AccountData.Events, ev)
+			}
+		} else if f.Room.AccountData.allows(e.Type, "") {
+			byRoom[e.RoomID] = append(byRoom[e.RoomID], ev)
+		}
+	}
+	return byRoom, nil
+}

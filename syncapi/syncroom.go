@@ -1,0 +1,319 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+const (
+	defaultTimelineLimit = 20
+	maxTimelineLimit     = 500
+)
+
+// joinedRoom returns the join section of one room, or nil when nothing changed in it.
+// A room the user joined after since (or any room of an initial or full_state sync) gets the
+// full state at the start of its timeline; otherwise a limited timeline gets the state
+// events that happened in the gap, and an unlimited one none.
+func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Membership, since, to int64) (*joinedRoom, error) {
+	full := req.since == nil || req.fullState
+	if !full && m.EventNID > since {
+		joined, err := s.joinedAfter(ctx, m, since)
+		if err != nil {
+			return nil, err
+		}
+		full = joined
+	}
+	from := since
+	if full {
+		from = 0
+	}
+	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if !full && len(tl.Events) == 0 {
+		return nil, nil
+	}
+	var state []*storage.Event
+	switch {
+	case full:
+		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
+	case tl.Limited:
+		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	stateEvs, err := s.formatState(ctx, req, m.RoomID, state, tl.Events)
+	if err != nil {
+		return nil, err
+	}
+	summary, err := s.summary(ctx, m.RoomNID, req.viewer.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &joinedRoom{
+		Summary:     summary,
+		State:       eventList{Events: stateEvs},
+		Timeline:    tl,
+		Ephemeral:   eventList{Events: []any{}},
+		AccountData: eventList{Events: []any{}},
+	}, nil
+}
+
+// joinedRoomAccountDataOnly is the join section of a room whose only change is account data.
+func (s *Server) joinedRoomAccountDataOnly(ctx context.Context, req syncRequest, m storage.Membership, to int64) (*joinedRoom, error) {
+	pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
+	if err != nil {
+		return nil, err
+	}
+	return &joinedRoom{
+		Summary:     map[string]any{},
+		State:       eventList{Events: []any{}},
+		Timeline:    timeline{Events: []roomserver.ClientEvent{}, PrevBatch: topoToken(pos)},
+		Ephemeral:   eventList{Events: []any{}},
+		AccountData: eventList{Events: []any{}},
+	}, nil
+}
+
+// joinedAfter reports whether the user's join happened after since, i.e. the membership
+// event at or after since turned a non-join into a join (not a profile change).
+func (s *Server) joinedAfter(ctx context.Context, m storage.Membership, since int64) (bool, error) {
+	evs, err := s.db.EventsByNID(ctx, []int64{m.EventNID})
+	if err != nil || len(evs) == 0 {
+		return true, err
+	}
+	for ev := evs[0]; ; {
+		if ev.ReplacesNID == 0 {
+			return true, nil
+		}
+		prev, err := s.db.EventsByNID(ctx, []int64{ev.ReplacesNID})
+		if err != nil || len(prev) == 0 {
+			return true, err
+		}
+		if membershipOf(prev[0]) != spec.Join {
+			return true, nil
+		}
+		if prev[0].NID <= since {
+			return false, nil
+		}
+		ev = prev[0]
+	}
+}
+
+func membershipOf(ev *storage.Event) string {
+	var c struct {
+		Content struct {
+			Membership string `json:"membership"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(ev.JSON, &c)
+	return c.Content.Membership
+}
+
+// timeline returns the newest events of the room in (from, to], limited by the filter, with
+// the NID and state-before snapshot of its first event.
+func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Membership, from, to int64) (timeline, int64, int64, error) {
+	limit := req.filter.Room.Timeline.limit(defaultTimelineLimit, maxTimelineLimit)
+	evs, more, err := s.db.RoomEventsAfter(ctx, m.RoomNID, from, to, limit)
+	if err != nil {
+		return timeline{}, 0, 0, err
+	}
+	tl := timeline{Events: []roomserver.ClientEvent{}, Limited: more}
+	firstNID, stateBefore := to+1, int64(-1)
+	if len(evs) > 0 {
+		firstNID, stateBefore = evs[0].NID, evs[0].StateBeforeNID
+		tl.PrevBatch = topoToken(storage.TopoPos{Depth: evs[0].Depth, NID: evs[0].NID})
+	} else {
+		pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
+		if err != nil {
+			return tl, 0, 0, err
+		}
+		tl.PrevBatch = topoToken(pos)
+	}
+	kept := evs[:0]
+	for _, ev := range evs {
+		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
+			kept = append(kept, ev)
+		}
+	}
+	tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
+	return tl, firstNID, stateBefore, err
+}
+
+// stateAtStart returns the room state just before the event firstNID (the current state
+// when the timeline is empty).
+func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, firstNID int64) ([]*storage.Event, error) {
+	if snapshotNID < 0 {
+		return s.db.CurrentStateEvents(ctx, roomNID, "")
+	}
+	state, err := s.rooms.StateAt(ctx, snapshotNID)
+	if err != nil {
+		return nil, err
+	}
+	nids := make([]int64, 0, len(state))
+	for _, ev := range state {
+		nids = append(nids, ev)
+	}
+	return s.db.EventsByNID(ctx, nids)
+}
+
+// gapState returns the newest state event per key among those in (since, before).
+func (s *Server) gapState(ctx context.Context, roomNID, since, before int64) ([]*storage.Event, error) {
+	evs, err := s.db.StateEventsBetween(ctx, roomNID, since, before)
+	if err != nil {
+		return nil, err
+	}
+	latest := map[int64]*storage.Event{}
+	for _, ev := range evs {
+		latest[ev.StateKeyNID] = ev
+	}
+	out := make([]*storage.Event, 0, len(latest))
+	for _, ev := range latest {
+		out = append(out, ev)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NID < out[j].NID })
+	return out, nil
+}
+
+// formatState applies the state filter (including lazy-loading of members: only the senders
+// of the timeline and the user themself) and formats the events.
+func (s *Server) formatState(ctx context.Context, req syncRequest, roomID string, state []*storage.Event, tl []roomserver.ClientEvent) ([]any, error) {
+	f := req.filter.Room.State
+	senders := map[string]bool{req.viewer.UserID: true}
+	for _, ev := range tl {
+		senders[ev.Sender] = true
+	}
+	evs, err := s.rooms.ClientEvents(ctx, roomID, state, req.viewer)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, 0, len(evs))
+	for _, ev := range evs {
+		if !f.allows(ev.Type, ev.Sender) {
+			continue
+		}
+		if f.LazyLoadMembers && ev.Type == spec.MRoomMember && ev.StateKey != nil && !senders[*ev.StateKey] {
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// summary returns the room summary: heroes and the joined and invited member counts.
+func (s *Server) summary(ctx context.Context, roomNID int64, userID string) (map[string]any, error) {
+	members, err := s.db.RoomMembers(ctx, roomNID, "")
+	if err != nil {
+		return nil, err
+	}
+	joined, invited := 0, 0
+	var heroes, formerHeroes []string
+	for _, m := range members {
+		switch m.Membership {
+		case spec.Join:
+			joined++
+		case spec.Invite:
+			invited++
+		}
+		if m.UserID == userID {
+			continue
+		}
+		if m.Membership == spec.Join || m.Membership == spec.Invite {
+			heroes = append(heroes, m.UserID)
+		} else {
+			formerHeroes = append(formerHeroes, m.UserID)
+		}
+	}
+	if len(heroes) == 0 {
+		heroes = formerHeroes
+	}
+	if len(heroes) > 5 {
+		heroes = heroes[:5]
+	}
+	if heroes == nil {
+		heroes = []string{}
+	}
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+}
+
+// strippedState returns the invite_state / knock_state of a room: the events a client needs
+// to show the invitation, and the user's own membership event.
+func (s *Server) strippedState(ctx context.Context, m storage.Membership) (eventList, error) {
+	evs, err := s.db.CurrentStateEvents(ctx, m.RoomNID, "")
+	if err != nil {
+		return eventList{}, err
+	}
+	out := eventList{Events: []any{}}
+	for _, ev := range evs {
+		var f struct {
+			Type     string          `json:"type"`
+			StateKey string          `json:"state_key"`
+			Content  json.RawMessage `json:"content"`
+			Sender   string          `json:"sender"`
+		}
+		if err := json.Unmarshal(ev.JSON, &f); err != nil {
+			continue
+		}
+		switch f.Type {
+		case spec.MRoomCreate, spec.MRoomJoinRules, "m.room.name", "m.room.avatar", "m.room.canonical_alias",
+			"m.room.encryption", "m.room.topic":
+		case spec.MRoomMember:
+			if f.StateKey != m.UserID && f.StateKey != invitingSender(evs, m.UserID) {
+				continue
+			}
+		default:
+			continue
+		}
+		out.Events = append(out.Events, map[string]any{"type": f.Type, "state_key": f.StateKey, "content": f.Content, "sender": f.Sender})
+	}
+	return out, nil
+}
+
+// invitingSender returns who sent the user's current membership event.
+func invitingSender(evs []*storage.Event, userID string) string {
+	for _, ev := range evs {
+		if ev.Type == spec.MRoomMember {
+			var f struct {
+				StateKey string `json:"state_key"`
+			}
+			_ = json.Unmarshal(ev.JSON, &f)
+			if f.StateKey == userID {
+				return ev.Sender
+			}
+		}
+	}
+	return ""
+}
+
+// leftRoom returns the leave section: the events up to and including the user's leave.
+func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Membership, since int64) (*leftRoom, error) {
+	from := since
+	if req.since == nil {
+		from = 0
+	}
+	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, m.EventNID)
+	if err != nil {
+		return nil, err
+	}
+	var state []*storage.Event
+	if req.since == nil || req.fullState {
+		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
+	} else if tl.Limited {
+		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	stateEvs, err := s.formatState(ctx, req, m.RoomID, state, tl.Events)
+	if err != nil {
+		return nil, err
+	}
+	return &leftRoom{State: eventList{Events: stateEvs}, Timeline: tl, AccountData: eventList{Events: []any{}}}, nil
+}
