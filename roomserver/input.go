@@ -85,7 +85,7 @@ func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storag
 		return nil, buildError(err)
 	}
 	if len(pdu.JSON()) > maxEventBytes {
-		return nil, &spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: "event is larger than 65536 bytes"}
+		return nil, spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: "event is larger than 65536 bytes"}
 	}
 	if err := gomatrixserverlib.Allowed(pdu, authEvents, userIDForSender); err != nil {
 		return nil, spec.Forbidden(err.Error())
@@ -97,8 +97,8 @@ func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storag
 func buildError(err error) error {
 	var eve gomatrixserverlib.EventValidationError
 	if errors.As(err, &eve) {
-		if strings.Contains(eve.Message, "too large") || strings.Contains(eve.Message, "exceeds") {
-			return &spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: eve.Message}
+		if strings.Contains(eve.Message, "too long") || strings.Contains(eve.Message, "too large") || strings.Contains(eve.Message, "exceeds") {
+			return spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: eve.Message}
 		}
 		return spec.BadJSON(eve.Message)
 	}

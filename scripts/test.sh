@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of Lattice: unit tests, the end-to-end suite against the real binary
+# (including the matrix-js-sdk interop test, which installs its pinned npm packages), and a
+# short, bounded fuzzing run of the request decoding.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "installing Node.js and npm from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+go vet ./...
+go test -count=1 -timeout 30m ./...
+
+# Bounded fuzzing of the JSON request decoding of /createRoom and /send.
+go test -count=1 -run '^$' -fuzz '^FuzzCreateRoom$' -fuzztime 15s ./clientapi
+go test -count=1 -run '^$' -fuzz '^FuzzSend$' -fuzztime 15s ./clientapi
