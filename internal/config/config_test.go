@@ -1,0 +1,75 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestSampleInStep checks that config.sample.yaml is exactly what generate-config writes, so
+// that the documented options and the real ones cannot drift apart.
+func TestSampleInStep(t *testing.T) {
+	sample, err := os.ReadFile("../../config.sample.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Generate(&buf, GenerateOptions{ServerName: "example.org", DataDir: "./lattice-data", SharedSecret: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Replace(buf.String(), `shared_secret: "x"`, `shared_secret: ""`, 1)
+	if got != string(sample) {
+		t.Fatal("config.sample.yaml is out of date: regenerate it with `lattice generate-config --server-name example.org --data-dir ./lattice-data` and blank the shared secret")
+	}
+}
+
+func TestGeneratedConfigLoads(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Generate(&buf, GenerateOptions{ServerName: "chat.example.org", DataDir: "data", RegistrationMode: "open"}); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`shared_secret: "[A-Za-z0-9_-]{40,}"`).Match(buf.Bytes()) {
+		t.Fatal("generated config has no random shared secret")
+	}
+	path := filepath.Join(t.TempDir(), "lattice.yaml")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerName != "chat.example.org" || cfg.Registration.Mode != RegistrationOpen || cfg.Rooms.DefaultVersion != "12" {
+		t.Fatalf("unexpected config: %+v", cfg)
+	}
+	if want := filepath.Join(filepath.Dir(path), "data", "lattice.db"); cfg.DatabaseURL() != "sqlite:"+want {
+		t.Fatalf("database URL %q, want sqlite:%s", cfg.DatabaseURL(), want)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := Default()
+	cfg.Database.URL = "mysql://x"
+	cfg.Registration.Mode = "sometimes"
+	cfg.Logging.Level = "loud"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"server_name", "database.url", "registration.mode", "logging.level"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
+
+func TestUnknownFieldRejected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("server_name: a.b\nserver_nmae: typo\n"), 0o600)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "server_nmae") {
+		t.Fatalf("typo not reported: %v", err)
+	}
+}
