@@ -37,7 +37,7 @@ type eventRequest struct {
 //  5. the event, state after it, extremities and transaction ID commit in one transaction.
 func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storage.Event, error) {
 	if req.TxnID != "" {
-		if eventID, err := s.db.TxnEvent(ctx, req.Sender, req.TxnDevice, req.TxnID); err == nil {
+		if eventID, err := s.db.TxnEvent(ctx, req.Sender, req.TxnDevice, r.nid, req.TxnID); err == nil {
 			return s.db.Event(ctx, eventID)
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return nil, err
@@ -177,7 +177,7 @@ func (s *Server) persist(ctx context.Context, r *room, pdu gomatrixserverlib.PDU
 			return err
 		}
 		if req.TxnID != "" {
-			if err := tx.InsertTxn(ctx, req.Sender, req.TxnDevice, req.TxnID, ev.EventID, ev.OriginTS); err != nil {
+			if err := tx.InsertTxn(ctx, req.Sender, req.TxnDevice, r.nid, req.TxnID, ev.EventID, ev.OriginTS); err != nil {
 				return err
 			}
 		}

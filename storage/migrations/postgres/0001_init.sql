@@ -24,13 +24,15 @@ CREATE TABLE devices (
     PRIMARY KEY (user_id, device_id)
 );
 
+-- A client's transaction ID is scoped to its device and the room it sends into.
 CREATE TABLE txn_ids (
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,
+    room_nid   BIGINT NOT NULL,
     txn_id     TEXT NOT NULL,
     event_id   TEXT NOT NULL,
     created_ts BIGINT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, room_nid, txn_id)
 );
 
 CREATE TABLE filters (
