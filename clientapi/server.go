@@ -115,9 +115,11 @@ func (s *Server) routes() []route {
 		{put, "/rooms/{roomId}/send/{eventType}/{txnId}", true, false, s.handleSend},
 		{put, "/rooms/{roomId}/redact/{eventId}/{txnId}", true, false, s.handleRedact},
 		{put, "/rooms/{roomId}/state/{eventType}", true, false, s.handleSetState},
+		{put, "/rooms/{roomId}/state/{eventType}/", true, false, s.handleSetState},
 		{put, "/rooms/{roomId}/state/{eventType}/{stateKey}", true, false, s.handleSetState},
 		{get, "/rooms/{roomId}/state", true, false, s.handleState},
 		{get, "/rooms/{roomId}/state/{eventType}", true, false, s.handleStateEvent},
+		{get, "/rooms/{roomId}/state/{eventType}/", true, false, s.handleStateEvent},
 		{get, "/rooms/{roomId}/state/{eventType}/{stateKey}", true, false, s.handleStateEvent},
 
 		{get, "/directory/room/{roomAlias}", false, false, s.handleGetAlias},

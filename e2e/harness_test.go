@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // Server is one running lattice process with its own data directory.
 type Server struct {
-	t          *testing.T
+	t          testing.TB
 	Name       string // server_name
 	DataDir    string
 	ConfigPath string
@@ -52,7 +52,7 @@ type Server struct {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ func WithDatabase(url string) ServerOption {
 }
 
 // StartServer generates a config in a temporary data dir and starts lattice with open registration.
-func StartServer(t *testing.T, opts ...ServerOption) *Server {
+func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
@@ -175,7 +175,7 @@ func (s *Server) Log() string {
 
 // Client is a logged-in Matrix client.
 type Client struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *Server
 	UserID   string
 	DeviceID string
@@ -194,7 +194,7 @@ type Resp struct {
 func (r Resp) ErrCode() string { s, _ := r.Body["errcode"].(string); return s }
 
 // Do sends a request; body may be nil, a []byte (sent as is) or a value encoded as JSON.
-func (s *Server) Do(t *testing.T, token, method, path string, body any) Resp {
+func (s *Server) Do(t testing.TB, token, method, path string, body any) Resp {
 	t.Helper()
 	var rdr io.Reader
 	switch b := body.(type) {
@@ -232,7 +232,7 @@ func (s *Server) Do(t *testing.T, token, method, path string, body any) Resp {
 }
 
 // Register creates an account with the dummy auth flow and returns its client.
-func (s *Server) Register(t *testing.T, localpart string) *Client {
+func (s *Server) Register(t testing.TB, localpart string) *Client {
 	t.Helper()
 	body := map[string]any{"username": localpart, "password": "correct horse battery", "auth": map[string]any{"type": "m.login.dummy"}}
 	r := s.Do(t, "", "POST", "/_matrix/client/v3/register", body)
@@ -243,7 +243,7 @@ func (s *Server) Register(t *testing.T, localpart string) *Client {
 }
 
 // Login logs in an existing account as a new device.
-func (s *Server) Login(t *testing.T, localpart string) *Client {
+func (s *Server) Login(t testing.TB, localpart string) *Client {
 	t.Helper()
 	body := map[string]any{"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": localpart}, "password": "correct horse battery"}
 	r := s.Do(t, "", "POST", "/_matrix/client/v3/login", body)
@@ -300,3 +300,22 @@ func (c *Client) Sync(since, filter string, timeoutMS int) Resp {
 
 // esc escapes a path segment.
 func esc(s string) string { return url.PathEscape(s) }
+
+// PeakRSSKiB returns the server process's peak resident set size (VmHWM) in KiB.
+func (s *Server) PeakRSSKiB() int64 {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kib)
+			return kib
+		}
+	}
+	return 0
+}

@@ -58,7 +58,7 @@ func TestEveryRoomVersion(t *testing.T) {
 	s, rec := newTestServer(t)
 	const alice, bob = "@alice:test", "@bob:test"
 	for v := 1; v <= 12; v++ {
-		ver := gomatrixserverlib.RoomVersion(strings.TrimSpace(string(rune('0'+v%10))))
+		ver := gomatrixserverlib.RoomVersion(strings.TrimSpace(string(rune('0' + v%10))))
 		if v >= 10 {
 			ver = gomatrixserverlib.RoomVersion("1" + string(rune('0'+v-10)))
 		}

@@ -24,9 +24,8 @@ var (
 )
 
 // pagePos decodes a /messages token: a topological token, or a /sync since-token (as
-// prev_batch or next_batch may be used). For a since-token the position is just after the
-// room's last event at that stream position when going backwards, just before when forwards.
-func (s *Server) pagePos(ctx context.Context, roomNID int64, tok string, backwards bool) (storage.TopoPos, error) {
+// next_batch may be used), which stands just after the room's last event at that position.
+func (s *Server) pagePos(ctx context.Context, roomNID int64, tok string) (storage.TopoPos, error) {
 	if p, ok := parseTopoToken(tok); ok {
 		return p, nil
 	}
@@ -34,14 +33,7 @@ func (s *Server) pagePos(ctx context.Context, roomNID int64, tok string, backwar
 	if err != nil {
 		return storage.TopoPos{}, spec.InvalidParam("invalid pagination token")
 	}
-	p, err := s.db.TopoPosAtStream(ctx, roomNID, st.PDU)
-	if err != nil {
-		return p, err
-	}
-	if !backwards {
-		p.NID--
-	}
-	return p, nil
+	return s.db.TopoPosAtStream(ctx, roomNID, st.PDU)
 }
 
 // handleMessages handles GET /rooms/{roomId}/messages.
@@ -81,14 +73,16 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if !backwards {
 		from = topoStart
 	}
+	start := ""
 	if t := q.Get("from"); t != "" {
-		if from, err = s.pagePos(ctx, room.NID, t, backwards); err != nil {
+		if from, err = s.pagePos(ctx, room.NID, t); err != nil {
 			return nil, err
 		}
+		start = t
 	}
 	var to *storage.TopoPos
 	if t := q.Get("to"); t != "" {
-		p, err := s.pagePos(ctx, room.NID, t, !backwards)
+		p, err := s.pagePos(ctx, room.NID, t)
 		if err != nil {
 			return nil, err
 		}
@@ -98,10 +92,18 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := map[string]any{"start": topoToken(from)}
+	if start == "" {
+		start = topoToken(from)
+	}
+	resp := map[string]any{"start": start}
 	if len(evs) == limit {
-		last := evs[len(evs)-1]
-		resp["end"] = topoToken(storage.TopoPos{Depth: last.Depth, NID: last.NID})
+		// The next page starts just before the oldest event (backwards) or just after the
+		// newest one (forwards).
+		last := storage.TopoPos{Depth: evs[len(evs)-1].Depth, NID: evs[len(evs)-1].NID}
+		if !backwards {
+			last = storage.After(last)
+		}
+		resp["end"] = topoToken(last)
 	}
 	visible, err := vis.filter(ctx, evs)
 	if err != nil {
@@ -228,16 +230,16 @@ func (s *Server) handleContext(r *http.Request) (any, error) {
 		}
 	}
 	if nAfter > 0 {
-		if after, err = s.db.RoomEventsTopo(ctx, room.NID, at, nil, false, nAfter); err != nil {
+		if after, err = s.db.RoomEventsTopo(ctx, room.NID, storage.After(at), nil, false, nAfter); err != nil {
 			return nil, err
 		}
 	}
-	start, end := at, at
+	start, end := at, storage.After(at)
 	if len(before) > 0 {
 		start = storage.TopoPos{Depth: before[len(before)-1].Depth, NID: before[len(before)-1].NID}
 	}
 	if len(after) > 0 {
-		end = storage.TopoPos{Depth: after[len(after)-1].Depth, NID: after[len(after)-1].NID}
+		end = storage.After(storage.TopoPos{Depth: after[len(after)-1].Depth, NID: after[len(after)-1].NID})
 	}
 	viewer := roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}
 	format := func(evs []*storage.Event) ([]roomserver.ClientEvent, error) {
