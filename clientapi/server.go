@@ -51,7 +51,7 @@ func (s *Server) authed(fn httputil.HandlerFunc) http.Handler {
 func (s *Server) Register(root *mux.Router) {
 	c := root.PathPrefix("/_matrix/client").Subrouter()
 	v3 := c.PathPrefix("/{version:(?:v3|r0)}").Subrouter()
-	for _, rt := range s.routes() {
+	for _, rt := range append(s.routes(), s.pushRuleRoutes()...) {
 		base := v3
 		if rt.unversioned {
 			base = c
