@@ -21,7 +21,7 @@ func (tx *Tx) SetAccountData(ctx context.Context, userID, roomID, dataType, cont
 	if err != nil {
 		return 0, err
 	}
-	_, err = tx.q.ExecContext(ctx, `
+	_, err = tx.exec(ctx, `
 		INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = $4, stream_pos = $5`,
 		userID, roomID, dataType, content, pos)
@@ -34,7 +34,7 @@ func (tx *Tx) SetAccountData(ctx context.Context, userID, roomID, dataType, cont
 // AccountDataEntry returns one entry, or ErrNotFound.
 func (q *Q) AccountDataEntry(ctx context.Context, userID, roomID, dataType string) (string, error) {
 	var content string
-	err := q.q.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3`,
+	err := q.queryRow(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3`,
 		userID, roomID, dataType).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
@@ -46,7 +46,7 @@ func (q *Q) AccountDataEntry(ctx context.Context, userID, roomID, dataType strin
 
 // AccountDataSince returns the entries of userID changed after since and at or before upTo.
 func (q *Q) AccountDataSince(ctx context.Context, userID string, since, upTo int64) ([]AccountData, error) {
-	rows, err := q.q.QueryContext(ctx, `
+	rows, err := q.query(ctx, `
 		SELECT room_id, data_type, content, stream_pos FROM account_data
 		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, since, upTo)
 	if err != nil {

@@ -18,7 +18,7 @@ type Account struct {
 
 // InsertAccount creates an account and its empty profile; ErrConflict if the user exists.
 func (tx *Tx) InsertAccount(ctx context.Context, a Account) error {
-	_, err := tx.q.ExecContext(ctx, `
+	_, err := tx.exec(ctx, `
 		INSERT INTO accounts (user_id, password_hash, is_admin, deactivated, created_ts)
 		VALUES ($1, $2, $3, FALSE, $4)`, a.UserID, a.PasswordHash, a.IsAdmin, a.CreatedTS)
 	if tx.dialect.isUniqueViolation(err) {
@@ -26,7 +26,7 @@ func (tx *Tx) InsertAccount(ctx context.Context, a Account) error {
 	} else if err != nil {
 		return fmt.Errorf("insert account %s: %w", a.UserID, err)
 	}
-	_, err = tx.q.ExecContext(ctx, `
+	_, err = tx.exec(ctx, `
 		INSERT INTO profiles (user_id, displayname, avatar_url) VALUES ($1, $2, '')
 		ON CONFLICT (user_id) DO NOTHING`, a.UserID, localpart(a.UserID))
 	if err != nil {
@@ -38,7 +38,7 @@ func (tx *Tx) InsertAccount(ctx context.Context, a Account) error {
 // Account returns the account of userID, or ErrNotFound.
 func (q *Q) Account(ctx context.Context, userID string) (*Account, error) {
 	var a Account
-	err := q.q.QueryRowContext(ctx, `
+	err := q.queryRow(ctx, `
 		SELECT user_id, password_hash, is_admin, deactivated, created_ts
 		FROM accounts WHERE user_id = $1`, userID,
 	).Scan(&a.UserID, &a.PasswordHash, &a.IsAdmin, &a.Deactivated, &a.CreatedTS)
@@ -52,7 +52,7 @@ func (q *Q) Account(ctx context.Context, userID string) (*Account, error) {
 
 // SetPassword replaces the password hash of userID.
 func (tx *Tx) SetPassword(ctx context.Context, userID, hash string) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE accounts SET password_hash = $2 WHERE user_id = $1`, userID, hash)
+	_, err := tx.exec(ctx, `UPDATE accounts SET password_hash = $2 WHERE user_id = $1`, userID, hash)
 	if err != nil {
 		return fmt.Errorf("update password %s: %w", userID, err)
 	}
@@ -61,10 +61,10 @@ func (tx *Tx) SetPassword(ctx context.Context, userID, hash string) error {
 
 // DeactivateAccount marks the account deactivated, clears its password and removes its devices.
 func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
-	if _, err := tx.q.ExecContext(ctx, `UPDATE accounts SET deactivated = TRUE, password_hash = '' WHERE user_id = $1`, userID); err != nil {
+	if _, err := tx.exec(ctx, `UPDATE accounts SET deactivated = TRUE, password_hash = '' WHERE user_id = $1`, userID); err != nil {
 		return fmt.Errorf("deactivate %s: %w", userID, err)
 	}
-	if _, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
+	if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
 		return fmt.Errorf("delete devices %s: %w", userID, err)
 	}
 	return nil
@@ -73,7 +73,7 @@ func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
 // CountAccounts returns how many accounts exist.
 func (q *Q) CountAccounts(ctx context.Context) (int, error) {
 	var n int
-	err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts`).Scan(&n)
+	err := q.queryRow(ctx, `SELECT COUNT(*) FROM accounts`).Scan(&n)
 	return n, err
 }
 

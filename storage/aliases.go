@@ -9,7 +9,7 @@ import (
 
 // InsertAlias maps alias to roomID; ErrConflict if the alias is taken.
 func (tx *Tx) InsertAlias(ctx context.Context, alias, roomID, creator string) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)`, alias, roomID, creator)
+	_, err := tx.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)`, alias, roomID, creator)
 	if tx.dialect.isUniqueViolation(err) {
 		return ErrConflict
 	} else if err != nil {
@@ -20,7 +20,7 @@ func (tx *Tx) InsertAlias(ctx context.Context, alias, roomID, creator string) er
 
 // Alias returns the room ID and creator of alias, or ErrNotFound.
 func (q *Q) Alias(ctx context.Context, alias string) (roomID, creator string, err error) {
-	err = q.q.QueryRowContext(ctx, `SELECT room_id, creator FROM room_aliases WHERE alias = $1`, alias).Scan(&roomID, &creator)
+	err = q.queryRow(ctx, `SELECT room_id, creator FROM room_aliases WHERE alias = $1`, alias).Scan(&roomID, &creator)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", ErrNotFound
 	} else if err != nil {
@@ -31,7 +31,7 @@ func (q *Q) Alias(ctx context.Context, alias string) (roomID, creator string, er
 
 // DeleteAlias removes alias.
 func (tx *Tx) DeleteAlias(ctx context.Context, alias string) error {
-	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_aliases WHERE alias = $1`, alias)
+	_, err := tx.exec(ctx, `DELETE FROM room_aliases WHERE alias = $1`, alias)
 	return err
 }
 

@@ -40,6 +40,18 @@ type Q struct {
 	dialect dialect
 }
 
+func (q *Q) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.q.ExecContext(ctx, query, args...)
+}
+
+func (q *Q) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.q.QueryContext(ctx, query, args...)
+}
+
+func (q *Q) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return q.q.QueryRowContext(ctx, query, args...)
+}
+
 // Tx is a write transaction.
 type Tx struct {
 	Q
@@ -70,16 +82,20 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 			return nil, err
 		}
 		db.writer.SetMaxOpenConns(1)
+		db.writer.SetMaxIdleConns(1)
 		if db.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
 			return nil, err
 		}
 		db.reader.SetMaxOpenConns(maxConns)
+		// Keep every reader open: opening a connection runs the pragmas again.
+		db.reader.SetMaxIdleConns(maxConns)
 	} else {
 		db.dialect = postgresDialect
 		if db.writer, err = sql.Open("pgx", url); err != nil {
 			return nil, err
 		}
 		db.writer.SetMaxOpenConns(maxConns)
+		db.writer.SetMaxIdleConns(maxConns)
 		db.reader = db.writer
 	}
 	db.q = db.reader

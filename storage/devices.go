@@ -28,7 +28,7 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 // UpsertDevice creates the device or, when it exists (a login reusing its device_id), gives it
 // the new token.
 func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) error {
-	_, err := tx.q.ExecContext(ctx, `
+	_, err := tx.exec(ctx, `
 		INSERT INTO devices (user_id, device_id, token_hash, display_name, created_ts, last_seen_ts, last_seen_ip)
 		VALUES ($1, $2, $3, $4, $5, $5, $6)
 		ON CONFLICT (user_id, device_id) DO UPDATE SET token_hash = $3, last_seen_ts = $5, last_seen_ip = $6`,
@@ -43,7 +43,7 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) erro
 
 // DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound.
 func (q *Q) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
-	d, err := scanDevice(q.q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_hash = $1`, tokenHash))
+	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_hash = $1`, tokenHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -54,7 +54,7 @@ func (q *Q) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error
 
 // Device returns one device of userID, or ErrNotFound.
 func (q *Q) Device(ctx context.Context, userID, deviceID string) (*Device, error) {
-	d, err := scanDevice(q.q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID))
+	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -65,7 +65,7 @@ func (q *Q) Device(ctx context.Context, userID, deviceID string) (*Device, error
 
 // Devices lists the devices of userID.
 func (q *Q) Devices(ctx context.Context, userID string) ([]Device, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
+	rows, err := q.query(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("select devices %s: %w", userID, err)
 	}
@@ -83,7 +83,7 @@ func (q *Q) Devices(ctx context.Context, userID string) ([]Device, error) {
 
 // SetDeviceName renames a device; ErrNotFound if it does not exist.
 func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) error {
-	res, err := tx.q.ExecContext(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
+	res, err := tx.exec(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
 	if err != nil {
 		return fmt.Errorf("rename device: %w", err)
 	}
@@ -96,11 +96,11 @@ func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) 
 // DeleteDevices removes the named devices of userID; with no names, all of them.
 func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...string) error {
 	if len(deviceIDs) == 0 {
-		_, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
+		_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
 		return err
 	}
 	for _, id := range deviceIDs {
-		if _, err := tx.q.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
+		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
 			return fmt.Errorf("delete device %s: %w", id, err)
 		}
 	}
@@ -109,6 +109,6 @@ func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...str
 
 // TouchDevice records when and from where a device was last seen.
 func (tx *Tx) TouchDevice(ctx context.Context, userID, deviceID string, ts int64, ip string) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, ts, ip)
+	_, err := tx.exec(ctx, `UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, ts, ip)
 	return err
 }

@@ -43,7 +43,7 @@ func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
 }
 
 func (q *Q) events(ctx context.Context, query string, args ...any) ([]*Event, error) {
-	rows, err := q.q.QueryContext(ctx, query, args...)
+	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select events: %w", err)
 	}
@@ -61,7 +61,7 @@ func (q *Q) events(ctx context.Context, query string, args ...any) ([]*Event, er
 
 // InsertEvent stores ev and returns its NID; ErrConflict if the event ID exists.
 func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
-	err := tx.q.QueryRowContext(ctx, `
+	err := tx.queryRow(ctx, `
 		INSERT INTO events (event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
 			state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -79,7 +79,7 @@ func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 
 // RedactEvent replaces the stored JSON of eventID by its redacted form.
 func (tx *Tx) RedactEvent(ctx context.Context, eventID, redactedBy string, redactedJSON []byte) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE events SET event_json = $2, redacted_by = $3 WHERE event_id = $1`,
+	_, err := tx.exec(ctx, `UPDATE events SET event_json = $2, redacted_by = $3 WHERE event_id = $1`,
 		eventID, string(redactedJSON), redactedBy)
 	if err != nil {
 		return fmt.Errorf("redact event %s: %w", eventID, err)
@@ -89,7 +89,7 @@ func (tx *Tx) RedactEvent(ctx context.Context, eventID, redactedBy string, redac
 
 // Event returns the event with the given ID, or ErrNotFound.
 func (q *Q) Event(ctx context.Context, eventID string) (*Event, error) {
-	ev, err := scanEvent(q.q.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID))
+	ev, err := scanEvent(q.queryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -141,7 +141,7 @@ func (q *Q) RoomEventsAfter(ctx context.Context, roomNID, since, upTo int64, lim
 // LatestRoomEventNID returns the newest accepted event NID of the room at or before upTo.
 func (q *Q) LatestRoomEventNID(ctx context.Context, roomNID, upTo int64) (int64, error) {
 	var nid sql.NullInt64
-	err := q.q.QueryRowContext(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected`, roomNID, upTo).Scan(&nid)
+	err := q.queryRow(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected`, roomNID, upTo).Scan(&nid)
 	return nid.Int64, err
 }
 
@@ -183,7 +183,7 @@ func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to 
 // at or before stream position pos.
 func (q *Q) TopoPosAtStream(ctx context.Context, roomNID, pos int64) (TopoPos, error) {
 	var tp TopoPos
-	err := q.q.QueryRowContext(ctx, `SELECT depth, event_nid FROM events
+	err := q.queryRow(ctx, `SELECT depth, event_nid FROM events
 		WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected
 		ORDER BY event_nid DESC LIMIT 1`, roomNID, pos).Scan(&tp.Depth, &tp.NID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -207,7 +207,7 @@ func (q *Q) StateEventsBetween(ctx context.Context, roomNID, since, before int64
 // MaxEventNID returns the newest position of the room event stream.
 func (q *Q) MaxEventNID(ctx context.Context) (int64, error) {
 	var nid sql.NullInt64
-	err := q.q.QueryRowContext(ctx, `SELECT MAX(event_nid) FROM events`).Scan(&nid)
+	err := q.queryRow(ctx, `SELECT MAX(event_nid) FROM events`).Scan(&nid)
 	return nid.Int64, err
 }
 

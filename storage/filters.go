@@ -10,7 +10,7 @@ import (
 // InsertFilter stores a filter and returns its ID.
 func (tx *Tx) InsertFilter(ctx context.Context, userID, filterJSON string) (int64, error) {
 	var id int64
-	err := tx.q.QueryRowContext(ctx, `INSERT INTO filters (user_id, filter_json) VALUES ($1, $2) RETURNING filter_id`, userID, filterJSON).Scan(&id)
+	err := tx.queryRow(ctx, `INSERT INTO filters (user_id, filter_json) VALUES ($1, $2) RETURNING filter_id`, userID, filterJSON).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert filter: %w", err)
 	}
@@ -20,7 +20,7 @@ func (tx *Tx) InsertFilter(ctx context.Context, userID, filterJSON string) (int6
 // Filter returns a stored filter of userID, or ErrNotFound.
 func (q *Q) Filter(ctx context.Context, userID string, filterID int64) (string, error) {
 	var js string
-	err := q.q.QueryRowContext(ctx, `SELECT filter_json FROM filters WHERE user_id = $1 AND filter_id = $2`, userID, filterID).Scan(&js)
+	err := q.queryRow(ctx, `SELECT filter_json FROM filters WHERE user_id = $1 AND filter_id = $2`, userID, filterID).Scan(&js)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	} else if err != nil {

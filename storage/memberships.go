@@ -17,7 +17,7 @@ type Membership struct {
 
 // SetMembership records the user's current membership, changed by event eventNID.
 func (tx *Tx) SetMembership(ctx context.Context, roomNID int64, userID, membership string, eventNID int64) error {
-	_, err := tx.q.ExecContext(ctx, `
+	_, err := tx.exec(ctx, `
 		INSERT INTO memberships (room_nid, user_id, membership, event_nid, forgotten) VALUES ($1, $2, $3, $4, FALSE)
 		ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = $3, event_nid = $4, forgotten = FALSE`,
 		roomNID, userID, membership, eventNID)
@@ -29,12 +29,12 @@ func (tx *Tx) SetMembership(ctx context.Context, roomNID int64, userID, membersh
 
 // ForgetRoom marks a left room forgotten for the user.
 func (tx *Tx) ForgetRoom(ctx context.Context, roomNID int64, userID string) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE memberships SET forgotten = TRUE WHERE room_nid = $1 AND user_id = $2`, roomNID, userID)
+	_, err := tx.exec(ctx, `UPDATE memberships SET forgotten = TRUE WHERE room_nid = $1 AND user_id = $2`, roomNID, userID)
 	return err
 }
 
 func (q *Q) memberships(ctx context.Context, query string, args ...any) ([]Membership, error) {
-	rows, err := q.q.QueryContext(ctx, query, args...)
+	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select memberships: %w", err)
 	}

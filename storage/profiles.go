@@ -16,7 +16,7 @@ type Profile struct {
 // Profile returns the profile of userID, or ErrNotFound.
 func (q *Q) Profile(ctx context.Context, userID string) (*Profile, error) {
 	var p Profile
-	err := q.q.QueryRowContext(ctx, `SELECT displayname, avatar_url FROM profiles WHERE user_id = $1`, userID).Scan(&p.DisplayName, &p.AvatarURL)
+	err := q.queryRow(ctx, `SELECT displayname, avatar_url FROM profiles WHERE user_id = $1`, userID).Scan(&p.DisplayName, &p.AvatarURL)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -27,7 +27,7 @@ func (q *Q) Profile(ctx context.Context, userID string) (*Profile, error) {
 
 // SetProfile replaces the profile of userID.
 func (tx *Tx) SetProfile(ctx context.Context, userID string, p Profile) error {
-	_, err := tx.q.ExecContext(ctx, `
+	_, err := tx.exec(ctx, `
 		INSERT INTO profiles (user_id, displayname, avatar_url) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id) DO UPDATE SET displayname = $2, avatar_url = $3`, userID, p.DisplayName, p.AvatarURL)
 	if err != nil {

@@ -20,7 +20,7 @@ type Room struct {
 // InsertRoom creates the room row; ErrConflict if it exists.
 func (tx *Tx) InsertRoom(ctx context.Context, roomID, version string, ts int64) (int64, error) {
 	var nid int64
-	err := tx.q.QueryRowContext(ctx, `
+	err := tx.queryRow(ctx, `
 		INSERT INTO rooms (room_id, room_version, created_ts) VALUES ($1, $2, $3)
 		RETURNING room_nid`, roomID, version, ts).Scan(&nid)
 	if tx.dialect.isUniqueViolation(err) {
@@ -34,7 +34,7 @@ func (tx *Tx) InsertRoom(ctx context.Context, roomID, version string, ts int64) 
 // Room returns the room with the given ID, or ErrNotFound.
 func (q *Q) Room(ctx context.Context, roomID string) (*Room, error) {
 	var r Room
-	err := q.q.QueryRowContext(ctx, `
+	err := q.queryRow(ctx, `
 		SELECT room_nid, room_id, room_version, visibility, state_snapshot_nid, max_depth
 		FROM rooms WHERE room_id = $1`, roomID,
 	).Scan(&r.NID, &r.RoomID, &r.Version, &r.Visibility, &r.StateSnapshotNID, &r.MaxDepth)
@@ -48,7 +48,7 @@ func (q *Q) Room(ctx context.Context, roomID string) (*Room, error) {
 
 // RoomIDs maps room NIDs to room IDs for the given NIDs.
 func (q *Q) RoomIDs(ctx context.Context) (map[int64]string, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT room_nid, room_id FROM rooms`)
+	rows, err := q.query(ctx, `SELECT room_nid, room_id FROM rooms`)
 	if err != nil {
 		return nil, fmt.Errorf("select room ids: %w", err)
 	}
@@ -67,7 +67,7 @@ func (q *Q) RoomIDs(ctx context.Context) (map[int64]string, error) {
 
 // SetRoomState records the room's current state snapshot and maximum depth.
 func (tx *Tx) SetRoomState(ctx context.Context, roomNID, snapshotNID, maxDepth int64) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE rooms SET state_snapshot_nid = $2, max_depth = $3 WHERE room_nid = $1`, roomNID, snapshotNID, maxDepth)
+	_, err := tx.exec(ctx, `UPDATE rooms SET state_snapshot_nid = $2, max_depth = $3 WHERE room_nid = $1`, roomNID, snapshotNID, maxDepth)
 	if err != nil {
 		return fmt.Errorf("update room state %d: %w", roomNID, err)
 	}
@@ -76,7 +76,7 @@ func (tx *Tx) SetRoomState(ctx context.Context, roomNID, snapshotNID, maxDepth i
 
 // SetRoomVisibility sets whether the room is listed in the public directory.
 func (tx *Tx) SetRoomVisibility(ctx context.Context, roomNID int64, visibility string) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE rooms SET visibility = $2 WHERE room_nid = $1`, roomNID, visibility)
+	_, err := tx.exec(ctx, `UPDATE rooms SET visibility = $2 WHERE room_nid = $1`, roomNID, visibility)
 	return err
 }
 
@@ -87,11 +87,11 @@ func (q *Q) ForwardExtremities(ctx context.Context, roomNID int64) ([]int64, err
 
 // SetForwardExtremities replaces the room's forward extremities.
 func (tx *Tx) SetForwardExtremities(ctx context.Context, roomNID int64, eventNIDs []int64) error {
-	if _, err := tx.q.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_nid = $1`, roomNID); err != nil {
+	if _, err := tx.exec(ctx, `DELETE FROM forward_extremities WHERE room_nid = $1`, roomNID); err != nil {
 		return fmt.Errorf("delete extremities: %w", err)
 	}
 	for _, nid := range eventNIDs {
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO forward_extremities (room_nid, event_nid) VALUES ($1, $2)`, roomNID, nid); err != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO forward_extremities (room_nid, event_nid) VALUES ($1, $2)`, roomNID, nid); err != nil {
 			return fmt.Errorf("insert extremity: %w", err)
 		}
 	}
@@ -99,7 +99,7 @@ func (tx *Tx) SetForwardExtremities(ctx context.Context, roomNID int64, eventNID
 }
 
 func (q *Q) int64s(ctx context.Context, query string, args ...any) ([]int64, error) {
-	rows, err := q.q.QueryContext(ctx, query, args...)
+	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (q *Q) int64s(ctx context.Context, query string, args ...any) ([]int64, err
 }
 
 func (q *Q) strings(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := q.q.QueryContext(ctx, query, args...)
+	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

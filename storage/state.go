@@ -16,7 +16,7 @@ type StateKey struct {
 // StateKeyNID returns the numeric ID of (type, state key), creating it if needed.
 func (tx *Tx) StateKeyNID(ctx context.Context, k StateKey) (int64, error) {
 	var nid int64
-	err := tx.q.QueryRowContext(ctx, `
+	err := tx.queryRow(ctx, `
 		INSERT INTO state_keys (event_type, state_key) VALUES ($1, $2)
 		ON CONFLICT (event_type, state_key) DO UPDATE SET event_type = EXCLUDED.event_type
 		RETURNING state_key_nid`, k.Type, k.StateKey).Scan(&nid)
@@ -29,7 +29,7 @@ func (tx *Tx) StateKeyNID(ctx context.Context, k StateKey) (int64, error) {
 // LookupStateKeyNID returns the numeric ID of (type, state key), or ErrNotFound.
 func (q *Q) LookupStateKeyNID(ctx context.Context, k StateKey) (int64, error) {
 	var nid int64
-	err := q.q.QueryRowContext(ctx, `SELECT state_key_nid FROM state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&nid)
+	err := q.queryRow(ctx, `SELECT state_key_nid FROM state_keys WHERE event_type = $1 AND state_key = $2`, k.Type, k.StateKey).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -39,7 +39,7 @@ func (q *Q) LookupStateKeyNID(ctx context.Context, k StateKey) (int64, error) {
 // StateKeyByNID returns the (type, state key) pair of nid.
 func (q *Q) StateKeyByNID(ctx context.Context, nid int64) (StateKey, error) {
 	var k StateKey
-	err := q.q.QueryRowContext(ctx, `SELECT event_type, state_key FROM state_keys WHERE state_key_nid = $1`, nid).Scan(&k.Type, &k.StateKey)
+	err := q.queryRow(ctx, `SELECT event_type, state_key FROM state_keys WHERE state_key_nid = $1`, nid).Scan(&k.Type, &k.StateKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, ErrNotFound
 	}
@@ -57,13 +57,13 @@ type Snapshot struct {
 // InsertSnapshot stores a snapshot and returns its NID.
 func (tx *Tx) InsertSnapshot(ctx context.Context, roomNID int64, s Snapshot) (int64, error) {
 	var nid int64
-	err := tx.q.QueryRowContext(ctx, `INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES ($1, $2, $3) RETURNING snapshot_nid`,
+	err := tx.queryRow(ctx, `INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES ($1, $2, $3) RETURNING snapshot_nid`,
 		roomNID, s.Parent, s.ChainLen).Scan(&nid)
 	if err != nil {
 		return 0, fmt.Errorf("insert snapshot: %w", err)
 	}
 	for k, ev := range s.Entries {
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_snapshot_entries (snapshot_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)`, nid, k, ev); err != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO state_snapshot_entries (snapshot_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)`, nid, k, ev); err != nil {
 			return 0, fmt.Errorf("insert snapshot entry: %w", err)
 		}
 	}
@@ -73,13 +73,13 @@ func (tx *Tx) InsertSnapshot(ctx context.Context, roomNID int64, s Snapshot) (in
 // Snapshot returns one snapshot row and its own entries, or ErrNotFound.
 func (q *Q) Snapshot(ctx context.Context, nid int64) (*Snapshot, error) {
 	s := Snapshot{NID: nid, Entries: make(map[int64]int64)}
-	err := q.q.QueryRowContext(ctx, `SELECT parent_nid, chain_len FROM state_snapshots WHERE snapshot_nid = $1`, nid).Scan(&s.Parent, &s.ChainLen)
+	err := q.queryRow(ctx, `SELECT parent_nid, chain_len FROM state_snapshots WHERE snapshot_nid = $1`, nid).Scan(&s.Parent, &s.ChainLen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
 		return nil, fmt.Errorf("select snapshot %d: %w", nid, err)
 	}
-	rows, err := q.q.QueryContext(ctx, `SELECT state_key_nid, event_nid FROM state_snapshot_entries WHERE snapshot_nid = $1`, nid)
+	rows, err := q.query(ctx, `SELECT state_key_nid, event_nid FROM state_snapshot_entries WHERE snapshot_nid = $1`, nid)
 	if err != nil {
 		return nil, fmt.Errorf("select snapshot entries %d: %w", nid, err)
 	}
@@ -100,9 +100,9 @@ func (tx *Tx) SetCurrentState(ctx context.Context, roomNID int64, changes map[in
 	for k, ev := range changes {
 		var err error
 		if ev == 0 {
-			_, err = tx.q.ExecContext(ctx, `DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2`, roomNID, k)
+			_, err = tx.exec(ctx, `DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2`, roomNID, k)
 		} else {
-			_, err = tx.q.ExecContext(ctx, `
+			_, err = tx.exec(ctx, `
 				INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)
 				ON CONFLICT (room_nid, state_key_nid) DO UPDATE SET event_nid = $3`, roomNID, k, ev)
 		}
@@ -126,7 +126,7 @@ func (q *Q) CurrentStateEvents(ctx context.Context, roomNID int64, eventType str
 
 // CurrentStateEvent returns one current state event of the room, or ErrNotFound.
 func (q *Q) CurrentStateEvent(ctx context.Context, roomNID int64, k StateKey) (*Event, error) {
-	ev, err := scanEvent(q.q.QueryRowContext(ctx, `SELECT `+prefixed("e", eventColumns)+` FROM current_state c
+	ev, err := scanEvent(q.queryRow(ctx, `SELECT `+prefixed("e", eventColumns)+` FROM current_state c
 		JOIN state_keys k ON k.state_key_nid = c.state_key_nid
 		JOIN events e ON e.event_nid = c.event_nid
 		WHERE c.room_nid = $1 AND k.event_type = $2 AND k.state_key = $3`, roomNID, k.Type, k.StateKey))
