@@ -195,7 +195,7 @@ func (s *Server) insertRoom(ctx context.Context, roomID string, ver gomatrixserv
 		return err
 	})
 	if err == nil {
-		_, err = s.persist(ctx, r, create, eventRequest{})
+		_, err = s.persist(ctx, r, []*pending{{pdu: create}})
 	}
 	if err != nil {
 		s.mu.Lock()

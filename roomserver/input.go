@@ -28,27 +28,107 @@ type eventRequest struct {
 	TxnID     string
 }
 
-// submit builds, signs, authorises and persists a local event in room r, whose lock the
+// submit builds, signs, authorises and persists one local event in room r, whose lock the
 // caller holds. A repeated (sender, device, txn ID) returns the event first sent with it.
+func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storage.Event, error) {
+	res := s.submitBatch(ctx, r, []eventRequest{req})
+	return res[0].ev, res[0].err
+}
+
+// result is the outcome of one event request.
+type result struct {
+	ev  *storage.Event
+	err error
+}
+
+// pending is an event built and authorised, waiting to be committed.
+type pending struct {
+	idx    int // index of its request
+	req    eventRequest
+	pdu    gomatrixserverlib.PDU
+	target *storage.Event // the event a redaction applies to
+}
+
+// submitBatch builds and commits events of room r (locked by the caller) in order, in one
+// transaction, each event's prev_events being the one before it. Only a batch of message
+// events (no state, no redactions) may have more than one event, since every event of the
+// batch is authorised against the state before the batch.
 //  1. prev_events are the forward extremities, depth one more than the deepest of them;
 //  2. auth_events are selected from the current state (gomatrixserverlib.StateNeeded);
 //  3. the event is hashed and signed with the server key;
 //  4. it must pass the auth rules against its auth events (and so the current state);
-//  5. the event, state after it, extremities and transaction ID commit in one transaction.
-func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storage.Event, error) {
-	if req.TxnID != "" {
-		if eventID, err := s.db.TxnEvent(ctx, req.Sender, req.TxnDevice, r.nid, req.TxnID); err == nil {
-			return s.db.Event(ctx, eventID)
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-	}
-	if len(req.Content) == 0 {
-		req.Content = json.RawMessage("{}")
-	}
+//  5. the events, state after them, extremities and transaction IDs commit together.
+//
+// A request that fails gets its own error; the others go on.
+func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) []result {
+	results := make([]result, len(reqs))
 	prev := make([]string, 0, len(r.extremities))
 	for _, e := range r.extremities {
 		prev = append(prev, e.id)
+	}
+	depth := r.maxDepth + 1
+	var batch []*pending
+	seenTxn := map[string]int{}
+	for i, req := range reqs {
+		if req.TxnID != "" {
+			key := req.Sender + "\x00" + req.TxnDevice + "\x00" + req.TxnID
+			if j, ok := seenTxn[key]; ok {
+				results[i].err = errSameTxn(j)
+				continue
+			}
+			seenTxn[key] = i
+			if eventID, err := s.db.TxnEvent(ctx, req.Sender, req.TxnDevice, r.nid, req.TxnID); err == nil {
+				results[i].ev, results[i].err = s.db.Event(ctx, eventID)
+				continue
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				results[i].err = err
+				continue
+			}
+		}
+		pdu, err := s.build(ctx, r, req, prev, depth)
+		if err != nil {
+			results[i].err = err
+			continue
+		}
+		p := &pending{idx: i, req: req, pdu: pdu}
+		if pdu.Type() == spec.MRoomRedaction {
+			if p.target, err = s.redactionTarget(ctx, r, pdu); err != nil {
+				results[i].err = err
+				continue
+			}
+		}
+		batch = append(batch, p)
+		prev, depth = []string{pdu.EventID()}, depth+1
+	}
+	if len(batch) > 0 {
+		evs, err := s.persist(ctx, r, batch)
+		for j, p := range batch {
+			if err != nil {
+				results[p.idx].err = err
+			} else {
+				results[p.idx].ev = evs[j]
+			}
+		}
+	}
+	// Requests repeating a transaction ID of the same batch get the event of the first.
+	for i := range results {
+		if j, ok := results[i].err.(errSameTxn); ok {
+			results[i] = results[int(j)]
+		}
+	}
+	return results
+}
+
+// errSameTxn marks a request that repeats the transaction ID of request j of its batch.
+type errSameTxn int
+
+func (e errSameTxn) Error() string { return "repeated transaction ID" }
+
+// build creates, signs and authorises an event with the given prev_events and depth against
+// the room's current state.
+func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []string, depth int64) (gomatrixserverlib.PDU, error) {
+	if len(req.Content) == 0 {
+		req.Content = json.RawMessage("{}")
 	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
@@ -57,7 +137,7 @@ func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storag
 		StateKey:   req.StateKey,
 		Content:    spec.RawJSON(req.Content),
 		Redacts:    req.Redacts,
-		Depth:      r.maxDepth + 1,
+		Depth:      depth,
 		PrevEvents: prev,
 	}
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(&proto)
@@ -90,7 +170,7 @@ func (s *Server) submit(ctx context.Context, r *room, req eventRequest) (*storag
 	if err := gomatrixserverlib.Allowed(pdu, authEvents, userIDForSender); err != nil {
 		return nil, spec.Forbidden(err.Error())
 	}
-	return s.persist(ctx, r, pdu, req)
+	return pdu, nil
 }
 
 // buildError maps an event-building failure caused by the client's content to M_BAD_JSON.
@@ -105,9 +185,76 @@ func buildError(err error) error {
 	return fmt.Errorf("build event: %w", err)
 }
 
-// persist commits an authorised event of room r (locked by the caller) and then updates the
-// in-memory head of the room, the caches, and tells the listener.
-func (s *Server) persist(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, req eventRequest) (*storage.Event, error) {
+// head is the part of a room's in-memory view that committing events changes.
+type head struct {
+	state    map[int64]int64
+	snapshot int64
+	chainLen int
+}
+
+// persist commits authorised events of room r (locked by the caller) in one transaction, then
+// updates the in-memory head of the room and the caches, and tells the listener once.
+func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*storage.Event, error) {
+	var evs []*storage.Event
+	var h head
+	var newKeys map[storage.StateKey]int64
+	var memberships map[string]string
+	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		evs, h, newKeys, memberships = nil, head{state: r.state, snapshot: r.snapshot, chainLen: r.chainLen}, map[storage.StateKey]int64{}, map[string]string{}
+		for _, p := range batch {
+			ev, err := s.persistOne(ctx, tx, r, p, &h, newKeys, memberships)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		last := evs[len(evs)-1]
+		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{last.NID}); err != nil {
+			return err
+		}
+		return tx.SetRoomState(ctx, r.nid, h.snapshot, last.Depth)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Committed: bring the in-memory head and caches in step.
+	for k, nid := range newKeys {
+		s.keys.remember(k, nid)
+	}
+	if h.snapshot != r.snapshot {
+		s.snapshots.put(&snapshotEntry{nid: h.snapshot, state: h.state, chainLen: h.chainLen})
+	}
+	for j, p := range batch {
+		if p.target != nil {
+			s.pdus.forget(p.target.NID)
+		}
+		s.pdus.put(evs[j].NID, p.pdu)
+	}
+	last := evs[len(evs)-1]
+	r.state, r.snapshot, r.chainLen = h.state, h.snapshot, h.chainLen
+	r.extremities = []extremity{{nid: last.NID, id: last.EventID}}
+	r.maxDepth = last.Depth
+	notify := make([]string, 0, len(r.members)+len(memberships))
+	for u, m := range r.members {
+		if (m == spec.Join || m == spec.Invite) && s.isLocal(u) {
+			notify = append(notify, u)
+		}
+	}
+	for u, m := range memberships {
+		r.members[u] = m
+		if s.isLocal(u) {
+			notify = append(notify, u)
+		}
+	}
+	if s.listener != nil {
+		s.listener.EventsCommitted(last.NID, notify)
+	}
+	return evs, nil
+}
+
+// persistOne writes one event inside the batch transaction, advancing the working head h.
+func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pending, h *head, newKeys map[storage.StateKey]int64, memberships map[string]string) (*storage.Event, error) {
+	pdu := p.pdu
 	ev := &storage.Event{
 		EventID:        pdu.EventID(),
 		RoomNID:        r.nid,
@@ -115,112 +262,64 @@ func (s *Server) persist(ctx context.Context, r *room, pdu gomatrixserverlib.PDU
 		Sender:         string(pdu.SenderID()),
 		Depth:          pdu.Depth(),
 		OriginTS:       int64(pdu.OriginServerTS()),
-		StateBeforeNID: r.snapshot,
-		TxnDevice:      req.TxnDevice,
-		TxnID:          req.TxnID,
+		StateBeforeNID: h.snapshot,
+		TxnDevice:      p.req.TxnDevice,
+		TxnID:          p.req.TxnID,
 		JSON:           pdu.JSON(),
 	}
-	newState := r.state
-	newSnapshot, newChainLen := r.snapshot, r.chainLen
-	var stateKey storage.StateKey
-	var membership string
-	var redactTarget *storage.Event
-	if pdu.Type() == spec.MRoomRedaction {
-		target, err := s.redactionTarget(ctx, r, pdu)
+	var key storage.StateKey
+	if sk := pdu.StateKey(); sk != nil {
+		key = storage.StateKey{Type: pdu.Type(), StateKey: *sk}
+		nid, err := s.stateKeyNID(ctx, tx, key)
 		if err != nil {
 			return nil, err
 		}
-		redactTarget = target
+		newKeys[key] = nid
+		ev.StateKeyNID = nid
+		ev.ReplacesNID = h.state[nid]
 	}
-	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		if sk := pdu.StateKey(); sk != nil {
-			stateKey = storage.StateKey{Type: pdu.Type(), StateKey: *sk}
-			nid, err := s.stateKeyNID(ctx, tx, stateKey)
-			if err != nil {
-				return err
-			}
-			ev.StateKeyNID = nid
-			ev.ReplacesNID = r.state[nid]
+	if _, err := tx.InsertEvent(ctx, ev); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return nil, fmt.Errorf("event %s already stored", ev.EventID)
 		}
-		if _, err := tx.InsertEvent(ctx, ev); err != nil {
-			if errors.Is(err, storage.ErrConflict) {
-				return fmt.Errorf("event %s already stored", ev.EventID)
-			}
-			return err
-		}
-		if ev.IsState() {
-			newState = copyState(r.state)
-			newState[ev.StateKeyNID] = ev.NID
-			snap := storage.Snapshot{Parent: r.snapshot, ChainLen: r.chainLen + 1, Entries: map[int64]int64{ev.StateKeyNID: ev.NID}}
-			if r.snapshot == 0 || snap.ChainLen > maxChainLen {
-				snap = storage.Snapshot{ChainLen: 1, Entries: newState}
-			}
-			nid, err := tx.InsertSnapshot(ctx, r.nid, snap)
-			if err != nil {
-				return err
-			}
-			newSnapshot, newChainLen = nid, snap.ChainLen
-			if err := tx.SetCurrentState(ctx, r.nid, map[int64]int64{ev.StateKeyNID: ev.NID}); err != nil {
-				return err
-			}
-			if ev.Type == spec.MRoomMember {
-				membership, _ = pdu.Membership()
-				if err := tx.SetMembership(ctx, r.nid, stateKey.StateKey, membership, ev.NID); err != nil {
-					return err
-				}
-			}
-		}
-		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{ev.NID}); err != nil {
-			return err
-		}
-		if err := tx.SetRoomState(ctx, r.nid, newSnapshot, ev.Depth); err != nil {
-			return err
-		}
-		if req.TxnID != "" {
-			if err := tx.InsertTxn(ctx, req.Sender, req.TxnDevice, r.nid, req.TxnID, ev.EventID, ev.OriginTS); err != nil {
-				return err
-			}
-		}
-		if redactTarget != nil {
-			redacted, err := r.version.RedactEventJSON(redactTarget.JSON)
-			if err != nil {
-				return fmt.Errorf("redact %s: %w", redactTarget.EventID, err)
-			}
-			if err := tx.RedactEvent(ctx, redactTarget.EventID, ev.EventID, redacted); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
 		return nil, err
 	}
-	// Committed: bring the in-memory head and caches in step.
 	if ev.IsState() {
-		s.keys.remember(stateKey, ev.StateKeyNID)
-		s.snapshots.put(&snapshotEntry{nid: newSnapshot, state: newState, chainLen: newChainLen})
-	}
-	if redactTarget != nil {
-		s.pdus.forget(redactTarget.NID)
-	}
-	s.pdus.put(ev.NID, pdu)
-	r.state, r.snapshot, r.chainLen = newState, newSnapshot, newChainLen
-	r.extremities = []extremity{{nid: ev.NID, id: ev.EventID}}
-	r.maxDepth = ev.Depth
-	notify := make([]string, 0, len(r.members)+1)
-	for u, m := range r.members {
-		if (m == spec.Join || m == spec.Invite) && s.isLocal(u) {
-			notify = append(notify, u)
+		state := copyState(h.state)
+		state[ev.StateKeyNID] = ev.NID
+		snap := storage.Snapshot{Parent: h.snapshot, ChainLen: h.chainLen + 1, Entries: map[int64]int64{ev.StateKeyNID: ev.NID}}
+		if h.snapshot == 0 || snap.ChainLen > maxChainLen {
+			snap = storage.Snapshot{ChainLen: 1, Entries: state}
+		}
+		nid, err := tx.InsertSnapshot(ctx, r.nid, snap)
+		if err != nil {
+			return nil, err
+		}
+		h.state, h.snapshot, h.chainLen = state, nid, snap.ChainLen
+		if err := tx.SetCurrentState(ctx, r.nid, map[int64]int64{ev.StateKeyNID: ev.NID}); err != nil {
+			return nil, err
+		}
+		if ev.Type == spec.MRoomMember {
+			membership, _ := pdu.Membership()
+			memberships[key.StateKey] = membership
+			if err := tx.SetMembership(ctx, r.nid, key.StateKey, membership, ev.NID); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if membership != "" {
-		r.members[stateKey.StateKey] = membership
-		if s.isLocal(stateKey.StateKey) {
-			notify = append(notify, stateKey.StateKey)
+	if p.req.TxnID != "" {
+		if err := tx.InsertTxn(ctx, p.req.Sender, p.req.TxnDevice, r.nid, p.req.TxnID, ev.EventID, ev.OriginTS); err != nil {
+			return nil, err
 		}
 	}
-	if s.listener != nil {
-		s.listener.EventsCommitted(ev.NID, notify)
+	if p.target != nil {
+		redacted, err := r.version.RedactEventJSON(p.target.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("redact %s: %w", p.target.EventID, err)
+		}
+		if err := tx.RedactEvent(ctx, p.target.EventID, ev.EventID, redacted); err != nil {
+			return nil, err
+		}
 	}
 	return ev, nil
 }

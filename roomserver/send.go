@@ -18,19 +18,107 @@ type Sender struct {
 	DeviceID string
 }
 
+// sendJob is a message waiting in a room's queue.
+type sendJob struct {
+	req  eventRequest
+	done chan struct{}
+	res  result
+}
+
+// maxBatch bounds how many queued messages commit in one transaction.
+const maxBatch = 64
+
 // SendMessage sends a message event; a repeated txnID from the same device returns the
 // event ID of the first send and stores nothing new.
+//
+// Messages to one room queue up while the room is busy and are committed together, in
+// order, in one transaction (one disk sync and one wake-up of /sync for the whole batch).
+// The first sender to find nobody committing does the work for the queue.
 func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType string, content json.RawMessage, txnID string) (string, error) {
+	req := eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnDevice: from.DeviceID, TxnID: txnID}
+	if evType == spec.MRoomRedaction {
+		// A redaction changes another event, so it is committed on its own.
+		r, err := s.lockRoom(ctx, roomID)
+		if err != nil {
+			return "", err
+		}
+		defer r.mu.Unlock()
+		ev, err := s.submit(ctx, r, req)
+		if err != nil {
+			return "", err
+		}
+		return ev.EventID, nil
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
-	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnDevice: from.DeviceID, TxnID: txnID})
-	if err != nil {
-		return "", err
+	r.mu.Unlock()
+	job := &sendJob{req: req, done: make(chan struct{})}
+	r.qmu.Lock()
+	r.queue = append(r.queue, job)
+	lead := !r.leading
+	r.leading = true
+	r.qmu.Unlock()
+	if lead {
+		s.commitQueue(r, job)
 	}
-	return ev.EventID, nil
+	select {
+	case <-job.done:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if job.res.err != nil {
+		return "", job.res.err
+	}
+	return job.res.ev.EventID, nil
+}
+
+// commitQueue commits the room's queued messages in batches until the batch holding own is
+// done; then it hands the rest of the queue to a new goroutine, so that no sender waits for
+// other senders' messages longer than one batch. The commit does not depend on any one
+// client's request context: an acknowledged batch is committed whole.
+func (s *Server) commitQueue(r *room, own *sendJob) {
+	ctx := context.Background()
+	for {
+		r.qmu.Lock()
+		jobs := r.queue
+		if len(jobs) > maxBatch {
+			jobs = jobs[:maxBatch]
+		}
+		r.queue = r.queue[len(jobs):]
+		if len(jobs) == 0 {
+			r.leading = false
+			r.qmu.Unlock()
+			return
+		}
+		r.qmu.Unlock()
+		reqs := make([]eventRequest, len(jobs))
+		for i, j := range jobs {
+			reqs[i] = j.req
+		}
+		r.mu.Lock()
+		results := s.submitBatch(ctx, r, reqs)
+		r.mu.Unlock()
+		ownDone := false
+		for i, j := range jobs {
+			j.res = results[i]
+			close(j.done)
+			ownDone = ownDone || j == own
+		}
+		if ownDone {
+			r.qmu.Lock()
+			more := len(r.queue) > 0
+			if !more {
+				r.leading = false
+			}
+			r.qmu.Unlock()
+			if more {
+				go s.commitQueue(r, nil)
+			}
+			return
+		}
+	}
 }
 
 // SetState sends a state event.

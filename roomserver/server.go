@@ -89,6 +89,10 @@ type room struct {
 	extremities []extremity
 	maxDepth    int64
 	members     map[string]string // user ID -> current membership
+
+	qmu     sync.Mutex // guards queue and leading; never held while waiting for mu
+	queue   []*sendJob // messages waiting to be committed
+	leading bool       // whether a goroutine is committing the queue
 }
 
 type extremity struct {

@@ -1,0 +1,35 @@
+package roomserver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// BenchmarkSendOneRoom measures building, authorising and committing messages into one room
+// from 16 goroutines, without HTTP.
+func BenchmarkSendOneRoom(b *testing.B) {
+	ctx := context.Background()
+	s, _ := newTestServer(&testing.T{})
+	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N/16 + 1
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				if _, err := s.SendMessage(ctx, Sender{UserID: "@alice:test", DeviceID: "D"}, roomID, "m.room.message", mustJSON(map[string]string{"body": fmt.Sprint(g, i)}), fmt.Sprint(g, "-", i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}
