@@ -214,6 +214,9 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 
 // accountData fills the global account data and returns the per-room entries by room.
 func (s *Server) accountData(ctx context.Context, userID string, since, to int64, f Filter, resp *syncResponse) (map[string][]any, error) {
+	if since >= to {
+		return nil, nil
+	}
 	entries, err := s.db.AccountDataSince(ctx, userID, since, to)
 	if err != nil {
 		return nil, err

@@ -54,9 +54,13 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if err != nil {
 		return nil, err
 	}
-	summary, err := s.summary(ctx, m.RoomNID, req.viewer.UserID)
-	if err != nil {
-		return nil, err
+	// The summary changes only with membership: send it when the client has none yet or a
+	// membership event is in this response (clients keep the last one they saw).
+	summary := map[string]any{}
+	if full || hasMember(tl.Events) || hasMemberState(state) {
+		if summary, err = s.summary(ctx, m.RoomNID, req.viewer.UserID); err != nil {
+			return nil, err
+		}
 	}
 	return &joinedRoom{
 		Summary:     summary,
@@ -65,6 +69,24 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 		Ephemeral:   eventList{Events: []any{}},
 		AccountData: eventList{Events: []any{}},
 	}, nil
+}
+
+func hasMember(evs []roomserver.ClientEvent) bool {
+	for _, ev := range evs {
+		if ev.Type == spec.MRoomMember {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMemberState(evs []*storage.Event) bool {
+	for _, ev := range evs {
+		if ev.Type == spec.MRoomMember {
+			return true
+		}
+	}
+	return false
 }
 
 // joinedRoomAccountDataOnly is the join section of a room whose only change is account data.
