@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lattice-chat/lattice/storage/storagetest"
 )
 
 // binary is the lattice binary built once for the whole suite.
@@ -85,8 +87,8 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	}
 	args := []string{"generate-config", "--server-name", s.Name, "--data-dir", dir,
 		"--client-addr", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open"}
-	if db := os.Getenv("LATTICE_TEST_DATABASE"); db != "" {
-		args = append(args, "--database", db)
+	if os.Getenv("LATTICE_E2E_BACKEND") == "postgres" {
+		args = append(args, "--database", storagetest.NewPostgresDatabase(t))
 	}
 	for _, o := range opts {
 		args = o(args)

@@ -11,7 +11,7 @@ import (
 // from 16 goroutines, without HTTP.
 func BenchmarkSendOneRoom(b *testing.B) {
 	ctx := context.Background()
-	s, _ := newTestServer(&testing.T{})
+	s, _ := newTestServer(b, "sqlite:"+b.TempDir()+"/bench.db")
 	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
 	if err != nil {
 		b.Fatal(err)

@@ -201,6 +201,9 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	var memberships map[string]string
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		evs, h, newKeys, memberships = nil, head{state: r.state, snapshot: r.snapshot, chainLen: r.chainLen}, map[storage.StateKey]int64{}, map[string]string{}
+		if err := tx.LockEventStream(ctx); err != nil {
+			return err
+		}
 		for _, p := range batch {
 			ev, err := s.persistOne(ctx, tx, r, p, &h, newKeys, memberships)
 			if err != nil {

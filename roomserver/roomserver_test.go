@@ -7,8 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
-	"strings"
+		"strings"
 	"sync"
 	"testing"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/storage"
+	"github.com/lattice-chat/lattice/storage/storagetest"
 )
 
 type recorder struct {
@@ -33,9 +33,9 @@ func (r *recorder) EventsCommitted(pos int64, users []string) {
 	}
 }
 
-func newTestServer(t *testing.T) (*Server, *recorder) {
+func newTestServer(t testing.TB, url string) (*Server, *recorder) {
 	t.Helper()
-	db, err := storage.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "rs.db"), 4)
+	db, err := storage.Open(context.Background(), url, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +54,12 @@ func mustJSON(v any) json.RawMessage {
 // TestEveryRoomVersion creates a room in each supported version and exercises joins,
 // messages, state, power levels and redaction through the auth rules.
 func TestEveryRoomVersion(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) { testEveryRoomVersion(t, url) })
+}
+
+func testEveryRoomVersion(t *testing.T, url string) {
 	ctx := context.Background()
-	s, rec := newTestServer(t)
+	s, rec := newTestServer(t, url)
 	const alice, bob = "@alice:test", "@bob:test"
 	for v := 1; v <= 12; v++ {
 		ver := gomatrixserverlib.RoomVersion(strings.TrimSpace(string(rune('0' + v%10))))
@@ -115,8 +119,12 @@ func isForbidden(err error) bool {
 // TestStateSnapshotsAreDeltas checks that state is stored as bounded delta chains that
 // expand to the right state, before and after a restart of the roomserver (cold caches).
 func TestStateSnapshotsAreDeltas(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) { testStateSnapshotsAreDeltas(t, url) })
+}
+
+func testStateSnapshotsAreDeltas(t *testing.T, url string) {
 	ctx := context.Background()
-	s, _ := newTestServer(t)
+	s, _ := newTestServer(t, url)
 	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
 	if err != nil {
 		t.Fatal(err)
@@ -164,8 +172,12 @@ func TestStateSnapshotsAreDeltas(t *testing.T) {
 // TestConcurrentSendsKeepDAGLinear sends from many goroutines into one room; every event
 // must be stored once with a gapless chain of prev_events.
 func TestConcurrentSendsKeepDAGLinear(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) { testConcurrentSendsKeepDAGLinear(t, url) })
+}
+
+func testConcurrentSendsKeepDAGLinear(t *testing.T, url string) {
 	ctx := context.Background()
-	s, _ := newTestServer(t)
+	s, _ := newTestServer(t, url)
 	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
 	if err != nil {
 		t.Fatal(err)

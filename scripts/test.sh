@@ -10,8 +10,16 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# A throw-away PostgreSQL cluster on a loopback port, so that every storage, roomserver and
+# end-to-end test also runs against PostgreSQL.
+source scripts/postgres.sh
+start_test_postgres
+trap stop_test_postgres EXIT
+
 go vet ./...
 go test -count=1 -timeout 30m ./...
+# The end-to-end suite again, with every server on its own PostgreSQL database.
+LATTICE_E2E_BACKEND=postgres go test -count=1 -timeout 20m ./e2e/
 
 # Bounded fuzzing of the JSON request decoding of /createRoom and /send.
 go test -count=1 -run '^$' -fuzz '^FuzzCreateRoom$' -fuzztime 15s ./clientapi

@@ -59,6 +59,18 @@ func (q *Q) events(ctx context.Context, query string, args ...any) ([]*Event, er
 	return out, rows.Err()
 }
 
+// LockEventStream makes the transaction the only one adding room events until it ends.
+// Call it before InsertEvent.
+func (tx *Tx) LockEventStream(ctx context.Context) error {
+	if tx.dialect.lockEventStream == "" {
+		return nil
+	}
+	if _, err := tx.exec(ctx, tx.dialect.lockEventStream); err != nil {
+		return fmt.Errorf("lock event stream: %w", err)
+	}
+	return nil
+}
+
 // InsertEvent stores ev and returns its NID; ErrConflict if the event ID exists.
 func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 	err := tx.queryRow(ctx, `
