@@ -7,7 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-		"strings"
+	"strings"
 	"sync"
 	"testing"
 
