@@ -24,6 +24,9 @@ import (
 // binary is the lattice binary built once for the whole suite.
 var binary string
 
+// httpClient bounds every request, so that a stuck server fails a test instead of hanging it.
+var httpClient = &http.Client{Timeout: 90 * time.Second}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "lattice-e2e-bin")
 	if err != nil {
@@ -222,7 +225,7 @@ func (s *Server) Do(t testing.TB, token, method, path string, body any) Resp {
 	if rdr != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
