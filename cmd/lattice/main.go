@@ -20,6 +20,7 @@ Usage:
   lattice generate-config --server-name NAME --data-dir DIR [--client-addr HOST:PORT]
                           [--federation-addr HOST:PORT] [--database URL] [--registration MODE]
   lattice create-account --config FILE --user NAME [--password P] [--admin]
+  lattice port-db --from SQLITE_FILE --to POSTGRES_URL   (server stopped; target new and empty)
 
 Run "lattice COMMAND --help" for the flags of a command.
 `
@@ -38,6 +39,10 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
@@ -48,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGenerateConfig(args, stdout, stderr)
 	case "create-account":
 		return runCreateAccount(ctx, args, stdout, stderr)
+	case "port-db":
+		return runPortDB(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
