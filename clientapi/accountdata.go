@@ -61,7 +61,7 @@ func (s *Server) setAccountData(r *http.Request, userID, roomID, dataType, conte
 		return err
 	})
 	if err == nil && s.waker != nil {
-		s.waker.AccountDataChanged(userID, pos)
+		s.waker.Wake(storage.StreamAccountData, pos, []string{userID})
 	}
 	return err
 }

@@ -322,7 +322,7 @@ func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules
 		return err
 	})
 	if err == nil && s.waker != nil {
-		s.waker.AccountDataChanged(userID, pos)
+		s.waker.Wake(storage.StreamAccountData, pos, []string{userID})
 	}
 	return err
 }

@@ -17,9 +17,9 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// Waker wakes the sync long-polls of a user whose account data changed.
+// Waker tells /sync that a stream reached a position, waking the long-polls of users.
 type Waker interface {
-	AccountDataChanged(userID string, pos int64)
+	Wake(stream storage.Stream, pos int64, users []string)
 }
 
 // Server is the client API.
@@ -51,7 +51,14 @@ func (s *Server) authed(fn httputil.HandlerFunc) http.Handler {
 func (s *Server) Register(root *mux.Router) {
 	c := root.PathPrefix("/_matrix/client").Subrouter()
 	v3 := c.PathPrefix("/{version:(?:v3|r0)}").Subrouter()
-	for _, rt := range append(s.routes(), s.pushRuleRoutes()...) {
+	var all []route
+	for _, group := range [][]route{
+		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
+		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(),
+	} {
+		all = append(all, group...)
+	}
+	for _, rt := range all {
 		base := v3
 		if rt.unversioned {
 			base = c

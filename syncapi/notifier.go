@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/lattice-chat/lattice/storage"
 )
 
 // Notifier tracks the newest stream positions and wakes exactly the long-polling /sync
@@ -28,20 +30,19 @@ func (n *Notifier) Current() Token {
 
 // EventsCommitted implements roomserver.Listener.
 func (n *Notifier) EventsCommitted(pos int64, users []string) {
+	n.Wake(storage.StreamPDU, pos, users)
+}
+
+// Wake records that stream reached pos and wakes the long-polls of users. It is how the
+// other components (account data, receipts, typing, to-device, device lists, presence) tell
+// /sync about a change; it must be called after the change is committed.
+func (n *Notifier) Wake(stream storage.Stream, pos int64, users []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.pos.PDU = max(n.pos.PDU, pos)
+	n.pos.Advance(stream, pos)
 	for _, u := range users {
 		n.wakeLocked(u)
 	}
-}
-
-// AccountDataChanged implements clientapi.Waker.
-func (n *Notifier) AccountDataChanged(userID string, pos int64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.pos.AccountData = max(n.pos.AccountData, pos)
-	n.wakeLocked(userID)
 }
 
 func (n *Notifier) wakeLocked(userID string) {

@@ -36,11 +36,17 @@ func StartToken(ctx context.Context, db *storage.DB) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	acct, err := db.StreamPos(ctx, "account_data")
+	positions, err := db.StreamPositions(ctx)
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{PDU: pdu, AccountData: acct}, nil
+	t := Token{PDU: pdu}
+	for _, s := range tokenStreams {
+		if s != storage.StreamPDU && s != storage.StreamTyping {
+			t.Advance(s, positions[s])
+		}
+	}
+	return t, nil
 }
 
 // Register adds the sync API routes to the router.

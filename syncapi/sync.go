@@ -11,6 +11,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
 )
 
 type eventList struct {
@@ -55,19 +56,27 @@ type syncRooms struct {
 	Knock  map[string]*strippedState `json:"knock"`
 }
 
-type syncResponse struct {
-	NextBatch              string         `json:"next_batch"`
-	Rooms                  syncRooms      `json:"rooms"`
-	AccountData            eventList      `json:"account_data"`
-	Presence               eventList      `json:"presence"`
-	ToDevice               eventList      `json:"to_device"`
-	DeviceLists            map[string]any `json:"device_lists"`
-	DeviceOneTimeKeysCount map[string]int `json:"device_one_time_keys_count"`
+type deviceLists struct {
+	Changed []string `json:"changed"`
+	Left    []string `json:"left"`
 }
 
+type syncResponse struct {
+	NextBatch                    string         `json:"next_batch"`
+	Rooms                        syncRooms      `json:"rooms"`
+	AccountData                  eventList      `json:"account_data"`
+	Presence                     eventList      `json:"presence"`
+	ToDevice                     eventList      `json:"to_device"`
+	DeviceLists                  deviceLists    `json:"device_lists"`
+	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
+	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+}
+
+// empty reports whether the response has nothing for the client (and so a long-poll waits).
 func (r *syncResponse) empty() bool {
 	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 &&
-		len(r.Rooms.Knock) == 0 && len(r.AccountData.Events) == 0
+		len(r.Rooms.Knock) == 0 && len(r.AccountData.Events) == 0 && len(r.Presence.Events) == 0 &&
+		len(r.ToDevice.Events) == 0 && len(r.DeviceLists.Changed) == 0 && len(r.DeviceLists.Left) == 0
 }
 
 // syncRequest is one /sync call's parameters.
@@ -153,7 +162,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 		AccountData:            eventList{Events: []any{}},
 		Presence:               eventList{Events: []any{}},
 		ToDevice:               eventList{Events: []any{}},
-		DeviceLists:            map[string]any{"changed": []string{}, "left": []string{}},
+		DeviceLists:            deviceLists{Changed: []string{}, Left: []string{}},
 		DeviceOneTimeKeysCount: map[string]int{"signed_curve25519": 0},
 	}
 	roomData, err := s.accountData(ctx, userID, since.AccountData, to.AccountData, req.filter, resp)
@@ -173,7 +182,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			}
 			if ad := roomData[m.RoomID]; len(ad) > 0 {
 				if jr == nil {
-					jr, err = s.joinedRoomAccountDataOnly(ctx, req, m, to.PDU)
+					jr, err = s.emptyJoinedRoom(ctx, m, to.PDU)
 					if err != nil {
 						return nil, err
 					}
@@ -209,7 +218,29 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			}
 		}
 	}
+	// The other streams, each in its own file.
+	for _, section := range []func(context.Context, syncRequest, Token, Token, *syncResponse, []storage.Membership) error{
+		s.syncEphemeral, s.syncToDevice, s.syncDeviceLists, s.syncPresence,
+	} {
+		if err := section(ctx, req, since, to, resp, memberships); err != nil {
+			return nil, err
+		}
+	}
 	return resp, nil
+}
+
+// roomEntry returns the join section of a room in resp, creating an empty one (no timeline
+// events) when the room had no other change, for sections such as receipts and typing.
+func (s *Server) roomEntry(ctx context.Context, resp *syncResponse, m storage.Membership, to Token) (*joinedRoom, error) {
+	if jr, ok := resp.Rooms.Join[m.RoomID]; ok {
+		return jr, nil
+	}
+	jr, err := s.emptyJoinedRoom(ctx, m, to.PDU)
+	if err != nil {
+		return nil, err
+	}
+	resp.Rooms.Join[m.RoomID] = jr
+	return jr, nil
 }
 
 // accountData fills the global account data and returns the per-room entries by room.

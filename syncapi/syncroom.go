@@ -62,12 +62,17 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 			return nil, err
 		}
 	}
+	unread, err := s.unreadCounts(ctx, req.viewer.UserID, m)
+	if err != nil {
+		return nil, err
+	}
 	return &joinedRoom{
-		Summary:     summary,
-		State:       eventList{Events: stateEvs},
-		Timeline:    tl,
-		Ephemeral:   eventList{Events: []any{}},
-		AccountData: eventList{Events: []any{}},
+		Summary:             summary,
+		State:               eventList{Events: stateEvs},
+		Timeline:            tl,
+		Ephemeral:           eventList{Events: []any{}},
+		AccountData:         eventList{Events: []any{}},
+		UnreadNotifications: unread,
 	}, nil
 }
 
@@ -89,8 +94,8 @@ func hasMemberState(evs []*storage.Event) bool {
 	return false
 }
 
-// joinedRoomAccountDataOnly is the join section of a room whose only change is account data.
-func (s *Server) joinedRoomAccountDataOnly(ctx context.Context, req syncRequest, m storage.Membership, to int64) (*joinedRoom, error) {
+// emptyJoinedRoom is the join section of a room whose timeline did not change.
+func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64) (*joinedRoom, error) {
 	pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
 	if err != nil {
 		return nil, err
