@@ -8,10 +8,12 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// Viewer is who an event is formatted for: transaction_id is shown only to the sending device.
+// Viewer is who an event is formatted for: transaction_id is shown only to the sending
+// device, and the events of ignored users are left out of aggregations.
 type Viewer struct {
 	UserID   string
 	DeviceID string
+	Ignored  map[string]bool
 }
 
 // ClientEvent is an event in the client-server API's ClientEvent format.
@@ -38,8 +40,13 @@ type pduFields struct {
 }
 
 // ClientEvents formats events of one room for a client, with unsigned age, transaction_id,
-// prev_content, replaces_state and redacted_because.
+// prev_content, replaces_state, redacted_because and the bundled aggregations of their
+// child events (m.relations).
 func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
+	return s.clientEvents(ctx, roomID, evs, v, true)
+}
+
+func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer, aggregate bool) ([]ClientEvent, error) {
 	var replaced []int64
 	for _, ev := range evs {
 		if ev.ReplacesNID != 0 {
@@ -64,6 +71,11 @@ func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage
 			return nil, err
 		}
 		out = append(out, ce)
+	}
+	if aggregate && len(out) > 0 {
+		if err := s.bundleAggregations(ctx, roomID, evs, out, v); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

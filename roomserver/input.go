@@ -90,6 +90,10 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			results[i].err = err
 			continue
 		}
+		if err := s.checkRelation(ctx, pdu); err != nil {
+			results[i].err = err
+			continue
+		}
 		p := &pending{idx: i, req: req, pdu: pdu}
 		if pdu.Type() == spec.MRoomRedaction {
 			if p.target, err = s.redactionTarget(ctx, r, pdu); err != nil {
@@ -310,6 +314,9 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 			}
 		}
 	}
+	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
+		return nil, err
+	}
 	if p.req.TxnID != "" {
 		if err := tx.InsertTxn(ctx, p.req.Sender, p.req.TxnDevice, r.nid, p.req.TxnID, ev.EventID, ev.OriginTS); err != nil {
 			return nil, err
@@ -321,6 +328,10 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 			return nil, fmt.Errorf("redact %s: %w", p.target.EventID, err)
 		}
 		if err := tx.RedactEvent(ctx, p.target.EventID, ev.EventID, redacted); err != nil {
+			return nil, err
+		}
+		// A redacted event loses its content, and so its relation.
+		if err := tx.DeleteRelation(ctx, p.target.EventID); err != nil {
 			return nil, err
 		}
 	}

@@ -41,6 +41,7 @@ var portTables = []portTable{
 	{name: "current_state", key: "room_nid, state_key_nid"},
 	{name: "memberships", key: "room_nid, user_id"},
 	{name: "txn_ids", key: "user_id, device_id, room_nid, txn_id"},
+	{name: "event_relations", key: "event_nid"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills them in the target.

@@ -297,6 +297,10 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 	if err := tx.SetMembership(ctx, roomNID, "@alice:test", "join", nids[1]); err != nil {
 		return err
 	}
+	if err := tx.InsertRelation(ctx, Relation{EventNID: nids[3], RoomNID: roomNID, RelatesTo: fx.eventIDs[2], RelType: "m.annotation",
+		EventType: "m.reaction", Sender: "@alice:test", OriginTS: 4000, EventID: fx.eventIDs[3], AggregationKey: "👍"}); err != nil {
+		return err
+	}
 	return tx.InsertTxn(ctx, "@alice:test", "DEValice", roomNID, "t5", fx.eventIDs[4], 6000)
 }
 

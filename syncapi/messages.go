@@ -109,13 +109,13 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	viewer := s.viewer(ctx, dev)
 	kept := visible[:0]
-	for _, ev := range visible {
+	for _, ev := range dropIgnored(visible, viewer.Ignored) {
 		if filter.allows(ev.Type, ev.Sender) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
 			kept = append(kept, ev)
 		}
 	}
-	viewer := roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}
 	chunk, err := s.rooms.ClientEvents(ctx, roomID, kept, viewer)
 	if err != nil {
 		return nil, err
@@ -241,14 +241,14 @@ func (s *Server) handleContext(r *http.Request) (any, error) {
 	if len(after) > 0 {
 		end = storage.After(storage.TopoPos{Depth: after[len(after)-1].Depth, NID: after[len(after)-1].NID})
 	}
-	viewer := roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}
+	viewer := s.viewer(ctx, dev)
 	format := func(evs []*storage.Event) ([]roomserver.ClientEvent, error) {
 		visible, err := vis.filter(ctx, evs)
 		if err != nil {
 			return nil, err
 		}
 		kept := visible[:0]
-		for _, e := range visible {
+		for _, e := range dropIgnored(visible, viewer.Ignored) {
 			if filter.allows(e.Type, e.Sender) {
 				kept = append(kept, e)
 			}

@@ -23,6 +23,7 @@ type Server struct {
 	notifier   *Notifier
 	log        *slog.Logger
 	maxTimeout time.Duration
+	ignored    ignoreCache
 }
 
 // New returns the sync API. The notifier must be the roomserver's listener.
@@ -66,5 +67,17 @@ func (s *Server) Register(root *mux.Router) {
 	}
 	for _, rt := range routes {
 		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)
+	}
+	v1 := root.PathPrefix("/_matrix/client/v1").Subrouter()
+	for _, rt := range []struct {
+		path string
+		fn   httputil.HandlerFunc
+	}{
+		{"/rooms/{roomId}/relations/{eventId}", s.handleRelations},
+		{"/rooms/{roomId}/relations/{eventId}/{relType}", s.handleRelations},
+		{"/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", s.handleRelations},
+		{"/rooms/{roomId}/threads", s.handleThreads},
+	} {
+		v1.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(http.MethodGet)
 	}
 }

@@ -92,7 +92,7 @@ type syncRequest struct {
 func (s *Server) handleSync(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	q := r.URL.Query()
-	req := syncRequest{viewer: roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID}, fullState: q.Get("full_state") == "true"}
+	req := syncRequest{fullState: q.Get("full_state") == "true"}
 	if since := q.Get("since"); since != "" {
 		tok, err := ParseToken(since)
 		if err != nil {
@@ -114,6 +114,8 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		// Read each time round: a change of the ignore list applies at once.
+		req.viewer = s.viewer(r.Context(), dev)
 		ch, pos, stop := s.notifier.listen(dev.UserID)
 		resp, err := s.buildSync(r.Context(), req, pos)
 		if err != nil {
@@ -195,6 +197,14 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 		case spec.Invite, spec.Knock:
 			if !changed {
 				continue
+			}
+			if m.Membership == spec.Invite && len(req.viewer.Ignored) > 0 {
+				// Invites from ignored users are not sent.
+				if inviter, err := s.inviter(ctx, m); err != nil {
+					return nil, err
+				} else if req.viewer.Ignored[inviter] {
+					continue
+				}
 			}
 			st, err := s.strippedState(ctx, m)
 			if err != nil {

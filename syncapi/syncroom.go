@@ -33,7 +33,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if full {
 		from = 0
 	}
-	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, to)
+	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, to, full)
 	if err != nil {
 		return nil, err
 	}
@@ -145,14 +145,22 @@ func membershipOf(ev *storage.Event) string {
 }
 
 // timeline returns the newest events of the room in (from, to], limited by the filter, with
-// the NID and state-before snapshot of its first event.
-func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Membership, from, to int64) (timeline, int64, int64, error) {
+// the NID and state-before snapshot of its first event. With checkVisibility, events from
+// before the user's current membership are checked against the room's history visibility
+// (a room the user just joined); later events are visible to a member by definition.
+func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Membership, from, to int64, checkVisibility bool) (timeline, int64, int64, error) {
 	limit := req.filter.Room.Timeline.limit(defaultTimelineLimit, maxTimelineLimit)
 	evs, more, err := s.db.RoomEventsAfter(ctx, m.RoomNID, from, to, limit)
 	if err != nil {
 		return timeline{}, 0, 0, err
 	}
 	tl := timeline{Events: []roomserver.ClientEvent{}, Limited: more}
+	if checkVisibility && len(evs) > 0 && evs[0].NID < m.EventNID {
+		vis := &visibility{s: s, userID: req.viewer.UserID, membership: m, snapshots: map[int64]snapshotView{}}
+		if evs, err = vis.filter(ctx, evs); err != nil {
+			return timeline{}, 0, 0, err
+		}
+	}
 	firstNID, stateBefore := to+1, int64(-1)
 	if len(evs) > 0 {
 		firstNID, stateBefore = evs[0].NID, evs[0].StateBeforeNID
@@ -165,7 +173,7 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 		tl.PrevBatch = topoToken(pos)
 	}
 	kept := evs[:0]
-	for _, ev := range evs {
+	for _, ev := range dropIgnored(evs, req.viewer.Ignored) {
 		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
 			kept = append(kept, ev)
 		}
@@ -303,6 +311,15 @@ func (s *Server) strippedState(ctx context.Context, m storage.Membership) (event
 	return out, nil
 }
 
+// inviter returns who sent the user's current membership event (the invite).
+func (s *Server) inviter(ctx context.Context, m storage.Membership) (string, error) {
+	evs, err := s.db.EventsByNID(ctx, []int64{m.EventNID})
+	if err != nil || len(evs) == 0 {
+		return "", err
+	}
+	return evs[0].Sender, nil
+}
+
 // invitingSender returns who sent the user's current membership event.
 func invitingSender(evs []*storage.Event, userID string) string {
 	for _, ev := range evs {
@@ -325,7 +342,7 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 	if req.since == nil {
 		from = 0
 	}
-	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, m.EventNID)
+	tl, firstNID, stateBefore, err := s.timeline(ctx, req, m, from, m.EventNID, true)
 	if err != nil {
 		return nil, err
 	}

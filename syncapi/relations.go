@@ -1,0 +1,232 @@
+package syncapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+const (
+	defaultRelationsLimit = 50
+	maxRelationsLimit     = 1000
+	maxRelationsDepth     = 3
+)
+
+// relationPos decodes a /relations or /threads token ("r<event NID>"), also accepting the
+// /messages and /sync tokens the spec allows, as stream positions.
+func relationPos(tok string) (int64, error) {
+	if body, ok := strings.CutPrefix(tok, "r"); ok {
+		if n, err := strconv.ParseInt(body, 10, 64); err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	if p, ok := parseTopoToken(tok); ok {
+		return p.NID, nil
+	}
+	if t, err := ParseToken(tok); err == nil {
+		return t.PDU + 1, nil
+	}
+	return 0, spec.InvalidParam("invalid pagination token")
+}
+
+func parseLimit(s string, def, max int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, spec.InvalidParam("limit must be a positive integer")
+	}
+	return min(n, max), nil
+}
+
+// handleRelations handles GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
+func (s *Server) handleRelations(r *http.Request) (any, error) {
+	ctx := r.Context()
+	dev := httputil.Device(ctx)
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	backwards := q.Get("dir") != "f"
+	if d := q.Get("dir"); d != "" && d != "b" && d != "f" {
+		return nil, spec.InvalidParam("dir must be b or f")
+	}
+	limit, err := parseLimit(q.Get("limit"), defaultRelationsLimit, maxRelationsLimit)
+	if err != nil {
+		return nil, err
+	}
+	var from, to int64
+	if t := q.Get("from"); t != "" {
+		if from, err = relationPos(t); err != nil {
+			return nil, err
+		}
+	}
+	if t := q.Get("to"); t != "" {
+		if to, err = relationPos(t); err != nil {
+			return nil, err
+		}
+	}
+	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, spec.NotFound("event not found")
+	}
+	parent, err := s.visibleEvent(ctx, vis, room, httputil.PathVar(r, "eventId"))
+	if err != nil {
+		return nil, err
+	}
+	relType, evType := httputil.PathVar(r, "relType"), httputil.PathVar(r, "eventType")
+	depth := 1
+	if q.Get("recurse") == "true" {
+		depth = maxRelationsDepth
+	}
+	rels, err := s.collectRelations(ctx, parent.EventID, relType, evType, from, to, backwards, limit+1, depth)
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{}
+	if len(rels) > limit {
+		rels = rels[:limit]
+		resp["next_batch"] = fmt.Sprintf("r%d", rels[len(rels)-1].EventNID)
+	}
+	if depth > 1 {
+		resp["recursion_depth"] = depth
+	}
+	nids := make([]int64, len(rels))
+	for i, rel := range rels {
+		nids[i] = rel.EventNID
+	}
+	evs, err := s.db.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, err
+	}
+	if backwards {
+		for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+			evs[i], evs[j] = evs[j], evs[i]
+		}
+	}
+	if evs, err = vis.filter(ctx, evs); err != nil {
+		return nil, err
+	}
+	chunk, err := s.rooms.ClientEvents(ctx, roomID, evs, s.viewer(ctx, dev))
+	if err != nil {
+		return nil, err
+	}
+	if chunk == nil {
+		chunk = []roomserver.ClientEvent{}
+	}
+	resp["chunk"] = chunk
+	return resp, nil
+}
+
+// collectRelations returns the children of parent, and with depth > 1 their children too,
+// ordered by stream position in the paging direction.
+func (s *Server) collectRelations(ctx context.Context, parent, relType, evType string, from, to int64, backwards bool, limit, depth int) ([]storage.Relation, error) {
+	rels, err := s.db.ChildRelations(ctx, parent, relType, evType, from, to, backwards, limit)
+	if err != nil || depth <= 1 {
+		return rels, err
+	}
+	all := append([]storage.Relation(nil), rels...)
+	frontier := rels
+	for d := 1; d < depth && len(frontier) > 0; d++ {
+		var next []storage.Relation
+		for _, rel := range frontier {
+			kids, err := s.db.ChildRelations(ctx, rel.EventID, relType, evType, from, to, backwards, limit)
+			if err != nil {
+				return nil, err
+			}
+			next = append(next, kids...)
+		}
+		all = append(all, next...)
+		frontier = next
+	}
+	sortRelations(all, backwards)
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
+}
+
+func sortRelations(rels []storage.Relation, backwards bool) {
+	for i := 1; i < len(rels); i++ {
+		for j := i; j > 0; j-- {
+			a, b := rels[j-1].EventNID, rels[j].EventNID
+			if (backwards && a >= b) || (!backwards && a <= b) {
+				break
+			}
+			rels[j-1], rels[j] = rels[j], rels[j-1]
+		}
+	}
+}
+
+// handleThreads handles GET /_matrix/client/v1/rooms/{roomId}/threads: thread roots ordered by
+// their latest reply, newest first, with their aggregations.
+func (s *Server) handleThreads(r *http.Request) (any, error) {
+	ctx := r.Context()
+	dev := httputil.Device(ctx)
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	participant := ""
+	switch q.Get("include") {
+	case "", "all":
+	case "participated":
+		participant = dev.UserID
+	default:
+		return nil, spec.InvalidParam("include must be all or participated")
+	}
+	limit, err := parseLimit(q.Get("limit"), defaultRelationsLimit, maxRelationsLimit)
+	if err != nil {
+		return nil, err
+	}
+	var before int64
+	if t := q.Get("from"); t != "" {
+		if before, err = relationPos(t); err != nil {
+			return nil, err
+		}
+	}
+	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if vis.membership.Membership == "" {
+		return nil, spec.Forbidden("you are not a member of this room")
+	}
+	roots, err := s.db.ThreadRoots(ctx, room.NID, participant, before, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{}
+	if len(roots) > limit {
+		roots = roots[:limit]
+		resp["next_batch"] = fmt.Sprintf("r%d", roots[len(roots)-1].EventNID)
+	}
+	var evs []*storage.Event
+	for _, root := range roots {
+		ev, err := s.visibleEvent(ctx, vis, room, root.RelatesTo)
+		if err != nil {
+			continue // the root is unknown or not visible to the user
+		}
+		evs = append(evs, ev)
+	}
+	chunk, err := s.rooms.ClientEvents(ctx, roomID, evs, s.viewer(ctx, dev))
+	if err != nil {
+		return nil, err
+	}
+	if chunk == nil {
+		chunk = []roomserver.ClientEvent{}
+	}
+	resp["chunk"] = chunk
+	return resp, nil
+}
