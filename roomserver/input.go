@@ -317,6 +317,11 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
 		return nil, err
 	}
+	if key, text := storage.SearchText(ev.Type, pdu.Content()); text != "" {
+		if err := tx.IndexEvent(ctx, ev.NID, r.nid, key, text); err != nil {
+			return nil, err
+		}
+	}
 	if p.req.TxnID != "" {
 		if err := tx.InsertTxn(ctx, p.req.Sender, p.req.TxnDevice, r.nid, p.req.TxnID, ev.EventID, ev.OriginTS); err != nil {
 			return nil, err
@@ -330,8 +335,11 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		if err := tx.RedactEvent(ctx, p.target.EventID, ev.EventID, redacted); err != nil {
 			return nil, err
 		}
-		// A redacted event loses its content, and so its relation.
+		// A redacted event loses its content, and so its relation and its place in search.
 		if err := tx.DeleteRelation(ctx, p.target.EventID); err != nil {
+			return nil, err
+		}
+		if err := tx.UnindexEvent(ctx, p.target.NID); err != nil {
 			return nil, err
 		}
 	}

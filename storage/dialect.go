@@ -13,6 +13,14 @@ type dialect struct {
 	// writer connections or processes: a reader can then never see NID n+1 before n.
 	// SQLite needs nothing: it has a single writer.
 	lockEventStream string
+
+	// Full-text search (event_search): SQLite's FTS5 and PostgreSQL's tsvector.
+	searchInsert string                // $1 event NID, $2 room NID, $3 key, $4 text
+	searchDelete string                // $1 event NID
+	searchWhere  string                // the match condition on $1
+	searchRank   string                // a relevance score, higher is better
+	searchNID    string                // the event NID column
+	searchMatch  func([]string) string // the $1 value for the words to find (all of them)
 	// tables lists the names of the schema's tables (not the database's own catalog tables).
 	tables string
 	// resetSerial, when not empty, is a format taking (table, column): a statement that makes
@@ -27,6 +35,18 @@ var sqliteDialect = dialect{
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 	},
+	searchInsert: `INSERT INTO event_search (rowid, room_nid, search_key, body) VALUES ($1, $2, $3, $4)`,
+	searchDelete: `DELETE FROM event_search WHERE rowid = $1`,
+	searchWhere:  `event_search MATCH $1`,
+	searchRank:   `(-bm25(event_search))`,
+	searchNID:    `rowid`,
+	searchMatch: func(words []string) string {
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = `"` + w + `"*`
+		}
+		return "body : (" + strings.Join(quoted, " AND ") + ")"
+	},
 	tables: `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\'`,
 }
 
@@ -36,6 +56,18 @@ var postgresDialect = dialect{
 		return err != nil && strings.Contains(err.Error(), "SQLSTATE 23505")
 	},
 	lockEventStream: `SELECT pg_advisory_xact_lock(7345001)`,
+	searchInsert: `INSERT INTO event_search (event_nid, room_nid, search_key, body, vector)
+		VALUES ($1, $2, $3, $4, to_tsvector('simple', $4)) ON CONFLICT (event_nid) DO NOTHING`,
+	searchDelete: `DELETE FROM event_search WHERE event_nid = $1`,
+	searchWhere:  `vector @@ to_tsquery('simple', $1)`,
+	searchRank:   `ts_rank(vector, to_tsquery('simple', $1))`,
+	searchNID:    `event_nid`,
+	searchMatch: func(words []string) string {
+		for i, w := range words {
+			words[i] = strings.ToLower(w) + ":*"
+		}
+		return strings.Join(words, " & ")
+	},
 	tables: `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`,
 	resetSerial: `SELECT setval(pg_get_serial_sequence('%[1]s', '%[2]s'), COALESCE(MAX(%[2]s), 0) + 1, false) FROM %[1]s`,

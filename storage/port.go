@@ -44,8 +44,14 @@ var portTables = []portTable{
 	{name: "event_relations", key: "event_nid"},
 }
 
-// portSkipped lists the tables Port leaves alone: Open fills them in the target.
-var portSkipped = []string{"schema_migrations"}
+// portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,
+// and the full-text index is kept differently by each backend (FTS5 and its shadow tables in
+// SQLite, a tsvector in PostgreSQL), so Port rebuilds it from the events instead.
+var portSkipped = []string{
+	"schema_migrations",
+	"event_search", "event_search_data", "event_search_idx", "event_search_content",
+	"event_search_docsize", "event_search_config",
+}
 
 // A batch of copied rows is inserted in one statement and one transaction; it ends at
 // portBatchRows rows or about portBatchBytes of values, whichever comes first.
@@ -99,7 +105,13 @@ func Port(ctx context.Context, from, to *DB, progress func(table string, done, t
 	if err := resetSerials(ctx, to); err != nil {
 		return err
 	}
-	return verifyCounts(ctx, to, totals)
+	if err := verifyCounts(ctx, to, totals); err != nil {
+		return err
+	}
+	if err := to.RebuildSearchIndex(ctx); err != nil {
+		return fmt.Errorf("port: rebuild search index: %w", err)
+	}
+	return nil
 }
 
 // checkPortTables fails if db has a table that portTables does not list.

@@ -64,6 +64,7 @@ func (s *Server) Register(root *mux.Router) {
 		{get, "/rooms/{roomId}/event/{eventId}", s.handleEvent},
 		{get, "/rooms/{roomId}/members", s.handleMembers},
 		{get, "/rooms/{roomId}/joined_members", s.handleJoinedMembers},
+		{http.MethodPost, "/search", s.handleSearch},
 	}
 	for _, rt := range routes {
 		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)

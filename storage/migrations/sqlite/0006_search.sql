@@ -1,0 +1,8 @@
+-- Full-text search over message bodies, room names and topics. The rowid is the event NID.
+-- SQLite uses FTS5; ../postgres/0006_search.sql uses a tsvector with a GIN index.
+CREATE VIRTUAL TABLE event_search USING fts5(
+    body,
+    search_key UNINDEXED,
+    room_nid UNINDEXED,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
