@@ -138,3 +138,39 @@ func (s *Server) handleJoinedRooms(r *http.Request) (any, error) {
 	}
 	return map[string]any{"joined_rooms": ids}, nil
 }
+
+// handleKnock handles POST /knock/{roomIdOrAlias}.
+func (s *Server) handleKnock(r *http.Request) (any, error) {
+	req, err := decodeMembership(r, false)
+	if err != nil {
+		return nil, err
+	}
+	roomID, err := s.rooms.Knock(r.Context(), httputil.Device(r.Context()).UserID, httputil.PathVar(r, "roomIdOrAlias"), req.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"room_id": roomID}, nil
+}
+
+// handleUpgrade handles POST /rooms/{roomId}/upgrade.
+func (s *Server) handleUpgrade(r *http.Request) (any, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		NewVersion         string   `json:"new_version"`
+		AdditionalCreators []string `json:"additional_creators"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.NewVersion == "" {
+		return nil, spec.MissingParam("new_version is required")
+	}
+	newID, err := s.rooms.Upgrade(r.Context(), httputil.Device(r.Context()).UserID, roomID, req.NewVersion, req.AdditionalCreators)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"replacement_room": newID}, nil
+}

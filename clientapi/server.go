@@ -118,6 +118,11 @@ func (s *Server) routes() []route {
 		{post, "/rooms/{roomId}/unban", true, false, s.handleUnban},
 		{post, "/rooms/{roomId}/forget", true, false, s.handleForget},
 		{get, "/joined_rooms", true, false, s.handleJoinedRooms},
+		{post, "/knock/{roomIdOrAlias}", true, false, s.handleKnock},
+		{post, "/rooms/{roomId}/upgrade", true, false, s.handleUpgrade},
+		{post, "/rooms/{roomId}/report", true, false, s.handleReportRoom},
+		{post, "/rooms/{roomId}/report/{eventId}", true, false, s.handleReportEvent},
+		{post, "/users/{userId}/report", true, false, s.handleReportUser},
 
 		{put, "/rooms/{roomId}/send/{eventType}/{txnId}", true, false, s.handleSend},
 		{put, "/rooms/{roomId}/redact/{eventId}/{txnId}", true, false, s.handleRedact},
@@ -134,6 +139,9 @@ func (s *Server) routes() []route {
 		{del, "/directory/room/{roomAlias}", true, false, s.handleDeleteAlias},
 		{get, "/rooms/{roomId}/aliases", true, false, s.handleRoomAliases},
 		{get, "/directory/list/room/{roomId}", false, false, s.handleGetVisibility},
+		{get, "/publicRooms", false, false, s.handleGetPublicRooms},
+		{post, "/publicRooms", true, false, s.handlePostPublicRooms},
+		{post, "/user_directory/search", true, false, s.handleUserDirectory},
 		{put, "/directory/list/room/{roomId}", true, false, s.handleSetVisibility},
 
 		{get, "/user/{userId}/account_data/{type}", true, false, s.handleGetAccountData},

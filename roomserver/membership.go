@@ -187,3 +187,21 @@ func (s *Server) UpdateProfile(ctx context.Context, userID string) error {
 	}
 	return nil
 }
+
+// Knock asks to join a room whose join rule is knock; a member with invite power approves
+// by inviting, as the spec's knocking flow says.
+func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
+	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
+	if err != nil {
+		return "", err
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	defer r.mu.Unlock()
+	if _, err := s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, userID, spec.Knock, reason)); err != nil {
+		return "", err
+	}
+	return roomID, nil
+}

@@ -42,6 +42,7 @@ var portTables = []portTable{
 	{name: "memberships", key: "room_nid, user_id"},
 	{name: "txn_ids", key: "user_id, device_id, room_nid, txn_id"},
 	{name: "event_relations", key: "event_nid"},
+	{name: "reports", key: "report_id", serial: "report_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,

@@ -301,6 +301,12 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		EventType: "m.reaction", Sender: "@alice:test", OriginTS: 4000, EventID: fx.eventIDs[3], AggregationKey: "👍"}); err != nil {
 		return err
 	}
+	score := int64(-50)
+	id, err := tx.InsertReport(ctx, Report{Reporter: "@alice:test", RoomID: "!room:test", EventID: fx.eventIDs[1], Reason: "spam", Score: &score, TS: 7000})
+	if err != nil {
+		return err
+	}
+	fx.maxIDs["reports"] = id
 	return tx.InsertTxn(ctx, "@alice:test", "DEValice", roomNID, "t5", fx.eventIDs[4], 6000)
 }
 
@@ -367,6 +373,9 @@ func checkSequencesContinue(t *testing.T, db *DB, fx fixture) {
 			return err
 		}
 		if got["state_keys"], err = tx.StateKeyNID(ctx, StateKey{Type: "m.room.topic"}); err != nil {
+			return err
+		}
+		if got["reports"], err = tx.InsertReport(ctx, Report{Reporter: "@bob:test", Reason: "after", TS: 1}); err != nil {
 			return err
 		}
 		got["state_snapshots"], err = tx.InsertSnapshot(ctx, fx.roomNID, Snapshot{ChainLen: 1})
