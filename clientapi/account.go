@@ -203,15 +203,27 @@ func (s *Server) baseURL(r *http.Request) string {
 // handleLogout handles POST /logout: the device and its token are removed.
 func (s *Server) handleLogout(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
-	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteDevices(r.Context(), dev.UserID, dev.DeviceID) })
-	return struct{}{}, err
+	return s.logout(r, dev.UserID, dev.DeviceID)
+}
+
+// logout removes the named devices of userID, all of them when none is named.
+func (s *Server) logout(r *http.Request, userID string, deviceIDs ...string) (any, error) {
+	var pos int64
+	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		var err error
+		pos, err = removeDevices(r.Context(), tx, userID, deviceIDs...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.deviceListChanged(r.Context(), userID, pos)
+	return struct{}{}, nil
 }
 
 // handleLogoutAll handles POST /logout/all.
 func (s *Server) handleLogoutAll(r *http.Request) (any, error) {
-	dev := httputil.Device(r.Context())
-	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteDevices(r.Context(), dev.UserID) })
-	return struct{}{}, err
+	return s.logout(r, httputil.Device(r.Context()).UserID)
 }
 
 // handleWhoami handles GET /account/whoami.
@@ -241,6 +253,7 @@ func (s *Server) handlePassword(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pos int64
 	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
 		if err := tx.SetPassword(r.Context(), dev.UserID, hash); err != nil {
 			return err
@@ -250,17 +263,24 @@ func (s *Server) handlePassword(r *http.Request) (any, error) {
 			if err != nil {
 				return err
 			}
+			var others []string
 			for _, d := range devs {
 				if d.DeviceID != dev.DeviceID {
-					if err := tx.DeleteDevices(r.Context(), dev.UserID, d.DeviceID); err != nil {
-						return err
-					}
+					others = append(others, d.DeviceID)
 				}
+			}
+			if len(others) > 0 {
+				pos, err = removeDevices(r.Context(), tx, dev.UserID, others...)
+				return err
 			}
 		}
 		return nil
 	})
-	return struct{}{}, err
+	if err != nil {
+		return nil, err
+	}
+	s.deviceListChanged(r.Context(), dev.UserID, pos)
+	return struct{}{}, nil
 }
 
 // handleDeactivate handles POST /account/deactivate: the user leaves every room, loses every
@@ -287,10 +307,19 @@ func (s *Server) handleDeactivate(r *http.Request) (any, error) {
 			}
 		}
 	}
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeactivateAccount(r.Context(), dev.UserID) })
+	var pos int64
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		if err := tx.DeactivateAccount(r.Context(), dev.UserID); err != nil {
+			return err
+		}
+		var err error
+		pos, err = tx.DeleteDeviceE2EE(r.Context(), dev.UserID)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
+	s.deviceListChanged(r.Context(), dev.UserID, pos)
 	return map[string]string{"id_server_unbind_result": "no-support"}, nil
 }
 

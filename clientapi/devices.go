@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -106,6 +107,25 @@ func (s *Server) deleteDevices(r *http.Request, ids []string, single bool) (any,
 	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteDevices(r.Context(), dev.UserID, ids...) })
-	return struct{}{}, err
+	var pos int64
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		var err error
+		pos, err = removeDevices(r.Context(), tx, dev.UserID, ids...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.deviceListChanged(r.Context(), dev.UserID, pos)
+	return struct{}{}, nil
+}
+
+// removeDevices deletes the named devices of userID (all of them when none is named) with
+// their end-to-end keys and pending to-device messages, and returns the device_lists
+// position of the change for deviceListChanged after the commit.
+func removeDevices(ctx context.Context, tx *storage.Tx, userID string, deviceIDs ...string) (int64, error) {
+	if err := tx.DeleteDevices(ctx, userID, deviceIDs...); err != nil {
+		return 0, err
+	}
+	return tx.DeleteDeviceE2EE(ctx, userID, deviceIDs...)
 }

@@ -139,8 +139,19 @@ func (s *Server) newDevice(ctx context.Context, userID, deviceID, displayName, i
 	}
 	token := httputil.NewAccessToken()
 	now := time.Now().UnixMilli()
+	var pos int64
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		return tx.UpsertDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: now, LastSeenIP: ip}, httputil.HashToken(token))
+		err := tx.UpsertDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: now, LastSeenIP: ip}, httputil.HashToken(token))
+		if err != nil {
+			return err
+		}
+		// A new device is a device list change (its keys follow with /keys/upload).
+		pos, err = tx.DeviceListChanged(ctx, userID)
+		return err
 	})
-	return deviceID, token, err
+	if err != nil {
+		return "", "", err
+	}
+	s.deviceListChanged(ctx, userID, pos)
+	return deviceID, token, nil
 }

@@ -43,6 +43,16 @@ var portTables = []portTable{
 	{name: "txn_ids", key: "user_id, device_id, room_nid, txn_id"},
 	{name: "event_relations", key: "event_nid"},
 	{name: "reports", key: "report_id", serial: "report_id"},
+	{name: "device_keys", key: "user_id, device_id"},
+	{name: "one_time_keys", key: "user_id, device_id, algorithm, key_id"},
+	{name: "fallback_keys", key: "user_id, device_id, algorithm"},
+	{name: "cross_signing_keys", key: "user_id, key_type"},
+	{name: "key_signatures", key: "target_user_id, target_key_id, signer_user_id, signer_key_id"},
+	{name: "device_list_changes", key: "user_id"},
+	{name: "to_device_messages", key: "user_id, device_id, stream_pos"},
+	{name: "to_device_txns", key: "user_id, device_id, txn_id"},
+	{name: "key_backup_versions", key: "user_id, version"},
+	{name: "key_backup_sessions", key: "user_id, version, room_id, session_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,

@@ -226,6 +226,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 		if err := tx.DeactivateAccount(ctx, "@carol:test"); err != nil {
 			return err
 		}
+		if err := populateE2EE(ctx, tx); err != nil {
+			return err
+		}
 		return populateRoom(ctx, tx, &fx, nEvents)
 	})
 	if err != nil {

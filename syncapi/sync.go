@@ -69,7 +69,7 @@ type syncResponse struct {
 	ToDevice                     eventList      `json:"to_device"`
 	DeviceLists                  deviceLists    `json:"device_lists"`
 	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
-	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"`
 }
 
 // empty reports whether the response has nothing for the client (and so a long-poll waits).
