@@ -18,6 +18,8 @@ func TestImportBoundaries(t *testing.T) {
 		"syncapi":           {mod + "clientapi", mod + "federationapi", mod + "cmd"},
 		"internal/config":   {mod},
 		"internal/httputil": {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
+		"internal/typing":   {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
+		"internal/presence": {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		// Lattice packages are checked transitively, others (net/http) as direct imports:

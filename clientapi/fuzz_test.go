@@ -19,6 +19,8 @@ import (
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/presence"
+	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -45,7 +47,7 @@ func newStack(t testing.TB) *stack {
 	_, key, _ := ed25519.GenerateKey(nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rooms := roomserver.New(roomserver.Config{ServerName: "localhost", KeyID: "ed25519:fuzz", PrivateKey: key, DefaultVersion: "12"}, db, nil, log)
-	api := clientapi.New(&cfg, db, rooms, nil, log)
+	api := clientapi.New(&cfg, db, rooms, nil, typing.New(rooms, nil, log), presence.New(presence.Config{}, db, nil, log), log)
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	api.Register(router)
 	router.NotFoundHandler = httputil.NotFoundHandler()

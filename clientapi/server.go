@@ -13,6 +13,8 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/presence"
+	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -31,12 +33,15 @@ type Server struct {
 	log   *slog.Logger
 	uia   *uiaSessions
 
+	typing   *typing.Typing    // typing notifications, shared with syncapi
+	presence *presence.Service // presence, shared with syncapi
+
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 }
 
-// New returns the client API.
-func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Waker, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, log: log, uia: newUIASessions()}
+// New returns the client API. typers and pres are shared with the sync API.
+func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Waker, typers *typing.Typing, pres *presence.Service, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, typing: typers, presence: pres, log: log, uia: newUIASessions()}
 }
 
 func (s *Server) handle(fn httputil.HandlerFunc) http.Handler {

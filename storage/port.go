@@ -43,6 +43,8 @@ var portTables = []portTable{
 	{name: "txn_ids", key: "user_id, device_id, room_nid, txn_id"},
 	{name: "event_relations", key: "event_nid"},
 	{name: "reports", key: "report_id", serial: "report_id"},
+	{name: "receipts", key: "room_nid, user_id, receipt_type, thread_id"},
+	{name: "presence", key: "user_id"},
 	{name: "device_keys", key: "user_id, device_id"},
 	{name: "one_time_keys", key: "user_id, device_id, algorithm, key_id"},
 	{name: "fallback_keys", key: "user_id, device_id, algorithm"},

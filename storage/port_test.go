@@ -304,6 +304,13 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		EventType: "m.reaction", Sender: "@alice:test", OriginTS: 4000, EventID: fx.eventIDs[3], AggregationKey: "👍"}); err != nil {
 		return err
 	}
+	if _, err := tx.SetReceipt(ctx, Receipt{RoomNID: roomNID, UserID: "@alice:test", Type: "m.read", ThreadID: "main",
+		EventID: fx.eventIDs[4], EventNID: nids[4], TS: 6500}); err != nil {
+		return err
+	}
+	if _, err := tx.SetPresence(ctx, Presence{UserID: "@alice:test", State: "online", StatusMsg: "porting", LastActiveTS: 6600}); err != nil {
+		return err
+	}
 	score := int64(-50)
 	id, err := tx.InsertReport(ctx, Report{Reporter: "@alice:test", RoomID: "!room:test", EventID: fx.eventIDs[1], Reason: "spam", Score: &score, TS: 7000})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/presence"
+	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -24,11 +26,14 @@ type Server struct {
 	log        *slog.Logger
 	maxTimeout time.Duration
 	ignored    ignoreCache
+	typing     *typing.Typing    // typing notifications, shared with clientapi
+	presence   *presence.Service // presence, shared with clientapi
 }
 
-// New returns the sync API. The notifier must be the roomserver's listener.
-func New(db *storage.DB, rooms *roomserver.Server, notifier *Notifier, maxTimeout time.Duration, log *slog.Logger) *Server {
-	return &Server{db: db, rooms: rooms, notifier: notifier, maxTimeout: maxTimeout, log: log}
+// New returns the sync API. The notifier must be the roomserver's listener; typers and pres
+// are shared with the client API.
+func New(db *storage.DB, rooms *roomserver.Server, notifier *Notifier, maxTimeout time.Duration, typers *typing.Typing, pres *presence.Service, log *slog.Logger) *Server {
+	return &Server{db: db, rooms: rooms, notifier: notifier, maxTimeout: maxTimeout, typing: typers, presence: pres, log: log}
 }
 
 // StartToken reads the newest stream positions from the database, for the notifier at start-up.

@@ -112,6 +112,16 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, s.maxTimeout)
 	}
+	if setPresence := q.Get("set_presence"); !setPresenceParam(setPresence) {
+		return nil, spec.InvalidParam("set_presence must be online, unavailable or offline")
+	} else if s.presence != nil {
+		// The user counts as syncing (so not offline) until this request ends.
+		done, err := s.presence.Syncing(r.Context(), dev.UserID, setPresence)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		// Read each time round: a change of the ignore list applies at once.
@@ -131,9 +141,7 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		woken := s.notifier.wait(r.Context(), ch, remaining)
 		stop()
 		if !woken {
-			if r.Context().Err() != nil {
-				return nil, r.Context().Err()
-			}
+			// Timed out, or the client went away (then nobody reads this answer).
 			return resp, nil
 		}
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/presence"
+	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 	"github.com/lattice-chat/lattice/syncapi"
@@ -109,8 +111,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		PrivateKey:     key,
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 	}, db, notifier, log)
-	client := clientapi.New(cfg, db, rooms, notifier, log)
-	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, log)
+	typers := typing.New(rooms, notifier, log)
+	defer typers.Close()
+	pres := presence.New(presence.Config{}, db, notifier, log)
+	if err := pres.Start(ctx); err != nil {
+		return err
+	}
+	defer pres.Close()
+	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	client.Register(router)
