@@ -22,8 +22,9 @@ type portTable struct {
 }
 
 // portTables lists every table of the schema in the order Port copies them: accounts and
-// their devices first, then rooms and what refers to them. A test fails when a migration adds
-// a table that is neither here nor in portSkipped, so no table can be left out of a port.
+// their devices first (with what they own: account data, media), then rooms and what refers
+// to them. A test fails when a migration adds a table that is neither here nor in
+// portSkipped, so no table can be left out of a port.
 var portTables = []portTable{
 	{name: "accounts", key: "user_id"},
 	{name: "profiles", key: "user_id"},
@@ -31,6 +32,8 @@ var portTables = []portTable{
 	{name: "filters", key: "filter_id", serial: "filter_id"},
 	{name: "streams", key: "name", seeded: "pos = 0"},
 	{name: "account_data", key: "user_id, room_id, data_type"},
+	{name: "media", key: "server_name, media_id"},
+	{name: "media_thumbnails", key: "server_name, media_id, width, height, method"},
 	{name: "rooms", key: "room_nid", serial: "room_nid"},
 	{name: "room_aliases", key: "alias"},
 	{name: "state_keys", key: "state_key_nid", serial: "state_key_nid"},

@@ -229,6 +229,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 		if err := populateE2EE(ctx, tx); err != nil {
 			return err
 		}
+		if err := populateMedia(ctx, tx); err != nil {
+			return err
+		}
 		return populateRoom(ctx, tx, &fx, nEvents)
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
+	"github.com/lattice-chat/lattice/mediaapi"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 	"github.com/lattice-chat/lattice/syncapi"
@@ -124,9 +125,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	client.Register(router)
 	syncer.Register(router)
+	mediaCfg := cfg.Media
+	mediaCfg.Path = cfg.MediaPath()
+	media, err := mediaapi.New(mediaCfg, cfg.ServerName, db, log)
+	if err != nil {
+		return err
+	}
+	media.Register(router)
 	router.NotFoundHandler = httputil.NotFoundHandler()
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
-	handler := httputil.Recover(log, httputil.CORS(httputil.Limits(cfg.Limits.MaxRequestBytes, router)))
+	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {

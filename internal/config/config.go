@@ -33,6 +33,7 @@ type Config struct {
 	Registration   Registration `yaml:"registration"`
 	Limits         Limits       `yaml:"limits"`
 	Rooms          Rooms        `yaml:"rooms"`
+	Media          Media        `yaml:"media"`
 	Logging        Logging      `yaml:"logging"`
 }
 
@@ -68,6 +69,29 @@ type Rooms struct {
 	DefaultVersion string `yaml:"default_version"`
 }
 
+// Media configures the media repository (uploads, downloads, thumbnails, URL previews).
+type Media struct {
+	// Path is the directory holding uploaded files; relative paths are below data_dir.
+	Path string `yaml:"path"`
+	// MaxUploadBytes is the largest upload accepted; larger ones get 413 M_TOO_LARGE.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// MaxImagePixels is the largest image (width times height) Lattice decodes to make a
+	// thumbnail, which guards against decompression bombs.
+	MaxImagePixels int64      `yaml:"max_image_pixels"`
+	URLPreview     URLPreview `yaml:"url_preview"`
+}
+
+// URLPreview configures GET /_matrix/client/v1/media/preview_url, which makes the server
+// fetch URLs that clients name.
+type URLPreview struct {
+	Enabled bool `yaml:"enabled"`
+	// AllowPrivate lets previews fetch loopback, private, link-local and other non-public
+	// addresses. Leave it off: otherwise any user can probe the server's own network.
+	AllowPrivate bool  `yaml:"allow_private"`
+	MaxBytes     int64 `yaml:"max_bytes"`
+	TimeoutMS    int   `yaml:"timeout_ms"`
+}
+
 // Logging configures log/slog.
 type Logging struct {
 	Level  string `yaml:"level"`
@@ -83,7 +107,11 @@ func Default() Config {
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
 		Limits:       Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000},
 		Rooms:        Rooms{DefaultVersion: "12"},
-		Logging:      Logging{Level: "info", Format: "text"},
+		Media: Media{
+			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
+			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
+		},
+		Logging: Logging{Level: "info", Format: "text"},
 	}
 }
 
@@ -148,6 +176,7 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxSyncTimeoutMS < 0 {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
 	}
+	errs = append(errs, c.Media.validate()...)
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -167,6 +196,34 @@ func (c *Config) DatabaseURL() string {
 		return "sqlite:" + filepath.Join(c.DataDir, path)
 	}
 	return c.Database.URL
+}
+
+func (m *Media) validate() []error {
+	var errs []error
+	if m.Path == "" {
+		errs = append(errs, errors.New("media.path is required"))
+	}
+	if m.MaxUploadBytes < 1 {
+		errs = append(errs, errors.New("media.max_upload_bytes must be at least 1"))
+	}
+	if m.MaxImagePixels < 1 {
+		errs = append(errs, errors.New("media.max_image_pixels must be at least 1"))
+	}
+	if m.URLPreview.MaxBytes < 1024 {
+		errs = append(errs, errors.New("media.url_preview.max_bytes must be at least 1024"))
+	}
+	if m.URLPreview.TimeoutMS < 1 {
+		errs = append(errs, errors.New("media.url_preview.timeout_ms must be at least 1"))
+	}
+	return errs
+}
+
+// MediaPath returns the media directory with a relative path resolved below data_dir.
+func (c *Config) MediaPath() string {
+	if filepath.IsAbs(c.Media.Path) {
+		return c.Media.Path
+	}
+	return filepath.Join(c.DataDir, c.Media.Path)
 }
 
 // KeyPath returns where the ed25519 signing key lives.
