@@ -96,3 +96,20 @@ func TestDirectoryReportsKnockUpgrade(t *testing.T) {
 	}
 	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(newRoom), map[string]any{})
 }
+
+// TestCanonicalAliasChecked: the canonical alias must be an alias of the room.
+func TestCanonicalAliasChecked(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"room_alias_name": "home"})
+	alice.CreateRoom(map[string]any{"room_alias_name": "elsewhere"})
+	path := fmt.Sprintf("/_matrix/client/v3/rooms/%s/state/m.room.canonical_alias", esc(room))
+	if r := alice.Do("PUT", path, map[string]any{"alias": "#elsewhere:localhost"}); r.Status != 400 || r.ErrCode() != "M_BAD_ALIAS" {
+		t.Fatalf("alias of another room: %d %s", r.Status, r.Raw)
+	}
+	if r := alice.Do("PUT", path, map[string]any{"alias": "not-an-alias"}); r.Status != 400 || r.ErrCode() != "M_INVALID_PARAM" {
+		t.Fatalf("malformed alias: %d %s", r.Status, r.Raw)
+	}
+	alice.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc("#second:localhost"), map[string]any{"room_id": room})
+	alice.MustDo("PUT", path, map[string]any{"alias": "#home:localhost", "alt_aliases": []string{"#second:localhost"}})
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -133,6 +135,11 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 			return "", spec.BadJSON("m.room.member content needs a membership")
 		}
 	}
+	if evType == "m.room.canonical_alias" {
+		if err := s.checkCanonicalAlias(ctx, roomID, content); err != nil {
+			return "", err
+		}
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return "", err
@@ -143,6 +150,38 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 		return "", err
 	}
 	return ev.EventID, nil
+}
+
+// checkCanonicalAlias validates an m.room.canonical_alias event as the spec's PUT /state
+// says: every alias must be well formed (M_INVALID_PARAM) and, when it is one of this
+// server's, point to the room (M_BAD_ALIAS). Remote aliases cannot be checked without
+// federation and are accepted.
+func (s *Server) checkCanonicalAlias(ctx context.Context, roomID string, content json.RawMessage) error {
+	var c struct {
+		Alias      *string  `json:"alias"`
+		AltAliases []string `json:"alt_aliases"`
+	}
+	if err := json.Unmarshal(content, &c); err != nil {
+		return spec.BadJSON("alias and alt_aliases must be strings")
+	}
+	aliases := c.AltAliases
+	if c.Alias != nil {
+		aliases = append(aliases, *c.Alias)
+	}
+	for _, a := range aliases {
+		i := strings.IndexByte(a, ':')
+		if !strings.HasPrefix(a, "#") || i < 2 || i == len(a)-1 {
+			return spec.InvalidParam(fmt.Sprintf("%q is not a room alias", a))
+		}
+		if spec.ServerName(a[i+1:]) != s.cfg.ServerName {
+			continue
+		}
+		target, _, err := s.db.Alias(ctx, a)
+		if err != nil || target != roomID {
+			return spec.MatrixError{ErrCode: spec.ErrorBadAlias, Err: fmt.Sprintf("the alias %s does not point to this room", a)}
+		}
+	}
+	return nil
 }
 
 // Redact sends a redaction of eventID. The sender must have sent the event or hold the
