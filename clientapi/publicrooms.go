@@ -200,7 +200,7 @@ func (s *Server) handleUserDirectory(r *http.Request) (any, error) {
 		limit = 10
 	}
 	limit = min(limit, 100)
-	users, err := s.db.SearchUsers(r.Context(), httputil.Device(r.Context()).UserID, req.SearchTerm, false, limit+1)
+	users, err := s.db.SearchUsers(r.Context(), httputil.Device(r.Context()).UserID, req.SearchTerm, s.cfg.UserDirectory.SearchAllUsers, limit+1)
 	if err != nil {
 		return nil, err
 	}

@@ -24,17 +24,25 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	ServerName     string       `yaml:"server_name"`
-	DataDir        string       `yaml:"data_dir"`
-	SigningKeyPath string       `yaml:"signing_key_path"`
-	Database       Database     `yaml:"database"`
-	ClientAPI      Listener     `yaml:"client_api"`
-	FederationAPI  Listener     `yaml:"federation_api"`
-	Registration   Registration `yaml:"registration"`
-	Limits         Limits       `yaml:"limits"`
-	Rooms          Rooms        `yaml:"rooms"`
-	Media          Media        `yaml:"media"`
-	Logging        Logging      `yaml:"logging"`
+	ServerName     string        `yaml:"server_name"`
+	DataDir        string        `yaml:"data_dir"`
+	SigningKeyPath string        `yaml:"signing_key_path"`
+	Database       Database      `yaml:"database"`
+	ClientAPI      Listener      `yaml:"client_api"`
+	FederationAPI  Listener      `yaml:"federation_api"`
+	Registration   Registration  `yaml:"registration"`
+	Limits         Limits        `yaml:"limits"`
+	Rooms          Rooms         `yaml:"rooms"`
+	Media          Media         `yaml:"media"`
+	UserDirectory  UserDirectory `yaml:"user_directory"`
+	Logging        Logging       `yaml:"logging"`
+}
+
+// UserDirectory controls whom /user_directory/search finds.
+type UserDirectory struct {
+	// SearchAllUsers finds every local user; otherwise only those who share a room with the
+	// searcher or are in a public room.
+	SearchAllUsers bool `yaml:"search_all_users"`
 }
 
 // Database selects the storage backend.
