@@ -24,11 +24,32 @@
 //      paginateEventTimeline (timelineSupport). Both must find every message, in
 //      the order /sync delivered them live, and the room's m.room.create first.
 //
+//   5. media, receipts, typing, edits and reactions, each observed by the other
+//      client through its own sync loop:
+//      a. alice uploads a small PNG (uploadContent) and sends it as m.image; bob
+//         sees the event, downloads the media from the authenticated endpoint
+//         (/_matrix/client/v1/media/download, as mxcUrlToHttp builds it) byte for
+//         byte, and fetches thumbnails (scale and crop) that must be PNG or JPEG;
+//      b. bob sends an m.read receipt for alice's m.image (sendReadReceipt) and
+//         alice's client shows it (getReadReceiptForUserId, getUsersReadUpTo);
+//      c. alice starts typing (sendTyping) and bob's client sees her typing, then
+//         sees her stop;
+//      d. alice edits a message (m.replace) and bob reacts to it (m.annotation):
+//         both clients apply the edit and count the reaction; /event and
+//         /messages bundle the edit under unsigned.m.relations.m.replace;
+//         /relations lists the reaction; a second identical reaction from bob is
+//         refused with 400 M_DUPLICATE_ANNOTATION; a new bob device's first
+//         (limited) sync shows the edit applied and the reaction counted.
+//
 // Any failure prints "FAIL: ..." and exits 1; success prints "PASS" and exits 0.
 // Every non-2xx HTTP response the SDK got is printed as it happens and summarised
 // at the end, with method, path, status and body.
 
 import * as sdk from "matrix-js-sdk";
+import zlib from "node:zlib";
+import { isDeepStrictEqual } from "node:util";
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 const OVERALL_TIMEOUT_MS = 120_000;
 const STEP_TIMEOUT_MS = 20_000;
@@ -81,9 +102,17 @@ console.warn = (...a) => origWarn("sdk warn:", ...a.map(brief));
 // room it has not stored yet (each new room); it is noise, not a failure.
 const noise = /^\[MatrixRTCSessionManager\] Got room state event for unknown room/;
 console.error = (...a) => {
-    if (typeof a[0] === "string" && noise.test(a[0])) return;
+    // The SDK's child loggers may pass their "[Prefix]" as a separate argument.
+    const text = a.filter((x) => typeof x === "string").join(" ");
+    if (noise.test(text)) return;
+    // The SDK logs every failed send; one a step provoked on purpose is not news.
+    if (typeof a[0] === "string" && a[0].startsWith("Error sending event") && expectedSendErrcodes.has(a[1]?.errcode)) return;
     origError("sdk error:", ...a.map(brief));
 };
+
+// errcodes of sends a step expects to fail (see expectHttp); the SDK's error log
+// for them is dropped.
+const expectedSendErrcodes = new Set();
 
 function describeErr(err) {
     if (!err) return String(err);
@@ -137,8 +166,13 @@ function makeFetch(name) {
                 // ignore
             }
             if (body.length > 500) body = body.slice(0, 500) + "...";
-            httpFailures.push({ client: name, method, path, status: res.status, body });
-            say(`http ${name}: ${method} ${path} -> ${res.status} ${body.replace(/\s+/g, " ")}`);
+            const exp = takeExpectedHttp(name, method, u.pathname, res.status, body);
+            if (exp) {
+                say(`http ${name}: ${method} ${path} -> ${res.status} ${body.replace(/\s+/g, " ")} (expected: ${exp.why})`);
+            } else {
+                httpFailures.push({ client: name, method, path, status: res.status, body });
+                say(`http ${name}: ${method} ${path} -> ${res.status} ${body.replace(/\s+/g, " ")}`);
+            }
         } else if (TRACE) {
             say(`http ${name}: ${method} ${path} -> ${res.status} (${ms}ms)`);
         }
@@ -146,9 +180,36 @@ function makeFetch(name) {
     };
 }
 
+// Non-2xx answers a step provokes on purpose (e.g. a duplicate reaction's 400):
+// each entry excuses one matching response, which is then not counted as a failure.
+const expectedHttp = [];
+let expectedHttpSeen = 0;
+function expectHttp(client, method, pathRe, status, errcode, why) {
+    const e = { client, method, pathRe, status, errcode, why, seen: 0 };
+    expectedHttp.push(e);
+    return e;
+}
+function takeExpectedHttp(client, method, pathname, status, body) {
+    let errcode;
+    try {
+        errcode = JSON.parse(body)?.errcode;
+    } catch {
+        // not JSON
+    }
+    const i = expectedHttp.findIndex(
+        (e) => e.client === client && e.method === method && e.pathRe.test(pathname) && e.status === status && e.errcode === errcode,
+    );
+    if (i < 0) return null;
+    const [e] = expectedHttp.splice(i, 1);
+    e.seen++;
+    expectedHttpSeen++;
+    return e;
+}
+
 function printHttpFailures() {
     if (httpFailures.length === 0) {
-        say("http: every request the SDK made got a 2xx answer");
+        const but = expectedHttpSeen ? ` (apart from ${expectedHttpSeen} expected non-2xx answer(s), shown above)` : "";
+        say(`http: every request the SDK made got a 2xx answer${but}`);
         return;
     }
     say(`http: ${httpFailures.length} non-2xx response(s) the SDK got:`);
@@ -165,7 +226,9 @@ function withTimeout(promise, ms, what) {
     return Promise.race([
         promise,
         new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`timed out after ${ms / 1000}s waiting for ${what}`)), ms);
+            // `what` may be a function, called at timeout to describe what was seen.
+            const desc = () => (typeof what === "function" ? what() : what);
+            timer = setTimeout(() => reject(new Error(`timed out after ${ms / 1000}s waiting for ${desc()}`)), ms);
         }),
     ]).finally(() => clearTimeout(timer));
 }
@@ -581,6 +644,332 @@ async function login(name) {
     }
     await checkHistory("alice2 (paginateEventTimeline)", alice2, tl.getEvents());
     alice2.stopClient();
+}
+
+// ---------------------------------------------------------------------------
+// Phase 5: media, read receipts, typing, edits and reactions. alice and bob are
+// still syncing; every step waits for the other client's sync to show it.
+
+say("phase 5: media, read receipts, typing, edits and reactions");
+const aliceRoom = () => aliceClient.getRoom(roomId);
+const bobRoom = () => bobClient.getRoom(roomId);
+const bobFetch = makeFetch("bob");
+
+// 5a. Media: upload, m.image, authenticated download and thumbnails.
+const PNG_W = 8;
+const PNG_H = 6;
+const png = makePng(PNG_W, PNG_H);
+const imageName = "lattice-e2e.png";
+const uploaded = await step("alice: uploadContent", () =>
+    withTimeout(aliceClient.uploadContent(png, { name: imageName, type: "image/png" }), STEP_TIMEOUT_MS, "uploadContent"),
+);
+const mxc = uploaded?.content_uri;
+if (typeof mxc !== "string" || !/^mxc:\/\/[^/]+\/[A-Za-z0-9_-]+$/.test(mxc)) {
+    fail(`alice: uploadContent answered ${JSON.stringify(uploaded)}, want content_uri mxc://<server-name>/<media-id>`);
+}
+say(`alice: uploaded a ${png.length}-byte ${PNG_W}x${PNG_H} PNG as ${mxc}`);
+const imageContent = {
+    msgtype: "m.image",
+    body: imageName,
+    url: mxc,
+    info: { mimetype: "image/png", size: png.length, w: PNG_W, h: PNG_H },
+};
+const imageSent = await step("alice: send m.image", () => aliceClient.sendMessage(roomId, imageContent));
+await step("bob receives the m.image", () => bobObs.waitFor(imageName, alice.userId, `alice's m.image ${imageSent.event_id}`));
+const bobImage = bobRoom().findEventById(imageSent.event_id);
+if (!bobImage) fail(`bob: saw alice's m.image live but cannot find ${imageSent.event_id} in the room`);
+{
+    const c = bobImage.getContent();
+    if (!isDeepStrictEqual(c, imageContent)) {
+        fail(`bob: m.image ${imageSent.event_id} content is ${JSON.stringify(c)}, alice sent ${JSON.stringify(imageContent)}`);
+    }
+}
+say(`bob: got alice's m.image ${imageSent.event_id} through sync`);
+
+const downloadUrl = bobClient.mxcUrlToHttp(bobImage.getContent().url, undefined, undefined, undefined, false, true, true);
+if (!downloadUrl || !new URL(downloadUrl).pathname.startsWith("/_matrix/client/v1/media/download/")) {
+    fail(`bob: mxcUrlToHttp(${mxc}, useAuthentication) gave ${JSON.stringify(downloadUrl)}, want a /_matrix/client/v1/media/download/ URL`);
+}
+const authHeaders = { Authorization: `Bearer ${bob.accessToken}` };
+{
+    const res = await step(`bob: GET ${downloadUrl}`, () =>
+        withTimeout(bobFetch(downloadUrl, { headers: authHeaders }), STEP_TIMEOUT_MS, "the media download"),
+    );
+    const got = Buffer.from(await res.arrayBuffer());
+    if (!res.ok) fail(`bob: GET ${downloadUrl} -> ${res.status} ${got.toString().slice(0, 300)}`);
+    const ct = res.headers.get("content-type") ?? "";
+    if (!got.equals(png)) {
+        let i = 0;
+        while (i < Math.min(got.length, png.length) && got[i] === png[i]) i++;
+        fail(`bob: downloaded ${got.length} bytes (content-type ${ct}), uploaded ${png.length}; they first differ at byte ${i}`);
+    }
+    if (!/^image\/png\b/i.test(ct)) {
+        fail(`bob: download of ${mxc} has Content-Type ${JSON.stringify(ct)}, want image/png (the type it was uploaded with)`);
+    }
+    say(`bob: downloaded ${mxc} from ${new URL(downloadUrl).pathname}: ${got.length} bytes, identical, ${ct}`);
+}
+for (const [w, h, method] of [
+    [32, 32, "scale"],
+    [4, 4, "crop"],
+]) {
+    const url = bobClient.mxcUrlToHttp(mxc, w, h, method, false, true, true);
+    if (!url || !new URL(url).pathname.startsWith("/_matrix/client/v1/media/thumbnail/")) {
+        fail(`bob: mxcUrlToHttp(${mxc}, ${w}, ${h}, ${method}, useAuthentication) gave ${JSON.stringify(url)}, want a /_matrix/client/v1/media/thumbnail/ URL`);
+    }
+    const res = await step(`bob: GET ${url}`, () => withTimeout(bobFetch(url, { headers: authHeaders }), STEP_TIMEOUT_MS, "a thumbnail"));
+    const got = Buffer.from(await res.arrayBuffer());
+    if (!res.ok) fail(`bob: GET ${url} -> ${res.status} ${got.toString().slice(0, 300)}`);
+    const ct = res.headers.get("content-type") ?? "";
+    const isPng = got.subarray(0, 8).equals(PNG_SIGNATURE);
+    const isJpeg = got.length > 3 && got[0] === 0xff && got[1] === 0xd8 && got[2] === 0xff;
+    if (!/^image\/(png|jpeg)\b/i.test(ct)) fail(`bob: thumbnail ${w}x${h} ${method} has Content-Type ${JSON.stringify(ct)}, want image/png or image/jpeg`);
+    if (/png/i.test(ct) ? !isPng : !isJpeg) {
+        fail(`bob: thumbnail ${w}x${h} ${method} says ${ct} but its ${got.length} bytes start ${got.subarray(0, 8).toString("hex")}`);
+    }
+    const dims = isPng ? ` ${got.readUInt32BE(16)}x${got.readUInt32BE(20)}` : "";
+    say(`bob: thumbnail ${w}x${h} ${method}: ${ct}, ${got.length} bytes${dims}`);
+}
+
+// 5b. Read receipt: bob has read alice's m.image (her latest message).
+await step("bob: sendReadReceipt", () =>
+    withTimeout(bobClient.sendReadReceipt(bobImage), STEP_TIMEOUT_MS, "sendReadReceipt"),
+);
+say(`bob: sent an m.read receipt for ${imageSent.event_id}`);
+const receiptEvents = [];
+aliceClient.on(sdk.RoomEvent.Receipt, (ev, room) => {
+    if (room?.roomId === roomId) receiptEvents.push(ev.getContent());
+});
+await step("alice sees bob's read receipt", () =>
+    waitUntil(
+        () => aliceRoom().getReadReceiptForUserId(bob.userId, true, sdk.ReceiptType.Read)?.eventId === imageSent.event_id,
+        () =>
+            `alice's client to show bob's m.read receipt on ${imageSent.event_id} ` +
+            `(it shows ${JSON.stringify(aliceRoom().getReadReceiptForUserId(bob.userId, true, sdk.ReceiptType.Read))}; ` +
+            `m.receipt contents seen: ${JSON.stringify(receiptEvents)})`,
+    ),
+);
+{
+    const aliceImage = aliceRoom().findEventById(imageSent.event_id);
+    const readers = aliceImage ? aliceRoom().getUsersReadUpTo(aliceImage) : [];
+    if (!readers.includes(bob.userId)) fail(`alice: getUsersReadUpTo(${imageSent.event_id}) is ${JSON.stringify(readers)}, want it to include ${bob.userId}`);
+    say(`alice: sees bob's m.read receipt on ${imageSent.event_id} (read up to it: ${readers.join(", ")})`);
+}
+
+// 5c. Typing: alice starts, bob sees it; alice stops, bob sees that.
+const typingSeen = [];
+bobClient.on(sdk.RoomMemberEvent.Typing, (ev, member) => {
+    if (member.roomId === roomId && member.userId === alice.userId) typingSeen.push(member.typing);
+});
+const aliceTyping = () => bobRoom().getMember(alice.userId)?.typing;
+await step("alice: sendTyping(true)", () => withTimeout(aliceClient.sendTyping(roomId, true, 10000), STEP_TIMEOUT_MS, "sendTyping"));
+await step("bob sees alice typing", () =>
+    waitUntil(() => aliceTyping() === true, () => `bob's client to show alice typing (member.typing is ${aliceTyping()})`),
+);
+say("bob: sees alice typing");
+await step("alice: sendTyping(false)", () => withTimeout(aliceClient.sendTyping(roomId, false), STEP_TIMEOUT_MS, "sendTyping"));
+await step("bob sees alice stop typing", () =>
+    waitUntil(
+        () => aliceTyping() === false,
+        () => `bob's client to show alice no longer typing (member.typing is ${aliceTyping()}; RoomMember.typing events: ${JSON.stringify(typingSeen)})`,
+    ),
+);
+if (!typingSeen.includes(true) || typingSeen[typingSeen.length - 1] !== false) {
+    fail(`bob: RoomMember.typing events for alice were ${JSON.stringify(typingSeen)}, want a true then a false`);
+}
+say(`bob: sees alice stop typing (RoomMember.typing events: ${JSON.stringify(typingSeen)})`);
+
+// 5d. Edit and reaction.
+const origText = "alice: this message will be edited";
+const newText = "alice: this message was edited";
+const orig = await step("alice: send the message to edit", () => aliceClient.sendTextMessage(roomId, origText));
+await step("bob receives the message to edit", () => bobObs.waitFor(origText, alice.userId));
+const edit = await step("alice: send the edit", () =>
+    aliceClient.sendMessage(roomId, {
+        msgtype: "m.text",
+        body: `* ${newText}`,
+        "m.new_content": { msgtype: "m.text", body: newText },
+        "m.relates_to": { rel_type: "m.replace", event_id: orig.event_id },
+    }),
+);
+say(`alice: edited ${orig.event_id} with ${edit.event_id}`);
+const editApplied = (client) => {
+    const e = client.getRoom(roomId)?.findEventById(orig.event_id);
+    return e?.replacingEventId() === edit.event_id && e.getContent().body === newText;
+};
+const editState = (client) => {
+    const e = client.getRoom(roomId)?.findEventById(orig.event_id);
+    return e ? `replacingEventId ${e.replacingEventId()}, body ${JSON.stringify(e.getContent().body)}` : "original not in the room";
+};
+for (const [name, client] of [
+    ["bob", bobClient],
+    ["alice", aliceClient],
+]) {
+    await step(`${name} sees the edit`, () =>
+        waitUntil(() => editApplied(client), () => `${name}'s client to apply edit ${edit.event_id} to ${orig.event_id} (it shows ${editState(client)})`),
+    );
+    say(`${name}: shows ${orig.event_id} edited: ${JSON.stringify(newText)}`);
+}
+
+const reactionContent = { "m.relates_to": { rel_type: "m.annotation", event_id: orig.event_id, key: "👍" } };
+const reaction = await step("bob: send 👍 reaction", () => bobClient.sendEvent(roomId, "m.reaction", reactionContent));
+say(`bob: reacted 👍 to ${orig.event_id} with ${reaction.event_id}`);
+// The 👍 annotations a client's relations container holds for the original.
+const thumbs = (client) => {
+    const rel = client
+        .getRoom(roomId)
+        ?.getUnfilteredTimelineSet()
+        .relations.getChildEventsForEvent(orig.event_id, "m.annotation", "m.reaction");
+    const entry = rel?.getSortedAnnotationsByKey()?.find(([key]) => key === "👍");
+    return entry ? [...entry[1]].map((e) => e.getId()) : [];
+};
+for (const [name, client] of [
+    ["alice", aliceClient],
+    ["bob", bobClient],
+]) {
+    await step(`${name} counts the reaction`, () =>
+        waitUntil(
+            () => thumbs(client).length === 1 && thumbs(client)[0] === reaction.event_id,
+            () => `${name}'s relations container to hold bob's 👍 ${reaction.event_id} on ${orig.event_id} (it holds ${JSON.stringify(thumbs(client))})`,
+        ),
+    );
+    say(`${name}: relations container counts 1 👍 on ${orig.event_id}`);
+}
+
+// The server bundles the edit (not the annotation) with the original event.
+function checkBundled(where, raw) {
+    const rel = raw?.unsigned?.["m.relations"];
+    const rep = rel?.["m.replace"];
+    if (rep?.event_id !== edit.event_id) {
+        fail(`${where}: ${orig.event_id} has unsigned.m.relations ${JSON.stringify(rel)}, want m.replace.event_id ${edit.event_id}`);
+    }
+    if (rep.content?.["m.new_content"]?.body !== newText || rep.sender !== alice.userId || rep.type !== "m.room.message") {
+        fail(`${where}: the bundled m.replace of ${orig.event_id} is ${JSON.stringify(rep)}, want the whole edit event (since v1.7)`);
+    }
+    if (raw.content?.body !== origText) {
+        fail(`${where}: ${orig.event_id} content body is ${JSON.stringify(raw.content?.body)}, want the original ${JSON.stringify(origText)} (since v1.7 servers do not apply edits to the content)`);
+    }
+    if (rel["m.annotation"] !== undefined) {
+        fail(`${where}: ${orig.event_id} has an m.annotation aggregation ${JSON.stringify(rel["m.annotation"])}; the spec says m.annotation is not aggregated`);
+    }
+}
+{
+    const raw = await step("bob: fetchRoomEvent", () => bobClient.fetchRoomEvent(roomId, orig.event_id));
+    checkBundled("GET /event", raw);
+    say(`bob: GET /event/${orig.event_id} bundles the edit ${edit.event_id} in unsigned.m.relations.m.replace`);
+    const msgs = await step("bob: createMessagesRequest", () => bobClient.createMessagesRequest(roomId, null, 10, sdk.Direction.Backward));
+    const inMsgs = msgs.chunk.find((e) => e.event_id === orig.event_id);
+    if (!inMsgs) fail(`bob: /messages (10 back from the end) does not include ${orig.event_id}`);
+    checkBundled("GET /messages", inMsgs);
+    say(`bob: GET /messages bundles the edit with ${orig.event_id} too`);
+    const rels = await step("alice: fetchRelations m.annotation", () =>
+        aliceClient.fetchRelations(roomId, orig.event_id, "m.annotation", "m.reaction"),
+    );
+    const relIds = rels.chunk.map((e) => e.event_id);
+    if (relIds.length !== 1 || relIds[0] !== reaction.event_id) {
+        fail(`alice: /relations/${orig.event_id}/m.annotation/m.reaction gave ${JSON.stringify(relIds)}, want [${reaction.event_id}]`);
+    }
+    const edits = await step("alice: fetchRelations m.replace", () => aliceClient.fetchRelations(roomId, orig.event_id, "m.replace", null));
+    const editIds = edits.chunk.map((e) => e.event_id);
+    if (editIds.length !== 1 || editIds[0] !== edit.event_id) {
+        fail(`alice: /relations/${orig.event_id}/m.replace gave ${JSON.stringify(editIds)}, want [${edit.event_id}]`);
+    }
+    say(`alice: /relations lists the reaction and the edit of ${orig.event_id}`);
+}
+
+// A second identical annotation is refused (spec: 400 M_DUPLICATE_ANNOTATION).
+{
+    const exp = expectHttp("bob", "PUT", /\/rooms\/[^/]+\/send\/m\.reaction\/[^/]+$/, 400, "M_DUPLICATE_ANNOTATION", "duplicate reaction");
+    expectedSendErrcodes.add("M_DUPLICATE_ANNOTATION");
+    let dupErr = null;
+    let dupRes = null;
+    try {
+        dupRes = await withTimeout(bobClient.sendEvent(roomId, "m.reaction", reactionContent), STEP_TIMEOUT_MS, "the duplicate reaction");
+    } catch (err) {
+        dupErr = err;
+    }
+    if (dupRes) {
+        fail(`bob: a second identical 👍 on ${orig.event_id} was accepted as ${dupRes.event_id}; the spec says 400 M_DUPLICATE_ANNOTATION`);
+    }
+    if (dupErr?.httpStatus !== 400 || dupErr?.errcode !== "M_DUPLICATE_ANNOTATION" || exp.seen !== 1) {
+        fail(`bob: a second identical 👍 on ${orig.event_id} failed with ${describeErr(dupErr)}, want HTTP 400 M_DUPLICATE_ANNOTATION`);
+    }
+    expectedSendErrcodes.delete("M_DUPLICATE_ANNOTATION");
+    say(`bob: a second identical 👍 is refused: ${describeErr(dupErr)}`);
+    // Nothing must have reached the room: alice still counts one 👍.
+    if (thumbs(aliceClient).length !== 1) fail(`alice: after the refused duplicate, counts ${JSON.stringify(thumbs(aliceClient))}`);
+}
+
+// A new bob device: its first sync is limited, so the original arrives with the
+// edit bundled; the SDK applies it and counts the reaction.
+{
+    const creds = await step("bob3: loginRequest", () => login(bobLocalpart()));
+    const bob3 = newClient("bob3", creds);
+    await step("starting bob3", () => startAndWaitPrepared("bob3", bob3, 4));
+    const room = bob3.getRoom(roomId);
+    if (!room) fail(`bob3: room ${roomId} not in the initial sync`);
+    const ev = room.findEventById(orig.event_id);
+    const tl = room.getLiveTimeline().getEvents().map((e) => `${e.getType()} ${e.getId()}`);
+    if (!ev) fail(`bob3: ${orig.event_id} is not in the initial sync's timeline (${JSON.stringify(tl)})`);
+    if (ev.getServerAggregatedRelation("m.replace")?.event_id !== edit.event_id) {
+        fail(
+            `bob3: in the limited initial /sync, ${orig.event_id} has unsigned ${JSON.stringify(ev.getUnsigned())}, ` +
+                `want m.relations.m.replace.event_id ${edit.event_id} (spec: bundled aggregations in /sync when limited is true)`,
+        );
+    }
+    if (ev.getContent().body !== newText) fail(`bob3: ${orig.event_id} shows body ${JSON.stringify(ev.getContent().body)}, want the edited ${JSON.stringify(newText)}`);
+    await step("bob3 counts the reaction", () =>
+        waitUntil(
+            () => thumbs(bob3).length === 1,
+            () => `bob3's relations container to hold bob's 👍 on ${orig.event_id} (it holds ${JSON.stringify(thumbs(bob3))}; timeline ${JSON.stringify(tl)})`,
+        ),
+    );
+    say(`bob3: initial sync shows ${orig.event_id} edited (bundled m.replace) with 1 👍`);
+    bob3.stopClient();
+}
+say("phase 5: done");
+
+// makePng builds a valid w x h 8-bit RGB PNG (a colour gradient).
+function makePng(w, h) {
+    const raw = Buffer.alloc((w * 3 + 1) * h);
+    for (let y = 0; y < h; y++) {
+        const row = y * (w * 3 + 1);
+        raw[row] = 0; // filter: none
+        for (let x = 0; x < w; x++) {
+            raw[row + 1 + x * 3] = Math.round((255 * x) / Math.max(1, w - 1));
+            raw[row + 2 + x * 3] = Math.round((255 * y) / Math.max(1, h - 1));
+            raw[row + 3 + x * 3] = 128;
+        }
+    }
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(w, 0);
+    ihdr.writeUInt32BE(h, 4);
+    ihdr[8] = 8; // bit depth
+    ihdr[9] = 2; // colour type: RGB
+    ihdr[10] = 0; // compression
+    ihdr[11] = 0; // filter
+    ihdr[12] = 0; // interlace
+    return Buffer.concat([
+        PNG_SIGNATURE,
+        pngChunk("IHDR", ihdr),
+        pngChunk("IDAT", zlib.deflateSync(raw)),
+        pngChunk("IEND", Buffer.alloc(0)),
+    ]);
+}
+function pngChunk(type, data) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, "latin1"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td));
+    return Buffer.concat([len, td, crc]);
+}
+function crc32(buf) {
+    let c = ~0;
+    for (const b of buf) {
+        c ^= b;
+        for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
+    }
+    return ~c >>> 0;
 }
 
 function localpartOf(userId) {
