@@ -13,107 +13,23 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/pushrules"
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// pushRulesType is the global account data type that holds a user's push rules; /sync delivers
-// it to every client of the user when it changes.
-const pushRulesType = "m.push_rules"
-
-// masterRuleID is the one server-default rule that outranks user-defined rules.
-const masterRuleID = ".m.rule.master"
-
-// PushRules is the content of the m.push_rules account data event and the response of
-// GET /pushrules/: the rulesets by scope. The only scope is "global".
-type PushRules struct {
-	Global PushRuleset `json:"global"`
-}
-
-// PushRuleset holds the rules of each kind, each list most important first. The kinds are
-// checked in field order: override, content, room, sender, underride.
-type PushRuleset struct {
-	Override  []PushRule `json:"override"`
-	Content   []PushRule `json:"content"`
-	Room      []PushRule `json:"room"`
-	Sender    []PushRule `json:"sender"`
-	Underride []PushRule `json:"underride"`
-}
-
-// PushRule is one push rule (definitions/push_rule.yaml).
-type PushRule struct {
-	RuleID  string `json:"rule_id"`
-	Default bool   `json:"default"`
-	Enabled bool   `json:"enabled"`
-	// Conditions is non-nil, possibly empty, for override and underride rules only. A room
-	// rule matches the room named by its RuleID, a sender rule the user named by it.
-	Conditions []PushCondition `json:"conditions,omitzero"`
-	// Actions are strings ("notify") or objects ({"set_tweak": "sound", "value": "default"}).
-	Actions []any `json:"actions"`
-	// Pattern is the glob matched against content.body, for content rules only.
-	Pattern string `json:"pattern,omitempty"`
-}
-
-// PushCondition is one condition of an override or underride rule
-// (definitions/push_condition.yaml). Which fields are set depends on Kind.
-type PushCondition struct {
-	Kind string `json:"kind"`
-	Key  string `json:"key,omitempty"`
-	// Pattern is a pointer because the empty pattern is meaningful (state_key "").
-	Pattern *string `json:"pattern,omitempty"`
-	Is      string  `json:"is,omitempty"`
-	// Value is the JSON value of event_property_is and event_property_contains, kept raw
-	// so that null, false and 0 survive.
-	Value json.RawMessage `json:"value,omitempty"`
-}
-
-// DefaultPushRules returns the server-default rule set of userID: the spec's predefined rules,
-// in the spec's order, with the user's ID written where the spec says so.
-func DefaultPushRules(userID string) PushRules {
-	return PushRules{Global: PushRuleset{
-		Override:  defaultOverrideRules(userID),
-		Content:   []PushRule{},
-		Room:      []PushRule{},
-		Sender:    []PushRule{},
-		Underride: defaultUnderrideRules(),
-	}}
-}
-
-var pushRuleKinds = []string{"override", "content", "room", "sender", "underride"}
-
-// kind returns the list of the given kind, or nil for an unknown kind.
-func (rs *PushRuleset) kind(kind string) *[]PushRule {
-	switch kind {
-	case "override":
-		return &rs.Override
-	case "content":
-		return &rs.Content
-	case "room":
-		return &rs.Room
-	case "sender":
-		return &rs.Sender
-	case "underride":
-		return &rs.Underride
-	}
-	return nil
-}
-
-// isServerDefault reports whether ruleID is in the namespace the spec reserves for
-// server-default rules.
-func isServerDefault(ruleID string) bool {
-	return strings.HasPrefix(ruleID, ".")
-}
-
-func indexOfRule(rules []PushRule, ruleID string) int {
-	return slices.IndexFunc(rules, func(r PushRule) bool { return r.RuleID == ruleID })
-}
+var pushRuleKinds = pushrules.Kinds
 
 var errPushRuleNotFound = spec.NotFound("The push rule was not found.")
 
-// pushRuleRoutes lists the push rule endpoints (/pushrules).
+// pushRuleRoutes lists the push notification endpoints: /pushrules, /pushers (pushers.go)
+// and /notifications (notifications.go).
 func (s *Server) pushRuleRoutes() []route {
-	const get, put, del = http.MethodGet, http.MethodPut, http.MethodDelete
+	const get, put, del, post = http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPost
 	const rule = "/pushrules/{scope}/{kind}/{ruleId}"
 	return []route{
+		{get, "/pushers", true, false, s.handleGetPushers},
+		{post, "/pushers/set", true, false, s.handleSetPusher},
+		{get, "/notifications", true, false, s.handleNotifications},
 		{get, "/pushrules", true, false, s.handleGetPushRules},
 		{get, "/pushrules/", true, false, s.handleGetPushRules},
 		{get, "/pushrules/{scope}", true, false, s.handleGetPushRuleset},
@@ -176,7 +92,7 @@ func (s *Server) handleSetPushRule(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isServerDefault(ruleID) {
+	if pushrules.IsServerDefault(ruleID) {
 		return nil, spec.InvalidParam("rule IDs starting with '.' are reserved for server-default rules")
 	}
 	if strings.ContainsAny(ruleID, `/\`) {
@@ -187,7 +103,7 @@ func (s *Server) handleSetPushRule(r *http.Request) (any, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
-	return struct{}{}, s.updatePushRules(r, kind, func(rules *[]PushRule) error {
+	return struct{}{}, s.updatePushRules(r, kind, func(rules *[]pushrules.Rule) error {
 		return placePushRule(rules, rule, q.Get("before"), q.Get("after"))
 	})
 }
@@ -198,8 +114,8 @@ func (s *Server) handleDeletePushRule(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return struct{}{}, s.updatePushRules(r, kind, func(rules *[]PushRule) error {
-		i := indexOfRule(*rules, ruleID)
+	return struct{}{}, s.updatePushRules(r, kind, func(rules *[]pushrules.Rule) error {
+		i := pushrules.IndexOfRule(*rules, ruleID)
 		if i < 0 {
 			return errPushRuleNotFound
 		}
@@ -226,7 +142,7 @@ func (s *Server) handleSetPushRuleEnabled(r *http.Request) (any, error) {
 	if body.Enabled == nil {
 		return nil, spec.MissingParam("enabled is required")
 	}
-	return struct{}{}, s.updatePushRule(r, kind, ruleID, func(rule *PushRule) {
+	return struct{}{}, s.updatePushRule(r, kind, ruleID, func(rule *pushrules.Rule) {
 		rule.Enabled = *body.Enabled
 	})
 }
@@ -248,7 +164,7 @@ func (s *Server) handleSetPushRuleActions(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return struct{}{}, s.updatePushRule(r, kind, ruleID, func(rule *PushRule) {
+	return struct{}{}, s.updatePushRule(r, kind, ruleID, func(rule *pushrules.Rule) {
 		rule.Actions = actions
 	})
 }
@@ -273,7 +189,7 @@ func pushRulePath(r *http.Request) (kind, ruleID string, err error) {
 }
 
 // pushRule returns the rule named by the path.
-func (s *Server) pushRule(r *http.Request) (*PushRule, error) {
+func (s *Server) pushRule(r *http.Request) (*pushrules.Rule, error) {
 	kind, ruleID, err := pushRulePath(r)
 	if err != nil {
 		return nil, err
@@ -282,28 +198,28 @@ func (s *Server) pushRule(r *http.Request) (*PushRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	list := *rules.Global.kind(kind)
-	i := indexOfRule(list, ruleID)
+	list := *rules.Global.Kind(kind)
+	i := pushrules.IndexOfRule(list, ruleID)
 	if i < 0 {
 		return nil, errPushRuleNotFound
 	}
 	return &list[i], nil
 }
 
-func loadPushRules(ctx context.Context, q *storage.Q, userID string) (PushRules, error) {
-	content, err := q.AccountDataEntry(ctx, userID, "", pushRulesType)
+func loadPushRules(ctx context.Context, q *storage.Q, userID string) (pushrules.Rules, error) {
+	content, err := q.AccountDataEntry(ctx, userID, "", pushrules.AccountDataType)
 	if errors.Is(err, storage.ErrNotFound) {
 		content = ""
 	} else if err != nil {
-		return PushRules{}, err
+		return pushrules.Rules{}, err
 	}
-	return ParsePushRules(userID, content)
+	return pushrules.Parse(userID, content)
 }
 
 // updatePushRules applies change to the requester's rules of one kind and stores the whole
 // rule set back as account data. The read and the write share one write transaction, so that
 // concurrent changes by the same user are not lost.
-func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules *[]PushRule) error) error {
+func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules *[]pushrules.Rule) error) error {
 	ctx, userID := r.Context(), httputil.Device(r.Context()).UserID
 	var pos int64
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
@@ -311,14 +227,14 @@ func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules
 		if err != nil {
 			return err
 		}
-		if err := change(rules.Global.kind(kind)); err != nil {
+		if err := change(rules.Global.Kind(kind)); err != nil {
 			return err
 		}
 		content, err := json.Marshal(rules)
 		if err != nil {
-			return fmt.Errorf("encode %s of %s: %w", pushRulesType, userID, err)
+			return fmt.Errorf("encode %s of %s: %w", pushrules.AccountDataType, userID, err)
 		}
-		pos, err = tx.SetAccountData(ctx, userID, "", pushRulesType, string(content))
+		pos, err = tx.SetAccountData(ctx, userID, "", pushrules.AccountDataType, string(content))
 		return err
 	})
 	if err == nil && s.waker != nil {
@@ -328,9 +244,9 @@ func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules
 }
 
 // updatePushRule applies change to one existing rule, default or user-defined.
-func (s *Server) updatePushRule(r *http.Request, kind, ruleID string, change func(rule *PushRule)) error {
-	return s.updatePushRules(r, kind, func(rules *[]PushRule) error {
-		i := indexOfRule(*rules, ruleID)
+func (s *Server) updatePushRule(r *http.Request, kind, ruleID string, change func(rule *pushrules.Rule)) error {
+	return s.updatePushRules(r, kind, func(rules *[]pushrules.Rule) error {
+		i := pushrules.IndexOfRule(*rules, ruleID)
 		if i < 0 {
 			return errPushRuleNotFound
 		}
@@ -342,9 +258,9 @@ func (s *Server) updatePushRule(r *http.Request, kind, ruleID string, change fun
 // placePushRule inserts or replaces rule in rules. A new rule without before or after becomes
 // the most important user-defined rule; an updated one keeps its place. Rules can only be
 // placed relative to user-defined rules.
-func placePushRule(rules *[]PushRule, rule PushRule, before, after string) error {
+func placePushRule(rules *[]pushrules.Rule, rule pushrules.Rule, before, after string) error {
 	list := *rules
-	if i := indexOfRule(list, rule.RuleID); i >= 0 {
+	if i := pushrules.IndexOfRule(list, rule.RuleID); i >= 0 {
 		rule.Enabled = list[i].Enabled
 		if before == "" && after == "" {
 			list[i] = rule
@@ -352,12 +268,12 @@ func placePushRule(rules *[]PushRule, rule PushRule, before, after string) error
 		}
 		list = slices.Delete(list, i, i+1)
 	}
-	at := userRulesStart(list)
+	at := pushrules.UserRulesStart(list)
 	if rel := cmp.Or(before, after); rel != "" {
-		if isServerDefault(rel) {
+		if pushrules.IsServerDefault(rel) {
 			return spec.InvalidParam("a rule cannot be placed relative to a server-default rule")
 		}
-		j := indexOfRule(list, rel)
+		j := pushrules.IndexOfRule(list, rel)
 		if j < 0 {
 			// The spec's example error for this case.
 			return httputil.Errorf(http.StatusBadRequest, "M_UNKNOWN", "before/after rule not found: %s", rel)
@@ -373,34 +289,34 @@ func placePushRule(rules *[]PushRule, rule PushRule, before, after string) error
 
 // decodePushRule reads the body of PUT /pushrules/global/{kind}/{ruleId}. Only the fields
 // that apply to the kind are kept: conditions for override and underride, pattern for content.
-func decodePushRule(r *http.Request, kind, ruleID string) (PushRule, error) {
+func decodePushRule(r *http.Request, kind, ruleID string) (pushrules.Rule, error) {
 	var body struct {
-		Actions    []any           `json:"actions"`
-		Conditions []PushCondition `json:"conditions"`
-		Pattern    string          `json:"pattern"`
+		Actions    []any                 `json:"actions"`
+		Conditions []pushrules.Condition `json:"conditions"`
+		Pattern    string                `json:"pattern"`
 	}
 	if err := httputil.DecodeJSON(r, &body); err != nil {
-		return PushRule{}, err
+		return pushrules.Rule{}, err
 	}
 	actions, err := checkPushActions(body.Actions)
 	if err != nil {
-		return PushRule{}, err
+		return pushrules.Rule{}, err
 	}
 	// "When creating push rules, they MUST be enabled by default."
-	rule := PushRule{RuleID: ruleID, Enabled: true, Actions: actions}
+	rule := pushrules.Rule{RuleID: ruleID, Enabled: true, Actions: actions}
 	switch kind {
 	case "override", "underride":
 		// A rule with no conditions always matches.
-		rule.Conditions = []PushCondition{}
+		rule.Conditions = []pushrules.Condition{}
 		for _, c := range body.Conditions {
 			if c.Kind == "" {
-				return PushRule{}, spec.BadJSON("every condition needs a kind")
+				return pushrules.Rule{}, spec.BadJSON("every condition needs a kind")
 			}
 			rule.Conditions = append(rule.Conditions, c)
 		}
 	case "content":
 		if body.Pattern == "" {
-			return PushRule{}, spec.MissingParam("content rules need a pattern")
+			return pushrules.Rule{}, spec.MissingParam("content rules need a pattern")
 		}
 		rule.Pattern = body.Pattern
 	}
@@ -414,18 +330,9 @@ func checkPushActions(actions []any) ([]any, error) {
 	if actions == nil {
 		return nil, spec.MissingParam("actions is required")
 	}
-	out := make([]any, 0, len(actions))
-	for _, a := range actions {
-		switch a := a.(type) {
-		case string:
-			if a == "dont_notify" || a == "coalesce" {
-				continue
-			}
-		case map[string]any:
-		default:
-			return nil, spec.BadJSON("each action must be a string or an object")
-		}
-		out = append(out, a)
+	out, ok := pushrules.CleanActions(actions)
+	if !ok {
+		return nil, spec.BadJSON("each action must be a string or an object")
 	}
 	return out, nil
 }

@@ -317,6 +317,9 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
 		return nil, err
 	}
+	if err := s.pushActions(ctx, tx, r, ev, pdu, memberships); err != nil {
+		return nil, err
+	}
 	if key, text := storage.SearchText(ev.Type, pdu.Content()); text != "" {
 		if err := tx.IndexEvent(ctx, ev.NID, r.nid, key, text); err != nil {
 			return nil, err

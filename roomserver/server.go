@@ -49,6 +49,7 @@ type Server struct {
 	keys      *stateKeys
 	snapshots *snapshotCache
 	pdus      *pduCache
+	push      pushCache // users' push rules, for push actions at commit (push.go)
 }
 
 // New returns a roomserver writing to db and telling listener about new events.

@@ -44,8 +44,6 @@ var portTables = []portTable{
 	{name: "current_state", key: "room_nid, state_key_nid"},
 	{name: "memberships", key: "room_nid, user_id"},
 	{name: "txn_ids", key: "user_id, device_id, room_nid, txn_id"},
-	{name: "event_relations", key: "event_nid"},
-	{name: "reports", key: "report_id", serial: "report_id"},
 	{name: "receipts", key: "room_nid, user_id, receipt_type, thread_id"},
 	{name: "presence", key: "user_id"},
 	{name: "device_keys", key: "user_id, device_id"},
@@ -58,6 +56,10 @@ var portTables = []portTable{
 	{name: "to_device_txns", key: "user_id, device_id, txn_id"},
 	{name: "key_backup_versions", key: "user_id, version"},
 	{name: "key_backup_sessions", key: "user_id, version, room_id, session_id"},
+	{name: "event_relations", key: "event_nid"},
+	{name: "reports", key: "report_id", serial: "report_id"},
+	{name: "event_push_actions", key: "user_id, room_nid, event_nid"},
+	{name: "pushers", key: "user_id, app_id, pushkey"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,

@@ -320,6 +320,9 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		return err
 	}
 	fx.maxIDs["reports"] = id
+	if err := populatePush(ctx, tx, roomNID, nids); err != nil {
+		return err
+	}
 	return tx.InsertTxn(ctx, "@alice:test", "DEValice", roomNID, "t5", fx.eventIDs[4], 6000)
 }
 
@@ -405,4 +408,18 @@ func checkSequencesContinue(t *testing.T, db *DB, fx fixture) {
 			t.Errorf("new row in %s after the port got %s %d, want %d", pt.name, pt.serial, got[pt.name], fx.maxIDs[pt.name]+1)
 		}
 	}
+}
+
+// populatePush writes notifications and a pusher.
+func populatePush(ctx context.Context, tx *Tx, roomNID int64, nids []int64) error {
+	if err := tx.InsertPushActions(ctx, []PushAction{
+		{UserID: "@bob:test", RoomNID: roomNID, EventNID: nids[4], ThreadID: ThreadMain, Actions: `["notify"]`, TS: 7100},
+		{UserID: "@bob:test", RoomNID: roomNID, EventNID: nids[5], ThreadID: "$root", Highlight: true,
+			Actions: `["notify",{"set_tweak":"highlight"}]`, TS: 7200},
+	}); err != nil {
+		return err
+	}
+	return tx.SetPusher(ctx, Pusher{UserID: "@bob:test", AppID: "org.example.app", PushKey: "key✓", Kind: "http",
+		AppDisplayName: "App", DeviceDisplayName: "phone", Lang: "en", Data: `{"url":"https://push.example/_matrix/push/v1/notify"}`,
+		PushKeyTS: 7300}, false)
 }

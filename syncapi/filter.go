@@ -46,6 +46,8 @@ type RoomEventFilter struct {
 	Rooms                   *[]string `json:"rooms"`
 	NotRooms                []string  `json:"not_rooms"`
 	ContainsURL             *bool     `json:"contains_url"`
+	// UnreadThreadNotifications asks /sync for notification counts per thread (unread.go).
+	UnreadThreadNotifications bool `json:"unread_thread_notifications"`
 }
 
 // loadFilter resolves the filter parameter: inline JSON (starting with "{") or a stored ID.

@@ -36,6 +36,8 @@ type joinedRoom struct {
 	Ephemeral           eventList      `json:"ephemeral"`
 	AccountData         eventList      `json:"account_data"`
 	UnreadNotifications unreadCounts   `json:"unread_notifications"`
+	// UnreadThreadNotifications is set when the filter asks for counts per thread.
+	UnreadThreadNotifications map[string]unreadCounts `json:"unread_thread_notifications,omitempty"`
 }
 
 type strippedState struct {
@@ -238,7 +240,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	}
 	// The other streams, each in its own file.
 	for _, section := range []func(context.Context, syncRequest, Token, Token, *syncResponse, []storage.Membership) error{
-		s.syncEphemeral, s.syncToDevice, s.syncDeviceLists, s.syncPresence,
+		s.syncEphemeral, s.syncToDevice, s.syncDeviceLists, s.syncPresence, s.syncUnread,
 	} {
 		if err := section(ctx, req, since, to, resp, memberships); err != nil {
 			return nil, err

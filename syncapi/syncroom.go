@@ -62,17 +62,12 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 			return nil, err
 		}
 	}
-	unread, err := s.unreadCounts(ctx, req.viewer.UserID, m)
-	if err != nil {
-		return nil, err
-	}
 	return &joinedRoom{
-		Summary:             summary,
-		State:               eventList{Events: stateEvs},
-		Timeline:            tl,
-		Ephemeral:           eventList{Events: []any{}},
-		AccountData:         eventList{Events: []any{}},
-		UnreadNotifications: unread,
+		Summary:     summary,
+		State:       eventList{Events: stateEvs},
+		Timeline:    tl,
+		Ephemeral:   eventList{Events: []any{}},
+		AccountData: eventList{Events: []any{}},
 	}, nil
 }
 

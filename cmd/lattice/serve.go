@@ -26,6 +26,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
+	"github.com/lattice-chat/lattice/pusher"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 	"github.com/lattice-chat/lattice/syncapi"
@@ -106,12 +107,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
+	pushes := pusher.New(pusher.Config{}, db, log)
+	if err := pushes.Start(ctx); err != nil {
+		return err
+	}
+	defer pushes.Close()
 	rooms := roomserver.New(roomserver.Config{
 		ServerName:     spec.ServerName(cfg.ServerName),
 		KeyID:          keyID,
 		PrivateKey:     key,
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
-	}, db, notifier, log)
+	}, db, roomserver.Listeners{notifier, pushes}, log)
 	typers := typing.New(rooms, notifier, log)
 	defer typers.Close()
 	pres := presence.New(presence.Config{}, db, notifier, log)

@@ -1,38 +1,50 @@
-package clientapi
+package pushrules
 
 import (
 	"encoding/json"
 	"fmt"
 )
 
-// ParsePushRules returns the rules in force for userID given the content of their stored
+// Parse returns the rules in force for userID given the content of their stored
 // m.push_rules account data ("" when they have none): the stored rules merged over the server
 // defaults. Server-default rules keep the spec's conditions and position and take only what a
 // user can change (enabled, actions) from the stored copy, so a change of the defaults reaches
 // every user. User-defined rules outrank the defaults of their kind, except .m.rule.master,
 // which outranks every rule.
-func ParsePushRules(userID, content string) (PushRules, error) {
-	rules := DefaultPushRules(userID)
+func Parse(userID, content string) (Rules, error) {
+	rules := Defaults(userID)
 	if content == "" {
 		return rules, nil
 	}
-	var stored PushRules
+	var stored Rules
 	if err := json.Unmarshal([]byte(content), &stored); err != nil {
-		return PushRules{}, fmt.Errorf("decode %s of %s: %w", pushRulesType, userID, err)
+		return Rules{}, fmt.Errorf("decode %s of %s: %w", AccountDataType, userID, err)
 	}
-	for _, kind := range pushRuleKinds {
-		list := rules.Global.kind(kind)
-		*list = mergePushRules(kind, *list, *stored.Global.kind(kind))
+	for _, kind := range Kinds {
+		list := rules.Global.Kind(kind)
+		*list = mergeRules(kind, *list, *stored.Global.Kind(kind))
 	}
 	return rules, nil
 }
 
-// mergePushRules merges the stored rules of one kind over its server defaults.
-func mergePushRules(kind string, defaults, stored []PushRule) []PushRule {
-	saved := make(map[string]PushRule)
-	var user []PushRule
+// Defaults returns the server-default rule set of userID: the spec's predefined rules, in the
+// spec's order, with the user's ID written where the spec says so.
+func Defaults(userID string) Rules {
+	return Rules{Global: Ruleset{
+		Override:  defaultOverrideRules(userID),
+		Content:   []Rule{},
+		Room:      []Rule{},
+		Sender:    []Rule{},
+		Underride: defaultUnderrideRules(),
+	}}
+}
+
+// mergeRules merges the stored rules of one kind over its server defaults.
+func mergeRules(kind string, defaults, stored []Rule) []Rule {
+	saved := make(map[string]Rule)
+	var user []Rule
 	for _, r := range stored {
-		if isServerDefault(r.RuleID) {
+		if IsServerDefault(r.RuleID) {
 			saved[r.RuleID] = r
 			continue
 		}
@@ -41,7 +53,7 @@ func mergePushRules(kind string, defaults, stored []PushRule) []PushRule {
 			r.Actions = []any{}
 		}
 		if r.Conditions == nil && (kind == "override" || kind == "underride") {
-			r.Conditions = []PushCondition{}
+			r.Conditions = []Condition{}
 		}
 		user = append(user, r)
 	}
@@ -53,20 +65,11 @@ func mergePushRules(kind string, defaults, stored []PushRule) []PushRule {
 			}
 		}
 	}
-	n := userRulesStart(defaults)
-	out := make([]PushRule, 0, len(defaults)+len(user))
+	n := UserRulesStart(defaults)
+	out := make([]Rule, 0, len(defaults)+len(user))
 	out = append(out, defaults[:n]...)
 	out = append(out, user...)
 	return append(out, defaults[n:]...)
-}
-
-// userRulesStart is the index of the most important user-defined rule's place in a list: just
-// after .m.rule.master.
-func userRulesStart(rules []PushRule) int {
-	if len(rules) > 0 && rules[0].RuleID == masterRuleID {
-		return 1
-	}
-	return 0
 }
 
 // The server-default push rules, transcribed from the client-server API's "Predefined Rules"
@@ -76,83 +79,84 @@ func userRulesStart(rules []PushRule) int {
 // .m.rule.is_user_mention and .m.rule.is_room_mention.
 
 // defaultOverrideRules returns the spec's "Default Override Rules" for userID.
-func defaultOverrideRules(userID string) []PushRule {
-	return []PushRule{
-		defaultRule(".m.rule.master", false, []PushCondition{}),
-		defaultRule(".m.rule.suppress_notices", true, []PushCondition{
+func defaultOverrideRules(userID string) []Rule {
+	return []Rule{
+		defaultRule(MasterRuleID, false, []Condition{}),
+		defaultRule(".m.rule.suppress_notices", true, []Condition{
 			eventMatch("content.msgtype", "m.notice"),
 		}),
-		defaultRule(".m.rule.invite_for_me", true, []PushCondition{
+		defaultRule(".m.rule.invite_for_me", true, []Condition{
 			eventMatch("type", "m.room.member"),
 			eventMatch("content.membership", "invite"),
 			eventMatch("state_key", userID),
-		}, actionNotify, soundTweak("default")),
-		defaultRule(".m.rule.member_event", true, []PushCondition{
+		}, ActionNotify, soundTweak("default")),
+		defaultRule(".m.rule.member_event", true, []Condition{
 			eventMatch("type", "m.room.member"),
 		}),
-		defaultRule(".m.rule.is_user_mention", true, []PushCondition{
+		defaultRule(".m.rule.is_user_mention", true, []Condition{
 			eventProperty("event_property_contains", `content.m\.mentions.user_ids`, userID),
-		}, actionNotify, soundTweak("default"), highlightTweak()),
-		defaultRule(".m.rule.is_room_mention", true, []PushCondition{
+		}, ActionNotify, soundTweak("default"), highlightTweak()),
+		defaultRule(".m.rule.is_room_mention", true, []Condition{
 			eventProperty("event_property_is", `content.m\.mentions.room`, true),
 			{Kind: "sender_notification_permission", Key: "room"},
-		}, actionNotify, highlightTweak()),
-		defaultRule(".m.rule.tombstone", true, []PushCondition{
+		}, ActionNotify, highlightTweak()),
+		defaultRule(".m.rule.tombstone", true, []Condition{
 			eventMatch("type", "m.room.tombstone"),
 			eventMatch("state_key", ""),
-		}, actionNotify, highlightTweak()),
-		defaultRule(".m.rule.reaction", true, []PushCondition{
+		}, ActionNotify, highlightTweak()),
+		defaultRule(".m.rule.reaction", true, []Condition{
 			eventMatch("type", "m.reaction"),
 		}),
-		defaultRule(".m.rule.room.server_acl", true, []PushCondition{
+		defaultRule(".m.rule.room.server_acl", true, []Condition{
 			eventMatch("type", "m.room.server_acl"),
 			eventMatch("state_key", ""),
 		}),
-		defaultRule(".m.rule.suppress_edits", true, []PushCondition{
+		defaultRule(".m.rule.suppress_edits", true, []Condition{
 			eventProperty("event_property_is", `content.m\.relates_to.rel_type`, "m.replace"),
 		}),
 	}
 }
 
 // defaultUnderrideRules returns the spec's "Default Underride Rules".
-func defaultUnderrideRules() []PushRule {
-	return []PushRule{
-		defaultRule(".m.rule.call", true, []PushCondition{
+func defaultUnderrideRules() []Rule {
+	return []Rule{
+		defaultRule(".m.rule.call", true, []Condition{
 			eventMatch("type", "m.call.invite"),
-		}, actionNotify, soundTweak("ring")),
-		defaultRule(".m.rule.encrypted_room_one_to_one", true, []PushCondition{
+		}, ActionNotify, soundTweak("ring")),
+		defaultRule(".m.rule.encrypted_room_one_to_one", true, []Condition{
 			{Kind: "room_member_count", Is: "2"},
 			eventMatch("type", "m.room.encrypted"),
-		}, actionNotify, soundTweak("default")),
-		defaultRule(".m.rule.room_one_to_one", true, []PushCondition{
+		}, ActionNotify, soundTweak("default")),
+		defaultRule(".m.rule.room_one_to_one", true, []Condition{
 			{Kind: "room_member_count", Is: "2"},
 			eventMatch("type", "m.room.message"),
-		}, actionNotify, soundTweak("default")),
-		defaultRule(".m.rule.message", true, []PushCondition{
+		}, ActionNotify, soundTweak("default")),
+		defaultRule(".m.rule.message", true, []Condition{
 			eventMatch("type", "m.room.message"),
-		}, actionNotify),
-		defaultRule(".m.rule.encrypted", true, []PushCondition{
+		}, ActionNotify),
+		defaultRule(".m.rule.encrypted", true, []Condition{
 			eventMatch("type", "m.room.encrypted"),
-		}, actionNotify),
+		}, ActionNotify),
 	}
 }
 
-const actionNotify = "notify"
+// ActionNotify is the action that makes an event generate a notification.
+const ActionNotify = "notify"
 
-func defaultRule(id string, enabled bool, conds []PushCondition, actions ...any) PushRule {
+func defaultRule(id string, enabled bool, conds []Condition, actions ...any) Rule {
 	if actions == nil {
 		actions = []any{}
 	}
-	return PushRule{RuleID: id, Default: true, Enabled: enabled, Conditions: conds, Actions: actions}
+	return Rule{RuleID: id, Default: true, Enabled: enabled, Conditions: conds, Actions: actions}
 }
 
-func eventMatch(key, pattern string) PushCondition {
-	return PushCondition{Kind: "event_match", Key: key, Pattern: &pattern}
+func eventMatch(key, pattern string) Condition {
+	return Condition{Kind: "event_match", Key: key, Pattern: &pattern}
 }
 
-func eventProperty(kind, key string, value any) PushCondition {
+func eventProperty(kind, key string, value any) Condition {
 	raw, _ := json.Marshal(value) // strings and booleans always marshal
-	return PushCondition{Kind: kind, Key: key, Value: raw}
+	return Condition{Kind: kind, Key: key, Value: raw}
 }
 
 func soundTweak(sound string) map[string]any {

@@ -1,0 +1,123 @@
+// Package pusher sends users' notifications to their push gateways (the push gateway API,
+// POST /_matrix/push/v1/notify) through their HTTP pushers. It is a top-level component
+// beside the HTTP surfaces rather than part of roomserver because it makes outbound HTTP
+// requests and owns a background worker (Start/Close); it reads the notifications the
+// roomserver stored (event_push_actions) and imports storage only, no API package.
+//
+// The worker follows event_push_actions in event order from the position it had at Start:
+// notifications stored while no process ran a pusher are not sent.
+package pusher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Config tunes delivery.
+type Config struct {
+	// Client sends the requests; nil means one with a 10 s timeout.
+	Client *http.Client
+	// Attempts bounds the tries of one request (default 5); the wait between tries doubles
+	// from MinBackoff (default 1 s) up to MaxBackoff (default 1 min).
+	Attempts   int
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+}
+
+// Pusher delivers notifications to push gateways. It is a roomserver listener: a commit only
+// wakes its worker, which never runs on the commit path.
+type Pusher struct {
+	cfg  Config
+	db   *storage.DB
+	log  *slog.Logger
+	wake chan struct{} // buffered (1): a pending wake-up
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the worker has stopped
+}
+
+// batchEvents is how many events' notifications the worker reads at a time.
+const batchEvents = 100
+
+// New returns a pusher reading notifications from db. Call Start to run it.
+func New(cfg Config, db *storage.DB, log *slog.Logger) *Pusher {
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 5
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Minute
+	}
+	return &Pusher{cfg: cfg, db: db, log: log, wake: make(chan struct{}, 1)}
+}
+
+// Start starts the worker from the newest stored notification.
+func (p *Pusher) Start(ctx context.Context) error {
+	after, err := p.db.MaxPushActionNID(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.done = make(chan struct{})
+	go p.run(ctx, after)
+	return nil
+}
+
+// Close stops the worker, abandoning a delivery in progress, and waits for it to end.
+func (p *Pusher) Close() error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.cancel()
+	<-p.done
+	return nil
+}
+
+// EventsCommitted implements roomserver.Listener: it wakes the worker without blocking.
+func (p *Pusher) EventsCommitted(int64, []string) {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers the notifications after after each time it is woken, until ctx ends.
+func (p *Pusher) run(ctx context.Context, after int64) {
+	defer close(p.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		}
+		for {
+			acts, err := p.db.PushActionsAfter(ctx, after, batchEvents)
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					p.log.Error("read notifications to push", "err", err)
+				}
+				break
+			}
+			if len(acts) == 0 {
+				break
+			}
+			for _, a := range acts {
+				p.deliver(ctx, a)
+				after = max(after, a.EventNID)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,326 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// PushAction is a notification: an event that a local user's push rules said notifies them.
+// ThreadID is "main" for the main timeline, else the thread root's event ID; Actions is the
+// matching rule's actions as JSON.
+type PushAction struct {
+	UserID    string
+	RoomNID   int64
+	EventNID  int64
+	ThreadID  string
+	Highlight bool
+	Actions   string
+	TS        int64
+}
+
+// ThreadMain is the thread ID of the main timeline, in receipts and notification counts.
+const ThreadMain = "main"
+
+// pushActionColumns are the columns of event_push_actions, in PushAction's field order.
+const pushActionColumns = `user_id, room_nid, event_nid, thread_id, highlight, actions, ts`
+
+// insertPushActionsBatch bounds the rows of one INSERT (7 parameters each).
+const insertPushActionsBatch = 200
+
+// InsertPushActions stores the notifications of one or more events, many rows per statement:
+// a message in a big room notifies most of its members.
+func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
+	for len(acts) > 0 {
+		n := min(len(acts), insertPushActionsBatch)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO event_push_actions (` + pushActionColumns + `) VALUES `)
+		args := make([]any, 0, 7*n)
+		for i, a := range acts[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k := len(args)
+			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d)", k+1, k+2, k+3, k+4, k+5, k+6, k+7)
+			args = append(args, a.UserID, a.RoomNID, a.EventNID, a.ThreadID, a.Highlight, a.Actions, a.TS)
+		}
+		b.WriteString(` ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING`)
+		if _, err := tx.exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("insert push actions of event %d: %w", acts[0].EventNID, err)
+		}
+		acts = acts[n:]
+	}
+	return nil
+}
+
+// PushRulesEntry is a user's stored m.push_rules account data.
+type PushRulesEntry struct {
+	UserID    string
+	Content   string
+	StreamPos int64
+}
+
+// PushRulesChangedSince returns the m.push_rules entries stored after the account data stream
+// position since, so that a cache of parsed rules can follow changes with one indexed query.
+func (q *Q) PushRulesChangedSince(ctx context.Context, since int64) ([]PushRulesEntry, error) {
+	return q.pushRulesEntries(ctx, `
+		SELECT user_id, content, stream_pos FROM account_data
+		WHERE data_type = 'm.push_rules' AND stream_pos > $1 AND room_id = ''
+		ORDER BY stream_pos`, since)
+}
+
+// PushRulesOf returns the stored m.push_rules entries of the users that have one.
+func (q *Q) PushRulesOf(ctx context.Context, userIDs []string) ([]PushRulesEntry, error) {
+	var out []PushRulesEntry
+	const chunk = 500
+	for len(userIDs) > 0 {
+		n := min(len(userIDs), chunk)
+		args := make([]any, n)
+		marks := make([]string, n)
+		for i, u := range userIDs[:n] {
+			args[i], marks[i] = u, fmt.Sprintf("$%d", i+1)
+		}
+		rows, err := q.pushRulesEntries(ctx, `
+			SELECT user_id, content, stream_pos FROM account_data
+			WHERE user_id IN (`+strings.Join(marks, ",")+`) AND room_id = '' AND data_type = 'm.push_rules'`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+		userIDs = userIDs[n:]
+	}
+	return out, nil
+}
+
+func (q *Q) pushRulesEntries(ctx context.Context, query string, args ...any) ([]PushRulesEntry, error) {
+	rows, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select push rules: %w", err)
+	}
+	defer rows.Close()
+	var out []PushRulesEntry
+	for rows.Next() {
+		var e PushRulesEntry
+		if err := rows.Scan(&e.UserID, &e.Content, &e.StreamPos); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// readUpTo is the event NID up to which the user of push action row a has read the row's
+// thread: the most recent of their m.read and m.read.private receipts, unthreaded or in the
+// row's thread (client-server API, "Marking notifications as read").
+const readUpTo = `(SELECT COALESCE(MAX(r.event_nid), 0) FROM receipts r
+	WHERE r.room_nid = a.room_nid AND r.user_id = a.user_id
+		AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = a.thread_id))`
+
+// UnreadCount is the number of unread notifications of a room or thread, and how many of
+// them are highlighted.
+type UnreadCount struct {
+	Notifications int
+	Highlights    int
+}
+
+// UnreadCounts returns the user's unread notifications in a room by thread ID ("main" for the
+// main timeline); threads without any are left out. The primary key (user, room, event) bounds
+// the scan to the rows after the user's unthreaded receipt.
+func (q *Q) UnreadCounts(ctx context.Context, userID string, roomNID int64) (map[string]UnreadCount, error) {
+	rows, err := q.query(ctx, `
+		SELECT a.thread_id, COUNT(*), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
+		FROM event_push_actions a
+		WHERE a.user_id = $1 AND a.room_nid = $2
+			AND a.event_nid > (SELECT COALESCE(MAX(event_nid), 0) FROM receipts
+				WHERE room_nid = $2 AND user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id = '')
+			AND a.event_nid > `+readUpTo+`
+		GROUP BY a.thread_id`, userID, roomNID)
+	if err != nil {
+		return nil, fmt.Errorf("count unread notifications of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[string]UnreadCount{}
+	for rows.Next() {
+		var thread string
+		var c UnreadCount
+		if err := rows.Scan(&thread, &c.Notifications, &c.Highlights); err != nil {
+			return nil, err
+		}
+		out[thread] = c
+	}
+	return out, rows.Err()
+}
+
+// UnreadTotal returns the number of the user's unread notifications in every room, the badge
+// count sent to push gateways.
+func (q *Q) UnreadTotal(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := q.queryRow(ctx, `
+		SELECT COUNT(*) FROM event_push_actions a
+		JOIN memberships m ON m.room_nid = a.room_nid AND m.user_id = a.user_id AND m.membership = 'join'
+		WHERE a.user_id = $1 AND a.event_nid > `+readUpTo, userID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unread notifications of %s: %w", userID, err)
+	}
+	return n, nil
+}
+
+// Notification is a push action with the room's ID and whether the user has read it.
+type Notification struct {
+	PushAction
+	RoomID string
+	Read   bool
+}
+
+// Notifications returns up to limit of the user's notifications with event NIDs below before
+// (0: from the newest), newest first; only highlighted ones when onlyHighlight.
+func (q *Q) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
+	query := `
+		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts, rm.room_id,
+			CASE WHEN a.event_nid <= ` + readUpTo + ` THEN 1 ELSE 0 END
+		FROM event_push_actions a JOIN rooms rm ON rm.room_nid = a.room_nid
+		WHERE a.user_id = $1 AND a.event_nid < $2`
+	if onlyHighlight {
+		query += ` AND a.highlight`
+	}
+	query += ` ORDER BY a.event_nid DESC LIMIT $3`
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	rows, err := q.query(ctx, query, userID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select notifications of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		var n Notification
+		var read int
+		a := &n.PushAction
+		if err := rows.Scan(&a.UserID, &a.RoomNID, &a.EventNID, &a.ThreadID, &a.Highlight, &a.Actions, &a.TS, &n.RoomID, &read); err != nil {
+			return nil, err
+		}
+		n.Read = read == 1
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// PushActionsAfter returns the notifications of up to limit events with event NIDs after
+// after, in event order (all of each event's rows), of the users that have an HTTP pusher.
+func (q *Q) PushActionsAfter(ctx context.Context, after int64, limit int) ([]PushAction, error) {
+	const withPusher = `EXISTS (SELECT 1 FROM pushers p WHERE p.user_id = a.user_id AND p.kind = 'http')`
+	rows, err := q.query(ctx, `
+		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts
+		FROM event_push_actions a
+		WHERE `+withPusher+` AND a.event_nid IN (
+			SELECT DISTINCT a.event_nid FROM event_push_actions a
+			WHERE a.event_nid > $1 AND `+withPusher+` ORDER BY a.event_nid LIMIT $2)
+		ORDER BY a.event_nid, a.user_id`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select push actions after %d: %w", after, err)
+	}
+	defer rows.Close()
+	var out []PushAction
+	for rows.Next() {
+		var a PushAction
+		if err := rows.Scan(&a.UserID, &a.RoomNID, &a.EventNID, &a.ThreadID, &a.Highlight, &a.Actions, &a.TS); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// MaxPushActionNID returns the largest event NID with a notification (0 when none).
+func (q *Q) MaxPushActionNID(ctx context.Context) (int64, error) {
+	var n int64
+	if err := q.queryRow(ctx, `SELECT COALESCE(MAX(event_nid), 0) FROM event_push_actions`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("select max push action: %w", err)
+	}
+	return n, nil
+}
+
+// Pusher is one of a user's pushers (client-server API, POST /pushers/set). Data is the
+// pusher's data object as JSON; PushKeyTS when it was set up, in milliseconds.
+type Pusher struct {
+	UserID            string
+	AppID             string
+	PushKey           string
+	Kind              string
+	AppDisplayName    string
+	DeviceDisplayName string
+	ProfileTag        string
+	Lang              string
+	Data              string
+	PushKeyTS         int64
+}
+
+const pusherColumns = `user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, pushkey_ts`
+
+// SetPusher creates or updates the user's pusher with p's app ID and pushkey. Unless
+// appendOthers, pushers of other users with the same app ID and pushkey are deleted, as the
+// spec's "append" parameter says.
+func (tx *Tx) SetPusher(ctx context.Context, p Pusher, appendOthers bool) error {
+	if !appendOthers {
+		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`,
+			p.AppID, p.PushKey, p.UserID); err != nil {
+			return fmt.Errorf("delete other pushers of %s: %w", p.AppID, err)
+		}
+	}
+	_, err := tx.exec(ctx, `
+		INSERT INTO pushers (`+pusherColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = $4, app_display_name = $5,
+			device_display_name = $6, profile_tag = $7, lang = $8, data = $9`,
+		p.UserID, p.AppID, p.PushKey, p.Kind, p.AppDisplayName, p.DeviceDisplayName, p.ProfileTag, p.Lang, p.Data, p.PushKeyTS)
+	if err != nil {
+		return fmt.Errorf("upsert pusher %s of %s: %w", p.AppID, p.UserID, err)
+	}
+	return nil
+}
+
+// DeletePusher deletes the user's pusher with the app ID and pushkey, or returns ErrNotFound.
+func (tx *Tx) DeletePusher(ctx context.Context, userID, appID, pushKey string) error {
+	res, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey)
+	if err != nil {
+		return fmt.Errorf("delete pusher %s of %s: %w", appID, userID, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Pushers returns the user's pushers.
+func (q *Q) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
+	rows, err := q.query(ctx, `SELECT `+pusherColumns+` FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("select pushers of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []Pusher
+	for rows.Next() {
+		var p Pusher
+		if err := rows.Scan(&p.UserID, &p.AppID, &p.PushKey, &p.Kind, &p.AppDisplayName, &p.DeviceDisplayName,
+			&p.ProfileTag, &p.Lang, &p.Data, &p.PushKeyTS); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// RoomIDByNID returns the ID of the room with the NID, or ErrNotFound.
+func (q *Q) RoomIDByNID(ctx context.Context, roomNID int64) (string, error) {
+	var id string
+	err := q.queryRow(ctx, `SELECT room_id FROM rooms WHERE room_nid = $1`, roomNID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	} else if err != nil {
+		return "", fmt.Errorf("select room %d: %w", roomNID, err)
+	}
+	return id, nil
+}
