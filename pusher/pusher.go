@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/lattice-chat/lattice/storage"
@@ -36,6 +37,9 @@ type Pusher struct {
 	db   *storage.DB
 	log  *slog.Logger
 	wake chan struct{} // buffered (1): a pending wake-up
+	// committed is the newest committed event stream position the worker was told about;
+	// the push actions of every event up to it are committed too (same transaction).
+	committed atomic.Int64
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the worker has stopped
@@ -84,7 +88,13 @@ func (p *Pusher) Close() error {
 }
 
 // EventsCommitted implements roomserver.Listener: it wakes the worker without blocking.
-func (p *Pusher) EventsCommitted(int64, []string) {
+func (p *Pusher) EventsCommitted(pos int64, _ []string) {
+	for {
+		cur := p.committed.Load()
+		if pos <= cur || p.committed.CompareAndSwap(cur, pos) {
+			break
+		}
+	}
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -101,7 +111,10 @@ func (p *Pusher) run(ctx context.Context, after int64) {
 		case <-p.wake:
 		}
 		for {
-			acts, err := p.db.PushActionsAfter(ctx, after, batchEvents)
+			// Without notifications for pushers up to upTo, the worker moves past it, so it
+			// never reads the same rows again.
+			upTo := p.committed.Load()
+			acts, err := p.db.PushActionsAfter(ctx, after, upTo, batchEvents)
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					p.log.Error("read notifications to push", "err", err)
@@ -109,6 +122,7 @@ func (p *Pusher) run(ctx context.Context, after int64) {
 				break
 			}
 			if len(acts) == 0 {
+				after = max(after, upTo)
 				break
 			}
 			for _, a := range acts {

@@ -126,20 +126,97 @@ type UnreadCount struct {
 	Highlights    int
 }
 
-// UnreadCounts returns the user's unread notifications in a room by thread ID ("main" for the
-// main timeline); threads without any are left out. The primary key (user, room, event) bounds
-// the scan to the rows after the user's unthreaded receipt.
-func (q *Q) UnreadCounts(ctx context.Context, userID string, roomNID int64) (map[string]UnreadCount, error) {
-	rows, err := q.query(ctx, `
-		SELECT a.thread_id, COUNT(*), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)
-		FROM event_push_actions a
-		WHERE a.user_id = $1 AND a.room_nid = $2
-			AND a.event_nid > (SELECT COALESCE(MAX(event_nid), 0) FROM receipts
-				WHERE room_nid = $2 AND user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id = '')
-			AND a.event_nid > `+readUpTo+`
-		GROUP BY a.thread_id`, userID, roomNID)
+// UnreadCounts returns the user's unread notifications in a room up to event NID upTo, by
+// thread ID ("main" for the main timeline); threads without any are left out. A notification
+// is read when it is at or before the user's latest unthreaded receipt or their latest
+// receipt in its thread (read, from ReadPositions). Counting is a range scan of the primary
+// key (user, room, event) after the unthreaded receipt, with a second scan only for the
+// threads that have a receipt of their own further on.
+func (q *Q) UnreadCounts(ctx context.Context, userID string, roomNID int64, read map[string]int64, upTo int64) (map[string]UnreadCount, error) {
+	base := read[""]
+	out, err := q.countUnread(ctx, `
+		SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
+		FROM event_push_actions WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4
+		GROUP BY thread_id`, userID, roomNID, base, upTo)
 	if err != nil {
-		return nil, fmt.Errorf("count unread notifications of %s: %w", userID, err)
+		return nil, err
+	}
+	for thread, pos := range read {
+		if thread == "" || pos <= base {
+			continue
+		}
+		if _, ok := out[thread]; !ok {
+			continue
+		}
+		c, err := q.countUnread(ctx, `
+			SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
+			FROM event_push_actions
+			WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4 AND thread_id = $5
+			GROUP BY thread_id`, userID, roomNID, pos, upTo, thread)
+		if err != nil {
+			return nil, err
+		}
+		if n, ok := c[thread]; ok {
+			out[thread] = n
+		} else {
+			delete(out, thread)
+		}
+	}
+	return out, nil
+}
+
+// UnreadRow is one notification, for counting the few that arrived since a count.
+type UnreadRow struct {
+	ThreadID  string
+	EventNID  int64
+	Highlight bool
+}
+
+// UnreadRows returns the user's notifications in a room with event NIDs in (after, upTo].
+func (q *Q) UnreadRows(ctx context.Context, userID string, roomNID, after, upTo int64) ([]UnreadRow, error) {
+	rows, err := q.query(ctx, `SELECT thread_id, event_nid, highlight FROM event_push_actions
+		WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4`, userID, roomNID, after, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("select notifications of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []UnreadRow
+	for rows.Next() {
+		var r UnreadRow
+		if err := rows.Scan(&r.ThreadID, &r.EventNID, &r.Highlight); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReadPositions returns the event NIDs up to which the user has read the room: by thread ID,
+// "" for unthreaded receipts (m.read and m.read.private together).
+func (q *Q) ReadPositions(ctx context.Context, userID string, roomNID int64) (map[string]int64, error) {
+	rows, err := q.query(ctx, `SELECT thread_id, MAX(event_nid) FROM receipts
+		WHERE room_nid = $1 AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')
+		GROUP BY thread_id`, roomNID, userID)
+	if err != nil {
+		return nil, fmt.Errorf("select read positions of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var thread string
+		var pos int64
+		if err := rows.Scan(&thread, &pos); err != nil {
+			return nil, err
+		}
+		out[thread] = pos
+	}
+	return out, rows.Err()
+}
+
+func (q *Q) countUnread(ctx context.Context, query string, args ...any) (map[string]UnreadCount, error) {
+	rows, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("count unread notifications: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]UnreadCount{}
@@ -209,17 +286,18 @@ func (q *Q) Notifications(ctx context.Context, userID string, before int64, limi
 	return out, rows.Err()
 }
 
-// PushActionsAfter returns the notifications of up to limit events with event NIDs after
-// after, in event order (all of each event's rows), of the users that have an HTTP pusher.
-func (q *Q) PushActionsAfter(ctx context.Context, after int64, limit int) ([]PushAction, error) {
+// PushActionsAfter returns the notifications of up to limit events with event NIDs in
+// (after, upTo], in event order (all of each event's rows), of the users that have an HTTP
+// pusher.
+func (q *Q) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) ([]PushAction, error) {
 	const withPusher = `EXISTS (SELECT 1 FROM pushers p WHERE p.user_id = a.user_id AND p.kind = 'http')`
 	rows, err := q.query(ctx, `
 		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts
 		FROM event_push_actions a
 		WHERE `+withPusher+` AND a.event_nid IN (
 			SELECT DISTINCT a.event_nid FROM event_push_actions a
-			WHERE a.event_nid > $1 AND `+withPusher+` ORDER BY a.event_nid LIMIT $2)
-		ORDER BY a.event_nid, a.user_id`, after, limit)
+			WHERE a.event_nid > $1 AND a.event_nid <= $3 AND `+withPusher+` ORDER BY a.event_nid LIMIT $2)
+		ORDER BY a.event_nid, a.user_id`, after, limit, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select push actions after %d: %w", after, err)
 	}

@@ -26,7 +26,11 @@ func TestUnreadCountsAndNotifications(t *testing.T) {
 		}
 		counts := func() map[string]UnreadCount {
 			t.Helper()
-			c, err := db.UnreadCounts(ctx, "@bob:x", roomA)
+			read, err := db.ReadPositions(ctx, "@bob:x", roomA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := db.UnreadCounts(ctx, "@bob:x", roomA, read, 1<<62)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,11 +133,11 @@ func TestPushersAndRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		acts, err := db.PushActionsAfter(ctx, 20, 10)
+		acts, err := db.PushActionsAfter(ctx, 20, 1<<62, 10)
 		if err != nil || len(acts) != 1 || acts[0].EventNID != 22 {
 			t.Errorf("PushActionsAfter(20) = %+v, %v; want bob's 22 only", acts, err)
 		}
-		if acts, err = db.PushActionsAfter(ctx, 0, 1); err != nil || len(acts) != 1 || acts[0].EventNID != 20 {
+		if acts, err = db.PushActionsAfter(ctx, 0, 1<<62, 1); err != nil || len(acts) != 1 || acts[0].EventNID != 20 {
 			t.Errorf("PushActionsAfter(0, 1) = %+v, %v; want bob's 20 only", acts, err)
 		}
 		if n, err := db.MaxPushActionNID(ctx); err != nil || n != 22 {

@@ -26,6 +26,7 @@ type Server struct {
 	log        *slog.Logger
 	maxTimeout time.Duration
 	ignored    ignoreCache
+	unread     unreadCache
 	typing     *typing.Typing    // typing notifications, shared with clientapi
 	presence   *presence.Service // presence, shared with clientapi
 }

@@ -2,6 +2,8 @@ package syncapi
 
 import (
 	"context"
+	"maps"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -10,14 +12,14 @@ import (
 
 // syncUnread fills the notification counts of every joined room in the response, whether it
 // is there for new events, receipts (which move the counts down) or account data.
-func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, _ Token, resp *syncResponse, memberships []storage.Membership) error {
+func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, resp *syncResponse, memberships []storage.Membership) error {
 	for _, m := range memberships {
 		jr, ok := resp.Rooms.Join[m.RoomID]
 		if !ok || m.Membership != spec.Join {
 			continue
 		}
 		var err error
-		if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unreadCounts(ctx, req, m); err != nil {
+		if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unreadCounts(ctx, req, m, to.PDU); err != nil {
 			return err
 		}
 	}
@@ -29,10 +31,9 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, _ Token, re
 // (client-server API, "Receiving notifications"). With the filter's
 // room.timeline.unread_thread_notifications, unread_notifications counts the main timeline
 // only and each thread with notifications gets its own counts, keyed by its root; otherwise
-// unread_notifications counts the whole room. One query on the primary key of
-// event_push_actions (user, room, event) per room.
-func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership) (unreadCounts, map[string]unreadCounts, error) {
-	byThread, err := s.db.UnreadCounts(ctx, req.viewer.UserID, m.RoomNID)
+// unread_notifications counts the whole room.
+func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, upTo int64) (unreadCounts, map[string]unreadCounts, error) {
+	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, upTo)
 	if err != nil {
 		return unreadCounts{}, nil, err
 	}
@@ -52,4 +53,83 @@ func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Me
 		threads[thread] = counts
 	}
 	return total, threads, nil
+}
+
+// unreadCache keeps each user's counts per room with the receipts and stream position they
+// were counted at, so that a sync counts only the notifications that arrived since (a room a
+// user never reads would otherwise cost a scan of all its notifications on every sync). The
+// database stays the source of truth: an entry is used only while the user's receipts are the
+// same, and notification rows are never changed once written.
+type unreadCache struct {
+	mu      sync.Mutex // guards entries
+	entries map[unreadKey]*unreadEntry
+}
+
+type unreadKey struct {
+	userID  string
+	roomNID int64
+}
+
+// unreadEntry is immutable once stored.
+type unreadEntry struct {
+	read   map[string]int64
+	upTo   int64
+	counts map[string]storage.UnreadCount
+}
+
+// maxUnreadEntries bounds the cache; past it, arbitrary entries are dropped.
+const maxUnreadEntries = 100000
+
+func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo int64) (map[string]storage.UnreadCount, error) {
+	read, err := db.ReadPositions(ctx, userID, roomNID)
+	if err != nil {
+		return nil, err
+	}
+	key := unreadKey{userID, roomNID}
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	switch {
+	case e != nil && maps.Equal(e.read, read) && e.upTo == upTo:
+		return e.counts, nil
+	case e != nil && maps.Equal(e.read, read) && e.upTo < upTo:
+		rows, err := db.UnreadRows(ctx, userID, roomNID, e.upTo, upTo)
+		if err != nil {
+			return nil, err
+		}
+		counts := maps.Clone(e.counts)
+		for _, r := range rows {
+			if r.EventNID <= max(read[""], read[r.ThreadID]) {
+				continue
+			}
+			n := counts[r.ThreadID]
+			n.Notifications++
+			if r.Highlight {
+				n.Highlights++
+			}
+			counts[r.ThreadID] = n
+		}
+		e = &unreadEntry{read: read, upTo: upTo, counts: counts}
+	default:
+		counts, err := db.UnreadCounts(ctx, userID, roomNID, read, upTo)
+		if err != nil {
+			return nil, err
+		}
+		e = &unreadEntry{read: read, upTo: upTo, counts: counts}
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[unreadKey]*unreadEntry{}
+	}
+	if len(c.entries) >= maxUnreadEntries {
+		for k := range c.entries {
+			delete(c.entries, k)
+			if len(c.entries) < maxUnreadEntries/2 {
+				break
+			}
+		}
+	}
+	c.entries[key] = e
+	c.mu.Unlock()
+	return e.counts, nil
 }
