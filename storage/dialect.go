@@ -21,6 +21,10 @@ type dialect struct {
 	searchRank   string                // a relevance score, higher is better
 	searchNID    string                // the event NID column
 	searchMatch  func([]string) string // the $1 value for the words to find (all of them)
+
+	// insertPushActions inserts the rows of a JSON array of objects {u, r, e, t, h, a, ts}
+	// given as $1 into event_push_actions.
+	insertPushActions string
 	// tables lists the names of the schema's tables (not the database's own catalog tables).
 	tables string
 	// resetSerial, when not empty, is a format taking (table, column): a statement that makes
@@ -35,6 +39,10 @@ var sqliteDialect = dialect{
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 	},
+	insertPushActions: `INSERT INTO event_push_actions (user_id, room_nid, event_nid, thread_id, highlight, actions, ts)
+		SELECT value ->> 'u', value ->> 'r', value ->> 'e', value ->> 't', value ->> 'h', value ->> 'a', value ->> 'ts'
+		FROM json_each($1) WHERE TRUE
+		ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING`,
 	searchInsert: `INSERT INTO event_search (rowid, room_nid, search_key, body) VALUES ($1, $2, $3, $4)`,
 	searchDelete: `DELETE FROM event_search WHERE rowid = $1`,
 	searchWhere:  `event_search MATCH $1`,
@@ -56,6 +64,10 @@ var postgresDialect = dialect{
 		return err != nil && strings.Contains(err.Error(), "SQLSTATE 23505")
 	},
 	lockEventStream: `SELECT pg_advisory_xact_lock(7345001)`,
+	insertPushActions: `INSERT INTO event_push_actions (user_id, room_nid, event_nid, thread_id, highlight, actions, ts)
+		SELECT x.u, x.r, x.e, x.t, x.h, x.a, x.ts
+		FROM json_to_recordset($1::json) AS x(u TEXT, r BIGINT, e BIGINT, t TEXT, h BOOLEAN, a TEXT, ts BIGINT)
+		ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING`,
 	searchInsert: `INSERT INTO event_search (event_nid, room_nid, search_key, body, vector)
 		VALUES ($1, $2, $3, $4, to_tsvector('simple', $4)) ON CONFLICT (event_nid) DO NOTHING`,
 	searchDelete: `DELETE FROM event_search WHERE event_nid = $1`,
