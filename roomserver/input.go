@@ -194,6 +194,7 @@ type head struct {
 	state    map[int64]int64
 	snapshot int64
 	chainLen int
+	pushes   []storage.PushAction // the batch's notifications, stored together at its end
 }
 
 // persist commits authorised events of room r (locked by the caller) in one transaction, then
@@ -217,6 +218,9 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 		}
 		last := evs[len(evs)-1]
 		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{last.NID}); err != nil {
+			return err
+		}
+		if err := tx.InsertPushActions(ctx, h.pushes); err != nil {
 			return err
 		}
 		return tx.SetRoomState(ctx, r.nid, h.snapshot, last.Depth)
@@ -317,9 +321,11 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
 		return nil, err
 	}
-	if err := s.pushActions(ctx, tx, r, ev, pdu, memberships); err != nil {
+	acts, err := s.pushActions(ctx, tx, r, ev, pdu, memberships)
+	if err != nil {
 		return nil, err
 	}
+	h.pushes = append(h.pushes, acts...)
 	if key, text := storage.SearchText(ev.Type, pdu.Content()); text != "" {
 		if err := tx.IndexEvent(ctx, ev.NID, r.nid, key, text); err != nil {
 			return nil, err

@@ -98,24 +98,24 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 }
 
 // pushActions evaluates the push rules of the room's local members for ev, committed in tx,
-// and stores a notification for each user it notifies. memberships are the membership
-// changes of the batch so far.
-func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) error {
+// and returns a notification for each user it notifies; the batch stores them together.
+// memberships are the membership changes of the batch so far.
+func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) ([]storage.PushAction, error) {
 	users, joined := s.pushRecipients(r, ev, pdu, memberships)
 	if len(users) == 0 {
-		return nil
+		return nil, nil
 	}
 	pev, err := pushrules.NewEvent(pdu.JSON())
 	if err != nil {
-		return nil // not JSON we can evaluate: no notifications
+		return nil, nil // not JSON we can evaluate: no notifications
 	}
 	rules, generic, err := s.push.rulesOf(ctx, tx, users)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ec := pushrules.EvalContext{RoomID: r.id, MemberCount: joined}
 	if err := s.senderPermission(ctx, r, ev.Sender, &ec); err != nil {
-		return err
+		return nil, err
 	}
 	named := namedUsers(pdu)
 	thread := s.threadOf(ctx, pdu.Content())
@@ -142,7 +142,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 				Highlight: highlight, Actions: string(actionsJSON), TS: ev.OriginTS})
 		}
 	}
-	return tx.InsertPushActions(ctx, acts)
+	return acts, nil
 }
 
 // pushRecipients returns the local users whose rules apply to ev (the joined members and the
