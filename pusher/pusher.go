@@ -67,7 +67,9 @@ func New(cfg Config, db *storage.DB, log *slog.Logger) *Pusher {
 
 // Start starts the worker from the newest stored notification.
 func (p *Pusher) Start(ctx context.Context) error {
-	after, err := p.db.MaxPushActionNID(ctx)
+	// Start after the newest event: notifications of events committed before a start are
+	// not sent late (the pusher keeps no position of its own yet).
+	after, err := p.db.MaxEventNID(ctx)
 	if err != nil {
 		return err
 	}

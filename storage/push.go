@@ -292,13 +292,14 @@ func (q *Q) Notifications(ctx context.Context, userID string, before int64, limi
 // (after, upTo], in event order (all of each event's rows), of the users that have an HTTP
 // pusher.
 func (q *Q) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) ([]PushAction, error) {
-	const withPusher = `EXISTS (SELECT 1 FROM pushers p WHERE p.user_id = a.user_id AND p.kind = 'http')`
+	// Driven by the (few) users with pushers, through the (user_id, event_nid) index.
+	const withPusher = `user_id IN (SELECT p.user_id FROM pushers p WHERE p.kind = 'http')`
 	rows, err := q.query(ctx, `
 		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts
 		FROM event_push_actions a
-		WHERE `+withPusher+` AND a.event_nid IN (
-			SELECT DISTINCT a.event_nid FROM event_push_actions a
-			WHERE a.event_nid > $1 AND a.event_nid <= $3 AND `+withPusher+` ORDER BY a.event_nid LIMIT $2)
+		WHERE a.`+withPusher+` AND a.event_nid IN (
+			SELECT DISTINCT b.event_nid FROM event_push_actions b
+			WHERE b.`+withPusher+` AND b.event_nid > $1 AND b.event_nid <= $3 ORDER BY b.event_nid LIMIT $2)
 		ORDER BY a.event_nid, a.user_id`, after, limit, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select push actions after %d: %w", after, err)
@@ -313,15 +314,6 @@ func (q *Q) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) 
 		out = append(out, a)
 	}
 	return out, rows.Err()
-}
-
-// MaxPushActionNID returns the largest event NID with a notification (0 when none).
-func (q *Q) MaxPushActionNID(ctx context.Context) (int64, error) {
-	var n int64
-	if err := q.queryRow(ctx, `SELECT COALESCE(MAX(event_nid), 0) FROM event_push_actions`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("select max push action: %w", err)
-	}
-	return n, nil
 }
 
 // Pusher is one of a user's pushers (client-server API, POST /pushers/set). Data is the

@@ -16,8 +16,6 @@ CREATE TABLE event_push_actions (
 );
 -- GET /notifications pages through a user's rows newest first.
 CREATE INDEX event_push_actions_user ON event_push_actions (user_id, event_nid);
--- The pusher follows new rows in event order.
-CREATE INDEX event_push_actions_event ON event_push_actions (event_nid);
 
 -- The roomserver follows changed push rules (account data m.push_rules) by stream position.
 CREATE INDEX account_data_type_stream ON account_data (data_type, stream_pos);
