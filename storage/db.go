@@ -136,42 +136,37 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
+// migrate applies the migrations the database has not had yet, in version order, each in
+// its own transaction. A migration is written once, NNNN_name.sql, for both databases; the
+// only rewrite is SQLite's "INTEGER PRIMARY KEY AUTOINCREMENT" into PostgreSQL's "BIGSERIAL
+// PRIMARY KEY". Where the dialects really differ the migration comes as a pair,
+// NNNN_name.sqlite.sql and NNNN_name.postgres.sql.
 func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	dir := "migrations/" + db.dialect.name
-	entries, err := fs.ReadDir(migrationsFS, dir)
+	ms, err := migrationsFor(db.dialect)
 	if err != nil {
 		return err
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	for _, e := range entries {
-		var version int64
-		if _, err := fmt.Sscanf(e.Name(), "%04d_", &version); err != nil {
-			return fmt.Errorf("migration %s: bad name", e.Name())
-		}
-		body, err := fs.ReadFile(migrationsFS, dir+"/"+e.Name())
-		if err != nil {
-			return err
-		}
+	for _, m := range ms {
 		err = db.WithTx(ctx, func(tx *Tx) error {
 			var n int
-			if err := tx.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+			if err := tx.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(string(body), ";\n") {
+			for _, stmt := range strings.Split(m.body, ";\n") {
 				if strings.TrimSpace(stripComments(stmt)) == "" {
 					continue
 				}
 				if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("%s: %w", e.Name(), err)
+					return fmt.Errorf("%s: %w", m.name, err)
 				}
 			}
-			_, err := tx.q.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version)
+			_, err := tx.q.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.version)
 			return err
 		})
 		if err != nil {
@@ -179,6 +174,56 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+type migration struct {
+	version int64
+	name    string
+	body    string
+}
+
+// migrationsFor returns the migrations of a dialect in version order, checking that every
+// version has either one shared file or a file for each dialect.
+func migrationsFor(d dialect) ([]migration, error) {
+	entries, err := fs.ReadDir(migrationsFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	byVersion := map[int64][]string{}
+	for _, e := range entries {
+		var version int64
+		if _, err := fmt.Sscanf(e.Name(), "%04d_", &version); err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("migration %s: bad name", e.Name())
+		}
+		byVersion[version] = append(byVersion[version], e.Name())
+	}
+	var out []migration
+	for version, names := range byVersion {
+		var name string
+		for _, n := range names {
+			switch {
+			case strings.HasSuffix(n, "."+d.name+".sql"):
+				name = n
+			case strings.HasSuffix(n, ".sqlite.sql"), strings.HasSuffix(n, ".postgres.sql"):
+			case len(names) == 1:
+				name = n
+			}
+		}
+		if name == "" || (len(names) != 1 && len(names) != 2) {
+			return nil, fmt.Errorf("migration %04d: want one shared file or one per database, have %v", version, names)
+		}
+		body, err := fs.ReadFile(migrationsFS, "migrations/"+name)
+		if err != nil {
+			return nil, err
+		}
+		text := string(body)
+		if !strings.Contains(name, "."+d.name+".") {
+			text = d.rewriteSchema(text)
+		}
+		out = append(out, migration{version: version, name: name, body: text})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
 }
 
 func stripComments(stmt string) string {

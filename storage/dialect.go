@@ -6,6 +6,8 @@ import "strings"
 // Everything else is written once.
 type dialect struct {
 	name string
+	// rewriteSchema turns a shared migration (written in SQLite's words) into this dialect.
+	rewriteSchema func(string) string
 	// isUniqueViolation reports whether err is a unique-constraint failure.
 	isUniqueViolation func(err error) bool
 	// lockEventStream, when not empty, serialises the transactions that add room events, so
@@ -35,7 +37,8 @@ type dialect struct {
 }
 
 var sqliteDialect = dialect{
-	name: "sqlite",
+	name:          "sqlite",
+	rewriteSchema: func(s string) string { return s },
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 	},
@@ -60,6 +63,9 @@ var sqliteDialect = dialect{
 
 var postgresDialect = dialect{
 	name: "postgres",
+	rewriteSchema: func(s string) string {
+		return strings.ReplaceAll(s, "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+	},
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "SQLSTATE 23505")
 	},

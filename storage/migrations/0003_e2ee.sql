@@ -1,6 +1,5 @@
 -- End-to-end encryption: device and cross-signing keys, one-time and fallback keys, the
--- device list stream, to-device messages and server-side key backups. SQLite flavour; keep
--- in step with ../postgres/0003_e2ee.sql.
+-- device list stream, to-device messages and server-side key backups.
 INSERT INTO streams (name, pos) VALUES ('to_device', 0) ON CONFLICT (name) DO NOTHING;
 INSERT INTO streams (name, pos) VALUES ('device_lists', 0) ON CONFLICT (name) DO NOTHING;
 -- Not a sync stream: the order in which one-time keys were uploaded (claimed oldest first).

@@ -1,6 +1,5 @@
 -- The media repository: one row per mxc:// URI and one per cached thumbnail. The bytes live in
 -- the media store (files below media.path), written and synced before these rows commit.
--- Kept in step with ../sqlite/0002_media.sql.
 
 -- media holds local uploads (server_name is this server) and, once federation fetches it,
 -- cached remote media. uploaded_ts is 0 while an mxc:// URI made by /create awaits its content.

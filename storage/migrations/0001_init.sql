@@ -1,4 +1,4 @@
--- Lattice schema, SQLite flavour. Keep in step with ../postgres/0001_init.sql.
+-- Lattice schema. Written once for both databases (see migrate in db.go).
 CREATE TABLE accounts (
     user_id       TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,

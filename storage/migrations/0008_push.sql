@@ -1,5 +1,5 @@
 -- Push notifications: the notifications push rules gave each user (event_push_actions) and
--- the users' pushers. Kept in step between the sqlite and postgres folders.
+-- the users' pushers.
 
 -- event_push_actions has a row per event and local user whose push rules said "notify",
 -- written in the transaction that commits the event. thread_id is 'main' for the main

@@ -1,5 +1,4 @@
 -- Relations between events (m.relates_to): threads, edits, annotations, references.
--- Kept in step between the sqlite and postgres folders.
 CREATE TABLE event_relations (
     event_nid       BIGINT PRIMARY KEY,
     room_nid        BIGINT NOT NULL,

@@ -1,5 +1,4 @@
--- Read receipts and presence, each with its sync stream. Kept in step between the sqlite and
--- postgres folders. Typing notifications are in memory only (internal/typing).
+-- Read receipts and presence, each with its sync stream. Typing notifications are in memory only (internal/typing).
 
 -- receipts holds the latest receipt per user, room, receipt type and thread ('' for an
 -- unthreaded receipt). event_nid keeps a receipt from moving backwards.

@@ -1,5 +1,5 @@
 -- Full-text search over message bodies, room names and topics.
--- PostgreSQL uses a tsvector with a GIN index; ../sqlite/0006_search.sql uses FTS5.
+-- PostgreSQL uses a tsvector with a GIN index; 0006_search.sqlite.sql uses FTS5.
 CREATE TABLE event_search (
     event_nid  BIGINT PRIMARY KEY,
     room_nid   BIGINT NOT NULL,
