@@ -233,7 +233,7 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 		s.keys.remember(k, nid)
 	}
 	if h.snapshot != r.snapshot {
-		s.snapshots.put(&snapshotEntry{nid: h.snapshot, state: h.state, chainLen: h.chainLen})
+		s.snapshots.put(h.snapshot, &snapshotEntry{state: h.state, chainLen: h.chainLen})
 	}
 	for j, p := range batch {
 		if p.target != nil {

@@ -47,9 +47,9 @@ type Server struct {
 	rooms map[string]*room // loaded rooms by room ID
 
 	keys      *stateKeys
-	snapshots *snapshotCache
-	pdus      *pduCache
-	push      pushCache // users' push rules, for push actions at commit (push.go)
+	snapshots *lru[int64, *snapshotEntry]        // expanded state snapshots by NID
+	pdus      *lru[int64, gomatrixserverlib.PDU] // parsed events by NID, for auth
+	push      pushCache                          // users' push rules, for push actions at commit (push.go)
 }
 
 // New returns a roomserver writing to db and telling listener about new events.
@@ -62,8 +62,8 @@ func New(cfg Config, db *storage.DB, listener Listener, log *slog.Logger) *Serve
 		now:       time.Now,
 		rooms:     make(map[string]*room),
 		keys:      newStateKeys(),
-		snapshots: newSnapshotCache(4096),
-		pdus:      newPDUCache(20000),
+		snapshots: newLRU[int64, *snapshotEntry](4096),
+		pdus:      newLRU[int64, gomatrixserverlib.PDU](20000),
 	}
 }
 

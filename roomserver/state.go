@@ -84,46 +84,60 @@ func (s *Server) StateKey(ctx context.Context, nid int64) (storage.StateKey, err
 	return key, nil
 }
 
-// snapshotCache is an LRU of fully expanded state snapshots. Cached maps are shared and must
-// never be modified.
-type snapshotCache struct {
-	mu    sync.Mutex // guards lru and items
+// lru is a least-recently-used cache. Values are shared and must not be modified.
+type lru[K comparable, V any] struct {
+	mu    sync.Mutex // guards order and items
 	max   int
-	lru   *list.List
-	items map[int64]*list.Element
+	order *list.List // of *lruEntry[K, V], most recent first
+	items map[K]*list.Element
 }
 
-type snapshotEntry struct {
-	nid      int64
-	state    map[int64]int64
-	chainLen int
+type lruEntry[K comparable, V any] struct {
+	key K
+	val V
 }
 
-func newSnapshotCache(max int) *snapshotCache {
-	return &snapshotCache{max: max, lru: list.New(), items: make(map[int64]*list.Element)}
+func newLRU[K comparable, V any](max int) *lru[K, V] {
+	return &lru[K, V]{max: max, order: list.New(), items: make(map[K]*list.Element)}
 }
 
-func (c *snapshotCache) get(nid int64) (*snapshotEntry, bool) {
+func (c *lru[K, V]) get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[nid]; ok {
-		c.lru.MoveToFront(el)
-		return el.Value.(*snapshotEntry), true
+	if el, ok := c.items[k]; ok {
+		c.order.MoveToFront(el)
+		return el.Value.(*lruEntry[K, V]).val, true
 	}
-	return nil, false
+	var zero V
+	return zero, false
 }
 
-func (c *snapshotCache) put(e *snapshotEntry) {
+func (c *lru[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[e.nid]; ok {
+	if _, ok := c.items[k]; ok {
 		return
 	}
-	c.items[e.nid] = c.lru.PushFront(e)
-	for c.lru.Len() > c.max {
-		old := c.lru.Remove(c.lru.Back()).(*snapshotEntry)
-		delete(c.items, old.nid)
+	c.items[k] = c.order.PushFront(&lruEntry[K, V]{key: k, val: v})
+	for c.order.Len() > c.max {
+		old := c.order.Remove(c.order.Back()).(*lruEntry[K, V])
+		delete(c.items, old.key)
 	}
+}
+
+func (c *lru[K, V]) forget(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		c.order.Remove(el)
+		delete(c.items, k)
+	}
+}
+
+// snapshotEntry is a fully expanded state snapshot.
+type snapshotEntry struct {
+	state    map[int64]int64
+	chainLen int
 }
 
 // stateAt returns the full state of a snapshot (shared: do not modify) and its chain length.
@@ -164,7 +178,7 @@ func (s *Server) stateAt(ctx context.Context, snapshotNID int64) (map[int64]int6
 		}
 	}
 	chainLen := chain[0].ChainLen
-	s.snapshots.put(&snapshotEntry{nid: snapshotNID, state: state, chainLen: chainLen})
+	s.snapshots.put(snapshotNID, &snapshotEntry{state: state, chainLen: chainLen})
 	return state, chainLen, nil
 }
 
@@ -172,56 +186,6 @@ func (s *Server) stateAt(ctx context.Context, snapshotNID int64) (map[int64]int6
 func (s *Server) StateAt(ctx context.Context, snapshotNID int64) (map[int64]int64, error) {
 	st, _, err := s.stateAt(ctx, snapshotNID)
 	return st, err
-}
-
-// pduCache is an LRU of parsed events by NID, so that auth events are not parsed again for
-// every new event.
-type pduCache struct {
-	mu    sync.Mutex // guards lru and items
-	max   int
-	lru   *list.List
-	items map[int64]*list.Element
-}
-
-type pduEntry struct {
-	nid int64
-	pdu gomatrixserverlib.PDU
-}
-
-func newPDUCache(max int) *pduCache {
-	return &pduCache{max: max, lru: list.New(), items: make(map[int64]*list.Element)}
-}
-
-func (c *pduCache) get(nid int64) (gomatrixserverlib.PDU, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[nid]; ok {
-		c.lru.MoveToFront(el)
-		return el.Value.(*pduEntry).pdu, true
-	}
-	return nil, false
-}
-
-func (c *pduCache) put(nid int64, pdu gomatrixserverlib.PDU) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.items[nid]; ok {
-		return
-	}
-	c.items[nid] = c.lru.PushFront(&pduEntry{nid: nid, pdu: pdu})
-	for c.lru.Len() > c.max {
-		old := c.lru.Remove(c.lru.Back()).(*pduEntry)
-		delete(c.items, old.nid)
-	}
-}
-
-func (c *pduCache) forget(nid int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[nid]; ok {
-		c.lru.Remove(el)
-		delete(c.items, nid)
-	}
 }
 
 // pdusByNID returns parsed events for nids, from the cache where possible.
