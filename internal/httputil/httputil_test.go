@@ -1,0 +1,97 @@
+package httputil
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+func TestDecodeJSONErrors(t *testing.T) {
+	type body struct {
+		Name string `json:"name"`
+	}
+	cases := []struct {
+		in   string
+		code string
+	}{
+		{``, "M_NOT_JSON"},
+		{`{`, "M_NOT_JSON"},
+		{`[1]`, "M_BAD_JSON"},
+		{`"x"`, "M_BAD_JSON"},
+		{`{"name": 5}`, "M_BAD_JSON"},
+		{`{"name": "ok"}`, ""},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(c.in))
+		var b body
+		err := DecodeJSON(r, &b)
+		var me spec.MatrixError
+		switch {
+		case c.code == "" && err != nil:
+			t.Errorf("%q: unexpected error %v", c.in, err)
+		case c.code != "" && (!errors.As(err, &me) || string(me.ErrCode) != c.code):
+			t.Errorf("%q: error %v, want %s", c.in, err, c.code)
+		}
+	}
+}
+
+func TestWriteErrorStatuses(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cases := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{spec.Forbidden("no"), 403, "M_FORBIDDEN"},
+		{spec.NotFound("no"), 404, "M_NOT_FOUND"},
+		{spec.UnknownToken("no"), 401, "M_UNKNOWN_TOKEN"},
+		{spec.MissingToken("no"), 401, "M_MISSING_TOKEN"},
+		{spec.BadJSON("no"), 400, "M_BAD_JSON"},
+		{spec.LimitExceeded("slow down", 1500), 429, "M_LIMIT_EXCEEDED"},
+		{TooLarge(), 413, "M_TOO_LARGE"},
+		{&http.MaxBytesError{Limit: 1}, 413, "M_TOO_LARGE"},
+		{errors.New("database exploded"), 500, "M_UNKNOWN"},
+	}
+	for _, c := range cases {
+		rec := httptest.NewRecorder()
+		WriteError(rec, httptest.NewRequest("GET", "/", nil), log, c.err)
+		var body map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != c.status || body["errcode"] != c.code {
+			t.Errorf("%v: %d %v, want %d %s", c.err, rec.Code, body["errcode"], c.status, c.code)
+		}
+		if c.status == 500 && strings.Contains(rec.Body.String(), "exploded") {
+			t.Error("internal error details leaked to the client")
+		}
+		if c.code == "M_LIMIT_EXCEEDED" && body["retry_after_ms"] != float64(1500) {
+			t.Errorf("retry_after_ms = %v", body["retry_after_ms"])
+		}
+	}
+}
+
+func TestLimitsAndCORS(t *testing.T) {
+	h := CORS(Limits(10, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := ReadBody(r); err != nil {
+			WriteError(w, r, slog.New(slog.NewTextHandler(io.Discard, nil)), err)
+			return
+		}
+		w.WriteHeader(204)
+	})))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 11))))
+	if rec.Code != 413 {
+		t.Errorf("oversized body: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("OPTIONS", "/", nil))
+	if rec.Code != 200 || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("preflight: %d %v", rec.Code, rec.Header())
+	}
+}

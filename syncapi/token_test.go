@@ -1,0 +1,46 @@
+package syncapi
+
+import "testing"
+
+func TestTokens(t *testing.T) {
+	tok := Token{PDU: 42, AccountData: 7, Receipts: 3, Typing: 1700000000000, ToDevice: 9, DeviceLists: 2, Presence: 5}
+	got, err := ParseToken(tok.String())
+	if err != nil || got != tok {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	// Tokens of older versions, with fewer streams, still parse.
+	if got, err := ParseToken("s10_2"); err != nil || got.PDU != 10 || got.AccountData != 2 || got.Receipts != 0 {
+		t.Fatalf("two-position token: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "s", "10_2", "s1", "s1_x", "s-1_2", "s1_2_3_4_5_6_7_8", "t1_2"} {
+		if _, err := ParseToken(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if p, ok := parseTopoToken("t5_17"); !ok || p.Depth != 5 || p.NID != 17 {
+		t.Fatalf("topological token: %+v %v", p, ok)
+	}
+}
+
+func TestEventFilter(t *testing.T) {
+	types := []string{"m.room.*", "org.example"}
+	f := EventFilter{Types: &types, NotSenders: []string{"@spam:x"}}
+	cases := []struct {
+		typ, sender string
+		want        bool
+	}{
+		{"m.room.message", "@a:x", true},
+		{"org.example", "@a:x", true},
+		{"m.reaction", "@a:x", false},
+		{"m.room.message", "@spam:x", false},
+	}
+	for _, c := range cases {
+		if got := f.allows(c.typ, c.sender); got != c.want {
+			t.Errorf("allows(%s, %s) = %v", c.typ, c.sender, got)
+		}
+	}
+	rooms := []string{"!a:x"}
+	if !allowsRoom(&rooms, nil, "!a:x") || allowsRoom(&rooms, nil, "!b:x") || allowsRoom(nil, []string{"!a:x"}, "!a:x") {
+		t.Error("room filter")
+	}
+}
