@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -151,6 +152,35 @@ func (q *Q) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[
 
 // UnusedFallbackKeyTypes returns the algorithms of the device's fallback keys not yet handed
 // out by a claim.
+// DeviceKeyCounts returns, in one query, the device's one-time key counts by algorithm and
+// the algorithms of its unused fallback keys, for /sync.
+func (q *Q) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	rows, err := q.query(ctx, `
+		SELECT 'otk', algorithm, COUNT(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+		UNION ALL
+		SELECT 'fallback', algorithm, 0 FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used`, userID, deviceID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("count keys %s %s: %w", userID, deviceID, err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	fallback := []string{}
+	for rows.Next() {
+		var kind, alg string
+		var n int
+		if err := rows.Scan(&kind, &alg, &n); err != nil {
+			return nil, nil, err
+		}
+		if kind == "otk" {
+			counts[alg] = n
+		} else {
+			fallback = append(fallback, alg)
+		}
+	}
+	sort.Strings(fallback)
+	return counts, fallback, rows.Err()
+}
+
 func (q *Q) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
 	return q.strings(ctx, `SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm`, userID, deviceID)
 }

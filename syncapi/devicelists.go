@@ -13,7 +13,10 @@ import (
 // share any (storage.DeviceListChanges).
 func (s *Server) syncDeviceLists(ctx context.Context, req syncRequest, since, to Token, resp *syncResponse, memberships []storage.Membership) error {
 	userID, deviceID := req.viewer.UserID, req.viewer.DeviceID
-	if req.since != nil && (to.PDU > since.PDU || to.DeviceLists > since.DeviceLists) {
+	// Joins and leaves in the user's rooms since the token are in this response (timeline or
+	// state of a room, or a left room); without any, and with no device change on the
+	// stream, there is nothing to look up.
+	if req.since != nil && (to.DeviceLists > since.DeviceLists || (to.PDU > since.PDU && membershipChanged(resp))) {
 		changed, left, err := s.db.DeviceListChanges(ctx, userID, since.PDU, to.PDU, since.DeviceLists, to.DeviceLists)
 		if err != nil {
 			return err
@@ -21,17 +24,26 @@ func (s *Server) syncDeviceLists(ctx context.Context, req syncRequest, since, to
 		resp.DeviceLists.Changed = append(resp.DeviceLists.Changed, changed...)
 		resp.DeviceLists.Left = append(resp.DeviceLists.Left, left...)
 	}
-	counts, err := s.db.OneTimeKeyCounts(ctx, userID, deviceID)
+	counts, unused, err := s.db.DeviceKeyCounts(ctx, userID, deviceID)
 	if err != nil {
 		return err
 	}
 	for alg, n := range counts {
 		resp.DeviceOneTimeKeysCount[alg] = n
 	}
-	unused, err := s.db.UnusedFallbackKeyTypes(ctx, userID, deviceID)
-	if err != nil {
-		return err
-	}
-	resp.DeviceUnusedFallbackKeyTypes = append([]string{}, unused...)
+	resp.DeviceUnusedFallbackKeyTypes = unused
 	return nil
+}
+
+// membershipChanged reports whether the response carries a membership event or a left room.
+func membershipChanged(resp *syncResponse) bool {
+	if len(resp.Rooms.Leave) > 0 {
+		return true
+	}
+	for _, jr := range resp.Rooms.Join {
+		if jr.membersChanged {
+			return true
+		}
+	}
+	return false
 }

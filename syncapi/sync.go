@@ -22,6 +22,8 @@ type timeline struct {
 	Events    []roomserver.ClientEvent `json:"events"`
 	Limited   bool                     `json:"limited"`
 	PrevBatch string                   `json:"prev_batch,omitempty"`
+
+	hasMember bool // a membership event was among the events, before any filter
 }
 
 type unreadCounts struct {
@@ -38,6 +40,10 @@ type joinedRoom struct {
 	UnreadNotifications unreadCounts   `json:"unread_notifications"`
 	// UnreadThreadNotifications is set when the filter asks for counts per thread.
 	UnreadThreadNotifications map[string]unreadCounts `json:"unread_thread_notifications,omitempty"`
+
+	// membersChanged records a membership change in the room's part of the response, before
+	// any filter: it decides the summary and whether device lists need looking up.
+	membersChanged bool
 }
 
 type strippedState struct {

@@ -57,27 +57,20 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	// The summary changes only with membership: send it when the client has none yet or a
 	// membership event is in this response (clients keep the last one they saw).
 	summary := map[string]any{}
-	if full || hasMember(tl.Events) || hasMemberState(state) {
+	membersChanged := full || tl.hasMember || hasMemberState(state)
+	if membersChanged {
 		if summary, err = s.summary(ctx, m.RoomNID, req.viewer.UserID); err != nil {
 			return nil, err
 		}
 	}
 	return &joinedRoom{
-		Summary:     summary,
-		State:       eventList{Events: stateEvs},
-		Timeline:    tl,
-		Ephemeral:   eventList{Events: []any{}},
-		AccountData: eventList{Events: []any{}},
+		Summary:        summary,
+		State:          eventList{Events: stateEvs},
+		Timeline:       tl,
+		Ephemeral:      eventList{Events: []any{}},
+		AccountData:    eventList{Events: []any{}},
+		membersChanged: membersChanged,
 	}, nil
-}
-
-func hasMember(evs []roomserver.ClientEvent) bool {
-	for _, ev := range evs {
-		if ev.Type == spec.MRoomMember {
-			return true
-		}
-	}
-	return false
 }
 
 func hasMemberState(evs []*storage.Event) bool {
@@ -167,6 +160,7 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 		}
 		tl.PrevBatch = topoToken(pos)
 	}
+	tl.hasMember = hasMemberState(evs)
 	kept := evs[:0]
 	for _, ev := range dropIgnored(evs, req.viewer.Ignored) {
 		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
