@@ -16,6 +16,12 @@ func BenchmarkSendOneRoom(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Thirty members, as in a busy group: every message notifies them.
+	for i := 0; i < 30; i++ {
+		if _, err := s.Join(ctx, fmt.Sprintf("@member%d:test", i), roomID, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	per := b.N/16 + 1
