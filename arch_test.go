@@ -12,17 +12,19 @@ import (
 func TestImportBoundaries(t *testing.T) {
 	const mod = "github.com/lattice-chat/lattice/"
 	forbidden := map[string][]string{
-		"storage":            {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
-		"roomserver":         {"net/http", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
-		"clientapi":          {mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
-		"syncapi":            {mod + "clientapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
-		"internal/config":    {mod},
-		"internal/httputil":  {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
-		"internal/typing":    {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
-		"internal/presence":  {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
-		"internal/pushrules": {mod},
-		"mediaapi":           {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "pusher", mod + "cmd"},
-		"pusher":             {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
+		"storage":              {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
+		"roomserver":           {"net/http", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
+		"clientapi":            {mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"syncapi":              {mod + "clientapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"federationapi":        {mod + "clientapi", mod + "syncapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"internal/publicrooms": {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
+		"internal/config":      {mod},
+		"internal/httputil":    {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
+		"internal/typing":      {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
+		"internal/presence":    {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
+		"internal/pushrules":   {mod},
+		"mediaapi":             {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "pusher", mod + "cmd"},
+		"pusher":               {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		// Lattice packages are checked transitively, others (net/http) as direct imports:

@@ -355,32 +355,19 @@ func (s *Server) handleClaimKeys(r *http.Request) (any, error) {
 	if req.OneTimeKeys == nil {
 		return nil, spec.MissingParam("one_time_keys is required")
 	}
-	claimed := map[string]map[string]map[string]json.RawMessage{}
 	failures := map[string]any{}
-	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		for userID, devices := range req.OneTimeKeys {
-			server, local := s.userServer(userID)
-			if server == "" {
-				continue
-			} else if !local {
-				failures[server] = remoteKeysFailure()
-				continue
-			}
-			for deviceID, alg := range devices {
-				k, err := tx.ClaimKey(r.Context(), userID, deviceID, alg)
-				if errors.Is(err, storage.ErrNotFound) {
-					continue
-				} else if err != nil {
-					return err
-				}
-				if claimed[userID] == nil {
-					claimed[userID] = map[string]map[string]json.RawMessage{}
-				}
-				claimed[userID][deviceID] = map[string]json.RawMessage{k.Algorithm + ":" + k.KeyID: json.RawMessage(k.KeyJSON)}
-			}
+	local := map[string]map[string]string{}
+	for userID, devices := range req.OneTimeKeys {
+		server, isLocal := s.userServer(userID)
+		if server == "" {
+			continue
+		} else if !isLocal {
+			failures[server] = remoteKeysFailure()
+			continue
 		}
-		return nil
-	})
+		local[userID] = devices
+	}
+	claimed, err := s.db.ClaimKeys(r.Context(), local)
 	if err != nil {
 		return nil, err
 	}

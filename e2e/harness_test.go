@@ -75,6 +75,23 @@ func WithDatabase(url string) ServerOption {
 	return func(args []string) []string { return append(args, "--database", url) }
 }
 
+// WithServerName sets the server_name (default localhost).
+func WithServerName(name string) ServerOption {
+	return func(args []string) []string {
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--server-name" {
+				args[i+1] = name
+			}
+		}
+		return args
+	}
+}
+
+// WithFederation turns the federation listener on at addr (host:port).
+func WithFederation(addr string) ServerOption {
+	return func(args []string) []string { return append(args, "--federation-addr", addr) }
+}
+
 // StartServer generates a config in a temporary data dir and starts lattice with open registration.
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
@@ -95,6 +112,11 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	}
 	for _, o := range opts {
 		args = o(args)
+	}
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--server-name" {
+			s.Name = args[i+1]
+		}
 	}
 	out, err := exec.Command(binary, args...).Output()
 	if err != nil {

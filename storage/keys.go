@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -183,6 +184,31 @@ func (q *Q) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[s
 
 func (q *Q) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
 	return q.strings(ctx, `SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm`, userID, deviceID)
+}
+
+// ClaimKeys claims one key per requested device (user -> device -> algorithm) in one
+// transaction, as /keys/claim and federation's /user/keys/claim answer: user -> device ->
+// "algorithm:key_id" -> key. Devices without a key are left out.
+func (db *DB) ClaimKeys(ctx context.Context, want map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error) {
+	claimed := map[string]map[string]map[string]json.RawMessage{}
+	err := db.WithTx(ctx, func(tx *Tx) error {
+		for userID, devices := range want {
+			for deviceID, alg := range devices {
+				k, err := tx.ClaimKey(ctx, userID, deviceID, alg)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if claimed[userID] == nil {
+					claimed[userID] = map[string]map[string]json.RawMessage{}
+				}
+				claimed[userID][deviceID] = map[string]json.RawMessage{k.Algorithm + ":" + k.KeyID: json.RawMessage(k.KeyJSON)}
+			}
+		}
+		return nil
+	})
+	return claimed, err
 }
 
 // ClaimKey hands out the oldest one-time key of the device for algorithm, deleting it, or

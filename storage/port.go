@@ -60,6 +60,7 @@ var portTables = []portTable{
 	{name: "reports", key: "report_id", serial: "report_id"},
 	{name: "event_push_actions", key: "user_id, room_nid, event_nid"},
 	{name: "pushers", key: "user_id, app_id, pushkey"},
+	{name: "server_keys", key: "server_name, key_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,

@@ -2,13 +2,16 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/lattice-chat/lattice/storage/storagetest"
 )
@@ -237,6 +240,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 	if err != nil {
 		t.Fatalf("populate: %v", err)
 	}
+	if err := populateServerKeys(ctx, db); err != nil {
+		t.Fatalf("populate server keys: %v", err)
+	}
 	return fx
 }
 
@@ -422,4 +428,21 @@ func populatePush(ctx context.Context, tx *Tx, roomNID int64, nids []int64) erro
 	return tx.SetPusher(ctx, Pusher{UserID: "@bob:test", AppID: "org.example.app", PushKey: "key✓", Kind: "http",
 		AppDisplayName: "App", DeviceDisplayName: "phone", Lang: "en", Data: `{"url":"https://push.example/_matrix/push/v1/notify"}`,
 		PushKeyTS: 7300}, false)
+}
+
+// populateServerKeys caches a remote server's key response (a current key with its signed
+// response) and an old key learnt without one.
+func populateServerKeys(ctx context.Context, db *DB) error {
+	cache := db.ServerKeyCache(func() time.Time { return time.UnixMilli(8000) })
+	var keys gomatrixserverlib.ServerKeys
+	raw := `{"server_name":"remote.test","valid_until_ts":9000,"verify_keys":{"ed25519:k1":{"key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"old_verify_keys":{}}`
+	if err := json.Unmarshal([]byte(raw), &keys); err != nil {
+		return err
+	}
+	if err := cache.StoreServerKeys(ctx, keys); err != nil {
+		return err
+	}
+	return cache.StoreKeys(ctx, map[gomatrixserverlib.PublicKeyLookupRequest]gomatrixserverlib.PublicKeyLookupResult{
+		{ServerName: "remote.test", KeyID: "ed25519:old"}: {VerifyKey: gomatrixserverlib.VerifyKey{Key: []byte("0123456789abcdef0123456789abcdef")}, ExpiredTS: 7000},
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
@@ -142,14 +144,26 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
-	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
+	fedSrv, fedLn, err := federationServer(cfg, db, keyID, key, log)
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
+	if err != nil {
+		if fedLn != nil {
+			fedLn.Close()
+		}
+		return err
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("lattice started", "server_name", cfg.ServerName, "client_api", ln.Addr().String())
+	startedAttrs := []any{"server_name", cfg.ServerName, "client_api", ln.Addr().String()}
+	if fedSrv != nil {
+		go func() { errc <- fedSrv.ServeTLS(fedLn, "", "") }()
+		startedAttrs = append(startedAttrs, "federation_api", fedLn.Addr().String())
+	}
+	log.Info("lattice started", startedAttrs...)
 	select {
 	case err := <-errc:
 		return err
@@ -158,10 +172,51 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	var fedErr error
+	if fedSrv != nil {
+		fedErr = fedSrv.Shutdown(shutdownCtx)
+	}
+	for _, err := range []error{srv.Shutdown(shutdownCtx), fedErr} {
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
 	}
 	return nil
+}
+
+// federationServer returns the federation API's TLS server and its listener on
+// federation_api.listen, or nils when federation is off (no listen address).
+func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, error) {
+	if cfg.FederationAPI.Listen == "" {
+		return nil, nil, nil
+	}
+	certPath, keyPath, generate := cfg.FederationTLSPaths()
+	cert, err := federationapi.LoadCertificate(certPath, keyPath, spec.ServerName(cfg.ServerName), generate)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots, err := federationapi.LoadCertPool(cfg.FederationCAPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	fed, err := federationapi.New(federationapi.Config{
+		ServerName: spec.ServerName(cfg.ServerName), KeyID: keyID, PrivateKey: key,
+		KeyValidity: cfg.Federation.KeyValidity, VerifyTLS: cfg.Federation.VerifyTLS, RootCAs: roots,
+	}, db, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.FederationAPI.Listen)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{
+		Handler:           fed.Handler(cfg.Limits.MaxRequestBytes),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	return srv, ln, nil
 }
 
 // loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format

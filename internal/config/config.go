@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -30,6 +31,7 @@ type Config struct {
 	Database       Database      `yaml:"database"`
 	ClientAPI      Listener      `yaml:"client_api"`
 	FederationAPI  Listener      `yaml:"federation_api"`
+	Federation     Federation    `yaml:"federation"`
 	Registration   Registration  `yaml:"registration"`
 	Limits         Limits        `yaml:"limits"`
 	Rooms          Rooms         `yaml:"rooms"`
@@ -56,6 +58,25 @@ type Database struct {
 type Listener struct {
 	Listen        string `yaml:"listen"`
 	PublicBaseURL string `yaml:"public_base_url"`
+}
+
+// Federation configures the Server-Server API: the TLS certificate of the federation
+// listener, how outbound connections check other servers' certificates, and the validity of
+// the key responses this server publishes.
+type Federation struct {
+	// TLSCert and TLSKey are PEM files (relative to data_dir) for the federation listener.
+	// When both are empty a self-signed certificate for server_name is created under data_dir
+	// on first start and reused.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// VerifyTLS checks other servers' certificates on outbound connections. Turning it off
+	// lets anyone on the path impersonate other servers; it is for tests only.
+	VerifyTLS bool `yaml:"verify_tls"`
+	// TLSCA is a PEM file (relative to data_dir) of extra certificate authorities trusted for
+	// outbound connections, besides the system's.
+	TLSCA string `yaml:"tls_ca"`
+	// KeyValidity is how long the key responses of /_matrix/key/v2/server stay valid.
+	KeyValidity time.Duration `yaml:"key_validity"`
 }
 
 // Registration controls who may create accounts.
@@ -113,6 +134,7 @@ func Default() Config {
 		Database:     Database{URL: "sqlite:lattice.db", MaxOpenConns: 16},
 		ClientAPI:    Listener{Listen: "127.0.0.1:8008"},
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
+		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour},
 		Limits:       Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000},
 		Rooms:        Rooms{DefaultVersion: "12"},
 		Media: Media{
@@ -169,6 +191,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("federation_api.listen: %w", err))
 		}
 	}
+	errs = append(errs, c.validateFederation()...)
 	switch c.Registration.Mode {
 	case RegistrationDisabled, RegistrationOpen:
 	case RegistrationToken:
@@ -224,6 +247,61 @@ func (m *Media) validate() []error {
 		errs = append(errs, errors.New("media.url_preview.timeout_ms must be at least 1"))
 	}
 	return errs
+}
+
+// Key validity bounds: receivers use at most 7 days of a key response's validity anyway
+// (room versions 5 and later), and a response must stay valid long enough to be cached.
+const (
+	minKeyValidity = time.Minute
+	maxKeyValidity = 7 * 24 * time.Hour
+)
+
+func (c *Config) validateFederation() []error {
+	var errs []error
+	f := c.Federation
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		errs = append(errs, errors.New("federation.tls_cert and federation.tls_key must be set together (or both left empty for a self-signed certificate)"))
+	}
+	for _, p := range []struct{ name, path string }{
+		{"federation.tls_cert", f.TLSCert}, {"federation.tls_key", f.TLSKey}, {"federation.tls_ca", f.TLSCA},
+	} {
+		if p.path == "" || c.DataDir == "" {
+			continue
+		}
+		if st, err := os.Stat(c.dataPath(p.path)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+		} else if st.IsDir() {
+			errs = append(errs, fmt.Errorf("%s: %s is a directory", p.name, c.dataPath(p.path)))
+		}
+	}
+	if f.KeyValidity < minKeyValidity || f.KeyValidity > maxKeyValidity {
+		errs = append(errs, fmt.Errorf("federation.key_validity %s must be between %s and %s", f.KeyValidity, minKeyValidity, maxKeyValidity))
+	}
+	return errs
+}
+
+// dataPath resolves a path relative to data_dir.
+func (c *Config) dataPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.DataDir, p)
+}
+
+// FederationTLSPaths returns the certificate and key files of the federation listener, with
+// relative paths resolved below data_dir; generated reports whether they are the self-signed
+// pair Lattice creates on first start (tls_cert and tls_key empty).
+func (c *Config) FederationTLSPaths() (cert, key string, generated bool) {
+	if c.Federation.TLSCert == "" && c.Federation.TLSKey == "" {
+		return filepath.Join(c.DataDir, "federation-tls.crt"), filepath.Join(c.DataDir, "federation-tls.key"), true
+	}
+	return c.dataPath(c.Federation.TLSCert), c.dataPath(c.Federation.TLSKey), false
+}
+
+// FederationCAPath returns the extra CA file for outbound federation resolved below
+// data_dir, or "" when none is configured.
+func (c *Config) FederationCAPath() string {
+	return c.dataPath(c.Federation.TLSCA)
 }
 
 // MediaPath returns the media directory with a relative path resolved below data_dir.

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSampleInStep checks that config.sample.yaml is exactly what generate-config writes, so
@@ -71,5 +72,35 @@ func TestUnknownFieldRejected(t *testing.T) {
 	os.WriteFile(path, []byte("server_name: a.b\nserver_nmae: typo\n"), 0o600)
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "server_nmae") {
 		t.Fatalf("typo not reported: %v", err)
+	}
+}
+
+func TestFederationConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("x"), 0o600)
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("server_name: a.b\ndata_dir: .\nfederation:\n  tls_ca: ca.pem\n  key_validity: 36h\n  verify_tls: false\n"), 0o600)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Federation.KeyValidity != 36*time.Hour || cfg.Federation.VerifyTLS || cfg.FederationCAPath() != filepath.Join(dir, "ca.pem") {
+		t.Fatalf("federation section: %+v", cfg.Federation)
+	}
+	if cert, key, generated := cfg.FederationTLSPaths(); !generated || cert != filepath.Join(dir, "federation-tls.crt") || key != filepath.Join(dir, "federation-tls.key") {
+		t.Errorf("self-signed paths: %s %s %v", cert, key, generated)
+	}
+	if Default().Federation.KeyValidity != 24*time.Hour || !Default().Federation.VerifyTLS {
+		t.Errorf("defaults: %+v", Default().Federation)
+	}
+
+	bad := Default()
+	bad.ServerName, bad.DataDir = "a.b", dir
+	bad.Federation = Federation{TLSCert: "missing.crt", TLSCA: "nope.pem", KeyValidity: time.Second}
+	err = bad.Validate()
+	for _, want := range []string{"tls_cert and federation.tls_key must be set together", "federation.tls_cert", "federation.tls_ca", "federation.key_validity"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
 	}
 }

@@ -1,0 +1,137 @@
+package federationapi
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// ClientConfig configures an outbound federation client.
+type ClientConfig struct {
+	// ServerName, KeyID and PrivateKey are the identity requests are signed with.
+	ServerName spec.ServerName
+	KeyID      gomatrixserverlib.KeyID
+	PrivateKey ed25519.PrivateKey
+	// VerifyTLS checks servers' certificates against RootCAs (nil: the system's roots).
+	VerifyTLS bool
+	RootCAs   *x509.CertPool
+	// Timeout bounds each request; zero means 30 seconds.
+	Timeout time.Duration
+}
+
+// Client sends federation requests signed as one server (X-Matrix). Server names are
+// resolved as the spec's "Resolving server names" says (gomatrixserverlib's ResolveServer),
+// and connections use TLS with the configured trust.
+type Client struct {
+	origin spec.ServerName
+	fc     fclient.FederationClient
+}
+
+// NewClient returns a federation client.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.ServerName == "" || cfg.KeyID == "" || len(cfg.PrivateKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("federation client: server name, key ID and ed25519 key are required")
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	tr := &matrixTransport{
+		tls:        &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: !cfg.VerifyTLS, MinVersion: tls.VersionTLS12},
+		transports: map[string]*http.Transport{},
+	}
+	fc := fclient.NewFederationClient(
+		[]*fclient.SigningIdentity{{ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey}},
+		fclient.WithTransport(tr), fclient.WithTimeout(timeout), fclient.WithUserAgent("Lattice/"+moduleVersion()),
+	)
+	return &Client{origin: cfg.ServerName, fc: fc}, nil
+}
+
+// Federation returns gomatrixserverlib's client, for the requests later slices make
+// (transactions, joins, backfill).
+func (c *Client) Federation() fclient.FederationClient { return c.fc }
+
+// QueryProfile asks server for the profile of one of its users
+// (GET /_matrix/federation/v1/query/profile).
+func (c *Client) QueryProfile(ctx context.Context, server spec.ServerName, userID string) (fclient.RespProfile, error) {
+	res, err := c.fc.LookupProfile(ctx, c.origin, server, userID, "")
+	if err != nil {
+		return res, fmt.Errorf("query profile of %s on %s: %w", userID, server, err)
+	}
+	return res, nil
+}
+
+// matrixTransport sends the matrix://SERVER/... requests of gomatrixserverlib's client:
+// it resolves SERVER (IP literal, explicit port, .well-known, SRV) and connects over TLS,
+// checking the certificate against the TLS server name of the resolution.
+type matrixTransport struct {
+	tls *tls.Config
+	mu  sync.Mutex
+	// transports holds one transport per TLS server name (the name sets SNI and the
+	// certificate check); guarded by mu.
+	transports map[string]*http.Transport
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *matrixTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "matrix" {
+		return nil, fmt.Errorf("federation transport: unsupported URL scheme %q", r.URL.Scheme)
+	}
+	results, err := fclient.ResolveServer(r.Context(), spec.ServerName(r.URL.Host))
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", r.URL.Host, err)
+	}
+	if len(results) == 0 {
+		return nil, fmt.Errorf("resolve %s: no address", r.URL.Host)
+	}
+	var lastErr error
+	for i, res := range results {
+		req := r.Clone(r.Context())
+		if i > 0 && r.GetBody != nil {
+			if req.Body, err = r.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		u := *r.URL
+		u.Scheme, u.Host = "https", res.Destination
+		req.URL, req.Host = &u, string(res.Host)
+		resp, err := t.transport(res.TLSServerName).RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if i == 0 && r.GetBody == nil && r.Body != nil {
+			break // the body is spent; it cannot be sent to the next address
+		}
+	}
+	return nil, lastErr
+}
+
+func (t *matrixTransport) transport(tlsServerName string) *http.Transport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr, ok := t.transports[tlsServerName]
+	if !ok {
+		cfg := t.tls.Clone()
+		cfg.ServerName = tlsServerName
+		tr = &http.Transport{
+			TLSClientConfig:     cfg,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}
+		t.transports[tlsServerName] = tr
+	}
+	return tr
+}

@@ -1,0 +1,143 @@
+// Package federationapi is the Server-Server API in both directions: the signing keys this
+// server publishes and the notary service (/_matrix/key/v2), the keyring that fetches and
+// caches other servers' keys, X-Matrix request verification, the authenticated federation
+// queries (profiles, directory, public rooms, device lists and end-to-end keys of local
+// users) and the outbound, X-Matrix-signing federation client.
+//
+// It must not import clientapi, syncapi, mediaapi or pusher; it reads storage directly and
+// will hand received events to roomserver.
+package federationapi
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Config is what the federation API needs to know about this server.
+type Config struct {
+	ServerName spec.ServerName
+	KeyID      gomatrixserverlib.KeyID
+	PrivateKey ed25519.PrivateKey
+	// KeyValidity is how long our key responses say they are valid.
+	KeyValidity time.Duration
+	// VerifyTLS checks other servers' certificates on outbound connections, against
+	// RootCAs (nil: the system's roots).
+	VerifyTLS bool
+	RootCAs   *x509.CertPool
+	// Version is reported by /_matrix/federation/v1/version; empty: the module version.
+	Version string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the federation API and owns the keyring and the outbound client.
+type Server struct {
+	cfg     Config
+	db      *storage.DB
+	log     *slog.Logger
+	client  *Client
+	keys    *storage.ServerKeyCache
+	fetcher *recordingKeyClient
+	keyRing *gomatrixserverlib.KeyRing
+}
+
+// New returns the federation API of this server.
+func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Version == "" {
+		cfg.Version = moduleVersion()
+	}
+	if !cfg.VerifyTLS {
+		log.Warn("federation.verify_tls is false: other servers' TLS certificates are not checked, so anyone on the network path can impersonate them")
+	}
+	client, err := NewClient(ClientConfig{
+		ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey,
+		VerifyTLS: cfg.VerifyTLS, RootCAs: cfg.RootCAs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: db, log: log, client: client, keys: db.ServerKeyCache(cfg.Now)}
+	s.fetcher = &recordingKeyClient{client: client.fc, cache: s.keys, now: cfg.Now, log: log}
+	s.keyRing = s.newKeyRing()
+	return s, nil
+}
+
+// Client returns the outbound federation client, which signs requests as this server.
+func (s *Server) Client() *Client { return s.client }
+
+type route struct {
+	method, path string
+	handler      httputil.HandlerFunc
+	// signed routes need an X-Matrix Authorization header from the requesting server.
+	signed bool
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/_matrix/key/v2/server", s.handleServerKeys, false},
+		{"GET", "/_matrix/key/v2/query/{serverName}", s.handleQueryKeysGet, false},
+		{"POST", "/_matrix/key/v2/query", s.handleQueryKeysPost, false},
+		{"GET", "/_matrix/federation/v1/version", s.handleVersion, false},
+		{"GET", "/_matrix/federation/v1/query/profile", s.handleQueryProfile, true},
+		{"GET", "/_matrix/federation/v1/query/directory", s.handleQueryDirectory, true},
+		{"GET", "/_matrix/federation/v1/publicRooms", s.handleGetPublicRooms, true},
+		{"POST", "/_matrix/federation/v1/publicRooms", s.handlePostPublicRooms, true},
+		{"GET", "/_matrix/federation/v1/user/devices/{userId}", s.handleUserDevices, true},
+		{"POST", "/_matrix/federation/v1/user/keys/query", s.handleUserKeysQuery, true},
+		{"POST", "/_matrix/federation/v1/user/keys/claim", s.handleUserKeysClaim, true},
+	}
+}
+
+// Register adds the federation endpoints to router.
+func (s *Server) Register(router *mux.Router) {
+	for _, rt := range s.routes() {
+		h := httputil.Handle(s.log, rt.handler)
+		if rt.signed {
+			h = s.authenticate(h)
+		}
+		router.Handle(rt.path, h).Methods(rt.method)
+	}
+}
+
+// Handler returns the whole federation listener's handler: the routes, the spec's answers
+// to unknown endpoints, a body limit and panic recovery.
+func (s *Server) Handler(maxRequestBytes int64) http.Handler {
+	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	s.Register(router)
+	router.NotFoundHandler = httputil.NotFoundHandler()
+	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	return httputil.Recover(s.log, httputil.Limits(maxRequestBytes, router))
+}
+
+// handleVersion handles GET /_matrix/federation/v1/version.
+func (s *Server) handleVersion(*http.Request) (any, error) {
+	return map[string]any{"server": map[string]string{"name": "Lattice", "version": s.cfg.Version}}, nil
+}
+
+// moduleVersion is the version of the lattice module the binary was built from.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// isLocalUser reports whether userID is a well-formed user ID of this server.
+func (s *Server) isLocalUser(userID string) bool {
+	u, err := spec.NewUserID(userID, true)
+	return err == nil && u.Domain() == s.cfg.ServerName
+}
