@@ -11,11 +11,16 @@ import (
 // most recent valid edit) and m.reference (the referring event IDs). m.annotation is not
 // aggregated. Events of ignored users are left out.
 func (s *Server) bundleAggregations(ctx context.Context, roomID string, evs []*storage.Event, out []ClientEvent, v Viewer) error {
-	ids := make([]string, len(evs))
+	var ids []string
 	byID := make(map[string]int, len(evs))
 	for i, ev := range evs {
-		ids[i] = ev.EventID
-		byID[ev.EventID] = i
+		if ev.HasChildren {
+			ids = append(ids, ev.EventID)
+			byID[ev.EventID] = i
+		}
+	}
+	if len(ids) == 0 {
+		return nil
 	}
 	rels, err := s.db.RelationsOf(ctx, ids)
 	if err != nil || len(rels) == 0 {

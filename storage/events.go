@@ -25,19 +25,20 @@ type Event struct {
 	TxnDevice      string
 	TxnID          string
 	JSON           []byte
+	HasChildren    bool // other events relate to this one
 }
 
 // IsState reports whether the event is a state event.
 func (e *Event) IsState() bool { return e.StateKeyNID != 0 }
 
 const eventColumns = `event_nid, event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
-	state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json`
+	state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json, has_children`
 
 func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
 	var e Event
 	var js string
 	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &e.StateKeyNID, &e.Sender, &e.Depth, &e.OriginTS,
-		&e.StateBeforeNID, &e.ReplacesNID, &e.Rejected, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js)
+		&e.StateBeforeNID, &e.ReplacesNID, &e.Rejected, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js, &e.HasChildren)
 	e.JSON = []byte(js)
 	return &e, err
 }

@@ -28,6 +28,10 @@ func (tx *Tx) InsertRelation(ctx context.Context, r Relation) error {
 	if err != nil {
 		return fmt.Errorf("insert relation of %s: %w", r.EventID, err)
 	}
+	_, err = tx.exec(ctx, `UPDATE events SET has_children = TRUE WHERE event_id = $1 AND NOT has_children`, r.RelatesTo)
+	if err != nil {
+		return fmt.Errorf("mark %s as related to: %w", r.RelatesTo, err)
+	}
 	return nil
 }
 

@@ -19,7 +19,7 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, r
 			continue
 		}
 		var err error
-		if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unreadCounts(ctx, req, m, to.PDU); err != nil {
+		if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = s.unreadCounts(ctx, req, m, to); err != nil {
 			return err
 		}
 	}
@@ -32,8 +32,8 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, r
 // room.timeline.unread_thread_notifications, unread_notifications counts the main timeline
 // only and each thread with notifications gets its own counts, keyed by its root; otherwise
 // unread_notifications counts the whole room.
-func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, upTo int64) (unreadCounts, map[string]unreadCounts, error) {
-	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, upTo)
+func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, to Token) (unreadCounts, map[string]unreadCounts, error) {
+	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, to.PDU, to.Receipts)
 	if err != nil {
 		return unreadCounts{}, nil, err
 	}
@@ -72,25 +72,36 @@ type unreadKey struct {
 
 // unreadEntry is immutable once stored.
 type unreadEntry struct {
-	read   map[string]int64
-	upTo   int64
-	counts map[string]storage.UnreadCount
+	read        map[string]int64
+	receiptsPos int64 // the receipts stream position read was current at
+	upTo        int64
+	counts      map[string]storage.UnreadCount
 }
 
 // maxUnreadEntries bounds the cache; past it, arbitrary entries are dropped.
 const maxUnreadEntries = 100000
 
-func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo int64) (map[string]storage.UnreadCount, error) {
-	read, err := db.ReadPositions(ctx, userID, roomNID)
-	if err != nil {
-		return nil, err
-	}
+func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64) (map[string]storage.UnreadCount, error) {
 	key := unreadKey{userID, roomNID}
 	c.mu.Lock()
 	e := c.entries[key]
 	c.mu.Unlock()
+	var read map[string]int64
+	if e != nil && e.receiptsPos == receiptsPos {
+		read = e.read // no receipt anywhere since: the user's are unchanged
+	} else {
+		var err error
+		if read, err = db.ReadPositions(ctx, userID, roomNID); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case e != nil && maps.Equal(e.read, read) && e.upTo == upTo:
+		if e.receiptsPos != receiptsPos {
+			c.mu.Lock()
+			c.entries[key] = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: e.counts}
+			c.mu.Unlock()
+		}
 		return e.counts, nil
 	case e != nil && maps.Equal(e.read, read) && e.upTo < upTo:
 		rows, err := db.UnreadRows(ctx, userID, roomNID, e.upTo, upTo)
@@ -109,13 +120,13 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 			}
 			counts[r.ThreadID] = n
 		}
-		e = &unreadEntry{read: read, upTo: upTo, counts: counts}
+		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: counts}
 	default:
 		counts, err := db.UnreadCounts(ctx, userID, roomNID, read, upTo)
 		if err != nil {
 			return nil, err
 		}
-		e = &unreadEntry{read: read, upTo: upTo, counts: counts}
+		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: counts}
 	}
 	c.mu.Lock()
 	if c.entries == nil {
