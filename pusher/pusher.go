@@ -45,6 +45,10 @@ type Pusher struct {
 	done   chan struct{} // closed when the worker has stopped
 }
 
+// coalesce is how long the worker waits after a wake-up before reading, to serve a burst of
+// commits with one read; pushes go out this much later at most.
+const coalesce = 50 * time.Millisecond
+
 // batchEvents is how many events' notifications the worker reads at a time.
 const batchEvents = 100
 
@@ -111,6 +115,12 @@ func (p *Pusher) run(ctx context.Context, after int64) {
 		case <-ctx.Done():
 			return
 		case <-p.wake:
+		}
+		// Let a burst of commits land, so that one read serves many of them.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(coalesce):
 		}
 		for {
 			// Without notifications for pushers up to upTo, the worker moves past it, so it
