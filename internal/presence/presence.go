@@ -71,7 +71,8 @@ type user struct {
 	// mu serialises the read-modify-write of the user's stored presence. Held over database
 	// I/O, so it is never taken while Service.mu is held.
 	mu      sync.Mutex
-	syncing int     // /sync requests in progress that affect presence
+	last    *storage.Presence // the stored presence as last read or written; guarded by mu
+	syncing int               // /sync requests in progress that affect presence
 	idle    stopper // fires IdleAfter after the last activity while online
 	offline stopper // fires OfflineAfter after the last /sync ended
 }
@@ -139,13 +140,21 @@ func (s *Service) entry(userID string) *user {
 }
 
 // current returns the stored presence of userID; a user with none is offline.
+// The caller holds the user's mu; the presence read from the database is remembered there,
+// so that a /sync does not read it again (this process is the only writer of its users'
+// presence).
 func (s *Service) current(ctx context.Context, userID string) (storage.Presence, error) {
+	u := s.entry(userID)
+	if u.last != nil {
+		return *u.last, nil
+	}
 	p, err := s.db.Presence(ctx, userID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return storage.Presence{UserID: userID, State: Offline}, nil
+		p, err = &storage.Presence{UserID: userID, State: Offline}, nil
 	} else if err != nil {
 		return storage.Presence{}, err
 	}
+	u.last = p
 	return *p, nil
 }
 
@@ -161,6 +170,8 @@ func (s *Service) store(ctx context.Context, p storage.Presence) error {
 	if err != nil {
 		return err
 	}
+	p.StreamPos = pos
+	s.entry(p.UserID).last = &p // the caller holds the user's mu
 	if s.waker == nil {
 		return nil
 	}
@@ -234,6 +245,7 @@ func (s *Service) Active(ctx context.Context, userID string) error {
 		}); err != nil {
 			return err
 		}
+		u.last = &p
 	default:
 		return nil
 	}
