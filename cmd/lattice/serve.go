@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -54,6 +55,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Logging, stderr)
+	tuneRuntime(cfg.Runtime)
 	return serve(ctx, cfg, log)
 }
 
@@ -78,6 +80,17 @@ func firstStart(path, serverName string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "lattice: first start: wrote %s (server_name %s, open registration on 127.0.0.1:8008)\n", path, serverName)
 	}
 	return err
+}
+
+// tuneRuntime applies the runtime section, leaving GOGC and GOMEMLIMIT from the environment
+// in force when they are set.
+func tuneRuntime(c config.Runtime) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(c.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && c.MemoryLimitMB > 0 {
+		debug.SetMemoryLimit(int64(c.MemoryLimitMB) << 20)
+	}
 }
 
 func newLogger(c config.Logging, w io.Writer) *slog.Logger {

@@ -37,6 +37,7 @@ type Config struct {
 	Rooms          Rooms         `yaml:"rooms"`
 	Media          Media         `yaml:"media"`
 	UserDirectory  UserDirectory `yaml:"user_directory"`
+	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 }
 
@@ -121,6 +122,15 @@ type URLPreview struct {
 	TimeoutMS    int   `yaml:"timeout_ms"`
 }
 
+// Runtime tunes the Go runtime.
+type Runtime struct {
+	// GCPercent is the garbage collector's target (Go's GOGC); the GOGC environment variable,
+	// when set, wins. Higher values trade memory for CPU.
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimitMB is a soft limit on the Go heap in MiB (Go's GOMEMLIMIT); 0 for none.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
+}
+
 // Logging configures log/slog.
 type Logging struct {
 	Level  string `yaml:"level"`
@@ -141,6 +151,7 @@ func Default() Config {
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
 		},
+		Runtime: Runtime{GCPercent: 300},
 		Logging: Logging{Level: "info", Format: "text"},
 	}
 }
@@ -208,6 +219,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
 	}
 	errs = append(errs, c.Media.validate()...)
+	if c.Runtime.GCPercent < 10 && c.Runtime.GCPercent != -1 {
+		errs = append(errs, errors.New("runtime.gc_percent must be at least 10 (or -1 to turn the collector off)"))
+	}
+	if c.Runtime.MemoryLimitMB < 0 {
+		errs = append(errs, errors.New("runtime.memory_limit_mb must not be negative"))
+	}
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -73,8 +73,8 @@ type user struct {
 	mu      sync.Mutex
 	last    *storage.Presence // the stored presence as last read or written; guarded by mu
 	syncing int               // /sync requests in progress that affect presence
-	idle    stopper // fires IdleAfter after the last activity while online
-	offline stopper // fires OfflineAfter after the last /sync ended
+	idle    stopper           // fires IdleAfter after the last activity while online
+	offline stopper           // fires OfflineAfter after the last /sync ended
 }
 
 // New returns the presence service; Start arms the timers of users left online.
