@@ -61,6 +61,7 @@ func (tx *Tx) SetPassword(ctx context.Context, userID, hash string) error {
 
 // DeactivateAccount marks the account deactivated, clears its password and removes its devices.
 func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
+	tx.devicesChanged = true
 	if _, err := tx.exec(ctx, `UPDATE accounts SET deactivated = TRUE, password_hash = '' WHERE user_id = $1`, userID); err != nil {
 		return fmt.Errorf("deactivate %s: %w", userID, err)
 	}

@@ -56,6 +56,8 @@ func (q *Q) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 type Tx struct {
 	Q
 	tx *sql.Tx
+
+	devicesChanged bool // a device or its token was written: the token cache is dropped on commit
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -63,6 +65,7 @@ type DB struct {
 	Q
 	writer *sql.DB
 	reader *sql.DB
+	tokens tokenCache
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -131,7 +134,13 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
+		if tx.devicesChanged {
+			db.tokens.drop()
+		}
 		return fmt.Errorf("commit: %w", err)
+	}
+	if tx.devicesChanged {
+		db.tokens.drop()
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 )
 
 // Device is a logged-in device with its access token (stored hashed).
@@ -25,9 +27,66 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	return &d, err
 }
 
+// tokenCache remembers recent access-token lookups: every authenticated request needs one.
+// Any transaction that writes devices drops it whole on commit, and a lookup that raced with
+// such a commit is not remembered (the generation moved), so a logged-out token is refused
+// at once. Entries also expire, which bounds how long another process's logout can take to
+// be seen here.
+type tokenCache struct {
+	mu      sync.Mutex // guards gen and entries
+	gen     uint64
+	entries map[string]tokenEntry
+}
+
+type tokenEntry struct {
+	dev     Device
+	expires time.Time
+}
+
+const (
+	tokenCacheTTL = 30 * time.Second
+	tokenCacheMax = 100000
+)
+
+func (c *tokenCache) drop() {
+	c.mu.Lock()
+	c.gen++
+	c.entries = nil
+	c.mu.Unlock()
+}
+
+// DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound, through
+// the token cache.
+func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
+	c := &db.tokens
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[tokenHash]
+	gen := c.gen
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		d := e.dev
+		return &d, nil
+	}
+	d, err := db.Q.DeviceByToken(ctx, tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		if c.entries == nil || len(c.entries) >= tokenCacheMax {
+			c.entries = map[string]tokenEntry{}
+		}
+		c.entries[tokenHash] = tokenEntry{dev: *d, expires: now.Add(tokenCacheTTL)}
+	}
+	c.mu.Unlock()
+	return d, nil
+}
+
 // UpsertDevice creates the device or, when it exists (a login reusing its device_id), gives it
 // the new token.
 func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) error {
+	tx.devicesChanged = true
 	_, err := tx.exec(ctx, `
 		INSERT INTO devices (user_id, device_id, token_hash, display_name, created_ts, last_seen_ts, last_seen_ip)
 		VALUES ($1, $2, $3, $4, $5, $5, $6)
@@ -83,6 +142,7 @@ func (q *Q) Devices(ctx context.Context, userID string) ([]Device, error) {
 
 // SetDeviceName renames a device; ErrNotFound if it does not exist.
 func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) error {
+	tx.devicesChanged = true
 	res, err := tx.exec(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
 	if err != nil {
 		return fmt.Errorf("rename device: %w", err)
@@ -95,6 +155,7 @@ func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) 
 
 // DeleteDevices removes the named devices of userID; with no names, all of them.
 func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...string) error {
+	tx.devicesChanged = true
 	if len(deviceIDs) == 0 {
 		_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
 		return err

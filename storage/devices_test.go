@@ -1,0 +1,51 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/lattice-chat/lattice/storage"
+	"github.com/lattice-chat/lattice/storage/storagetest"
+)
+
+// TestTokenCacheForgetsDeletedDevices: a token stops working the moment its device is
+// deleted or the device gets a new token, although lookups are cached.
+func TestTokenCacheForgetsDeletedDevices(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := storage.Open(ctx, url, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		write := func(fn func(tx *storage.Tx) error) {
+			t.Helper()
+			if err := db.WithTx(ctx, fn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(func(tx *storage.Tx) error {
+			return tx.UpsertDevice(ctx, storage.Device{UserID: "@a:x", DeviceID: "D"}, "hash1")
+		})
+		for i := 0; i < 2; i++ { // the second lookup comes from the cache
+			if d, err := db.DeviceByToken(ctx, "hash1"); err != nil || d.DeviceID != "D" {
+				t.Fatalf("lookup %d: %+v, %v", i, d, err)
+			}
+		}
+		// Logging in again with the same device ID replaces the token.
+		write(func(tx *storage.Tx) error {
+			return tx.UpsertDevice(ctx, storage.Device{UserID: "@a:x", DeviceID: "D"}, "hash2")
+		})
+		if _, err := db.DeviceByToken(ctx, "hash1"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("old token after a new login: %v", err)
+		}
+		if _, err := db.DeviceByToken(ctx, "hash2"); err != nil {
+			t.Fatal(err)
+		}
+		write(func(tx *storage.Tx) error { return tx.DeleteDevices(ctx, "@a:x", "D") })
+		if _, err := db.DeviceByToken(ctx, "hash2"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("token of a deleted device: %v", err)
+		}
+	})
+}
