@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
@@ -58,19 +59,24 @@ type Tx struct {
 	tx *sql.Tx
 
 	devicesChanged bool // a device or its token was written: the token cache is dropped on commit
+	keysChanged    bool // one-time or fallback keys were written: the key counts cache is dropped
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
 type DB struct {
 	Q
-	writer *sql.DB
-	reader *sql.DB
-	tokens tokenCache
+	writer    *sql.DB
+	reader    *sql.DB
+	tokens    readCache[string, Device]        // access-token hash -> device
+	keyCounts readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
-	var db DB
+	db := DB{
+		tokens:    readCache[string, Device]{ttl: 30 * time.Second, max: 100000},
+		keyCounts: readCache[[2]string, deviceKeys]{ttl: 30 * time.Second, max: 100000},
+	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -133,14 +139,16 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		_ = sqlTx.Rollback()
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
-		if tx.devicesChanged {
-			db.tokens.drop()
-		}
-		return fmt.Errorf("commit: %w", err)
-	}
+	err = sqlTx.Commit()
+	// Dropped whether or not the commit went through: a failed commit may still have landed.
 	if tx.devicesChanged {
 		db.tokens.drop()
+	}
+	if tx.keysChanged || tx.devicesChanged {
+		db.keyCounts.drop()
+	}
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }

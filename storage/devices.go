@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 )
 
 // Device is a logged-in device with its access token (stored hashed).
@@ -27,59 +25,19 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	return &d, err
 }
 
-// tokenCache remembers recent access-token lookups: every authenticated request needs one.
-// Any transaction that writes devices drops it whole on commit, and a lookup that raced with
-// such a commit is not remembered (the generation moved), so a logged-out token is refused
-// at once. Entries also expire, which bounds how long another process's logout can take to
-// be seen here.
-type tokenCache struct {
-	mu      sync.Mutex // guards gen and entries
-	gen     uint64
-	entries map[string]tokenEntry
-}
-
-type tokenEntry struct {
-	dev     Device
-	expires time.Time
-}
-
-const (
-	tokenCacheTTL = 30 * time.Second
-	tokenCacheMax = 100000
-)
-
-func (c *tokenCache) drop() {
-	c.mu.Lock()
-	c.gen++
-	c.entries = nil
-	c.mu.Unlock()
-}
-
-// DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound, through
-// the token cache.
+// DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound. Every
+// authenticated request needs one, so lookups are cached (readCache) until a transaction
+// writes devices: a logged-out token is refused at once.
 func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
-	c := &db.tokens
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[tokenHash]
-	gen := c.gen
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		d := e.dev
-		return &d, nil
+	cached, ok, gen := db.tokens.get(tokenHash)
+	if ok {
+		return &cached, nil
 	}
 	d, err := db.Q.DeviceByToken(ctx, tokenHash)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.gen == gen {
-		if c.entries == nil || len(c.entries) >= tokenCacheMax {
-			c.entries = map[string]tokenEntry{}
-		}
-		c.entries[tokenHash] = tokenEntry{dev: *d, expires: now.Add(tokenCacheTTL)}
-	}
-	c.mu.Unlock()
+	db.tokens.put(tokenHash, *d, gen)
 	return d, nil
 }
 

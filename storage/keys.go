@@ -81,6 +81,7 @@ var ErrKeyExists = errors.New("one-time key already exists with a different valu
 // in the upload order. Re-uploading an unclaimed key unchanged is a no-op; changing it is
 // ErrKeyExists.
 func (tx *Tx) AddOneTimeKeys(ctx context.Context, userID, deviceID string, keys []OneTimeKey) error {
+	tx.keysChanged = true
 	if len(keys) == 0 {
 		return nil
 	}
@@ -116,6 +117,7 @@ func (tx *Tx) AddOneTimeKeys(ctx context.Context, userID, deviceID string, keys 
 // SetFallbackKeys replaces the fallback key of each algorithm. A key re-uploaded unchanged
 // keeps its used flag; a new key is unused.
 func (tx *Tx) SetFallbackKeys(ctx context.Context, userID, deviceID string, keys []OneTimeKey) error {
+	tx.keysChanged = true
 	for _, k := range keys {
 		_, err := tx.exec(ctx, `
 			INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)
@@ -153,9 +155,32 @@ func (q *Q) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[
 
 // UnusedFallbackKeyTypes returns the algorithms of the device's fallback keys not yet handed
 // out by a claim.
-// DeviceKeyCounts returns, in one query, the device's one-time key counts by algorithm and
-// the algorithms of its unused fallback keys, for /sync.
-func (q *Q) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+// deviceKeys is what /sync tells a device about its keys.
+type deviceKeys struct {
+	counts   map[string]int
+	fallback []string
+}
+
+// DeviceKeyCounts returns the device's one-time key counts by algorithm and the algorithms
+// of its unused fallback keys, for /sync (cached until keys or devices are written; do not
+// modify the results).
+func (db *DB) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	k := [2]string{userID, deviceID}
+	v, ok, gen := db.keyCounts.get(k)
+	if ok {
+		return v.counts, v.fallback, nil
+	}
+	counts, fallback, err := db.Q.deviceKeyCounts(ctx, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	db.keyCounts.put(k, deviceKeys{counts: counts, fallback: fallback}, gen)
+	return counts, fallback, nil
+}
+
+// deviceKeyCounts reads, in one query, the device's one-time key counts by algorithm and the
+// algorithms of its unused fallback keys.
+func (q *Q) deviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
 	rows, err := q.query(ctx, `
 		SELECT 'otk', algorithm, COUNT(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
 		UNION ALL
@@ -216,6 +241,7 @@ func (db *DB) ClaimKeys(ctx context.Context, want map[string]map[string]string) 
 // A key is returned to exactly one caller even when claims run concurrently: of two
 // transactions that pick the same key, only one deletes it, and the other picks again.
 func (tx *Tx) ClaimKey(ctx context.Context, userID, deviceID, algorithm string) (*OneTimeKey, error) {
+	tx.keysChanged = true
 	k := OneTimeKey{Algorithm: algorithm}
 	for {
 		err := tx.queryRow(ctx, `
@@ -332,6 +358,7 @@ func (q *Q) KeySignatures(ctx context.Context, targetUserID string) ([]KeySignat
 // list change and returns its stream position. Call it in the transaction that deletes the
 // devices (before or after DeleteDevices).
 func (tx *Tx) DeleteDeviceE2EE(ctx context.Context, userID string, deviceIDs ...string) (int64, error) {
+	tx.keysChanged = true
 	if len(deviceIDs) == 0 {
 		// Signatures are keyed by device ID or cross-signing public key: list the devices so
 		// that the signatures of cross-signing keys stay.
