@@ -58,24 +58,27 @@ type Tx struct {
 	Q
 	tx *sql.Tx
 
-	devicesChanged bool // a device or its token was written: the token cache is dropped on commit
-	keysChanged    bool // one-time or fallback keys were written: the key counts cache is dropped
+	devicesChanged     bool // a device or its token was written: the token cache is dropped on commit
+	keysChanged        bool // one-time or fallback keys were written: the key counts cache is dropped
+	membershipsChanged bool // memberships were written: the memberships cache is dropped
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
 type DB struct {
 	Q
-	writer    *sql.DB
-	reader    *sql.DB
-	tokens    readCache[string, Device]        // access-token hash -> device
-	keyCounts readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
+	writer      *sql.DB
+	reader      *sql.DB
+	tokens      readCache[string, Device]        // access-token hash -> device
+	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
+	memberships readCache[string, []Membership]  // user -> every membership, for /sync
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	db := DB{
-		tokens:    readCache[string, Device]{ttl: 30 * time.Second, max: 100000},
-		keyCounts: readCache[[2]string, deviceKeys]{ttl: 30 * time.Second, max: 100000},
+		tokens:      readCache[string, Device]{ttl: 30 * time.Second, max: 100000},
+		keyCounts:   readCache[[2]string, deviceKeys]{ttl: 30 * time.Second, max: 100000},
+		memberships: readCache[string, []Membership]{ttl: 30 * time.Second, max: 100000},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -146,6 +149,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if tx.keysChanged || tx.devicesChanged {
 		db.keyCounts.drop()
+	}
+	if tx.membershipsChanged {
+		db.memberships.drop()
 	}
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)

@@ -17,6 +17,7 @@ type Membership struct {
 
 // SetMembership records the user's current membership, changed by event eventNID.
 func (tx *Tx) SetMembership(ctx context.Context, roomNID int64, userID, membership string, eventNID int64) error {
+	tx.membershipsChanged = true
 	_, err := tx.exec(ctx, `
 		INSERT INTO memberships (room_nid, user_id, membership, event_nid, forgotten) VALUES ($1, $2, $3, $4, FALSE)
 		ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = $3, event_nid = $4, forgotten = FALSE`,
@@ -29,6 +30,7 @@ func (tx *Tx) SetMembership(ctx context.Context, roomNID int64, userID, membersh
 
 // ForgetRoom marks a left room forgotten for the user.
 func (tx *Tx) ForgetRoom(ctx context.Context, roomNID int64, userID string) error {
+	tx.membershipsChanged = true
 	_, err := tx.exec(ctx, `UPDATE memberships SET forgotten = TRUE WHERE room_nid = $1 AND user_id = $2`, roomNID, userID)
 	return err
 }
@@ -52,6 +54,21 @@ func (q *Q) memberships(ctx context.Context, query string, args ...any) ([]Membe
 
 const membershipSelect = `SELECT m.room_nid, r.room_id, m.user_id, m.membership, m.event_nid, m.forgotten
 	FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid `
+
+// AllMemberships returns every membership of the user, as /sync reads it on each call: cached
+// until a transaction writes memberships (do not modify the result).
+func (db *DB) AllMemberships(ctx context.Context, userID string) ([]Membership, error) {
+	ms, ok, gen := db.memberships.get(userID)
+	if ok {
+		return ms, nil
+	}
+	ms, err := db.UserMemberships(ctx, userID, "")
+	if err != nil {
+		return nil, err
+	}
+	db.memberships.put(userID, ms, gen)
+	return ms, nil
+}
 
 // UserMemberships returns the user's memberships, optionally only those in the given state.
 func (q *Q) UserMemberships(ctx context.Context, userID, membership string) ([]Membership, error) {

@@ -158,7 +158,7 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 // buildSync assembles the response for changes after req.since up to the positions to.
 func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syncResponse, error) {
 	userID := req.viewer.UserID
-	memberships, err := s.db.UserMemberships(ctx, userID, "")
+	memberships, err := s.db.AllMemberships(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
