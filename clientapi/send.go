@@ -41,6 +41,12 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.presence != nil {
+		// Sending is activity (presence's "Idle timeout"); a failure here does not undo the send.
+		if err := s.presence.Active(r.Context(), sender(r).UserID); err != nil {
+			s.log.Error("presence not updated", "user_id", sender(r).UserID, "err", err)
+		}
+	}
 	return map[string]string{"event_id": eventID}, nil
 }
 

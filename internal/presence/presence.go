@@ -220,8 +220,12 @@ func (s *Service) Set(ctx context.Context, userID, state, statusMsg string) erro
 	return nil
 }
 
-// Active records activity of userID (a receipt, a read marker): it moves the last active
-// time and turns unavailable into online, as the spec's "Idle timeout" says. An online user
+// activeWriteInterval is how often the stored last-active time of an online user moves.
+const activeWriteInterval = 30 * time.Second
+
+// Active records activity of userID (a message, a receipt, a read marker): it moves the last active
+// time and turns unavailable into online, as the spec's "Idle timeout" says. The stored time
+// of an online user moves at most once per activeWriteInterval. An online user
 // is currently active, so only the stored time moves, without waking anyone; an offline one
 // stays offline (they may be hiding).
 func (s *Service) Active(ctx context.Context, userID string) error {
@@ -232,7 +236,13 @@ func (s *Service) Active(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	p.LastActiveTS = s.now().UnixMilli()
+	now := s.now().UnixMilli()
+	if p.State == Online && now-p.LastActiveTS < activeWriteInterval.Milliseconds() {
+		// Active moments ago: the stored time is close enough, and a message burst must not
+		// cost a write each.
+		return nil
+	}
+	p.LastActiveTS = now
 	switch p.State {
 	case Unavailable:
 		p.State = Online
