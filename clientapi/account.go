@@ -39,6 +39,9 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	} else if kind != "" && kind != "user" {
 		return nil, spec.InvalidParam("kind must be user or guest")
 	}
+	if ok, wait := s.registrations.Allow(clientIP(r)); !ok {
+		return nil, spec.LimitExceeded("too many registrations from this address", wait.Milliseconds())
+	}
 	var req registerRequest
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -179,7 +182,12 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	if !strings.HasSuffix(userID, ":"+s.cfg.ServerName) {
 		return nil, spec.Forbidden("invalid user name or password")
 	}
+	// Checked before the password, so that guessing stops working, not just failing.
+	if blocked, wait := s.failedLogins.Blocked(userID); blocked {
+		return nil, spec.LimitExceeded("too many failed logins for this account", wait.Milliseconds())
+	}
 	if !s.checkPassword(r.Context(), userID, req.Password) {
+		s.failedLogins.Allow(userID)
 		return nil, spec.Forbidden("invalid user name or password")
 	}
 	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))

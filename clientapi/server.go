@@ -14,6 +14,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
+	"github.com/lattice-chat/lattice/internal/ratelimit"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
@@ -37,11 +38,17 @@ type Server struct {
 	presence *presence.Service // presence, shared with syncapi
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
+
+	failedLogins  *ratelimit.Limiter // wrong passwords, by user ID
+	registrations *ratelimit.Limiter // /register calls, by client address
 }
 
 // New returns the client API. typers and pres are shared with the sync API.
 func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Waker, typers *typing.Typing, pres *presence.Service, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, typing: typers, presence: pres, log: log, uia: newUIASessions()}
+	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, typing: typers, presence: pres, log: log, uia: newUIASessions(),
+		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
+		registrations: ratelimit.New(cfg.Limits.RegistrationsPerMinute/60, cfg.Limits.RegistrationsBurst),
+	}
 }
 
 func (s *Server) handle(fn httputil.HandlerFunc) http.Handler {

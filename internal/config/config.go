@@ -92,6 +92,12 @@ type Registration struct {
 type Limits struct {
 	MaxRequestBytes  int64 `yaml:"max_request_bytes"`
 	MaxSyncTimeoutMS int   `yaml:"max_sync_timeout_ms"`
+	// FailedLoginsPerMinute and FailedLoginsBurst limit wrong passwords per account.
+	FailedLoginsPerMinute float64 `yaml:"failed_logins_per_minute"`
+	FailedLoginsBurst     float64 `yaml:"failed_logins_burst"`
+	// RegistrationsPerMinute and RegistrationsBurst limit /register per client address.
+	RegistrationsPerMinute float64 `yaml:"registrations_per_minute"`
+	RegistrationsBurst     float64 `yaml:"registrations_burst"`
 }
 
 // Rooms holds room defaults.
@@ -145,8 +151,9 @@ func Default() Config {
 		ClientAPI:    Listener{Listen: "127.0.0.1:8008"},
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
 		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour},
-		Limits:       Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000},
-		Rooms:        Rooms{DefaultVersion: "12"},
+		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
+			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100},
+		Rooms: Rooms{DefaultVersion: "12"},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -214,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxRequestBytes < 1024 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 1024"))
+	}
+	if c.Limits.FailedLoginsPerMinute <= 0 || c.Limits.FailedLoginsBurst < 1 || c.Limits.RegistrationsPerMinute <= 0 || c.Limits.RegistrationsBurst < 1 {
+		errs = append(errs, errors.New("limits: the *_per_minute rates must be positive and the bursts at least 1"))
 	}
 	if c.Limits.MaxSyncTimeoutMS < 0 {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))

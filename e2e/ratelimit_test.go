@@ -1,0 +1,26 @@
+package e2e
+
+import "testing"
+
+// TestFailedLoginsLimited: after the burst of wrong passwords (5 by default) the account's
+// logins get 429 M_LIMIT_EXCEEDED with retry_after_ms, even with the right password.
+func TestFailedLoginsLimited(t *testing.T) {
+	srv := StartServer(t)
+	srv.Register(t, "alice")
+	login := func(password string) Resp {
+		return srv.Do(t, "", "POST", "/_matrix/client/v3/login", map[string]any{
+			"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": password})
+	}
+	for i := 0; i < 5; i++ {
+		if r := login("wrong password"); r.Status != 403 || r.ErrCode() != "M_FORBIDDEN" {
+			t.Fatalf("wrong password %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	r := login("correct horse battery")
+	if r.Status != 429 || r.ErrCode() != "M_LIMIT_EXCEEDED" || r.Body["retry_after_ms"] == nil {
+		t.Fatalf("login after the burst: %d %s", r.Status, r.Raw)
+	}
+	// Other accounts are not affected.
+	srv.Register(t, "bob")
+	srv.Login(t, "bob")
+}
