@@ -109,6 +109,8 @@ func (s *Server) routes() []route {
 		{get, "/account/whoami", true, false, s.handleWhoami},
 		{post, "/account/password", true, false, s.handlePassword},
 		{post, "/account/deactivate", true, false, s.handleDeactivate},
+		{get, "/account/3pid", true, false, s.handleThreePIDs},
+		{get, "/thirdparty/protocols", true, false, s.handleThirdPartyProtocols},
 
 		{get, "/devices", true, false, s.handleDevices},
 		{get, "/devices/{deviceId}", true, false, s.handleDevice},

@@ -24,3 +24,17 @@ func TestFailedLoginsLimited(t *testing.T) {
 	srv.Register(t, "bob")
 	srv.Login(t, "bob")
 }
+
+// TestClientStartupEndpoints: endpoints Element and other clients call at start answer
+// rather than 404.
+func TestClientStartupEndpoints(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	if r := alice.MustDo("GET", "/_matrix/client/v3/account/3pid", nil); r.Body["threepids"] == nil {
+		t.Fatalf("3pid: %s", r.Raw)
+	}
+	alice.MustDo("GET", "/_matrix/client/v3/thirdparty/protocols", nil)
+	alice.MustDo("GET", "/_matrix/client/v3/pushrules/", nil)
+	alice.MustDo("GET", "/_matrix/client/v3/capabilities", nil)
+	alice.MustDo("GET", "/_matrix/client/v1/media/config", nil)
+}
