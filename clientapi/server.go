@@ -111,6 +111,7 @@ func (s *Server) routes() []route {
 		{post, "/account/deactivate", true, false, s.handleDeactivate},
 		{get, "/account/3pid", true, false, s.handleThreePIDs},
 		{get, "/thirdparty/protocols", true, false, s.handleThirdPartyProtocols},
+		{get, "/voip/turnServer", true, false, s.handleTurnServer},
 
 		{get, "/devices", true, false, s.handleDevices},
 		{get, "/devices/{deviceId}", true, false, s.handleDevice},

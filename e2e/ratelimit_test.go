@@ -34,6 +34,7 @@ func TestClientStartupEndpoints(t *testing.T) {
 		t.Fatalf("3pid: %s", r.Raw)
 	}
 	alice.MustDo("GET", "/_matrix/client/v3/thirdparty/protocols", nil)
+	alice.MustDo("GET", "/_matrix/client/v3/voip/turnServer", nil)
 	alice.MustDo("GET", "/_matrix/client/v3/pushrules/", nil)
 	alice.MustDo("GET", "/_matrix/client/v3/capabilities", nil)
 	alice.MustDo("GET", "/_matrix/client/v1/media/config", nil)
