@@ -2,7 +2,8 @@
 // server publishes and the notary service (/_matrix/key/v2), the keyring that fetches and
 // caches other servers' keys, X-Matrix request verification, the authenticated federation
 // queries (profiles, directory, public rooms, device lists and end-to-end keys of local
-// users) and the outbound, X-Matrix-signing federation client.
+// users), the outbound, X-Matrix-signing federation client and the sender that drains the
+// federation outbox (sender.go).
 //
 // It must not import clientapi, syncapi, mediaapi or pusher; it reads storage directly and
 // will hand received events to roomserver.
@@ -50,6 +51,7 @@ type Server struct {
 	keys    *storage.ServerKeyCache
 	fetcher *recordingKeyClient
 	keyRing *gomatrixserverlib.KeyRing
+	sender  *Sender
 }
 
 // New returns the federation API of this server.
@@ -73,11 +75,16 @@ func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, db: db, log: log, client: client, keys: db.ServerKeyCache(cfg.Now)}
 	s.fetcher = &recordingKeyClient{client: client.fc, cache: s.keys, now: cfg.Now, log: log}
 	s.keyRing = s.newKeyRing()
+	s.sender = NewSender(SenderConfig{Origin: cfg.ServerName, Now: cfg.Now}, db, client.fc, log)
 	return s, nil
 }
 
 // Client returns the outbound federation client, which signs requests as this server.
 func (s *Server) Client() *Client { return s.client }
+
+// Sender returns the sender of the federation outbox, through the outbound client. The
+// caller starts and closes it.
+func (s *Server) Sender() *Sender { return s.sender }
 
 type route struct {
 	method, path string

@@ -61,6 +61,9 @@ var portTables = []portTable{
 	{name: "event_push_actions", key: "user_id, room_nid, event_nid"},
 	{name: "pushers", key: "user_id, app_id, pushkey"},
 	{name: "server_keys", key: "server_name, key_id"},
+	{name: "federation_queue_pdus", key: "queue_pos", serial: "queue_pos"},
+	{name: "federation_queue_edus", key: "queue_pos", serial: "queue_pos"},
+	{name: "federation_destinations", key: "destination"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,

@@ -243,6 +243,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 	if err := populateServerKeys(ctx, db); err != nil {
 		t.Fatalf("populate server keys: %v", err)
 	}
+	if err := populateFederationQueue(ctx, db, &fx); err != nil {
+		t.Fatalf("populate federation queue: %v", err)
+	}
 	return fx
 }
 
@@ -400,8 +403,23 @@ func checkSequencesContinue(t *testing.T, db *DB, fx fixture) {
 		if got["reports"], err = tx.InsertReport(ctx, Report{Reporter: "@bob:test", Reason: "after", TS: 1}); err != nil {
 			return err
 		}
-		got["state_snapshots"], err = tx.InsertSnapshot(ctx, fx.roomNID, Snapshot{ChainLen: 1})
-		return err
+		if got["state_snapshots"], err = tx.InsertSnapshot(ctx, fx.roomNID, Snapshot{ChainLen: 1}); err != nil {
+			return err
+		}
+		if err := tx.QueuePDU(ctx, got["events"], []string{"new.test"}); err != nil {
+			return err
+		}
+		if err := tx.QueueEDU(ctx, "new.test", "m.typing", []byte(`{}`)); err != nil {
+			return err
+		}
+		for _, table := range []string{"federation_queue_pdus", "federation_queue_edus"} {
+			var pos int64
+			if err := tx.queryRow(ctx, `SELECT queue_pos FROM `+table+` WHERE destination = 'new.test'`).Scan(&pos); err != nil {
+				return err
+			}
+			got[table] = pos
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("insert after the port: %v", err)
@@ -445,4 +463,38 @@ func populateServerKeys(ctx context.Context, db *DB) error {
 	return cache.StoreKeys(ctx, map[gomatrixserverlib.PublicKeyLookupRequest]gomatrixserverlib.PublicKeyLookupResult{
 		{ServerName: "remote.test", KeyID: "ed25519:old"}: {VerifyKey: gomatrixserverlib.VerifyKey{Key: []byte("0123456789abcdef0123456789abcdef")}, ExpiredTS: 7000},
 	})
+}
+
+// populateFederationQueue queues events and EDUs for two destinations and starts a
+// transaction to one of them, which then fails, so that every column holds a value.
+func populateFederationQueue(ctx context.Context, db *DB, fx *fixture) error {
+	last := fx.maxIDs["events"]
+	err := db.WithTx(ctx, func(tx *Tx) error {
+		if err := tx.QueuePDU(ctx, last-1, []string{"a.test", "b.test"}); err != nil {
+			return err
+		}
+		if err := tx.QueuePDU(ctx, last, []string{"a.test", "b.test"}); err != nil {
+			return err
+		}
+		for _, dest := range []string{"a.test", "b.test"} {
+			if err := tx.QueueEDU(ctx, dest, "m.receipt", []byte(`{"!room:test":{"m.read":{}}}`)); err != nil {
+				return err
+			}
+		}
+		for _, table := range []string{"federation_queue_pdus", "federation_queue_edus"} {
+			var pos int64
+			if err := tx.queryRow(ctx, `SELECT MAX(queue_pos) FROM `+table).Scan(&pos); err != nil {
+				return err
+			}
+			fx.maxIDs[table] = pos
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := db.NextFederationTxn(ctx, "a.test", 1, 1, "1700000000000.1"); err != nil {
+		return err
+	}
+	return db.SetFederationBackoff(ctx, "a.test", 3, 9000)
 }

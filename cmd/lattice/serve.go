@@ -157,9 +157,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
-	fedSrv, fedLn, err := federationServer(cfg, db, keyID, key, log)
+	fedSrv, fedLn, sender, err := federationServer(cfg, db, keyID, key, log)
 	if err != nil {
 		return err
+	}
+	if sender != nil {
+		if err := sender.Start(ctx); err != nil {
+			fedLn.Close()
+			return err
+		}
+		defer sender.Close()
 	}
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {
@@ -197,31 +204,32 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// federationServer returns the federation API's TLS server and its listener on
-// federation_api.listen, or nils when federation is off (no listen address).
-func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, error) {
+// federationServer returns the federation API's TLS server, its listener on
+// federation_api.listen and the sender of the federation outbox (not started), or nils when
+// federation is off (no listen address).
+func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, *federationapi.Sender, error) {
 	if cfg.FederationAPI.Listen == "" {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	certPath, keyPath, generate := cfg.FederationTLSPaths()
 	cert, err := federationapi.LoadCertificate(certPath, keyPath, spec.ServerName(cfg.ServerName), generate)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	roots, err := federationapi.LoadCertPool(cfg.FederationCAPath())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	fed, err := federationapi.New(federationapi.Config{
 		ServerName: spec.ServerName(cfg.ServerName), KeyID: keyID, PrivateKey: key,
 		KeyValidity: cfg.Federation.KeyValidity, VerifyTLS: cfg.Federation.VerifyTLS, RootCAs: roots,
 	}, db, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.FederationAPI.Listen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	srv := &http.Server{
 		Handler:           fed.Handler(cfg.Limits.MaxRequestBytes),
@@ -229,7 +237,7 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	return srv, ln, nil
+	return srv, ln, fed.Sender(), nil
 }
 
 // loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format
