@@ -195,6 +195,7 @@ type head struct {
 	snapshot int64
 	chainLen int
 	pushes   []storage.PushAction // the batch's notifications, stored together at its end
+	outbound map[spec.ServerName]bool // remote servers the batch's events were queued for
 }
 
 // persist commits authorised events of room r (locked by the caller) in one transaction, then
@@ -260,7 +261,55 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	if s.listener != nil {
 		s.listener.EventsCommitted(last.NID, notify)
 	}
+	for d := range h.outbound {
+		s.cfg.Outbound.Wake(d)
+	}
 	return evs, nil
+}
+
+// queueOutbound queues ev, in the commit transaction, for every other server with a member
+// joined to the room (after the event) and for the server of a membership event's target, so
+// that a kicked or banned remote user's server hears of it.
+func (s *Server) queueOutbound(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, key storage.StateKey, memberships map[string]string, h *head) error {
+	if s.cfg.Outbound == nil {
+		return nil
+	}
+	dests := map[spec.ServerName]bool{}
+	add := func(userID string) {
+		if i := strings.IndexByte(userID, ':'); i >= 0 {
+			if srv := spec.ServerName(userID[i+1:]); srv != s.cfg.ServerName {
+				dests[srv] = true
+			}
+		}
+	}
+	for u, m := range r.members {
+		if changed, ok := memberships[u]; ok {
+			m = changed
+		}
+		if m == spec.Join {
+			add(u)
+		}
+	}
+	for u, m := range memberships {
+		if _, known := r.members[u]; !known && m == spec.Join {
+			add(u)
+		}
+	}
+	if ev.Type == spec.MRoomMember {
+		add(key.StateKey)
+	}
+	if len(dests) == 0 {
+		return nil
+	}
+	list := make([]string, 0, len(dests))
+	for d := range dests {
+		list = append(list, string(d))
+		if h.outbound == nil {
+			h.outbound = map[spec.ServerName]bool{}
+		}
+		h.outbound[d] = true
+	}
+	return tx.QueuePDU(ctx, ev.NID, list)
 }
 
 // persistOne writes one event inside the batch transaction, advancing the working head h.
@@ -319,6 +368,9 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		}
 	}
 	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
+		return nil, err
+	}
+	if err := s.queueOutbound(ctx, tx, r, ev, key, memberships, h); err != nil {
 		return nil, err
 	}
 	acts, err := s.pushActions(ctx, tx, r, ev, pdu, memberships)

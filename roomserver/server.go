@@ -27,12 +27,21 @@ type Listener interface {
 	EventsCommitted(pos int64, users []string)
 }
 
+// Outbound is told which remote servers have new events queued for them (the federation
+// sender). It must not block.
+type Outbound interface {
+	Wake(destination spec.ServerName)
+}
+
 // Config is what the roomserver needs to know about its server.
 type Config struct {
 	ServerName     spec.ServerName
 	KeyID          gomatrixserverlib.KeyID
 	PrivateKey     ed25519.PrivateKey
 	DefaultVersion gomatrixserverlib.RoomVersion
+	// Outbound, when federation is on, sends queued events to the other servers in a room;
+	// nil when it is off (nothing is queued then).
+	Outbound Outbound
 }
 
 // Server is the roomserver.

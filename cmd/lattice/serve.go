@@ -127,11 +127,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pushes.Close()
+	fedSrv, fedLn, sender, err := federationServer(cfg, db, keyID, key, log)
+	if err != nil {
+		return err
+	}
+	if sender != nil {
+		if err := sender.Start(ctx); err != nil {
+			fedLn.Close()
+			return err
+		}
+		defer sender.Close()
+	}
+	var outbound roomserver.Outbound // stays nil (no queueing) without federation
+	if sender != nil {
+		outbound = sender
+	}
 	rooms := roomserver.New(roomserver.Config{
 		ServerName:     spec.ServerName(cfg.ServerName),
 		KeyID:          keyID,
 		PrivateKey:     key,
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
+		Outbound:       outbound,
 	}, db, roomserver.Listeners{notifier, pushes}, log)
 	typers := typing.New(rooms, notifier, log)
 	defer typers.Close()
@@ -157,17 +173,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
-	fedSrv, fedLn, sender, err := federationServer(cfg, db, keyID, key, log)
-	if err != nil {
-		return err
-	}
-	if sender != nil {
-		if err := sender.Start(ctx); err != nil {
-			fedLn.Close()
-			return err
-		}
-		defer sender.Close()
-	}
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {
 		if fedLn != nil {
