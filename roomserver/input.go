@@ -194,7 +194,7 @@ type head struct {
 	state    map[int64]int64
 	snapshot int64
 	chainLen int
-	pushes   []storage.PushAction // the batch's notifications, stored together at its end
+	pushes   []storage.PushAction     // the batch's notifications, stored together at its end
 	outbound map[spec.ServerName]bool // remote servers the batch's events were queued for
 }
 
