@@ -194,18 +194,16 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{
+	resp := map[string]any{
 		"user_id": userID, "device_id": deviceID, "access_token": token,
 		"home_server": s.cfg.ServerName,
-		"well_known":  map[string]any{"m.homeserver": map[string]string{"base_url": s.baseURL(r)}},
-	}, nil
-}
-
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.ClientAPI.PublicBaseURL != "" {
-		return s.cfg.ClientAPI.PublicBaseURL
 	}
-	return "https://" + s.cfg.ServerName
+	// Clients reconfigure themselves from well_known, so it is sent only when the operator
+	// said where clients reach the server: a guess would move them off a working URL.
+	if base := s.cfg.ClientAPI.PublicBaseURL; base != "" {
+		resp["well_known"] = map[string]any{"m.homeserver": map[string]string{"base_url": base}}
+	}
+	return resp, nil
 }
 
 // handleLogout handles POST /logout: the device and its token are removed.

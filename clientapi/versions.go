@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // handleVersions handles GET /_matrix/client/versions. Only versions whose required
@@ -32,11 +33,12 @@ func (s *Server) handleCapabilities(r *http.Request) (any, error) {
 	}}, nil
 }
 
-// handleWellKnown handles GET /.well-known/matrix/client.
+// handleWellKnown handles GET /.well-known/matrix/client: client_api.public_base_url, or 404
+// when it is not configured (clients then keep the URL they used).
 func (s *Server) handleWellKnown(r *http.Request) (any, error) {
 	base := s.cfg.ClientAPI.PublicBaseURL
 	if base == "" {
-		base = "https://" + s.cfg.ServerName
+		return nil, spec.NotFound("client_api.public_base_url is not configured")
 	}
 	return map[string]any{"m.homeserver": map[string]string{"base_url": base}}, nil
 }

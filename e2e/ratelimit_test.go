@@ -39,3 +39,18 @@ func TestClientStartupEndpoints(t *testing.T) {
 	alice.MustDo("GET", "/_matrix/client/v3/capabilities", nil)
 	alice.MustDo("GET", "/_matrix/client/v1/media/config", nil)
 }
+
+// TestNoGuessedWellKnown: without client_api.public_base_url the server advertises no base
+// URL (a guess like https://server_name would move clients off the URL that works).
+func TestNoGuessedWellKnown(t *testing.T) {
+	srv := StartServer(t)
+	if r := srv.Do(t, "", "GET", "/.well-known/matrix/client", nil); r.Status != 404 {
+		t.Fatalf("well-known: %d %s", r.Status, r.Raw)
+	}
+	srv.Register(t, "alice")
+	r := srv.Do(t, "", "POST", "/_matrix/client/v3/login", map[string]any{
+		"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": "correct horse battery"})
+	if r.Status != 200 || r.Body["well_known"] != nil {
+		t.Fatalf("login: %d %s", r.Status, r.Raw)
+	}
+}
