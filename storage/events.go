@@ -229,3 +229,16 @@ func reverse[T any](s []T) {
 		s[i], s[j] = s[j], s[i]
 	}
 }
+
+// EventsNearTime returns up to limit accepted events of the room at or after ts (forwards) or
+// at or before it (backwards), nearest first.
+func (q *Q) EventsNearTime(ctx context.Context, roomNID, ts int64, forwards bool, limit int) ([]*Event, error) {
+	if forwards {
+		return q.events(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE room_nid = $1 AND origin_ts >= $2 AND NOT rejected
+			ORDER BY origin_ts ASC, event_nid ASC LIMIT $3`, roomNID, ts, limit)
+	}
+	return q.events(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND origin_ts <= $2 AND NOT rejected
+		ORDER BY origin_ts DESC, event_nid DESC LIMIT $3`, roomNID, ts, limit)
+}

@@ -84,6 +84,7 @@ func (s *Server) Register(root *mux.Router) {
 		{"/rooms/{roomId}/relations/{eventId}/{relType}", s.handleRelations},
 		{"/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", s.handleRelations},
 		{"/rooms/{roomId}/threads", s.handleThreads},
+		{"/rooms/{roomId}/timestamp_to_event", s.handleTimestampToEvent},
 	} {
 		v1.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(http.MethodGet)
 	}

@@ -1,6 +1,9 @@
 package e2e
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestFailedLoginsLimited: after the burst of wrong passwords (5 by default) the account's
 // logins get 429 M_LIMIT_EXCEEDED with retry_after_ms, even with the right password.
@@ -52,5 +55,28 @@ func TestNoGuessedWellKnown(t *testing.T) {
 		"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": "correct horse battery"})
 	if r.Status != 200 || r.Body["well_known"] != nil {
 		t.Fatalf("login: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestTimestampToEvent: the nearest visible event before or after a time.
+func TestTimestampToEvent(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{})
+	first := alice.Send(room, "one")
+	ev := alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(first), nil)
+	ts := int64(ev.Body["origin_server_ts"].(float64))
+	base := "/_matrix/client/v1/rooms/" + esc(room) + "/timestamp_to_event?ts="
+	if r := alice.MustDo("GET", base+fmt.Sprint(ts)+"&dir=f", nil); r.Body["event_id"] != first {
+		t.Fatalf("forwards from the message's time: %s", r.Raw)
+	}
+	if r := alice.Do("GET", base+fmt.Sprint(ts+3600000)+"&dir=f", nil); r.Status != 404 {
+		t.Fatalf("nothing after: %d %s", r.Status, r.Raw)
+	}
+	if r := alice.MustDo("GET", base+fmt.Sprint(ts+3600000)+"&dir=b", nil); r.Body["event_id"] == nil {
+		t.Fatalf("backwards: %s", r.Raw)
+	}
+	if r := alice.Do("GET", base+"x&dir=f", nil); r.Status != 400 {
+		t.Fatalf("bad ts: %d", r.Status)
 	}
 }
