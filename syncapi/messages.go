@@ -173,23 +173,32 @@ func (s *Server) visibleEvent(ctx context.Context, vis *visibility, room *storag
 	return ev, nil
 }
 
-// handleEvent handles GET /rooms/{roomId}/event/{eventId}.
-func (s *Server) handleEvent(r *http.Request) (any, error) {
+// pathEvent returns the {eventId} of the {roomId} in the path when the user may see it (else
+// M_NOT_FOUND, which does not tell whether it exists), with the visibility used to decide.
+func (s *Server) pathEvent(r *http.Request) (string, *visibility, *storage.Room, *storage.Event, error) {
 	ctx := r.Context()
-	dev := httputil.Device(ctx)
 	roomID, err := httputil.PathRoomID(r, "roomId")
 	if err != nil {
-		return nil, err
+		return "", nil, nil, nil, err
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	vis, room, err := s.newVisibility(ctx, roomID, httputil.Device(ctx).UserID)
 	if err != nil {
-		return nil, spec.NotFound("event not found")
+		return "", nil, nil, nil, spec.NotFound("event not found")
 	}
 	ev, err := s.visibleEvent(ctx, vis, room, httputil.PathVar(r, "eventId"))
 	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	return roomID, vis, room, ev, nil
+}
+
+// handleEvent handles GET /rooms/{roomId}/event/{eventId}.
+func (s *Server) handleEvent(r *http.Request) (any, error) {
+	roomID, _, _, ev, err := s.pathEvent(r)
+	if err != nil {
 		return nil, err
 	}
-	return s.rooms.ClientEvent(ctx, roomID, ev, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+	return s.rooms.ClientEvent(r.Context(), roomID, ev, s.viewer(r.Context(), httputil.Device(r.Context())))
 }
 
 // handleContext handles GET /rooms/{roomId}/context/{eventId}.

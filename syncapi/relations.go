@@ -76,11 +76,7 @@ func (s *Server) handleRelations(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
-	if err != nil {
-		return nil, spec.NotFound("event not found")
-	}
-	parent, err := s.visibleEvent(ctx, vis, room, httputil.PathVar(r, "eventId"))
+	_, vis, _, parent, err := s.pathEvent(r)
 	if err != nil {
 		return nil, err
 	}
