@@ -110,6 +110,31 @@ func CreateAccount(ctx context.Context, db *storage.DB, cfg *config.Config, loca
 	return userID, nil
 }
 
+// ResetPassword sets a new password for a local account and logs all its devices out (their
+// keys go with them), for `lattice reset-password`.
+func ResetPassword(ctx context.Context, db *storage.DB, cfg *config.Config, userID, password string) error {
+	acc, err := db.Account(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return spec.NotFound("no such account")
+	} else if err != nil {
+		return err
+	}
+	if acc.Deactivated {
+		return spec.Forbidden("the account is deactivated")
+	}
+	hash, err := hashPassword(cfg, password)
+	if err != nil {
+		return err
+	}
+	return db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := tx.SetPassword(ctx, userID, hash); err != nil {
+			return err
+		}
+		_, err := removeDevices(ctx, tx, userID)
+		return err
+	})
+}
+
 // createAccount creates the account, and unless inhibited, its first device.
 func (s *Server) createAccount(ctx context.Context, req registerRequest, ip string, admin bool) (any, error) {
 	userID, err := CreateAccount(ctx, s.db, s.cfg, req.Username, req.Password, admin)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"testing"
 )
 
@@ -78,5 +79,26 @@ func TestTimestampToEvent(t *testing.T) {
 	}
 	if r := alice.Do("GET", base+"x&dir=f", nil); r.Status != 400 {
 		t.Fatalf("bad ts: %d", r.Status)
+	}
+}
+
+// TestAdminResetPassword: `lattice reset-password` on a running server; the new password
+// logs in, the old one no longer does.
+func TestAdminResetPassword(t *testing.T) {
+	srv := StartServer(t)
+	srv.Register(t, "alice")
+	out, err := exec.Command(binary, "reset-password", "--config", srv.ConfigPath, "--user", "alice", "--password", "a brand new password").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reset-password: %v: %s", err, out)
+	}
+	login := func(password string) Resp {
+		return srv.Do(t, "", "POST", "/_matrix/client/v3/login", map[string]any{
+			"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": password})
+	}
+	if r := login("correct horse battery"); r.Status != 403 {
+		t.Fatalf("old password: %d %s", r.Status, r.Raw)
+	}
+	if r := login("a brand new password"); r.Status != 200 {
+		t.Fatalf("new password: %d %s", r.Status, r.Raw)
 	}
 }

@@ -86,3 +86,21 @@ func localpart(userID string) string {
 	}
 	return userID
 }
+
+// Accounts lists every account in user ID order.
+func (q *Q) Accounts(ctx context.Context) ([]Account, error) {
+	rows, err := q.query(ctx, `SELECT user_id, password_hash, is_admin, deactivated, created_ts FROM accounts ORDER BY user_id`)
+	if err != nil {
+		return nil, fmt.Errorf("select accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []Account
+	for rows.Next() {
+		var a Account
+		if err := rows.Scan(&a.UserID, &a.PasswordHash, &a.IsAdmin, &a.Deactivated, &a.CreatedTS); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -21,6 +21,8 @@ Usage:
                           [--federation-addr HOST:PORT] [--database URL] [--registration MODE]
   lattice create-account --config FILE --user NAME [--password P] [--admin]
   lattice port-db --from SQLITE_FILE --to POSTGRES_URL   (server stopped; target new and empty)
+  lattice list-users --config FILE
+  lattice reset-password --config FILE --user NAME [--password P]
 
 Run "lattice COMMAND --help" for the flags of a command.
 `
@@ -55,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCreateAccount(ctx, args, stdout, stderr)
 	case "port-db":
 		return runPortDB(ctx, args, stdout, stderr)
+	case "list-users":
+		return runListUsers(ctx, args, stdout, stderr)
+	case "reset-password":
+		return runResetPassword(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -69,3 +69,42 @@ func TestCreateAccount(t *testing.T) {
 		t.Fatalf("weak password: %v", err)
 	}
 }
+
+func TestListUsersAndResetPassword(t *testing.T) {
+	dir := t.TempDir()
+	var cfgText bytes.Buffer
+	if err := config.Generate(&cfgText, config.GenerateOptions{ServerName: "x.org", DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "lattice.yaml")
+	if err := os.WriteFile(path, cfgText.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var out, errOut bytes.Buffer
+	for _, args := range [][]string{
+		{"create-account", "--config", path, "--user", "alice", "--password", "first password", "--admin"},
+		{"create-account", "--config", path, "--user", "bob", "--password", "bob's password"},
+	} {
+		if err := run(ctx, args, &out, &errOut); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"list-users", "--config", path}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "@alice:x.org\tadmin\t") || !strings.HasPrefix(lines[1], "@bob:x.org\t\t") {
+		t.Fatalf("list-users printed %q", out.String())
+	}
+	if err := run(ctx, []string{"reset-password", "--config", path, "--user", "alice", "--password", "second password"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"reset-password", "--config", path, "--user", "nobody", "--password", "whatever it is"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "M_NOT_FOUND") {
+		t.Fatalf("reset-password of an unknown user: %v", err)
+	}
+	if err := run(ctx, []string{"reset-password", "--config", path, "--user", "alice", "--password", "short"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "M_WEAK_PASSWORD") {
+		t.Fatalf("weak password: %v", err)
+	}
+}
