@@ -23,7 +23,7 @@ import (
 // pass over the room's member map, one rule evaluation for all members on the default rules
 // (their result only differs for the users the event mentions or invites, evaluated apart),
 // one evaluation per member with rules of their own, and one INSERT per commit batch (the
-// users as one JSON parameter, see storage.InsertPushActions).
+// rows as one JSON parameter, see storage.InsertPushActions).
 
 // pushCache holds users' parsed push rules between events, following changes of their
 // m.push_rules account data by its stream position, so that rules are read from the database
