@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 )
@@ -19,28 +16,5 @@ import (
 //
 // It needs node and npm; without them it is skipped, unless CI is set, where it fails.
 func TestMatrixJSSDKCrypto(t *testing.T) {
-	node, npm := requireTool(t, "node"), requireTool(t, "npm")
-	ensureNodeModules(t, npm)
-
-	srv := StartServer(t)
-	alice := srv.Register(t, "alice")
-	bob := srv.Register(t, "bob")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 170*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "crypto.mjs")
-	cmd.Dir = jssdkDir
-	cmd.Env = append(os.Environ(),
-		"LATTICE_URL="+srv.URL,
-		"LATTICE_PASSWORD=correct horse battery", // the password srv.Register uses
-		"ALICE_USER="+alice.UserID, "ALICE_TOKEN="+alice.Token, "ALICE_DEVICE="+alice.DeviceID,
-		"BOB_USER="+bob.UserID, "BOB_TOKEN="+bob.Token, "BOB_DEVICE="+bob.DeviceID,
-	)
-	cmd.WaitDelay = 5 * time.Second
-	if err := runStreaming(t, cmd, "crypto.mjs: "); err != nil {
-		if ctx.Err() != nil {
-			t.Fatalf("node crypto.mjs did not finish within 170s: %v", err)
-		}
-		t.Fatalf("node crypto.mjs failed: %v (its output above says which step)", err)
-	}
+	runSDKScript(t, "crypto.mjs", 170*time.Second)
 }

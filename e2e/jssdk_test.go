@@ -28,6 +28,13 @@ const jssdkVersion = "37.5.0"
 //
 // It needs node and npm; without them it is skipped, unless CI is set, where it fails.
 func TestMatrixJSSDK(t *testing.T) {
+	runSDKScript(t, "chat.mjs", 150*time.Second)
+}
+
+// runSDKScript starts a server, registers alice and bob, and runs a node script of jssdk/
+// against them (the URL, credentials and password in its environment), streaming its output;
+// the test fails when the script fails or outlasts limit.
+func runSDKScript(t *testing.T, script string, limit time.Duration) {
 	node, npm := requireTool(t, "node"), requireTool(t, "npm")
 	ensureNodeModules(t, npm)
 
@@ -35,9 +42,9 @@ func TestMatrixJSSDK(t *testing.T) {
 	alice := srv.Register(t, "alice")
 	bob := srv.Register(t, "bob")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "chat.mjs")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = jssdkDir
 	cmd.Env = append(os.Environ(),
 		"LATTICE_URL="+srv.URL,
@@ -46,11 +53,11 @@ func TestMatrixJSSDK(t *testing.T) {
 		"BOB_USER="+bob.UserID, "BOB_TOKEN="+bob.Token, "BOB_DEVICE="+bob.DeviceID,
 	)
 	cmd.WaitDelay = 5 * time.Second
-	if err := runStreaming(t, cmd, "chat.mjs: "); err != nil {
+	if err := runStreaming(t, cmd, script+": "); err != nil {
 		if ctx.Err() != nil {
-			t.Fatalf("node chat.mjs did not finish within 150s: %v", err)
+			t.Fatalf("node %s did not finish within %v: %v", script, limit, err)
 		}
-		t.Fatalf("node chat.mjs failed: %v (its output above says which step)", err)
+		t.Fatalf("node %s failed: %v (its output above says which step)", script, err)
 	}
 }
 

@@ -63,12 +63,9 @@ func (s *Server) membersAt(r *http.Request, roomID, userID, at string) ([]*stora
 			return nil, err
 		}
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, userID)
+	vis, room, err := s.memberVisibility(ctx, roomID, userID)
 	if err != nil {
 		return nil, err
-	}
-	if vis.membership.Membership == "" {
-		return nil, spec.Forbidden("you are not a member of this room")
 	}
 	nid, err := s.db.LatestRoomEventNID(ctx, room.NID, tok.PDU)
 	if err != nil {

@@ -62,12 +62,9 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if vis.membership.Membership == "" {
-		return nil, spec.Forbidden("you are not a member of this room")
 	}
 	from := topoEnd
 	if !backwards {

@@ -192,12 +192,9 @@ func (s *Server) handleThreads(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if vis.membership.Membership == "" {
-		return nil, spec.Forbidden("you are not a member of this room")
 	}
 	roots, err := s.db.ThreadRoots(ctx, room.NID, participant, before, limit+1)
 	if err != nil {

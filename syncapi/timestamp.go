@@ -27,12 +27,9 @@ func (s *Server) handleTimestampToEvent(r *http.Request) (any, error) {
 	if dir != "f" && dir != "b" {
 		return nil, spec.InvalidParam("dir must be f or b")
 	}
-	vis, room, err := s.newVisibility(ctx, roomID, dev.UserID)
+	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if vis.membership.Membership == "" {
-		return nil, spec.Forbidden("you are not a member of this room")
 	}
 	// Look a little further than the nearest event, in case the nearest are hidden.
 	evs, err := s.db.EventsNearTime(ctx, room.NID, ts, dir == "f", 50)

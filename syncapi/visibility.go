@@ -40,6 +40,19 @@ func (s *Server) newVisibility(ctx context.Context, roomID, userID string) (*vis
 	return v, room, nil
 }
 
+// memberVisibility is newVisibility for the endpoints that need the user to be or have been
+// in the room: others get M_FORBIDDEN.
+func (s *Server) memberVisibility(ctx context.Context, roomID, userID string) (*visibility, *storage.Room, error) {
+	vis, room, err := s.newVisibility(ctx, roomID, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if vis.membership.Membership == "" {
+		return nil, nil, spec.Forbidden("you are not a member of this room")
+	}
+	return vis, room, nil
+}
+
 func (v *visibility) view(ctx context.Context, snapshotNID int64) (snapshotView, error) {
 	if sv, ok := v.snapshots[snapshotNID]; ok {
 		return sv, nil
