@@ -134,7 +134,7 @@ func (s *Server) markRead(ctx context.Context, userID, roomID string, marks []re
 	events := make([]*storage.Event, len(marks))
 	for i, m := range marks {
 		ev, err := s.db.Event(ctx, m.eventID)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomNID != room.NID || ev.Rejected)) {
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomNID != room.NID || !ev.Visible())) {
 			return spec.NotFound("event " + m.eventID + " not found in this room")
 		} else if err != nil {
 			return err

@@ -59,6 +59,7 @@ type Server struct {
 	snapshots *lru[int64, *snapshotEntry]        // expanded state snapshots by NID
 	pdus      *lru[int64, gomatrixserverlib.PDU] // parsed events by NID, for auth
 	push      pushCache                          // users' push rules, for push actions at commit (push.go)
+	remote    Remote                             // other servers; nil when federation is off
 }
 
 // New returns a roomserver writing to db and telling listener about new events.

@@ -20,7 +20,8 @@ type Event struct {
 	OriginTS       int64
 	StateBeforeNID int64
 	ReplacesNID    int64 // the state event this one replaced, if any
-	Rejected       bool
+	Hidden         bool   // not in the room event stream (see Status)
+	Status         string // why: "" (timeline), or one of the Status constants
 	RedactedBy     string
 	TxnDevice      string
 	TxnID          string
@@ -28,17 +29,33 @@ type Event struct {
 	HasChildren    bool // other events relate to this one
 }
 
+// The statuses of events that are not plain timeline events (migration 0013 explains them).
+const (
+	StatusBackfilled = "backfilled"
+	StatusOutlier    = "outlier"
+	StatusSoftFailed = "soft_failed"
+	StatusRejected   = "rejected"
+)
+
+// Visible reports whether clients may be shown the event (in /sync, /messages, /context...):
+// timeline events and accepted history fetched by backfill.
+func (e *Event) Visible() bool { return e.Status == "" || e.Status == StatusBackfilled }
+
+// InDAG reports whether the event is accepted room history (timeline or backfilled), whose
+// state_before_nid is the state before it.
+func (e *Event) InDAG() bool { return e.Visible() || e.Status == StatusSoftFailed }
+
 // IsState reports whether the event is a state event.
 func (e *Event) IsState() bool { return e.StateKeyNID != 0 }
 
 const eventColumns = `event_nid, event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
-	state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json, has_children`
+	state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, has_children, status`
 
 func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
 	var e Event
 	var js string
 	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &e.StateKeyNID, &e.Sender, &e.Depth, &e.OriginTS,
-		&e.StateBeforeNID, &e.ReplacesNID, &e.Rejected, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js, &e.HasChildren)
+		&e.StateBeforeNID, &e.ReplacesNID, &e.Hidden, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js, &e.HasChildren, &e.Status)
 	e.JSON = []byte(js)
 	return &e, err
 }
@@ -76,11 +93,11 @@ func (tx *Tx) LockEventStream(ctx context.Context) error {
 func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 	err := tx.queryRow(ctx, `
 		INSERT INTO events (event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
-			state_before_nid, replaces_nid, rejected, redacted_by, txn_device, txn_id, event_json)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		RETURNING event_nid`,
 		ev.EventID, ev.RoomNID, ev.Type, ev.StateKeyNID, ev.Sender, ev.Depth, ev.OriginTS,
-		ev.StateBeforeNID, ev.ReplacesNID, ev.Rejected, ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON),
+		ev.StateBeforeNID, ev.ReplacesNID, ev.Status != "", ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON), ev.Status,
 	).Scan(&ev.NID)
 	if tx.dialect.isUniqueViolation(err) {
 		return 0, ErrConflict
@@ -138,7 +155,7 @@ func (q *Q) EventsByNID(ctx context.Context, nids []int64) ([]*Event, error) {
 // the latest ones, in stream order; more reports whether older ones in the range were left out.
 func (q *Q) RoomEventsAfter(ctx context.Context, roomNID, since, upTo int64, limit int) (evs []*Event, more bool, err error) {
 	evs, err = q.events(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3 AND NOT rejected
+		WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3 AND NOT hidden
 		ORDER BY event_nid DESC LIMIT $4`, roomNID, since, upTo, limit+1)
 	if err != nil {
 		return nil, false, err
@@ -154,7 +171,7 @@ func (q *Q) RoomEventsAfter(ctx context.Context, roomNID, since, upTo int64, lim
 // LatestRoomEventNID returns the newest accepted event NID of the room at or before upTo.
 func (q *Q) LatestRoomEventNID(ctx context.Context, roomNID, upTo int64) (int64, error) {
 	var nid sql.NullInt64
-	err := q.queryRow(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected`, roomNID, upTo).Scan(&nid)
+	err := q.queryRow(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT hidden`, roomNID, upTo).Scan(&nid)
 	return nid.Int64, err
 }
 
@@ -176,7 +193,7 @@ func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to 
 			lo = *to
 		}
 		return q.events(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE room_nid = $1 AND NOT rejected
+			WHERE room_nid = $1 AND (NOT hidden OR status = 'backfilled')
 			AND (depth < $2 OR (depth = $2 AND event_nid < $3))
 			AND (depth > $4 OR (depth = $4 AND event_nid >= $5))
 			ORDER BY depth DESC, event_nid DESC LIMIT $6`, roomNID, from.Depth, from.NID, lo.Depth, lo.NID, limit)
@@ -186,7 +203,7 @@ func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to 
 		hi = *to
 	}
 	return q.events(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE room_nid = $1 AND NOT rejected
+		WHERE room_nid = $1 AND (NOT hidden OR status = 'backfilled')
 		AND (depth > $2 OR (depth = $2 AND event_nid >= $3))
 		AND (depth < $4 OR (depth = $4 AND event_nid < $5))
 		ORDER BY depth ASC, event_nid ASC LIMIT $6`, roomNID, from.Depth, from.NID, hi.Depth, hi.NID, limit)
@@ -197,7 +214,7 @@ func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to 
 func (q *Q) TopoPosAtStream(ctx context.Context, roomNID, pos int64) (TopoPos, error) {
 	var tp TopoPos
 	err := q.queryRow(ctx, `SELECT depth, event_nid FROM events
-		WHERE room_nid = $1 AND event_nid <= $2 AND NOT rejected
+		WHERE room_nid = $1 AND event_nid <= $2 AND NOT hidden
 		ORDER BY event_nid DESC LIMIT 1`, roomNID, pos).Scan(&tp.Depth, &tp.NID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return TopoPos{}, nil
@@ -213,7 +230,7 @@ func After(p TopoPos) TopoPos { return TopoPos{Depth: p.Depth, NID: p.NID + 1} }
 // StateEventsBetween returns the accepted state events of the room with since < NID < before.
 func (q *Q) StateEventsBetween(ctx context.Context, roomNID, since, before int64) ([]*Event, error) {
 	return q.events(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE room_nid = $1 AND event_nid > $2 AND event_nid < $3 AND state_key_nid <> 0 AND NOT rejected
+		WHERE room_nid = $1 AND event_nid > $2 AND event_nid < $3 AND state_key_nid <> 0 AND NOT hidden
 		ORDER BY event_nid`, roomNID, since, before)
 }
 
@@ -235,10 +252,10 @@ func reverse[T any](s []T) {
 func (q *Q) EventsNearTime(ctx context.Context, roomNID, ts int64, forwards bool, limit int) ([]*Event, error) {
 	if forwards {
 		return q.events(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE room_nid = $1 AND origin_ts >= $2 AND NOT rejected
+			WHERE room_nid = $1 AND origin_ts >= $2 AND (NOT hidden OR status = 'backfilled')
 			ORDER BY origin_ts ASC, event_nid ASC LIMIT $3`, roomNID, ts, limit)
 	}
 	return q.events(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE room_nid = $1 AND origin_ts <= $2 AND NOT rejected
+		WHERE room_nid = $1 AND origin_ts <= $2 AND (NOT hidden OR status = 'backfilled')
 		ORDER BY origin_ts DESC, event_nid DESC LIMIT $3`, roomNID, ts, limit)
 }

@@ -279,7 +279,7 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		case 1:
 			ev.Type, ev.StateKeyNID, ev.ReplacesNID = "m.room.member", memberKey, 0
 		case 2:
-			ev.Rejected, ev.RedactedBy = true, "$redactor"
+			ev.Status, ev.RedactedBy = StatusRejected, "$redactor"
 			fx.rejectedID = ev.EventID
 		}
 		nid, err := tx.InsertEvent(ctx, ev)

@@ -128,7 +128,7 @@ func (db *DB) RebuildSearchIndex(ctx context.Context) error {
 	var after int64
 	for {
 		evs, err := db.events(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE event_nid > $1 AND event_type IN ('m.room.message', 'm.room.name', 'm.room.topic') AND NOT rejected AND redacted_by = ''
+			WHERE event_nid > $1 AND event_type IN ('m.room.message', 'm.room.name', 'm.room.topic') AND (NOT hidden OR status = 'backfilled') AND redacted_by = ''
 			ORDER BY event_nid LIMIT $2`, after, batch)
 		if err != nil {
 			return err

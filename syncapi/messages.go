@@ -155,7 +155,7 @@ func (s *Server) memberEventsFor(ctx context.Context, roomNID int64, roomID stri
 // visibleEvent returns an event of the room that the user may see, or M_NOT_FOUND.
 func (s *Server) visibleEvent(ctx context.Context, vis *visibility, room *storage.Room, eventID string) (*storage.Event, error) {
 	ev, err := s.db.Event(ctx, eventID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomNID != room.NID || ev.Rejected)) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (ev.RoomNID != room.NID || !ev.Visible())) {
 		return nil, spec.NotFound("event not found")
 	} else if err != nil {
 		return nil, err

@@ -1,0 +1,103 @@
+package roomserver
+
+import (
+	"context"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// Remote is what the roomserver asks of other servers when it needs events it does not have:
+// federationapi implements it over the Server-Server API. Every PDU it returns has passed the
+// spec's first checks on receipt (a valid PDU of the room version, valid signatures of the
+// sending and origin servers, a content hash that matches or, when it does not, the event
+// redacted), so the roomserver only has the auth checks left to do.
+type Remote interface {
+	// MissingEvents asks server for events of the room that are ancestors of latest and not
+	// ancestors of earliest (POST /get_missing_events), oldest first.
+	MissingEvents(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID string, earliest, latest []string, limit int, minDepth int64) ([]gomatrixserverlib.PDU, error)
+	// StateIDs asks server for the IDs of the room state before eventID and of its auth
+	// chain (GET /state_ids).
+	StateIDs(ctx context.Context, server spec.ServerName, roomID, eventID string) (state, authChain []string, err error)
+	// Event fetches one event of a room of version ver (GET /event).
+	Event(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, eventID string) (gomatrixserverlib.PDU, error)
+	// EventAuth fetches the auth chain of an event (GET /event_auth).
+	EventAuth(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID, eventID string) ([]gomatrixserverlib.PDU, error)
+	// Backfill asks server for up to limit events before (and including) from, in any order
+	// (GET /backfill).
+	Backfill(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID string, from []string, limit int) ([]gomatrixserverlib.PDU, error)
+	// Join joins userID to a room hosted elsewhere through the first of servers that
+	// answers (make_join, then send_join), and returns the join event and the room state
+	// and auth chain from the send_join response, all checked.
+	Join(ctx context.Context, servers []spec.ServerName, roomID, userID string, content map[string]any) (*JoinResult, error)
+	// Invite asks the invitee's server to sign an invite event (PUT /invite, v2) and returns
+	// the event with its signature.
+	Invite(ctx context.Context, ver gomatrixserverlib.IRoomVersion, event gomatrixserverlib.PDU, strippedState []gomatrixserverlib.InviteStrippedState) (gomatrixserverlib.PDU, error)
+	// Leave leaves (or rejects an invite to) a room this server is not in, through the first of
+	// servers that answers (make_leave, then send_leave).
+	Leave(ctx context.Context, servers []spec.ServerName, roomID, userID string) (gomatrixserverlib.PDU, error)
+}
+
+// JoinResult is a completed join through another server.
+type JoinResult struct {
+	Version   gomatrixserverlib.IRoomVersion
+	Event     gomatrixserverlib.PDU   // the join event, as the resident server accepted it
+	State     []gomatrixserverlib.PDU // the room state before the join event
+	AuthChain []gomatrixserverlib.PDU // the auth chain of State and of the join event
+	Via       spec.ServerName         // the server that answered
+}
+
+// SetRemote gives the roomserver its way to other servers; without it (federation off) the
+// roomserver knows only local rooms.
+func (s *Server) SetRemote(remote Remote) { s.remote = remote }
+
+// MembershipTemplate is the answer to make_join, make_leave and make_knock: an unsigned event
+// for the remote user to sign and send back.
+type MembershipTemplate struct {
+	Version gomatrixserverlib.RoomVersion
+	Event   gomatrixserverlib.ProtoEvent
+}
+
+// StateAndAuth is the room state before an event and its auth chain (send_join's answer).
+type StateAndAuth struct {
+	State     []gomatrixserverlib.PDU
+	AuthChain []gomatrixserverlib.PDU
+}
+
+// InputRemote processes an event another server sent (in a /send transaction, or as the
+// resident server's copy of a join): it must already have passed the checks Remote's
+// results pass. It runs the rest of the spec's "Checks performed on receipt of a PDU": it
+// fetches missing auth and prev events from origin, checks the event against its auth
+// events and against the state before it, resolves state where the DAG forks, soft-fails it
+// against the current state, and stores it. A rejected event returns an error; the caller
+// reports it in the transaction's result for that PDU. Events of rooms this server does
+// not take part in are dropped with an error.
+func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU) error {
+	return errNotYet
+}
+
+// MakeMembership answers make_join, make_leave and make_knock for userID (of the asking
+// server) in a room this server is in: M_INCOMPATIBLE_ROOM_VERSION when the room's version
+// is not among supportedVersions (make_join and make_knock), M_FORBIDDEN when the auth rules
+// would not allow the membership, M_NOT_FOUND for a room this server is not in.
+func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership string, supportedVersions []gomatrixserverlib.RoomVersion) (*MembershipTemplate, error) {
+	return nil, errNotYet
+}
+
+// SendMembership accepts a signed membership event (send_join, send_leave, send_knock) that
+// origin made from MakeMembership's template and checked: it must be a membership of the
+// given kind for a user of origin. The event enters the room as InputRemote says and is
+// sent on to the other servers in the room. For joins the answer holds the state before
+// the event and the auth chain; for knocks the stripped state is the answer's State.
+func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
+	return nil, errNotYet
+}
+
+// ReceiveInvite stores an invite of a local user to a room on another server (PUT /invite):
+// pdu already carries this server's signature. The invite appears in the user's /sync with
+// strippedState as its invite_state.
+func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, strippedState []gomatrixserverlib.InviteStrippedState) error {
+	return errNotYet
+}
+
+var errNotYet = spec.Unknown("not implemented yet")
