@@ -22,6 +22,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -52,7 +53,15 @@ type Server struct {
 	fetcher *recordingKeyClient
 	keyRing *gomatrixserverlib.KeyRing
 	sender  *Sender
+	rs      *roomserver.Server // set by SetRoomserver before the listener starts
 }
+
+// SetRoomserver gives the federation API the roomserver that received events go to. The
+// roomserver is built after the federation API (it needs the sender), so this is a setter.
+func (s *Server) SetRoomserver(rs *roomserver.Server) { s.rs = rs }
+
+// Remote returns the roomserver's way to other servers (remote.go).
+func (s *Server) Remote() roomserver.Remote { return &remote{s: s} }
 
 // New returns the federation API of this server.
 func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {

@@ -127,11 +127,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pushes.Close()
-	fedSrv, fedLn, sender, err := federationServer(cfg, db, keyID, key, log)
+	fedSrv, fedLn, fed, err := federationServer(cfg, db, keyID, key, log)
 	if err != nil {
 		return err
 	}
-	if sender != nil {
+	var sender *federationapi.Sender
+	if fed != nil {
+		sender = fed.Sender()
 		if err := sender.Start(ctx); err != nil {
 			fedLn.Close()
 			return err
@@ -149,6 +151,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
 	}, db, roomserver.Listeners{notifier, pushes}, log)
+	if fed != nil {
+		fed.SetRoomserver(rooms)
+		rooms.SetRemote(fed.Remote())
+	}
 	typers := typing.New(rooms, notifier, log)
 	defer typers.Close()
 	pres := presence.New(presence.Config{}, db, notifier, log)
@@ -210,9 +216,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 // federationServer returns the federation API's TLS server, its listener on
-// federation_api.listen and the sender of the federation outbox (not started), or nils when
+// federation_api.listen and the federation API (whose sender is not started), or nils when
 // federation is off (no listen address).
-func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, *federationapi.Sender, error) {
+func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, *federationapi.Server, error) {
 	if cfg.FederationAPI.Listen == "" {
 		return nil, nil, nil, nil
 	}
@@ -242,7 +248,7 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	return srv, ln, fed.Sender(), nil
+	return srv, ln, fed, nil
 }
 
 // loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format
