@@ -115,6 +115,23 @@ func (s *Server) routes() []route {
 		{"GET", "/_matrix/federation/v1/user/devices/{userId}", s.handleUserDevices, true},
 		{"POST", "/_matrix/federation/v1/user/keys/query", s.handleUserKeysQuery, true},
 		{"POST", "/_matrix/federation/v1/user/keys/claim", s.handleUserKeysClaim, true},
+		// Transactions (send.go).
+		{"PUT", "/_matrix/federation/v1/send/{txnId}", s.handleSend, true},
+		// Reading room events (events.go).
+		{"GET", "/_matrix/federation/v1/event/{eventId}", s.handleGetEvent, true},
+		{"GET", "/_matrix/federation/v1/state/{roomId}", s.handleState, true},
+		{"GET", "/_matrix/federation/v1/state_ids/{roomId}", s.handleStateIDs, true},
+		{"GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", s.handleEventAuth, true},
+		{"GET", "/_matrix/federation/v1/backfill/{roomId}", s.handleBackfill, true},
+		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", s.handleGetMissingEvents, true},
+		// Memberships (membership.go).
+		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", s.handleMakeJoin, true},
+		{"PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", s.handleSendJoin, true},
+		{"GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", s.handleMakeLeave, true},
+		{"PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", s.handleSendLeave, true},
+		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", s.handleMakeKnock, true},
+		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", s.handleSendKnock, true},
+		{"PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", s.handleInvite, true},
 	}
 }
 
