@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -54,6 +55,10 @@ type Server struct {
 	keyRing *gomatrixserverlib.KeyRing
 	sender  *Sender
 	rs      *roomserver.Server // set by SetRoomserver before the listener starts
+	txns    txnCache           // answers to recent transactions (send.go)
+
+	originMu sync.Mutex                      // guards origins
+	origins  map[spec.ServerName]*sync.Mutex // serialises each origin's transactions
 }
 
 // SetRoomserver gives the federation API the roomserver that received events go to. The

@@ -64,18 +64,6 @@ type StateAndAuth struct {
 	AuthChain []gomatrixserverlib.PDU
 }
 
-// InputRemote processes an event another server sent (in a /send transaction, or as the
-// resident server's copy of a join): it must already have passed the checks Remote's
-// results pass. It runs the rest of the spec's "Checks performed on receipt of a PDU": it
-// fetches missing auth and prev events from origin, checks the event against its auth
-// events and against the state before it, resolves state where the DAG forks, soft-fails it
-// against the current state, and stores it. A rejected event returns an error; the caller
-// reports it in the transaction's result for that PDU. Events of rooms this server does
-// not take part in are dropped with an error.
-func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU) error {
-	return errNotYet
-}
-
 // MakeMembership answers make_join, make_leave and make_knock for userID (of the asking
 // server) in a room this server is in: M_INCOMPATIBLE_ROOM_VERSION when the room's version
 // is not among supportedVersions (make_join and make_knock), M_FORBIDDEN when the auth rules

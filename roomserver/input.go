@@ -269,15 +269,16 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 
 // queueOutbound queues ev, in the commit transaction, for every other server with a member
 // joined to the room (after the event) and for the server of a membership event's target, so
-// that a kicked or banned remote user's server hears of it.
-func (s *Server) queueOutbound(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, key storage.StateKey, memberships map[string]string, h *head) error {
+// that a kicked or banned remote user's server hears of it; except is left out (the server an
+// event came from).
+func (s *Server) queueOutbound(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, key storage.StateKey, memberships map[string]string, h *head, except spec.ServerName) error {
 	if s.cfg.Outbound == nil {
 		return nil
 	}
 	dests := map[spec.ServerName]bool{}
 	add := func(userID string) {
 		if i := strings.IndexByte(userID, ':'); i >= 0 {
-			if srv := spec.ServerName(userID[i+1:]); srv != s.cfg.ServerName {
+			if srv := spec.ServerName(userID[i+1:]); srv != s.cfg.ServerName && srv != except {
 				dests[srv] = true
 			}
 		}
@@ -370,7 +371,7 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 	if err := storeRelation(ctx, tx, ev, pdu); err != nil {
 		return nil, err
 	}
-	if err := s.queueOutbound(ctx, tx, r, ev, key, memberships, h); err != nil {
+	if err := s.queueOutbound(ctx, tx, r, ev, key, memberships, h, ""); err != nil {
 		return nil, err
 	}
 	acts, err := s.pushActions(ctx, tx, r, ev, pdu, memberships)

@@ -107,6 +107,15 @@ func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 	return ev.NID, nil
 }
 
+// SetStateBefore records the state before an event stored without it (an outlier).
+func (tx *Tx) SetStateBefore(ctx context.Context, eventNID, snapshotNID int64) error {
+	_, err := tx.exec(ctx, `UPDATE events SET state_before_nid = $2 WHERE event_nid = $1`, eventNID, snapshotNID)
+	if err != nil {
+		return fmt.Errorf("set state before event %d: %w", eventNID, err)
+	}
+	return nil
+}
+
 // RedactEvent replaces the stored JSON of eventID by its redacted form.
 func (tx *Tx) RedactEvent(ctx context.Context, eventID, redactedBy string, redactedJSON []byte) error {
 	_, err := tx.exec(ctx, `UPDATE events SET event_json = $2, redacted_by = $3 WHERE event_id = $1`,
