@@ -61,7 +61,9 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	roomID, err := s.rooms.Join(r.Context(), httputil.Device(r.Context()).UserID, target, req.Reason)
+	q := r.URL.Query()
+	via := append(q["via"], q["server_name"]...)
+	roomID, err := s.rooms.JoinVia(r.Context(), httputil.Device(r.Context()).UserID, target, req.Reason, via)
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,9 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		return "", nil
 	}
 	eventID := pdu.EventID()
-	// ACL: see aclDenies (wired once roomserver.ServerAllowed lands).
+	if !s.rs.ServerAllowed(ctx, roomID, origin) {
+		return eventID, errors.New("the room's server ACL denies " + string(origin))
+	}
 	if pdu, err = s.checkPDU(ctx, ver, raw); err != nil {
 		s.log.Info("PDU rejected", "origin", origin, "event_id", eventID, "err", err)
 		return eventID, err

@@ -36,6 +36,9 @@ type Remote interface {
 	// Leave leaves (or rejects an invite to) a room this server is not in, through the first of
 	// servers that answers (make_leave, then send_leave).
 	Leave(ctx context.Context, servers []spec.ServerName, roomID, userID string) (gomatrixserverlib.PDU, error)
+	// QueryAlias resolves a room alias of another server (GET /query/directory) into the
+	// room ID and the servers that can be joined through.
+	QueryAlias(ctx context.Context, alias string) (roomID string, servers []spec.ServerName, err error)
 }
 
 // JoinResult is a completed join through another server.
@@ -64,28 +67,3 @@ type StateAndAuth struct {
 	AuthChain []gomatrixserverlib.PDU
 }
 
-// MakeMembership answers make_join, make_leave and make_knock for userID (of the asking
-// server) in a room this server is in: M_INCOMPATIBLE_ROOM_VERSION when the room's version
-// is not among supportedVersions (make_join and make_knock), M_FORBIDDEN when the auth rules
-// would not allow the membership, M_NOT_FOUND for a room this server is not in.
-func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership string, supportedVersions []gomatrixserverlib.RoomVersion) (*MembershipTemplate, error) {
-	return nil, errNotYet
-}
-
-// SendMembership accepts a signed membership event (send_join, send_leave, send_knock) that
-// origin made from MakeMembership's template and checked: it must be a membership of the
-// given kind for a user of origin. The event enters the room as InputRemote says and is
-// sent on to the other servers in the room. For joins the answer holds the state before
-// the event and the auth chain; for knocks the stripped state is the answer's State.
-func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
-	return nil, errNotYet
-}
-
-// ReceiveInvite stores an invite of a local user to a room on another server (PUT /invite):
-// pdu already carries this server's signature. The invite appears in the user's /sync with
-// strippedState as its invite_state.
-func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, strippedState []gomatrixserverlib.InviteStrippedState) error {
-	return errNotYet
-}
-
-var errNotYet = spec.Unknown("not implemented yet")

@@ -94,6 +94,12 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			results[i].err = err
 			continue
 		}
+		if s.remote != nil && isRemoteInvite(pdu, s.cfg.ServerName) {
+			if pdu, err = s.remoteInvite(ctx, r, pdu); err != nil {
+				results[i].err = err
+				continue
+			}
+		}
 		p := &pending{idx: i, req: req, pdu: pdu}
 		if pdu.Type() == spec.MRoomRedaction {
 			if p.target, err = s.redactionTarget(ctx, r, pdu); err != nil {
@@ -121,6 +127,18 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 		}
 	}
 	return results
+}
+
+// isRemoteInvite reports whether pdu invites a user of another server, whose server must
+// sign it first.
+func isRemoteInvite(pdu gomatrixserverlib.PDU, self spec.ServerName) bool {
+	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil {
+		return false
+	}
+	if m, err := pdu.Membership(); err != nil || m != spec.Invite {
+		return false
+	}
+	return spec.ServerName(serverOf(*pdu.StateKey())) != self
 }
 
 // errSameTxn marks a request that repeats the transaction ID of request j of its batch.

@@ -27,27 +27,25 @@ func (s *Server) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string,
 	}
 }
 
-// Join makes userID join the room, with their profile in the member event.
+// Join makes userID join the room, with their profile in the member event (JoinVia, with
+// no servers named).
 func (s *Server) Join(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
-	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
-	if err != nil {
-		return "", err
-	}
-	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
-		return "", err
-	}
-	defer r.mu.Unlock()
-	content := s.memberContent(ctx, userID, spec.Join, reason)
-	if _, err := s.submitMember(ctx, r, userID, userID, content); err != nil {
-		return "", err
-	}
-	return roomID, nil
+	return s.JoinVia(ctx, userID, roomIDOrAlias, reason, nil)
 }
 
-// Leave makes userID leave the room (or reject an invite).
+// Leave makes userID leave the room (or reject an invite); a room this server is not in
+// is left through another server.
 func (s *Server) Leave(ctx context.Context, userID, roomID, reason string) error {
-	return s.changeMembership(ctx, userID, roomID, userID, spec.Leave, reason)
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if s.remote != nil && !s.resident(r) && r.members[userID] != "" {
+		return s.leaveRemote(ctx, r, userID) // unlocks r
+	}
+	defer r.mu.Unlock()
+	_, err = s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, "", spec.Leave, reason))
+	return err
 }
 
 // Invite invites target to the room.

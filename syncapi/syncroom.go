@@ -275,6 +275,10 @@ func (s *Server) strippedState(ctx context.Context, m storage.Membership) (event
 		return eventList{}, err
 	}
 	out := eventList{Events: []any{}}
+	if len(evs) == 0 {
+		// A room this server is not in: the invite carries the state its server sent.
+		return s.inviteRoomState(ctx, m)
+	}
 	for _, ev := range evs {
 		var f struct {
 			Type     string          `json:"type"`
@@ -297,6 +301,33 @@ func (s *Server) strippedState(ctx context.Context, m storage.Membership) (event
 		}
 		out.Events = append(out.Events, map[string]any{"type": f.Type, "state_key": f.StateKey, "content": f.Content, "sender": f.Sender})
 	}
+	return out, nil
+}
+
+// inviteRoomState returns the stripped state another server sent with an invite
+// (unsigned.invite_room_state of the stored invite), and the invite itself.
+func (s *Server) inviteRoomState(ctx context.Context, m storage.Membership) (eventList, error) {
+	out := eventList{Events: []any{}}
+	evs, err := s.db.EventsByNID(ctx, []int64{m.EventNID})
+	if err != nil || len(evs) == 0 {
+		return out, err
+	}
+	var f struct {
+		Type     string          `json:"type"`
+		StateKey string          `json:"state_key"`
+		Content  json.RawMessage `json:"content"`
+		Sender   string          `json:"sender"`
+		Unsigned struct {
+			InviteRoomState []json.RawMessage `json:"invite_room_state"`
+		} `json:"unsigned"`
+	}
+	if err := json.Unmarshal(evs[0].JSON, &f); err != nil {
+		return out, nil
+	}
+	for _, st := range f.Unsigned.InviteRoomState {
+		out.Events = append(out.Events, st)
+	}
+	out.Events = append(out.Events, map[string]any{"type": f.Type, "state_key": f.StateKey, "content": f.Content, "sender": f.Sender})
 	return out, nil
 }
 
