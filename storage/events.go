@@ -116,6 +116,17 @@ func (tx *Tx) SetStateBefore(ctx context.Context, eventNID, snapshotNID int64) e
 	return nil
 }
 
+// SetEventStatus changes how an event is held (an outlier found to be history, say), with the
+// state before it.
+func (tx *Tx) SetEventStatus(ctx context.Context, eventNID int64, status string, stateBeforeNID int64) error {
+	_, err := tx.exec(ctx, `UPDATE events SET status = $2, hidden = $3, state_before_nid = $4 WHERE event_nid = $1`,
+		eventNID, status, status != "", stateBeforeNID)
+	if err != nil {
+		return fmt.Errorf("set status of event %d: %w", eventNID, err)
+	}
+	return nil
+}
+
 // RedactEvent replaces the stored JSON of eventID by its redacted form.
 func (tx *Tx) RedactEvent(ctx context.Context, eventID, redactedBy string, redactedJSON []byte) error {
 	_, err := tx.exec(ctx, `UPDATE events SET event_json = $2, redacted_by = $3 WHERE event_id = $1`,

@@ -89,6 +89,16 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if backwards && to == nil && len(evs) < limit && (len(evs) == 0 || evs[len(evs)-1].Type != spec.MRoomCreate) {
+		// Local history has run out before the room's beginning: ask the other servers.
+		if n, err := s.rooms.Backfill(ctx, roomID, limit-len(evs)); err != nil {
+			s.log.Warn("backfill failed", "room_id", roomID, "err", err)
+		} else if n > 0 {
+			if evs, err = s.db.RoomEventsTopo(ctx, room.NID, from, to, backwards, limit); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if start == "" {
 		start = topoToken(from)
 	}

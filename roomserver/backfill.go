@@ -1,0 +1,127 @@
+package roomserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Backfill fetches history older than the oldest events this server has of a room (the
+// room's history before this server joined it, typically) from the other servers in the
+// room (GET /backfill), when /messages has run out of local events. Each event is checked
+// against its auth events and stored as backfilled: shown by /messages, not by /sync. The
+// state before a backfilled event is not fetched: it is taken to be the state before the
+// oldest event this server had, which is what history visibility is judged by. It returns
+// how many events were stored.
+func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
+	if s.remote == nil || limit <= 0 {
+		return 0, nil
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	defer r.mu.Unlock()
+	if !s.hasState(r) {
+		return 0, nil
+	}
+	oldest, err := s.db.RoomEventsTopo(ctx, r.nid, storage.TopoPos{}, nil, false, 8)
+	if err != nil || len(oldest) == 0 {
+		return 0, err
+	}
+	if oldest[0].Type == spec.MRoomCreate {
+		return 0, nil // the room's beginning is here already
+	}
+	var from []string
+	seen := map[string]bool{}
+	for _, ev := range oldest {
+		m, err := s.pdusByNID(ctx, r.version, []int64{ev.NID})
+		if err != nil {
+			return 0, err
+		}
+		for _, id := range m[ev.NID].PrevEventIDs() {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if known, err := s.db.Event(ctx, id); errors.Is(err, storage.ErrNotFound) || (err == nil && !known.Visible()) {
+				from = append(from, id)
+			}
+		}
+	}
+	if len(from) == 0 {
+		return 0, nil
+	}
+	stateBefore := oldest[0].StateBeforeNID
+	var servers []spec.ServerName
+	for u, m := range r.members {
+		if m == spec.Join && !s.isLocal(u) {
+			servers = append(servers, spec.ServerName(serverOf(u)))
+		}
+	}
+	servers = dedupServers(servers, s.cfg.ServerName)
+	sort.Slice(servers, func(i, j int) bool { return servers[i] < servers[j] })
+	var lastErr error
+	for _, server := range servers {
+		pdus, err := s.remote.Backfill(ctx, server, r.version, r.id, from, limit)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		return s.storeBackfilled(ctx, r, server, pdus, stateBefore)
+	}
+	if lastErr != nil {
+		s.log.Warn("backfill failed", "room_id", roomID, "err", lastErr)
+	}
+	return 0, nil
+}
+
+// storeBackfilled checks backfilled events against their auth events, oldest first, and
+// stores the accepted ones with status backfilled.
+func (s *Server) storeBackfilled(ctx context.Context, r *room, server spec.ServerName, pdus []gomatrixserverlib.PDU, stateBefore int64) (int, error) {
+	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() < pdus[j].Depth() })
+	stored := 0
+	for _, p := range pdus {
+		if p.RoomID().String() != r.id {
+			continue
+		}
+		known, err := s.db.Event(ctx, p.EventID())
+		if err == nil && known.Visible() {
+			continue
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return stored, err
+		}
+		authPDUs, err := s.authEventsOf(ctx, r, server, p)
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			continue
+		} else if err != nil {
+			return stored, err
+		}
+		if err := s.allowedBy(r, p, authPDUs); err != nil {
+			_ = s.storeRejected(ctx, r, p, fmt.Sprintf("backfilled event %s fails auth: %v", p.EventID(), err))
+			continue
+		}
+		if known != nil {
+			// Known as an outlier: it becomes history.
+			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				return tx.SetEventStatus(ctx, known.NID, storage.StatusBackfilled, stateBefore)
+			}); err != nil {
+				return stored, err
+			}
+			stored++
+			continue
+		}
+		if err := s.insertBare(ctx, r, p, storage.StatusBackfilled, stateBefore); err != nil {
+			return stored, err
+		}
+		stored++
+	}
+	return stored, nil
+}
