@@ -1,11 +1,306 @@
 package federationapi
 
-import "net/http"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 
-func (s *Server) handleMakeJoin(r *http.Request) (any, error)  { return nil, errNotYet }
-func (s *Server) handleSendJoin(r *http.Request) (any, error)  { return nil, errNotYet }
-func (s *Server) handleMakeLeave(r *http.Request) (any, error) { return nil, errNotYet }
-func (s *Server) handleSendLeave(r *http.Request) (any, error) { return nil, errNotYet }
-func (s *Server) handleMakeKnock(r *http.Request) (any, error) { return nil, errNotYet }
-func (s *Server) handleSendKnock(r *http.Request) (any, error) { return nil, errNotYet }
-func (s *Server) handleInvite(r *http.Request) (any, error)    { return nil, errNotYet }
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+)
+
+// Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
+// and knocks, and invites of our users to rooms elsewhere. The roomserver builds and accepts
+// the events (roomserver/federation.go); these handlers parse and check what the spec asks of
+// the request and shape the answers.
+
+// handleMakeJoin handles GET /_matrix/federation/v1/make_join/{roomId}/{userId}?ver=...
+func (s *Server) handleMakeJoin(r *http.Request) (any, error) {
+	versions := r.URL.Query()["ver"]
+	if len(versions) == 0 {
+		versions = []string{"1"} // the spec's default
+	}
+	return s.makeMembership(r, spec.Join, versions)
+}
+
+// handleMakeLeave handles GET /_matrix/federation/v1/make_leave/{roomId}/{userId}.
+func (s *Server) handleMakeLeave(r *http.Request) (any, error) {
+	return s.makeMembership(r, spec.Leave, nil)
+}
+
+// handleMakeKnock handles GET /_matrix/federation/v1/make_knock/{roomId}/{userId}?ver=...
+func (s *Server) handleMakeKnock(r *http.Request) (any, error) {
+	versions := r.URL.Query()["ver"]
+	if len(versions) == 0 {
+		return nil, spec.MissingParam("ver is required")
+	}
+	return s.makeMembership(r, spec.Knock, versions)
+}
+
+// makeMembership answers a make_* request: a template of the membership event for a user of
+// the asking server, with origin and origin_server_ts filled in as the spec's template has
+// them. versions (nil for make_leave) are the room versions the asking server supports.
+func (s *Server) makeMembership(r *http.Request, membership string, versions []string) (any, error) {
+	ctx := r.Context()
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	userID := httputil.PathVar(r, "userId")
+	if !isUserOf(userID, request(ctx).Origin()) {
+		return nil, spec.Forbidden("the user ID is not of the requesting server")
+	}
+	var supported []gomatrixserverlib.RoomVersion
+	for _, v := range versions {
+		supported = append(supported, gomatrixserverlib.RoomVersion(v))
+	}
+	tmpl, err := s.rs.MakeMembership(ctx, roomID, userID, membership, supported)
+	if err != nil {
+		return nil, membershipError(err)
+	}
+	raw, err := json.Marshal(tmpl.Event)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s template: %w", membership, err)
+	}
+	var event map[string]any
+	if err := json.Unmarshal(raw, &event); err != nil {
+		return nil, fmt.Errorf("decode %s template: %w", membership, err)
+	}
+	event["origin"] = s.cfg.ServerName
+	event["origin_server_ts"] = spec.AsTimestamp(s.cfg.Now())
+	return map[string]any{"room_version": tmpl.Version, "event": event}, nil
+}
+
+// handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}.
+func (s *Server) handleSendJoin(r *http.Request) (any, error) {
+	ctx := r.Context()
+	pdu, err := s.receiveMembership(r, spec.Join)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.rs.SendMembership(ctx, request(ctx).Origin(), spec.Join, pdu)
+	if err != nil {
+		return nil, membershipError(err)
+	}
+	// The event as we accepted it: with our signature when the roomserver added one.
+	event := json.RawMessage(pdu.JSON())
+	if stored, err := s.db.Event(ctx, pdu.EventID()); err == nil {
+		event = stored.JSON
+	}
+	return map[string]any{
+		"event":           event,
+		"state":           pduJSONs(res.State),
+		"auth_chain":      pduJSONs(res.AuthChain),
+		"origin":          s.cfg.ServerName,
+		"members_omitted": false,
+	}, nil
+}
+
+// handleSendLeave handles PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.
+func (s *Server) handleSendLeave(r *http.Request) (any, error) {
+	ctx := r.Context()
+	pdu, err := s.receiveMembership(r, spec.Leave)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.rs.SendMembership(ctx, request(ctx).Origin(), spec.Leave, pdu); err != nil {
+		return nil, membershipError(err)
+	}
+	return struct{}{}, nil
+}
+
+// handleSendKnock handles PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}.
+func (s *Server) handleSendKnock(r *http.Request) (any, error) {
+	ctx := r.Context()
+	pdu, err := s.receiveMembership(r, spec.Knock)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.rs.SendMembership(ctx, request(ctx).Origin(), spec.Knock, pdu)
+	if err != nil {
+		return nil, membershipError(err)
+	}
+	return map[string]any{"knock_room_state": pduJSONs(res.State)}, nil
+}
+
+// receiveMembership parses and checks the body of a send_* request, as the spec says
+// (M_INVALID_PARAM otherwise): a PDU of the room's version with valid signatures, the event
+// of the path, in the room of the path, an m.room.member event of the given membership whose
+// state_key is its sender, a user of the requesting server.
+func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrixserverlib.PDU, error) {
+	ctx := r.Context()
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	ver, err := s.rs.StoredRoomVersion(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	pdu, err := s.checkPDU(ctx, ver, request(ctx).Content())
+	if err != nil {
+		return nil, spec.InvalidParam(err.Error())
+	}
+	if err := checkMembershipEvent(pdu, roomID, httputil.PathVar(r, "eventId"), membership); err != nil {
+		return nil, err
+	}
+	if sk := pdu.StateKey(); *sk != string(pdu.SenderID()) {
+		return nil, spec.InvalidParam("the state_key is not the sender")
+	}
+	if !isUserOf(string(pdu.SenderID()), request(ctx).Origin()) {
+		return nil, spec.InvalidParam("the sender is not a user of the requesting server")
+	}
+	return pdu, nil
+}
+
+// checkMembershipEvent checks that pdu is the event eventID of roomID and an m.room.member
+// event of the given membership.
+func checkMembershipEvent(pdu gomatrixserverlib.PDU, roomID, eventID, membership string) error {
+	if pdu.RoomID().String() != roomID {
+		return spec.InvalidParam("the event is not in the room of the path")
+	}
+	if pdu.EventID() != eventID {
+		return spec.InvalidParam("the event ID is not the one of the path")
+	}
+	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil {
+		return spec.InvalidParam("the event is not an m.room.member event")
+	}
+	if m, err := pdu.Membership(); err != nil || m != membership {
+		return spec.InvalidParam("the membership is not " + membership)
+	}
+	return nil
+}
+
+// handleInvite handles PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: another server
+// asks us to countersign an invite of one of our users.
+func (s *Server) handleInvite(r *http.Request) (any, error) {
+	ctx := r.Context()
+	origin := request(ctx).Origin()
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		RoomVersion string            `json:"room_version"`
+		Event       json.RawMessage   `json:"event"`
+		State       []json.RawMessage `json:"invite_room_state"`
+	}
+	if err := httputil.UnmarshalObject(request(ctx).Content(), &body); err != nil {
+		return nil, err
+	}
+	if body.RoomVersion == "" || len(body.Event) == 0 {
+		return nil, spec.MissingParam("room_version and event are required")
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(body.RoomVersion))
+	if err != nil {
+		return nil, incompatibleVersion(body.RoomVersion)
+	}
+	// The signature check of an invite wants the invitee's server's signature too: ours,
+	// added before the check and sent back only if the invite passes.
+	unsigned, err := ver.NewEventFromUntrustedJSON(body.Event)
+	if err != nil {
+		return nil, spec.InvalidParam("invalid PDU: " + err.Error())
+	}
+	signed := unsigned.Sign(string(s.cfg.ServerName), s.cfg.KeyID, s.cfg.PrivateKey)
+	pdu, err := s.checkPDU(ctx, ver, signed.JSON())
+	if err != nil {
+		return nil, spec.InvalidParam(err.Error())
+	}
+	if err := checkMembershipEvent(pdu, roomID, httputil.PathVar(r, "eventId"), spec.Invite); err != nil {
+		return nil, err
+	}
+	if !isUserOf(string(pdu.SenderID()), origin) {
+		return nil, spec.InvalidParam("the sender is not a user of the requesting server")
+	}
+	if !s.isLocalUser(*pdu.StateKey()) {
+		return nil, spec.InvalidParam("the invitee is not a user of this server")
+	}
+	stripped, err := s.inviteRoomState(r, ver, roomID, body.State)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rs.ReceiveInvite(ctx, pdu, stripped); err != nil {
+		return nil, membershipError(err)
+	}
+	return map[string]any{"event": json.RawMessage(pdu.JSON())}, nil
+}
+
+// inviteRoomState checks invite_room_state as the spec says since v1.16: signed PDUs of the
+// room's version, in the invite's room, including its m.room.create event. Room versions 1
+// to 11 predate the rule, so for them bad entries are dropped with a warning (entries in the
+// old stripped format are kept); for later versions they make the invite M_INVALID_PARAM.
+func (s *Server) inviteRoomState(r *http.Request, ver gomatrixserverlib.IRoomVersion, roomID string, raws []json.RawMessage) ([]gomatrixserverlib.InviteStrippedState, error) {
+	ctx := r.Context()
+	strict := !legacyRoomVersions[ver.Version()]
+	var out []gomatrixserverlib.InviteStrippedState
+	hasCreate := false
+	for _, raw := range raws {
+		pdu, err := s.checkPDU(ctx, ver, raw)
+		if err == nil && pdu.RoomID().String() != roomID {
+			err = errors.New("the event is in another room")
+		}
+		if err == nil {
+			hasCreate = hasCreate || pdu.Type() == spec.MRoomCreate
+			out = append(out, gomatrixserverlib.NewInviteStrippedState(pdu))
+			continue
+		}
+		if strict {
+			return nil, spec.InvalidParam("invite_room_state: " + err.Error())
+		}
+		var ss gomatrixserverlib.InviteStrippedState
+		if json.Unmarshal(raw, &ss) != nil || ss.Type() == "" || ss.StateKey() == nil {
+			s.log.Warn("dropped an invalid invite_room_state entry", "room_id", roomID, "origin", string(request(ctx).Origin()), "err", err)
+			continue
+		}
+		out = append(out, ss)
+	}
+	if strict && !hasCreate {
+		return nil, spec.InvalidParam("invite_room_state has no m.room.create event")
+	}
+	return out, nil
+}
+
+// legacyRoomVersions are the room versions whose invite_room_state may still be in the old,
+// unsigned stripped format.
+var legacyRoomVersions = map[gomatrixserverlib.RoomVersion]bool{
+	"1": true, "2": true, "3": true, "4": true, "5": true, "6": true,
+	"7": true, "8": true, "9": true, "10": true, "11": true,
+}
+
+// isUserOf reports whether userID is a well-formed user ID of server.
+func isUserOf(userID string, server spec.ServerName) bool {
+	u, err := spec.NewUserID(userID, true)
+	return err == nil && u.Domain() == server
+}
+
+// incompatibleVersion is the spec's M_INCOMPATIBLE_ROOM_VERSION, with the room's version.
+func incompatibleVersion(version string) *httputil.Error {
+	e := httputil.Errorf(http.StatusBadRequest, string(spec.ErrorIncompatibleRoomVersion),
+		"this server does not support room version %s", version)
+	e.Extra = map[string]any{"room_version": version}
+	return e
+}
+
+// membershipError maps the roomserver's M_INCOMPATIBLE_ROOM_VERSION (which carries the room
+// version outside MatrixError) to a response that keeps it; other errors pass unchanged.
+func membershipError(err error) error {
+	var ive spec.IncompatibleRoomVersionError
+	if errors.As(err, &ive) {
+		e := incompatibleVersion(ive.RoomVersion)
+		e.Msg = ive.Err
+		return e
+	}
+	return err
+}
+
+// pduJSONs returns the JSON of pdus.
+func pduJSONs(pdus []gomatrixserverlib.PDU) []json.RawMessage {
+	out := make([]json.RawMessage, len(pdus))
+	for i, p := range pdus {
+		out[i] = p.JSON()
+	}
+	return out
+}

@@ -2,50 +2,330 @@ package federationapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
 
+	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/roomserver"
 )
 
 // remote implements roomserver.Remote with the outbound federation client: every PDU it
-// returns has passed checkPDU.
+// returns has passed checkPDU (a valid event of the room version, valid signatures, and
+// redacted when its content hash does not match). PDUs that fail are dropped, as the spec
+// says of PDUs that fail these checks, and logged.
 type remote struct {
 	s *Server
 }
 
-var errRemoteNotYet = errors.New("not implemented yet")
+func (r *remote) origin() spec.ServerName { return r.s.cfg.ServerName }
 
+// MissingEvents implements roomserver.Remote (POST /get_missing_events), oldest first.
 func (r *remote) MissingEvents(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID string, earliest, latest []string, limit int, minDepth int64) ([]gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	res, err := r.s.client.fc.LookupMissingEvents(ctx, r.origin(), server, roomID, fclient.MissingEvents{
+		Limit: limit, MinDepth: int(minDepth), EarliestEvents: earliest, LatestEvents: latest,
+	}, ver.Version())
+	if err != nil {
+		return nil, remoteError(fmt.Sprintf("get_missing_events in %s from %s", roomID, server), err)
+	}
+	pdus := r.checkAll(ctx, server, ver, roomID, rawJSONs(res.Events))
+	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() < pdus[j].Depth() })
+	return pdus, nil
 }
 
+// StateIDs implements roomserver.Remote (GET /state_ids).
 func (r *remote) StateIDs(ctx context.Context, server spec.ServerName, roomID, eventID string) (state, authChain []string, err error) {
-	return nil, nil, errRemoteNotYet
+	res, err := r.s.client.fc.LookupStateIDs(ctx, r.origin(), server, roomID, eventID)
+	if err != nil {
+		return nil, nil, remoteError(fmt.Sprintf("state_ids of %s from %s", eventID, server), err)
+	}
+	return res.StateEventIDs, res.AuthEventIDs, nil
 }
 
+// Event implements roomserver.Remote (GET /event).
 func (r *remote) Event(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, eventID string) (gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	txn, err := r.s.client.fc.GetEvent(ctx, r.origin(), server, eventID)
+	if err != nil {
+		return nil, remoteError(fmt.Sprintf("event %s from %s", eventID, server), err)
+	}
+	for _, raw := range txn.PDUs {
+		pdu, err := r.s.checkPDU(ctx, ver, raw)
+		if err != nil {
+			return nil, fmt.Errorf("event %s from %s: %w", eventID, server, err)
+		}
+		if pdu.EventID() == eventID {
+			return pdu, nil
+		}
+	}
+	return nil, fmt.Errorf("event %s from %s: not in the answer", eventID, server)
 }
 
+// EventAuth implements roomserver.Remote (GET /event_auth).
 func (r *remote) EventAuth(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID, eventID string) ([]gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	res, err := r.s.client.fc.GetEventAuth(ctx, r.origin(), server, ver.Version(), roomID, eventID)
+	if err != nil {
+		return nil, remoteError(fmt.Sprintf("event_auth of %s from %s", eventID, server), err)
+	}
+	return r.checkAll(ctx, server, ver, roomID, rawJSONs(res.AuthEvents)), nil
 }
 
+// Backfill implements roomserver.Remote (GET /backfill).
 func (r *remote) Backfill(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID string, from []string, limit int) ([]gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	txn, err := r.s.client.fc.Backfill(ctx, r.origin(), server, roomID, limit, from)
+	if err != nil {
+		return nil, remoteError(fmt.Sprintf("backfill of %s from %s", roomID, server), err)
+	}
+	return r.checkAll(ctx, server, ver, roomID, txn.PDUs), nil
 }
 
-func (r *remote) Join(ctx context.Context, servers []spec.ServerName, roomID, userID string, content map[string]any) (*roomserver.JoinResult, error) {
-	return nil, errRemoteNotYet
+// checkAll runs checkPDU on each raw PDU of an answer from server and keeps those that pass
+// and are in roomID.
+func (r *remote) checkAll(ctx context.Context, server spec.ServerName, ver gomatrixserverlib.IRoomVersion, roomID string, raws []json.RawMessage) []gomatrixserverlib.PDU {
+	out := make([]gomatrixserverlib.PDU, 0, len(raws))
+	for _, raw := range raws {
+		pdu, err := r.s.checkPDU(ctx, ver, raw)
+		if err == nil && pdu.RoomID().String() != roomID {
+			err = fmt.Errorf("event %s is in room %s", pdu.EventID(), pdu.RoomID())
+		}
+		if err != nil {
+			r.s.log.Warn("dropped a PDU from another server", "destination", string(server), "room_id", roomID, "err", err)
+			continue
+		}
+		out = append(out, pdu)
+	}
+	return out
 }
 
+// rawJSONs converts gomatrixserverlib's event list.
+func rawJSONs(evs gomatrixserverlib.EventJSONs) []json.RawMessage {
+	out := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		out[i] = json.RawMessage(e)
+	}
+	return out
+}
+
+// Invite implements roomserver.Remote (PUT /invite, v2): the invitee's server returns the
+// event with its signature, which checkPDU requires of an invite.
 func (r *remote) Invite(ctx context.Context, ver gomatrixserverlib.IRoomVersion, event gomatrixserverlib.PDU, strippedState []gomatrixserverlib.InviteStrippedState) (gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	if event.StateKey() == nil {
+		return nil, errors.New("invite without a state_key")
+	}
+	invitee, err := spec.NewUserID(*event.StateKey(), true)
+	if err != nil {
+		return nil, fmt.Errorf("invite of %q: %w", *event.StateKey(), err)
+	}
+	req, err := fclient.NewInviteV2Request(event, strippedState)
+	if err != nil {
+		return nil, fmt.Errorf("invite request: %w", err)
+	}
+	res, err := r.s.client.fc.SendInviteV2(ctx, r.origin(), invitee.Domain(), req)
+	if err != nil {
+		return nil, remoteError(fmt.Sprintf("invite of %s", invitee), err)
+	}
+	signed, err := r.s.checkPDU(ctx, ver, res.Event)
+	if err != nil {
+		return nil, fmt.Errorf("invite of %s: %w", invitee, err)
+	}
+	if signed.EventID() != event.EventID() {
+		return nil, fmt.Errorf("invite of %s: %s returned another event (%s)", invitee, invitee.Domain(), signed.EventID())
+	}
+	return signed, nil
 }
 
+// remoteError describes a failed request to another server. A Matrix error the server
+// answered with (M_FORBIDDEN, M_NOT_FOUND...) is kept as a spec.MatrixError, with what was
+// asked, so that it can reach the client that caused the request.
+func remoteError(what string, err error) error {
+	var he gomatrix.HTTPError
+	if errors.As(err, &he) && he.Code >= 400 && he.Code < 500 {
+		var me spec.MatrixError
+		if json.Unmarshal(he.Contents, &me) == nil && me.ErrCode != "" {
+			me.Err = fmt.Sprintf("%s: %s", what, me.Err)
+			return me
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Join implements roomserver.Remote: make_join and send_join through the first of servers
+// that completes them (gomatrixserverlib.PerformJoin, which checks the send_join answer: the
+// signatures of the state and auth chain, their auth events, and that the join is allowed by
+// both). The join event the resident server returns is checked too, as it may carry its
+// signature (restricted joins).
+func (r *remote) Join(ctx context.Context, servers []spec.ServerName, roomID, userID string, content map[string]any) (*roomserver.JoinResult, error) {
+	user, err := spec.NewUserID(userID, true)
+	if err != nil {
+		return nil, spec.InvalidParam("invalid user ID")
+	}
+	room, err := spec.NewRoomID(roomID)
+	if err != nil {
+		return nil, spec.InvalidParam("invalid room ID")
+	}
+	lastErr := errors.New("no server to join through")
+	for _, server := range servers {
+		if server == r.origin() {
+			continue
+		}
+		res, err := r.joinVia(ctx, server, user, room, content)
+		if err == nil {
+			return res, nil
+		}
+		r.s.log.Warn("join through another server failed", "destination", string(server), "room_id", roomID, "user_id", userID, "err", err)
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// joinVia joins through one server.
+func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec.UserID, room *spec.RoomID, content map[string]any) (*roomserver.JoinResult, error) {
+	c := make(map[string]any, len(content)+1)
+	for k, v := range content {
+		c[k] = v
+	}
+	res, ferr := gomatrixserverlib.PerformJoin(ctx, joinClient{r.s.client.fc}, gomatrixserverlib.PerformJoinInput{
+		UserID: user, RoomID: room, ServerName: server, Content: c,
+		PrivateKey: r.s.cfg.PrivateKey, KeyID: r.s.cfg.KeyID, KeyRing: r.s.keyRing,
+		EventProvider: func(v gomatrixserverlib.RoomVersion, ids []string) ([]gomatrixserverlib.PDU, error) {
+			return r.fetchEvents(ctx, server, v, ids)
+		},
+		UserIDQuerier: userIDForSender,
+	})
+	if ferr != nil {
+		return nil, remoteError("join of "+room.String()+" through "+string(server), ferr.Err)
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(res.JoinEvent.Version())
+	if err != nil {
+		return nil, err
+	}
+	event, err := r.s.checkPDU(ctx, ver, res.JoinEvent.JSON())
+	if err != nil {
+		return nil, fmt.Errorf("join event from %s: %w", server, err)
+	}
+	// The state and the auth chain passed PerformJoin's signature checks: parsing them again
+	// as untrusted PDUs checks their format and hashes, as checkPDU would.
+	state, err := parseChecked(ver, res.StateSnapshot.GetStateEvents())
+	if err != nil {
+		return nil, fmt.Errorf("send_join state from %s: %w", server, err)
+	}
+	authChain, err := parseChecked(ver, res.StateSnapshot.GetAuthEvents())
+	if err != nil {
+		return nil, fmt.Errorf("send_join auth chain from %s: %w", server, err)
+	}
+	return &roomserver.JoinResult{Version: ver, Event: event, State: state, AuthChain: authChain, Via: server}, nil
+}
+
+// fetchEvents fetches events that a send_join answer's auth events name but do not include.
+func (r *remote) fetchEvents(ctx context.Context, server spec.ServerName, v gomatrixserverlib.RoomVersion, ids []string) ([]gomatrixserverlib.PDU, error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gomatrixserverlib.PDU, 0, len(ids))
+	for _, id := range ids {
+		pdu, err := r.Event(ctx, server, ver, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pdu)
+	}
+	return out, nil
+}
+
+// parseChecked parses events whose signatures were checked.
+func parseChecked(ver gomatrixserverlib.IRoomVersion, evs gomatrixserverlib.EventJSONs) ([]gomatrixserverlib.PDU, error) {
+	out := make([]gomatrixserverlib.PDU, 0, len(evs))
+	for _, raw := range evs {
+		pdu, err := ver.NewEventFromUntrustedJSON(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pdu)
+	}
+	return out, nil
+}
+
+// joinClient adapts the federation client to what PerformJoin calls.
+type joinClient struct {
+	fc fclient.FederationClient
+}
+
+// MakeJoin implements gomatrixserverlib.FederatedJoinClient.
+func (c joinClient) MakeJoin(ctx context.Context, origin, s spec.ServerName, roomID, userID string) (gomatrixserverlib.MakeJoinResponse, error) {
+	res, err := c.fc.MakeJoin(ctx, origin, s, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// SendJoin implements gomatrixserverlib.FederatedJoinClient.
+func (c joinClient) SendJoin(ctx context.Context, origin, s spec.ServerName, event gomatrixserverlib.PDU) (gomatrixserverlib.SendJoinResponse, error) {
+	res, err := c.fc.SendJoin(ctx, origin, s, event)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Leave implements roomserver.Remote: make_leave through the first of servers that answers
+// with a valid template, then the signed leave event with send_leave to the same server.
 func (r *remote) Leave(ctx context.Context, servers []spec.ServerName, roomID, userID string) (gomatrixserverlib.PDU, error) {
-	return nil, errRemoteNotYet
+	lastErr := errors.New("no server to leave through")
+	for _, server := range servers {
+		if server == r.origin() {
+			continue
+		}
+		pdu, err := r.leaveVia(ctx, server, roomID, userID)
+		if err == nil {
+			return pdu, nil
+		}
+		r.s.log.Warn("leave through another server failed", "destination", string(server), "room_id", roomID, "user_id", userID, "err", err)
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// leaveVia leaves through one server: the template must be an m.room.member leave of
+// userID in roomID (the checks the spec asks of make_join's template).
+func (r *remote) leaveVia(ctx context.Context, server spec.ServerName, roomID, userID string) (gomatrixserverlib.PDU, error) {
+	what := fmt.Sprintf("leave of %s through %s", roomID, server)
+	res, err := r.s.client.fc.MakeLeave(ctx, r.origin(), server, roomID, userID)
+	if err != nil {
+		return nil, remoteError(what, err)
+	}
+	version := res.RoomVersion
+	if version == "" {
+		version = gomatrixserverlib.RoomVersionV1 // the spec: "1" or "2" when not given
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(version)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	proto := res.LeaveEvent
+	var content struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(proto.Content, &content)
+	if proto.Type != spec.MRoomMember || proto.RoomID != roomID || proto.SenderID != userID ||
+		proto.StateKey == nil || *proto.StateKey != userID || content.Membership != spec.Leave {
+		return nil, fmt.Errorf("%s: the template is not a leave of %s", what, userID)
+	}
+	proto.Redacts = ""
+	if err := proto.SetUnsigned(struct{}{}); err != nil {
+		return nil, err
+	}
+	pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(r.s.cfg.Now(), r.origin(), r.s.cfg.KeyID, r.s.cfg.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: build: %w", what, err)
+	}
+	if err := r.s.client.fc.SendLeave(ctx, r.origin(), server, pdu); err != nil {
+		return nil, remoteError(what, err)
+	}
+	return pdu, nil
 }
