@@ -1,0 +1,222 @@
+package roomserver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+	"github.com/lattice-chat/lattice/storage/storagetest"
+)
+
+// fakeRemote is a foreign server that builds and signs events of a room this roomserver
+// hosts, choosing their prev_events itself.
+type fakeRemote struct {
+	t    *testing.T
+	s    *Server
+	name spec.ServerName
+	key  ed25519.PrivateKey
+	now  time.Time
+}
+
+// build makes an event with the given prev_events, its auth events selected from the state
+// after those prev_events (as the remote server would see it).
+func (f *fakeRemote) build(roomID, sender, evType string, stateKey *string, content any, prev []string) gomatrixserverlib.PDU {
+	f.t.Helper()
+	ctx := context.Background()
+	r, err := f.s.lockRoom(ctx, roomID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer r.mu.Unlock()
+	prevEvs, err := f.s.prevEvents(ctx, &protoPrev{ids: prev})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	before, err := f.s.stateBefore(ctx, r, prevEvs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var depth int64
+	for _, p := range prevEvs {
+		depth = max(depth, p.Depth)
+	}
+	proto := gomatrixserverlib.ProtoEvent{SenderID: sender, RoomID: roomID, Type: evType, StateKey: stateKey,
+		Content: spec.RawJSON(mustJSON(content)), Depth: depth + 1, PrevEvents: prev}
+	needed, _ := gomatrixserverlib.StateNeededForProtoEvent(&proto)
+	var keys []storage.StateKey
+	for _, tu := range needed.Tuples() {
+		keys = append(keys, storage.StateKey{Type: tu.EventType, StateKey: tu.StateKey})
+	}
+	authPDUs, err := f.s.stateEvents(ctx, r.version, before, keys)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	authEvents, _ := gomatrixserverlib.NewAuthEvents(authPDUs)
+	b := r.version.NewEventBuilderFromProtoEvent(&proto)
+	if err := b.AddAuthEvents(authEvents); err != nil {
+		f.t.Fatal(err)
+	}
+	f.now = f.now.Add(time.Second)
+	pdu, err := b.Build(f.now, f.name, "ed25519:r", f.key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return pdu
+}
+
+// protoPrev lets prevEvents read a list of IDs.
+type protoPrev struct {
+	gomatrixserverlib.PDU
+	ids []string
+}
+
+func (p *protoPrev) PrevEventIDs() []string { return p.ids }
+
+func (s *Server) headIDs(t *testing.T, roomID string) []string {
+	t.Helper()
+	r, err := s.lockRoom(context.Background(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.extremities {
+		out = append(out, e.id)
+	}
+	return out
+}
+
+func (s *Server) currentContent(t *testing.T, roomID, evType, stateKey string) map[string]any {
+	t.Helper()
+	r, err := s.lockRoom(context.Background(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.mu.Unlock()
+	return s.StateContent(context.Background(), r.state, storage.StateKey{Type: evType, StateKey: stateKey})
+}
+
+// TestRemoteEvents drives the checks on receipt of a PDU: a remote join through
+// SendMembership, concurrent topic changes resolved by state resolution, an event from a
+// non-member rejected, and an event that passes at its place in the DAG but not against the
+// current state soft-failed. Each is checked in room versions 10 (state resolution v2) and
+// 12 (v2.1).
+func TestRemoteEvents(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		for _, ver := range []string{"10", "12"} {
+			t.Run("v"+ver, func(t *testing.T) { testRemoteEvents(t, url, ver) })
+		}
+	})
+}
+
+func testRemoteEvents(t *testing.T, url, ver string) {
+	ctx := context.Background()
+	s, rec := newTestServer(t, url)
+	_, key, _ := ed25519.GenerateKey(nil)
+	f := &fakeRemote{t: t, s: s, name: "remote", key: key, now: time.Now()}
+	alice, bob := "@alice:test", "@bob:remote"
+	roomID, err := s.CreateRoom(ctx, alice, "D", CreateRoomRequest{Preset: PresetPublicChat, RoomVersion: ver})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// bob joins through make_join / send_join.
+	tmpl, err := s.MakeMembership(ctx, roomID, bob, spec.Join, []gomatrixserverlib.RoomVersion{gomatrixserverlib.RoomVersion(ver)})
+	if err != nil {
+		t.Fatalf("make_join: %v", err)
+	}
+	verImpl := gomatrixserverlib.MustGetRoomVersion(tmpl.Version)
+	join, err := verImpl.NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "remote", "ed25519:r", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := s.SendMembership(ctx, "remote", spec.Join, join)
+	if err != nil {
+		t.Fatalf("send_join: %v", err)
+	}
+	if len(sa.State) == 0 || len(sa.AuthChain) == 0 {
+		t.Fatalf("send_join answered %d state events and %d auth events", len(sa.State), len(sa.AuthChain))
+	}
+	if m, _ := s.Membership(ctx, roomID, bob); m != spec.Join {
+		t.Fatalf("bob's membership after send_join: %q", m)
+	}
+	// alice makes bob a moderator, so that his state changes pass the auth rules.
+	plContent := s.currentContent(t, roomID, spec.MRoomPowerLevels, "")
+	users, _ := plContent["users"].(map[string]any)
+	if users == nil {
+		users = map[string]any{}
+		plContent["users"] = users
+	}
+	users[bob] = 50
+	if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A fork: alice and bob change the topic from the same prev_event.
+	base := s.headIDs(t, roomID)
+	if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, "m.room.topic", "", mustJSON(map[string]string{"topic": "alice's"})); err != nil {
+		t.Fatal(err)
+	}
+	empty := ""
+	bobTopic := f.build(roomID, bob, "m.room.topic", &empty, map[string]string{"topic": "bob's"}, base)
+	if err := s.InputRemote(ctx, "remote", bobTopic); err != nil {
+		t.Fatalf("bob's concurrent topic: %v", err)
+	}
+	if heads := s.headIDs(t, roomID); len(heads) != 2 {
+		t.Fatalf("forward extremities after the fork: %v, want 2", heads)
+	}
+	// Both topics are set by users allowed to, in the same power-levels mainline: the later
+	// origin_server_ts (bob's, built after alice's) wins.
+	if got := s.currentContent(t, roomID, "m.room.topic", "")["topic"]; got != "bob's" {
+		t.Fatalf("resolved topic %v, want bob's", got)
+	}
+	// alice's next event joins the two branches.
+	if _, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"msgtype": "m.text", "body": "merge"}), ""); err != nil {
+		t.Fatal(err)
+	}
+	if heads := s.headIDs(t, roomID); len(heads) != 1 {
+		t.Fatalf("forward extremities after a local event: %v, want 1", heads)
+	}
+
+	// A message from a user who never joined is rejected and never shown.
+	mallory := f.build(roomID, "@mallory:remote", "m.room.message", nil, map[string]string{"body": "hi"}, s.headIDs(t, roomID))
+	var rej *RejectedError
+	if err := s.InputRemote(ctx, "remote", mallory); !errors.As(err, &rej) {
+		t.Fatalf("non-member's message: %v, want a rejection", err)
+	}
+	if ev, err := s.db.Event(ctx, mallory.EventID()); err != nil || ev.Status != storage.StatusRejected || ev.Visible() {
+		t.Fatalf("non-member's message stored as %+v, %v", ev, err)
+	}
+
+	// Soft failure: alice demotes bob; bob, not having seen it, changes the topic.
+	base = s.headIDs(t, roomID)
+	users[bob] = 0
+	if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
+		t.Fatal(err)
+	}
+	late := f.build(roomID, bob, "m.room.topic", &empty, map[string]string{"topic": "too late"}, base)
+	if err := s.InputRemote(ctx, "remote", late); err != nil {
+		t.Fatalf("soft-failed event: %v, want no error", err)
+	}
+	if ev, err := s.db.Event(ctx, late.EventID()); err != nil || ev.Status != storage.StatusSoftFailed || ev.Visible() {
+		t.Fatalf("bob's late topic stored as %+v, %v", ev, err)
+	}
+	if got := s.currentContent(t, roomID, "m.room.topic", "")["topic"]; got != "bob's" {
+		t.Fatalf("topic after a soft-failed change: %v", got)
+	}
+	// A power-level change by a user without power is rejected.
+	users[bob] = 100
+	grab := f.build(roomID, bob, spec.MRoomPowerLevels, &empty, plContent, s.headIDs(t, roomID))
+	if err := s.InputRemote(ctx, "remote", grab); !errors.As(err, &rej) {
+		t.Fatalf("power grab: %v, want a rejection", err)
+	}
+	if rec.pos == 0 {
+		t.Fatal("the listener was never told of an event")
+	}
+}
