@@ -66,4 +66,3 @@ type StateAndAuth struct {
 	State     []gomatrixserverlib.PDU
 	AuthChain []gomatrixserverlib.PDU
 }
-

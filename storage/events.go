@@ -19,7 +19,7 @@ type Event struct {
 	Depth          int64
 	OriginTS       int64
 	StateBeforeNID int64
-	ReplacesNID    int64 // the state event this one replaced, if any
+	ReplacesNID    int64  // the state event this one replaced, if any
 	Hidden         bool   // not in the room event stream (see Status)
 	Status         string // why: "" (timeline), or one of the Status constants
 	RedactedBy     string
