@@ -229,42 +229,55 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 }
 
 // inviteRoomState checks invite_room_state as the spec says since v1.16: signed PDUs of the
-// room's version, in the invite's room, including its m.room.create event. Room versions 1
-// to 11 predate the rule, so for them bad entries are dropped with a warning (entries in the
-// old stripped format are kept); for later versions they make the invite M_INVALID_PARAM.
+// room's version, in the invite's room. An entry that is a PDU (it has signatures) and fails
+// these checks makes the invite M_INVALID_PARAM in room versions after 11, and is dropped
+// with a warning in versions 1 to 11, which predate the rule. Entries in the older stripped
+// format (type, state_key, content, sender; what this server still sends, as
+// roomserver.Remote's Invite takes stripped state) are kept, with a warning when they are
+// not even that; so is an answer without the m.room.create event the spec now requires.
 func (s *Server) inviteRoomState(r *http.Request, ver gomatrixserverlib.IRoomVersion, roomID string, raws []json.RawMessage) ([]gomatrixserverlib.InviteStrippedState, error) {
 	ctx := r.Context()
+	origin := string(request(ctx).Origin())
 	strict := !legacyRoomVersions[ver.Version()]
 	var out []gomatrixserverlib.InviteStrippedState
-	hasCreate := false
 	for _, raw := range raws {
+		var probe struct {
+			Signatures json.RawMessage `json:"signatures"`
+		}
+		if json.Unmarshal(raw, &probe) == nil && probe.Signatures == nil {
+			var ss gomatrixserverlib.InviteStrippedState
+			if json.Unmarshal(raw, &ss) != nil || ss.Type() == "" || ss.StateKey() == nil {
+				s.log.Warn("dropped an invalid invite_room_state entry", "room_id", roomID, "origin", origin)
+				continue
+			}
+			out = append(out, ss)
+			continue
+		}
 		pdu, err := s.checkPDU(ctx, ver, raw)
 		if err == nil && pdu.RoomID().String() != roomID {
 			err = errors.New("the event is in another room")
 		}
 		if err == nil {
-			hasCreate = hasCreate || pdu.Type() == spec.MRoomCreate
 			out = append(out, gomatrixserverlib.NewInviteStrippedState(pdu))
 			continue
 		}
 		if strict {
 			return nil, spec.InvalidParam("invite_room_state: " + err.Error())
 		}
-		var ss gomatrixserverlib.InviteStrippedState
-		if json.Unmarshal(raw, &ss) != nil || ss.Type() == "" || ss.StateKey() == nil {
-			s.log.Warn("dropped an invalid invite_room_state entry", "room_id", roomID, "origin", string(request(ctx).Origin()), "err", err)
-			continue
-		}
-		out = append(out, ss)
+		s.log.Warn("dropped an invalid invite_room_state entry", "room_id", roomID, "origin", origin, "err", err)
 	}
-	if strict && !hasCreate {
-		return nil, spec.InvalidParam("invite_room_state has no m.room.create event")
+	hasCreate := false
+	for _, ss := range out {
+		hasCreate = hasCreate || ss.Type() == spec.MRoomCreate
+	}
+	if !hasCreate {
+		s.log.Warn("invite_room_state without the m.room.create event", "room_id", roomID, "origin", origin)
 	}
 	return out, nil
 }
 
-// legacyRoomVersions are the room versions whose invite_room_state may still be in the old,
-// unsigned stripped format.
+// legacyRoomVersions are the room versions that predate the format rules of
+// invite_room_state.
 var legacyRoomVersions = map[gomatrixserverlib.RoomVersion]bool{
 	"1": true, "2": true, "3": true, "4": true, "5": true, "6": true,
 	"7": true, "8": true, "9": true, "10": true, "11": true,
