@@ -248,7 +248,7 @@ func (s *Server) logout(r *http.Request, userID string, deviceIDs ...string) (an
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), userID, pos)
+	s.deviceListChanged(r.Context(), userID, pos, deviceIDs...)
 	return struct{}{}, nil
 }
 

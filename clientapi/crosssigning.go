@@ -134,7 +134,10 @@ func (s *Server) handleUploadCrossSigningKeys(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), me, pos)
+	if pos > 0 {
+		s.wakeDeviceLists(r.Context(), me, pos)
+		s.eduSink().SigningKeysChanged(r.Context(), me)
+	}
 	return struct{}{}, nil
 }
 

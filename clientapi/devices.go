@@ -116,7 +116,7 @@ func (s *Server) deleteDevices(r *http.Request, ids []string, single bool) (any,
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), dev.UserID, pos)
+	s.deviceListChanged(r.Context(), dev.UserID, pos, ids...)
 	return struct{}{}, nil
 }
 

@@ -108,7 +108,7 @@ func (s *Server) handleUploadKeys(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), dev.UserID, pos)
+	s.deviceListChanged(r.Context(), dev.UserID, pos, dev.DeviceID)
 	if _, ok := counts["signed_curve25519"]; !ok {
 		counts["signed_curve25519"] = 0
 	}
@@ -202,9 +202,21 @@ func parseKeyMap(m map[string]json.RawMessage) ([]storage.OneTimeKey, error) {
 }
 
 // deviceListChanged tells the long-polls of userID and of everyone sharing a room with them
-// that the device_lists stream reached pos (0: nothing changed). Call it after the commit.
-func (s *Server) deviceListChanged(ctx context.Context, userID string, pos int64) {
-	if pos == 0 || s.waker == nil {
+// that the device_lists stream reached pos (0: nothing changed), and other servers sharing a
+// room with userID that the devices changed (the named ones, or all when none is named).
+// Call it after the commit.
+func (s *Server) deviceListChanged(ctx context.Context, userID string, pos int64, deviceIDs ...string) {
+	if pos == 0 {
+		return
+	}
+	s.wakeDeviceLists(ctx, userID, pos)
+	s.eduSink().DeviceListChanged(ctx, userID, deviceIDs)
+}
+
+// wakeDeviceLists tells the long-polls of userID and of everyone sharing a room with them
+// that the device_lists stream reached pos.
+func (s *Server) wakeDeviceLists(ctx context.Context, userID string, pos int64) {
+	if s.waker == nil {
 		return
 	}
 	users, err := s.db.UsersSharingRooms(ctx, userID)

@@ -43,7 +43,11 @@ func (s *Server) handleSetPresence(r *http.Request) (any, error) {
 	if body.StatusMsg != nil {
 		msg = *body.StatusMsg
 	}
-	return struct{}{}, s.presence.Set(r.Context(), dev.UserID, *body.Presence, msg)
+	if err := s.presence.Set(r.Context(), dev.UserID, *body.Presence, msg); err != nil {
+		return nil, err
+	}
+	s.eduSink().Presence(r.Context(), dev.UserID)
+	return struct{}{}, nil
 }
 
 // handleGetPresence handles GET /presence/{userId}/status. Another user's presence is given

@@ -173,6 +173,13 @@ func (s *Server) markRead(ctx context.Context, userID, roomID string, marks []re
 		return err
 	}
 	s.wakeMarks(ctx, userID, roomID, dataPos, publicPos, privatePos)
+	if publicPos > 0 {
+		for _, m := range marks {
+			if m.kind == receiptRead {
+				s.eduSink().Receipt(ctx, roomID, userID, m.kind, m.eventID, m.threadID, now)
+			}
+		}
+	}
 	if s.presence != nil {
 		if err := s.presence.Active(ctx, userID); err != nil {
 			s.log.Error("presence: record activity", "user_id", userID, "err", err)

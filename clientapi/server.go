@@ -36,6 +36,7 @@ type Server struct {
 
 	typing   *typing.Typing    // typing notifications, shared with syncapi
 	presence *presence.Service // presence, shared with syncapi
+	edus     EDUSink           // other servers' share of ephemeral changes; nil without federation (edus.go)
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 

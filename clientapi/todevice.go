@@ -22,8 +22,8 @@ func (s *Server) toDeviceRoutes() []route {
 // handleSendToDevice handles PUT /sendToDevice/{eventType}/{txnId} (to_device.yaml): each
 // message is queued for its target device, or for every device of the user with "*", at one
 // to_device stream position. The transaction ID is recorded in the same transaction, so a
-// retried request is accepted and not delivered again. Messages to remote users wait for
-// federation; they are dropped for now.
+// retried request is accepted and not delivered again. Messages to remote users are queued
+// for their servers in the same transaction (EDUSink).
 func (s *Server) handleSendToDevice(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	var req struct {
@@ -38,11 +38,15 @@ func (s *Server) handleSendToDevice(r *http.Request) (any, error) {
 	evType, txnID := httputil.PathVar(r, "eventType"), httputil.PathVar(r, "txnId")
 	var pos int64
 	var users []string
+	wakeRemote := func() {}
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
 		err := tx.InsertToDeviceTxn(r.Context(), dev.UserID, dev.DeviceID, txnID, time.Now().UnixMilli())
 		if errors.Is(err, storage.ErrConflict) {
 			return nil // already sent
 		} else if err != nil {
+			return err
+		}
+		if wakeRemote, err = s.eduSink().QueueToDevice(r.Context(), tx, dev.UserID, evType, req.Messages); err != nil {
 			return err
 		}
 		var msgs []storage.ToDeviceMessage
@@ -70,6 +74,7 @@ func (s *Server) handleSendToDevice(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	wakeRemote()
 	if pos > 0 && s.waker != nil {
 		s.waker.Wake(storage.StreamToDevice, pos, users)
 	}

@@ -49,5 +49,6 @@ func (s *Server) handleTyping(r *http.Request) (any, error) {
 		return nil, err
 	}
 	s.typing.Set(roomID, dev.UserID, *body.Typing, timeout)
+	s.eduSink().Typing(r.Context(), roomID, dev.UserID, *body.Typing)
 	return struct{}{}, nil
 }

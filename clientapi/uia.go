@@ -152,6 +152,6 @@ func (s *Server) newDevice(ctx context.Context, userID, deviceID, displayName, i
 	if err != nil {
 		return "", "", err
 	}
-	s.deviceListChanged(ctx, userID, pos)
+	s.deviceListChanged(ctx, userID, pos, deviceID)
 	return deviceID, token, nil
 }

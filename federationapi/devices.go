@@ -27,7 +27,7 @@ func (s *Server) handleUserDevices(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.userKeys(r, userID, nil)
+	keys, err := s.userKeys(r.Context(), userID, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package federationapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -32,7 +33,7 @@ func (s *Server) handleUserKeysQuery(r *http.Request) (any, error) {
 		if !s.isLocalUser(userID) {
 			continue
 		}
-		keys, err := s.userKeys(r, userID, deviceIDs)
+		keys, err := s.userKeys(r.Context(), userID, deviceIDs)
 		if err != nil {
 			return nil, err
 		}
@@ -56,8 +57,7 @@ type userKeys struct {
 // userKeys returns the keys of the user's devices (all when deviceIDs is empty) and the
 // user's master and self-signing keys, each with the signatures the user made. Signatures
 // by other users (user-signing) are private to their signer and not sent.
-func (s *Server) userKeys(r *http.Request, userID string, deviceIDs []string) (*userKeys, error) {
-	ctx := r.Context()
+func (s *Server) userKeys(ctx context.Context, userID string, deviceIDs []string) (*userKeys, error) {
 	sigs, err := s.db.KeySignatures(ctx, userID)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ type Server struct {
 	sender  *Sender
 	rs      *roomserver.Server // set by SetRoomserver before the listener starts
 	txns    txnCache           // answers to recent transactions (send.go)
+	edus    ephemeral          // the notifier and typing state for EDUs (edu.go, eduout.go)
 
 	originMu sync.Mutex                      // guards origins
 	origins  map[spec.ServerName]*sync.Mutex // serialises each origin's transactions

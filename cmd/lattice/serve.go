@@ -154,6 +154,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if fed != nil {
 		fed.SetRoomserver(rooms)
 		rooms.SetRemote(fed.Remote())
+		fed.SetNotifier(notifier)
 	}
 	typers := typing.New(rooms, notifier, log)
 	defer typers.Close()
@@ -163,6 +164,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	if fed != nil {
+		// Received EDUs go to the typing state; local users' changes go out as EDUs.
+		fed.SetTyping(typers)
+		client.SetEDUSink(fed.EDUSender())
+	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
