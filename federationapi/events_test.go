@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib"
+
 	"github.com/lattice-chat/lattice/roomserver"
 )
 
@@ -123,5 +125,50 @@ func TestEventEndpoints(t *testing.T) {
 	if code, body := get("/_matrix/federation/v1/make_join/" + room + "/%40bob%3Aremote.test?ver=1&ver=2"); code != 400 ||
 		body["errcode"] != "M_INCOMPATIBLE_ROOM_VERSION" || body["room_version"] != "12" {
 		t.Fatalf("make_join without the room's version: %d %v", code, body)
+	}
+}
+
+// TestSendJoin checks the send_join handshake through the router: the event must be the one
+// of the path, and the answer has the spec's shape.
+func TestSendJoin(t *testing.T) {
+	ts := newTestServer(t)
+	rs := withRoomserver(t, ts)
+	ctx := context.Background()
+	roomID, err := rs.CreateRoom(ctx, "@alice:lattice.test", "A", roomserver.CreateRoomRequest{Preset: roomserver.PresetPublicChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := newIdentity(t, "remote.test", "ed25519:r1")
+	ts.cacheKeys(t, remote.keys(t, time.Now().Add(time.Hour)))
+	room := url.PathEscape(roomID)
+	code, body := ts.do(t, signedRequest(t, remote, ourName, "GET", "/_matrix/federation/v1/make_join/"+room+"/%40bob%3Aremote.test?ver=12", nil))
+	if code != 200 {
+		t.Fatalf("make_join: %d %v", code, body)
+	}
+	raw, _ := json.Marshal(body["event"])
+	var proto gomatrixserverlib.ProtoEvent
+	if err := json.Unmarshal(raw, &proto); err != nil {
+		t.Fatal(err)
+	}
+	ver := gomatrixserverlib.MustGetRoomVersion("12")
+	join, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(time.Now(), remote.name, remote.keyID, remote.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(eventID string) (int, map[string]any) {
+		return ts.do(t, signedRequest(t, remote, ourName, "PUT", "/_matrix/federation/v2/send_join/"+room+"/"+url.PathEscape(eventID), json.RawMessage(join.JSON())))
+	}
+	if code, body := put("$other"); code != 400 || body["errcode"] != "M_INVALID_PARAM" {
+		t.Fatalf("send_join for another event ID: %d %v", code, body)
+	}
+	code, body = put(join.EventID())
+	state, _ := body["state"].([]any)
+	chain, _ := body["auth_chain"].([]any)
+	event, _ := body["event"].(map[string]any)
+	if code != 200 || len(state) < 5 || len(chain) < 3 || body["origin"] != string(ourName) || body["members_omitted"] != false || event["sender"] != "@bob:remote.test" {
+		t.Fatalf("send_join: %d %v", code, body)
+	}
+	if m, _ := rs.Membership(ctx, roomID, "@bob:remote.test"); m != "join" {
+		t.Fatalf("bob's membership: %q", m)
 	}
 }

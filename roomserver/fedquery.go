@@ -370,7 +370,7 @@ func (s *Server) ServerCanSee(ctx context.Context, server spec.ServerName, ev *s
 type serverView struct {
 	s       *Server
 	server  spec.ServerName
-	roomNID int64                 // the room users and hadMember were loaded for
+	roomNID int64                // the room users and hadMember were loaded for
 	users   []storage.Membership // the server's users who ever had a membership of the room
 	current int64                // the room's current state snapshot
 	hadMem  *bool                // whether the server has or had a joined member
