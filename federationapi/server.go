@@ -146,10 +146,24 @@ func (s *Server) Register(router *mux.Router) {
 	for _, rt := range s.routes() {
 		h := httputil.Handle(s.log, rt.handler)
 		if rt.signed {
-			h = s.authenticate(h)
+			h = s.authenticate(s.checkACL(h))
 		}
 		router.Handle(rt.path, h).Methods(rt.method)
 	}
+}
+
+// checkACL answers 403 M_FORBIDDEN to a server that the server ACL of the room named in the
+// path ({roomId}) denies; routes without a room pass.
+func (s *Server) checkACL(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if roomID := mux.Vars(r)["roomId"]; roomID != "" && s.rs != nil {
+			if fr := request(r.Context()); fr != nil && !s.rs.ServerAllowed(r.Context(), roomID, fr.Origin()) {
+				httputil.WriteError(w, r, s.log, spec.Forbidden("the room's server ACL denies your server"))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the whole federation listener's handler: the routes, the spec's answers

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -29,25 +30,23 @@ func (s *Server) ServerAllowed(ctx context.Context, roomID string, server spec.S
 	if knid == 0 {
 		return true // no room has ever had an ACL
 	}
-	r, err := s.lockRoom(ctx, roomID)
-	if errors.Is(err, errUnknownRoom) {
+	// Read from the database, not under the room lock: the room's input may be waiting on
+	// the very server whose request asks this.
+	room, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
 		return true
 	} else if err != nil {
 		s.log.Error("server ACL: load room", "room_id", roomID, "err", err)
 		return false
 	}
-	evNID, ok := r.state[knid]
-	ver := r.version
-	r.mu.Unlock()
-	if !ok {
+	ev, err := s.db.CurrentStateEvent(ctx, room.NID, storage.StateKey{Type: mRoomServerACL})
+	if errors.Is(err, storage.ErrNotFound) {
 		return true
-	}
-	pdus, err := s.pdusByNID(ctx, ver, []int64{evNID})
-	if err != nil || pdus[evNID] == nil {
+	} else if err != nil {
 		s.log.Error("server ACL: load event", "room_id", roomID, "err", err)
 		return false
 	}
-	return aclAllows(pdus[evNID].Content(), server)
+	return aclAllows([]byte(gjson.GetBytes(ev.JSON, "content").Raw), server)
 }
 
 // aclAllows applies the ACL content to server, in the order m.room.server_acl gives:
