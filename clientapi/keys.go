@@ -228,11 +228,13 @@ func (s *Server) wakeDeviceLists(ctx context.Context, userID string, pos int64) 
 
 // handleQueryKeys handles POST /keys/query: device keys with their display names, and the
 // cross-signing keys of the requested users, with the signatures the requester may see.
-// Remote users are the federation seam: until then their servers are listed in failures.
+// Remote users' keys are asked of their servers, concurrently, for up to the request's
+// timeout; a server that cannot answer is listed in failures.
 func (s *Server) handleQueryKeys(r *http.Request) (any, error) {
 	me := httputil.Device(r.Context()).UserID
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
+		Timeout    *int64              `json:"timeout"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -247,12 +249,16 @@ func (s *Server) handleQueryKeys(r *http.Request) (any, error) {
 		UserSigningKeys map[string]json.RawMessage            `json:"user_signing_keys"`
 		Failures        map[string]any                        `json:"failures"`
 	}{map[string]map[string]json.RawMessage{}, map[string]json.RawMessage{}, map[string]json.RawMessage{}, map[string]json.RawMessage{}, map[string]any{}}
+	remote := map[string]map[string][]string{}
 	for userID, deviceIDs := range req.DeviceKeys {
 		server, local := s.userServer(userID)
 		if server == "" {
 			continue
 		} else if !local {
-			resp.Failures[server] = remoteKeysFailure()
+			if remote[server] == nil {
+				remote[server] = map[string][]string{}
+			}
+			remote[server][userID] = deviceIDs
 			continue
 		}
 		sigs, err := s.db.KeySignatures(r.Context(), userID)
@@ -293,6 +299,9 @@ func (s *Server) handleQueryKeys(r *http.Request) (any, error) {
 			}
 		}
 	}
+	s.queryRemoteKeys(r.Context(), remote, keysTimeout(req.Timeout), &queriedKeys{
+		devices: resp.DeviceKeys, master: resp.MasterKeys, selfSigning: resp.SelfSigningKeys, failures: resp.Failures,
+	})
 	return resp, nil
 }
 
@@ -309,8 +318,7 @@ func (s *Server) userServer(userID string) (string, bool) {
 	return server, server == s.cfg.ServerName
 }
 
-// remoteKeysFailure is the failures entry for a remote server while key queries and claims
-// over federation are not implemented; this is where they will go.
+// remoteKeysFailure is the failures entry for a remote server when federation is off.
 func remoteKeysFailure() map[string]any {
 	return map[string]any{"errcode": "M_UNKNOWN", "error": "federation is not available"}
 }
@@ -355,11 +363,13 @@ func withSignatures(keyJSON, targetKeyID string, sigs []storage.KeySignature, un
 }
 
 // handleClaimKeys handles POST /keys/claim: for each requested device the oldest one-time key
-// of the algorithm, or when none is left its fallback key. Claims run in one transaction, so
-// a key is handed out once only.
+// of the algorithm, or when none is left its fallback key. Local claims run in one
+// transaction, so a key is handed out once only; remote users' keys are claimed on their
+// servers (failures as for /keys/query).
 func (s *Server) handleClaimKeys(r *http.Request) (any, error) {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
+		Timeout     *int64                       `json:"timeout"`
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
@@ -369,12 +379,16 @@ func (s *Server) handleClaimKeys(r *http.Request) (any, error) {
 	}
 	failures := map[string]any{}
 	local := map[string]map[string]string{}
+	remote := map[string]map[string]map[string]string{}
 	for userID, devices := range req.OneTimeKeys {
 		server, isLocal := s.userServer(userID)
 		if server == "" {
 			continue
 		} else if !isLocal {
-			failures[server] = remoteKeysFailure()
+			if remote[server] == nil {
+				remote[server] = map[string]map[string]string{}
+			}
+			remote[server][userID] = devices
 			continue
 		}
 		local[userID] = devices
@@ -383,6 +397,7 @@ func (s *Server) handleClaimKeys(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.claimRemoteKeys(r.Context(), remote, keysTimeout(req.Timeout), claimed, failures)
 	return map[string]any{"one_time_keys": claimed, "failures": failures}, nil
 }
 

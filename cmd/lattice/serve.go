@@ -165,9 +165,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
 	if fed != nil {
-		// Received EDUs go to the typing state; local users' changes go out as EDUs.
+		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
+		// their key queries and claims for remote users go to those users' servers.
 		fed.SetTyping(typers)
 		client.SetEDUSink(fed.EDUSender())
+		client.SetRemoteKeys(fed.Client())
 	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
