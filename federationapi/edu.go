@@ -128,7 +128,9 @@ func userOf(userID string, origin spec.ServerName) error {
 }
 
 // joinedFrom checks, for an EDU about userID in roomID: the user belongs to origin, origin
-// is allowed by the room's server ACL, and the user is joined to the room.
+// is allowed by the room's server ACL, and the user is joined to the room. Like the ACL, the
+// membership is read from the database, not under the room's lock: the room's input may be
+// waiting on the very server whose transaction this is.
 func (s *Server) joinedFrom(ctx context.Context, origin spec.ServerName, roomID, userID string) error {
 	if err := userOf(userID, origin); err != nil {
 		return err
@@ -136,11 +138,14 @@ func (s *Server) joinedFrom(ctx context.Context, origin spec.ServerName, roomID,
 	if !s.rs.ServerAllowed(ctx, roomID, origin) {
 		return badEDU("%s is denied by the server ACL of %s", origin, roomID)
 	}
-	m, err := s.rs.Membership(ctx, roomID, userID)
-	var me spec.MatrixError
-	if errors.As(err, &me) && me.ErrCode == spec.ErrorNotFound {
+	room, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
 		return badEDU("unknown room %s", roomID)
 	} else if err != nil {
+		return err
+	}
+	m, err := s.db.Membership(ctx, room.NID, userID)
+	if err != nil {
 		return err
 	}
 	if m != spec.Join {
@@ -245,9 +250,13 @@ func (s *Server) storeReceipts(ctx context.Context, roomID string, receipts []st
 	if err != nil || pos == 0 {
 		return err
 	}
-	members, err := s.rs.JoinedMembers(ctx, roomID)
+	joined, err := s.db.RoomMembers(ctx, room.NID, spec.Join)
 	if err != nil {
 		s.log.Error("receipts: list room members", "room_id", roomID, "err", err)
+	}
+	members := make([]string, len(joined))
+	for i, m := range joined {
+		members[i] = m.UserID
 	}
 	s.wake(storage.StreamReceipts, pos, members)
 	return nil
