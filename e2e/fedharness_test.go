@@ -160,7 +160,13 @@ type fedNode struct {
 // ca (IP SAN 127.0.0.1, so valid for both addresses) and trusting ca for outbound federation.
 func startProxiedServer(t *testing.T, ca *testCA) *fedNode {
 	t.Helper()
-	p := startFedProxy(t)
+	return startServerBehind(t, ca, startFedProxy(t))
+}
+
+// startServerBehind is startProxiedServer with a proxy of the caller's (so that it can choose
+// the server names first).
+func startServerBehind(t *testing.T, ca *testCA, p *fedProxy) *fedNode {
+	t.Helper()
 	fedAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.setTarget(fedAddr)
 	s := StartServer(t, WithServerName(p.Addr()), WithFederation(fedAddr))
