@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/mux"
-	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/clientapi"
@@ -44,37 +43,35 @@ func (f *fakeRemoteKeys) record(server spec.ServerName, req any) error {
 	return nil
 }
 
-func (f *fakeRemoteKeys) QueryKeys(_ context.Context, server spec.ServerName, deviceKeys map[string][]string) (fclient.RespQueryKeys, error) {
-	var res fclient.RespQueryKeys
+func (f *fakeRemoteKeys) QueryKeys(_ context.Context, server spec.ServerName, deviceKeys map[string][]string) (json.RawMessage, error) {
 	if err := f.record(server, deviceKeys); err != nil {
-		return res, err
+		return nil, err
 	}
-	// Bob's device, a device under the wrong ID, a user not asked for, and bob's master key.
-	err := json.Unmarshal([]byte(`{
+	// Bob's device (with a key that is not base64, which must not matter), a device under
+	// the wrong ID, a user not asked for, bob's master key and carol's under bob's name.
+	return json.RawMessage(`{
 		"device_keys": {
 			"@bob:remote.test": {
 				"B1": {"user_id": "@bob:remote.test", "device_id": "B1", "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
-					"keys": {"ed25519:B1": "AAAA"}, "signatures": {"@bob:remote.test": {"ed25519:B1": "c2ln"}},
+					"keys": {"ed25519:B1": "AAAA", "curve25519:B1": "not base64!"}, "signatures": {"@bob:remote.test": {"ed25519:B1": "c2ln"}},
 					"unsigned": {"device_display_name": "phone"}},
 				"B2": {"user_id": "@bob:remote.test", "device_id": "OTHER", "algorithms": [], "keys": {}}
 			},
 			"@mallory:remote.test": {"M1": {"user_id": "@mallory:remote.test", "device_id": "M1", "algorithms": [], "keys": {}}}
 		},
-		"master_keys": {"@bob:remote.test": {"user_id": "@bob:remote.test", "usage": ["master"], "keys": {"ed25519:AAAA": "AAAA"}}}
-	}`), &res)
-	return res, err
+		"master_keys": {"@bob:remote.test": {"user_id": "@bob:remote.test", "usage": ["master"], "keys": {"ed25519:AAAA": "AAAA"}}},
+		"self_signing_keys": {"@bob:remote.test": {"user_id": "@carol:remote.test", "usage": ["self_signing"], "keys": {"ed25519:C": "C"}}}
+	}`), nil
 }
 
-func (f *fakeRemoteKeys) ClaimKeys(_ context.Context, server spec.ServerName, oneTimeKeys map[string]map[string]string) (fclient.RespClaimKeys, error) {
-	var res fclient.RespClaimKeys
+func (f *fakeRemoteKeys) ClaimKeys(_ context.Context, server spec.ServerName, oneTimeKeys map[string]map[string]string) (json.RawMessage, error) {
 	if err := f.record(server, oneTimeKeys); err != nil {
-		return res, err
+		return nil, err
 	}
-	err := json.Unmarshal([]byte(`{"one_time_keys": {
+	return json.RawMessage(`{"one_time_keys": {
 		"@bob:remote.test": {"B1": {"signed_curve25519:K": {"key": "k"}}},
 		"@mallory:remote.test": {"M1": {"signed_curve25519:K": {"key": "m"}}}
-	}}`), &res)
-	return res, err
+	}}`), nil
 }
 
 // fakeSink records the calls of the EDU sink as strings.
@@ -196,7 +193,7 @@ func TestRemoteKeys(t *testing.T) {
 	want := map[string]any{
 		"device_keys": map[string]any{"@bob:remote.test": map[string]any{"B1": map[string]any{
 			"user_id": "@bob:remote.test", "device_id": "B1", "algorithms": []any{"m.olm.v1.curve25519-aes-sha2"},
-			"keys": map[string]any{"ed25519:B1": "AAAA"}, "signatures": map[string]any{"@bob:remote.test": map[string]any{"ed25519:B1": "c2ln"}},
+			"keys": map[string]any{"ed25519:B1": "AAAA", "curve25519:B1": "not base64!"}, "signatures": map[string]any{"@bob:remote.test": map[string]any{"ed25519:B1": "c2ln"}},
 			"unsigned": map[string]any{"device_display_name": "phone"}}}},
 		"master_keys": map[string]any{"@bob:remote.test": map[string]any{
 			"user_id": "@bob:remote.test", "usage": []any{"master"}, "keys": map[string]any{"ed25519:AAAA": "AAAA"}}},

@@ -3,19 +3,20 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
-	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
-// RemoteKeys asks other servers for their users' end-to-end keys: the federation API's
-// client (federationapi.Client). Without it (federation off) every remote server is listed
-// in the failures of /keys/query and /keys/claim.
+// RemoteKeys asks other servers for their users' end-to-end keys (federationapi.RemoteKeys),
+// returning the body of their answer: key objects are signed and go to the client as they
+// came. Without it (federation off) every remote server is listed in the failures of
+// /keys/query and /keys/claim.
 type RemoteKeys interface {
-	QueryKeys(ctx context.Context, server spec.ServerName, deviceKeys map[string][]string) (fclient.RespQueryKeys, error)
-	ClaimKeys(ctx context.Context, server spec.ServerName, oneTimeKeys map[string]map[string]string) (fclient.RespClaimKeys, error)
+	QueryKeys(ctx context.Context, server spec.ServerName, deviceKeys map[string][]string) (json.RawMessage, error)
+	ClaimKeys(ctx context.Context, server spec.ServerName, oneTimeKeys map[string]map[string]string) (json.RawMessage, error)
 }
 
 // SetRemoteKeys makes /keys/query and /keys/claim ask other servers for their users' keys.
@@ -78,9 +79,17 @@ func (s *Server) queryRemoteKeys(ctx context.Context, byServer map[string]map[st
 	}
 	s.eachServer(ctx, servers, timeout, out.failures, func(ctx context.Context, server string, mu *sync.Mutex) error {
 		asked := byServer[server]
-		res, err := s.remoteKeys.QueryKeys(ctx, spec.ServerName(server), asked)
+		body, err := s.remoteKeys.QueryKeys(ctx, spec.ServerName(server), asked)
 		if err != nil {
 			return err
+		}
+		var res struct {
+			DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+			MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+			SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil {
+			return fmt.Errorf("keys query answer: %w", err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -90,37 +99,40 @@ func (s *Server) queryRemoteKeys(ctx context.Context, byServer map[string]map[st
 			}
 			keys := map[string]json.RawMessage{}
 			for deviceID, dk := range devs {
-				if dk.UserID != userID || dk.DeviceID != deviceID {
-					continue
+				if keyOwner(dk, "device_id") == [2]string{userID, deviceID} {
+					keys[deviceID] = dk
 				}
-				js, err := withoutNulls(dk.RespUserDeviceKeys, dk.Unsigned)
-				if err != nil {
-					return err
-				}
-				keys[deviceID] = js
 			}
 			out.devices[userID] = keys
 		}
-		if err := addCrossSigningKeys(out.master, res.MasterKeys, asked); err != nil {
-			return err
-		}
-		return addCrossSigningKeys(out.selfSigning, res.SelfSigningKeys, asked)
+		addCrossSigningKeys(out.master, res.MasterKeys, asked)
+		addCrossSigningKeys(out.selfSigning, res.SelfSigningKeys, asked)
+		return nil
 	})
 }
 
 // addCrossSigningKeys adds to out the keys of the asked users, each under its own user ID.
-func addCrossSigningKeys(out map[string]json.RawMessage, keys map[string]fclient.CrossSigningKey, asked map[string][]string) error {
+func addCrossSigningKeys(out, keys map[string]json.RawMessage, asked map[string][]string) {
 	for userID, key := range keys {
-		if _, ok := asked[userID]; !ok || key.UserID != userID {
-			continue
+		if _, ok := asked[userID]; ok && keyOwner(key, "")[0] == userID {
+			out[userID] = key
 		}
-		js, err := withoutNulls(key, nil)
-		if err != nil {
-			return err
-		}
-		out[userID] = js
 	}
-	return nil
+}
+
+// keyOwner returns the user_id and the field idField (none when "") of a key object; empty
+// strings when it is not an object.
+func keyOwner(key json.RawMessage, idField string) [2]string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(key, &obj) != nil {
+		return [2]string{}
+	}
+	var out [2]string
+	_ = json.Unmarshal(obj["user_id"], &out[0])
+	if idField != "" {
+		_ = json.Unmarshal(obj[idField], &out[1])
+	}
+	return out
 }
 
 // claimRemoteKeys claims one-time keys on each server of byServer (server -> user ID ->
@@ -138,9 +150,15 @@ func (s *Server) claimRemoteKeys(ctx context.Context, byServer map[string]map[st
 	}
 	s.eachServer(ctx, servers, timeout, failures, func(ctx context.Context, server string, mu *sync.Mutex) error {
 		asked := byServer[server]
-		res, err := s.remoteKeys.ClaimKeys(ctx, spec.ServerName(server), asked)
+		body, err := s.remoteKeys.ClaimKeys(ctx, spec.ServerName(server), asked)
 		if err != nil {
 			return err
+		}
+		var res struct {
+			OneTimeKeys map[string]map[string]map[string]json.RawMessage `json:"one_time_keys"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil {
+			return fmt.Errorf("keys claim answer: %w", err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -151,28 +169,4 @@ func (s *Server) claimRemoteKeys(ctx context.Context, byServer map[string]map[st
 		}
 		return nil
 	})
-}
-
-// withoutNulls returns v as a JSON object without its null fields (gomatrixserverlib's key
-// types write absent signatures as null), with unsigned added when not nil.
-func withoutNulls(v any, unsigned map[string]any) (json.RawMessage, error) {
-	js, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(js, &obj); err != nil {
-		return nil, err
-	}
-	for k, f := range obj {
-		if string(f) == "null" {
-			delete(obj, k)
-		}
-	}
-	if unsigned != nil {
-		if obj["unsigned"], err = json.Marshal(unsigned); err != nil {
-			return nil, err
-		}
-	}
-	return json.Marshal(obj)
 }

@@ -169,7 +169,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// their key queries and claims for remote users go to those users' servers.
 		fed.SetTyping(typers)
 		client.SetEDUSink(fed.EDUSender())
-		client.SetRemoteKeys(fed.Client())
+		client.SetRemoteKeys(fed.RemoteKeys())
 	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
