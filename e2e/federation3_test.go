@@ -66,6 +66,12 @@ func TestFederationThreeServers(t *testing.T) {
 		}
 		st.testPartition(t)
 	})
+	t.Run("5 typing and receipts across servers", func(t *testing.T) {
+		if !st.allJoined {
+			t.Skip("needs subtest 1 (everyone in room1)")
+		}
+		st.testEDUs(t)
+	})
 }
 
 // testHarness checks the harness itself: each server answers GET /_matrix/federation/v1/version
@@ -766,4 +772,59 @@ func sendBadXMatrix(t *testing.T, fake *fakeHomeserver, dest spec.ServerName, pd
 		}
 	}
 	return out
+}
+
+// testEDUs: bob's typing notification (B) reaches alice's (A) and carol's (C) /sync as an
+// m.typing ephemeral event, and alice's read receipt reaches bob's and carol's as m.receipt.
+func (st *threeServers) testEDUs(t *testing.T) {
+	alice, bob, carol := rebind(st.alice, t), rebind(st.bob, t), rebind(st.carol, t)
+	room := st.room1
+	syncers := map[*Client]*syncer{}
+	for _, c := range []*Client{alice, bob, carol} {
+		syncers[c] = newSyncer(c, bigTimeline)
+		syncers[c].once(0)
+	}
+	r := call(bob, "PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000})
+	if r.Status != 200 {
+		t.Fatalf("bob typing: %d %s", r.Status, r.Raw)
+	}
+	for _, c := range []*Client{alice, carol} {
+		if !syncEphemeral(t, syncers[c], room, 20*time.Second, func(e event) bool {
+			users, _ := obj(e, "content")["user_ids"].([]any)
+			return evType(e) == "m.typing" && len(users) == 1 && users[0] == bob.UserID
+		}) {
+			t.Errorf("%s's /sync on %s never showed bob (on B) typing in room1 (20 s); last sync: %.1500s", c.UserID, c.srv.Name, syncers[c].last.Raw)
+		}
+	}
+
+	target := say(alice, room, "read me")
+	if missing := syncUntilSeen(t, syncers[bob], []string{target}, 30*time.Second); len(missing) > 0 {
+		t.Fatalf("alice's message %s never reached bob", target)
+	}
+	r = call(alice, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(target), map[string]any{})
+	if r.Status != 200 {
+		t.Fatalf("alice's read receipt: %d %s", r.Status, r.Raw)
+	}
+	for _, c := range []*Client{bob, carol} {
+		if !syncEphemeral(t, syncers[c], room, 20*time.Second, func(e event) bool {
+			return evType(e) == "m.receipt" && obj(e, "content", target, "m.read", alice.UserID) != nil
+		}) {
+			t.Errorf("%s's /sync on %s never showed alice's (on A) read receipt for %s (20 s); last sync: %.1500s", c.UserID, c.srv.Name, target, syncers[c].last.Raw)
+		}
+	}
+}
+
+// syncEphemeral syncs until an ephemeral event of roomID satisfies match or timeout passes.
+func syncEphemeral(t *testing.T, s *syncer, roomID string, timeout time.Duration, match func(event) bool) bool {
+	t.Helper()
+	ok, _ := poll(timeout, 0, func() (bool, string) {
+		r := s.once(2000)
+		for _, e := range list(obj(r.Body, "rooms", "join", roomID, "ephemeral"), "events") {
+			if match(e) {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	return ok
 }

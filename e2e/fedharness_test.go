@@ -155,16 +155,16 @@ type fedNode struct {
 	FedAddr string
 }
 
-// startProxiedServer starts a Lattice server named after a new proxy's address, with its
-// federation listener on another loopback port behind that proxy, serving a certificate from
-// ca (IP SAN 127.0.0.1, so valid for both addresses) and trusting ca for outbound federation.
+// startProxiedServer starts a Lattice server behind a new proxy (see startServerBehind).
 func startProxiedServer(t *testing.T, ca *testCA) *fedNode {
 	t.Helper()
 	return startServerBehind(t, ca, startFedProxy(t))
 }
 
-// startServerBehind is startProxiedServer with a proxy of the caller's (so that it can choose
-// the server names first).
+// startServerBehind starts a Lattice server named after proxy p's address, with its
+// federation listener on another loopback port behind p, serving a certificate from ca (IP
+// SAN 127.0.0.1, so valid for both addresses) and trusting ca for outbound federation. The
+// caller makes the proxies first, so that it can choose which server gets which name.
 func startServerBehind(t *testing.T, ca *testCA, p *fedProxy) *fedNode {
 	t.Helper()
 	fedAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
