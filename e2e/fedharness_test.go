@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -431,7 +430,7 @@ func joinedMembers(c *Client, roomID string) (map[string]bool, Resp) {
 	return out, r
 }
 
-// historyIDs pages /messages?dir=b from the newest event back to the room's beginning (or
+// history pages /messages?dir=b from the newest event back to the room's beginning (or
 // until the server has nothing more) and returns the events oldest first.
 func history(c *Client, roomID string, pageSize int) []event {
 	c.t.Helper()
@@ -694,16 +693,13 @@ func withContent(t *testing.T, ev gomatrixserverlib.PDU, content any) json.RawMe
 	return js
 }
 
-// errUnreachable tells a transport error apart from an HTTP answer in the harness checks.
-var errUnreachable = errors.New("unreachable")
-
 // dialThrough opens a TLS connection through a proxy and returns it once the handshake is
 // done, for checking that a partition closes open connections.
 func dialThrough(ctx context.Context, ca *testCA, addr string) (*tls.Conn, error) {
 	d := tls.Dialer{Config: &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUnreachable, err)
+		return nil, err
 	}
 	return c.(*tls.Conn), nil
 }
