@@ -66,7 +66,14 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 		}
 	}
 	servers = dedupServers(servers, s.cfg.ServerName)
-	sort.Slice(servers, func(i, j int) bool { return servers[i] < servers[j] })
+	// The room creator's server is likeliest to have the room's beginning; then by name.
+	creator := spec.ServerName(serverOf(s.creatorOf(ctx, r)))
+	sort.Slice(servers, func(i, j int) bool {
+		if (servers[i] == creator) != (servers[j] == creator) {
+			return servers[i] == creator
+		}
+		return servers[i] < servers[j]
+	})
 	var lastErr error
 	for _, server := range servers {
 		pdus, err := s.remote.Backfill(ctx, server, r.version, r.id, from, limit)
@@ -74,12 +81,24 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 			lastErr = err
 			continue
 		}
-		return s.storeBackfilled(ctx, r, server, pdus, stateBefore)
+		// A server that joined after these events has none of them: ask the next.
+		if n, err := s.storeBackfilled(ctx, r, server, pdus, stateBefore); err != nil || n > 0 {
+			return n, err
+		}
 	}
 	if lastErr != nil {
 		s.log.Warn("backfill failed", "room_id", roomID, "err", lastErr)
 	}
 	return 0, nil
+}
+
+// creatorOf returns the sender of the room's create event.
+func (s *Server) creatorOf(ctx context.Context, r *room) string {
+	create, err := s.roomCreateEvent(ctx, r)
+	if err != nil || create == nil {
+		return ""
+	}
+	return string(create.SenderID())
 }
 
 // storeBackfilled checks backfilled events against their auth events, oldest first, and
