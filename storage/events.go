@@ -95,11 +95,14 @@ func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 		INSERT INTO events (event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
 			state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, status)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		ON CONFLICT (event_id) DO NOTHING
 		RETURNING event_nid`,
 		ev.EventID, ev.RoomNID, ev.Type, ev.StateKeyNID, ev.Sender, ev.Depth, ev.OriginTS,
 		ev.StateBeforeNID, ev.ReplacesNID, ev.Status != "", ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON), ev.Status,
 	).Scan(&ev.NID)
-	if tx.dialect.isUniqueViolation(err) {
+	// ON CONFLICT DO NOTHING returns no row for a known event ID and, unlike a failed
+	// INSERT, leaves a PostgreSQL transaction usable.
+	if errors.Is(err, sql.ErrNoRows) || tx.dialect.isUniqueViolation(err) {
 		return 0, ErrConflict
 	} else if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", ev.EventID, err)

@@ -22,8 +22,9 @@ func (tx *Tx) InsertRoom(ctx context.Context, roomID, version string, ts int64) 
 	var nid int64
 	err := tx.queryRow(ctx, `
 		INSERT INTO rooms (room_id, room_version, created_ts) VALUES ($1, $2, $3)
+		ON CONFLICT (room_id) DO NOTHING
 		RETURNING room_nid`, roomID, version, ts).Scan(&nid)
-	if tx.dialect.isUniqueViolation(err) {
+	if errors.Is(err, sql.ErrNoRows) || tx.dialect.isUniqueViolation(err) {
 		return 0, ErrConflict
 	} else if err != nil {
 		return 0, fmt.Errorf("insert room %s: %w", roomID, err)
