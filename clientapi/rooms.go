@@ -147,7 +147,8 @@ func (s *Server) handleKnock(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	roomID, err := s.rooms.Knock(r.Context(), httputil.Device(r.Context()).UserID, httputil.PathVar(r, "roomIdOrAlias"), req.Reason)
+	q := r.URL.Query()
+	roomID, err := s.rooms.Knock(r.Context(), httputil.Device(r.Context()).UserID, httputil.PathVar(r, "roomIdOrAlias"), req.Reason, append(q["via"], q["server_name"]...))
 	if err != nil {
 		return nil, err
 	}

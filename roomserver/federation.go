@@ -36,6 +36,10 @@ type Remote interface {
 	// Leave leaves (or rejects an invite to) a room this server is not in, through the first of
 	// servers that answers (make_leave, then send_leave).
 	Leave(ctx context.Context, servers []spec.ServerName, roomID, userID string) (gomatrixserverlib.PDU, error)
+	// Knock knocks on a room this server is not in, through the first of servers that
+	// answers (make_knock, then send_knock), and returns the knock event and the stripped
+	// state of the room.
+	Knock(ctx context.Context, servers []spec.ServerName, roomID, userID string, content map[string]any) (gomatrixserverlib.PDU, []gomatrixserverlib.InviteStrippedState, error)
 	// QueryAlias resolves a room alias of another server (GET /query/directory) into the
 	// room ID and the servers that can be joined through.
 	QueryAlias(ctx context.Context, alias string) (roomID string, servers []spec.ServerName, err error)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/sjson"
 
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -188,18 +189,69 @@ func (s *Server) UpdateProfile(ctx context.Context, userID string) error {
 
 // Knock asks to join a room whose join rule is knock; a member with invite power approves
 // by inviting, as the spec's knocking flow says.
-func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
-	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
-	if err != nil {
+func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string, via []string) (string, error) {
+	var roomID string
+	var err error
+	if strings.HasPrefix(roomIDOrAlias, "#") && s.remote != nil && !s.isLocalAlias(roomIDOrAlias) {
+		var servers []spec.ServerName
+		if roomID, servers, err = s.remote.QueryAlias(ctx, roomIDOrAlias); err != nil {
+			return "", err
+		}
+		for _, srv := range servers {
+			via = append(via, string(srv))
+		}
+	} else if roomID, err = s.ResolveRoom(ctx, roomIDOrAlias); err != nil {
 		return "", err
 	}
 	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
+	if errors.Is(err, errUnknownRoom) && s.remote != nil {
+		return roomID, s.knockRemote(ctx, nil, roomID, userID, reason, via)
+	} else if err != nil {
 		return "", err
+	}
+	if s.remote != nil && !s.resident(r) {
+		return roomID, s.knockRemote(ctx, r, roomID, userID, reason, via) // unlocks r
 	}
 	defer r.mu.Unlock()
 	if _, err := s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, userID, spec.Knock, reason)); err != nil {
 		return "", err
 	}
 	return roomID, nil
+}
+
+// knockRemote knocks on a room this server is not in (r, locked, when the room is known at
+// all; knockRemote unlocks it), through via, the room ID's server and the servers of the
+// room's last known members. The knock and the room's stripped state are stored so that
+// the user's /sync shows the knock.
+func (s *Server) knockRemote(ctx context.Context, r *room, roomID, userID, reason string, via []string) error {
+	var servers []spec.ServerName
+	for _, v := range via {
+		servers = append(servers, spec.ServerName(v))
+	}
+	if r != nil {
+		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
+		r.mu.Unlock()
+	}
+	if i := strings.IndexByte(roomID, ':'); i >= 0 {
+		servers = append(servers, spec.ServerName(roomID[i+1:]))
+	}
+	servers = dedupServers(servers, s.cfg.ServerName)
+	if len(servers) == 0 {
+		return spec.NotFound("no server to knock through: give one with via")
+	}
+	pdu, state, err := s.remote.Knock(ctx, servers, roomID, userID, s.memberContent(ctx, userID, spec.Knock, reason))
+	if err != nil {
+		var me spec.MatrixError
+		if errors.As(err, &me) {
+			return me
+		}
+		return spec.NotFound("could not knock through any server: " + err.Error())
+	}
+	raw := pdu.JSON()
+	if ss, err := json.Marshal(state); err == nil && len(state) > 0 {
+		if withState, err := sjson.SetRawBytes(raw, "unsigned.knock_room_state", ss); err == nil {
+			raw = withState
+		}
+	}
+	return s.storeOutOfRoomMembership(ctx, pdu, raw, spec.Knock)
 }

@@ -304,8 +304,9 @@ func (s *Server) strippedState(ctx context.Context, m storage.Membership) (event
 	return out, nil
 }
 
-// inviteRoomState returns the stripped state another server sent with an invite
-// (unsigned.invite_room_state of the stored invite), and the invite itself.
+// inviteRoomState returns the stripped state another server sent with an invite or in
+// answer to a knock (unsigned.invite_room_state or knock_room_state of the stored
+// membership event), and that event itself.
 func (s *Server) inviteRoomState(ctx context.Context, m storage.Membership) (eventList, error) {
 	out := eventList{Events: []any{}}
 	evs, err := s.db.EventsByNID(ctx, []int64{m.EventNID})
@@ -319,12 +320,13 @@ func (s *Server) inviteRoomState(ctx context.Context, m storage.Membership) (eve
 		Sender   string          `json:"sender"`
 		Unsigned struct {
 			InviteRoomState []json.RawMessage `json:"invite_room_state"`
+			KnockRoomState  []json.RawMessage `json:"knock_room_state"`
 		} `json:"unsigned"`
 	}
 	if err := json.Unmarshal(evs[0].JSON, &f); err != nil {
 		return out, nil
 	}
-	for _, st := range f.Unsigned.InviteRoomState {
+	for _, st := range append(f.Unsigned.InviteRoomState, f.Unsigned.KnockRoomState...) {
 		out.Events = append(out.Events, st)
 	}
 	out.Events = append(out.Events, map[string]any{"type": f.Type, "state_key": f.StateKey, "content": f.Content, "sender": f.Sender})
