@@ -46,7 +46,6 @@ func (s *Server) handleSetPresence(r *http.Request) (any, error) {
 	if err := s.presence.Set(r.Context(), dev.UserID, *body.Presence, msg); err != nil {
 		return nil, err
 	}
-	s.eduSink().Presence(r.Context(), dev.UserID)
 	return struct{}{}, nil
 }
 

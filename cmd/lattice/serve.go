@@ -158,7 +158,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	typers := typing.New(rooms, notifier, log)
 	defer typers.Close()
-	pres := presence.New(presence.Config{}, db, notifier, log)
+	localSuffix := ":" + cfg.ServerName
+	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, notifier, log)
+	if fed != nil {
+		// Every change of a local user's presence, timers included, goes to other servers.
+		pres.SetPublisher(fed.EDUSender().Presence)
+	}
 	if err := pres.Start(ctx); err != nil {
 		return err
 	}

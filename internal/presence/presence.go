@@ -41,6 +41,10 @@ func Valid(state string) bool {
 type Config struct {
 	IdleAfter    time.Duration // default 5 minutes, the spec's example
 	OfflineAfter time.Duration // default 30 seconds after the last /sync ended
+	// IsLocal reports whether a user is of this server (nil: everyone is). Only local users'
+	// presence has timers and is published to other servers; remote users' presence is
+	// what their servers say.
+	IsLocal func(userID string) bool
 }
 
 // Waker tells /sync that a stream reached a position, waking the long-polls of users.
@@ -64,6 +68,18 @@ type Service struct {
 	mu     sync.Mutex // guards users, the syncing, lastSync and timer fields of each user, closed
 	users  map[string]*user
 	closed bool
+
+	publish func(ctx context.Context, userID string) // set before Start; nil: nothing to publish
+}
+
+// SetPublisher makes every change of a local user's presence (explicit, by /sync, or by the
+// idle and offline timers) call publish, which tells other servers (an m.presence EDU).
+func (s *Service) SetPublisher(publish func(ctx context.Context, userID string)) {
+	s.publish = publish
+}
+
+func (s *Service) isLocal(userID string) bool {
+	return s.cfg.IsLocal == nil || s.cfg.IsLocal(userID)
 }
 
 // user is the in-memory side of one user's presence.
@@ -99,6 +115,9 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	for _, p := range ps {
+		if !s.isLocal(p.UserID) {
+			continue // a remote user's server tells us when they go offline
+		}
 		u := s.entry(p.UserID)
 		s.mu.Lock()
 		s.armOfflineLocked(p.UserID, u)
@@ -172,6 +191,9 @@ func (s *Service) store(ctx context.Context, p storage.Presence) error {
 	}
 	p.StreamPos = pos
 	s.entry(p.UserID).last = &p // the caller holds the user's mu
+	if s.publish != nil && s.isLocal(p.UserID) {
+		s.publish(ctx, p.UserID)
+	}
 	if s.waker == nil {
 		return nil
 	}

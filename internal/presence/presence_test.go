@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,51 @@ func TestContent(t *testing.T) {
 	c = Content(&storage.Presence{State: Offline}, now)
 	if len(c) != 1 || c["presence"] != Offline {
 		t.Errorf("offline content: %v", c)
+	}
+}
+
+// TestPublisher: every change of a local user's presence is published, whether explicit, by
+// /sync or by the offline timer; a remote user's presence is stored but not published, and
+// gets no timers after a restart.
+func TestPublisher(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, nil)
+	h.s.cfg.IsLocal = func(u string) bool { return strings.HasSuffix(u, ":x") }
+	var published []string
+	h.s.SetPublisher(func(_ context.Context, userID string) { published = append(published, userID) })
+	if err := h.s.Set(ctx, "@a:x", Unavailable, "away"); err != nil {
+		t.Fatal(err)
+	}
+	if len(published) != 1 {
+		t.Fatalf("published %v after the explicit change, want [@a:x]", published)
+	}
+	done := h.sync(Online)
+	done()
+	before := len(published)
+	h.fire(h.s.cfg.OfflineAfter)
+	if p, _ := h.s.current(ctx, "@a:x"); p.State != Offline || len(published) != before+1 {
+		t.Fatalf("after the offline timer: state %s, published %v; want offline, published once more", p.State, published)
+	}
+	for _, u := range published {
+		if u != "@a:x" {
+			t.Fatalf("published %v, want only @a:x", published)
+		}
+	}
+	published = nil
+	if err := h.s.Set(ctx, "@r:remote", Online, ""); err != nil {
+		t.Fatal(err)
+	}
+	if len(published) != 0 {
+		t.Fatalf("a remote user's presence was published: %v", published)
+	}
+	restarted := newHarness(t, h.db)
+	restarted.s.cfg.IsLocal = h.s.cfg.IsLocal
+	if err := restarted.s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ft := range restarted.timers {
+		if !ft.stopped && len(restarted.armed(ft.d)) > 1 {
+			t.Fatalf("timers armed for a remote user after a restart: %d due after %v", len(restarted.armed(ft.d)), ft.d)
+		}
 	}
 }
