@@ -49,6 +49,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	tr := &matrixTransport{
 		tls:        &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: !cfg.VerifyTLS, MinVersion: tls.VersionTLS12},
 		transports: map[string]*http.Transport{},
+		resolve:    fclient.ResolveServer,
+		now:        time.Now,
 	}
 	fc := fclient.NewFederationClient(
 		[]*fclient.SigningIdentity{{ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey}},
@@ -80,6 +82,60 @@ type matrixTransport struct {
 	// transports holds one transport per TLS server name (the name sets SNI and the
 	// certificate check); guarded by mu.
 	transports map[string]*http.Transport
+
+	// resolve is fclient.ResolveServer (tests replace it); its answers are cached in
+	// resolutions, guarded by rmu, so that .well-known and SRV are not asked on every request.
+	resolve     func(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error)
+	now         func() time.Time
+	rmu         sync.Mutex
+	resolutions map[spec.ServerName]resolution
+}
+
+// resolution is a cached answer of server name resolution.
+type resolution struct {
+	results []fclient.ResolutionResult
+	err     error
+	expires time.Time
+}
+
+// How long resolutions are kept. The spec lets .well-known answers be cached (24 hours when
+// the response says nothing) and asks that failures be retried later (an hour); SRV records
+// carry their own TTL, which the library does not expose, so an hour is the bound for both.
+const (
+	resolutionTTL      = time.Hour
+	resolutionErrorTTL = 5 * time.Minute
+)
+
+// resolved returns the resolution of name, from the cache while it is fresh.
+func (t *matrixTransport) resolved(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error) {
+	now := t.now()
+	t.rmu.Lock()
+	if c, ok := t.resolutions[name]; ok && now.Before(c.expires) {
+		t.rmu.Unlock()
+		return c.results, c.err
+	}
+	t.rmu.Unlock()
+	results, err := t.resolve(ctx, name)
+	if err == nil && len(results) == 0 {
+		err = errors.New("no address")
+	}
+	if err != nil {
+		err = fmt.Errorf("resolve %s: %w", name, err)
+		if ctx.Err() != nil {
+			return nil, err // the caller gave up: not the server's fault, nothing to cache
+		}
+	}
+	ttl := resolutionTTL
+	if err != nil {
+		ttl = resolutionErrorTTL
+	}
+	t.rmu.Lock()
+	if t.resolutions == nil {
+		t.resolutions = map[spec.ServerName]resolution{}
+	}
+	t.resolutions[name] = resolution{results: results, err: err, expires: now.Add(ttl)}
+	t.rmu.Unlock()
+	return results, err
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -87,12 +143,9 @@ func (t *matrixTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Scheme != "matrix" {
 		return nil, fmt.Errorf("federation transport: unsupported URL scheme %q", r.URL.Scheme)
 	}
-	results, err := fclient.ResolveServer(r.Context(), spec.ServerName(r.URL.Host))
+	results, err := t.resolved(r.Context(), spec.ServerName(r.URL.Host))
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", r.URL.Host, err)
-	}
-	if len(results) == 0 {
-		return nil, fmt.Errorf("resolve %s: no address", r.URL.Host)
+		return nil, err
 	}
 	var lastErr error
 	for i, res := range results {
