@@ -490,6 +490,9 @@ func (st *threeServers) testPartition(t *testing.T) {
 		}
 	}
 
+	// carol's client syncs from here with use_state_after, after the fork is resolved.
+	carolSince := str(carol.Sync("", "", 0).Body, "next_batch")
+
 	st.c.Freeze(t)
 	frozen := true
 	defer func() {
@@ -602,6 +605,22 @@ func (st *threeServers) testPartition(t *testing.T) {
 	}
 	if got := evID(states[0]["m.room.topic|"]); got != cTopicID {
 		t.Errorf("resolved topic %s (%s), want C's %s: both cite the same power levels, so the later topic (C's) wins", got, forks[got], cTopicID)
+	}
+	// carol's server received A's topic after her own, so a client applying the timeline
+	// would end on A's topic; state_after gives the resolved one.
+	r = call(carol, "GET", "/_matrix/client/v3/sync?timeout=0&use_state_after=true&since="+esc(carolSince), nil)
+	jr := obj(r.Body, "rooms", "join", room)
+	if r.Status != 200 || jr == nil || jr["state"] != nil {
+		t.Fatalf("carol's incremental sync with use_state_after: %d, room %v (want state_after and no state)", r.Status, jr)
+	}
+	sawTopic := ""
+	for _, e := range list(obj(jr, "state_after"), "events") {
+		if evType(e) == "m.room.topic" {
+			sawTopic = str(e, "event_id")
+		}
+	}
+	if sawTopic != evID(states[2]["m.room.topic|"]) {
+		t.Errorf("carol's state_after topic %s (%s), want her server's resolved topic %s", sawTopic, forks[sawTopic], evID(states[2]["m.room.topic|"]))
 	}
 }
 

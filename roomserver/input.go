@@ -345,6 +345,7 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		TxnDevice:      p.req.TxnDevice,
 		TxnID:          p.req.TxnID,
 		JSON:           pdu.JSON(),
+		RoomStateNID:   h.snapshot, // a state event changes it below
 	}
 	var key storage.StateKey
 	if sk := pdu.StateKey(); sk != nil {
@@ -376,6 +377,10 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		}
 		h.state, h.snapshot, h.chainLen = state, nid, snap.ChainLen
 		if err := tx.SetCurrentState(ctx, r.nid, map[int64]int64{ev.StateKeyNID: ev.NID}); err != nil {
+			return nil, err
+		}
+		ev.RoomStateNID = nid
+		if err := tx.SetRoomStateNID(ctx, ev.NID, nid); err != nil {
 			return nil, err
 		}
 		if ev.Type == spec.MRoomMember {

@@ -257,6 +257,9 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{ev.NID}); err != nil {
 			return err
 		}
+		if err := tx.SetRoomStateNID(ctx, ev.NID, snapAfter); err != nil {
+			return err
+		}
 		return tx.SetRoomState(ctx, r.nid, snapAfter, ev.Depth)
 	})
 	if err != nil {

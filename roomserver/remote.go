@@ -752,6 +752,9 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 				return err
 			}
 		}
+		if err := tx.SetRoomStateNID(ctx, ev.NID, snapAfter); err != nil {
+			return err
+		}
 		exts := []int64{ev.NID}
 		for _, e := range newExts {
 			exts = append(exts, e.nid)

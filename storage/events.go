@@ -26,7 +26,8 @@ type Event struct {
 	TxnDevice      string
 	TxnID          string
 	JSON           []byte
-	HasChildren    bool // other events relate to this one
+	HasChildren    bool  // other events relate to this one
+	RoomStateNID   int64 // the room's current state once the event was committed (0: unknown)
 }
 
 // The statuses of events that are not plain timeline events (migration 0013 explains them).
@@ -49,13 +50,13 @@ func (e *Event) InDAG() bool { return e.Visible() || e.Status == StatusSoftFaile
 func (e *Event) IsState() bool { return e.StateKeyNID != 0 }
 
 const eventColumns = `event_nid, event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
-	state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, has_children, status`
+	state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, has_children, status, room_state_nid`
 
 func scanEvent(row interface{ Scan(...any) error }) (*Event, error) {
 	var e Event
 	var js string
 	err := row.Scan(&e.NID, &e.EventID, &e.RoomNID, &e.Type, &e.StateKeyNID, &e.Sender, &e.Depth, &e.OriginTS,
-		&e.StateBeforeNID, &e.ReplacesNID, &e.Hidden, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js, &e.HasChildren, &e.Status)
+		&e.StateBeforeNID, &e.ReplacesNID, &e.Hidden, &e.RedactedBy, &e.TxnDevice, &e.TxnID, &js, &e.HasChildren, &e.Status, &e.RoomStateNID)
 	e.JSON = []byte(js)
 	return &e, err
 }
@@ -93,12 +94,12 @@ func (tx *Tx) LockEventStream(ctx context.Context) error {
 func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 	err := tx.queryRow(ctx, `
 		INSERT INTO events (event_id, room_nid, event_type, state_key_nid, sender, depth, origin_ts,
-			state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+			state_before_nid, replaces_nid, hidden, redacted_by, txn_device, txn_id, event_json, status, room_state_nid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (event_id) DO NOTHING
 		RETURNING event_nid`,
 		ev.EventID, ev.RoomNID, ev.Type, ev.StateKeyNID, ev.Sender, ev.Depth, ev.OriginTS,
-		ev.StateBeforeNID, ev.ReplacesNID, ev.Status != "", ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON), ev.Status,
+		ev.StateBeforeNID, ev.ReplacesNID, ev.Status != "", ev.RedactedBy, ev.TxnDevice, ev.TxnID, string(ev.JSON), ev.Status, ev.RoomStateNID,
 	).Scan(&ev.NID)
 	// ON CONFLICT DO NOTHING returns no row for a known event ID and, unlike a failed
 	// INSERT, leaves a PostgreSQL transaction usable.
@@ -117,6 +118,25 @@ func (tx *Tx) SetStateBefore(ctx context.Context, eventNID, snapshotNID int64) e
 		return fmt.Errorf("set state before event %d: %w", eventNID, err)
 	}
 	return nil
+}
+
+// SetRoomStateNID records the room's current state once the event was committed.
+func (tx *Tx) SetRoomStateNID(ctx context.Context, eventNID, snapshotNID int64) error {
+	_, err := tx.exec(ctx, `UPDATE events SET room_state_nid = $2 WHERE event_nid = $1`, eventNID, snapshotNID)
+	if err != nil {
+		return fmt.Errorf("set room state of event %d: %w", eventNID, err)
+	}
+	return nil
+}
+
+// LastRoomEvent returns the room's newest event of the stream at or before pos, or ErrNotFound.
+func (q *Q) LastRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, error) {
+	ev, err := scanEvent(q.queryRow(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid <= $2 AND NOT hidden ORDER BY event_nid DESC LIMIT 1`, roomNID, pos))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return ev, err
 }
 
 // SetEventStatus changes how an event is held (an outlier found to be history, say), with the

@@ -41,7 +41,7 @@ func (s *Server) syncEphemeral(ctx context.Context, req syncRequest, since, to T
 		if len(evs) == 0 {
 			continue
 		}
-		jr, err := s.roomEntry(ctx, resp, m, to)
+		jr, err := s.roomEntry(ctx, req, resp, m, to)
 		if err != nil {
 			return err
 		}

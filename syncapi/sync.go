@@ -32,12 +32,15 @@ type unreadCounts struct {
 }
 
 type joinedRoom struct {
-	Summary             map[string]any `json:"summary"`
-	State               eventList      `json:"state"`
-	Timeline            timeline       `json:"timeline"`
-	Ephemeral           eventList      `json:"ephemeral"`
-	AccountData         eventList      `json:"account_data"`
-	UnreadNotifications unreadCounts   `json:"unread_notifications"`
+	Summary map[string]any `json:"summary"`
+	// State is the state before the timeline; StateAfter, instead of it when the client asks
+	// with use_state_after, the state at the end of the timeline (stateAfter).
+	State               *eventList   `json:"state,omitempty"`
+	StateAfter          *eventList   `json:"state_after,omitempty"`
+	Timeline            timeline     `json:"timeline"`
+	Ephemeral           eventList    `json:"ephemeral"`
+	AccountData         eventList    `json:"account_data"`
+	UnreadNotifications unreadCounts `json:"unread_notifications"`
 	// UnreadThreadNotifications is set when the filter asks for counts per thread.
 	UnreadThreadNotifications map[string]unreadCounts `json:"unread_thread_notifications,omitempty"`
 
@@ -52,9 +55,10 @@ type strippedState struct {
 }
 
 type leftRoom struct {
-	State       eventList `json:"state"`
-	Timeline    timeline  `json:"timeline"`
-	AccountData eventList `json:"account_data"`
+	State       *eventList `json:"state,omitempty"`
+	StateAfter  *eventList `json:"state_after,omitempty"`
+	Timeline    timeline   `json:"timeline"`
+	AccountData eventList  `json:"account_data"`
 }
 
 type syncRooms struct {
@@ -93,6 +97,8 @@ type syncRequest struct {
 	since     *Token
 	filter    Filter
 	fullState bool
+	// stateAfter: the client asked for use_state_after (state_after instead of state).
+	stateAfter bool
 }
 
 // handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
@@ -100,7 +106,7 @@ type syncRequest struct {
 func (s *Server) handleSync(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	q := r.URL.Query()
-	req := syncRequest{fullState: q.Get("full_state") == "true"}
+	req := syncRequest{fullState: q.Get("full_state") == "true", stateAfter: q.Get("use_state_after") == "true"}
 	if since := q.Get("since"); since != "" {
 		tok, err := ParseToken(since)
 		if err != nil {
@@ -200,7 +206,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			}
 			if ad := roomData[m.RoomID]; len(ad) > 0 {
 				if jr == nil {
-					jr, err = s.emptyJoinedRoom(ctx, m, to.PDU)
+					jr, err = s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter)
 					if err != nil {
 						return nil, err
 					}
@@ -257,11 +263,11 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 
 // roomEntry returns the join section of a room in resp, creating an empty one (no timeline
 // events) when the room had no other change, for sections such as receipts and typing.
-func (s *Server) roomEntry(ctx context.Context, resp *syncResponse, m storage.Membership, to Token) (*joinedRoom, error) {
+func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncResponse, m storage.Membership, to Token) (*joinedRoom, error) {
 	if jr, ok := resp.Rooms.Join[m.RoomID]; ok {
 		return jr, nil
 	}
-	jr, err := s.emptyJoinedRoom(ctx, m, to.PDU)
+	jr, err := s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter)
 	if err != nil {
 		return nil, err
 	}

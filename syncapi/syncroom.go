@@ -3,6 +3,7 @@ package syncapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -42,6 +43,8 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	}
 	var state []*storage.Event
 	switch {
+	case req.stateAfter:
+		state, err = s.stateAfter(ctx, m.RoomNID, since, to, full)
 	case full:
 		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
 	case tl.Limited:
@@ -54,6 +57,10 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if err != nil {
 		return nil, err
 	}
+	stateList, stateAfter := &eventList{Events: stateEvs}, (*eventList)(nil)
+	if req.stateAfter {
+		stateList, stateAfter = nil, stateList
+	}
 	// The summary changes only with membership: send it when the client has none yet or a
 	// membership event is in this response (clients keep the last one they saw).
 	summary := map[string]any{}
@@ -65,7 +72,8 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	}
 	return &joinedRoom{
 		Summary:        summary,
-		State:          eventList{Events: stateEvs},
+		State:          stateList,
+		StateAfter:     stateAfter,
 		Timeline:       tl,
 		Ephemeral:      eventList{Events: []any{}},
 		AccountData:    eventList{Events: []any{}},
@@ -83,18 +91,23 @@ func hasMemberState(evs []*storage.Event) bool {
 }
 
 // emptyJoinedRoom is the join section of a room whose timeline did not change.
-func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64) (*joinedRoom, error) {
+func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64, useStateAfter bool) (*joinedRoom, error) {
 	pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
 	if err != nil {
 		return nil, err
 	}
-	return &joinedRoom{
+	empty := &eventList{Events: []any{}}
+	jr := &joinedRoom{
 		Summary:     map[string]any{},
-		State:       eventList{Events: []any{}},
+		State:       empty,
 		Timeline:    timeline{Events: []roomserver.ClientEvent{}, PrevBatch: topoToken(pos)},
 		Ephemeral:   eventList{Events: []any{}},
 		AccountData: eventList{Events: []any{}},
-	}, nil
+	}
+	if useStateAfter {
+		jr.State, jr.StateAfter = nil, empty
+	}
+	return jr, nil
 }
 
 // joinedAfter reports whether the user's join happened after since, i.e. the membership
@@ -186,6 +199,55 @@ func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, firstNI
 		nids = append(nids, ev)
 	}
 	return s.db.EventsByNID(ctx, nids)
+}
+
+// stateAfter returns state_after: the room's current state at stream position to, whole
+// (full) or as the events that differ from its current state at since. With federation the
+// current state is a resolution of the DAG's branches and may go back to an older event; a
+// client that applies state_after follows it, where applying the timeline would not.
+func (s *Server) stateAfter(ctx context.Context, roomNID, since, to int64, full bool) ([]*storage.Event, error) {
+	after, err := s.currentStateAt(ctx, roomNID, to)
+	if err != nil {
+		return nil, err
+	}
+	before := map[int64]int64{}
+	if !full {
+		if before, err = s.currentStateAt(ctx, roomNID, since); err != nil {
+			return nil, err
+		}
+	}
+	var nids []int64
+	for k, ev := range after {
+		if before[k] != ev {
+			nids = append(nids, ev)
+		}
+	}
+	return s.db.EventsByNID(ctx, nids)
+}
+
+// currentStateAt returns the room's current state (state key NID -> event NID) as it was at
+// stream position pos: recorded with each event since migration 0015, and for older events
+// (linear histories) the state after the event.
+func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[int64]int64, error) {
+	ev, err := s.db.LastRoomEvent(ctx, roomNID, pos)
+	if errors.Is(err, storage.ErrNotFound) {
+		return map[int64]int64{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if ev.RoomStateNID != 0 {
+		return s.rooms.StateAt(ctx, ev.RoomStateNID)
+	}
+	state, err := s.rooms.StateAt(ctx, ev.StateBeforeNID)
+	if err != nil || !ev.IsState() {
+		return state, err
+	}
+	out := make(map[int64]int64, len(state)+1)
+	for k, v := range state {
+		out[k] = v
+	}
+	out[ev.StateKeyNID] = ev.NID
+	return out, nil
 }
 
 // gapState returns the newest state event per key among those in (since, before).
@@ -369,7 +431,9 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 		return nil, err
 	}
 	var state []*storage.Event
-	if req.since == nil || req.fullState {
+	if req.stateAfter {
+		state, err = s.stateAfter(ctx, m.RoomNID, since, m.EventNID, req.since == nil || req.fullState)
+	} else if req.since == nil || req.fullState {
 		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
 	} else if tl.Limited {
 		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
@@ -381,5 +445,9 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 	if err != nil {
 		return nil, err
 	}
-	return &leftRoom{State: eventList{Events: stateEvs}, Timeline: tl, AccountData: eventList{Events: []any{}}}, nil
+	lr := &leftRoom{State: &eventList{Events: stateEvs}, Timeline: tl, AccountData: eventList{Events: []any{}}}
+	if req.stateAfter {
+		lr.State, lr.StateAfter = nil, lr.State
+	}
+	return lr, nil
 }
