@@ -41,7 +41,7 @@ type testCA struct {
 	pemPath string
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -69,7 +69,7 @@ func newTestCA(t *testing.T) *testCA {
 }
 
 // issue returns a PEM certificate and key for 127.0.0.1 signed by the CA.
-func (ca *testCA) issue(t *testing.T) (certPEM, keyPEM []byte) {
+func (ca *testCA) issue(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -97,7 +97,7 @@ func (ca *testCA) issue(t *testing.T) (certPEM, keyPEM []byte) {
 // that port with a certificate from ca, trusting ca for outbound federation. The TLS
 // settings are not generate-config flags, so the first start's configuration is edited and
 // the server restarted.
-func startFederatedServer(t *testing.T, ca *testCA) *Server {
+func startFederatedServer(t testing.TB, ca *testCA) *Server {
 	t.Helper()
 	name := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := StartServer(t, WithServerName(name), WithFederation(name))
