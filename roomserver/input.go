@@ -162,24 +162,8 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 		Depth:      depth,
 		PrevEvents: prev,
 	}
-	needed, err := gomatrixserverlib.StateNeededForProtoEvent(&proto)
+	builder, authEvents, err := s.builderAt(ctx, r, &proto, r.state)
 	if err != nil {
-		return nil, spec.BadJSON(err.Error())
-	}
-	var keys []storage.StateKey
-	for _, t := range needed.Tuples() {
-		keys = append(keys, storage.StateKey{Type: t.EventType, StateKey: t.StateKey})
-	}
-	authPDUs, err := s.stateEvents(ctx, r.version, r.state, keys)
-	if err != nil {
-		return nil, err
-	}
-	authEvents, err := gomatrixserverlib.NewAuthEvents(authPDUs)
-	if err != nil {
-		return nil, err
-	}
-	builder := r.version.NewEventBuilderFromProtoEvent(&proto)
-	if err := builder.AddAuthEvents(authEvents); err != nil {
 		return nil, err
 	}
 	pdu, err := builder.Build(s.now(), s.cfg.ServerName, s.cfg.KeyID, s.cfg.PrivateKey)
@@ -193,6 +177,32 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 		return nil, spec.Forbidden(err.Error())
 	}
 	return pdu, nil
+}
+
+// builderAt returns a builder of proto with the auth events the auth rules select for it
+// from state, and those auth events.
+func (s *Server) builderAt(ctx context.Context, r *room, proto *gomatrixserverlib.ProtoEvent, state map[int64]int64) (*gomatrixserverlib.EventBuilder, *gomatrixserverlib.AuthEvents, error) {
+	needed, err := gomatrixserverlib.StateNeededForProtoEvent(proto)
+	if err != nil {
+		return nil, nil, spec.BadJSON(err.Error())
+	}
+	var keys []storage.StateKey
+	for _, t := range needed.Tuples() {
+		keys = append(keys, storage.StateKey{Type: t.EventType, StateKey: t.StateKey})
+	}
+	authPDUs, err := s.stateEvents(ctx, r.version, state, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	authEvents, err := gomatrixserverlib.NewAuthEvents(authPDUs)
+	if err != nil {
+		return nil, nil, err
+	}
+	builder := r.version.NewEventBuilderFromProtoEvent(proto)
+	if err := builder.AddAuthEvents(authEvents); err != nil {
+		return nil, nil, err
+	}
+	return builder, authEvents, nil
 }
 
 // buildError maps an event-building failure caused by the client's content to M_BAD_JSON.

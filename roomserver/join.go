@@ -135,18 +135,7 @@ func dedupServers(in []spec.ServerName, self spec.ServerName) []spec.ServerName 
 // event itself as the room's only forward extremity, with the current state after it.
 func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult) error {
 	// The room row first, so that the room can be locked.
-	if _, err := s.db.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
-		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-			_, err := tx.InsertRoom(ctx, roomID, string(res.Version.Version()), s.now().UnixMilli())
-			if errors.Is(err, storage.ErrConflict) {
-				return nil
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := s.ensureRoomRow(ctx, roomID, res.Version.Version()); err != nil {
 		return err
 	}
 	r, err := s.lockRoom(ctx, roomID)
@@ -187,6 +176,21 @@ func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult)
 	// The join event enters as a timeline event after that state.
 	r.state, r.snapshot, r.chainLen, r.extremities = state, before, 1, nil
 	return s.persistJoined(ctx, r, res.Event, before, state)
+}
+
+// ensureRoomRow creates the row of a room this server learns of from another server (a
+// join, an invite), without state, so that the room can be locked.
+func (s *Server) ensureRoomRow(ctx context.Context, roomID string, ver gomatrixserverlib.RoomVersion) error {
+	if _, err := s.db.Room(ctx, roomID); !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		_, err := tx.InsertRoom(ctx, roomID, string(ver), s.now().UnixMilli())
+		if errors.Is(err, storage.ErrConflict) {
+			return nil
+		}
+		return err
+	})
 }
 
 // persistJoined stores the join event of a remote join as the room's new head.
@@ -238,7 +242,7 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 			nids = append(nids, v)
 		}
 		s.pdus.put(ev.NID, join)
-		m, err := s.pdusByNIDTx(ctx, tx, r.version, nids)
+		m, err := s.pdusFrom(ctx, tx, r.version, nids)
 		if err != nil {
 			return err
 		}
@@ -316,24 +320,8 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 		SenderID: userID, RoomID: r.id, Type: spec.MRoomMember, StateKey: &userID,
 		Content: content, Depth: r.maxDepth + 1, PrevEvents: prev,
 	}
-	needed, err := gomatrixserverlib.StateNeededForProtoEvent(&proto)
+	builder, authEvents, err := s.builderAt(ctx, r, &proto, r.state)
 	if err != nil {
-		return nil, spec.BadJSON(err.Error())
-	}
-	var keys []storage.StateKey
-	for _, t := range needed.Tuples() {
-		keys = append(keys, storage.StateKey{Type: t.EventType, StateKey: t.StateKey})
-	}
-	authPDUs, err := s.stateEvents(ctx, r.version, r.state, keys)
-	if err != nil {
-		return nil, err
-	}
-	authEvents, err := gomatrixserverlib.NewAuthEvents(authPDUs)
-	if err != nil {
-		return nil, err
-	}
-	builder := r.version.NewEventBuilderFromProtoEvent(&proto)
-	if err := builder.AddAuthEvents(authEvents); err != nil {
 		return nil, err
 	}
 	// Check the membership would be allowed: build it signed with our key, as a stand-in.
@@ -511,18 +499,7 @@ func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, s
 func (s *Server) storeOutOfRoomMembership(ctx context.Context, pdu gomatrixserverlib.PDU, raw []byte, membership string) error {
 	roomID := pdu.RoomID().String()
 	target := *pdu.StateKey()
-	if _, err := s.db.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
-		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-			_, err := tx.InsertRoom(ctx, roomID, string(pdu.Version()), s.now().UnixMilli())
-			if errors.Is(err, storage.ErrConflict) {
-				return nil
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := s.ensureRoomRow(ctx, roomID, pdu.Version()); err != nil {
 		return err
 	}
 	r, err := s.lockRoom(ctx, roomID)

@@ -208,23 +208,32 @@ type knownEvent struct {
 	pdu gomatrixserverlib.PDU
 }
 
+// storedPDU returns a stored event of room r with its parsed form, or ErrNotFound.
+func (s *Server) storedPDU(ctx context.Context, r *room, id string) (knownEvent, error) {
+	ev, err := s.db.Event(ctx, id)
+	if err != nil {
+		return knownEvent{}, err
+	}
+	m, err := s.pdusByNID(ctx, r.version, []int64{ev.NID})
+	if err != nil {
+		return knownEvent{}, err
+	}
+	return knownEvent{ev: ev, pdu: m[ev.NID]}, nil
+}
+
 // knownEvents splits ids into the stored events and the unknown IDs.
 func (s *Server) knownEvents(ctx context.Context, r *room, ids []string) ([]knownEvent, []string, error) {
 	var known []knownEvent
 	var missing []string
 	for _, id := range ids {
-		ev, err := s.db.Event(ctx, id)
+		k, err := s.storedPDU(ctx, r, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			missing = append(missing, id)
 			continue
 		} else if err != nil {
 			return nil, nil, err
 		}
-		m, err := s.pdusByNID(ctx, r.version, []int64{ev.NID})
-		if err != nil {
-			return nil, nil, err
-		}
-		known = append(known, knownEvent{ev: ev, pdu: m[ev.NID]})
+		known = append(known, k)
 	}
 	return known, missing, nil
 }
@@ -612,17 +621,13 @@ func (s *Server) authChainPDUs(ctx context.Context, r *room, pdus []gomatrixserv
 			continue
 		}
 		seen[id] = true
-		ev, err := s.db.Event(ctx, id)
+		k, err := s.storedPDU(ctx, r, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return nil, nil, err
 		}
-		m, err := s.pdusByNID(ctx, r.version, []int64{ev.NID})
-		if err != nil {
-			return nil, nil, err
-		}
-		p := m[ev.NID]
+		ev, p := k.ev, k.pdu
 		if ev.Status == storage.StatusRejected {
 			rejectedIDs[id] = true
 		}
@@ -883,7 +888,7 @@ func (s *Server) membershipChanges(ctx context.Context, tx *storage.Tx, r *room,
 	if len(nids) == 0 {
 		return nil
 	}
-	m, err := s.pdusByNIDTx(ctx, tx, r.version, nids)
+	m, err := s.pdusFrom(ctx, tx, r.version, nids)
 	if err != nil {
 		return err
 	}
@@ -898,31 +903,6 @@ func (s *Server) membershipChanges(ctx context.Context, tx *storage.Tx, r *room,
 		}
 	}
 	return nil
-}
-
-// pdusByNIDTx is pdusByNID reading inside tx, for events the transaction itself wrote.
-func (s *Server) pdusByNIDTx(ctx context.Context, tx *storage.Tx, ver gomatrixserverlib.IRoomVersion, nids []int64) (map[int64]gomatrixserverlib.PDU, error) {
-	out := map[int64]gomatrixserverlib.PDU{}
-	var missing []int64
-	for _, nid := range nids {
-		if p, ok := s.pdus.get(nid); ok {
-			out[nid] = p
-		} else {
-			missing = append(missing, nid)
-		}
-	}
-	evs, err := tx.EventsByNID(ctx, missing)
-	if err != nil {
-		return nil, err
-	}
-	for _, ev := range evs {
-		p, err := ver.NewEventFromTrustedJSONWithEventID(ev.EventID, ev.JSON, ev.RedactedBy != "")
-		if err != nil {
-			return nil, err
-		}
-		out[ev.NID] = p
-	}
-	return out, nil
 }
 
 // applyRemoteRedaction redacts the target of a remote redaction when the redaction may apply:

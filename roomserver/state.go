@@ -190,6 +190,16 @@ func (s *Server) StateAt(ctx context.Context, snapshotNID int64) (map[int64]int6
 
 // pdusByNID returns parsed events for nids, from the cache where possible.
 func (s *Server) pdusByNID(ctx context.Context, ver gomatrixserverlib.IRoomVersion, nids []int64) (map[int64]gomatrixserverlib.PDU, error) {
+	return s.pdusFrom(ctx, s.db, ver, nids)
+}
+
+// eventReader reads events: the database, or a transaction (for events it wrote itself).
+type eventReader interface {
+	EventsByNID(ctx context.Context, nids []int64) ([]*storage.Event, error)
+}
+
+// pdusFrom is pdusByNID reading from db.
+func (s *Server) pdusFrom(ctx context.Context, db eventReader, ver gomatrixserverlib.IRoomVersion, nids []int64) (map[int64]gomatrixserverlib.PDU, error) {
 	out := make(map[int64]gomatrixserverlib.PDU, len(nids))
 	var missing []int64
 	for _, nid := range nids {
@@ -202,7 +212,7 @@ func (s *Server) pdusByNID(ctx context.Context, ver gomatrixserverlib.IRoomVersi
 	if len(missing) == 0 {
 		return out, nil
 	}
-	evs, err := s.db.EventsByNID(ctx, missing)
+	evs, err := db.EventsByNID(ctx, missing)
 	if err != nil {
 		return nil, err
 	}
