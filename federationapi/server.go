@@ -3,7 +3,9 @@
 // caches other servers' keys, X-Matrix request verification, the authenticated federation
 // queries (profiles, directory, public rooms, device lists and end-to-end keys of local
 // users), the outbound, X-Matrix-signing federation client and the sender that drains the
-// federation outbox (sender.go).
+// federation outbox (sender.go), and media in both directions: this server's media served
+// to others (media.go, from the media repository through MediaSource) and other servers'
+// media fetched for the media repository (mediaclient.go).
 //
 // It must not import clientapi, syncapi, mediaapi or pusher; it reads storage directly and
 // will hand received events to roomserver.
@@ -57,6 +59,7 @@ type Server struct {
 	rs      *roomserver.Server // set by SetRoomserver before the listener starts
 	txns    txnCache           // answers to recent transactions (send.go)
 	edus    ephemeral          // the notifier and typing state for EDUs (edu.go, eduout.go)
+	media   MediaSource        // set by SetMedia before the listener starts (media.go)
 
 	originMu sync.Mutex                      // guards origins
 	origins  map[spec.ServerName]*sync.Mutex // serialises each origin's transactions
@@ -138,6 +141,9 @@ func (s *Server) routes() []route {
 		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", s.handleMakeKnock, true},
 		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", s.handleSendKnock, true},
 		{"PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", s.handleInvite, true},
+		// Media (media.go).
+		{"GET", "/_matrix/federation/v1/media/download/{mediaId}", s.handleMediaDownload, true},
+		{"GET", "/_matrix/federation/v1/media/thumbnail/{mediaId}", s.handleMediaThumbnail, true},
 	}
 }
 

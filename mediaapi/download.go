@@ -5,6 +5,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +70,8 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 }
 
 // lookup validates the path's server name and media ID and returns the media item with its
-// content, waiting up to timeout_ms for the content of an mxc:// URI made by /create.
+// content: local media, waiting up to timeout_ms for the content of an mxc:// URI made by
+// /create, or remote media from the cache or fetched from its origin (remote.go).
 func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 	serverName, mediaID := httputil.PathVar(r, "serverName"), httputil.PathVar(r, "mediaId")
 	// The spec's security considerations: only valid server names and the media ID alphabet,
@@ -77,16 +79,22 @@ func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 	if !mediaIDPattern.MatchString(mediaID) || !validServerName(serverName) {
 		return nil, spec.NotFound("media not found")
 	}
-	if !s.isLocal(serverName) {
-		return s.remoteMedia(r.Context(), serverName, mediaID)
-	}
-	wait, err := waitParam(r)
+	wait, err := waitParam(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
+	if !s.isLocal(serverName) {
+		return s.remoteMedia(r, serverName, mediaID, wait)
+	}
+	return s.localMedia(r.Context(), mediaID, wait)
+}
+
+// localMedia returns a local media item with its content, waiting up to wait for the content
+// of an mxc:// URI made by /create.
+func (s *Server) localMedia(ctx context.Context, mediaID string, wait time.Duration) (*storage.Media, error) {
 	deadline := s.now().Add(wait)
 	for {
-		m, err := s.db.Media(r.Context(), serverName, mediaID)
+		m, err := s.db.Media(ctx, s.serverName, mediaID)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, spec.NotFound("media not found")
 		} else if err != nil {
@@ -99,24 +107,20 @@ func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 			return nil, spec.NotFound("media not found")
 		}
 		left := deadline.Sub(s.now())
-		if left <= 0 || r.Context().Err() != nil {
-			return nil, httputil.Errorf(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "content has not yet been uploaded")
+		if left <= 0 || ctx.Err() != nil {
+			return nil, notYetUploaded()
 		}
-		sleepCtx(r.Context(), min(left, recheckEvery), s.uploaded.wait())
+		sleepCtx(ctx, min(left, recheckEvery), s.uploaded.wait())
 	}
 }
 
-// remoteMedia is the seam for media of other homeservers. Federation (fetching
-// /_matrix/federation/v1/media/download/{mediaId} from the origin, caching the bytes under
-// mediaKey(serverName, mediaID, false) and a media row with that server_name) is not
-// implemented yet, so remote media is not found.
-func (s *Server) remoteMedia(_ context.Context, _, _ string) (*storage.Media, error) {
-	return nil, spec.NotFound("remote media is not available on this server yet")
+func notYetUploaded() error {
+	return httputil.Errorf(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "content has not yet been uploaded")
 }
 
 // waitParam parses timeout_ms.
-func waitParam(r *http.Request) (time.Duration, error) {
-	raw := r.URL.Query().Get("timeout_ms")
+func waitParam(q url.Values) (time.Duration, error) {
+	raw := q.Get("timeout_ms")
 	if raw == "" {
 		return defaultWait, nil
 	}

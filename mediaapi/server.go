@@ -2,8 +2,10 @@
 // uploads (/_matrix/media/v3/upload, /_matrix/media/v1/create), authenticated downloads,
 // thumbnails, the upload configuration and URL previews under /_matrix/client/v1/media, and the
 // deprecated unauthenticated /_matrix/media/v3 equivalents. Bytes live in a Store (files below
-// media.path); metadata in storage. It must not import clientapi, syncapi or federationapi:
-// fetching remote media over federation will come in through a seam here (remoteMedia).
+// media.path); metadata in storage. Media of other servers is fetched through a RemoteFetcher
+// and cached (remote.go); this server's media is served to other servers through
+// federationapi, which calls LocalMedia and LocalThumbnail (federation.go). It must not import
+// clientapi, syncapi or federationapi.
 package mediaapi
 
 import (
@@ -34,6 +36,8 @@ type Server struct {
 	// 4 * media.max_image_pixels bytes of memory.
 	thumbSlots chan struct{}
 	uploaded   *uploadNotifier
+	remote     RemoteFetcher // set by SetRemote before serving; nil without federation
+	fetches    fetchGroup    // remote fetches under way
 
 	mu sync.Mutex // guards putting
 	// putting holds the media IDs whose content is being uploaded to an mxc:// URI made by

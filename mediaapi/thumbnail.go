@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -33,9 +34,12 @@ type thumbnailRequest struct {
 }
 
 // handleThumbnail handles GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId} and
-// the deprecated /_matrix/media/v3 path.
+// the deprecated /_matrix/media/v3 path. Thumbnails of remote media are made here from the
+// cached original rather than fetched from the origin's thumbnail endpoint: the original is
+// fetched once for all sizes (and is usually wanted anyway when the user opens the image),
+// it is decoded under our own media.max_image_pixels, and there is one code path to trust.
 func (s *Server) handleThumbnail(w http.ResponseWriter, r *http.Request) error {
-	req, err := parseThumbnailRequest(r)
+	req, err := parseThumbnailRequest(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -43,64 +47,85 @@ func (s *Server) handleThumbnail(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	contentType, content, err := s.thumbnailOf(r.Context(), m, req)
+	if err != nil {
+		return err
+	}
+	defer content.Close()
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Disposition", thumbnailDisposition(contentType))
+	s.securityHeaders(w, r)
+	http.ServeContent(w, r, "", time.Time{}, content)
+	return nil
+}
+
+// thumbnailOf returns the thumbnail of m for req and its content type: cached, or made now.
+func (s *Server) thumbnailOf(ctx context.Context, m *storage.Media, req thumbnailRequest) (string, io.ReadSeekCloser, error) {
+	local := s.isLocal(m.ServerName)
 	mt, _, _ := mime.ParseMediaType(m.ContentType)
 	if !thumbnailable[mt] {
-		return thumbnailError(errNotAnImage)
+		return "", nil, thumbnailError(errNotAnImage, local)
 	}
-	local := s.isLocal(m.ServerName)
-	th, err := s.db.Thumbnail(r.Context(), m.ServerName, m.MediaID, req.width, req.height, req.method)
+	th, err := s.db.Thumbnail(ctx, m.ServerName, m.MediaID, req.width, req.height, req.method)
 	if err == nil {
-		f, err := s.store.Open(r.Context(), thumbnailKey(m.ServerName, m.MediaID, local, req.width, req.height, req.method))
+		f, err := s.store.Open(ctx, thumbnailKey(m.ServerName, m.MediaID, local, req.width, req.height, req.method))
 		if err == nil {
-			defer f.Close()
-			s.serveThumbnail(w, r, th.ContentType, f)
-			return nil
+			return th.ContentType, f, nil
 		}
 		s.log.Warn("cached thumbnail file missing; regenerating", "media_id", m.MediaID, "err", err)
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return err
+		return "", nil, err
 	}
-	return s.generateThumbnail(w, r, m, mt, req)
+	return s.generateThumbnail(ctx, m, mt, req)
 }
 
-// generateThumbnail makes, caches and serves a thumbnail, or serves the original when it is
-// no larger than asked for.
-func (s *Server) generateThumbnail(w http.ResponseWriter, r *http.Request, m *storage.Media, contentType string, req thumbnailRequest) error {
-	ctx := r.Context()
+// generateThumbnail makes and caches a thumbnail, or returns the original when it is no
+// larger than asked for.
+func (s *Server) generateThumbnail(ctx context.Context, m *storage.Media, contentType string, req thumbnailRequest) (string, io.ReadSeekCloser, error) {
 	select {
 	case s.thumbSlots <- struct{}{}:
 		defer func() { <-s.thumbSlots }()
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", nil, ctx.Err()
 	}
 	local := s.isLocal(m.ServerName)
 	f, err := s.store.Open(ctx, mediaKey(m.ServerName, m.MediaID, local))
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	info, err := probeImage(f, s.cfg.MaxImagePixels)
 	if err != nil {
-		return thumbnailError(err)
+		return "", nil, thumbnailError(err, local)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return "", nil, err
 	}
 	// The spec: "When the content is smaller than the requested dimensions, servers should
 	// return the original content". GIF and WebP may be animated, which only animated=true
 	// allows; they are re-encoded (first frame) otherwise.
 	if fits(info, req.width, req.height) && (contentType == "image/jpeg" || contentType == "image/png" || req.animated) {
-		s.serveThumbnail(w, r, contentType, f)
-		return nil
+		keep = true
+		return contentType, f, nil
 	}
 	data, thumbType, err := thumbnail(f, info, req.width, req.height, req.method)
 	if err != nil {
-		return thumbnailError(err)
+		return "", nil, thumbnailError(err, local)
 	}
 	s.cacheThumbnail(ctx, m, req, thumbType, data)
-	s.serveThumbnail(w, r, thumbType, bytes.NewReader(data))
-	return nil
+	return thumbType, bytesContent{bytes.NewReader(data)}, nil
 }
+
+// bytesContent is content held in memory, with a Close that does nothing.
+type bytesContent struct{ *bytes.Reader }
+
+func (bytesContent) Close() error { return nil }
 
 // cacheThumbnail stores a generated thumbnail: the file first, then the row. A failure only
 // costs a regeneration next time, so it is logged rather than returned.
@@ -125,25 +150,27 @@ func (s *Server) cacheThumbnail(ctx context.Context, m *storage.Media, req thumb
 	}
 }
 
-// serveThumbnail writes a thumbnail with the headers the spec requires (inline, a file name).
-func (s *Server) serveThumbnail(w http.ResponseWriter, r *http.Request, contentType string, content io.ReadSeeker) {
-	h := w.Header()
-	h.Set("Content-Type", contentType)
+// thumbnailDisposition is the Content-Disposition of a thumbnail: inline, with a file name,
+// as the spec requires.
+func thumbnailDisposition(contentType string) string {
 	name := "thumbnail.png"
 	if exts, _ := mime.ExtensionsByType(contentType); len(exts) > 0 {
 		name = "thumbnail" + exts[0]
 	}
-	h.Set("Content-Disposition", `inline; filename="`+name+`"`)
-	s.securityHeaders(w, r)
-	http.ServeContent(w, r, "", time.Time{}, content)
+	return `inline; filename="` + name + `"`
 }
 
 // thumbnailError maps image errors to the spec's: 400 for content that cannot be
-// thumbnailed, 413 M_TOO_LARGE for images over media.max_image_pixels.
-func thumbnailError(err error) error {
+// thumbnailed; M_TOO_LARGE for images over media.max_image_pixels, with 413 for local
+// content and 502 for remote content.
+func thumbnailError(err error, local bool) error {
 	switch {
 	case errors.Is(err, errImageTooLarge):
-		return httputil.Errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "content is too large to thumbnail")
+		status := http.StatusRequestEntityTooLarge
+		if !local {
+			status = http.StatusBadGateway
+		}
+		return httputil.Errorf(status, "M_TOO_LARGE", "content is too large to thumbnail")
 	case errors.Is(err, errNotAnImage):
 		return httputil.Errorf(http.StatusBadRequest, "M_UNKNOWN", "cannot generate thumbnails for the requested content")
 	}
@@ -151,8 +178,7 @@ func thumbnailError(err error) error {
 }
 
 // parseThumbnailRequest reads width, height, method and animated.
-func parseThumbnailRequest(r *http.Request) (thumbnailRequest, error) {
-	q := r.URL.Query()
+func parseThumbnailRequest(q url.Values) (thumbnailRequest, error) {
 	var req thumbnailRequest
 	for _, p := range []struct {
 		name string

@@ -34,6 +34,7 @@ var portTables = []portTable{
 	{name: "account_data", key: "user_id, room_id, data_type"},
 	{name: "media", key: "server_name, media_id"},
 	{name: "media_thumbnails", key: "server_name, media_id, width, height, method"},
+	{name: "remote_media", key: "server_name, media_id"},
 	{name: "rooms", key: "room_nid", serial: "room_nid"},
 	{name: "room_aliases", key: "alias"},
 	{name: "state_keys", key: "state_key_nid", serial: "state_key_nid"},

@@ -188,6 +188,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	media.Register(router)
+	if fed != nil {
+		// Other servers download our media through the federation API; our clients' requests
+		// for their media go to them through its client.
+		fed.SetMedia(media)
+		media.SetRemote(fed.MediaFetcher())
+	}
 	router.NotFoundHandler = httputil.NotFoundHandler()
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))

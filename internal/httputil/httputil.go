@@ -61,12 +61,17 @@ type Response struct {
 // HandlerFunc is a handler that returns a value to encode as JSON, or an error.
 type HandlerFunc func(r *http.Request) (any, error)
 
-// Handle adapts fn to http.Handler.
+// Handle adapts fn to http.Handler. A result that is itself an http.Handler writes the
+// response (for bodies that are not JSON, such as the multipart media of federation).
 func Handle(log *slog.Logger, fn HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res, err := fn(r)
 		if err != nil {
 			WriteError(w, r, log, err)
+			return
+		}
+		if h, ok := res.(http.Handler); ok {
+			h.ServeHTTP(w, r)
 			return
 		}
 		if resp, ok := res.(Response); ok {

@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestFederationMedia: an image uploaded by a user of server A is downloaded byte for byte,
+// and thumbnailed, by a user of server B through B, which fetches it from A over the
+// federation media endpoints; once A is stopped, B still serves it from its cache.
+func TestFederationMedia(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startProxiedServer(t, ca), startProxiedServer(t, ca)
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	img := encodePNG(t, 300, 200)
+	uri := upload(t, alice, img, "image/png", "cat.png")
+	if !strings.HasPrefix(uri, "mxc://"+a.Name+"/") {
+		t.Fatalf("content_uri %q is not on %s", uri, a.Name)
+	}
+	v1 := "/_matrix/client/v1/media"
+	download := v1 + "/download/" + mxcPath(uri)
+	thumbnail := v1 + "/thumbnail/" + mxcPath(uri)
+
+	r := b.media(t, bob.Token, "GET", download, nil, "")
+	if r.Status != 200 || !bytes.Equal(r.Raw, img) {
+		t.Fatalf("download of A's image through B: %d, %d bytes (want %d); %.300s", r.Status, len(r.Raw), len(img), r.Raw)
+	}
+	if ct, cd := r.Header.Get("Content-Type"), r.Header.Get("Content-Disposition"); ct != "image/png" || cd != `inline; filename="cat.png"` {
+		t.Errorf("download through B: Content-Type %q, Content-Disposition %q", ct, cd)
+	}
+	r = b.media(t, bob.Token, "GET", thumbnail+"?width=64&height=64&method=scale", nil, "")
+	if r.Status != 200 || r.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("thumbnail of A's image through B: %d %.300s", r.Status, r.Raw)
+	}
+	if w, h := imageSize(t, r.Raw); w != 64 || h != 43 {
+		t.Errorf("thumbnail through B is %dx%d, want 64x43", w, h)
+	}
+	r = b.media(t, bob.Token, "GET", v1+"/download/"+a.Name+"/doesNotExist", nil, "")
+	if r.Status != 404 || r.ErrCode() != "M_NOT_FOUND" {
+		t.Errorf("unknown media of A through B: %d %s", r.Status, r.Raw)
+	}
+
+	// A is gone: B serves what it cached, makes new thumbnail sizes from it, and cannot
+	// fetch anything else.
+	a.Stop()
+	r = b.media(t, bob.Token, "GET", download+"/renamed.png", nil, "")
+	if r.Status != 200 || !bytes.Equal(r.Raw, img) || r.Header.Get("Content-Disposition") != `inline; filename="renamed.png"` {
+		t.Fatalf("download from B's cache with A stopped: %d, %d bytes, %q", r.Status, len(r.Raw), r.Header.Get("Content-Disposition"))
+	}
+	// The deprecated unauthenticated endpoint serves B's cache, but never makes B fetch.
+	if r := b.media(t, "", "GET", "/_matrix/media/v3/download/"+mxcPath(uri), nil, ""); r.Status != 200 || !bytes.Equal(r.Raw, img) {
+		t.Errorf("deprecated download from B's cache: %d, %d bytes", r.Status, len(r.Raw))
+	}
+	r = b.media(t, bob.Token, "GET", thumbnail+"?width=32&height=32&method=crop", nil, "")
+	if r.Status != 200 {
+		t.Fatalf("new thumbnail size with A stopped: %d %.300s", r.Status, r.Raw)
+	}
+	if w, h := imageSize(t, r.Raw); w != 32 || h != 32 {
+		t.Errorf("crop thumbnail is %dx%d, want 32x32", w, h)
+	}
+	r = b.media(t, bob.Token, "GET", v1+"/download/"+a.Name+"/neverFetched", nil, "")
+	if r.Status != 502 {
+		t.Errorf("uncached media of a stopped server: %d %s, want 502", r.Status, r.Raw)
+	}
+}
