@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -62,8 +63,9 @@ type pending struct {
 // A request that fails gets its own error; the others go on.
 func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) []result {
 	results := make([]result, len(reqs))
-	prev := make([]string, 0, len(r.extremities))
-	for _, e := range r.extremities {
+	cited, _ := citedExtremities(r.extremities)
+	prev := make([]string, 0, len(cited))
+	for _, e := range cited {
 		prev = append(prev, e.id)
 	}
 	depth := r.maxDepth + 1
@@ -127,6 +129,21 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 		}
 	}
 	return results
+}
+
+// maxPrevEvents bounds the prev_events of a local event; extremities beyond it stay
+// extremities, for the next events to merge.
+const maxPrevEvents = 10
+
+// citedExtremities splits the room's forward extremities into those a new event cites (all
+// of them, or the maxPrevEvents newest) and those that stay extremities.
+func citedExtremities(exts []extremity) (cited, kept []extremity) {
+	if len(exts) <= maxPrevEvents {
+		return exts, nil
+	}
+	sorted := append([]extremity(nil), exts...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].nid > sorted[j].nid })
+	return sorted[:maxPrevEvents], sorted[maxPrevEvents:]
 }
 
 // isRemoteInvite reports whether pdu invites a user of another server, whose server must
@@ -229,6 +246,7 @@ type head struct {
 // persist commits authorised events of room r (locked by the caller) in one transaction, then
 // updates the in-memory head of the room and the caches, and tells the listener once.
 func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*storage.Event, error) {
+	_, kept := citedExtremities(r.extremities) // those the batch's first event does not cite
 	var evs []*storage.Event
 	var h head
 	var newKeys map[storage.StateKey]int64
@@ -246,7 +264,11 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 			evs = append(evs, ev)
 		}
 		last := evs[len(evs)-1]
-		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{last.NID}); err != nil {
+		exts := []int64{last.NID}
+		for _, e := range kept {
+			exts = append(exts, e.nid)
+		}
+		if err := tx.SetForwardExtremities(ctx, r.nid, exts); err != nil {
 			return err
 		}
 		if err := tx.InsertPushActions(ctx, h.pushes); err != nil {
@@ -272,7 +294,7 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	}
 	last := evs[len(evs)-1]
 	r.state, r.snapshot, r.chainLen = h.state, h.snapshot, h.chainLen
-	r.extremities = []extremity{{nid: last.NID, id: last.EventID}}
+	r.extremities = append([]extremity{{nid: last.NID, id: last.EventID}}, kept...)
 	r.maxDepth = last.Depth
 	notify := make([]string, 0, len(r.members)+len(memberships))
 	for u, m := range r.members {

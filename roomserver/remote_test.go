@@ -220,3 +220,55 @@ func testRemoteEvents(t *testing.T, url, ver string) {
 		t.Fatal("the listener was never told of an event")
 	}
 }
+
+// TestManyExtremities: a local event cites at most maxPrevEvents forward extremities, the
+// newest; the others stay extremities and the next local events merge them.
+func TestManyExtremities(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, _ := newTestServer(t, url)
+		_, key, _ := ed25519.GenerateKey(nil)
+		f := &fakeRemote{t: t, s: s, name: "remote", key: key, now: time.Now()}
+		alice, bob := "@alice:test", "@bob:remote"
+		roomID, err := s.CreateRoom(ctx, alice, "D", CreateRoomRequest{Preset: PresetPublicChat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := s.MakeMembership(ctx, roomID, bob, spec.Join, []gomatrixserverlib.RoomVersion{"12"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		join, _ := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "remote", "ed25519:r", key)
+		if _, err := s.SendMembership(ctx, "remote", spec.Join, join); err != nil {
+			t.Fatal(err)
+		}
+		base := s.headIDs(t, roomID)
+		for i := range 14 {
+			m := f.build(roomID, bob, "m.room.message", nil, map[string]any{"body": i}, base)
+			if err := s.InputRemote(ctx, "remote", m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := len(s.headIDs(t, roomID)); n != 14 {
+			t.Fatalf("%d forward extremities after 14 concurrent remote messages, want 14", n)
+		}
+		id, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"body": "merge"}), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := s.db.Event(ctx, id)
+		pdu, _ := gomatrixserverlib.MustGetRoomVersion("12").NewEventFromTrustedJSON(ev.JSON, false)
+		if n := len(pdu.PrevEventIDs()); n != maxPrevEvents {
+			t.Fatalf("the local event cites %d prev_events, want %d", n, maxPrevEvents)
+		}
+		if n := len(s.headIDs(t, roomID)); n != 14-maxPrevEvents+1 {
+			t.Fatalf("%d forward extremities after the local event, want %d", n, 14-maxPrevEvents+1)
+		}
+		if _, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"body": "merge again"}), ""); err != nil {
+			t.Fatal(err)
+		}
+		if heads := s.headIDs(t, roomID); len(heads) != 1 {
+			t.Fatalf("forward extremities after the second local event: %d, want 1", len(heads))
+		}
+	})
+}
