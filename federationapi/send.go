@@ -117,7 +117,8 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 	if roomID == "" {
 		return "", nil
 	}
-	ver, err := s.rs.RoomVersion(ctx, roomID)
+	// Read without the room lock: the room's input may be busy fetching from this origin.
+	ver, err := s.rs.StoredRoomVersion(ctx, roomID)
 	if err != nil {
 		return "", nil // a room we are not in: ignored, as the spec allows
 	}
