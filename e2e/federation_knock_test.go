@@ -62,6 +62,20 @@ func TestFederationKnock(t *testing.T) {
 		return false
 	})
 
+	// bob's initial /sync has the room's state, although his server's first events of the
+	// room (the knock, the invite) came without it.
+	full := bob.Sync("", "", 0)
+	jr := obj(full.Body, "rooms", "join", roomID)
+	stateTypes := map[string]bool{}
+	for _, e := range append(list(obj(jr, "state"), "events"), list(obj(jr, "timeline"), "events")...) {
+		stateTypes[evType(e)] = true
+	}
+	for _, want := range []string{"m.room.create", "m.room.name", "m.room.join_rules", "m.room.power_levels"} {
+		if !stateTypes[want] {
+			t.Errorf("bob's initial sync of the room lacks %s: %s", want, jsonString(jr))
+		}
+	}
+
 	// A room that does not allow knocking refuses the knock.
 	closed := alice.CreateRoom(map[string]any{"preset": "private_chat", "room_version": "10"})
 	if r := call(bob, "POST", "/_matrix/client/v3/knock/"+esc(closed)+"?via="+esc(a.Name), map[string]any{}); r.Status != 403 || str(r.Body, "errcode") != "M_FORBIDDEN" {

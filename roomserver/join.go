@@ -204,6 +204,9 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 		if err := tx.LockEventStream(ctx); err != nil {
 			return err
 		}
+		if err := tx.HideOutOfRoomEvents(ctx, r.nid); err != nil {
+			return err
+		}
 		key = storage.StateKey{Type: spec.MRoomMember, StateKey: *join.StateKey()}
 		var err error
 		if keyNID, err = s.stateKeyNID(ctx, tx, key); err != nil {

@@ -139,6 +139,19 @@ func (q *Q) LastRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, erro
 	return ev, err
 }
 
+// HideOutOfRoomEvents turns the room's timeline events stored without state (the membership
+// events of local users in a room this server was not in: invites, knocks, rejections) into
+// outliers, once the server has joined the room and holds its state: the timeline starts
+// with the join.
+func (tx *Tx) HideOutOfRoomEvents(ctx context.Context, roomNID int64) error {
+	_, err := tx.exec(ctx, `UPDATE events SET status = 'outlier', hidden = TRUE
+		WHERE room_nid = $1 AND status = '' AND state_before_nid = 0 AND event_type <> 'm.room.create'`, roomNID)
+	if err != nil {
+		return fmt.Errorf("hide out-of-room events of room %d: %w", roomNID, err)
+	}
+	return nil
+}
+
 // SetEventStatus changes how an event is held (an outlier found to be history, say), with the
 // state before it.
 func (tx *Tx) SetEventStatus(ctx context.Context, eventNID int64, status string, stateBeforeNID int64) error {
