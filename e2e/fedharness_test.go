@@ -451,6 +451,30 @@ type fakeHomeserver struct {
 
 	mu       sync.Mutex
 	received []json.RawMessage // PDUs received in transactions; guarded by mu
+	requests []string          // "METHOD /path?query" of every request served, in order; guarded by mu
+	// extra, when set (setExtra), sees every request first and reports whether it answered
+	// it; the default answers apply to the rest. Guarded by mu.
+	extra func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// setExtra installs h as the first handler of every request (see fakeHomeserver.extra).
+func (f *fakeHomeserver) setExtra(h func(w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	f.extra = h
+	f.mu.Unlock()
+}
+
+// requestsLike returns the recorded requests whose "METHOD /path?query" contains substr.
+func (f *fakeHomeserver) requestsLike(substr string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.requests {
+		if strings.Contains(r, substr) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func startFakeHomeserver(t *testing.T, ca *testCA) *fakeHomeserver {
@@ -472,7 +496,14 @@ func startFakeHomeserver(t *testing.T, ca *testCA) *fakeHomeserver {
 }
 
 func (f *fakeHomeserver) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	extra := f.extra
+	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if extra != nil && extra(w, r) {
+		return
+	}
 	switch {
 	case r.URL.Path == "/_matrix/key/v2/server":
 		js, _ := json.Marshal(gomatrixserverlib.ServerKeyFields{
