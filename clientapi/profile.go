@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -10,10 +11,31 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
+// RemoteProfiles looks up the profiles of other servers' users (GET /query/profile);
+// federationapi implements it.
+type RemoteProfiles interface {
+	QueryProfile(ctx context.Context, userID string) (displayName, avatarURL string, err error)
+}
+
+// SetRemoteProfiles makes GET /profile ask other servers for their users' profiles.
+func (s *Server) SetRemoteProfiles(rp RemoteProfiles) { s.remoteProfiles = rp }
+
 func (s *Server) profile(r *http.Request) (*storage.Profile, error) {
 	userID := httputil.PathVar(r, "userId")
-	if _, err := spec.NewUserID(userID, true); err != nil {
+	uid, err := spec.NewUserID(userID, true)
+	if err != nil {
 		return nil, spec.InvalidParam("invalid user ID")
+	}
+	if string(uid.Domain()) != s.cfg.ServerName && s.remoteProfiles != nil {
+		name, avatar, err := s.remoteProfiles.QueryProfile(r.Context(), userID)
+		if err != nil {
+			var me spec.MatrixError
+			if errors.As(err, &me) && me.ErrCode == "M_NOT_FOUND" {
+				return nil, me
+			}
+			return nil, spec.NotFound("profile not found: " + err.Error())
+		}
+		return &storage.Profile{DisplayName: name, AvatarURL: avatar}, nil
 	}
 	p, err := s.db.Profile(r.Context(), userID)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -7,7 +7,8 @@ import (
 // TestFederationKnock: a user of B knocks on a knock-only room on A through A; the knock
 // appears in B's /sync knock section and in A's room; A's admin approves it by inviting, the
 // invite reaches B, and the user joins. A knock on a room that does not allow knocking is
-// refused with the resident server's M_FORBIDDEN.
+// refused with the resident server's M_FORBIDDEN. Profiles of the other server's users are
+// asked of that server.
 func TestFederationKnock(t *testing.T) {
 	ca := newTestCA(t)
 	a, b := startProxiedServer(t, ca), startProxiedServer(t, ca)
@@ -74,6 +75,14 @@ func TestFederationKnock(t *testing.T) {
 		if !stateTypes[want] {
 			t.Errorf("bob's initial sync of the room lacks %s: %s", want, jsonString(jr))
 		}
+	}
+
+	// Profiles of the other server's users are asked of that server.
+	if r := call(alice, "GET", "/_matrix/client/v3/profile/"+esc(bob.UserID), nil); r.Status != 200 || str(r.Body, "displayname") != "bob" {
+		t.Errorf("alice reading bob's profile on the other server: %d %s", r.Status, r.Raw)
+	}
+	if r := call(alice, "GET", "/_matrix/client/v3/profile/"+esc("@nobody:"+b.Name), nil); r.Status != 404 || str(r.Body, "errcode") != "M_NOT_FOUND" {
+		t.Errorf("profile of an unknown user of the other server: %d %s, want 404 M_NOT_FOUND", r.Status, r.Raw)
 	}
 
 	// A room that does not allow knocking refuses the knock.

@@ -175,6 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetTyping(typers)
 		client.SetEDUSink(fed.EDUSender())
 		client.SetRemoteKeys(fed.RemoteKeys())
+		client.SetRemoteProfiles(fed.RemoteProfiles())
 	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
