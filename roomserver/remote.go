@@ -115,9 +115,18 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 	if err := s.allowedByState(ctx, r, pdu, before); err != nil {
 		return s.storeRejected(ctx, r, pdu, fmt.Sprintf("event %s fails auth against the state before it: %v", pdu.EventID(), err))
 	}
-	// 4. Soft failure against the current state.
+	// 4. Soft failure against the current state, as it will be with the event's branch: the
+	// state before the event may hold what the room's current state lacks (events this
+	// server learnt only as state, through /state_ids), and the resolution of the two is
+	// what the event would join.
+	current := r.state
+	if !sameState(before, r.state) {
+		if current, err = s.resolve(ctx, r, []map[int64]int64{r.state, before}, nil); err != nil {
+			return err
+		}
+	}
 	status := ""
-	if err := s.allowedByState(ctx, r, pdu, r.state); err != nil {
+	if err := s.allowedByState(ctx, r, pdu, current); err != nil {
 		s.log.Info("remote event soft-failed", "event_id", pdu.EventID(), "room_id", r.id, "err", err)
 		status = storage.StatusSoftFailed
 	}

@@ -24,6 +24,9 @@ type timeline struct {
 	PrevBatch string                   `json:"prev_batch,omitempty"`
 
 	hasMember bool // a membership event was among the events, before any filter
+	// stateKeys are the state keys the (filtered) timeline's state events set, with the last
+	// event setting each.
+	stateKeys map[int64]int64
 }
 
 type unreadCounts struct {

@@ -53,6 +53,11 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if err != nil {
 		return nil, err
 	}
+	if !req.stateAfter {
+		if state, err = s.reconcileState(ctx, m.RoomNID, since, to, full, state, tl); err != nil {
+			return nil, err
+		}
+	}
 	stateEvs, err := s.formatState(ctx, req, m.RoomID, state, tl.Events)
 	if err != nil {
 		return nil, err
@@ -178,6 +183,12 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 	for _, ev := range dropIgnored(evs, req.viewer.Ignored) {
 		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
 			kept = append(kept, ev)
+			if ev.IsState() {
+				if tl.stateKeys == nil {
+					tl.stateKeys = map[int64]int64{}
+				}
+				tl.stateKeys[ev.StateKeyNID] = ev.NID
+			}
 		}
 	}
 	tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
@@ -248,6 +259,64 @@ func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[in
 	}
 	out[ev.StateKeyNID] = ev.NID
 	return out, nil
+}
+
+// reconcileState adds to the state section of a room the current state (at to) that the
+// client would not otherwise reach: state that arrived without passing through the timeline
+// (learnt through /state_ids when a gap in the DAG was too large to fetch) or that state
+// resolution brought back. A key the timeline sets is left to the timeline; where the
+// resolved state differs from the timeline's last event for a key, only state_after
+// (use_state_after) can tell the client.
+func (s *Server) reconcileState(ctx context.Context, roomNID, since, to int64, full bool, state []*storage.Event, tl timeline) ([]*storage.Event, error) {
+	if len(tl.Events) == 0 && !full {
+		return state, nil
+	}
+	current, err := s.currentStateAt(ctx, roomNID, to)
+	if err != nil {
+		return nil, err
+	}
+	client := map[int64]int64{}
+	if !full {
+		if client, err = s.currentStateAt(ctx, roomNID, since); err != nil {
+			return nil, err
+		}
+		client = copyStateMap(client)
+	}
+	for _, ev := range state {
+		client[ev.StateKeyNID] = ev.NID
+	}
+	var missing []int64
+	for k, ev := range current {
+		if _, set := tl.stateKeys[k]; !set && client[k] != ev {
+			missing = append(missing, ev)
+		}
+	}
+	if len(missing) == 0 {
+		return state, nil
+	}
+	extra, err := s.db.EventsByNID(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[int64]bool{}
+	for _, ev := range extra {
+		byKey[ev.StateKeyNID] = true
+	}
+	out := make([]*storage.Event, 0, len(state)+len(extra))
+	for _, ev := range state {
+		if !byKey[ev.StateKeyNID] {
+			out = append(out, ev)
+		}
+	}
+	return append(out, extra...), nil
+}
+
+func copyStateMap(m map[int64]int64) map[int64]int64 {
+	out := make(map[int64]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // gapState returns the newest state event per key among those in (since, before).
