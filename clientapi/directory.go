@@ -25,6 +25,13 @@ func (s *Server) handleGetAlias(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if i := strings.IndexByte(alias, ':'); i >= 0 && alias[i+1:] != s.cfg.ServerName && s.remoteDirectory != nil {
+		roomID, servers, err := s.remoteDirectory.QueryAlias(r.Context(), alias)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"room_id": roomID, "servers": servers}, nil
+	}
 	roomID, _, err := s.db.Alias(r.Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("room alias not found")

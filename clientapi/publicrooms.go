@@ -1,6 +1,8 @@
 package clientapi
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -37,14 +39,37 @@ func (s *Server) handlePostPublicRooms(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
+	if server := r.URL.Query().Get("server"); server != "" {
+		req.Server = server // the spec's place for it; the body field is an older habit
+	}
 	return s.publicRooms(r, req)
 }
 
-// publicRooms lists the published rooms of this server (another server's directory needs
-// federation's /publicRooms, not yet queried from here).
+// RemoteDirectory is other servers' directories (federationapi implements it).
+type RemoteDirectory interface {
+	QueryAlias(ctx context.Context, alias string) (roomID string, servers []string, err error)
+	PublicRooms(ctx context.Context, server string, req any) (json.RawMessage, error)
+}
+
+// SetRemoteDirectory makes the directory endpoints ask other servers about their aliases and
+// public rooms.
+func (s *Server) SetRemoteDirectory(d RemoteDirectory) { s.remoteDirectory = d }
+
+// publicRooms lists the published rooms of this server, or of the server the request
+// names, asked over federation.
 func (s *Server) publicRooms(r *http.Request, req publicRoomsRequest) (any, error) {
 	if req.Server != "" && req.Server != s.cfg.ServerName {
-		return nil, spec.NotFound("this server cannot list another server's rooms yet")
+		if s.remoteDirectory == nil {
+			return nil, spec.NotFound("federation is off: this server cannot list another server's rooms")
+		}
+		body := map[string]any{"filter": req.Filter}
+		if req.Limit > 0 {
+			body["limit"] = req.Limit
+		}
+		if req.Since != "" {
+			body["since"] = req.Since
+		}
+		return s.remoteDirectory.PublicRooms(r.Context(), req.Server, body)
 	}
 	return publicrooms.List(r.Context(), s.db, publicrooms.Request{Limit: req.Limit, Since: req.Since, Filter: req.Filter})
 }

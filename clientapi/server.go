@@ -34,11 +34,12 @@ type Server struct {
 	log   *slog.Logger
 	uia   *uiaSessions
 
-	typing         *typing.Typing    // typing notifications, shared with syncapi
-	presence       *presence.Service // presence, shared with syncapi
-	edus           EDUSink           // other servers' share of ephemeral changes; nil without federation (edus.go)
-	remoteProfiles RemoteProfiles    // other servers' users' profiles; nil without federation
-	remoteKeys     RemoteKeys        // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
+	typing          *typing.Typing    // typing notifications, shared with syncapi
+	presence        *presence.Service // presence, shared with syncapi
+	edus            EDUSink           // other servers' share of ephemeral changes; nil without federation (edus.go)
+	remoteProfiles  RemoteProfiles    // other servers' users' profiles; nil without federation
+	remoteDirectory RemoteDirectory   // other servers' aliases and public rooms; nil without federation
+	remoteKeys      RemoteKeys        // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 

@@ -42,7 +42,13 @@ func (k *RemoteKeys) ClaimKeys(ctx context.Context, server spec.ServerName, oneT
 
 // post sends a signed POST with content to server and returns the response body.
 func (k *RemoteKeys) post(ctx context.Context, server spec.ServerName, path string, content any) (json.RawMessage, error) {
-	cfg := k.s.cfg
+	return k.s.postRaw(ctx, server, path, content)
+}
+
+// postRaw sends a signed POST with content to server and returns the response body as it
+// came, so that what the client sees is what the server said.
+func (s *Server) postRaw(ctx context.Context, server spec.ServerName, path string, content any) (json.RawMessage, error) {
+	cfg := s.cfg
 	fr := fclient.NewFederationRequest("POST", cfg.ServerName, server, path)
 	if err := fr.SetContent(content); err != nil {
 		return nil, err
@@ -55,7 +61,7 @@ func (k *RemoteKeys) post(ctx context.Context, server spec.ServerName, path stri
 		return nil, err
 	}
 	var res json.RawMessage
-	if err := k.s.client.fc.DoRequestAndParseResponse(ctx, req, &res); err != nil {
+	if err := s.client.fc.DoRequestAndParseResponse(ctx, req, &res); err != nil {
 		return nil, fmt.Errorf("POST %s on %s: %w", path, server, err)
 	}
 	return res, nil

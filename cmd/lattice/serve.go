@@ -176,6 +176,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		client.SetEDUSink(fed.EDUSender())
 		client.SetRemoteKeys(fed.RemoteKeys())
 		client.SetRemoteProfiles(fed.RemoteProfiles())
+		client.SetRemoteDirectory(fed.RemoteDirectory())
 	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 

@@ -1,0 +1,41 @@
+package e2e
+
+import "testing"
+
+// TestFederationDirectory: a user of B resolves a room alias of A (GET /directory/room) and
+// lists A's public rooms (GET and POST /publicRooms?server=), both asked of A over
+// federation; an unknown alias of A is M_NOT_FOUND.
+func TestFederationDirectory(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startProxiedServer(t, ca), startProxiedServer(t, ca)
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	alias := "#lobby:" + a.Name
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": "lobby", "name": "The lobby", "visibility": "public"})
+
+	r := call(bob, "GET", "/_matrix/client/v3/directory/room/"+esc(alias), nil)
+	if r.Status != 200 || str(r.Body, "room_id") != roomID {
+		t.Fatalf("bob resolving %s: %d %s", alias, r.Status, r.Raw)
+	}
+	if r := call(bob, "GET", "/_matrix/client/v3/directory/room/"+esc("#nothing:"+a.Name), nil); r.Status != 404 || str(r.Body, "errcode") != "M_NOT_FOUND" {
+		t.Fatalf("an unknown alias of A: %d %s, want 404 M_NOT_FOUND", r.Status, r.Raw)
+	}
+	found := func(r Resp) bool {
+		for _, room := range list(r.Body, "chunk") {
+			if str(room, "room_id") == roomID && str(room, "name") == "The lobby" {
+				return true
+			}
+		}
+		return false
+	}
+	if r := call(bob, "GET", "/_matrix/client/v3/publicRooms?server="+esc(a.Name), nil); r.Status != 200 || !found(r) {
+		t.Fatalf("bob listing A's public rooms: %d %s", r.Status, r.Raw)
+	}
+	r = call(bob, "POST", "/_matrix/client/v3/publicRooms?server="+esc(a.Name), map[string]any{"filter": map[string]any{"generic_search_term": "lobby"}, "limit": 5})
+	if r.Status != 200 || !found(r) {
+		t.Fatalf("bob searching A's public rooms: %d %s", r.Status, r.Raw)
+	}
+	r = call(bob, "POST", "/_matrix/client/v3/publicRooms?server="+esc(a.Name), map[string]any{"filter": map[string]any{"generic_search_term": "no such room"}})
+	if r.Status != 200 || found(r) {
+		t.Fatalf("a search of A's rooms that matches nothing: %d %s", r.Status, r.Raw)
+	}
+}
