@@ -32,26 +32,39 @@ func TestMatrixJSSDK(t *testing.T) {
 }
 
 // runSDKScript starts a server, registers alice and bob, and runs a node script of jssdk/
-// against them (the URL, credentials and password in its environment), streaming its output;
-// the test fails when the script fails or outlasts limit.
+// against them (see runNodeScript).
 func runSDKScript(t *testing.T, script string, limit time.Duration) {
-	node, npm := requireTool(t, "node"), requireTool(t, "npm")
-	ensureNodeModules(t, npm)
-
+	node := requireNodeModules(t)
 	srv := StartServer(t)
 	alice := srv.Register(t, "alice")
 	bob := srv.Register(t, "bob")
+	runNodeScript(t, node, script, limit, alice, bob, "LATTICE_URL="+srv.URL)
+}
 
+// requireNodeModules returns the path of node, after making sure jssdk/node_modules holds the
+// pinned matrix-js-sdk (see requireTool for when the test is skipped).
+func requireNodeModules(t *testing.T) string {
+	t.Helper()
+	node, npm := requireTool(t, "node"), requireTool(t, "npm")
+	ensureNodeModules(t, npm)
+	return node
+}
+
+// runNodeScript runs a node script of jssdk/ with alice's and bob's credentials and password in
+// its environment, besides env (at least LATTICE_URL), streaming its output; the test fails
+// when the script fails or outlasts limit.
+func runNodeScript(t *testing.T, node, script string, limit time.Duration, alice, bob *Client, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = jssdkDir
 	cmd.Env = append(os.Environ(),
-		"LATTICE_URL="+srv.URL,
-		"LATTICE_PASSWORD=correct horse battery", // the password srv.Register uses
+		"LATTICE_PASSWORD=correct horse battery", // the password Server.Register uses
 		"ALICE_USER="+alice.UserID, "ALICE_TOKEN="+alice.Token, "ALICE_DEVICE="+alice.DeviceID,
 		"BOB_USER="+bob.UserID, "BOB_TOKEN="+bob.Token, "BOB_DEVICE="+bob.DeviceID,
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.WaitDelay = 5 * time.Second
 	if err := runStreaming(t, cmd, script+": "); err != nil {
 		if ctx.Err() != nil {

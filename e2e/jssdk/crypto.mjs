@@ -3,12 +3,18 @@
 // server, to check end-to-end encryption interoperates.
 //
 // It is started by ../jssdk_crypto_test.go (TestMatrixJSSDKCrypto), which
-// registers alice and bob over plain HTTP and passes their credentials here:
+// registers alice and bob on one server, and by ../jssdk_federation_test.go
+// (TestJSSDKCryptoFederation), which registers alice on server A and bob on a
+// federating server B; both pass the credentials here over plain HTTP:
 //
-//   LATTICE_URL                              homeserver base URL (http://127.0.0.1:PORT)
+//   LATTICE_URL                              alice's homeserver base URL (http://127.0.0.1:PORT)
+//   BOB_URL                                  bob's homeserver base URL (default: LATTICE_URL)
 //   ALICE_USER, ALICE_TOKEN, ALICE_DEVICE    alice's user ID, access token, device ID
 //   BOB_USER, BOB_TOKEN, BOB_DEVICE          bob's
 //   LATTICE_PASSWORD                         both accounts' password (UIA, new logins)
+//   CRYPTO_PHASES                            the optional phases to run after 1-4, comma-separated,
+//                                            in this order: new-device (below, 4b), cross-signing (5),
+//                                            backup (6); default "cross-signing,backup"
 //   LATTICE_JSSDK_TRACE=1                    print every HTTP request the SDK makes
 //   LATTICE_JSSDK_SDK_LOG=1                  let the SDK's own debug/info logging through
 //
@@ -25,6 +31,11 @@
 //      /sendToDevice, and sends an m.room.encrypted event; bob gets the to-device
 //      message and the event through /sync and decrypts it to the same text;
 //      then bob replies the same way and alice decrypts his reply;
+//  4b. (new-device) bob logs in a second device on his homeserver; alice's
+//      client learns of it (bob listed again in her /sync device_lists.changed,
+//      then /keys/query; across servers that takes the m.device_list_update
+//      EDU and a federated key query), claims its one-time key, and alice's
+//      next message is decrypted by both of bob's devices;
 //   5. cross-signing: alice bootstraps cross-signing (/keys/device_signing/upload
 //      with UIA by m.login.password, then /keys/signatures/upload for her device);
 //      bob's client sees alice's cross-signing identity and her device as signed
@@ -116,6 +127,11 @@ function env(name, def) {
 }
 
 const baseUrl = env("LATTICE_URL");
+const bobUrl = env("BOB_URL", baseUrl);
+const phases = new Set(env("CRYPTO_PHASES", "cross-signing,backup").split(",").map((p) => p.trim()).filter(Boolean));
+for (const p of phases) {
+    if (!["new-device", "cross-signing", "backup"].includes(p)) fail(`CRYPTO_PHASES: unknown phase ${JSON.stringify(p)}`);
+}
 const password = env("LATTICE_PASSWORD", "correct horse battery");
 const TRACE = !!process.env.LATTICE_JSSDK_TRACE;
 
@@ -225,12 +241,15 @@ async function noteSync(name, res) {
     } catch {
         return;
     }
-    const s = (syncSeen[name] ??= { toDevice: [], changed: new Set(), otkCounts: null, fallback: null });
+    const s = (syncSeen[name] ??= { toDevice: [], changed: new Set(), changedLog: [], otkCounts: null, fallback: null });
     for (const ev of js.to_device?.events ?? []) {
         s.toDevice.push({ type: ev.type, sender: ev.sender, algorithm: ev.content?.algorithm });
         say(`${name}: /sync delivered to-device ${ev.type} from ${ev.sender}${ev.content?.algorithm ? ` (${ev.content.algorithm})` : ""}`);
     }
-    for (const u of js.device_lists?.changed ?? []) s.changed.add(u);
+    for (const u of js.device_lists?.changed ?? []) {
+        s.changed.add(u);
+        s.changedLog.push(u); // in order, repeats kept: a later change of the same user shows
+    }
     if (js.device_one_time_keys_count) s.otkCounts = js.device_one_time_keys_count;
     if (js.device_unused_fallback_key_types) s.fallback = js.device_unused_fallback_key_types;
 }
@@ -308,8 +327,9 @@ async function step(what, fn) {
     }
 }
 
-function newClient(name, { userId, accessToken, deviceId }) {
-    const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId, fetchFn: makeFetch(name) });
+// newClient makes a client of the given account on its homeserver (hsUrl, default LATTICE_URL).
+function newClient(name, { userId, accessToken, deviceId, hsUrl = baseUrl }) {
+    const client = sdk.createClient({ baseUrl: hsUrl, userId, accessToken, deviceId, fetchFn: makeFetch(name) });
     clients.push(client);
     return client;
 }
@@ -384,8 +404,9 @@ class Observer {
     }
 }
 
-async function login(name, localpart) {
-    const anon = sdk.createClient({ baseUrl, fetchFn: makeFetch(`${name}-login`) });
+// login logs localpart in as a new device on hsUrl (default LATTICE_URL).
+async function login(name, localpart, hsUrl = baseUrl) {
+    const anon = sdk.createClient({ baseUrl: hsUrl, fetchFn: makeFetch(`${name}-login`) });
     const res = await anon.loginRequest({
         type: "m.login.password",
         identifier: { type: "m.id.user", user: localpart },
@@ -393,7 +414,7 @@ async function login(name, localpart) {
         initial_device_display_name: `js-sdk crypto e2e ${name}`,
     });
     say(`${name}: logged in as ${res.user_id}, device ${res.device_id}`);
-    return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
+    return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id, hsUrl };
 }
 
 function localpartOf(userId) {
@@ -412,8 +433,13 @@ function expectEndpointOk(ep) {
 // The scenario.
 
 const alice = { userId: env("ALICE_USER"), accessToken: env("ALICE_TOKEN"), deviceId: env("ALICE_DEVICE") };
-const bob = { userId: env("BOB_USER"), accessToken: env("BOB_TOKEN"), deviceId: env("BOB_DEVICE") };
-say(`matrix-js-sdk Rust crypto against ${baseUrl}: alice=${alice.userId}/${alice.deviceId} bob=${bob.userId}/${bob.deviceId}`);
+const bob = { userId: env("BOB_USER"), accessToken: env("BOB_TOKEN"), deviceId: env("BOB_DEVICE"), hsUrl: bobUrl };
+say(
+    bobUrl === baseUrl
+        ? `matrix-js-sdk Rust crypto against ${baseUrl}: alice=${alice.userId}/${alice.deviceId} bob=${bob.userId}/${bob.deviceId}`
+        : `matrix-js-sdk Rust crypto across two servers: alice=${alice.userId}/${alice.deviceId} on ${baseUrl}, bob=${bob.userId}/${bob.deviceId} on ${bobUrl}`,
+);
+say(`phases after 1-4: ${[...phases].join(", ") || "none"}`);
 say(`node ${process.version}; globalThis.crypto.subtle ${globalThis.crypto?.subtle ? "present" : "MISSING"}`);
 
 // 1. Crypto and sync.
@@ -591,8 +617,62 @@ for (const ep of ["POST /keys/upload", "POST /keys/query", "POST /keys/claim"]) 
 }
 say("phase 1-4: encrypted messages both ways: done");
 
+// 4b. A second device of bob's, learnt by alice's client.
+if (phases.has("new-device")) {
+    const changedBefore = syncSeen.alice?.changedLog.length ?? 0;
+    const queriesBefore = endpointStats.get("POST /keys/query")?.ok ?? 0;
+    const creds = await step("bob2: loginRequest (bob's second device)", () => login("bob2", localpartOf(bob.userId), bobUrl));
+    const bob2 = newClient("bob2", creds);
+    const bob2Keys = await step("bob2: initRustCrypto", () => initCrypto("bob2", bob2));
+    const bob2Obs = new Observer("bob2", bob2);
+    bob2Obs.roomId = roomId;
+    bob2.on(sdk.ClientEvent.ToDeviceEvent, (ev) => say(`bob2: SDK processed to-device ${ev.getType()} from ${ev.getSender()}`));
+    // The earlier messages were never shared with this device: their UTDs are expected.
+    quietUTD = true;
+    await step("starting bob2", () => startAndWaitPrepared("bob2", bob2));
+    await step("bob2 uploads its keys", () =>
+        waitUntil(
+            () => syncSeen.bob2?.otkCounts?.signed_curve25519 > 0,
+            () => `bob2's /sync to count its one-time keys (device_one_time_keys_count ${JSON.stringify(syncSeen.bob2?.otkCounts)})`,
+        ),
+    );
+    say(`bob2: device ${creds.deviceId} uploaded its keys (device_one_time_keys_count ${JSON.stringify(syncSeen.bob2.otkCounts)})`);
+    await step("alice's /sync lists bob in device_lists.changed after his new login", () =>
+        waitUntil(
+            () => syncSeen.alice?.changedLog.slice(changedBefore).includes(bob.userId),
+            () =>
+                `alice's /sync to list ${bob.userId} in device_lists.changed again after bob2 logged in ` +
+                `(changes since: ${JSON.stringify(syncSeen.alice?.changedLog.slice(changedBefore))}; on another server this takes the m.device_list_update EDU)`,
+        ),
+    );
+    say(`alice: /sync listed ${bob.userId} in device_lists.changed`);
+    await step("alice sees bob's second device", () => waitForDevice("alice", aliceClient, creds, bob2Keys));
+    if ((endpointStats.get("POST /keys/query")?.ok ?? 0) <= queriesBefore) fail("alice: learnt bob's second device without a /keys/query");
+    {
+        const devs = (await aliceClient.getCrypto().getUserDeviceInfo([bob.userId])).get(bob.userId);
+        if (!devs?.has(bob.deviceId)) fail(`alice: bob's first device ${bob.deviceId} disappeared from her view (devices ${JSON.stringify([...(devs?.keys() ?? [])])})`);
+    }
+    const claimsBefore2 = claimed.alice?.length ?? 0;
+    const aliceText3 = "alice: bob's new device can read this";
+    const sent4 = await step("alice: encrypted message after bob's second login", () => aliceClient.sendTextMessage(roomId, aliceText3));
+    say(`alice: sent ${sent4.event_id}`);
+    const got4 = await step("bob2 decrypts alice's message", () => bob2Obs.waitFor(aliceText3, alice.userId));
+    if (got4.getId() !== sent4.event_id) fail(`bob2: decrypted alice's message as ${got4.getId()}, /send returned ${sent4.event_id}`);
+    await step("bob's first device decrypts it too", () => bobObs.waitFor(aliceText3, alice.userId));
+    quietUTD = false;
+    if (!(claimed.alice ?? []).slice(claimsBefore2).some((k) => k.userId === bob.userId && k.deviceId === creds.deviceId)) {
+        fail(`alice: no /keys/claim answer carried a key of bob2's device ${creds.deviceId} (claimed since: ${JSON.stringify((claimed.alice ?? []).slice(claimsBefore2))})`);
+    }
+    if (!syncSeen.bob2?.toDevice.some((e) => e.type === "m.room.encrypted" && e.sender === alice.userId && e.algorithm === "m.olm.v1.curve25519-aes-sha2")) {
+        fail(`bob2: no olm-encrypted to-device message from alice came down /sync (to-device seen: ${JSON.stringify(syncSeen.bob2?.toDevice)})`);
+    }
+    say(`bob2 and bob: decrypted ${got4.getId()} (megolm session ${got4.getWireContent().session_id}, shared with bob2 over /sendToDevice)`);
+    bob2.stopClient();
+    say("phase 4b: bob's second device: done");
+}
+
 // 5. Cross-signing for alice, seen by bob.
-{
+if (phases.has("cross-signing")) {
     const aliceCrypto = aliceClient.getCrypto();
     const bobCrypto = bobClient.getCrypto();
     // The UIA callback: first without auth; on a 401 challenge, m.login.password
@@ -706,7 +786,7 @@ say("phase 1-4: encrypted messages both ways: done");
 }
 
 // 6. Key backup and restore on a new device.
-{
+if (phases.has("backup")) {
     const aliceCrypto = aliceClient.getCrypto();
     await step("alice: resetKeyBackup", () => aliceCrypto.resetKeyBackup());
     // resetKeyBackup starts checkKeyBackupAndEnable without waiting for it.
@@ -801,7 +881,13 @@ say("phase 1-4: encrypted messages both ways: done");
 }
 
 // 7. Transcript.
-for (const ep of ["POST /keys/upload", "POST /keys/query", "POST /keys/claim", "POST /keys/device_signing/upload", "POST /keys/signatures/upload", "POST /room_keys/version", "PUT /room_keys/keys"]) {
+for (const ep of [
+    "POST /keys/upload",
+    "POST /keys/query",
+    "POST /keys/claim",
+    ...(phases.has("cross-signing") ? ["POST /keys/device_signing/upload", "POST /keys/signatures/upload"] : []),
+    ...(phases.has("backup") ? ["POST /room_keys/version", "PUT /room_keys/keys"] : []),
+]) {
     expectEndpointOk(ep);
 }
 const leftover = expectedHttp.filter((e) => e.seen === 0);
