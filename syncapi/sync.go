@@ -38,8 +38,11 @@ type joinedRoom struct {
 	Summary map[string]any `json:"summary"`
 	// State is the state before the timeline; StateAfter, instead of it when the client asks
 	// with use_state_after, the state at the end of the timeline (stateAfter).
-	State               *eventList   `json:"state,omitempty"`
-	StateAfter          *eventList   `json:"state_after,omitempty"`
+	State      *eventList `json:"state,omitempty"`
+	StateAfter *eventList `json:"state_after,omitempty"`
+	// MSC4222StateAfter is StateAfter under MSC4222's unstable name, for clients that ask with
+	// org.matrix.msc4222.use_state_after (matrix-js-sdk does).
+	MSC4222StateAfter   *eventList   `json:"org.matrix.msc4222.state_after,omitempty"`
 	Timeline            timeline     `json:"timeline"`
 	Ephemeral           eventList    `json:"ephemeral"`
 	AccountData         eventList    `json:"account_data"`
@@ -58,10 +61,11 @@ type strippedState struct {
 }
 
 type leftRoom struct {
-	State       *eventList `json:"state,omitempty"`
-	StateAfter  *eventList `json:"state_after,omitempty"`
-	Timeline    timeline   `json:"timeline"`
-	AccountData eventList  `json:"account_data"`
+	State             *eventList `json:"state,omitempty"`
+	StateAfter        *eventList `json:"state_after,omitempty"`
+	MSC4222StateAfter *eventList `json:"org.matrix.msc4222.state_after,omitempty"`
+	Timeline          timeline   `json:"timeline"`
+	AccountData       eventList  `json:"account_data"`
 }
 
 type syncRooms struct {
@@ -100,8 +104,9 @@ type syncRequest struct {
 	since     *Token
 	filter    Filter
 	fullState bool
-	// stateAfter: the client asked for use_state_after (state_after instead of state).
-	stateAfter bool
+	// stateAfter: the client asked for use_state_after (state_after instead of state);
+	// msc4222: under MSC4222's unstable names.
+	stateAfter, msc4222 bool
 }
 
 // handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
@@ -110,6 +115,9 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	q := r.URL.Query()
 	req := syncRequest{fullState: q.Get("full_state") == "true", stateAfter: q.Get("use_state_after") == "true"}
+	if !req.stateAfter && q.Get("org.matrix.msc4222.use_state_after") == "true" {
+		req.stateAfter, req.msc4222 = true, true
+	}
 	if since := q.Get("since"); since != "" {
 		tok, err := ParseToken(since)
 		if err != nil {
@@ -209,7 +217,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			}
 			if ad := roomData[m.RoomID]; len(ad) > 0 {
 				if jr == nil {
-					jr, err = s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter)
+					jr, err = s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter, req.msc4222)
 					if err != nil {
 						return nil, err
 					}
@@ -264,13 +272,20 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	return resp, nil
 }
 
+// unstableNames moves state_after to MSC4222's unstable name when the client asked that way.
+func (jr *joinedRoom) unstableNames(msc4222 bool) {
+	if msc4222 {
+		jr.StateAfter, jr.MSC4222StateAfter = nil, jr.StateAfter
+	}
+}
+
 // roomEntry returns the join section of a room in resp, creating an empty one (no timeline
 // events) when the room had no other change, for sections such as receipts and typing.
 func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncResponse, m storage.Membership, to Token) (*joinedRoom, error) {
 	if jr, ok := resp.Rooms.Join[m.RoomID]; ok {
 		return jr, nil
 	}
-	jr, err := s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter)
+	jr, err := s.emptyJoinedRoom(ctx, m, to.PDU, req.stateAfter, req.msc4222)
 	if err != nil {
 		return nil, err
 	}

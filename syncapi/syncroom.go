@@ -75,7 +75,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 			return nil, err
 		}
 	}
-	return &joinedRoom{
+	jr := &joinedRoom{
 		Summary:        summary,
 		State:          stateList,
 		StateAfter:     stateAfter,
@@ -83,7 +83,9 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 		Ephemeral:      eventList{Events: []any{}},
 		AccountData:    eventList{Events: []any{}},
 		membersChanged: membersChanged,
-	}, nil
+	}
+	jr.unstableNames(req.msc4222)
+	return jr, nil
 }
 
 func hasMemberState(evs []*storage.Event) bool {
@@ -96,7 +98,7 @@ func hasMemberState(evs []*storage.Event) bool {
 }
 
 // emptyJoinedRoom is the join section of a room whose timeline did not change.
-func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64, useStateAfter bool) (*joinedRoom, error) {
+func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64, useStateAfter, msc4222 bool) (*joinedRoom, error) {
 	pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
 	if err != nil {
 		return nil, err
@@ -112,6 +114,7 @@ func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to i
 	if useStateAfter {
 		jr.State, jr.StateAfter = nil, empty
 	}
+	jr.unstableNames(msc4222)
 	return jr, nil
 }
 
@@ -517,6 +520,9 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 	lr := &leftRoom{State: &eventList{Events: stateEvs}, Timeline: tl, AccountData: eventList{Events: []any{}}}
 	if req.stateAfter {
 		lr.State, lr.StateAfter = nil, lr.State
+		if req.msc4222 {
+			lr.StateAfter, lr.MSC4222StateAfter = nil, lr.StateAfter
+		}
 	}
 	return lr, nil
 }
