@@ -27,6 +27,9 @@ type timeline struct {
 	// stateKeys are the state keys the (filtered) timeline's state events set, with the last
 	// event setting each.
 	stateKeys map[int64]int64
+	// remote: an event from another server was among the events, before any filter (only
+	// those can bring state resolution or state learnt outside the timeline).
+	remote bool
 }
 
 type unreadCounts struct {

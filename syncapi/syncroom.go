@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -182,6 +183,13 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 		tl.PrevBatch = topoToken(pos)
 	}
 	tl.hasMember = hasMemberState(evs)
+	suffix := ":" + string(s.rooms.ServerName())
+	for _, ev := range evs {
+		if !strings.HasSuffix(ev.Sender, suffix) {
+			tl.remote = true
+			break
+		}
+	}
 	kept := evs[:0]
 	for _, ev := range dropIgnored(evs, req.viewer.Ignored) {
 		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
@@ -271,7 +279,8 @@ func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[in
 // resolved state differs from the timeline's last event for a key, only state_after
 // (use_state_after) can tell the client.
 func (s *Server) reconcileState(ctx context.Context, roomNID, since, to int64, full bool, state []*storage.Event, tl timeline) ([]*storage.Event, error) {
-	if len(tl.Events) == 0 && !full {
+	if !full && (len(tl.Events) == 0 || (!tl.Limited && !tl.remote)) {
+		// Local events since the last sync, all in the timeline: the client's state follows.
 		return state, nil
 	}
 	current, err := s.currentStateAt(ctx, roomNID, to)
