@@ -68,7 +68,7 @@ func newTestCA(t testing.TB) *testCA {
 	return ca
 }
 
-// issue returns a PEM certificate and key for 127.0.0.1 signed by the CA.
+// issue returns a PEM certificate and key for 127.0.0.1 and localhost signed by the CA.
 func (ca *testCA) issue(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -79,8 +79,8 @@ func (ca *testCA) issue(t testing.TB) (certPEM, keyPEM []byte) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -102,25 +102,7 @@ func startFederatedServer(t testing.TB, ca *testCA) *Server {
 	name := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := StartServer(t, WithServerName(name), WithFederation(name))
 	s.Stop()
-	certPEM, keyPEM := ca.issue(t)
-	if err := os.WriteFile(filepath.Join(s.DataDir, "fed.crt"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(s.DataDir, "fed.key"), keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(s.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := strings.NewReplacer(`tls_cert: ""`, `tls_cert: "fed.crt"`, `tls_key: ""`, `tls_key: "fed.key"`,
-		`tls_ca: ""`, `tls_ca: "`+ca.pemPath+`"`).Replace(string(cfg))
-	if edited == string(cfg) || !strings.Contains(edited, name) {
-		t.Fatalf("configuration not as expected:\n%s", cfg)
-	}
-	if err := os.WriteFile(s.ConfigPath, []byte(edited), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	useTestCA(t, s, ca)
 	s.Start()
 	return s
 }

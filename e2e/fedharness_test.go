@@ -185,7 +185,7 @@ func startServerBehind(t *testing.T, ca *testCA, p *fedProxy) *fedNode {
 // useTestCA gives s's federation listener a certificate from ca and makes it trust ca for
 // outbound federation, by editing its configuration (the TLS settings are not
 // generate-config flags). s must be stopped; the caller starts it.
-func useTestCA(t *testing.T, s *Server, ca *testCA) {
+func useTestCA(t testing.TB, s *Server, ca *testCA) {
 	t.Helper()
 	certPEM, keyPEM := ca.issue(t)
 	if err := os.WriteFile(filepath.Join(s.DataDir, "fed.crt"), certPEM, 0o600); err != nil {

@@ -5,9 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,9 +53,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	tr := &matrixTransport{
 		tls:        &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: !cfg.VerifyTLS, MinVersion: tls.VersionTLS12},
 		transports: map[string]*http.Transport{},
-		resolve:    fclient.ResolveServer,
 		now:        time.Now,
 	}
+	tr.resolve = tr.resolveName
 	fc := fclient.NewFederationClient(
 		[]*fclient.SigningIdentity{{ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey}},
 		fclient.WithTransport(tr), fclient.WithTimeout(timeout), fclient.WithUserAgent("Lattice/"+moduleVersion()),
@@ -83,7 +87,7 @@ type matrixTransport struct {
 	// certificate check); guarded by mu.
 	transports map[string]*http.Transport
 
-	// resolve is fclient.ResolveServer (tests replace it); its answers are cached in
+	// resolve is resolveName (tests replace it); its answers are cached in
 	// resolutions, guarded by rmu, so that .well-known and SRV are not asked on every request.
 	resolve     func(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error)
 	now         func() time.Time
@@ -105,6 +109,60 @@ const (
 	resolutionTTL      = time.Hour
 	resolutionErrorTTL = 5 * time.Minute
 )
+
+// resolveName resolves a server name as the spec's "Resolving server names" says. The
+// .well-known step is done here, through this transport's TLS settings, so that tls_ca and
+// verify_tls apply to it as to every other federation request; gomatrixserverlib's
+// ResolveServer does the other steps (IP literals, explicit ports, SRV records, port 8448).
+// A delegated name without a port is resolved by ResolveServer, which looks for a
+// .well-known of that name too, where the spec would go straight to SRV: the two differ
+// only for a delegation that is delegated again.
+func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error) {
+	host, port, ok := spec.ParseAndValidateServerName(name)
+	if !ok {
+		return nil, errors.New("invalid server name")
+	}
+	if port != -1 || net.ParseIP(strings.Trim(host, "[]")) != nil {
+		return fclient.ResolveServer(ctx, name)
+	}
+	if delegated, err := t.wellKnown(ctx, name, host); err == nil {
+		return fclient.ResolveServer(ctx, delegated)
+	}
+	return fclient.ResolveServer(ctx, name)
+}
+
+// maxWellKnownBytes bounds the .well-known document read.
+const maxWellKnownBytes = 50 << 10
+
+// wellKnown fetches https://name/.well-known/matrix/server and returns the server name it
+// delegates to.
+func (t *matrixTransport) wellKnown(ctx context.Context, name spec.ServerName, host string) (spec.ServerName, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+string(name)+"/.well-known/matrix/server", nil)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Transport: t.transport(host)}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf(".well-known of %s: HTTP %d", name, resp.StatusCode)
+	}
+	var doc struct {
+		Server spec.ServerName `json:"m.server"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxWellKnownBytes)).Decode(&doc); err != nil {
+		return "", fmt.Errorf(".well-known of %s: %w", name, err)
+	}
+	if _, _, ok := spec.ParseAndValidateServerName(doc.Server); !ok {
+		return "", fmt.Errorf(".well-known of %s: invalid m.server %q", name, doc.Server)
+	}
+	return doc.Server, nil
+}
 
 // resolved returns the resolution of name, from the cache while it is fresh.
 func (t *matrixTransport) resolved(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error) {
