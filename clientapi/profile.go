@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -109,6 +110,46 @@ func (s *Server) handleSetProfileField(r *http.Request) (any, error) {
 		p.DisplayName = value
 	} else {
 		p.AvatarURL = value
+	}
+	if err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetProfile(r.Context(), userID, *p) }); err != nil {
+		return nil, err
+	}
+	if err := s.rooms.UpdateProfile(r.Context(), userID); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// profileKey is the grammar of a profile field name (profile.yaml's keyName pattern).
+var profileKey = regexp.MustCompile(`^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$`)
+
+// handleDeleteProfileField handles DELETE /profile/{userId}/{keyName} (v1.16). Only
+// displayname and avatar_url are stored (the m.profile_fields capability says so), so
+// deleting any other valid key deletes nothing and succeeds, as for a field that is not set.
+func (s *Server) handleDeleteProfileField(r *http.Request) (any, error) {
+	dev := httputil.Device(r.Context())
+	userID := httputil.PathVar(r, "userId")
+	if userID != dev.UserID {
+		return nil, spec.Forbidden("you can only change your own profile")
+	}
+	field := httputil.PathVar(r, "field")
+	if !profileKey.MatchString(field) {
+		return nil, spec.InvalidParam("invalid profile key")
+	}
+	if field != "displayname" && field != "avatar_url" {
+		return struct{}{}, nil
+	}
+	p, err := s.db.Profile(r.Context(), userID)
+	if err != nil {
+		return nil, err
+	}
+	if (field == "displayname" && p.DisplayName == "") || (field == "avatar_url" && p.AvatarURL == "") {
+		return struct{}{}, nil
+	}
+	if field == "displayname" {
+		p.DisplayName = ""
+	} else {
+		p.AvatarURL = ""
 	}
 	if err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetProfile(r.Context(), userID, *p) }); err != nil {
 		return nil, err

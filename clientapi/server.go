@@ -126,6 +126,7 @@ func (s *Server) routes() []route {
 		{get, "/profile/{userId}", false, false, s.handleProfile},
 		{get, "/profile/{userId}/{field}", false, false, s.handleProfileField},
 		{put, "/profile/{userId}/{field}", true, false, s.handleSetProfileField},
+		{del, "/profile/{userId}/{field}", true, false, s.handleDeleteProfileField},
 
 		{post, "/createRoom", true, false, s.handleCreateRoom},
 		{post, "/join/{roomIdOrAlias}", true, false, s.handleJoin},
@@ -142,6 +143,9 @@ func (s *Server) routes() []route {
 		{post, "/rooms/{roomId}/report", true, false, s.handleReportRoom},
 		{post, "/rooms/{roomId}/report/{eventId}", true, false, s.handleReportEvent},
 		{post, "/users/{userId}/report", true, false, s.handleReportUser},
+		{get, "/v1/rooms/{roomId}/hierarchy", true, true, s.handleHierarchy},
+		{get, "/v1/room_summary/{roomIdOrAlias}", true, true, s.handleRoomSummary},
+		{get, "/v1/mutual_rooms", true, true, s.handleMutualRooms},
 
 		{put, "/rooms/{roomId}/send/{eventType}/{txnId}", true, false, s.handleSend},
 		{put, "/rooms/{roomId}/redact/{eventId}/{txnId}", true, false, s.handleRedact},

@@ -7,13 +7,27 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
-// handleVersions handles GET /_matrix/client/versions. Only versions whose required
-// endpoints this server implements are listed.
+// supportedVersions are the spec versions whose client-server requirements this server meets.
+// Versions are cumulative, so the list runs without a gap up to the newest one met. v1.18 is
+// not listed: invite blocking (m.invite_permission_config) is not enforced yet.
+var supportedVersions = []string{
+	"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17",
+}
+
+// unstableFeatures are the MSCs implemented under names clients look for.
+var unstableFeatures = map[string]bool{
+	// /sync's use_state_after under its unstable name org.matrix.msc4222.use_state_after.
+	"org.matrix.msc4222": true,
+	// The authenticated media endpoints (v1.11), for clients that look for the MSC3916 flag
+	// rather than the version.
+	"org.matrix.msc3916.stable": true,
+}
+
+// handleVersions handles GET /_matrix/client/versions. The answer is the same with or
+// without an access token (v1.10 lets the endpoint take one).
 func (s *Server) handleVersions(r *http.Request) (any, error) {
-	return map[string]any{
-		"versions":          []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"},
-		"unstable_features": map[string]bool{},
-	}, nil
+	return map[string]any{"versions": supportedVersions, "unstable_features": unstableFeatures}, nil
 }
 
 // handleCapabilities handles GET /_matrix/client/v3/capabilities.
@@ -29,7 +43,8 @@ func (s *Server) handleCapabilities(r *http.Request) (any, error) {
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
 		"m.3pid_changes":    map[string]bool{"enabled": false},
 		"m.get_login_token": map[string]bool{"enabled": false},
-		"m.profile_fields":  map[string]any{"enabled": true},
+		// Only the display name and avatar are stored; other fields cannot be set (v1.16).
+		"m.profile_fields": map[string]any{"enabled": true, "allowed": []string{"displayname", "avatar_url"}},
 	}}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -94,10 +95,14 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(body)
 }
 
+// ErrInviteBlocked is the errcode for an invite to a user who blocks invites (v1.18,
+// m.invite_permission_config); it is sent with 403.
+const ErrInviteBlocked spec.MatrixErrorCode = "M_INVITE_BLOCKED"
+
 // statusFor maps a Matrix errcode to the HTTP status the spec gives it.
 func statusFor(code spec.MatrixErrorCode) int {
 	switch code {
-	case spec.ErrorForbidden, spec.ErrorGuestAccessForbidden, "M_USER_DEACTIVATED", spec.ErrorThreePIDAuthFailed:
+	case spec.ErrorForbidden, spec.ErrorGuestAccessForbidden, "M_USER_DEACTIVATED", spec.ErrorThreePIDAuthFailed, ErrInviteBlocked:
 		return http.StatusForbidden
 	case spec.ErrorNotFound:
 		return http.StatusNotFound
@@ -127,6 +132,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.As(err, &he):
 		WriteJSON(w, he.Status, he)
 	case errors.As(err, &le):
+		// The spec (v1.10, MSC4041) prefers the Retry-After header, in whole seconds rounded
+		// up; retry_after_ms stays for older clients.
+		w.Header().Set("Retry-After", strconv.FormatInt(max((le.RetryAfterMS+999)/1000, 1), 10))
 		WriteJSON(w, http.StatusTooManyRequests, map[string]any{"errcode": le.ErrCode, "error": le.Err, "retry_after_ms": le.RetryAfterMS})
 	case errors.As(err, &me):
 		WriteJSON(w, statusFor(me.ErrCode), me)

@@ -54,6 +54,7 @@ func TestWriteErrorStatuses(t *testing.T) {
 		{spec.UnknownToken("no"), 401, "M_UNKNOWN_TOKEN"},
 		{spec.MissingToken("no"), 401, "M_MISSING_TOKEN"},
 		{spec.BadJSON("no"), 400, "M_BAD_JSON"},
+		{spec.MatrixError{ErrCode: ErrInviteBlocked, Err: "no"}, 403, "M_INVITE_BLOCKED"},
 		{spec.LimitExceeded("slow down", 1500), 429, "M_LIMIT_EXCEEDED"},
 		{TooLarge(), 413, "M_TOO_LARGE"},
 		{&http.MaxBytesError{Limit: 1}, 413, "M_TOO_LARGE"},
@@ -72,6 +73,9 @@ func TestWriteErrorStatuses(t *testing.T) {
 		}
 		if c.code == "M_LIMIT_EXCEEDED" && body["retry_after_ms"] != float64(1500) {
 			t.Errorf("retry_after_ms = %v", body["retry_after_ms"])
+		}
+		if c.code == "M_LIMIT_EXCEEDED" && rec.Header().Get("Retry-After") != "2" {
+			t.Errorf("Retry-After = %q, want 2 (1500 ms rounded up)", rec.Header().Get("Retry-After"))
 		}
 	}
 }
