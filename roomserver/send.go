@@ -45,6 +45,19 @@ func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType st
 			return "", err
 		}
 		defer r.mu.Unlock()
+		if !usesContentRedacts(r.version) {
+			// Before room version 11, redacts is a top-level key: take it out of the content
+			// a client sent through PUT /send, as the spec (v1.18) asks.
+			var c map[string]json.RawMessage
+			if err := json.Unmarshal(content, &c); err == nil {
+				var id string
+				if json.Unmarshal(c["redacts"], &id) == nil && id != "" {
+					delete(c, "redacts")
+					req.Redacts = id
+					req.Content, _ = json.Marshal(c)
+				}
+			}
+		}
 		ev, err := s.submit(ctx, r, req)
 		if err != nil {
 			return "", err
