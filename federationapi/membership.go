@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lattice-chat/lattice/roomserver"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -217,6 +218,9 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 	}
 	if !s.isLocalUser(*pdu.StateKey()) {
 		return nil, spec.InvalidParam("the invitee is not a user of this server")
+	}
+	if s.rs.InvitesBlocked(ctx, *pdu.StateKey()) {
+		return nil, roomserver.ErrInviteBlocked
 	}
 	stripped, err := s.inviteRoomState(r, ver, roomID, body.State)
 	if err != nil {

@@ -123,7 +123,9 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 		}
 	}
 	for _, invitee := range req.Invite {
-		if err := s.invite(ctx, r, userID, invitee, "", req.IsDirect); err != nil {
+		if err := s.invite(ctx, r, userID, invitee, "", req.IsDirect); errors.Is(err, ErrInviteBlocked) {
+			continue // the spec: the room is created without that invitee
+		} else if err != nil {
 			return "", err
 		}
 	}

@@ -96,6 +96,10 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			results[i].err = err
 			continue
 		}
+		if target, ok := inviteTarget(pdu); ok && s.isLocal(target) && s.InvitesBlocked(ctx, target) {
+			results[i].err = ErrInviteBlocked
+			continue
+		}
 		if s.remote != nil && isRemoteInvite(pdu, s.cfg.ServerName) {
 			if pdu, err = s.remoteInvite(ctx, r, pdu); err != nil {
 				results[i].err = err
@@ -146,16 +150,22 @@ func citedExtremities(exts []extremity) (cited, kept []extremity) {
 	return sorted[:maxPrevEvents], sorted[maxPrevEvents:]
 }
 
+// inviteTarget returns the invitee when pdu is an invite.
+func inviteTarget(pdu gomatrixserverlib.PDU) (string, bool) {
+	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil {
+		return "", false
+	}
+	if m, err := pdu.Membership(); err != nil || m != spec.Invite {
+		return "", false
+	}
+	return *pdu.StateKey(), true
+}
+
 // isRemoteInvite reports whether pdu invites a user of another server, whose server must
 // sign it first.
 func isRemoteInvite(pdu gomatrixserverlib.PDU, self spec.ServerName) bool {
-	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil {
-		return false
-	}
-	if m, err := pdu.Membership(); err != nil || m != spec.Invite {
-		return false
-	}
-	return spec.ServerName(serverOf(*pdu.StateKey())) != self
+	target, ok := inviteTarget(pdu)
+	return ok && spec.ServerName(serverOf(target)) != self
 }
 
 // errSameTxn marks a request that repeats the transaction ID of request j of its batch.

@@ -234,6 +234,9 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			if !changed {
 				continue
 			}
+			if m.Membership == spec.Invite && s.rooms.InvitesBlocked(ctx, userID) {
+				continue // the user blocks invites: none is served (they stay in the database)
+			}
 			if m.Membership == spec.Invite && len(req.viewer.Ignored) > 0 {
 				// Invites from ignored users are not sent.
 				if inviter, err := s.inviter(ctx, m); err != nil {
