@@ -8,11 +8,12 @@ import (
 )
 
 // supportedVersions are the spec versions whose client-server requirements this server meets.
-// Versions are cumulative, so the list runs without a gap up to the newest one met. v1.18 is
-// not listed: invite blocking (m.invite_permission_config) is not enforced yet.
+// Versions are cumulative, so the list runs without a gap up to the newest one met. The
+// optional parts of v1.18 that Lattice leaves out are the administrator suspend and lock
+// endpoints (its admin tools are commands) and the OAuth 2.0 API.
 var supportedVersions = []string{
 	"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
-	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18", "v1.19",
 }
 
 // unstableFeatures are the MSCs implemented under names clients look for.

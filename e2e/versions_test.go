@@ -6,7 +6,7 @@ import (
 )
 
 // TestVersionsAndLaterEndpoints checks what /versions advertises (every version from v1.1 to
-// v1.17, no gaps, and the MSC4222 flag matrix-js-sdk looks for) and the endpoints of the later
+// v1.19, no gaps, and the MSC4222 flag matrix-js-sdk looks for) and the endpoints of the later
 // versions that clients start using once they see them: DELETE /profile/{userId}/{keyName}
 // and the m.profile_fields capability (v1.16), /room_summary (v1.15), /hierarchy (v1.2) and
 // /mutual_rooms (v1.19).
@@ -24,12 +24,12 @@ func TestVersionsAndLaterEndpoints(t *testing.T) {
 		for _, v := range r.Body["versions"].([]any) {
 			got[v.(string)] = true
 		}
-		for i := 1; i <= 17; i++ {
+		for i := 1; i <= 19; i++ {
 			if !got[fmt.Sprintf("v1.%d", i)] {
 				t.Errorf("versions lacks v1.%d: %s", i, r.Raw)
 			}
 		}
-		if !got["r0.6.1"] || got["v1.18"] || got["v1.19"] {
+		if !got["r0.6.1"] || got["v1.20"] {
 			t.Errorf("versions: %s", r.Raw)
 		}
 		if obj(r.Body, "unstable_features")["org.matrix.msc4222"] != true {

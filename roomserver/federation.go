@@ -40,6 +40,9 @@ type Remote interface {
 	// answers (make_knock, then send_knock), and returns the knock event and the stripped
 	// state of the room.
 	Knock(ctx context.Context, servers []spec.ServerName, roomID, userID string, content map[string]any) (gomatrixserverlib.PDU, []gomatrixserverlib.InviteStrippedState, error)
+	// PolicySign asks a room's policy server to sign an event (POST /_matrix/policy/v1/sign)
+	// and returns its ed25519:policy_server signature; a refusal is a spec.MatrixError.
+	PolicySign(ctx context.Context, server spec.ServerName, event gomatrixserverlib.PDU) (string, error)
 	// QueryAlias resolves a room alias of another server (GET /query/directory) into the
 	// room ID and the servers that can be joined through.
 	QueryAlias(ctx context.Context, alias string) (roomID string, servers []spec.ServerName, err error)

@@ -69,6 +69,7 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 		prev = append(prev, e.id)
 	}
 	depth := r.maxDepth + 1
+	ps, usesPolicy := s.roomPolicyServer(ctx, r)
 	var batch []*pending
 	seenTxn := map[string]int{}
 	for i, req := range reqs {
@@ -102,6 +103,14 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 		}
 		if s.remote != nil && isRemoteInvite(pdu, s.cfg.ServerName) {
 			if pdu, err = s.remoteInvite(ctx, r, pdu); err != nil {
+				results[i].err = err
+				continue
+			}
+		}
+		if usesPolicy && s.remote != nil && needsPolicy(pdu) {
+			// The room's policy server signs the event before anyone sees it; its refusal
+			// is the client's answer.
+			if pdu, err = s.policySigned(ctx, r, ps, pdu); err != nil {
 				results[i].err = err
 				continue
 			}

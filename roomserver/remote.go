@@ -129,6 +129,11 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 	if err := s.allowedByState(ctx, r, pdu, current); err != nil {
 		s.log.Info("remote event soft-failed", "event_id", pdu.EventID(), "room_id", r.id, "err", err)
 		status = storage.StatusSoftFailed
+	} else if signed, ok := s.policyRecommends(ctx, r, pdu); !ok {
+		s.log.Info("remote event soft-failed: the room's policy server does not recommend it", "event_id", pdu.EventID(), "room_id", r.id)
+		status = storage.StatusSoftFailed
+	} else {
+		in.pdu = signed
 	}
 	return s.persistRemote(ctx, r, in, prevs, before, status)
 }
