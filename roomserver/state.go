@@ -17,20 +17,44 @@ const maxChainLen = 32
 
 // stateKeys caches the numeric IDs of (type, state key) pairs in both directions.
 type stateKeys struct {
-	mu    sync.RWMutex // guards byKey and byNID
+	mu    sync.RWMutex // guards byKey, byNID and absent
 	byKey map[storage.StateKey]int64
 	byNID map[int64]storage.StateKey
+	// absent holds keys the database did not have when asked; remember drops a key from it
+	// when the key is created (every key is created by this process, see ARCHITECTURE.md).
+	// gen counts remembers, so that an answer read before a creation is not cached after it.
+	absent map[storage.StateKey]bool
+	gen    uint64
 }
 
+// maxAbsentKeys bounds the negative cache (keys looked up but never created).
+const maxAbsentKeys = 10000
+
 func newStateKeys() *stateKeys {
-	return &stateKeys{byKey: make(map[storage.StateKey]int64), byNID: make(map[int64]storage.StateKey)}
+	return &stateKeys{byKey: make(map[storage.StateKey]int64), byNID: make(map[int64]storage.StateKey), absent: make(map[storage.StateKey]bool)}
 }
 
 func (k *stateKeys) remember(key storage.StateKey, nid int64) {
 	k.mu.Lock()
 	k.byKey[key] = nid
 	k.byNID[nid] = key
+	delete(k.absent, key)
+	k.gen++
 	k.mu.Unlock()
+}
+
+// rememberAbsent records that key did not exist when the database was asked, at generation
+// gen; a key remembered since then is not recorded.
+func (k *stateKeys) rememberAbsent(key storage.StateKey, gen uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gen != gen {
+		return
+	}
+	if len(k.absent) >= maxAbsentKeys {
+		k.absent = make(map[storage.StateKey]bool)
+	}
+	k.absent[key] = true
 }
 
 // nid returns the NID of key, creating it inside tx.
@@ -54,12 +78,17 @@ func (s *Server) stateKeyNID(ctx context.Context, tx *storage.Tx, key storage.St
 func (s *Server) lookupStateKeyNID(ctx context.Context, key storage.StateKey) (int64, error) {
 	s.keys.mu.RLock()
 	nid, ok := s.keys.byKey[key]
+	absent, gen := s.keys.absent[key], s.keys.gen
 	s.keys.mu.RUnlock()
 	if ok {
 		return nid, nil
 	}
+	if absent {
+		return 0, nil
+	}
 	nid, err := s.db.LookupStateKeyNID(ctx, key)
 	if err == storage.ErrNotFound {
+		s.keys.rememberAbsent(key, gen)
 		return 0, nil
 	} else if err != nil {
 		return 0, err
