@@ -26,6 +26,12 @@ const (
 // dbRetryDelay is how long a destination's worker waits after a database error of our own.
 const dbRetryDelay = 10 * time.Second
 
+// catchUpAfter is the number of failures in a row after which a destination's queue keeps
+// only the newest PDU of each room (storage.CollapseFederationQueue): with the default
+// backoff, about a week of the destination being unreachable. It catches up from those
+// events by asking for what it missed.
+const catchUpAfter = 180
+
 // SenderConfig configures the outbound transaction sender.
 type SenderConfig struct {
 	// Origin is this server's name, sent as the transactions' origin.
@@ -186,6 +192,13 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 			backoff := s.backoff(failures)
 			retryAt = s.cfg.Now().Add(backoff)
 			log.Warn("federation transaction failed", "txn_id", txn.ID, "failures", failures, "retry_in", backoff, "err", err)
+			if failures >= catchUpAfter {
+				if n, err := s.db.CollapseFederationQueue(ctx, string(dest)); err != nil && ctx.Err() == nil {
+					log.Error("collapse federation queue", "err", err)
+				} else if n > 0 {
+					log.Info("destination unreachable for long: queue reduced to the newest event of each room", "dropped", n)
+				}
+			}
 			if err := s.db.SetFederationBackoff(ctx, string(dest), failures, retryAt.UnixMilli()); err != nil && ctx.Err() == nil {
 				log.Error("record federation backoff", "err", err)
 			}

@@ -479,3 +479,30 @@ func TestSenderBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestSenderCatchUp: after catchUpAfter failures in a row, the waiting PDUs of the
+// destination are reduced to the newest of the room; the transaction in flight is still
+// retried whole, then the newest event goes, and the destination catches up from it.
+func TestSenderCatchUp(t *testing.T) {
+	f := newSenderFixture(t)
+	ids := f.queuePDUs(60, "down.test") // one full transaction in flight, 10 waiting
+	remote := newFakeRemote()
+	remote.respond = func(_ context.Context, n int, t gomatrixserverlib.Transaction) (fclient.RespSend, error) {
+		if n <= catchUpAfter {
+			return fclient.RespSend{}, errors.New("connection refused")
+		}
+		return fclient.RespSend{}, nil
+	}
+	f.start(remote)
+	f.waitIdle("down.test")
+	txns := remote.Attempts("down.test")
+	if len(txns) != catchUpAfter+2 {
+		t.Fatalf("%d attempts, want %d failures and 2 successes", len(txns), catchUpAfter)
+	}
+	if got := pduIDs(t, txns[len(txns)-2]); !cmp.Equal(got, ids[:maxTxnPDUs]) {
+		t.Errorf("the transaction in flight was sent with %d PDUs, want the first %d", len(got), maxTxnPDUs)
+	}
+	if got := pduIDs(t, txns[len(txns)-1]); !cmp.Equal(got, ids[len(ids)-1:]) {
+		t.Errorf("after catching up the sender sent %v, want only the newest event %s", got, ids[len(ids)-1])
+	}
+}
