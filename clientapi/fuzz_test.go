@@ -32,13 +32,16 @@ type stack struct {
 	roomID  string
 }
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB, configure ...func(*config.Config)) *stack {
 	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.ServerName = "localhost"
 	cfg.DataDir = t.TempDir()
 	cfg.Registration.Mode = config.RegistrationOpen
+	for _, f := range configure {
+		f(&cfg)
+	}
 	db, err := storage.Open(ctx, "sqlite:"+filepath.Join(cfg.DataDir, "fuzz.db"), 4)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,3 @@ func (s *Server) handleThreePIDs(r *http.Request) (any, error) {
 func (s *Server) handleThirdPartyProtocols(r *http.Request) (any, error) {
 	return map[string]any{}, nil
 }
-
-// handleTurnServer handles GET /voip/turnServer. No TURN server is configured, so the answer
-// has no URIs, as Synapse answers; clients then make calls without relaying.
-func (s *Server) handleTurnServer(r *http.Request) (any, error) {
-	return map[string]any{}, nil
-}

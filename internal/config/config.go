@@ -37,6 +37,8 @@ type Config struct {
 	Rooms          Rooms         `yaml:"rooms"`
 	Media          Media         `yaml:"media"`
 	UserDirectory  UserDirectory `yaml:"user_directory"`
+	Push           Push          `yaml:"push"`
+	VoIP           VoIP          `yaml:"voip"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 }
@@ -46,6 +48,28 @@ type UserDirectory struct {
 	// SearchAllUsers finds every local user; otherwise only those who share a room with the
 	// searcher or are in a public room.
 	SearchAllUsers bool `yaml:"search_all_users"`
+}
+
+// Push configures notifications (push rules' results, GET /notifications, push gateways).
+type Push struct {
+	// NotificationRetention is how long read notifications are kept for GET /notifications
+	// before a background job deletes them; unread ones are kept until read. 0 keeps all.
+	NotificationRetention time.Duration `yaml:"notification_retention"`
+}
+
+// VoIP configures the TURN server that GET /_matrix/client/v3/voip/turnServer hands to
+// clients for relaying calls. Without TURNURIs the endpoint answers {} (no TURN server).
+type VoIP struct {
+	// TURNURIs are the TURN server's URIs ("turn:" or "turns:").
+	TURNURIs []string `yaml:"turn_uris"`
+	// TURNSharedSecret is the secret shared with the TURN server for time-limited
+	// credentials (the TURN REST API convention, coturn's use-auth-secret).
+	TURNSharedSecret string `yaml:"turn_shared_secret"`
+	// TURNUsername and TURNPassword are fixed credentials, the alternative to the secret.
+	TURNUsername string `yaml:"turn_username"`
+	TURNPassword string `yaml:"turn_password"`
+	// TURNUserLifetime is how long credentials made with the shared secret stay valid.
+	TURNUserLifetime time.Duration `yaml:"turn_user_lifetime"`
 }
 
 // Database selects the storage backend.
@@ -154,6 +178,8 @@ func Default() Config {
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
 			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100},
 		Rooms: Rooms{DefaultVersion: "12"},
+		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
+		VoIP:  VoIP{TURNUserLifetime: time.Hour},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -229,6 +255,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
 	}
 	errs = append(errs, c.Media.validate()...)
+	errs = append(errs, c.VoIP.validate()...)
+	if c.Push.NotificationRetention < 0 {
+		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))
+	}
 	if c.Runtime.GCPercent < 10 && c.Runtime.GCPercent != -1 {
 		errs = append(errs, errors.New("runtime.gc_percent must be at least 10 (or -1 to turn the collector off)"))
 	}
@@ -272,6 +302,30 @@ func (m *Media) validate() []error {
 	}
 	if m.URLPreview.TimeoutMS < 1 {
 		errs = append(errs, errors.New("media.url_preview.timeout_ms must be at least 1"))
+	}
+	return errs
+}
+
+func (v *VoIP) validate() []error {
+	var errs []error
+	for _, uri := range v.TURNURIs {
+		if !strings.HasPrefix(uri, "turn:") && !strings.HasPrefix(uri, "turns:") {
+			errs = append(errs, fmt.Errorf("voip.turn_uris: %q must start with turn: or turns:", uri))
+		}
+	}
+	static := v.TURNUsername != "" || v.TURNPassword != ""
+	switch {
+	case v.TURNSharedSecret != "" && static:
+		errs = append(errs, errors.New("voip: set turn_shared_secret or turn_username and turn_password, not both"))
+	case static && (v.TURNUsername == "" || v.TURNPassword == ""):
+		errs = append(errs, errors.New("voip.turn_username and voip.turn_password must be set together"))
+	case len(v.TURNURIs) > 0 && v.TURNSharedSecret == "" && !static:
+		errs = append(errs, errors.New("voip.turn_uris needs turn_shared_secret or turn_username and turn_password"))
+	case len(v.TURNURIs) == 0 && (v.TURNSharedSecret != "" || static):
+		errs = append(errs, errors.New("voip: TURN credentials are set but voip.turn_uris is empty"))
+	}
+	if v.TURNUserLifetime < time.Minute {
+		errs = append(errs, errors.New("voip.turn_user_lifetime must be at least 1m"))
 	}
 	return errs
 }

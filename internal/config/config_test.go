@@ -104,3 +104,47 @@ func TestFederationConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestVoIPAndPushConfig(t *testing.T) {
+	def := Default()
+	if def.VoIP.TURNUserLifetime != time.Hour || len(def.VoIP.TURNURIs) != 0 || def.Push.NotificationRetention != 30*24*time.Hour {
+		t.Errorf("defaults: %+v %+v", def.VoIP, def.Push)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("server_name: a.b\ndata_dir: .\npush:\n  notification_retention: 48h\n"+
+		"voip:\n  turn_uris: [\"turn:t.a.b:3478\"]\n  turn_shared_secret: s\n  turn_user_lifetime: 10m\n"), 0o600)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Push.NotificationRetention != 48*time.Hour || cfg.VoIP.TURNSharedSecret != "s" || cfg.VoIP.TURNUserLifetime != 10*time.Minute {
+		t.Fatalf("loaded: %+v %+v", cfg.Push, cfg.VoIP)
+	}
+
+	for _, c := range []struct {
+		voip VoIP
+		want string // "" when valid
+	}{
+		{VoIP{TURNUserLifetime: time.Hour}, ""},
+		{VoIP{TURNURIs: []string{"turns:t:5349"}, TURNUsername: "u", TURNPassword: "p", TURNUserLifetime: time.Hour}, ""},
+		{VoIP{TURNURIs: []string{"stun:t:3478"}, TURNSharedSecret: "s", TURNUserLifetime: time.Hour}, "must start with turn: or turns:"},
+		{VoIP{TURNURIs: []string{"turn:t"}, TURNSharedSecret: "s", TURNUsername: "u", TURNPassword: "p", TURNUserLifetime: time.Hour}, "not both"},
+		{VoIP{TURNURIs: []string{"turn:t"}, TURNUsername: "u", TURNUserLifetime: time.Hour}, "set together"},
+		{VoIP{TURNURIs: []string{"turn:t"}, TURNUserLifetime: time.Hour}, "needs turn_shared_secret"},
+		{VoIP{TURNSharedSecret: "s", TURNUserLifetime: time.Hour}, "turn_uris is empty"},
+		{VoIP{TURNURIs: []string{"turn:t"}, TURNSharedSecret: "s"}, "turn_user_lifetime"},
+	} {
+		cfg := Default()
+		cfg.ServerName, cfg.VoIP = "a.b", c.voip
+		err := cfg.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: error %v, want %q", c.voip, err, c.want)
+		}
+	}
+	bad := Default()
+	bad.ServerName, bad.Push.NotificationRetention = "a.b", -time.Hour
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "push.notification_retention") {
+		t.Errorf("negative retention: %v", err)
+	}
+}
