@@ -127,6 +127,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pushes.Close()
+	purger := pusher.NewPurger(pusher.PurgeConfig{Retention: cfg.Push.NotificationRetention}, db, log)
+	if err := purger.Start(ctx); err != nil {
+		return err
+	}
+	defer purger.Close()
 	fedSrv, fedLn, fed, err := federationServer(cfg, db, keyID, key, log)
 	if err != nil {
 		return err
