@@ -1,5 +1,6 @@
 // Command lattice is the Lattice Matrix homeserver: `serve` (the default), `generate-config`
-// and `create-account`. It only wires the components together; nothing imports it.
+// and the administration commands (accounts, port-db, the federation queue). It only wires
+// the components together; nothing imports it.
 package main
 
 import (
@@ -23,6 +24,8 @@ Usage:
   lattice port-db --from SQLITE_FILE --to POSTGRES_URL   (server stopped; target new and empty)
   lattice list-users --config FILE
   lattice reset-password --config FILE --user NAME [--password P]
+  lattice federation-queue --config FILE
+  lattice federation-retry --config FILE (SERVER | --all)
 
 Run "lattice COMMAND --help" for the flags of a command.
 `
@@ -61,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runListUsers(ctx, args, stdout, stderr)
 	case "reset-password":
 		return runResetPassword(ctx, args, stdout, stderr)
+	case "federation-queue":
+		return runFederationQueue(ctx, args, stdout, stderr)
+	case "federation-retry":
+		return runFederationRetry(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
