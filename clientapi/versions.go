@@ -23,6 +23,8 @@ var unstableFeatures = map[string]bool{
 	// The authenticated media endpoints (v1.11), for clients that look for the MSC3916 flag
 	// rather than the version.
 	"org.matrix.msc3916.stable": true,
+	// Simplified Sliding Sync (MSC4186), which Element X requires (syncapi/slidingsync.go).
+	"org.matrix.simplified_msc3575": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

@@ -29,6 +29,7 @@ type Server struct {
 	unread     unreadCache
 	typing     *typing.Typing    // typing notifications, shared with clientapi
 	presence   *presence.Service // presence, shared with clientapi
+	sliding    slidingSync       // sliding sync connections and caches (slidingsync_conn.go)
 }
 
 // New returns the sync API. The notifier must be the roomserver's listener; typers and pres
@@ -75,6 +76,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, rt := range routes {
 		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)
 	}
+	root.Handle("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, s.handleSlidingSync))).Methods(http.MethodPost)
 	v1 := root.PathPrefix("/_matrix/client/v1").Subrouter()
 	for _, rt := range []struct {
 		path string

@@ -1,0 +1,160 @@
+package syncapi
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+)
+
+// Limits on what sliding sync keeps in memory.
+const (
+	maxSlidingConns      = 10000 // connections over all users; past it, arbitrary ones are dropped
+	maxConnsPerDevice    = 20    // a device's connections (conn_id); past it, arbitrary ones are dropped
+	maxStatesPerConn     = 8     // responses of one connection not yet acknowledged
+	maxSlidingBumpsCache = 100000
+)
+
+// errUnknownPos tells the client to start the connection again (MSC4186 "Connections").
+func errUnknownPos() error {
+	return httputil.Errorf(http.StatusBadRequest, "M_UNKNOWN_POS", "unknown or expired pos: start a new connection")
+}
+
+// connKey identifies a connection: conn_id is scoped to the user and device.
+type connKey struct {
+	userID, deviceID, connID string
+}
+
+// connState is what the client has after one response of a connection. It is immutable once
+// stored (next states are clones).
+type connState struct {
+	pos      int64                   // the pos of the response that led here (0: a new connection)
+	to       Token                   // the stream positions that response was built at
+	rooms    map[string]sentRoom     // room ID -> what was sent of it
+	lists    map[string]int          // list name -> count sent
+	ext      slidingExtensionsConfig // the extension configs, kept when a request leaves one out
+	toDevice int64                   // the to-device position delivered up to
+}
+
+// sentRoom is what a connection has of one room.
+type sentRoom struct {
+	upTo          int64  // the room's events are sent up to this stream position
+	membership    string // the membership it was sent with
+	membershipNID int64
+	timelineLimit int    // the largest timeline_limit used since the room was (re)sent whole
+	stateSig      string // the required_state config it was sent with
+	isDM          bool
+	// members are the users whose member event was sent as a lazy member, at or before upTo
+	// (copied on write: states share it).
+	members map[string]bool
+}
+
+func (c *connState) clone() *connState {
+	out := *c
+	out.rooms = make(map[string]sentRoom, len(c.rooms))
+	for k, v := range c.rooms {
+		out.rooms[k] = v
+	}
+	out.lists = map[string]int{}
+	return &out
+}
+
+// slidingConn is one connection: its states by pos. The oldest kept is the one the client
+// last acknowledged; newer ones are responses that may or may not have reached the client.
+type slidingConn struct {
+	states map[int64]*connState
+}
+
+// slidingSync is the sliding sync state of the server: the connections, and caches derived
+// from the database. A restart loses the connections; clients then get M_UNKNOWN_POS.
+type slidingSync struct {
+	mu      sync.Mutex // guards all the fields
+	conns   map[connKey]*slidingConn
+	lastPos int64
+	bumps   map[int64]bumpEntry // room NID -> bump stamp cache (slidingsync_lists.go)
+	senders map[int64]string    // membership event NID -> sender
+}
+
+// begin returns the state a request with pos builds on: empty for a new connection (no pos),
+// which replaces any older one with the same key, else the state stored under pos. States
+// older than pos are forgotten: the client has seen pos, so it will never send them again.
+func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conns == nil {
+		ss.conns = map[connKey]*slidingConn{}
+	}
+	if pos == "" {
+		ss.evictLocked(key)
+		ss.conns[key] = &slidingConn{states: map[int64]*connState{}}
+		return &connState{rooms: map[string]sentRoom{}, lists: map[string]int{}}, nil
+	}
+	n, err := strconv.ParseInt(pos, 10, 64)
+	if err != nil {
+		return nil, errUnknownPos()
+	}
+	conn := ss.conns[key]
+	if conn == nil || conn.states[n] == nil {
+		return nil, errUnknownPos()
+	}
+	for p := range conn.states {
+		if p < n {
+			delete(conn.states, p)
+		}
+	}
+	return conn.states[n], nil
+}
+
+// commit stores the state after a response and returns its pos. A connection replaced or
+// dropped meanwhile is created again so that the pos works.
+func (ss *slidingSync) commit(key connKey, st *connState) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conns == nil {
+		ss.conns = map[connKey]*slidingConn{}
+	}
+	if ss.lastPos == 0 {
+		// Positions from before a restart are never mistaken for new ones.
+		ss.lastPos = time.Now().UnixMilli()
+	}
+	ss.lastPos++
+	st.pos = ss.lastPos
+	conn := ss.conns[key]
+	if conn == nil {
+		ss.evictLocked(key)
+		conn = &slidingConn{states: map[int64]*connState{}}
+		ss.conns[key] = conn
+	}
+	for len(conn.states) >= maxStatesPerConn {
+		oldest := int64(-1)
+		for p := range conn.states {
+			if oldest < 0 || p < oldest {
+				oldest = p
+			}
+		}
+		delete(conn.states, oldest)
+	}
+	conn.states[st.pos] = st
+	return strconv.FormatInt(st.pos, 10)
+}
+
+// evictLocked makes room for a new connection of key.
+func (ss *slidingSync) evictLocked(key connKey) {
+	perDevice := 0
+	for k := range ss.conns {
+		if k.userID == key.userID && k.deviceID == key.deviceID && k != key {
+			perDevice++
+			if perDevice >= maxConnsPerDevice {
+				delete(ss.conns, k)
+			}
+		}
+	}
+	for k := range ss.conns {
+		if len(ss.conns) < maxSlidingConns {
+			break
+		}
+		delete(ss.conns, k)
+	}
+}

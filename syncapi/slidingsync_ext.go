@@ -1,0 +1,357 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// maxToDeviceLimit caps the to-device extension's limit.
+const maxToDeviceLimit = 1000
+
+// slidingExtensionsConfig is the request's extensions. An extension left out of a request
+// keeps the connection's previous config for it (clients may send a config only when it
+// changes).
+type slidingExtensionsConfig struct {
+	ToDevice    *toDeviceConfig `json:"to_device"`
+	E2EE        *extConfig      `json:"e2ee"`
+	AccountData *extConfig      `json:"account_data"`
+	Receipts    *extConfig      `json:"receipts"`
+	Typing      *extConfig      `json:"typing"`
+}
+
+// extConfig is an extension's config: enabled, and for the room-scoped ones the lists and
+// rooms it applies to (absent: all lists, all subscriptions; "*" in rooms: all subscriptions).
+type extConfig struct {
+	Enabled *bool     `json:"enabled"`
+	Lists   *[]string `json:"lists"`
+	Rooms   *[]string `json:"rooms"`
+}
+
+// toDeviceConfig is the to-device extension's config (MSC3885).
+type toDeviceConfig struct {
+	Enabled *bool  `json:"enabled"`
+	Limit   *int   `json:"limit"`
+	Since   string `json:"since"`
+}
+
+func (c *extConfig) on() bool { return c != nil && c.Enabled != nil && *c.Enabled }
+
+// sticky returns the config of this request: cur where given (its enabled flag defaulting to
+// the previous one), else prev.
+func sticky(cur, prev *extConfig) *extConfig {
+	if cur == nil {
+		return prev
+	}
+	if cur.Enabled == nil && prev != nil {
+		c := *cur
+		c.Enabled = prev.Enabled
+		return &c
+	}
+	return cur
+}
+
+// slidingExtensions is the response's extensions.
+type slidingExtensions struct {
+	ToDevice    *toDeviceResult    `json:"to_device,omitempty"`
+	E2EE        *e2eeResult        `json:"e2ee,omitempty"`
+	AccountData *accountDataResult `json:"account_data,omitempty"`
+	Receipts    *roomEDUs          `json:"receipts,omitempty"`
+	Typing      *roomEDUs          `json:"typing,omitempty"`
+}
+
+type toDeviceResult struct {
+	NextBatch string `json:"next_batch"`
+	Events    []any  `json:"events"`
+}
+
+type e2eeResult struct {
+	DeviceLists                  deviceLists    `json:"device_lists"`
+	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
+	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"`
+}
+
+type accountDataResult struct {
+	Global []any            `json:"global"`
+	Rooms  map[string][]any `json:"rooms"`
+}
+
+// roomEDUs is the receipts or typing extension's result: one event per room.
+type roomEDUs struct {
+	Rooms map[string]any `json:"rooms"`
+}
+
+// empty reports whether the extensions carry nothing new. The key counts are always there
+// and do not count.
+func (e *slidingExtensions) empty() bool {
+	return (e.ToDevice == nil || len(e.ToDevice.Events) == 0) &&
+		(e.E2EE == nil || len(e.E2EE.DeviceLists.Changed)+len(e.E2EE.DeviceLists.Left) == 0) &&
+		(e.AccountData == nil || len(e.AccountData.Global)+len(e.AccountData.Rooms) == 0) &&
+		(e.Receipts == nil || len(e.Receipts.Rooms) == 0) &&
+		(e.Typing == nil || len(e.Typing.Rooms) == 0)
+}
+
+// slidingExtensions fills the extensions the request (or the connection) enables.
+func (s *Server) slidingExtensions(ctx context.Context, viewer roomserver.Viewer, req slidingRequest, base, next *connState, sel *roomSelection, resp *slidingResponse, to Token) error {
+	cfg := slidingExtensionsConfig{}
+	if req.Extensions != nil {
+		cfg = *req.Extensions
+	}
+	cfg.E2EE = sticky(cfg.E2EE, base.ext.E2EE)
+	cfg.AccountData = sticky(cfg.AccountData, base.ext.AccountData)
+	cfg.Receipts = sticky(cfg.Receipts, base.ext.Receipts)
+	cfg.Typing = sticky(cfg.Typing, base.ext.Typing)
+	if cfg.ToDevice == nil && base.ext.ToDevice != nil {
+		cfg.ToDevice = &toDeviceConfig{Enabled: base.ext.ToDevice.Enabled, Limit: base.ext.ToDevice.Limit}
+	} else if cfg.ToDevice != nil && cfg.ToDevice.Enabled == nil && base.ext.ToDevice != nil {
+		cfg.ToDevice.Enabled = base.ext.ToDevice.Enabled
+	}
+	next.ext = cfg
+	since := base.to // zero for a new connection: everything
+	if cfg.ToDevice != nil && cfg.ToDevice.Enabled != nil && *cfg.ToDevice.Enabled {
+		if err := s.slidingToDevice(ctx, viewer, cfg.ToDevice, base, next, resp, to); err != nil {
+			return err
+		}
+	}
+	if cfg.E2EE.on() {
+		if err := s.slidingE2EE(ctx, viewer, base, resp, since, to); err != nil {
+			return err
+		}
+	}
+	if cfg.AccountData.on() {
+		if err := s.slidingAccountData(ctx, viewer, extScope(cfg.AccountData, sel), resp, since, to); err != nil {
+			return err
+		}
+	}
+	if cfg.Receipts.on() || cfg.Typing.on() {
+		return s.slidingEphemeral(ctx, viewer, cfg, sel, resp, base.pos != 0, since, to)
+	}
+	return nil
+}
+
+// extScope returns the rooms an extension applies to: those in the ranges of its lists and
+// those of its room subscriptions.
+func extScope(c *extConfig, sel *roomSelection) map[string]bool {
+	out := map[string]bool{}
+	for name, rooms := range sel.listRooms {
+		if c.Lists != nil && !contains(*c.Lists, name) {
+			continue
+		}
+		for _, r := range rooms {
+			out[r] = true
+		}
+	}
+	for r := range sel.subbed {
+		if c.Rooms == nil || contains(*c.Rooms, "*") || contains(*c.Rooms, r) {
+			out[r] = true
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// slidingToDevice fills the to-device extension (MSC3885): the messages after since (the
+// next_batch of the previous response), up to limit. Messages up to since are acknowledged
+// and deleted, as /sync deletes those up to its since-token.
+func (s *Server) slidingToDevice(ctx context.Context, viewer roomserver.Viewer, cfg *toDeviceConfig, base, next *connState, resp *slidingResponse, to Token) error {
+	userID, deviceID := viewer.UserID, viewer.DeviceID
+	since := base.toDevice
+	if cfg.Since != "" {
+		v, err := strconv.ParseInt(cfg.Since, 10, 64)
+		if err != nil || v < 0 {
+			return spec.InvalidParam("extensions.to_device.since is not a valid token")
+		}
+		since = v
+	}
+	limit := toDeviceLimit
+	if cfg.Limit != nil && *cfg.Limit > 0 {
+		limit = min(*cfg.Limit, maxToDeviceLimit)
+	}
+	if since > 0 {
+		acked, err := s.db.HasToDeviceMessagesUpTo(ctx, userID, deviceID, since)
+		if err != nil {
+			return err
+		}
+		if acked {
+			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				return tx.DeleteToDeviceMessages(ctx, userID, deviceID, since)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	result := &toDeviceResult{Events: []any{}}
+	nextBatch := max(since, to.ToDevice)
+	if to.ToDevice > since {
+		msgs, err := s.db.ToDeviceMessages(ctx, userID, deviceID, since, to.ToDevice, limit)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			result.Events = append(result.Events, map[string]any{
+				"type": m.Type, "sender": m.Sender, "content": json.RawMessage(m.Content),
+			})
+		}
+		if len(msgs) == limit {
+			nextBatch = msgs[len(msgs)-1].StreamPos
+		}
+	}
+	result.NextBatch = strconv.FormatInt(nextBatch, 10)
+	next.toDevice = nextBatch
+	resp.Extensions.ToDevice = result
+	return nil
+}
+
+// slidingE2EE fills the e2ee extension (MSC3884): the device list changes since the
+// connection's last response (none on a new connection, as /sync's initial sync), and the
+// device's one-time and fallback key counts.
+func (s *Server) slidingE2EE(ctx context.Context, viewer roomserver.Viewer, base *connState, resp *slidingResponse, since, to Token) error {
+	res := &e2eeResult{
+		DeviceLists:            deviceLists{Changed: []string{}, Left: []string{}},
+		DeviceOneTimeKeysCount: map[string]int{"signed_curve25519": 0},
+	}
+	if base.pos != 0 && (to.DeviceLists > since.DeviceLists || to.PDU > since.PDU) {
+		changed, left, err := s.db.DeviceListChanges(ctx, viewer.UserID, since.PDU, to.PDU, since.DeviceLists, to.DeviceLists)
+		if err != nil {
+			return err
+		}
+		res.DeviceLists.Changed = append(res.DeviceLists.Changed, changed...)
+		res.DeviceLists.Left = append(res.DeviceLists.Left, left...)
+	}
+	counts, unused, err := s.db.DeviceKeyCounts(ctx, viewer.UserID, viewer.DeviceID)
+	if err != nil {
+		return err
+	}
+	for alg, n := range counts {
+		res.DeviceOneTimeKeysCount[alg] = n
+	}
+	res.DeviceUnusedFallbackKeyTypes = unused
+	if res.DeviceUnusedFallbackKeyTypes == nil {
+		res.DeviceUnusedFallbackKeyTypes = []string{}
+	}
+	resp.Extensions.E2EE = res
+	return nil
+}
+
+// slidingAccountData fills the account data extension: global account data changed since
+// the connection's last response, and the room account data of the rooms in scope; a room
+// sent whole in this response gets all of its account data.
+func (s *Server) slidingAccountData(ctx context.Context, viewer roomserver.Viewer, scope map[string]bool, resp *slidingResponse, since, to Token) error {
+	res := &accountDataResult{Global: []any{}, Rooms: map[string][]any{}}
+	add := func(e storage.AccountData) {
+		ev := map[string]any{"type": e.Type, "content": json.RawMessage(e.Content)}
+		if e.RoomID == "" {
+			res.Global = append(res.Global, ev)
+		} else {
+			res.Rooms[e.RoomID] = append(res.Rooms[e.RoomID], ev)
+		}
+	}
+	if to.AccountData > since.AccountData {
+		entries, err := s.db.AccountDataSince(ctx, viewer.UserID, since.AccountData, to.AccountData)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.RoomID == "" || scope[e.RoomID] {
+				add(e)
+			}
+		}
+	}
+	whole := map[string]bool{}
+	for roomID, room := range resp.Rooms {
+		if room.Initial && scope[roomID] {
+			whole[roomID] = true
+		}
+	}
+	if len(whole) > 0 && since.AccountData > 0 {
+		older, err := s.db.AccountDataSince(ctx, viewer.UserID, 0, since.AccountData)
+		if err != nil {
+			return err
+		}
+		for _, e := range older {
+			if whole[e.RoomID] {
+				add(e)
+			}
+		}
+	}
+	resp.Extensions.AccountData = res
+	return nil
+}
+
+// slidingEphemeral fills the receipts and typing extensions for the joined rooms in their
+// scopes: the changes since the connection's last response, and for rooms sent whole in this
+// response everything (all receipts, the current typers).
+func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer, cfg slidingExtensionsConfig, sel *roomSelection, resp *slidingResponse, incremental bool, since, to Token) error {
+	req := syncRequest{viewer: viewer}
+	if incremental {
+		req.since = &since
+	}
+	initialReq := syncRequest{viewer: viewer}
+	joined := map[string]*roomCandidate{}
+	for _, c := range sel.rooms {
+		if c.m.Membership == spec.Join {
+			joined[c.m.RoomID] = c
+		}
+	}
+	if cfg.Receipts.on() {
+		res := &roomEDUs{Rooms: map[string]any{}}
+		changed, err := s.receiptEvents(ctx, req, since, to)
+		if err != nil {
+			return err
+		}
+		var all map[int64]receiptContent
+		for roomID := range extScope(cfg.Receipts, sel) {
+			c := joined[roomID]
+			if c == nil {
+				continue
+			}
+			content, ok := changed[c.m.RoomNID]
+			if room := resp.Rooms[roomID]; room != nil && room.Initial && since.Receipts > 0 {
+				if all == nil {
+					if all, err = s.receiptEvents(ctx, initialReq, Token{}, to); err != nil {
+						return err
+					}
+				}
+				content, ok = all[c.m.RoomNID]
+			}
+			if ok {
+				res.Rooms[roomID] = map[string]any{"type": "m.receipt", "content": content}
+			}
+		}
+		resp.Extensions.Receipts = res
+	}
+	if cfg.Typing.on() {
+		res := &roomEDUs{Rooms: map[string]any{}}
+		for roomID := range extScope(cfg.Typing, sel) {
+			if joined[roomID] == nil {
+				continue
+			}
+			r := req
+			if room := resp.Rooms[roomID]; room != nil && room.Initial {
+				r = initialReq
+			}
+			from := since
+			if r.since == nil {
+				from = Token{}
+			}
+			if ev, ok := s.typingEvent(r, roomID, from, to); ok {
+				res.Rooms[roomID] = ev
+			}
+		}
+		resp.Extensions.Typing = res
+	}
+	return nil
+}
