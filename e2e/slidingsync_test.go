@@ -262,3 +262,43 @@ func TestSlidingSyncLongPoll(t *testing.T) {
 		t.Errorf("woken response: %d %s", r.Status, r.Raw)
 	}
 }
+
+func TestSlidingSyncAccountDataReceiptsTyping(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	bob := srv.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"invite": []string{bob.UserID}})
+	join(bob, room)
+	body := allRooms(9, 1)
+	body["extensions"] = map[string]any{
+		"account_data": map[string]any{"enabled": true},
+		"receipts":     map[string]any{"enabled": true},
+		"typing":       map[string]any{"enabled": true},
+	}
+	r := slidingOK(t, alice, "", 0, body)
+
+	alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.test", map[string]any{"a": 1})
+	alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(room)+"/account_data/m.room.test", map[string]any{"b": 2})
+	id := bob.Send(room, "hello")
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(id), map[string]any{})
+	bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000})
+
+	// The extensions are sticky: this request leaves them out.
+	r = slidingOK(t, alice, str(r.Body, "pos"), 0, allRooms(9, 1))
+	ext := obj(r.Body, "extensions")
+	global := list(obj(ext, "account_data"), "global")
+	if len(global) != 1 || evType(global[0]) != "m.test" {
+		t.Errorf("account_data.global = %v", global)
+	}
+	if evs := list(obj(ext, "account_data", "rooms"), room); len(evs) != 1 || evType(evs[0]) != "m.room.test" {
+		t.Errorf("account_data.rooms = %v", obj(ext, "account_data", "rooms"))
+	}
+	rec := obj(ext, "receipts", "rooms", room)
+	if evType(rec) != "m.receipt" || obj(rec, "content", id, "m.read", bob.UserID) == nil {
+		t.Errorf("receipts = %v", obj(ext, "receipts"))
+	}
+	typ := obj(ext, "typing", "rooms", room)
+	if users, _ := obj(typ, "content")["user_ids"].([]any); len(users) != 1 || users[0] != bob.UserID {
+		t.Errorf("typing = %v", obj(ext, "typing"))
+	}
+}
