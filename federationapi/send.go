@@ -95,6 +95,12 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	res := &sendResult{PDUs: map[string]pduResult{}}
 	for _, raw := range body.PDUs {
 		eventID, err := s.receivePDU(r, origin, raw)
+		var internal *internalError
+		if errors.As(err, &internal) {
+			// Not the PDU's fault: the whole transaction fails and is not remembered, so
+			// that the origin sends it again (the PDUs done already are recognised).
+			return nil, internal.err
+		}
 		if eventID == "" {
 			continue // not an event we can name: nothing to answer for
 		}
@@ -138,11 +144,18 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		var rej *roomserver.RejectedError
 		if !errors.As(err, &rej) {
 			s.log.Error("PDU not processed", "origin", origin, "event_id", eventID, "err", err)
+			return eventID, &internalError{err: err}
 		}
 		return eventID, err
 	}
 	return eventID, nil
 }
+
+// internalError is a failure of this server's own while processing a PDU (its database, a
+// fetch from another server), as opposed to a rejection of the PDU.
+type internalError struct{ err error }
+
+func (e *internalError) Error() string { return e.err.Error() }
 
 // originLock returns the lock that serialises the transactions of one origin.
 func (s *Server) originLock(origin spec.ServerName) *sync.Mutex {

@@ -162,7 +162,8 @@ func (s *Server) Register(router *mux.Router) {
 // path ({roomId}) denies; routes without a room pass.
 func (s *Server) checkACL(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if roomID := mux.Vars(r)["roomId"]; roomID != "" && s.rs != nil {
+		// The decoded room ID, as the handlers read it: the router keeps paths encoded.
+		if roomID := httputil.PathVar(r, "roomId"); roomID != "" && s.rs != nil {
 			if fr := request(r.Context()); fr != nil && !s.rs.ServerAllowed(r.Context(), roomID, fr.Origin()) {
 				httputil.WriteError(w, r, s.log, spec.Forbidden("the room's server ACL denies your server"))
 				return

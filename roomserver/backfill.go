@@ -82,7 +82,7 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 			continue
 		}
 		// A server that joined after these events has none of them: ask the next.
-		if n, err := s.storeBackfilled(ctx, r, server, pdus, stateBefore); err != nil || n > 0 {
+		if n, err := s.storeBackfilled(ctx, r, server, reachable(pdus, from, limit), stateBefore); err != nil || n > 0 {
 			return n, err
 		}
 	}
@@ -90,6 +90,31 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 		s.log.Warn("backfill failed", "room_id", roomID, "err", lastErr)
 	}
 	return 0, nil
+}
+
+// reachable returns, of a /backfill answer, the events reachable from the events asked for
+// through prev_events, at most limit of them: the history this server asked for and nothing
+// else (event IDs being hashes of the events, another server cannot make up ancestors).
+func reachable(pdus []gomatrixserverlib.PDU, from []string, limit int) []gomatrixserverlib.PDU {
+	byID := make(map[string]gomatrixserverlib.PDU, len(pdus))
+	for _, p := range pdus {
+		byID[p.EventID()] = p
+	}
+	seen := map[string]bool{}
+	queue := append([]string(nil), from...)
+	var out []gomatrixserverlib.PDU
+	for len(queue) > 0 && len(out) < limit {
+		id := queue[0]
+		queue = queue[1:]
+		p, ok := byID[id]
+		if !ok || seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, p)
+		queue = append(queue, p.PrevEventIDs()...)
+	}
+	return out
 }
 
 // creatorOf returns the sender of the room's create event.
@@ -111,8 +136,8 @@ func (s *Server) storeBackfilled(ctx context.Context, r *room, server spec.Serve
 			continue
 		}
 		known, err := s.db.Event(ctx, p.EventID())
-		if err == nil && known.Visible() {
-			continue
+		if err == nil && known.Status != storage.StatusOutlier {
+			continue // held already (in the DAG, soft-failed or rejected): never re-judged here
 		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return stored, err
 		}

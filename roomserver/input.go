@@ -68,7 +68,7 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 	for _, e := range cited {
 		prev = append(prev, e.id)
 	}
-	depth := r.maxDepth + 1
+	depth := min(r.maxDepth+1, maxEventDepth)
 	ps, usesPolicy := s.roomPolicyServer(ctx, r)
 	var batch []*pending
 	seenTxn := map[string]int{}
@@ -123,7 +123,7 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			}
 		}
 		batch = append(batch, p)
-		prev, depth = []string{pdu.EventID()}, depth+1
+		prev, depth = []string{pdu.EventID()}, min(depth+1, maxEventDepth)
 	}
 	if len(batch) > 0 {
 		evs, err := s.persist(ctx, r, batch)
@@ -143,6 +143,10 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 	}
 	return results
 }
+
+// maxEventDepth is the largest depth gomatrixserverlib accepts (canonical JSON's safe
+// integer range); a room's events never go deeper.
+const maxEventDepth = 1<<53 - 1
 
 // maxPrevEvents bounds the prev_events of a local event; extremities beyond it stay
 // extremities, for the next events to merge.

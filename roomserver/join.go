@@ -29,6 +29,32 @@ func (s *Server) resident(r *room) bool {
 	return false
 }
 
+// residentStored is resident read from the database, without the room lock: whether this
+// server holds the room's state and one of its users is joined.
+func (s *Server) residentStored(ctx context.Context, roomID string) (bool, error) {
+	room, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if _, err := s.db.CurrentStateEvent(ctx, room.NID, storage.StateKey{Type: spec.MRoomCreate}); errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	joined, err := s.db.RoomMembers(ctx, room.NID, spec.Join)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range joined {
+		if s.isLocal(m.UserID) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // JoinVia makes userID join a room: locally when this server is in the room, else through
 // another server (make_join/send_join) among via, the servers a remote alias names, the
 // server of whoever invited the user and the servers of the room's last known members.
@@ -146,6 +172,12 @@ func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult)
 	if r.version.Version() != res.Version.Version() {
 		return fmt.Errorf("room %s: stored version %s, joined version %s", roomID, r.version.Version(), res.Version.Version())
 	}
+	if s.resident(r) {
+		// Another local user's join completed meanwhile: this join is one more event of a
+		// room this server is in.
+		budget := maxFetchTotal
+		return s.inputRemote(ctx, r, remoteInput{origin: res.Via, pdu: res.Event, budget: &budget})
+	}
 	// Outliers: every event of the auth chain and the state. CheckSendJoinResponse has
 	// checked them against their auth events.
 	all := append(append([]gomatrixserverlib.PDU(nil), res.AuthChain...), res.State...)
@@ -174,8 +206,11 @@ func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult)
 		return err
 	}
 	// The join event enters as a timeline event after that state.
-	r.state, r.snapshot, r.chainLen, r.extremities = state, before, 1, nil
-	return s.persistJoined(ctx, r, res.Event, before, state)
+	if err := s.persistJoined(ctx, r, res.Event, before, state); err != nil {
+		r.loaded = false // reloaded from the database by the next lockRoom
+		return err
+	}
+	return nil
 }
 
 // ensureRoomRow creates the row of a room this server learns of from another server (a
@@ -270,6 +305,9 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 		return tx.SetRoomState(ctx, r.nid, snapAfter, ev.Depth)
 	})
 	if err != nil {
+		if ev != nil && ev.NID != 0 {
+			s.pdus.forget(ev.NID) // rolled back: the NID may be handed out again
+		}
 		return err
 	}
 	s.keys.remember(key, keyNID)
@@ -321,7 +359,7 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID: userID, RoomID: r.id, Type: spec.MRoomMember, StateKey: &userID,
-		Content: content, Depth: r.maxDepth + 1, PrevEvents: prev,
+		Content: content, Depth: min(r.maxDepth+1, maxEventDepth), PrevEvents: prev,
 	}
 	builder, authEvents, err := s.builderAt(ctx, r, &proto, r.state)
 	if err != nil {
@@ -365,7 +403,8 @@ func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, mem
 	if pdu.Version() != r.version.Version() {
 		return nil, spec.BadJSON("the event is not of the room's version")
 	}
-	err = s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, forward: true})
+	budget := maxFetchTotal
+	err = s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, forward: true, budget: &budget})
 	var rej *RejectedError
 	if errors.As(err, &rej) {
 		return nil, spec.Forbidden(rej.Reason)
@@ -474,15 +513,13 @@ func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, s
 		return spec.Forbidden("the invitee is not a user of this server")
 	}
 	roomID := pdu.RoomID().String()
-	if r, err := s.lockRoom(ctx, roomID); err == nil {
-		resident := s.resident(r)
-		r.mu.Unlock()
-		if resident {
-			// We are in the room: the invite arrives with the room's events (/send).
-			return nil
-		}
-	} else if !errors.Is(err, errUnknownRoom) {
+	// Judged from the database, not under the room lock: the inviting server may be waiting
+	// for this answer while this server waits on it with the room locked (both inviting).
+	if resident, err := s.residentStored(ctx, roomID); err != nil {
 		return err
+	} else if resident {
+		// We are in the room: the invite arrives with the room's events (/send).
+		return nil
 	}
 	raw := pdu.JSON()
 	if len(strippedState) > 0 {

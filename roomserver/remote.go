@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -12,15 +13,20 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// Limits on what one received event may make the roomserver fetch.
+// Limits on what one received event may make the roomserver fetch, while it holds the room's
+// lock: the room waits for the fetches.
 const (
 	maxMissingEvents = 20  // events asked for with get_missing_events, as Synapse and the spec's example do
 	maxFetchDepth    = 3   // nested fetches (missing events of missing events) before falling back to /state_ids
 	maxStateFetch    = 500 // events fetched one by one for a /state_ids answer
+	maxFetchTotal    = 1000
+	maxFetchTime     = 90 * time.Second
 )
 
-// RejectedError is the error of a remote event that failed the checks: the /send answer
-// reports it for that PDU.
+// RejectedError is the error of a remote event that failed the checks, or that could not be
+// checked because what it refers to could not be fetched: the /send answer reports it for
+// that PDU. (Only events that fail the auth rules are stored as rejected; the others may
+// come again.)
 type RejectedError struct{ Reason string }
 
 func (e *RejectedError) Error() string { return e.Reason }
@@ -35,6 +41,21 @@ type remoteInput struct {
 	pdu     gomatrixserverlib.PDU
 	forward bool // queue it for the other servers in the room (the resident side of send_join and co.)
 	depth   int  // nesting of fetches that led to it
+	// budget is how many more events the fetches for this received event (and those it led
+	// to) may bring; shared by the nested inputs.
+	budget *int
+}
+
+// spend takes n events from the input's fetch budget, reporting false when it is spent.
+func (in remoteInput) spend(n int) bool {
+	if in.budget == nil {
+		return true
+	}
+	if *in.budget < n {
+		return false
+	}
+	*in.budget -= n
+	return true
 }
 
 // InputRemote processes an event another server sent (in a /send transaction): it must
@@ -61,7 +82,10 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 	if !s.hasState(r) {
 		return rejected("this server is not in room %s", r.id)
 	}
-	return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu})
+	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)
+	defer cancel()
+	budget := maxFetchTotal
+	return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, budget: &budget})
 }
 
 // hasState reports whether this server holds the state of room r (it joined it once), rather
@@ -191,7 +215,7 @@ func (s *Server) authEventsOf(ctx context.Context, r *room, origin spec.ServerNa
 		}
 		chain, err := s.remote.EventAuth(ctx, origin, r.version, r.id, pdu.EventID())
 		if err != nil {
-			return nil, fmt.Errorf("fetch auth chain of %s from %s: %w", pdu.EventID(), origin, err)
+			return nil, rejected("could not fetch the auth chain of %s from %s: %v", pdu.EventID(), origin, err)
 		}
 		if err := s.storeOutliers(ctx, r, chain); err != nil {
 			return nil, err
@@ -284,7 +308,10 @@ func (s *Server) storeOutliers(ctx context.Context, r *room, pdus []gomatrixserv
 			auth = append(auth, k.pdu)
 		}
 		if len(missing) > 0 {
-			status = storage.StatusRejected
+			// Not judged without its auth events: left out, so that a fuller answer later
+			// (or from another server) can still bring it in.
+			s.log.Info("remote auth event left out: its own auth events are missing", "event_id", p.EventID(), "room_id", r.id, "missing", missing)
+			continue
 		} else if err := s.allowedBy(r, p, auth); err != nil {
 			status = storage.StatusRejected
 		}
@@ -344,7 +371,7 @@ func (s *Server) storeRejected(ctx context.Context, r *room, pdu gomatrixserverl
 // and the event (get_missing_events), processed oldest first through the same checks; then,
 // for prev_events still missing, by fetching the event and the state before it (/state_ids).
 func (s *Server) fetchMissingPrev(ctx context.Context, r *room, in remoteInput) error {
-	missing, err := s.missingPrev(ctx, in.pdu)
+	missing, err := s.missingPrev(ctx, in.pdu, r.nid)
 	if err != nil || len(missing) == 0 {
 		return err
 	}
@@ -361,32 +388,36 @@ func (s *Server) fetchMissingPrev(ctx context.Context, r *room, in remoteInput) 
 		if err != nil {
 			s.log.Warn("get_missing_events failed", "origin", in.origin, "room_id", r.id, "err", err)
 		}
+		if !in.spend(len(got)) {
+			return rejected("event %s needs more missing events than this server fetches for one event", in.pdu.EventID())
+		}
 		sort.SliceStable(got, func(i, j int) bool { return got[i].Depth() < got[j].Depth() })
 		for _, p := range got {
 			if p.RoomID().String() != r.id || p.EventID() == in.pdu.EventID() {
 				continue
 			}
-			err := s.inputRemote(ctx, r, remoteInput{origin: in.origin, pdu: p, depth: in.depth + 1})
+			err := s.inputRemote(ctx, r, remoteInput{origin: in.origin, pdu: p, depth: in.depth + 1, budget: in.budget})
 			var rej *RejectedError
 			if err != nil && !errors.As(err, &rej) {
 				return err
 			}
 		}
-		if missing, err = s.missingPrev(ctx, in.pdu); err != nil || len(missing) == 0 {
+		if missing, err = s.missingPrev(ctx, in.pdu, r.nid); err != nil || len(missing) == 0 {
 			return err
 		}
 	}
 	// The gap is too large: take the state before each missing prev_event from origin.
 	for _, id := range missing {
-		if err := s.fetchWithState(ctx, r, in.origin, id); err != nil {
+		if err := s.fetchWithState(ctx, r, in, id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// missingPrev returns the prev_events of pdu that are not stored with a known state before them.
-func (s *Server) missingPrev(ctx context.Context, pdu gomatrixserverlib.PDU) ([]string, error) {
+// missingPrev returns the prev_events of pdu (an event of the room pduRoomNID) that are not
+// stored with a known state before them.
+func (s *Server) missingPrev(ctx context.Context, pdu gomatrixserverlib.PDU, pduRoomNID int64) ([]string, error) {
 	var missing []string
 	for _, id := range pdu.PrevEventIDs() {
 		ev, err := s.db.Event(ctx, id)
@@ -395,6 +426,9 @@ func (s *Server) missingPrev(ctx context.Context, pdu gomatrixserverlib.PDU) ([]
 			continue
 		} else if err != nil {
 			return nil, err
+		}
+		if ev.RoomNID != pduRoomNID {
+			return nil, rejected("event %s has a prev_event %s of another room", pdu.EventID(), id)
 		}
 		if !hasStateBefore(ev) {
 			missing = append(missing, id)
@@ -410,10 +444,11 @@ func hasStateBefore(ev *storage.Event) bool {
 
 // fetchWithState fetches event id and the room state before it from server, and stores the
 // event as an outlier whose state before it is known, so that it can be a prev_event.
-func (s *Server) fetchWithState(ctx context.Context, r *room, server spec.ServerName, id string) error {
+func (s *Server) fetchWithState(ctx context.Context, r *room, in remoteInput, id string) error {
+	server := in.origin
 	stateIDs, authIDs, err := s.remote.StateIDs(ctx, server, r.id, id)
 	if err != nil {
-		return fmt.Errorf("state_ids at %s from %s: %w", id, server, err)
+		return rejected("could not fetch the state at %s from %s: %v", id, server, err)
 	}
 	var want []string
 	seen := map[string]bool{}
@@ -428,7 +463,7 @@ func (s *Server) fetchWithState(ctx context.Context, r *room, server spec.Server
 			return err
 		}
 	}
-	if len(want) > maxStateFetch {
+	if len(want) > maxStateFetch || !in.spend(len(want)) {
 		return rejected("the state before %s is too large to fetch (%d events)", id, len(want))
 	}
 	var fetched []gomatrixserverlib.PDU
@@ -436,7 +471,7 @@ func (s *Server) fetchWithState(ctx context.Context, r *room, server spec.Server
 	for _, eid := range want {
 		p, err := s.remote.Event(ctx, server, r.version, eid)
 		if err != nil {
-			return fmt.Errorf("fetch %s from %s: %w", eid, server, err)
+			return rejected("could not fetch %s from %s: %v", eid, server, err)
 		}
 		if eid == id {
 			target = p
@@ -450,10 +485,12 @@ func (s *Server) fetchWithState(ctx context.Context, r *room, server spec.Server
 	state := map[int64]int64{}
 	for _, eid := range stateIDs {
 		ev, err := s.db.Event(ctx, eid)
-		if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // left out by storeOutliers: its auth events could not be had
+		} else if err != nil {
 			return fmt.Errorf("state event %s: %w", eid, err)
 		}
-		if ev.IsState() && ev.Status != storage.StatusRejected {
+		if ev.IsState() && ev.Status != storage.StatusRejected && ev.RoomNID == r.nid {
 			state[ev.StateKeyNID] = ev.NID
 		}
 	}
@@ -462,6 +499,9 @@ func (s *Server) fetchWithState(ctx context.Context, r *room, server spec.Server
 		ev, err := s.db.Event(ctx, id)
 		if err != nil {
 			return err
+		}
+		if ev.RoomNID != r.nid || hasStateBefore(ev) {
+			return rejected("event %s is not an outlier of room %s", id, r.id)
 		}
 		snap, err := s.insertWholeSnapshot(ctx, r, state)
 		if err != nil {
@@ -806,9 +846,13 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 				return err
 			}
 		}
-		return tx.SetRoomState(ctx, r.nid, snapAfter, max(r.maxDepth, ev.Depth))
+		return tx.SetRoomState(ctx, r.nid, snapAfter, max(r.maxDepth, trustedDepth(ev.Depth, prevs)))
 	})
 	if err != nil {
+		if ev != nil && ev.NID != 0 {
+			// Rolled back: SQLite hands the same NID to the next event.
+			s.pdus.forget(ev.NID)
+		}
 		return err
 	}
 	for k, nid := range newKeys {
@@ -823,7 +867,7 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 	}
 	r.state, r.snapshot, r.chainLen = newState, snapAfter, chainAfter
 	r.extremities = append([]extremity{{nid: ev.NID, id: ev.EventID}}, newExts...)
-	r.maxDepth = max(r.maxDepth, ev.Depth)
+	r.maxDepth = max(r.maxDepth, trustedDepth(ev.Depth, prevs))
 	notify := make([]string, 0, len(r.members)+len(memberships))
 	for u, m := range r.members {
 		if (m == spec.Join || m == spec.Invite) && s.isLocal(u) {
@@ -847,6 +891,17 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 		s.cfg.Outbound.Wake(d)
 	}
 	return nil
+}
+
+// trustedDepth is the depth a remote event counts for when this server picks the depth of
+// its next event: the depth it claims, but no more than one past its deepest prev_event, so
+// that an event claiming a huge depth cannot push the room's depths out of range.
+func trustedDepth(claimed int64, prevs []*storage.Event) int64 {
+	var deepest int64
+	for _, p := range prevs {
+		deepest = max(deepest, p.Depth)
+	}
+	return min(claimed, deepest+1)
 }
 
 // writeSnapshot stores state as a snapshot: a delta from parent (whose state is parentState)

@@ -272,3 +272,90 @@ func TestManyExtremities(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoteDepthAndBackfillGuards: a remote event claiming a huge depth does not stop local
+// users from sending; backfill never makes a soft-failed event visible, and takes only the
+// history reachable from the events asked for.
+func TestRemoteDepthAndBackfillGuards(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, _ := newTestServer(t, url)
+		_, key, _ := ed25519.GenerateKey(nil)
+		f := &fakeRemote{t: t, s: s, name: "remote", key: key, now: time.Now()}
+		alice, bob := "@alice:test", "@bob:remote"
+		roomID, err := s.CreateRoom(ctx, alice, "D", CreateRoomRequest{Preset: PresetPublicChat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, _ := s.MakeMembership(ctx, roomID, bob, spec.Join, []gomatrixserverlib.RoomVersion{"12"})
+		join, _ := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "remote", "ed25519:r", key)
+		if _, err := s.SendMembership(ctx, "remote", spec.Join, join); err != nil {
+			t.Fatal(err)
+		}
+		// A message claiming the largest depth there is.
+		r, _ := s.lockRoom(ctx, roomID)
+		prev := r.extremities[0].id
+		r.mu.Unlock()
+		deep := f.buildDepth(roomID, bob, []string{prev}, maxEventDepth)
+		if err := s.InputRemote(ctx, "remote", deep); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"body": "still here"}), ""); err != nil {
+			t.Fatalf("a local message after a remote event of depth 2^53-1: %v", err)
+		}
+
+		// A soft-failed event offered again by backfill stays soft-failed.
+		plContent := s.currentContent(t, roomID, spec.MRoomPowerLevels, "")
+		users, _ := plContent["users"].(map[string]any)
+		if users == nil {
+			users = map[string]any{}
+			plContent["users"] = users
+		}
+		users[bob] = 50
+		if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
+			t.Fatal(err)
+		}
+		base := s.headIDs(t, roomID)
+		users[bob] = 0
+		if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
+			t.Fatal(err)
+		}
+		empty := ""
+		late := f.build(roomID, bob, "m.room.topic", &empty, map[string]string{"topic": "late"}, base)
+		if err := s.InputRemote(ctx, "remote", late); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = s.lockRoom(ctx, roomID)
+		n, err := s.storeBackfilled(ctx, r, "remote", reachable([]gomatrixserverlib.PDU{late}, []string{late.EventID()}, 10), 0)
+		r.mu.Unlock()
+		if err != nil || n != 0 {
+			t.Fatalf("backfill of a soft-failed event stored %d (%v)", n, err)
+		}
+		if ev, _ := s.db.Event(ctx, late.EventID()); ev.Status != storage.StatusSoftFailed || ev.Visible() {
+			t.Fatalf("the soft-failed event after backfill: status %q", ev.Status)
+		}
+		// Events not reachable from what was asked for are not taken.
+		if got := reachable([]gomatrixserverlib.PDU{late, deep}, []string{deep.EventID()}, 10); len(got) != 1 || got[0].EventID() != deep.EventID() {
+			t.Fatalf("reachable from %s: %d events", deep.EventID(), len(got))
+		}
+	})
+}
+
+// buildDepth builds a message with the given prev_events and a chosen depth.
+func (f *fakeRemote) buildDepth(roomID, sender string, prev []string, depth int64) gomatrixserverlib.PDU {
+	f.t.Helper()
+	pdu := f.build(roomID, sender, "m.room.message", nil, map[string]string{"body": "deep"}, prev)
+	ctx := context.Background()
+	r, err := f.s.lockRoom(ctx, roomID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer r.mu.Unlock()
+	proto := gomatrixserverlib.ProtoEvent{SenderID: sender, RoomID: roomID, Type: "m.room.message",
+		Content: spec.RawJSON(`{"body":"deep"}`), Depth: depth, PrevEvents: prev, AuthEvents: pdu.AuthEventIDs()}
+	out, err := r.version.NewEventBuilderFromProtoEvent(&proto).Build(time.Now(), f.name, "ed25519:r", f.key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}

@@ -144,7 +144,9 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 func (c *lru[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[k]; ok {
+	if el, ok := c.items[k]; ok {
+		el.Value.(*lruEntry[K, V]).val = v
+		c.order.MoveToFront(el)
 		return
 	}
 	c.items[k] = c.order.PushFront(&lruEntry[K, V]{key: k, val: v})
