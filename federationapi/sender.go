@@ -26,6 +26,10 @@ const (
 // dbRetryDelay is how long a destination's worker waits after a database error of our own.
 const dbRetryDelay = 10 * time.Second
 
+// backoffCheckEvery is how often a destination waiting out its backoff looks whether an
+// administrator cleared it.
+const backoffCheckEvery = 30 * time.Second
+
 // catchUpAfter is the number of failures in a row after which a destination's queue keeps
 // only the newest PDU of each room (storage.CollapseFederationQueue): with the default
 // backoff, about a week of the destination being unreachable. It catches up from those
@@ -162,9 +166,14 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 	}
 	failures, retryAt := state.Failures, time.UnixMilli(state.RetryTS)
 	for {
-		if d := retryAt.Sub(s.cfg.Now()); d > 0 {
-			if s.cfg.Sleep(ctx, d) != nil {
+		for d := retryAt.Sub(s.cfg.Now()); d > 0; d = retryAt.Sub(s.cfg.Now()) {
+			// Waits in steps, looking at the stored backoff after each: `lattice
+			// federation-retry` clears it to have the destination tried at once.
+			if s.cfg.Sleep(ctx, min(d, backoffCheckEvery)) != nil {
 				return
+			}
+			if st, err := s.db.FederationDestination(ctx, string(dest)); err == nil && time.UnixMilli(st.RetryTS).Before(retryAt) {
+				failures, retryAt = st.Failures, time.UnixMilli(st.RetryTS)
 			}
 		}
 		txn, err := s.db.NextFederationTxn(ctx, string(dest), maxTxnPDUs, maxTxnEDUs, s.newTxnID())

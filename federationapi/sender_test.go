@@ -506,3 +506,39 @@ func TestSenderCatchUp(t *testing.T) {
 		t.Errorf("after catching up the sender sent %v, want only the newest event %s", got, ids[len(ids)-1])
 	}
 }
+
+// TestSenderBackoffCleared: a destination waiting out a long backoff is tried again soon
+// after the stored backoff is cleared (lattice federation-retry), without a restart.
+func TestSenderBackoffCleared(t *testing.T) {
+	f := newSenderFixture(t)
+	f.queuePDUs(1, "slow.test")
+	ctx := context.Background()
+	if err := f.db.SetFederationBackoff(ctx, "slow.test", 20, f.clock.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	remote := newFakeRemote()
+	var waited time.Duration
+	sleep := func(ctx context.Context, d time.Duration) error {
+		waited += d
+		if waited >= 2*backoffCheckEvery {
+			// An administrator clears the backoff a minute into the hour.
+			if err := f.db.SetFederationBackoff(ctx, "slow.test", 0, 0); err != nil {
+				t.Error(err)
+			}
+		}
+		return f.clock.Sleep(ctx, d)
+	}
+	s := NewSender(SenderConfig{Origin: ourName, Now: f.clock.Now, Sleep: sleep}, f.db, remote, slog.New(slog.DiscardHandler))
+	s.idle = f.idle
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f.waitIdle("slow.test")
+	if n := len(remote.Attempts("slow.test")); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+	if waited > 3*backoffCheckEvery {
+		t.Fatalf("the sender waited %v although the backoff was cleared after %v", waited, 2*backoffCheckEvery)
+	}
+}

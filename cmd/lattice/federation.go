@@ -64,9 +64,9 @@ Clears the backoff of a destination server (or of every one) after failed federa
 transactions, so that the next attempt may start at once. The transaction in flight is kept
 and retried with the same ID, as the spec requires.
 
-A running server keeps in memory the wait it is already in for a destination that has
-queued events, and its failure count: restart the server to retry such a destination at
-once. A destination with nothing queued is retried as soon as the next event for it comes.`
+A running server looks at the stored backoff every 30 seconds while it waits, so a
+destination with queued events is retried within half a minute; one with nothing queued is
+tried as soon as the next event for it comes.`
 
 // runFederationRetry clears the backoff of one destination or of all.
 func runFederationRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -106,6 +106,6 @@ func runFederationRetry(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 		fmt.Fprintln(stdout, "backoff cleared:", server)
 	}
-	fmt.Fprintln(stderr, "a running server keeps the wait it is in for destinations with queued events: restart it to retry them at once")
+	fmt.Fprintln(stderr, "a running server retries a destination with queued events within 30 seconds")
 	return nil
 }

@@ -124,7 +124,7 @@ func TestFederationQueueAndRetry(t *testing.T) {
 			t.Errorf("%v: error %v, want one containing %q", c.args, err, c.wantErr)
 		}
 	}
-	if !strings.Contains(errOut.String(), "restart the server") {
+	if !strings.Contains(errOut.String(), "within half a minute") {
 		t.Errorf("federation-retry --help does not say how a running server takes it: %q", errOut.String())
 	}
 }
