@@ -196,18 +196,23 @@ func (s *Server) Membership(ctx context.Context, roomID, userID string) (string,
 	return r.members[userID], nil
 }
 
-// JoinedMembers returns the users currently joined to the room.
+// JoinedMembers returns the users currently joined to the room. It reads the database, not
+// the room's in-memory head, so that typing notifications and receipts never wait for a room
+// whose input is busy fetching events from another server.
 func (s *Server) JoinedMembers(ctx context.Context, roomID string) ([]string, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	room, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errUnknownRoom
+	} else if err != nil {
+		return nil, err
+	}
+	ms, err := s.db.RoomMembers(ctx, room.NID, spec.Join)
 	if err != nil {
 		return nil, err
 	}
-	defer r.mu.Unlock()
-	var out []string
-	for u, m := range r.members {
-		if m == spec.Join {
-			out = append(out, u)
-		}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.UserID)
 	}
 	return out, nil
 }
