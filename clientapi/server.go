@@ -40,6 +40,7 @@ type Server struct {
 	remoteProfiles  RemoteProfiles    // other servers' users' profiles; nil without federation
 	remoteDirectory RemoteDirectory   // other servers' aliases and public rooms; nil without federation
 	remoteKeys      RemoteKeys        // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
+	remoteHierarchy RemoteHierarchy   // other servers' spaces and rooms; nil without federation (spaces.go)
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 

@@ -2,16 +2,16 @@ package clientapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
-	"github.com/lattice-chat/lattice/internal/publicrooms"
+	"github.com/lattice-chat/lattice/internal/spaces"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -22,108 +22,122 @@ const (
 	hierarchyMaxDepth     = 10
 )
 
-// summarised is a room as room_summary.yaml describes it, with the m.space.child events
-// that make it a space.
-type summarised struct {
-	chunk    map[string]any
-	children []spaceChild
+// remoteBudget bounds the time one request spends asking other servers about rooms (each
+// call is also bounded by RemoteHierarchy): rooms not learned in time are left out, and a
+// later request finds the answers that did arrive in RemoteHierarchy's cache.
+const remoteBudget = 10 * time.Second
+
+// RemoteHierarchy asks other servers about rooms this server has no state of, with the
+// Server-Server GET /hierarchy (federationapi implements it, with a short cache).
+type RemoteHierarchy interface {
+	Hierarchy(ctx context.Context, roomID string, via []string, suggestedOnly bool) (*spaces.Hierarchy, error)
 }
 
-// spaceChild is one m.space.child state event with a non-empty via (the others are removed
-// children, as the spaces module says).
-type spaceChild struct {
-	roomID    string
-	order     string
-	suggested bool
-	ts        int64
-	stripped  map[string]any
+// SetRemoteHierarchy makes /hierarchy and /room_summary ask the servers of a room's via list
+// about rooms this server is not in.
+func (s *Server) SetRemoteHierarchy(h RemoteHierarchy) { s.remoteHierarchy = h }
+
+// remoteRooms is what one request learned from other servers' /hierarchy answers: the
+// summaries of the children of the rooms they described (so that a child is not asked of
+// again) and the children they said the request's server may not see.
+type remoteRooms struct {
+	ctx          context.Context // bounds the request's remote calls (remoteBudget)
+	rooms        map[string]map[string]any
+	inaccessible map[string]bool
 }
 
-// roomSummary describes roomID to userID from this server's current state of the room
-// (definitions/room_summary.yaml). It is M_NOT_FOUND when the room is unknown here or userID
-// may not preview it: userID must be joined, invited, knocking or otherwise a member, the
-// room world-readable or joinable by anyone (public, knock, knock_restricted), or userID
-// joined to a room that a restricted join rule allows.
-func (s *Server) roomSummary(ctx context.Context, roomID, userID string) (*summarised, error) {
+func newRemoteRooms(ctx context.Context) *remoteRooms {
+	return &remoteRooms{ctx: ctx, rooms: map[string]map[string]any{}, inaccessible: map[string]bool{}}
+}
+
+// summary describes roomID to userID, from this server's state of the room when it has
+// one, else from the first server of via that answers a federation /hierarchy. It is
+// M_NOT_FOUND when no server knows the room or userID may not preview it.
+func (s *Server) summary(ctx context.Context, roomID string, via []string, userID string, suggestedOnly bool, remote *remoteRooms) (*spaces.Summary, string, error) {
+	sum, err := spaces.Load(ctx, s.db, roomID)
+	if errors.Is(err, spaces.ErrUnknown) {
+		sum, err = s.remoteSummary(roomID, via, suggestedOnly, remote)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	membership, ok, err := s.mayPreview(ctx, sum, roomID, userID)
+	if err != nil {
+		return nil, "", err
+	} else if !ok {
+		return nil, "", spec.NotFound("room not found")
+	}
+	return sum, membership, nil
+}
+
+// remoteSummary describes a room this server is not in: from an earlier answer of this
+// request, else asked of the servers of via.
+func (s *Server) remoteSummary(roomID string, via []string, suggestedOnly bool, remote *remoteRooms) (*spaces.Summary, error) {
+	notFound := spec.NotFound("room not found")
+	if s.remoteHierarchy == nil || remote == nil || remote.inaccessible[roomID] {
+		return nil, notFound
+	}
+	if chunk, ok := remote.rooms[roomID]; ok {
+		if sum, ok := spaces.FromChunk(chunk); ok {
+			return sum, nil
+		}
+		return nil, notFound
+	}
+	if len(via) == 0 || remote.ctx.Err() != nil {
+		return nil, notFound
+	}
+	h, err := s.remoteHierarchy.Hierarchy(remote.ctx, roomID, via, suggestedOnly)
+	if err != nil {
+		return nil, notFound
+	}
+	sum, ok := spaces.FromChunk(h.Room)
+	if !ok || sum.Chunk["room_id"] != roomID {
+		return nil, notFound
+	}
+	// Only the room's own children are taken from the answer: a server speaks for the
+	// space it was asked about, not for other parts of the tree.
+	listed := make(map[string]bool, len(sum.Children))
+	for _, c := range sum.Children {
+		listed[c.RoomID] = true
+	}
+	for _, c := range h.Children {
+		if id, _ := c["room_id"].(string); listed[id] {
+			if _, seen := remote.rooms[id]; !seen {
+				remote.rooms[id] = c
+			}
+		}
+	}
+	for _, id := range h.InaccessibleChildren {
+		if listed[id] {
+			remote.inaccessible[id] = true
+		}
+	}
+	return sum, nil
+}
+
+// mayPreview reports whether userID may see the summary of roomID (the rooms of
+// client-server space_hierarchy.yaml): userID is joined, invited or knocking, the room is
+// world-readable or joinable by anyone (public, knock, knock_restricted), or userID is
+// joined to a room that a restricted join rule allows. It returns userID's membership.
+func (s *Server) mayPreview(ctx context.Context, sum *spaces.Summary, roomID, userID string) (string, bool, error) {
+	membership := ""
 	room, err := s.db.Room(ctx, roomID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, spec.NotFound("room not found")
-	} else if err != nil {
-		return nil, err
-	}
-	joined, err := s.db.RoomMembers(ctx, room.NID, spec.Join)
-	if err != nil {
-		return nil, err
-	}
-	if len(joined) == 0 {
-		// Nobody here is in the room any more: the state we hold may be stale.
-		return nil, spec.NotFound("room not found")
-	}
-	chunk, err := publicrooms.Entry(ctx, s.db, storage.PublicRoom{NID: room.NID, RoomID: roomID, JoinedMembers: len(joined)})
-	if err != nil {
-		return nil, err
-	}
-	chunk["room_version"] = room.Version
-	evs, err := s.db.CurrentStateEvents(ctx, room.NID, "")
-	if err != nil {
-		return nil, err
-	}
-	out := &summarised{chunk: chunk}
-	var allow []string
-	for _, ev := range evs {
-		var f struct {
-			StateKey *string        `json:"state_key"`
-			Content  map[string]any `json:"content"`
+	if err == nil {
+		if membership, err = s.db.Membership(ctx, room.NID, userID); err != nil {
+			return "", false, err
 		}
-		if json.Unmarshal(ev.JSON, &f) != nil || f.StateKey == nil {
-			continue
-		}
-		switch ev.Type {
-		case "m.room.encryption":
-			if alg, ok := f.Content["algorithm"].(string); ok && *f.StateKey == "" {
-				chunk["encryption"] = alg
-			}
-		case spec.MRoomJoinRules:
-			rules, _ := f.Content["allow"].([]any)
-			for _, a := range rules {
-				if m, ok := a.(map[string]any); ok && m["type"] == "m.room_membership" {
-					if id, ok := m["room_id"].(string); ok {
-						allow = append(allow, id)
-					}
-				}
-			}
-		case "m.space.child":
-			if via, _ := f.Content["via"].([]any); len(via) == 0 || *f.StateKey == "" {
-				continue
-			}
-			c := spaceChild{roomID: *f.StateKey, ts: ev.OriginTS, stripped: map[string]any{
-				"type": ev.Type, "state_key": *f.StateKey, "content": f.Content, "sender": ev.Sender, "origin_server_ts": ev.OriginTS,
-			}}
-			c.order, _ = f.Content["order"].(string)
-			c.suggested, _ = f.Content["suggested"].(bool)
-			out.children = append(out.children, c)
-		}
-	}
-	rule, _ := chunk["join_rule"].(string)
-	if rule == spec.Restricted || rule == spec.KnockRestricted {
-		chunk["allowed_room_ids"] = allow
-	}
-	membership, err := s.db.Membership(ctx, room.NID, userID)
-	if err != nil {
-		return nil, err
-	}
-	if membership != "" {
-		chunk["membership"] = membership
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return "", false, err
 	}
 	switch {
 	case membership == spec.Join || membership == spec.Invite || membership == spec.Knock:
-	case chunk["world_readable"] == true:
-	case rule == spec.Public || rule == spec.Knock || rule == spec.KnockRestricted:
-	case rule == spec.Restricted && s.joinedAny(ctx, userID, allow):
+	case sum.WorldReadable():
+	case sum.Joinable():
+	case sum.JoinRule() == spec.Restricted && s.joinedAny(ctx, userID, sum.AllowedRoomIDs()):
 	default:
-		return nil, spec.NotFound("room not found")
+		return membership, false, nil
 	}
-	return out, nil
+	return membership, true, nil
 }
 
 // joinedAny reports whether userID is joined to one of roomIDs.
@@ -140,24 +154,58 @@ func (s *Server) joinedAny(ctx context.Context, userID string, roomIDs []string)
 	return false
 }
 
-// handleRoomSummary handles GET /_matrix/client/v1/room_summary/{roomIdOrAlias} (v1.15).
-// Only rooms this server is in are summarised; via is not used to ask other servers.
+// handleRoomSummary handles GET /_matrix/client/v1/room_summary/{roomIdOrAlias} (v1.15). A
+// room this server is not in is asked of the servers of ?via= (and those another server's
+// directory names for its alias) over federation.
 func (s *Server) handleRoomSummary(r *http.Request) (any, error) {
-	roomID, err := s.rooms.ResolveRoom(r.Context(), httputil.PathVar(r, "roomIdOrAlias"))
+	ctx := r.Context()
+	roomID, via, err := s.resolveSummaryRoom(r)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := s.roomSummary(r.Context(), roomID, httputil.Device(r.Context()).UserID)
+	remoteCtx, cancel := context.WithTimeout(ctx, remoteBudget)
+	defer cancel()
+	sum, membership, err := s.summary(ctx, roomID, via, httputil.Device(ctx).UserID, false, newRemoteRooms(remoteCtx))
 	if err != nil {
 		return nil, err
 	}
-	return sum.chunk, nil
+	chunk := make(map[string]any, len(sum.Chunk)+1)
+	for k, v := range sum.Chunk {
+		chunk[k] = v
+	}
+	if membership != "" {
+		chunk["membership"] = membership
+	}
+	return chunk, nil
+}
+
+// resolveSummaryRoom returns the room of /room_summary's path and the servers to ask about
+// it: ?via=, then, for another server's alias, the servers its directory names.
+func (s *Server) resolveSummaryRoom(r *http.Request) (string, []string, error) {
+	idOrAlias := httputil.PathVar(r, "roomIdOrAlias")
+	var via []string
+	for _, v := range r.URL.Query()["via"] {
+		if v != "" && v != s.cfg.ServerName {
+			via = append(via, v)
+		}
+	}
+	if i := strings.IndexByte(idOrAlias, ':'); strings.HasPrefix(idOrAlias, "#") && i >= 0 &&
+		idOrAlias[i+1:] != s.cfg.ServerName && s.remoteDirectory != nil {
+		roomID, servers, err := s.remoteDirectory.QueryAlias(r.Context(), idOrAlias)
+		if err != nil {
+			return "", nil, err
+		}
+		return roomID, append(via, servers...), nil
+	}
+	roomID, err := s.rooms.ResolveRoom(r.Context(), idOrAlias)
+	return roomID, via, err
 }
 
 // handleHierarchy handles GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the space tree
 // below roomId, depth first, children in the spaces module's order, rooms the user may not
-// preview left out with their subtrees. Rooms this server is not in are left out too (they
-// would need federation's /hierarchy). The from token is the offset into the walk.
+// preview left out with their subtrees. A child this server is not in is asked of the
+// servers of its m.space.child via list (federation GET /hierarchy), whose answer also
+// describes that child's children. The from token is the offset into the walk.
 func (s *Server) handleHierarchy(r *http.Request) (any, error) {
 	roomID, err := httputil.PathRoomID(r, "roomId")
 	if err != nil {
@@ -183,15 +231,19 @@ func (s *Server) handleHierarchy(r *http.Request) (any, error) {
 		}
 	}
 	suggestedOnly := q.Get("suggested_only") == "true"
-	userID := httputil.Device(r.Context()).UserID
-	root, err := s.roomSummary(r.Context(), roomID, userID)
+	ctx := r.Context()
+	userID := httputil.Device(ctx).UserID
+	remoteCtx, cancel := context.WithTimeout(ctx, remoteBudget)
+	defer cancel()
+	remote := newRemoteRooms(remoteCtx)
+	root, _, err := s.summary(ctx, roomID, nil, userID, suggestedOnly, remote)
 	if isNotFound(err) {
 		return nil, spec.Forbidden("you may not preview this room")
 	} else if err != nil {
 		return nil, err
 	}
 	type item struct {
-		sum   *summarised
+		sum   *spaces.Summary
 		depth int
 	}
 	var rooms []map[string]any
@@ -201,37 +253,26 @@ func (s *Server) handleHierarchy(r *http.Request) (any, error) {
 		it := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if n >= from {
-			// A hierarchy chunk is the summary without membership, plus children_state.
-			chunk := make(map[string]any, len(it.sum.chunk)+1)
-			for k, v := range it.sum.chunk {
-				if k != "membership" {
-					chunk[k] = v
-				}
-			}
-			states := make([]map[string]any, 0, len(it.sum.children))
-			for _, c := range it.sum.children {
-				states = append(states, c.stripped)
-			}
-			chunk["children_state"] = states
-			rooms = append(rooms, chunk)
+			// A hierarchy chunk is the summary plus children_state.
+			rooms = append(rooms, it.sum.WithChildrenState())
 		}
 		if it.depth >= maxDepth {
 			continue
 		}
-		children := orderChildren(it.sum.children)
+		children := spaces.Order(it.sum.Children)
 		// Pushed in reverse so that the first child is visited next.
 		for i := len(children) - 1; i >= 0; i-- {
 			c := children[i]
-			if seen[c.roomID] || (suggestedOnly && !c.suggested) {
+			if seen[c.RoomID] || (suggestedOnly && !c.Suggested) {
 				continue
 			}
-			sum, err := s.roomSummary(r.Context(), c.roomID, userID)
+			sum, _, err := s.summary(ctx, c.RoomID, c.Via, userID, suggestedOnly, remote)
 			if isNotFound(err) {
 				continue
 			} else if err != nil {
 				return nil, err
 			}
-			seen[c.roomID] = true
+			seen[c.RoomID] = true
 			stack = append(stack, item{sum, it.depth + 1})
 		}
 	}
@@ -249,37 +290,4 @@ func (s *Server) handleHierarchy(r *http.Request) (any, error) {
 func isNotFound(err error) bool {
 	var me spec.MatrixError
 	return errors.As(err, &me) && me.ErrCode == spec.ErrorNotFound
-}
-
-// orderChildren sorts a space's children as the spaces module says: those with a valid order
-// (at most 50 characters between \x20 and \x7E) first, by order; then by the m.space.child
-// event's origin_server_ts; ties by room ID.
-func orderChildren(cs []spaceChild) []spaceChild {
-	valid := func(o string) bool {
-		if o == "" || len(o) > 50 {
-			return false
-		}
-		for i := 0; i < len(o); i++ {
-			if o[i] < 0x20 || o[i] > 0x7e {
-				return false
-			}
-		}
-		return true
-	}
-	out := append([]spaceChild(nil), cs...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		va, vb := valid(a.order), valid(b.order)
-		if va != vb {
-			return va
-		}
-		if va && a.order != b.order {
-			return a.order < b.order
-		}
-		if a.ts != b.ts {
-			return a.ts < b.ts
-		}
-		return a.roomID < b.roomID
-	})
-	return out
 }

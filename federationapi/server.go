@@ -124,6 +124,7 @@ func (s *Server) routes() []route {
 		{"GET", "/_matrix/federation/v1/user/devices/{userId}", s.handleUserDevices, true},
 		{"POST", "/_matrix/federation/v1/user/keys/query", s.handleUserKeysQuery, true},
 		{"POST", "/_matrix/federation/v1/user/keys/claim", s.handleUserKeysClaim, true},
+		{"GET", "/_matrix/federation/v1/hierarchy/{roomId}", s.handleHierarchy, true},
 		// Transactions (send.go).
 		{"PUT", "/_matrix/federation/v1/send/{txnId}", s.handleSend, true},
 		// Reading room events (events.go).

@@ -182,6 +182,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		client.SetRemoteKeys(fed.RemoteKeys())
 		client.SetRemoteProfiles(fed.RemoteProfiles())
 		client.SetRemoteDirectory(fed.RemoteDirectory())
+		client.SetRemoteHierarchy(fed.RemoteHierarchy())
 	}
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
