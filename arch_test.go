@@ -17,6 +17,7 @@ func TestImportBoundaries(t *testing.T) {
 		"clientapi":            {mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"syncapi":              {mod + "clientapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"federationapi":        {mod + "clientapi", mod + "syncapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"internal/spaces":      {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 		"internal/publicrooms": {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 		"internal/config":      {mod},
 		"internal/httputil":    {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
