@@ -170,8 +170,12 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 		// Nothing new for this user: wait for a change, then build again from the same base.
 		woken := s.notifier.wait(r.Context(), ch, remaining)
 		stop()
+		if r.Context().Err() != nil {
+			// The client went away (matrix-rust-sdk cancels a long-poll to change its
+			// request): nobody reads this answer, so no position is stored for it.
+			return nil, spec.MatrixError{ErrCode: "M_UNKNOWN", Err: "the request was cancelled"}
+		}
 		if !woken {
-			// Timed out, or the client went away (then nobody reads this answer).
 			resp.Pos, resp.TxnID = s.sliding.commit(key, next), req.TxnID
 			return resp, nil
 		}

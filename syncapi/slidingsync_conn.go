@@ -65,6 +65,9 @@ func (c *connState) clone() *connState {
 // last acknowledged; newer ones are responses that may or may not have reached the client.
 type slidingConn struct {
 	states map[int64]*connState
+	// acked is the newest pos a request was made with: the client has it, so it is never
+	// evicted (a client that cancels its request and asks again sends it again).
+	acked int64
 }
 
 // slidingSync is the sliding sync state of the server: the connections, and caches derived
@@ -99,6 +102,9 @@ func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
 	if conn == nil || conn.states[n] == nil {
 		return nil, errUnknownPos()
 	}
+	if n > conn.acked {
+		conn.acked = n
+	}
 	for p := range conn.states {
 		if p < n {
 			delete(conn.states, p)
@@ -130,9 +136,12 @@ func (ss *slidingSync) commit(key connKey, st *connState) string {
 	for len(conn.states) >= maxStatesPerConn {
 		oldest := int64(-1)
 		for p := range conn.states {
-			if oldest < 0 || p < oldest {
+			if p != conn.acked && (oldest < 0 || p < oldest) {
 				oldest = p
 			}
+		}
+		if oldest < 0 {
+			break
 		}
 		delete(conn.states, oldest)
 	}

@@ -52,6 +52,9 @@ func (s *Server) slidingRoomResult(ctx context.Context, viewer roomserver.Viewer
 	}
 	// Joined, or left / banned: the room's data up to sent.upTo.
 	wasJoined := seen && prev.membership == spec.Join
+	if m.Membership != spec.Join && seen && !membershipChanged {
+		return nil, sentRoom{}, nil // a left or banned room already sent: nothing new can come
+	}
 	initial := !wasJoined
 	expanded := wasJoined && limit > prev.timelineLimit
 	stateGrew := wasJoined && sent.stateSig != prev.stateSig
