@@ -11,8 +11,9 @@ import (
 
 // Limits on what sliding sync keeps in memory.
 const (
-	maxSlidingConns      = 10000 // connections over all users; past it, arbitrary ones are dropped
-	maxConnsPerDevice    = 20    // a device's connections (conn_id); past it, arbitrary ones are dropped
+	maxSlidingConns      = 10000 // connections over all users (see evictLocked)
+	maxConnsPerUser      = 50    // one user's connections over all devices; past it, their least recently used goes
+	maxConnsPerDevice    = 20    // a device's connections (conn_id); past it, its least recently used goes
 	maxStatesPerConn     = 8     // responses of one connection not yet acknowledged
 	maxSlidingBumpsCache = 100000
 )
@@ -68,6 +69,7 @@ type slidingConn struct {
 	// acked is the newest pos a request was made with: the client has it, so it is never
 	// evicted (a client that cancels its request and asks again sends it again).
 	acked int64
+	used  int64 // slidingSync.tick when a request last began or ended on it (least recently used goes first)
 }
 
 // slidingSync is the sliding sync state of the server: the connections, and caches derived
@@ -75,6 +77,8 @@ type slidingConn struct {
 type slidingSync struct {
 	mu      sync.Mutex // guards all the fields
 	conns   map[connKey]*slidingConn
+	tick    int64 // counts uses of connections, for slidingConn.used
+	limit   int   // the connections kept over all users; 0 is maxSlidingConns (tests lower it)
 	lastPos int64
 	bumps   map[int64]bumpEntry // room NID -> bump stamp cache (slidingsync_lists.go)
 	senders map[int64]string    // membership event NID -> sender
@@ -91,7 +95,8 @@ func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
 	}
 	if pos == "" {
 		ss.evictLocked(key)
-		ss.conns[key] = &slidingConn{states: map[int64]*connState{}}
+		ss.tick++
+		ss.conns[key] = &slidingConn{states: map[int64]*connState{}, used: ss.tick}
 		return &connState{rooms: map[string]sentRoom{}, lists: map[string]int{}}, nil
 	}
 	n, err := strconv.ParseInt(pos, 10, 64)
@@ -105,6 +110,8 @@ func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
 	if n > conn.acked {
 		conn.acked = n
 	}
+	ss.tick++
+	conn.used = ss.tick
 	for p := range conn.states {
 		if p < n {
 			delete(conn.states, p)
@@ -133,6 +140,8 @@ func (ss *slidingSync) commit(key connKey, st *connState) string {
 		conn = &slidingConn{states: map[int64]*connState{}}
 		ss.conns[key] = conn
 	}
+	ss.tick++
+	conn.used = ss.tick
 	for len(conn.states) >= maxStatesPerConn {
 		oldest := int64(-1)
 		for p := range conn.states {
@@ -149,21 +158,52 @@ func (ss *slidingSync) commit(key connKey, st *connState) string {
 	return strconv.FormatInt(st.pos, 10)
 }
 
-// evictLocked makes room for a new connection of key.
+// evictLocked makes room for a new connection of key. The cost falls on the requesting user
+// first: past the device's or the user's cap, their least recently used connection goes; at
+// the cap over all users, the user's own least recently used one goes if they have another,
+// else the least recently used of all. So one user with many devices cannot push out the
+// connections of others beyond what the server-wide cap must shed, and idle ones go first.
 func (ss *slidingSync) evictLocked(key connKey) {
-	perDevice := 0
-	for k := range ss.conns {
-		if k.userID == key.userID && k.deviceID == key.deviceID && k != key {
-			perDevice++
-			if perDevice >= maxConnsPerDevice {
-				delete(ss.conns, k)
+	limit := ss.limit
+	if limit <= 0 {
+		limit = maxSlidingConns
+	}
+	for {
+		var oldestDev, oldestUser, oldestAll *connKey
+		device, user, others := 0, 0, 0
+		for k, c := range ss.conns {
+			if k == key {
+				continue // replaced, not added
+			}
+			others++
+			if oldestAll == nil || c.used < ss.conns[*oldestAll].used {
+				oldestAll = &k
+			}
+			if k.userID != key.userID {
+				continue
+			}
+			user++
+			if oldestUser == nil || c.used < ss.conns[*oldestUser].used {
+				oldestUser = &k
+			}
+			if k.deviceID == key.deviceID {
+				device++
+				if oldestDev == nil || c.used < ss.conns[*oldestDev].used {
+					oldestDev = &k
+				}
 			}
 		}
-	}
-	for k := range ss.conns {
-		if len(ss.conns) < maxSlidingConns {
-			break
+		switch {
+		case device >= maxConnsPerDevice:
+			delete(ss.conns, *oldestDev)
+		case user >= maxConnsPerUser:
+			delete(ss.conns, *oldestUser)
+		case others >= limit && oldestUser != nil:
+			delete(ss.conns, *oldestUser)
+		case others >= limit && oldestAll != nil:
+			delete(ss.conns, *oldestAll)
+		default:
+			return
 		}
-		delete(ss.conns, k)
 	}
 }

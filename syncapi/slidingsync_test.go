@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -140,5 +141,58 @@ func TestParseSlidingRequest(t *testing.T) {
 	req, err := parseSlidingRequest(r)
 	if err != nil || req.Pos != "5" || *req.Timeout != 100 || req.ConnID != "room-list" || len(req.Lists["a"].Ranges) != 1 {
 		t.Errorf("parsed %+v, %v", req, err)
+	}
+}
+
+// TestSlidingConnEviction: one user's connections are capped, and the least recently used
+// go first, the requesting user's own before anyone else's.
+func TestSlidingConnEviction(t *testing.T) {
+	var ss slidingSync
+	bob := connKey{userID: "@bob:x", deviceID: "B", connID: "main"}
+	if _, err := ss.begin(bob, ""); err != nil {
+		t.Fatal(err)
+	}
+	bobPos := ss.commit(bob, &connState{rooms: map[string]sentRoom{}})
+	keep := connKey{userID: "@alice:x", deviceID: "D0", connID: "keep"}
+	ss.begin(keep, "")
+	keepPos := ss.commit(keep, &connState{rooms: map[string]sentRoom{}})
+	for i := range 120 {
+		k := connKey{userID: "@alice:x", deviceID: "D" + strconv.Itoa(i%6), connID: strconv.Itoa(i)}
+		ss.begin(k, "")
+		ss.commit(k, &connState{rooms: map[string]sentRoom{}})
+		if _, err := ss.begin(keep, keepPos); err != nil {
+			t.Fatalf("alice's connection in use was evicted after %d new ones", i)
+		}
+		keepPos = ss.commit(keep, &connState{rooms: map[string]sentRoom{}})
+	}
+	alice := 0
+	for k := range ss.conns {
+		if k.userID == "@alice:x" {
+			alice++
+		}
+	}
+	if alice != maxConnsPerUser {
+		t.Errorf("alice has %d connections, want %d", alice, maxConnsPerUser)
+	}
+	if _, err := ss.begin(bob, bobPos); err != nil {
+		t.Error("alice's connections evicted bob's")
+	}
+	// The server-wide cap: alice's own go first while she has any.
+	ss.limit = 10
+	for i := range 20 {
+		k := connKey{userID: "@alice:x", deviceID: "E", connID: strconv.Itoa(i)}
+		ss.begin(k, "")
+	}
+	if len(ss.conns) > 10 {
+		t.Errorf("%d connections over a cap of 10", len(ss.conns))
+	}
+	if _, err := ss.begin(bob, bobPos); err != nil {
+		t.Error("at the server-wide cap, alice's new connections evicted bob's")
+	}
+	// A new user takes the least recently used of all.
+	carol := connKey{userID: "@carol:x", deviceID: "C", connID: "main"}
+	ss.begin(carol, "")
+	if ss.conns[carol] == nil || len(ss.conns) > 10 {
+		t.Errorf("carol's connection: %v, %d connections", ss.conns[carol] != nil, len(ss.conns))
 	}
 }
