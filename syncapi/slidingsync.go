@@ -255,22 +255,25 @@ func (l slidingList) check() error {
 // buildSliding assembles the response for the changes after the connection state base, up
 // to the stream positions to, and returns the connection state after it.
 func (s *Server) buildSliding(ctx context.Context, viewer roomserver.Viewer, req slidingRequest, base *connState, to Token) (*slidingResponse, *connState, error) {
-	memberships, err := s.db.AllMemberships(ctx, viewer.UserID)
-	if err != nil {
-		return nil, nil, err
-	}
-	// A membership committed after the notifier's position was read is included now rather
-	// than half-seen (as /sync does).
-	for _, m := range memberships {
-		to.PDU = max(to.PDU, m.EventNID)
+	sel := &roomSelection{counts: map[string]int{}, listRooms: map[string][]string{}, subbed: map[string]bool{}}
+	if len(req.Lists) > 0 || len(req.RoomSubscriptions) > 0 {
+		// A connection with neither (one for to-device messages and keys only) looks at no room.
+		memberships, err := s.db.AllMemberships(ctx, viewer.UserID)
+		if err != nil {
+			return nil, nil, err
+		}
+		// A membership committed after the notifier's position was read is included now
+		// rather than half-seen (as /sync does).
+		for _, m := range memberships {
+			to.PDU = max(to.PDU, m.EventNID)
+		}
+		if sel, err = s.selectRooms(ctx, viewer, req, base, memberships, to); err != nil {
+			return nil, nil, err
+		}
 	}
 	next := base.clone()
 	next.to = to
 	resp := &slidingResponse{Lists: map[string]slidingListResult{}, Rooms: map[string]*slidingRoom{}}
-	sel, err := s.selectRooms(ctx, viewer, req, base, memberships, to)
-	if err != nil {
-		return nil, nil, err
-	}
 	for name, count := range sel.counts {
 		resp.Lists[name] = slidingListResult{Count: count}
 		if prev, ok := base.lists[name]; !ok || prev != count {

@@ -82,6 +82,8 @@ type slidingSync struct {
 	lastPos int64
 	bumps   map[int64]bumpEntry // room NID -> bump stamp cache (slidingsync_lists.go)
 	senders map[int64]string    // membership event NID -> sender
+	// roomLookups counts the rooms whose newest event was looked up one by one (tests).
+	roomLookups int64
 }
 
 // begin returns the state a request with pos builds on: empty for a new connection (no pos),

@@ -47,6 +47,10 @@ type roomSelection struct {
 func (s *Server) selectRooms(ctx context.Context, viewer roomserver.Viewer, req slidingRequest, base *connState, memberships []storage.Membership, to Token) (*roomSelection, error) {
 	directs := s.directRooms(ctx, viewer.UserID)
 	blocked := s.rooms.InvitesBlocked(ctx, viewer.UserID)
+	recent, err := s.recentJoinedRooms(ctx, viewer.UserID, base.to.PDU, to.PDU)
+	if err != nil {
+		return nil, err
+	}
 	var all []*roomCandidate
 	for _, m := range memberships {
 		if m.Forgotten {
@@ -56,7 +60,7 @@ func (s *Server) selectRooms(ctx context.Context, viewer roomserver.Viewer, req 
 		switch m.Membership {
 		case spec.Join:
 			var err error
-			if c.bump, c.latest, err = s.bumpStamp(ctx, m.RoomNID, to.PDU); err != nil {
+			if c.bump, c.latest, err = s.bumpStamp(ctx, m.RoomNID, to.PDU, recent); err != nil {
 				return nil, err
 			}
 			if c.bump == 0 {
@@ -183,24 +187,65 @@ func (s *Server) membershipSender(ctx context.Context, m storage.Membership) (st
 	return sender, nil
 }
 
-// bumpEntry caches a room's bump stamp as found when its events up to checked were looked at.
+// bumpEntry caches what is known of a room's events up to checked.
 type bumpEntry struct {
-	checked int64
-	bump    int64
+	checked int64 // the room's events up to this stream position were looked at
+	latest  int64 // its newest event at or before checked
+	bump    int64 // its newest bump event at or before checked
+}
+
+// recentRooms is what one query of the events stream found: the user's joined rooms with
+// events in (after, upTo], each with the newest one. A room missing has no event there.
+type recentRooms struct {
+	after, upTo int64
+	rooms       map[int64]int64
+}
+
+// recentJoinedRooms returns the user's joined rooms with events in (after, upTo], or nil
+// when after is 0 (a new connection: every room must be looked at).
+func (s *Server) recentJoinedRooms(ctx context.Context, userID string, after, upTo int64) (*recentRooms, error) {
+	if after <= 0 || after > upTo {
+		return nil, nil
+	}
+	rooms, err := s.db.JoinedRoomsWithEvents(ctx, userID, after, upTo)
+	if err != nil {
+		return nil, err
+	}
+	return &recentRooms{after: after, upTo: upTo, rooms: rooms}, nil
 }
 
 // bumpStamp returns the stream position of the room's newest bump event at or before to, and
 // the room's newest event position. Each event is looked at once: the cache remembers how far
-// the room was scanned.
-func (s *Server) bumpStamp(ctx context.Context, roomNID, to int64) (bump, latest int64, err error) {
-	latest, err = s.db.LatestRoomEventNID(ctx, roomNID, to)
-	if err != nil {
-		return 0, 0, err
-	}
+// the room was scanned. With recent (the rooms with events since the connection's last
+// response, up to to), a room without any and cached since then costs no query.
+func (s *Server) bumpStamp(ctx context.Context, roomNID, to int64, recent *recentRooms) (bump, latest int64, err error) {
 	ss := &s.sliding
 	ss.mu.Lock()
 	e := ss.bumps[roomNID]
 	ss.mu.Unlock()
+	latest = -1
+	if recent != nil && recent.upTo == to {
+		if l, ok := recent.rooms[roomNID]; ok {
+			latest = l
+		} else if e.checked >= recent.after && e.checked <= to {
+			// No event in (after, to], which holds (checked, to]: the cache is current, and
+			// now known to be so up to to.
+			ss.mu.Lock()
+			if ss.bumps[roomNID].checked < to {
+				ss.bumps[roomNID] = bumpEntry{checked: to, latest: e.latest, bump: e.bump}
+			}
+			ss.mu.Unlock()
+			return e.bump, e.latest, nil
+		}
+	}
+	if latest < 0 {
+		ss.mu.Lock()
+		ss.roomLookups++
+		ss.mu.Unlock()
+		if latest, err = s.db.LatestRoomEventNID(ctx, roomNID, to); err != nil {
+			return 0, 0, err
+		}
+	}
 	if e.checked >= latest {
 		if e.bump > latest {
 			// Cached by a request at newer positions: this one must not see that event.
@@ -236,8 +281,9 @@ func (s *Server) bumpStamp(ctx context.Context, roomNID, to int64) (bump, latest
 	if ss.bumps == nil || len(ss.bumps) >= maxSlidingBumpsCache {
 		ss.bumps = map[int64]bumpEntry{}
 	}
-	if ss.bumps[roomNID].checked < latest {
-		ss.bumps[roomNID] = bumpEntry{checked: latest, bump: found}
+	if ss.bumps[roomNID].checked < to {
+		// latest is the newest event at or before to: the room is known up to to.
+		ss.bumps[roomNID] = bumpEntry{checked: to, latest: latest, bump: found}
 	}
 	ss.mu.Unlock()
 	return found, latest, nil
