@@ -52,3 +52,67 @@ func TestSlidingSyncCancelledPolls(t *testing.T) {
 		t.Fatalf("the position held after 12 cancelled polls: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestSlidingSyncExtensionsCatchUp: receipts, room account data and typing of a room that
+// was out of the lists' ranges reach the client when the room comes back into scope, though
+// the room itself has nothing new.
+func TestSlidingSyncExtensionsCatchUp(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	x := alice.CreateRoom(map[string]any{"invite": []string{bob.UserID}})
+	y := alice.CreateRoom(map[string]any{"invite": []string{bob.UserID}})
+	join(bob, x)
+	join(bob, y)
+	mx := bob.Send(x, "in x")
+	bob.Send(y, "in y") // y is the most recent
+	body := func(end int, subscribe bool) map[string]any {
+		b := allRooms(end, 1)
+		if subscribe {
+			b["room_subscriptions"] = map[string]any{x: map[string]any{"timeline_limit": 1}}
+		}
+		b["extensions"] = map[string]any{
+			"account_data": map[string]any{"enabled": true},
+			"receipts":     map[string]any{"enabled": true},
+			"typing":       map[string]any{"enabled": true},
+		}
+		return b
+	}
+	r := slidingOK(t, alice, "", 0, body(1, false))
+	if slidingRoom(r, x) == nil || slidingRoom(r, y) == nil {
+		t.Fatalf("initial: %s", r.Raw)
+	}
+	r = slidingOK(t, alice, str(r.Body, "pos"), 0, body(0, false)) // x leaves the range
+
+	// While x is out of scope: bob's receipt, alice's tag, bob typing.
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(x)+"/receipt/m.read/"+esc(mx), map[string]any{})
+	alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(x)+"/tags/u.work", map[string]any{})
+	bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(x)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000})
+	r = slidingOK(t, alice, str(r.Body, "pos"), 0, body(0, false))
+	if obj(r.Body, "extensions", "receipts", "rooms", x) != nil {
+		t.Fatalf("x out of scope got its receipts: %s", r.Raw)
+	}
+
+	// x comes back (a subscription): what changed meanwhile comes with it.
+	r = slidingOK(t, alice, str(r.Body, "pos"), 0, body(0, true))
+	ext := obj(r.Body, "extensions")
+	if rec := obj(ext, "receipts", "rooms", x); obj(rec, "content", mx, "m.read", bob.UserID) == nil {
+		t.Errorf("the receipt made while x was out of scope is lost: %v", obj(ext, "receipts"))
+	}
+	tagged := false
+	for _, ev := range list(obj(ext, "account_data", "rooms"), x) {
+		if evType(ev) == "m.tag" && obj(ev, "content", "tags", "u.work") != nil {
+			tagged = true
+		}
+	}
+	if !tagged {
+		t.Errorf("the tag set while x was out of scope is lost: %v", obj(ext, "account_data"))
+	}
+	if users, _ := obj(ext, "typing", "rooms", x, "content")["user_ids"].([]any); len(users) != 1 || users[0] != bob.UserID {
+		t.Errorf("x's typers are lost: %v", obj(ext, "typing"))
+	}
+	// And only once.
+	r = slidingOK(t, alice, str(r.Body, "pos"), 0, body(0, true))
+	if ext := obj(r.Body, "extensions"); obj(ext, "receipts", "rooms", x) != nil || obj(ext, "typing", "rooms", x) != nil || len(obj(ext, "account_data", "rooms")) != 0 {
+		t.Errorf("sent again: %s", r.Raw)
+	}
+}

@@ -50,6 +50,10 @@ type sentRoom struct {
 	// members are the users whose member event was sent as a lazy member, at or before upTo
 	// (copied on write: states share it).
 	members map[string]bool
+	// How far the extensions delivered the room's receipts, room account data and typing (in
+	// their streams): they stop while the room is out of an extension's scope, and the room
+	// catches up from there when it comes back.
+	receiptsTo, accountDataTo, typingTo int64
 }
 
 func (c *connState) clone() *connState {
@@ -84,6 +88,8 @@ type slidingSync struct {
 	senders map[int64]string    // membership event NID -> sender
 	// roomLookups counts the rooms whose newest event was looked up one by one (tests).
 	roomLookups int64
+	// receiptRooms counts the rooms whose receipts the receipts extension read (tests).
+	receiptRooms int64
 }
 
 // begin returns the state a request with pos builds on: empty for a new connection (no pos),

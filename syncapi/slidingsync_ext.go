@@ -124,14 +124,38 @@ func (s *Server) slidingExtensions(ctx context.Context, viewer roomserver.Viewer
 		}
 	}
 	if cfg.AccountData.on() {
-		if err := s.slidingAccountData(ctx, viewer, extScope(cfg.AccountData, sel), resp, since, to); err != nil {
+		if err := s.slidingAccountData(ctx, viewer, extScope(cfg.AccountData, sel), base, next, resp, since, to); err != nil {
 			return err
 		}
 	}
 	if cfg.Receipts.on() || cfg.Typing.on() {
-		return s.slidingEphemeral(ctx, viewer, cfg, sel, resp, base.pos != 0, since, to)
+		return s.slidingEphemeral(ctx, viewer, cfg, sel, base, next, resp, since, to)
 	}
 	return nil
+}
+
+// extFrom returns the position of one stream up to which the connection has a room's
+// extension data (receipts, room account data, typing), from what sentRoom records: 0 for a
+// room sent whole in this response (it gets everything), else where its delivery stopped; a
+// room that was out of the extension's scope for a while catches up from there.
+func extFrom(base *connState, resp *slidingResponse, roomID string, pos func(sentRoom) int64) int64 {
+	if room := resp.Rooms[roomID]; room != nil && room.Initial {
+		return 0
+	}
+	prev, ok := base.rooms[roomID]
+	if !ok {
+		return 0
+	}
+	return pos(prev)
+}
+
+// markSent records in the connection's next state that a room's extension data was
+// delivered (up to the response's positions).
+func markSent(next *connState, roomID string, mark func(*sentRoom)) {
+	if r, ok := next.rooms[roomID]; ok {
+		mark(&r)
+		next.rooms[roomID] = r
+	}
 }
 
 // extScope returns the rooms an extension applies to: those in the ranges of its lists and
@@ -247,9 +271,10 @@ func (s *Server) slidingE2EE(ctx context.Context, viewer roomserver.Viewer, base
 }
 
 // slidingAccountData fills the account data extension: global account data changed since
-// the connection's last response, and the room account data of the rooms in scope; a room
-// sent whole in this response gets all of its account data.
-func (s *Server) slidingAccountData(ctx context.Context, viewer roomserver.Viewer, scope map[string]bool, resp *slidingResponse, since, to Token) error {
+// the connection's last response, and the room account data of the rooms in scope changed
+// since the connection last had each room's (all of it for a room sent whole, or new to
+// the extension; what changed while the room was out of scope for one coming back).
+func (s *Server) slidingAccountData(ctx context.Context, viewer roomserver.Viewer, scope map[string]bool, base, next *connState, resp *slidingResponse, since, to Token) error {
 	res := &accountDataResult{Global: []any{}, Rooms: map[string][]any{}}
 	add := func(e storage.AccountData) {
 		ev := map[string]any{"type": e.Type, "content": json.RawMessage(e.Content)}
@@ -259,46 +284,50 @@ func (s *Server) slidingAccountData(ctx context.Context, viewer roomserver.Viewe
 			res.Rooms[e.RoomID] = append(res.Rooms[e.RoomID], ev)
 		}
 	}
+	// The rooms whose delivery is at the connection's position take the changes of one
+	// query; the others are read room by room.
+	behind := map[string]int64{}
+	for roomID := range scope {
+		if from := extFrom(base, resp, roomID, func(r sentRoom) int64 { return r.accountDataTo }); from != since.AccountData {
+			behind[roomID] = from
+		}
+	}
 	if to.AccountData > since.AccountData {
 		entries, err := s.db.AccountDataSince(ctx, viewer.UserID, since.AccountData, to.AccountData)
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if e.RoomID == "" || scope[e.RoomID] {
+			if _, ok := behind[e.RoomID]; e.RoomID == "" || scope[e.RoomID] && !ok {
 				add(e)
 			}
 		}
 	}
-	whole := map[string]bool{}
-	for roomID, room := range resp.Rooms {
-		if room.Initial && scope[roomID] {
-			whole[roomID] = true
+	for roomID, from := range behind {
+		if from >= to.AccountData {
+			continue
 		}
-	}
-	if len(whole) > 0 && since.AccountData > 0 {
-		older, err := s.db.AccountDataSince(ctx, viewer.UserID, 0, since.AccountData)
+		entries, err := s.db.RoomAccountDataSince(ctx, viewer.UserID, roomID, from, to.AccountData)
 		if err != nil {
 			return err
 		}
-		for _, e := range older {
-			if whole[e.RoomID] {
-				add(e)
-			}
+		for _, e := range entries {
+			add(e)
 		}
+	}
+	for roomID := range scope {
+		markSent(next, roomID, func(r *sentRoom) { r.accountDataTo = to.AccountData })
 	}
 	resp.Extensions.AccountData = res
 	return nil
 }
 
 // slidingEphemeral fills the receipts and typing extensions for the joined rooms in their
-// scopes: the changes since the connection's last response, and for rooms sent whole in this
-// response everything (all receipts, the current typers).
-func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer, cfg slidingExtensionsConfig, sel *roomSelection, resp *slidingResponse, incremental bool, since, to Token) error {
-	req := syncRequest{viewer: viewer}
-	if incremental {
-		req.since = &since
-	}
+// scopes: the changes since the connection last had each room's (for rooms sent whole in
+// this response everything: all receipts, the current typers; for a room coming back into
+// scope, the receipts that changed meanwhile and its current typers).
+func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer, cfg slidingExtensionsConfig, sel *roomSelection, base, next *connState, resp *slidingResponse, since, to Token) error {
+	req := syncRequest{viewer: viewer, since: &since}
 	initialReq := syncRequest{viewer: viewer}
 	joined := map[string]*roomCandidate{}
 	for _, c := range sel.rooms {
@@ -308,26 +337,40 @@ func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer,
 	}
 	if cfg.Receipts.on() {
 		res := &roomEDUs{Rooms: map[string]any{}}
-		changed, err := s.receiptEvents(ctx, req, since, to)
-		if err != nil {
-			return err
-		}
-		var all map[int64]receiptContent
+		var changed map[int64]receiptContent // the receipts of all the user's rooms in (since, to]
 		for roomID := range extScope(cfg.Receipts, sel) {
 			c := joined[roomID]
 			if c == nil {
 				continue
 			}
-			content, ok := changed[c.m.RoomNID]
-			if room := resp.Rooms[roomID]; room != nil && room.Initial && since.Receipts > 0 {
-				if all == nil {
-					if all, err = s.receiptEvents(ctx, initialReq, Token{}, to); err != nil {
+			markSent(next, roomID, func(r *sentRoom) { r.receiptsTo = to.Receipts })
+			from := extFrom(base, resp, roomID, func(r sentRoom) int64 { return r.receiptsTo })
+			if from >= to.Receipts {
+				continue
+			}
+			var content receiptContent
+			if from == since.Receipts {
+				if changed == nil {
+					var err error
+					if changed, err = s.receiptEvents(ctx, initialReq, since, to); err != nil {
 						return err
 					}
+					if changed == nil {
+						changed = map[int64]receiptContent{}
+					}
+					s.countReceiptRooms(len(changed))
 				}
-				content, ok = all[c.m.RoomNID]
+				content = changed[c.m.RoomNID]
+			} else {
+				// Sent whole, or back in scope: this room's receipts only.
+				rs, err := s.db.RoomReceiptsSince(ctx, viewer.UserID, c.m.RoomNID, from, to.Receipts)
+				if err != nil {
+					return err
+				}
+				s.countReceiptRooms(1)
+				content = receiptsContent(viewer, rs)
 			}
-			if ok {
+			if len(content) > 0 {
 				res.Rooms[roomID] = map[string]any{"type": "m.receipt", "content": content}
 			}
 		}
@@ -339,13 +382,13 @@ func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer,
 			if joined[roomID] == nil {
 				continue
 			}
-			r := req
-			if room := resp.Rooms[roomID]; room != nil && room.Initial {
-				r = initialReq
-			}
-			from := since
-			if r.since == nil {
-				from = Token{}
+			markSent(next, roomID, func(r *sentRoom) { r.typingTo = to.Typing })
+			r, from := req, since
+			if room := resp.Rooms[roomID]; room != nil && room.Initial || base.pos == 0 {
+				r, from = initialReq, Token{}
+			} else if prev := base.rooms[roomID]; prev.typingTo != since.Typing {
+				// Back in scope: its current typers, when they changed while it was out.
+				from = Token{Typing: prev.typingTo}
 			}
 			if ev, ok := s.typingEvent(r, roomID, from, to); ok {
 				res.Rooms[roomID] = ev
@@ -354,4 +397,33 @@ func (s *Server) slidingEphemeral(ctx context.Context, viewer roomserver.Viewer,
 		resp.Extensions.Typing = res
 	}
 	return nil
+}
+
+func (s *Server) countReceiptRooms(n int) {
+	s.sliding.mu.Lock()
+	s.sliding.receiptRooms += int64(n)
+	s.sliding.mu.Unlock()
+}
+
+// receiptsContent is the m.receipt content of one room's receipts, without those of users
+// the viewer ignores.
+func receiptsContent(viewer roomserver.Viewer, rs []storage.Receipt) receiptContent {
+	out := receiptContent{}
+	for _, r := range rs {
+		if viewer.Ignored[r.UserID] {
+			continue
+		}
+		byType := out[r.EventID]
+		if byType == nil {
+			byType = map[string]map[string]receiptInfo{}
+			out[r.EventID] = byType
+		}
+		byUser := byType[r.Type]
+		if byUser == nil {
+			byUser = map[string]receiptInfo{}
+			byType[r.Type] = byUser
+		}
+		byUser[r.UserID] = receiptInfo{TS: r.TS, ThreadID: r.ThreadID}
+	}
+	return out
 }

@@ -27,6 +27,11 @@ func (s *Server) slidingRoomResult(ctx context.Context, viewer roomserver.Viewer
 	if m.Membership == spec.Leave || m.Membership == spec.Ban {
 		sent.upTo = m.EventNID
 	}
+	if seen {
+		// The extensions' deliveries stand (slidingsync_ext.go decides what a room sent
+		// whole gets).
+		sent.receiptsTo, sent.accountDataTo, sent.typingTo = prev.receiptsTo, prev.accountDataTo, prev.typingTo
+	}
 	membershipChanged := !seen || prev.membershipNID != m.EventNID
 	bump := c.bump
 	room := &slidingRoom{Membership: m.Membership, Lists: c.lists, BumpStamp: &bump}
