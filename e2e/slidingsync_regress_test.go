@@ -116,3 +116,34 @@ func TestSlidingSyncExtensionsCatchUp(t *testing.T) {
 		t.Errorf("sent again: %s", r.Raw)
 	}
 }
+
+// TestSlidingSyncCountsAfterOwnReceipt: when another of the user's devices reads a room,
+// the room's unread counts are sent again though it has no new event.
+func TestSlidingSyncCountsAfterOwnReceipt(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	phone := s.Login(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"invite": []string{bob.UserID}})
+	join(bob, roomID)
+	bob.Send(roomID, "one")
+	last := bob.Send(roomID, "two")
+	r := slidingOK(t, alice, "", 0, allRooms(10, 1))
+	if room := slidingRoom(r, roomID); room == nil || num(room, "notification_count") != 2 {
+		t.Fatalf("initial counts: %s", r.Raw)
+	}
+	phone.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/receipt/m.read/"+esc(last), map[string]any{})
+	r = slidingOK(t, alice, str(r.Body, "pos"), 2000, allRooms(10, 1))
+	room := slidingRoom(r, roomID)
+	if room == nil || room["notification_count"] == nil || num(room, "notification_count") != 0 || room["initial"] == true {
+		t.Fatalf("after the phone read the room: %s", r.Raw)
+	}
+	if len(list(room, "timeline")) != 0 {
+		t.Errorf("events sent again: %v", room)
+	}
+	// Once: then a long-poll waits.
+	start := time.Now()
+	r = slidingOK(t, alice, str(r.Body, "pos"), 500, allRooms(10, 1))
+	if slidingRoom(r, roomID) != nil || time.Since(start) < 400*time.Millisecond {
+		t.Errorf("counts sent again: %s", r.Raw)
+	}
+}

@@ -252,6 +252,32 @@ func (l slidingList) check() error {
 	return nil
 }
 
+// ownReceiptsMoved marks the matched joined rooms the connection has whose unread counts
+// may have changed with no new event: the user's own read receipt moved (another device read
+// the room) after the counts the connection has. One query, from the oldest of those counts;
+// none while the receipts stream stands still.
+func (s *Server) ownReceiptsMoved(ctx context.Context, userID string, base *connState, sel *roomSelection, to Token) error {
+	from := to.Receipts
+	for _, c := range sel.rooms {
+		if prev, ok := base.rooms[c.m.RoomID]; ok && c.m.Membership == spec.Join && prev.membership == spec.Join {
+			from = min(from, prev.countsReceipts)
+		}
+	}
+	if from >= to.Receipts {
+		return nil
+	}
+	moved, err := s.db.OwnReadReceiptsSince(ctx, userID, from, to.Receipts)
+	if err != nil {
+		return err
+	}
+	for _, c := range sel.rooms {
+		if pos, ok := moved[c.m.RoomNID]; ok && c.m.Membership == spec.Join && pos > base.rooms[c.m.RoomID].countsReceipts {
+			c.readMoved = true
+		}
+	}
+	return nil
+}
+
 // buildSliding assembles the response for the changes after the connection state base, up
 // to the stream positions to, and returns the connection state after it.
 func (s *Server) buildSliding(ctx context.Context, viewer roomserver.Viewer, req slidingRequest, base *connState, to Token) (*slidingResponse, *connState, error) {
@@ -281,6 +307,9 @@ func (s *Server) buildSliding(ctx context.Context, viewer roomserver.Viewer, req
 		}
 	}
 	next.lists = sel.counts
+	if err := s.ownReceiptsMoved(ctx, viewer.UserID, base, sel, to); err != nil {
+		return nil, nil, err
+	}
 	for _, c := range sel.rooms {
 		room, sent, err := s.slidingRoomResult(ctx, viewer, base, c, to)
 		if err != nil {
@@ -289,6 +318,10 @@ func (s *Server) buildSliding(ctx context.Context, viewer roomserver.Viewer, req
 		if room != nil {
 			resp.Rooms[c.m.RoomID] = room
 			next.rooms[c.m.RoomID] = sent
+		}
+		if r, ok := next.rooms[c.m.RoomID]; ok && c.m.Membership == spec.Join {
+			r.countsReceipts = to.Receipts // sent now, or unchanged up to to
+			next.rooms[c.m.RoomID] = r
 		}
 	}
 	if err := s.slidingExtensions(ctx, viewer, req, base, next, sel, resp, to); err != nil {

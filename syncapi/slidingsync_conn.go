@@ -54,6 +54,10 @@ type sentRoom struct {
 	// their streams): they stop while the room is out of an extension's scope, and the room
 	// catches up from there when it comes back.
 	receiptsTo, accountDataTo, typingTo int64
+	// countsReceipts is the receipts stream position the unread counts the connection has
+	// are current at: a read receipt of the user's own after it (another device read the
+	// room) sends the counts again.
+	countsReceipts int64
 }
 
 func (c *connState) clone() *connState {

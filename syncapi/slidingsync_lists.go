@@ -30,6 +30,8 @@ type roomCandidate struct {
 	config roomConfig // the combined config of the lists and subscription that match it
 	match  bool       // a list range or a subscription matches it
 	subbed bool       // a room subscription matches it
+	// readMoved: the user's own read receipt moved since the connection's counts (joined)
+	readMoved bool
 }
 
 // roomSelection is the outcome of the lists and subscriptions.

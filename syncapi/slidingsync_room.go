@@ -64,7 +64,7 @@ func (s *Server) slidingRoomResult(ctx context.Context, viewer roomserver.Viewer
 	expanded := wasJoined && limit > prev.timelineLimit
 	stateGrew := wasJoined && sent.stateSig != prev.stateSig
 	newEvents := !seen || sent.upTo > prev.upTo && (m.Membership != spec.Join || c.latest > prev.upTo)
-	if !initial && !membershipChanged && !expanded && !stateGrew && !newEvents {
+	if !initial && !membershipChanged && !expanded && !stateGrew && !newEvents && !c.readMoved {
 		return nil, sentRoom{}, nil
 	}
 	if !expanded && wasJoined {
