@@ -48,10 +48,18 @@ func (k *RemoteKeys) post(ctx context.Context, server spec.ServerName, path stri
 // postRaw sends a signed POST with content to server and returns the response body as it
 // came, so that what the client sees is what the server said.
 func (s *Server) postRaw(ctx context.Context, server spec.ServerName, path string, content any) (json.RawMessage, error) {
+	return s.signedRaw(ctx, "POST", server, path, content)
+}
+
+// signedRaw sends a signed request (content nil: none) to server and returns the response
+// body as it came.
+func (s *Server) signedRaw(ctx context.Context, method string, server spec.ServerName, path string, content any) (json.RawMessage, error) {
 	cfg := s.cfg
-	fr := fclient.NewFederationRequest("POST", cfg.ServerName, server, path)
-	if err := fr.SetContent(content); err != nil {
-		return nil, err
+	fr := fclient.NewFederationRequest(method, cfg.ServerName, server, path)
+	if content != nil {
+		if err := fr.SetContent(content); err != nil {
+			return nil, err
+		}
 	}
 	if err := fr.Sign(cfg.ServerName, cfg.KeyID, cfg.PrivateKey); err != nil {
 		return nil, err
@@ -62,7 +70,7 @@ func (s *Server) postRaw(ctx context.Context, server spec.ServerName, path strin
 	}
 	var res json.RawMessage
 	if err := s.client.fc.DoRequestAndParseResponse(ctx, req, &res); err != nil {
-		return nil, fmt.Errorf("POST %s on %s: %w", path, server, err)
+		return nil, fmt.Errorf("%s %s on %s: %w", method, path, server, err)
 	}
 	return res, nil
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrix"
-	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/spaces"
@@ -126,18 +124,5 @@ func (h *RemoteHierarchy) askServer(ctx context.Context, server spec.ServerName,
 
 // getRaw sends a signed GET to server and returns the response body as it came.
 func (s *Server) getRaw(ctx context.Context, server spec.ServerName, path string) (json.RawMessage, error) {
-	cfg := s.cfg
-	fr := fclient.NewFederationRequest("GET", cfg.ServerName, server, path)
-	if err := fr.Sign(cfg.ServerName, cfg.KeyID, cfg.PrivateKey); err != nil {
-		return nil, err
-	}
-	req, err := fr.HTTPRequest()
-	if err != nil {
-		return nil, err
-	}
-	var res json.RawMessage
-	if err := s.client.fc.DoRequestAndParseResponse(ctx, req, &res); err != nil {
-		return nil, fmt.Errorf("GET %s on %s: %w", path, server, err)
-	}
-	return res, nil
+	return s.signedRaw(ctx, "GET", server, path, nil)
 }

@@ -70,14 +70,7 @@ func TestPolicyServer(t *testing.T) {
 		if _, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"body": "spam"}), ""); err != nil {
 			t.Fatalf("a room whose policy server has no member still asked it: %v", err)
 		}
-		tmpl, err := s.MakeMembership(ctx, roomID, bot, spec.Join, []gomatrixserverlib.RoomVersion{"12"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		join, _ := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "ps", "ed25519:r", remoteKey)
-		if _, err := s.SendMembership(ctx, "ps", spec.Join, join); err != nil {
-			t.Fatal(err)
-		}
+		f.join(roomID, bot, "12")
 
 		id, err := s.SendMessage(ctx, Sender{UserID: alice}, roomID, "m.room.message", mustJSON(map[string]string{"body": "hello"}), "")
 		if err != nil {

@@ -70,6 +70,24 @@ func (f *fakeRemote) build(roomID, sender, evType string, stateKey *string, cont
 	return pdu
 }
 
+// join has user (of the fake server) join roomID through make_join and send_join, in the
+// given room version.
+func (f *fakeRemote) join(roomID, user, ver string) {
+	f.t.Helper()
+	ctx := context.Background()
+	tmpl, err := f.s.MakeMembership(ctx, roomID, user, spec.Join, []gomatrixserverlib.RoomVersion{gomatrixserverlib.RoomVersion(ver)})
+	if err != nil {
+		f.t.Fatalf("make_join: %v", err)
+	}
+	join, err := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), f.name, "ed25519:r", f.key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.s.SendMembership(ctx, f.name, spec.Join, join); err != nil {
+		f.t.Fatalf("send_join: %v", err)
+	}
+}
+
 // protoPrev lets prevEvents read a list of IDs.
 type protoPrev struct {
 	gomatrixserverlib.PDU
@@ -234,14 +252,7 @@ func TestManyExtremities(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl, err := s.MakeMembership(ctx, roomID, bob, spec.Join, []gomatrixserverlib.RoomVersion{"12"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		join, _ := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "remote", "ed25519:r", key)
-		if _, err := s.SendMembership(ctx, "remote", spec.Join, join); err != nil {
-			t.Fatal(err)
-		}
+		f.join(roomID, bob, "12")
 		base := s.headIDs(t, roomID)
 		for i := range 14 {
 			m := f.build(roomID, bob, "m.room.message", nil, map[string]any{"body": i}, base)
@@ -287,11 +298,7 @@ func TestRemoteDepthAndBackfillGuards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl, _ := s.MakeMembership(ctx, roomID, bob, spec.Join, []gomatrixserverlib.RoomVersion{"12"})
-		join, _ := gomatrixserverlib.MustGetRoomVersion(tmpl.Version).NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), "remote", "ed25519:r", key)
-		if _, err := s.SendMembership(ctx, "remote", spec.Join, join); err != nil {
-			t.Fatal(err)
-		}
+		f.join(roomID, bob, "12")
 		// A message claiming the largest depth there is.
 		r, _ := s.lockRoom(ctx, roomID)
 		prev := r.extremities[0].id
