@@ -44,6 +44,8 @@ type remoteInput struct {
 	// budget is how many more events the fetches for this received event (and those it led
 	// to) may bring; shared by the nested inputs.
 	budget *int
+	// existing is the stored outlier this event promotes into the DAG, if any.
+	existing *storage.Event
 }
 
 // spend takes n events from the input's fetch budget, reporting false when it is spent.
@@ -106,12 +108,17 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 		if known.Status == storage.StatusRejected {
 			return rejected("event %s was rejected before", pdu.EventID())
 		}
-		if known.InDAG() {
+		if known.InDAG() || known.RoomNID != r.nid {
 			return nil // already have it
 		}
-		// An outlier (known as auth or state of other events) arriving as a timeline
-		// event: it stays an outlier; its state is already in the room where it matters.
-		return nil
+		// An outlier (learnt as the auth or state of other events) arriving as an event of
+		// the room: it joins the DAG and the timeline when it extends the DAG this server
+		// has (events older than this server's join stay outliers).
+		extends, err := s.extendsDAG(ctx, r, pdu)
+		if err != nil || !extends {
+			return err
+		}
+		in.existing = known
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
@@ -160,6 +167,24 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 		in.pdu = signed
 	}
 	return s.persistRemote(ctx, r, in, prevs, before, status)
+}
+
+// extendsDAG reports whether one of pdu's prev_events is in the room's DAG (accepted, with
+// the state before it known), or is itself to be fetched: whether pdu continues the history
+// this server has rather than predating it.
+func (s *Server) extendsDAG(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) (bool, error) {
+	for _, id := range pdu.PrevEventIDs() {
+		ev, err := s.db.Event(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		if ev.RoomNID == r.nid && ev.InDAG() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // allowedBy checks pdu against the given auth events. Room version 12 events do not list the
@@ -763,7 +788,12 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 			ev.StateKeyNID = nid
 			ev.ReplacesNID = before[nid]
 		}
-		if _, err := tx.InsertEvent(ctx, ev); err != nil {
+		if in.existing != nil {
+			ev.NID = in.existing.NID
+			if err := tx.PromoteOutlier(ctx, ev.NID, status, ev.StateBeforeNID, ev.ReplacesNID); err != nil {
+				return err
+			}
+		} else if _, err := tx.InsertEvent(ctx, ev); err != nil {
 			return err
 		}
 		if status != "" {

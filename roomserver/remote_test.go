@@ -366,3 +366,52 @@ func (f *fakeRemote) buildDepth(roomID, sender string, prev []string, depth int6
 	}
 	return out
 }
+
+// TestOutlierPromoted: an event first learnt as an outlier (the auth or state of another
+// event) that then arrives as an event extending the room's DAG joins the DAG and the
+// timeline; an outlier older than the DAG this server has stays an outlier.
+func TestOutlierPromoted(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, _ := newTestServer(t, url)
+		_, key, _ := ed25519.GenerateKey(nil)
+		f := &fakeRemote{t: t, s: s, name: "remote", key: key, now: time.Now()}
+		alice, bob := "@alice:test", "@bob:remote"
+		roomID, err := s.CreateRoom(ctx, alice, "D", CreateRoomRequest{Preset: PresetPublicChat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.join(roomID, bob, "12")
+		msg := f.build(roomID, bob, "m.room.message", nil, map[string]string{"body": "hi"}, s.headIDs(t, roomID))
+		r, _ := s.lockRoom(ctx, roomID)
+		if err := s.storeOutliers(ctx, r, []gomatrixserverlib.PDU{msg}); err != nil {
+			r.mu.Unlock()
+			t.Fatal(err)
+		}
+		r.mu.Unlock()
+		if ev, _ := s.db.Event(ctx, msg.EventID()); ev == nil || ev.Status != storage.StatusOutlier {
+			t.Fatalf("stored as %+v, want an outlier", ev)
+		}
+		if err := s.InputRemote(ctx, "remote", msg); err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := s.db.Event(ctx, msg.EventID())
+		if ev == nil || !ev.Visible() || ev.StateBeforeNID == 0 {
+			t.Fatalf("after arriving as an event of the room: %+v, want it in the timeline with its state", ev)
+		}
+		if heads := s.headIDs(t, roomID); len(heads) != 1 || heads[0] != msg.EventID() {
+			t.Fatalf("forward extremities %v, want the promoted event", heads)
+		}
+		// The room's create event, an outlier nowhere here, is not made an extremity by
+		// arriving again: it has no prev_events in the DAG.
+		r, _ = s.lockRoom(ctx, roomID)
+		create, _ := s.roomCreateEvent(ctx, r)
+		r.mu.Unlock()
+		if err := s.InputRemote(ctx, "remote", create); err != nil {
+			t.Fatal(err)
+		}
+		if heads := s.headIDs(t, roomID); len(heads) != 1 {
+			t.Fatalf("forward extremities after the create event came again: %v", heads)
+		}
+	})
+}

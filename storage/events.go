@@ -152,6 +152,20 @@ func (tx *Tx) HideOutOfRoomEvents(ctx context.Context, roomNID int64) error {
 	return nil
 }
 
+// PromoteOutlier makes an outlier an event of the room's DAG with the given status and state
+// before it: it keeps its NID (its place in the room event stream).
+func (tx *Tx) PromoteOutlier(ctx context.Context, eventNID int64, status string, stateBeforeNID, replacesNID int64) error {
+	res, err := tx.exec(ctx, `UPDATE events SET status = $2, hidden = $3, state_before_nid = $4, replaces_nid = $5
+		WHERE event_nid = $1 AND status = 'outlier'`, eventNID, status, status != "", stateBeforeNID, replacesNID)
+	if err != nil {
+		return fmt.Errorf("promote outlier %d: %w", eventNID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("promote outlier %d: not an outlier", eventNID)
+	}
+	return nil
+}
+
 // SetEventStatus changes how an event is held (an outlier found to be history, say), with the
 // state before it.
 func (tx *Tx) SetEventStatus(ctx context.Context, eventNID int64, status string, stateBeforeNID int64) error {
