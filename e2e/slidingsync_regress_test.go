@@ -147,3 +147,28 @@ func TestSlidingSyncCountsAfterOwnReceipt(t *testing.T) {
 		t.Errorf("counts sent again: %s", r.Raw)
 	}
 }
+
+// TestSlidingSyncAcceptedInviteKeepsPlace: accepting an invite does not drop the room below
+// rooms that were active before the join: the user's own join counts as activity.
+func TestSlidingSyncAcceptedInviteKeepsPlace(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	invited := bob.CreateRoom(map[string]any{"preset": "private_chat"})
+	bob.Send(invited, "before the invite")
+	other := alice.CreateRoom(map[string]any{"preset": "private_chat"})
+	alice.Send(other, "newer than bob's message")
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(invited)+"/invite", map[string]any{"user_id": alice.UserID})
+	r := slidingOK(t, alice, "", 0, allRooms(0, 1))
+	if slidingRoom(r, invited) == nil {
+		t.Fatalf("the invite is not on top: %s", r.Raw)
+	}
+	join(alice, invited)
+	r = slidingOK(t, alice, "", 0, allRooms(1, 1))
+	in, out := slidingRoom(r, invited), slidingRoom(r, other)
+	if in == nil || out == nil || num(in, "bump_stamp") <= num(out, "bump_stamp") {
+		t.Fatalf("the accepted invite fell below the other room: %s", r.Raw)
+	}
+	if r = slidingOK(t, alice, "", 0, allRooms(0, 1)); slidingRoom(r, invited) == nil {
+		t.Errorf("the accepted invite is not first in the list: %s", r.Raw)
+	}
+}

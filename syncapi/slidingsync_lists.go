@@ -65,9 +65,10 @@ func (s *Server) selectRooms(ctx context.Context, viewer roomserver.Viewer, req 
 			if c.bump, c.latest, err = s.bumpStamp(ctx, m.RoomNID, to.PDU, recent); err != nil {
 				return nil, err
 			}
-			if c.bump == 0 {
-				c.bump = m.EventNID
-			}
+			// The user's own join counts as activity (MSC4186 leaves the ordering to the
+			// server): an accepted invite keeps its place rather than dropping to the room's
+			// last message before the join.
+			c.bump = max(c.bump, m.EventNID)
 		case spec.Invite:
 			if blocked {
 				continue // the user blocks invites: none is served (as /sync)
