@@ -172,3 +172,33 @@ func TestSlidingSyncAcceptedInviteKeepsPlace(t *testing.T) {
 		t.Errorf("the accepted invite is not first in the list: %s", r.Raw)
 	}
 }
+
+// TestSlidingSyncLeftRoomSummaryAtLeave: a room the user left shows the members as they were
+// at the leave, not those who joined or were invited after it.
+func TestSlidingSyncLeftRoomSummaryAtLeave(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	carol, dave := s.Register(t, "carol"), s.Register(t, "dave")
+	roomID := bob.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(alice, roomID)
+	r := slidingOK(t, alice, "", 0, allRooms(10, 1))
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/kick", map[string]any{"user_id": alice.UserID})
+	// After the kick: carol joins, dave is invited.
+	join(carol, roomID)
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/invite", map[string]any{"user_id": dave.UserID})
+	for _, pos := range []string{str(r.Body, "pos"), ""} { // the connection that saw it joined, and a new one
+		r := slidingOK(t, alice, pos, 0, allRooms(10, 1))
+		room := slidingRoom(r, roomID)
+		if room == nil || str(room, "membership") != "leave" {
+			t.Fatalf("pos %q: the kick did not come: %s", pos, r.Raw)
+		}
+		if room["joined_count"] != nil && num(room, "joined_count") != 1 || num(room, "invited_count") != 0 {
+			t.Errorf("pos %q: counts show members after the kick: %s", pos, r.Raw)
+		}
+		for _, h := range list(room, "heroes") {
+			if u := str(h, "user_id"); u == carol.UserID || u == dave.UserID {
+				t.Errorf("pos %q: hero %s came after the kick: %s", pos, u, r.Raw)
+			}
+		}
+	}
+}

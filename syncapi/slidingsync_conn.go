@@ -94,6 +94,8 @@ type slidingSync struct {
 	roomLookups int64
 	// receiptRooms counts the rooms whose receipts the receipts extension read (tests).
 	receiptRooms int64
+	// stateLoads counts the state events required_state and summaries loaded (tests).
+	stateLoads int64
 }
 
 // begin returns the state a request with pos builds on: empty for a new connection (no pos),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -312,17 +313,28 @@ func (s *Server) lazyMembers(ctx context.Context, state map[int64]int64, timelin
 
 // slidingSummary fills heroes (when the room has no name) and the member counts.
 func (s *Server) slidingSummary(ctx context.Context, viewer roomserver.Viewer, room *slidingRoom, roomNID int64, state map[int64]int64) error {
-	sum, err := s.summary(ctx, roomNID, viewer.UserID)
-	if err != nil {
-		return err
+	var joined, invited int
+	var heroes []string
+	if room.Membership == spec.Join {
+		sum, err := s.summary(ctx, roomNID, viewer.UserID)
+		if err != nil {
+			return err
+		}
+		joined, _ = sum["m.joined_member_count"].(int)
+		invited, _ = sum["m.invited_member_count"].(int)
+		heroes, _ = sum["m.heroes"].([]string)
+	} else {
+		// Not joined: the members as they were at the user's membership event (the state
+		// the room is sent with), not those who came after the user left.
+		var err error
+		if joined, invited, heroes, err = s.summaryIn(ctx, state, viewer.UserID); err != nil {
+			return err
+		}
 	}
-	joined, _ := sum["m.joined_member_count"].(int)
-	invited, _ := sum["m.invited_member_count"].(int)
 	room.JoinedCount, room.InvitedCount = &joined, &invited
 	if room.Name != nil && string(room.Name) != "null" {
 		return nil
 	}
-	heroes, _ := sum["m.heroes"].([]string)
 	room.Heroes = []slidingHero{}
 	for _, h := range heroes {
 		hero := slidingHero{UserID: h}
@@ -332,6 +344,69 @@ func (s *Server) slidingSummary(ctx context.Context, viewer roomserver.Viewer, r
 		room.Heroes = append(room.Heroes, hero)
 	}
 	return nil
+}
+
+// summaryIn returns the member counts and heroes of a state map, as summary does for the
+// current members: joined and invited users first, else former members; at most five.
+func (s *Server) summaryIn(ctx context.Context, state map[int64]int64, userID string) (joined, invited int, heroes []string, err error) {
+	evs, err := s.stateEventsMatching(ctx, state, nil, func(k storage.StateKey) bool { return k.Type == spec.MRoomMember })
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].NID < evs[j].NID })
+	var former []string
+	for _, ev := range evs {
+		_, u := stateKeyOf(ev)
+		var f struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(ev.JSON, &f)
+		switch f.Content.Membership {
+		case spec.Join:
+			joined++
+		case spec.Invite:
+			invited++
+		}
+		switch {
+		case u == userID:
+		case f.Content.Membership == spec.Join || f.Content.Membership == spec.Invite:
+			heroes = append(heroes, u)
+		default:
+			former = append(former, u)
+		}
+	}
+	if len(heroes) == 0 {
+		heroes = former
+	}
+	return joined, invited, heroes[:min(len(heroes), 5)], nil
+}
+
+// stateEventsMatching returns the events of the state map after that are not in before (all
+// of after with nil) and whose (type, state key) want accepts. The keys are resolved through
+// the roomserver's cache: only the events wanted are loaded.
+func (s *Server) stateEventsMatching(ctx context.Context, after, before map[int64]int64, want func(storage.StateKey) bool) ([]*storage.Event, error) {
+	var nids []int64
+	for knid, ev := range after {
+		if before != nil && before[knid] == ev {
+			continue
+		}
+		key, err := s.rooms.StateKey(ctx, knid)
+		if err != nil {
+			return nil, err
+		}
+		if want(key) {
+			nids = append(nids, ev)
+		}
+	}
+	s.sliding.mu.Lock()
+	s.sliding.stateLoads += int64(len(nids))
+	s.sliding.mu.Unlock()
+	if len(nids) == 0 {
+		return nil, nil
+	}
+	return s.db.EventsByNID(ctx, nids)
 }
 
 // stateKeyOf returns the type and state key of a state event.
