@@ -227,6 +227,9 @@ func parseSlidingRequest(r *http.Request) (slidingRequest, error) {
 		if c.TimelineLimit < 0 {
 			return req, spec.InvalidParam("room subscription " + roomID + ": timeline_limit must not be negative")
 		}
+		if err := c.RequiredState.check(); err != nil {
+			return req, spec.InvalidParam("room subscription " + roomID + ": " + err.Error())
+		}
 	}
 	return req, nil
 }
@@ -239,6 +242,9 @@ func (e slidingError) Error() string { return string(e) }
 func (l slidingList) check() error {
 	if l.TimelineLimit < 0 {
 		return slidingError("timeline_limit must not be negative")
+	}
+	if err := l.RequiredState.check(); err != nil {
+		return err
 	}
 	ranges := l.Ranges
 	if l.Range != nil {

@@ -171,19 +171,32 @@ func (s *Server) slidingRoomState(ctx context.Context, viewer roomserver.Viewer,
 		return nil, err
 	}
 	rs := c.config.RequiredState
-	var changed []*storage.Event // state events new to the client (all of them when whole)
+	match := rs.matcher(viewer.UserID)
+	membersChanged := since < 0
+	// want selects the state keys whose events are loaded: those the config asks for and the
+	// name and avatar; a member key changed is noted without loading its event.
+	want := func(k storage.StateKey) bool {
+		switch k.Type {
+		case "m.room.name", "m.room.avatar":
+			return true
+		case spec.MRoomMember:
+			membersChanged = true
+		}
+		return match.matches(k.Type, k.StateKey)
+	}
+	var changed []*storage.Event // wanted state events new to the client (all of them when whole)
 	if since < 0 {
 		if keys, ok := rs.concreteKeys(viewer.UserID); ok {
-			// Only named keys: look them up rather than loading the whole state.
+			// Only named keys: look them up rather than going through the whole state.
 			keys = append(keys, stateSelector{Type: "m.room.name"}, stateSelector{Type: "m.room.avatar"})
 			changed, err = s.stateEventsFor(ctx, after, keys)
 		} else {
-			changed, err = s.stateEventsIn(ctx, after, nil)
+			changed, err = s.stateEventsMatching(ctx, after, nil, want)
 		}
 	} else {
 		var before map[int64]int64
 		if before, err = s.currentStateAt(ctx, c.m.RoomNID, since); err == nil {
-			changed, err = s.stateEventsIn(ctx, after, before)
+			changed, err = s.stateEventsMatching(ctx, after, before, want)
 		}
 	}
 	if err != nil {
@@ -191,7 +204,6 @@ func (s *Server) slidingRoomState(ctx context.Context, viewer roomserver.Viewer,
 	}
 	var selected []*storage.Event
 	have := map[int64]bool{}
-	membersChanged := since < 0
 	for _, ev := range changed {
 		typ, key := stateKeyOf(ev)
 		switch typ {
@@ -199,10 +211,8 @@ func (s *Server) slidingRoomState(ctx context.Context, viewer roomserver.Viewer,
 			room.Name = stateString(ev, "name")
 		case "m.room.avatar":
 			room.Avatar = stateString(ev, "url")
-		case spec.MRoomMember:
-			membersChanged = true
 		}
-		if rs.matches(typ, key, viewer.UserID) {
+		if match.matches(typ, key) {
 			selected = append(selected, ev)
 			have[ev.NID] = true
 		}
@@ -248,17 +258,6 @@ func (s *Server) slidingRoomState(ctx context.Context, viewer roomserver.Viewer,
 		}
 	}
 	return members, nil
-}
-
-// stateEventsIn returns the events of the state map that are not in before (all with nil).
-func (s *Server) stateEventsIn(ctx context.Context, after, before map[int64]int64) ([]*storage.Event, error) {
-	var nids []int64
-	for k, ev := range after {
-		if before == nil || before[k] != ev {
-			nids = append(nids, ev)
-		}
-	}
-	return s.db.EventsByNID(ctx, nids)
 }
 
 // stateEventsFor returns the events of the state map for the given keys.

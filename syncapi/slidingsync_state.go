@@ -163,6 +163,66 @@ func (r requiredState) matches(evType, stateKey, userID string) bool {
 	return false
 }
 
+// maxRequiredState bounds the include and exclude selectors of one list or subscription (the
+// MSC sets no limit; Element X sends a handful). More is refused with M_INVALID_PARAM.
+const maxRequiredState = 100
+
+// check refuses a config with more selectors than maxRequiredState.
+func (r requiredState) check() error {
+	if len(r.Include)+len(r.Exclude) > maxRequiredState {
+		return slidingError("required_state has more than 100 entries")
+	}
+	return nil
+}
+
+// selectorSet is a set of selectors indexed for matching in constant time, with $ME replaced
+// by the user's ID.
+type selectorSet struct {
+	all   bool                   // ("*", "*")
+	types map[string]bool        // (type, "*")
+	keys  map[string]bool        // ("*", state_key)
+	pairs map[stateSelector]bool // (type, state_key)
+}
+
+func newSelectorSet(sels []stateSelector, userID string) selectorSet {
+	set := selectorSet{types: map[string]bool{}, keys: map[string]bool{}, pairs: map[stateSelector]bool{}}
+	for _, sel := range sels {
+		if sel.StateKey == stateMe {
+			sel.StateKey = userID
+		}
+		switch {
+		case sel.Type == stateWildcard && sel.StateKey == stateWildcard:
+			set.all = true
+		case sel.StateKey == stateWildcard:
+			set.types[sel.Type] = true
+		case sel.Type == stateWildcard:
+			set.keys[sel.StateKey] = true
+		default:
+			set.pairs[sel] = true
+		}
+	}
+	return set
+}
+
+func (set selectorSet) has(evType, stateKey string) bool {
+	return set.all || set.types[evType] || set.keys[stateKey] || set.pairs[stateSelector{Type: evType, StateKey: stateKey}]
+}
+
+// stateMatcher is a requiredState indexed for matching every key of a room's state.
+type stateMatcher struct {
+	include, exclude selectorSet
+}
+
+// matcher returns the config indexed for userID.
+func (r requiredState) matcher(userID string) stateMatcher {
+	return stateMatcher{include: newSelectorSet(r.Include, userID), exclude: newSelectorSet(r.Exclude, userID)}
+}
+
+// matches is requiredState.matches, without the scan of the selectors.
+func (m stateMatcher) matches(evType, stateKey string) bool {
+	return !m.exclude.has(evType, stateKey) && m.include.has(evType, stateKey)
+}
+
 // concreteKeys returns the exact (type, state_key) pairs the config asks for, or ok false
 // when a wildcard means the whole state must be looked at.
 func (r requiredState) concreteKeys(userID string) (keys []stateSelector, ok bool) {
