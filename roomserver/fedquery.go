@@ -113,12 +113,25 @@ func (s *Server) AuthChain(ctx context.Context, roomID string, eventIDs []string
 	if err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool)
-	var out []*storage.Event
-	next, err := s.authEventIDs(ctx, ver, eventIDs)
+	first, err := s.authEventIDs(ctx, ver, eventIDs)
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.authChainEvents(ctx, ver, first)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NID < out[j].NID })
+	return out, nil
+}
+
+// authChainEvents returns the stored events of the auth chain that starts at the events
+// first: those events, their auth events and so on, each once, read level by level (one
+// query per level). Events this server does not have are skipped.
+func (s *Server) authChainEvents(ctx context.Context, ver gomatrixserverlib.IRoomVersion, first []string) ([]*storage.Event, error) {
+	seen := make(map[string]bool)
+	var out []*storage.Event
+	next := first
 	for len(next) > 0 {
 		var ids []string
 		for _, id := range next {
@@ -136,7 +149,6 @@ func (s *Server) AuthChain(ctx context.Context, roomID string, eventIDs []string
 			return nil, err
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].NID < out[j].NID })
 	return out, nil
 }
 

@@ -686,34 +686,22 @@ func sameState(a, b map[int64]int64) bool {
 // authChainPDUs returns the stored auth chains of the given events, and which events of the
 // chains are rejected.
 func (s *Server) authChainPDUs(ctx context.Context, r *room, pdus []gomatrixserverlib.PDU) ([]gomatrixserverlib.PDU, map[string]bool, error) {
-	seen := map[string]bool{}
-	rejectedIDs := map[string]bool{}
-	var out []gomatrixserverlib.PDU
-	var queue []string
+	var first []string
 	for _, p := range pdus {
-		queue = append(queue, p.AuthEventIDs()...)
+		first = append(first, p.AuthEventIDs()...)
 	}
-	for len(queue) > 0 {
-		id := queue[0]
-		queue = queue[1:]
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		k, err := s.storedPDU(ctx, r, id)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return nil, nil, err
-		}
-		ev, p := k.ev, k.pdu
+	evs, err := s.authChainEvents(ctx, r.version, first)
+	if err != nil {
+		return nil, nil, err
+	}
+	rejectedIDs := map[string]bool{}
+	for _, ev := range evs {
 		if ev.Status == storage.StatusRejected {
-			rejectedIDs[id] = true
+			rejectedIDs[ev.EventID] = true
 		}
-		out = append(out, p)
-		queue = append(queue, p.AuthEventIDs()...)
 	}
-	return out, rejectedIDs, nil
+	out, err := s.pdusOf(ctx, r.version, evs)
+	return out, rejectedIDs, err
 }
 
 // persistRemote stores an accepted or soft-failed remote event whose state before is known.

@@ -110,6 +110,19 @@ func (s *Server) headIDs(t *testing.T, roomID string) []string {
 	return out
 }
 
+// powerLevelsContent returns the content of the room's current power levels and its users
+// map (created when absent), for a test to change and send again.
+func (s *Server) powerLevelsContent(t *testing.T, roomID string) (map[string]any, map[string]any) {
+	t.Helper()
+	content := s.currentContent(t, roomID, spec.MRoomPowerLevels, "")
+	users, _ := content["users"].(map[string]any)
+	if users == nil {
+		users = map[string]any{}
+		content["users"] = users
+	}
+	return content, users
+}
+
 func (s *Server) currentContent(t *testing.T, roomID, evType, stateKey string) map[string]any {
 	t.Helper()
 	r, err := s.lockRoom(context.Background(), roomID)
@@ -165,12 +178,7 @@ func testRemoteEvents(t *testing.T, url, ver string) {
 		t.Fatalf("bob's membership after send_join: %q", m)
 	}
 	// alice makes bob a moderator, so that his state changes pass the auth rules.
-	plContent := s.currentContent(t, roomID, spec.MRoomPowerLevels, "")
-	users, _ := plContent["users"].(map[string]any)
-	if users == nil {
-		users = map[string]any{}
-		plContent["users"] = users
-	}
+	plContent, users := s.powerLevelsContent(t, roomID)
 	users[bob] = 50
 	if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
 		t.Fatal(err)
@@ -312,12 +320,7 @@ func TestRemoteDepthAndBackfillGuards(t *testing.T) {
 		}
 
 		// A soft-failed event offered again by backfill stays soft-failed.
-		plContent := s.currentContent(t, roomID, spec.MRoomPowerLevels, "")
-		users, _ := plContent["users"].(map[string]any)
-		if users == nil {
-			users = map[string]any{}
-			plContent["users"] = users
-		}
+		plContent, users := s.powerLevelsContent(t, roomID)
 		users[bob] = 50
 		if _, err := s.SetState(ctx, Sender{UserID: alice}, roomID, spec.MRoomPowerLevels, "", mustJSON(plContent)); err != nil {
 			t.Fatal(err)

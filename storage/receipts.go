@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -64,6 +65,12 @@ func (q *Q) ReceiptsSince(ctx context.Context, userID string, since, upTo int64)
 	if err != nil {
 		return nil, fmt.Errorf("select receipts of %s: %w", userID, err)
 	}
+	return scanReceipts(rows)
+}
+
+// scanReceipts reads rows of (room_nid, user_id, receipt_type, thread_id, event_id,
+// event_nid, ts, stream_pos) and closes them.
+func scanReceipts(rows *sql.Rows) ([]Receipt, error) {
 	defer rows.Close()
 	var out []Receipt
 	for rows.Next() {

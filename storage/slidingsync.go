@@ -44,16 +44,7 @@ func (q *Q) RoomReceiptsSince(ctx context.Context, userID string, roomNID, since
 	if err != nil {
 		return nil, fmt.Errorf("select receipts of room %d: %w", roomNID, err)
 	}
-	defer rows.Close()
-	var out []Receipt
-	for rows.Next() {
-		var r Receipt
-		if err := rows.Scan(&r.RoomNID, &r.UserID, &r.Type, &r.ThreadID, &r.EventID, &r.EventNID, &r.TS, &r.StreamPos); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanReceipts(rows)
 }
 
 // OwnReadReceiptsSince returns the rooms userID is joined to where their own read receipt
