@@ -468,22 +468,27 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		}
 	}
 	if p.target != nil {
-		redacted, err := r.version.RedactEventJSON(p.target.JSON)
-		if err != nil {
-			return nil, fmt.Errorf("redact %s: %w", p.target.EventID, err)
-		}
-		if err := tx.RedactEvent(ctx, p.target.EventID, ev.EventID, redacted); err != nil {
-			return nil, err
-		}
-		// A redacted event loses its content, and so its relation and its place in search.
-		if err := tx.DeleteRelation(ctx, p.target.EventID); err != nil {
-			return nil, err
-		}
-		if err := tx.UnindexEvent(ctx, p.target.NID); err != nil {
+		if err := redactStored(ctx, tx, r, p.target, ev.EventID); err != nil {
 			return nil, err
 		}
 	}
 	return ev, nil
+}
+
+// redactStored replaces the stored target by its redacted form, in tx. A redacted event
+// loses its content, and so its relation and its place in search.
+func redactStored(ctx context.Context, tx *storage.Tx, r *room, target *storage.Event, redactionID string) error {
+	redacted, err := r.version.RedactEventJSON(target.JSON)
+	if err != nil {
+		return fmt.Errorf("redact %s: %w", target.EventID, err)
+	}
+	if err := tx.RedactEvent(ctx, target.EventID, redactionID, redacted); err != nil {
+		return err
+	}
+	if err := tx.DeleteRelation(ctx, target.EventID); err != nil {
+		return err
+	}
+	return tx.UnindexEvent(ctx, target.NID)
 }
 
 // redactionTarget returns the event a redaction removes when the redaction may apply to it now:
@@ -522,6 +527,5 @@ func redactsOf(pdu gomatrixserverlib.PDU) string {
 }
 
 func (s *Server) isLocal(userID string) bool {
-	i := strings.IndexByte(userID, ':')
-	return i >= 0 && spec.ServerName(userID[i+1:]) == s.cfg.ServerName
+	return spec.ServerName(serverOf(userID)) == s.cfg.ServerName
 }

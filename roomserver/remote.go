@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -1014,25 +1015,13 @@ func (s *Server) applyRemoteRedaction(ctx context.Context, tx *storage.Tx, r *ro
 			return nil
 		}
 	}
-	redacted, err := r.version.RedactEventJSON(target.JSON)
-	if err != nil {
-		return err
-	}
-	if err := tx.RedactEvent(ctx, target.EventID, ev.EventID, redacted); err != nil {
-		return err
-	}
-	if err := tx.DeleteRelation(ctx, target.EventID); err != nil {
-		return err
-	}
 	s.pdus.forget(target.NID)
-	return tx.UnindexEvent(ctx, target.NID)
+	return redactStored(ctx, tx, r, target, ev.EventID)
 }
 
 func serverOf(userID string) string {
-	for i := 0; i < len(userID); i++ {
-		if userID[i] == ':' {
-			return userID[i+1:]
-		}
+	if i := strings.IndexByte(userID, ':'); i >= 0 {
+		return userID[i+1:]
 	}
 	return ""
 }
