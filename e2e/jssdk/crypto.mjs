@@ -166,6 +166,9 @@ function endpointOf(method, pathname) {
 const benign = [
     { method: "GET", re: /\/room_keys\/version$/, status: 404, errcode: "M_NOT_FOUND", why: "no key backup version exists yet (spec: 404 M_NOT_FOUND)" },
     { method: "GET", re: /\/user\/[^/]+\/account_data\/[^/]+$/, status: 404, errcode: "M_NOT_FOUND", why: "account data not set (spec: 404 M_NOT_FOUND)" },
+    // A client that cannot decrypt an event asks the backup for its session; until the
+    // session is uploaded the backup does not have it.
+    { method: "GET", re: /\/room_keys\/keys\/[^/]+\/[^/]+$/, status: 404, errcode: "M_NOT_FOUND", why: "the backup has no key for that session yet (spec: 404 M_NOT_FOUND)" },
 ];
 // Non-2xx answers a step provokes on purpose (the UIA 401 challenge): each
 // entry excuses one matching response.
