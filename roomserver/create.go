@@ -160,6 +160,9 @@ func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, 
 	if err != nil {
 		return nil, spec.BadJSON(err.Error())
 	}
+	if err := checkCanonicalNumbers(raw); err != nil {
+		return nil, err
+	}
 	roomID := ""
 	if !ver.DomainlessRoomIDs() {
 		roomID = "!" + randomString(18) + ":" + string(s.cfg.ServerName)

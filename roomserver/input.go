@@ -192,6 +192,9 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if len(req.Content) == 0 {
 		req.Content = json.RawMessage("{}")
 	}
+	if err := checkCanonicalNumbers(req.Content); err != nil {
+		return nil, err
+	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
 		RoomID:     r.id,
@@ -253,6 +256,10 @@ func buildError(err error) error {
 			return spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: eve.Message}
 		}
 		return spec.BadJSON(eve.Message)
+	}
+	var bje gomatrixserverlib.BadJSONError
+	if errors.As(err, &bje) {
+		return spec.BadJSON(bje.Error())
 	}
 	return fmt.Errorf("build event: %w", err)
 }
