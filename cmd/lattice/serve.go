@@ -25,6 +25,7 @@ import (
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/connguard"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
@@ -214,10 +215,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	guard := connguard.New(connguard.Config{
+		BodyTimeout:          cfg.Limits.RequestBodyTimeout,
+		MinBytesPerSecond:    cfg.Limits.MinBodyBytesPerSecond,
+		MaxPendingPerAddress: cfg.Limits.MaxPendingConnectionsPerAddress,
+	})
+	guard.Apply(srv)
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(guard.Listener(ln)) }()
 	startedAttrs := []any{"server_name", cfg.ServerName, "client_api", ln.Addr().String()}
 	if fedSrv != nil {
+		// Other servers get the same body deadlines; their connections are not capped per
+		// address (the 429 written at accept would not be TLS).
+		connguard.New(connguard.Config{BodyTimeout: cfg.Limits.RequestBodyTimeout, MinBytesPerSecond: cfg.Limits.MinBodyBytesPerSecond}).Apply(fedSrv)
 		go func() { errc <- fedSrv.ServeTLS(fedLn, "", "") }()
 		startedAttrs = append(startedAttrs, "federation_api", fedLn.Addr().String())
 	}

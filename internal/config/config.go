@@ -122,6 +122,13 @@ type Limits struct {
 	// RegistrationsPerMinute and RegistrationsBurst limit /register per client address.
 	RegistrationsPerMinute float64 `yaml:"registrations_per_minute"`
 	RegistrationsBurst     float64 `yaml:"registrations_burst"`
+	// RequestBodyTimeout and MinBodyBytesPerSecond bound the time to send a request body:
+	// the timeout plus the body's size at the minimum rate.
+	RequestBodyTimeout    time.Duration `yaml:"request_body_timeout"`
+	MinBodyBytesPerSecond int64         `yaml:"min_body_bytes_per_second"`
+	// MaxPendingConnectionsPerAddress caps the client connections of one address that are
+	// still sending their request; 0 means no cap.
+	MaxPendingConnectionsPerAddress int `yaml:"max_pending_connections_per_address"`
 }
 
 // Rooms holds room defaults.
@@ -176,7 +183,8 @@ func Default() Config {
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
 		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour},
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
-			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100},
+			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100,
+			RequestBodyTimeout: 30 * time.Second, MinBodyBytesPerSecond: 4096, MaxPendingConnectionsPerAddress: 128},
 		Rooms: Rooms{DefaultVersion: "12"},
 		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
 		VoIP:  VoIP{TURNUserLifetime: time.Hour},
@@ -250,6 +258,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.FailedLoginsPerMinute <= 0 || c.Limits.FailedLoginsBurst < 1 || c.Limits.RegistrationsPerMinute <= 0 || c.Limits.RegistrationsBurst < 1 {
 		errs = append(errs, errors.New("limits: the *_per_minute rates must be positive and the bursts at least 1"))
+	}
+	if c.Limits.RequestBodyTimeout < time.Second || c.Limits.MinBodyBytesPerSecond < 0 || c.Limits.MaxPendingConnectionsPerAddress < 0 {
+		errs = append(errs, errors.New("limits: request_body_timeout must be at least 1s, min_body_bytes_per_second and max_pending_connections_per_address not negative"))
 	}
 	if c.Limits.MaxSyncTimeoutMS < 0 {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
