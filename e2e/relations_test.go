@@ -286,3 +286,43 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 		t.Fatalf("alice /event: %d", r.Status)
 	}
 }
+
+// TestRelationsPagedFromSyncToken checks /relations with the tokens of /sync and /messages,
+// which relations.yaml allows for from and to: a token is a point between two events, so
+// paging forwards from a /sync next_batch returns the relations sent after that sync, and
+// backwards the ones sent before it; as a to token, it bounds the page at the same point.
+func TestRelationsPagedFromSyncToken(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	root := alice.Send(room, "root")
+	reply := func(text string) string {
+		return alice.mustSendContent(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": text,
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+	}
+	before := reply("before the sync")
+	sync := str(alice.Sync("", "", 0).Body, "next_batch")
+	after := reply("after the sync")
+	// The end of a backwards page of one event is the point just before that event.
+	end := getMessages(alice, room, "b", "", 1).end
+	latest := reply("after /messages")
+
+	base := fmt.Sprintf("/_matrix/client/v1/rooms/%s/relations/%s?", esc(room), esc(root))
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"dir=f&from=" + url.QueryEscape(sync), []string{after, latest}},
+		{"dir=b&from=" + url.QueryEscape(sync), []string{before}},
+		{"dir=b&to=" + url.QueryEscape(sync), []string{latest, after}},
+		{"dir=f&to=" + url.QueryEscape(sync), []string{before}},
+		{"dir=f&from=" + url.QueryEscape(sync) + "&to=" + url.QueryEscape(sync), nil},
+		{"dir=b&from=" + url.QueryEscape(end), []string{before}},
+		{"dir=f&from=" + url.QueryEscape(end), []string{after, latest}},
+		{"dir=b&to=" + url.QueryEscape(end), []string{latest, after}},
+		{"dir=f&to=" + url.QueryEscape(end), []string{before}},
+	} {
+		r := alice.MustDo("GET", base+c.query, nil)
+		checkSameIDs(t, "/relations?"+c.query, ids(list(r.Body, "chunk")), c.want)
+	}
+}
