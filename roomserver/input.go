@@ -93,7 +93,7 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			results[i].err = err
 			continue
 		}
-		if err := s.checkRelation(ctx, pdu); err != nil {
+		if err := s.checkRelation(ctx, r.nid, pdu); err != nil {
 			results[i].err = err
 			continue
 		}
