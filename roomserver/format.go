@@ -67,12 +67,22 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 			prev[p.NID] = p
 		}
 	}
+	var memberships map[int64]string
+	if v.UserID != "" {
+		var err error
+		if memberships, err = s.viewerMemberships(ctx, evs, v.UserID); err != nil {
+			return nil, err
+		}
+	}
 	now := s.now().UnixMilli()
 	out := make([]ClientEvent, 0, len(evs))
 	for _, ev := range evs {
 		ce, err := s.clientEvent(ctx, roomID, ev, prev[ev.ReplacesNID], v, now)
 		if err != nil {
 			return nil, err
+		}
+		if before, ok := memberships[ev.StateBeforeNID]; ok {
+			ce.Unsigned["membership"] = viewerMembershipAfter(ev, ce.StateKey, v.UserID, before)
 		}
 		out = append(out, ce)
 	}
