@@ -39,7 +39,7 @@ func (d *RemoteDirectory) PublicRooms(ctx context.Context, server string, req an
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return nil, spec.NotFound("the server has no public room directory")
 		}
-		return nil, spec.MatrixError{ErrCode: "M_UNKNOWN", Err: "could not reach " + server + ": " + err.Error()}
+		return nil, d.s.unreachable(spec.ServerName(server), "public rooms query", err)
 	}
 	return res, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// RootCAs (nil: the system's roots).
 	VerifyTLS bool
 	RootCAs   *x509.CertPool
+	// Guard decides which addresses outbound federation and remote media (Location
+	// redirects included) may connect to; nil means netguard.Default().
+	Guard *netguard.Policy
 	// Version is reported by /_matrix/federation/v1/version; empty: the module version.
 	Version string
 	// Now is the clock; nil means time.Now.
@@ -80,12 +84,15 @@ func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = moduleVersion()
 	}
+	if cfg.Guard == nil {
+		cfg.Guard = netguard.Default()
+	}
 	if !cfg.VerifyTLS {
 		log.Warn("federation.verify_tls is false: other servers' TLS certificates are not checked, so anyone on the network path can impersonate them")
 	}
 	client, err := NewClient(ClientConfig{
 		ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey,
-		VerifyTLS: cfg.VerifyTLS, RootCAs: cfg.RootCAs,
+		VerifyTLS: cfg.VerifyTLS, RootCAs: cfg.RootCAs, Guard: cfg.Guard,
 	})
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -53,7 +54,11 @@ func newFixture(t testing.TB, edit func(*config.Media)) *fixture {
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := New(cfg, testServerName, db, slog.New(slog.DiscardHandler))
+	var guard *netguard.Policy // the default blocklist
+	if cfg.URLPreview.AllowPrivate {
+		guard = &netguard.Policy{} // previews of the test's loopback sites
+	}
+	srv, err := New(cfg, testServerName, db, guard, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

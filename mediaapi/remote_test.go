@@ -278,3 +278,22 @@ func TestFederationSource(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteInvalidNames: a path whose server name is no server name ("..", empty labels,
+// port 0) or whose media ID leaves the spec's alphabet is 404 M_NOT_FOUND before any fetch.
+func TestRemoteInvalidNames(t *testing.T) {
+	f, fetcher := newRemoteFixture(t, nil)
+	for _, p := range []string{
+		"download/%2E%2E/abc", "download/../abc", "download/..:8448/abc", "download/a..b/abc",
+		"download/.remote.test/abc", "download/remote.test:0/abc", "download/remote.test/%2E%2E",
+		"download/remote.test/a.b", "thumbnail/%2E%2E/abc?width=1&height=1",
+	} {
+		res := f.do(t, f.bob, "GET", "/_matrix/client/v1/media/"+p, nil, "")
+		if res.Code != 404 || res.errcode() != "M_NOT_FOUND" {
+			t.Errorf("%s: %d %s, want 404 M_NOT_FOUND", p, res.Code, res.Body)
+		}
+	}
+	if n := fetcher.callCount(); n != 0 {
+		t.Errorf("%d fetches, want none", n)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -46,8 +47,9 @@ type Server struct {
 }
 
 // New returns the media repository for cfg, whose Path must already be resolved (see
-// config.Config.MediaPath).
-func New(cfg config.Media, serverName string, db *storage.DB, log *slog.Logger) (*Server, error) {
+// config.Config.MediaPath). previewGuard decides which addresses URL previews may fetch
+// (nil: netguard.Default()).
+func New(cfg config.Media, serverName string, db *storage.DB, previewGuard *netguard.Policy, log *slog.Logger) (*Server, error) {
 	store, err := NewFileStore(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -58,7 +60,7 @@ func New(cfg config.Media, serverName string, db *storage.DB, log *slog.Logger) 
 		db:         db,
 		store:      store,
 		log:        log,
-		preview:    newPreviewer(cfg.URLPreview),
+		preview:    newPreviewer(cfg.URLPreview, previewGuard),
 		now:        time.Now,
 		thumbSlots: make(chan struct{}, 2),
 		uploaded:   newUploadNotifier(),

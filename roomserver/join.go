@@ -108,7 +108,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 			return "", me
 		}
 		s.log.Warn("remote join failed", "room_id", roomID, "user_id", userID, "servers", servers, "err", err)
-		return "", spec.NotFound("could not join the room through any server: " + err.Error())
+		return "", spec.NotFound("could not join the room through any server") // the cause is logged, not told
 	}
 	if err := s.importJoin(ctx, roomID, res); err != nil {
 		return "", err
@@ -496,7 +496,8 @@ func (s *Server) remoteInvite(ctx context.Context, r *room, pdu gomatrixserverli
 		if errors.As(err, &me) {
 			return nil, me
 		}
-		return nil, spec.Forbidden("the invitee's server refused the invite: " + err.Error())
+		s.log.Warn("remote invite failed", "room_id", r.id, "event_id", pdu.EventID(), "err", err)
+		return nil, spec.Forbidden("the invitee's server refused the invite or could not be reached")
 	}
 	if signed.EventID() != pdu.EventID() {
 		return nil, spec.Forbidden("the invitee's server changed the invite")

@@ -262,7 +262,8 @@ func (s *Server) knockRemote(ctx context.Context, r *room, roomID, userID, reaso
 		if errors.As(err, &me) {
 			return me
 		}
-		return spec.NotFound("could not knock through any server: " + err.Error())
+		s.log.Warn("remote knock failed", "room_id", roomID, "user_id", userID, "servers", servers, "err", err)
+		return spec.NotFound("could not knock through any server")
 	}
 	raw := pdu.JSON()
 	if ss, err := json.Marshal(state); err == nil && len(state) > 0 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
@@ -192,7 +194,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	syncer.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
-	media, err := mediaapi.New(mediaCfg, cfg.ServerName, db, log)
+	previews, err := previewGuard(cfg)
+	if err != nil {
+		return err
+	}
+	media, err := mediaapi.New(mediaCfg, cfg.ServerName, db, previews, log)
 	if err != nil {
 		return err
 	}
@@ -268,9 +274,14 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	guard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Federation.AllowedIPRanges)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	fed, err := federationapi.New(federationapi.Config{
 		ServerName: spec.ServerName(cfg.ServerName), KeyID: keyID, PrivateKey: key,
 		KeyValidity: cfg.Federation.KeyValidity, VerifyTLS: cfg.Federation.VerifyTLS, RootCAs: roots,
+		Guard: guard,
 	}, db, log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -286,6 +297,18 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 		IdleTimeout:       120 * time.Second,
 	}
 	return srv, ln, fed, nil
+}
+
+// previewGuard is what URL previews may fetch: not the built-in non-public ranges (unless
+// media.url_preview.allow_private) nor federation.blocked_ip_ranges. The federation's
+// allowed ranges do not apply: they are for known homeservers, and a preview URL is any
+// URL a user types.
+func previewGuard(cfg *config.Config) (*netguard.Policy, error) {
+	var blocked []string
+	if !cfg.Media.URLPreview.AllowPrivate {
+		blocked = slices.Clone(netguard.DefaultBlocked)
+	}
+	return netguard.New(append(blocked, cfg.Federation.BlockedIPRanges...), nil)
 }
 
 // loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,13 @@ type Federation struct {
 	TLSCA string `yaml:"tls_ca"`
 	// KeyValidity is how long the key responses of /_matrix/key/v2/server stay valid.
 	KeyValidity time.Duration `yaml:"key_validity"`
+	// BlockedIPRanges are IP ranges (CIDR) that outbound connections whose destination others
+	// choose (federation requests, remote media, URL previews) never reach, in addition to
+	// the built-in list of loopback, private, link-local and other non-public ranges.
+	BlockedIPRanges []string `yaml:"blocked_ip_ranges"`
+	// AllowedIPRanges are IP ranges (CIDR) that federation and remote media may reach even
+	// though a blocked range holds them: another homeserver on the local network.
+	AllowedIPRanges []string `yaml:"allowed_ip_ranges"`
 }
 
 // Registration controls who may create accounts.
@@ -364,6 +372,16 @@ func (c *Config) validateFederation() []error {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		} else if st.IsDir() {
 			errs = append(errs, fmt.Errorf("%s: %s is a directory", p.name, c.dataPath(p.path)))
+		}
+	}
+	for _, r := range []struct {
+		name   string
+		ranges []string
+	}{{"federation.blocked_ip_ranges", f.BlockedIPRanges}, {"federation.allowed_ip_ranges", f.AllowedIPRanges}} {
+		for _, cidr := range r.ranges {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a CIDR range such as 10.0.0.0/8 or fd00::/8", r.name, cidr))
+			}
 		}
 	}
 	if f.KeyValidity < minKeyValidity || f.KeyValidity > maxKeyValidity {
