@@ -125,7 +125,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
-	pushes := pusher.New(pusher.Config{}, db, log)
+	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
+	if err != nil {
+		return err
+	}
+	pushes := pusher.New(pusher.Config{Client: pushGuard.HTTPClient(10 * time.Second)}, db, log)
 	if err := pushes.Start(ctx); err != nil {
 		return err
 	}

@@ -56,6 +56,10 @@ type Push struct {
 	// NotificationRetention is how long read notifications are kept for GET /notifications
 	// before a background job deletes them; unread ones are kept until read. 0 keeps all.
 	NotificationRetention time.Duration `yaml:"notification_retention"`
+	// GatewayAllowedIPRanges are IP ranges (CIDR) that push gateways may be at although the
+	// built-in list or federation.blocked_ip_ranges refuse them (a gateway on your own
+	// network). Pusher URLs are chosen by users, so they get the same policy as federation.
+	GatewayAllowedIPRanges []string `yaml:"gateway_allowed_ip_ranges"`
 }
 
 // VoIP configures the TURN server that GET /_matrix/client/v3/voip/turnServer hands to
@@ -377,7 +381,8 @@ func (c *Config) validateFederation() []error {
 	for _, r := range []struct {
 		name   string
 		ranges []string
-	}{{"federation.blocked_ip_ranges", f.BlockedIPRanges}, {"federation.allowed_ip_ranges", f.AllowedIPRanges}} {
+	}{{"federation.blocked_ip_ranges", f.BlockedIPRanges}, {"federation.allowed_ip_ranges", f.AllowedIPRanges},
+		{"push.gateway_allowed_ip_ranges", c.Push.GatewayAllowedIPRanges}} {
 		for _, cidr := range r.ranges {
 			if _, err := netip.ParsePrefix(cidr); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %q is not a CIDR range such as 10.0.0.0/8 or fd00::/8", r.name, cidr))

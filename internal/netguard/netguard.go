@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"syscall"
 	"time"
@@ -153,4 +154,16 @@ func (p *Policy) Control(_, address string, _ syscall.RawConn) error {
 // Dialer returns a dialer that applies the policy to every address it connects to.
 func (p *Policy) Dialer(timeout time.Duration) *net.Dialer {
 	return &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: p.Control}
+}
+
+// HTTPClient returns an HTTP client, bounded by timeout, whose every connection (redirects
+// included) goes through the policy. It ignores proxy settings: a proxy would be the one
+// address dialled, and the policy would not see the destination.
+func (p *Policy) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext:         p.Dialer(timeout).DialContext,
+		TLSHandshakeTimeout: timeout,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
