@@ -181,7 +181,5 @@ func (s *Server) routes() []route {
 		{get, "/user/{userId}/rooms/{roomId}/tags", true, false, s.handleTags},
 		{put, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleSetTag},
 		{del, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleDeleteTag},
-		{post, "/user/{userId}/filter", true, false, s.handleCreateFilter},
-		{get, "/user/{userId}/filter/{filterId}", true, false, s.handleGetFilter},
 	}
 }

@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -13,10 +12,13 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// Filter is the part of the spec's Filter that the sync and messages endpoints apply.
+// Filter is the spec's Filter (sync_filter.yaml); decoding it checks every field's type.
 type Filter struct {
 	AccountData EventFilter `json:"account_data"`
+	Presence    EventFilter `json:"presence"`
 	Room        RoomFilter  `json:"room"`
+	EventFields []string    `json:"event_fields"`
+	EventFormat string      `json:"event_format"`
 }
 
 // RoomFilter filters the rooms section of /sync.
@@ -26,6 +28,7 @@ type RoomFilter struct {
 	IncludeLeave bool            `json:"include_leave"`
 	Timeline     RoomEventFilter `json:"timeline"`
 	State        RoomEventFilter `json:"state"`
+	Ephemeral    RoomEventFilter `json:"ephemeral"`
 	AccountData  RoomEventFilter `json:"account_data"`
 }
 
@@ -69,10 +72,7 @@ func loadFilter(ctx context.Context, db *storage.DB, userID, param string) (Filt
 			return f, err
 		}
 	}
-	if err := httputil.UnmarshalObject([]byte(raw), &f); err != nil {
-		return f, err
-	}
-	return f, nil
+	return parseFilter([]byte(raw))
 }
 
 // parseRoomEventFilter decodes the filter query parameter of /messages and /context.
@@ -81,11 +81,10 @@ func parseRoomEventFilter(param string) (RoomEventFilter, error) {
 	if param == "" {
 		return f, nil
 	}
-	err := json.Unmarshal([]byte(param), &f)
-	if err != nil {
-		return f, spec.BadJSON("invalid filter: " + err.Error())
+	if err := httputil.UnmarshalObject([]byte(param), &f); err != nil {
+		return f, err
 	}
-	return f, nil
+	return f, f.validate("filter")
 }
 
 // allowsRoom reports whether a room passes rooms / not_rooms.
