@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
@@ -105,6 +106,16 @@ func allowsRoom(rooms *[]string, notRooms []string, roomID string) bool {
 	return false
 }
 
+// allowsEvent reports whether ev passes the filter's types, senders and contains_url
+// (room_event_filter.yaml: "If true, includes only events with a url key in their content.
+// If false, excludes those events.").
+func (f RoomEventFilter) allowsEvent(ev *storage.Event) bool {
+	if !f.allows(ev.Type, ev.Sender) {
+		return false
+	}
+	return f.ContainsURL == nil || gjson.GetBytes(ev.JSON, "content.url").Exists() == *f.ContainsURL
+}
+
 // allows reports whether an event of this type and sender passes the filter.
 func (f EventFilter) allows(evType, sender string) bool {
 	for _, t := range f.NotTypes {
@@ -148,8 +159,9 @@ func matchType(pattern, evType string) bool {
 
 // limit returns the filter's limit bounded to [1, max], or def.
 func (f EventFilter) limit(def, max int) int {
-	if f.Limit == nil || *f.Limit <= 0 {
+	if f.Limit == nil {
 		return def
 	}
+	// 0 is a real limit: clients ask for rooms' state without any timeline events.
 	return min(*f.Limit, max)
 }

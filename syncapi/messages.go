@@ -119,7 +119,7 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	viewer := s.viewer(ctx, dev)
 	kept := visible[:0]
 	for _, ev := range dropIgnored(visible, viewer.Ignored) {
-		if filter.allows(ev.Type, ev.Sender) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
+		if filter.allowsEvent(ev) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
 			kept = append(kept, ev)
 		}
 	}
@@ -265,7 +265,7 @@ func (s *Server) handleContext(r *http.Request) (any, error) {
 		}
 		kept := visible[:0]
 		for _, e := range dropIgnored(visible, viewer.Ignored) {
-			if filter.allows(e.Type, e.Sender) {
+			if filter.allowsEvent(e) {
 				kept = append(kept, e)
 			}
 		}
