@@ -594,36 +594,8 @@ func (s *Server) leaveRemote(ctx context.Context, r *room, userID string) error 
 	pdu, err := s.remote.Leave(ctx, servers, roomID, userID)
 	if err != nil {
 		s.log.Warn("remote leave failed; the invite is rejected locally only", "room_id", roomID, "user_id", userID, "err", err)
-		return s.forgetInvite(ctx, roomID, userID)
+		return s.rejectInviteLocally(ctx, roomID, userID, "")
 	}
 	return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), spec.Leave)
 }
 
-// forgetInvite marks a local user's membership of a room this server is not in as left,
-// without an event (the inviting server could not be reached).
-func (s *Server) forgetInvite(ctx context.Context, roomID, userID string) error {
-	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
-		return err
-	}
-	defer r.mu.Unlock()
-	ms, err := s.db.RoomMembers(ctx, r.nid, "")
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if m.UserID == userID {
-			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-				return tx.SetMembership(ctx, r.nid, userID, spec.Leave, m.EventNID)
-			}); err != nil {
-				return err
-			}
-			r.members[userID] = spec.Leave
-			if s.listener != nil {
-				pos, _ := s.db.MaxEventNID(ctx)
-				s.listener.EventsCommitted(pos, []string{userID})
-			}
-		}
-	}
-	return nil
-}
