@@ -598,4 +598,3 @@ func (s *Server) leaveRemote(ctx context.Context, r *room, userID string) error 
 	}
 	return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), spec.Leave)
 }
-
