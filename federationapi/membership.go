@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lattice-chat/lattice/roomserver"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
 )
 
 // Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
@@ -141,7 +142,11 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 	if err != nil {
 		return nil, err
 	}
-	pdu, err := s.checkPDU(ctx, ver, request(ctx).Content())
+	raw := request(ctx).Content()
+	if membership == spec.Join {
+		raw = s.signAuthorisedJoin(ver, raw)
+	}
+	pdu, err := s.checkPDU(ctx, ver, raw)
 	if err != nil {
 		return nil, spec.InvalidParam(err.Error())
 	}
@@ -155,6 +160,25 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 		return nil, spec.InvalidParam("the sender is not a user of the requesting server")
 	}
 	return pdu, nil
+}
+
+// signAuthorisedJoin adds this server's signature to a join whose
+// join_authorised_via_users_server names one of its users: the resident server that
+// authorised a restricted join signs it (server-server API "Restricted rooms"), and the auth
+// rules require that signature, so the join could not pass the signature check without it.
+// The roomserver checks the join may be authorised (roomserver.Server.SendMembership) before
+// the signed event is stored or returned. Anything else is returned unchanged, for checkPDU
+// to judge.
+func (s *Server) signAuthorisedJoin(ver gomatrixserverlib.IRoomVersion, raw []byte) []byte {
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	if err != nil || pdu.Type() != spec.MRoomMember {
+		return raw
+	}
+	via := gjson.GetBytes(pdu.Content(), "join_authorised_via_users_server")
+	if m, err := pdu.Membership(); err != nil || m != spec.Join || !via.Exists() || !s.isLocalUser(via.String()) {
+		return raw
+	}
+	return pdu.Sign(string(s.cfg.ServerName), s.cfg.KeyID, s.cfg.PrivateKey).JSON()
 }
 
 // checkMembershipEvent checks that pdu is the event eventID of roomID and an m.room.member
