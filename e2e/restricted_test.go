@@ -6,10 +6,17 @@ package e2e
 // rooms"; the auth rules of rooms/v8.md onwards).
 
 import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // restrictedJoinRules is the content of a join rules event that lets the joined members of
@@ -184,5 +191,85 @@ func TestFederationRestrictedJoin(t *testing.T) {
 	waitMembership(t, alice, room, dan.UserID, "join")
 	if got := authorisedVia(t, alice, room, dan.UserID); got != alice.UserID {
 		t.Errorf("dan's join on A: join_authorised_via_users_server %q, want %q", got, alice.UserID)
+	}
+}
+
+// TestFederationInteropRestrictedJoin: a homeserver that is not Lattice (the fake, with
+// gomatrixserverlib) joins a Lattice room restricted to a space's members, in room versions
+// 10 and 12. For a user in no allowed room make_join is 403 M_FORBIDDEN; once eve is in the
+// space, make_join's template names alice in join_authorised_via_users_server, and send_join
+// (v2, and the deprecated v1 with its [200, body] answer) returns the join with Lattice's
+// valid signature added. The v1 send_leave answers [200, {}] and the leave takes effect.
+func TestFederationInteropRestrictedJoin(t *testing.T) {
+	lat, h := startInterop(t)
+	alice := lat.Register(t, "alice")
+	latKeys := publishedKeys(t, h.fake, spec.ServerName(lat.Name))
+	for _, ver := range interopVersions {
+		t.Run("v"+string(ver), func(t *testing.T) {
+			alice := rebind(alice, t)
+			space, room := createRestricted(alice, string(ver), "restricted")
+			eve, frank := "@eve:"+string(h.fake.name), "@frank:"+string(h.fake.name)
+			mj := h.fake.request(t, "GET", h.lat, "/_matrix/federation/v1/make_join/"+url.PathEscape(room)+"/"+url.PathEscape(eve)+"?ver="+string(ver), nil)
+			if mj.Status != 403 || str(mj.Body, "errcode") != "M_FORBIDDEN" {
+				t.Errorf("make_join for eve, in no allowed room: %d %s, want 403 M_FORBIDDEN", mj.Status, mj.Raw)
+			}
+			for _, u := range []string{eve, frank} {
+				if _, err := h.fake.join(t, h.lat, space, u); err != nil {
+					t.Fatalf("%s joining the space: %v", u, err)
+				}
+			}
+			for _, c := range []struct{ user, sendJoin string }{{eve, "v2"}, {frank, "v1"}} {
+				joined, err := h.fake.joinVersion(t, h.lat, room, c.user, c.sendJoin)
+				if err != nil {
+					t.Fatalf("%s joining the restricted room with send_join %s: %v; server log:\n%s", c.user, c.sendJoin, err, lat.Log())
+				}
+				var content map[string]any
+				_ = json.Unmarshal(joined.template.Content, &content)
+				if content["join_authorised_via_users_server"] != alice.UserID {
+					t.Errorf("make_join template for %s: content %v, want join_authorised_via_users_server %s", c.user, content, alice.UserID)
+				}
+				checkLatticeSigned(t, joined, spec.ServerName(lat.Name), latKeys, h.fake.name)
+				waitMembership(t, alice, room, c.user, "join")
+			}
+			sl, err := h.fake.leave(t, h.lat, room, frank, "v1")
+			if err != nil {
+				t.Fatalf("frank leaving with send_leave v1: %v", err)
+			}
+			var pair []json.RawMessage
+			if json.Unmarshal(sl.Raw, &pair) != nil || len(pair) != 2 || string(pair[0]) != "200" || string(pair[1]) != "{}" {
+				t.Errorf("send_leave v1 answer: %s, want [200, {}]", sl.Raw)
+			}
+			waitMembership(t, alice, room, frank, "leave")
+		})
+	}
+}
+
+// checkLatticeSigned checks the event of a send_join answer: the fake's join (same event
+// ID), with valid signatures of both the fake and Lattice.
+func checkLatticeSigned(t *testing.T, joined *fakeRoom, lat spec.ServerName, latKeys map[gomatrixserverlib.KeyID]ed25519.PublicKey, fake spec.ServerName) {
+	t.Helper()
+	if len(joined.answered) == 0 {
+		t.Errorf("the send_join answer has no event")
+		return
+	}
+	ev, err := joined.ver.NewEventFromUntrustedJSON(joined.answered)
+	if err != nil {
+		t.Errorf("the send_join answer's event: %v: %s", err, joined.answered)
+		return
+	}
+	if ev.EventID() != joined.latest.EventID() {
+		t.Errorf("the send_join answer's event is %s, the join sent was %s", ev.EventID(), joined.latest.EventID())
+	}
+	redacted, err := joined.ver.RedactEventJSON(ev.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &keyVerifier{keys: map[spec.ServerName]map[gomatrixserverlib.KeyID]ed25519.PublicKey{lat: latKeys}}
+	res, _ := v.VerifyJSONs(context.Background(), []gomatrixserverlib.VerifyJSONRequest{{ServerName: lat, Message: redacted}})
+	if res[0].Error != nil {
+		t.Errorf("the send_join answer's event has no valid signature of Lattice: %v: %s", res[0].Error, joined.answered)
+	}
+	if !strings.Contains(string(joined.answered), string(fake)) {
+		t.Errorf("the send_join answer's event lost the fake's signature: %s", joined.answered)
 	}
 }

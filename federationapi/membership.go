@@ -78,6 +78,23 @@ func (s *Server) makeMembership(r *http.Request, membership string, versions []s
 
 // handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}.
 func (s *Server) handleSendJoin(r *http.Request) (any, error) {
+	return s.sendJoin(r)
+}
+
+// handleSendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: v2's
+// checks, with the answer in the pair [200, body] that v1 had. The spec removed v1 in
+// v1.18 (MSC4376), but servers that predate v2 still call it.
+func (s *Server) handleSendJoinV1(r *http.Request) (any, error) {
+	res, err := s.sendJoin(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
+}
+
+// sendJoin accepts a join and returns v2's answer: the event as accepted, the state before
+// it and the auth chain.
+func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 	ctx := r.Context()
 	pdu, err := s.receiveMembership(r, spec.Join)
 	if err != nil {
@@ -112,6 +129,16 @@ func (s *Server) handleSendLeave(r *http.Request) (any, error) {
 		return nil, membershipError(err)
 	}
 	return struct{}{}, nil
+}
+
+// handleSendLeaveV1 handles PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: v2's
+// checks, answered [200, {}] as v1 was (removed from the spec in v1.18, still called).
+func (s *Server) handleSendLeaveV1(r *http.Request) (any, error) {
+	res, err := s.handleSendLeave(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
 }
 
 // handleSendKnock handles PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}.
