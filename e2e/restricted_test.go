@@ -200,9 +200,11 @@ func TestFederationRestrictedJoin(t *testing.T) {
 // space, make_join's template names alice in join_authorised_via_users_server, and send_join
 // (v2, and the deprecated v1 with its [200, body] answer) returns the join with Lattice's
 // valid signature added. The v1 send_leave answers [200, {}] and the leave takes effect.
+// make_join is 400 M_UNABLE_TO_AUTHORISE_JOIN for a room restricted to a room Lattice is not
+// in, and 400 M_UNABLE_TO_GRANT_JOIN when no user of Lattice in the room may invite.
 func TestFederationInteropRestrictedJoin(t *testing.T) {
 	lat, h := startInterop(t)
-	alice := lat.Register(t, "alice")
+	alice, bob := lat.Register(t, "alice"), lat.Register(t, "bob")
 	latKeys := publishedKeys(t, h.fake, spec.ServerName(lat.Name))
 	for _, ver := range interopVersions {
 		t.Run("v"+string(ver), func(t *testing.T) {
@@ -240,6 +242,34 @@ func TestFederationInteropRestrictedJoin(t *testing.T) {
 				t.Errorf("send_leave v1 answer: %s, want [200, {}]", sl.Raw)
 			}
 			waitMembership(t, alice, room, frank, "leave")
+
+			// A room restricted to a room Lattice is not in: it cannot tell.
+			other := alice.CreateRoom(map[string]any{"preset": "private_chat", "room_version": string(ver),
+				"initial_state": []any{map[string]any{"type": "m.room.join_rules", "state_key": "",
+					"content": restrictedJoinRules("restricted", "!elsewhere:"+string(h.fake.name))}}})
+			mj = h.fake.request(t, "GET", h.lat, "/_matrix/federation/v1/make_join/"+url.PathEscape(other)+"/"+url.PathEscape(eve)+"?ver="+string(ver), nil)
+			if mj.Status != 400 || str(mj.Body, "errcode") != "M_UNABLE_TO_AUTHORISE_JOIN" {
+				t.Errorf("make_join of a room restricted to a room Lattice is not in: %d %s, want 400 M_UNABLE_TO_AUTHORISE_JOIN", mj.Status, mj.Raw)
+			}
+
+			// Lattice's only user left in the room (bob) may not invite; eve may, but is not
+			// Lattice's to name: Lattice cannot grant frank's join.
+			bob := rebind(bob, t)
+			join(bob, space)
+			join(bob, room)
+			pl := powerLevels(t, alice, room)
+			users, _ := pl["users"].(map[string]any)
+			if users == nil {
+				users = map[string]any{}
+			}
+			users[eve] = 100
+			pl["users"] = users
+			expectOK(t, putState(alice, room, "m.room.power_levels", "", pl), "power levels giving eve invite power")
+			expectOK(t, call(alice, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}), "alice leaving")
+			mj = h.fake.request(t, "GET", h.lat, "/_matrix/federation/v1/make_join/"+url.PathEscape(room)+"/"+url.PathEscape(frank)+"?ver="+string(ver), nil)
+			if mj.Status != 400 || str(mj.Body, "errcode") != "M_UNABLE_TO_GRANT_JOIN" {
+				t.Errorf("make_join with nobody on Lattice who may invite: %d %s, want 400 M_UNABLE_TO_GRANT_JOIN", mj.Status, mj.Raw)
+			}
 		})
 	}
 }
