@@ -81,6 +81,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 		return "", err
 	}
 	if err == nil {
+		var grantErr error
 		if s.resident(r) || s.remote == nil {
 			content := s.memberContent(ctx, userID, spec.Join, reason)
 			_, err := s.submitMember(ctx, r, userID, userID, content)
@@ -93,15 +94,13 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 			}
 			// A restricted join that no user of this server may authorise: another
 			// resident server may have one who can (server-server API "Restricted rooms").
-			servers = append(servers, s.joinCandidates(ctx, r, userID)...)
-			if len(dedupServers(servers, s.cfg.ServerName)) == 0 {
-				r.mu.Unlock()
-				return "", err
-			}
-		} else {
-			servers = append(servers, s.joinCandidates(ctx, r, userID)...)
+			grantErr = err
 		}
+		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
 		r.mu.Unlock()
+		if grantErr != nil && len(dedupServers(servers, s.cfg.ServerName)) == 0 {
+			return "", grantErr
+		}
 	} else if s.remote == nil {
 		return "", err
 	}
