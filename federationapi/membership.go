@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lattice-chat/lattice/roomserver"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
 )
 
 // Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
@@ -77,6 +78,23 @@ func (s *Server) makeMembership(r *http.Request, membership string, versions []s
 
 // handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}.
 func (s *Server) handleSendJoin(r *http.Request) (any, error) {
+	return s.sendJoin(r)
+}
+
+// handleSendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: v2's
+// checks, with the answer in the pair [200, body] that v1 had. The spec removed v1 in
+// v1.18 (MSC4376), but servers that predate v2 still call it.
+func (s *Server) handleSendJoinV1(r *http.Request) (any, error) {
+	res, err := s.sendJoin(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
+}
+
+// sendJoin accepts a join and returns v2's answer: the event as accepted, the state before
+// it and the auth chain.
+func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 	ctx := r.Context()
 	pdu, err := s.receiveMembership(r, spec.Join)
 	if err != nil {
@@ -113,6 +131,16 @@ func (s *Server) handleSendLeave(r *http.Request) (any, error) {
 	return struct{}{}, nil
 }
 
+// handleSendLeaveV1 handles PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: v2's
+// checks, answered [200, {}] as v1 was (removed from the spec in v1.18, still called).
+func (s *Server) handleSendLeaveV1(r *http.Request) (any, error) {
+	res, err := s.handleSendLeave(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
+}
+
 // handleSendKnock handles PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}.
 func (s *Server) handleSendKnock(r *http.Request) (any, error) {
 	ctx := r.Context()
@@ -141,7 +169,11 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 	if err != nil {
 		return nil, err
 	}
-	pdu, err := s.checkPDU(ctx, ver, request(ctx).Content())
+	raw := request(ctx).Content()
+	if membership == spec.Join {
+		raw = s.signAuthorisedJoin(ver, raw)
+	}
+	pdu, err := s.checkPDU(ctx, ver, raw)
 	if err != nil {
 		return nil, spec.InvalidParam(err.Error())
 	}
@@ -155,6 +187,25 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 		return nil, spec.InvalidParam("the sender is not a user of the requesting server")
 	}
 	return pdu, nil
+}
+
+// signAuthorisedJoin adds this server's signature to a join whose
+// join_authorised_via_users_server names one of its users: the resident server that
+// authorised a restricted join signs it (server-server API "Restricted rooms"), and the auth
+// rules require that signature, so the join could not pass the signature check without it.
+// The roomserver checks the join may be authorised (roomserver.Server.SendMembership) before
+// the signed event is stored or returned. Anything else is returned unchanged, for checkPDU
+// to judge.
+func (s *Server) signAuthorisedJoin(ver gomatrixserverlib.IRoomVersion, raw []byte) []byte {
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	if err != nil || pdu.Type() != spec.MRoomMember {
+		return raw
+	}
+	via := gjson.GetBytes(pdu.Content(), "join_authorised_via_users_server")
+	if m, err := pdu.Membership(); err != nil || m != spec.Join || !via.Exists() || !s.isLocalUser(via.String()) {
+		return raw
+	}
+	return pdu.Sign(string(s.cfg.ServerName), s.cfg.KeyID, s.cfg.PrivateKey).JSON()
 }
 
 // checkMembershipEvent checks that pdu is the event eventID of roomID and an m.room.member

@@ -143,8 +143,10 @@ func (s *Server) routes() []route {
 		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", s.handleGetMissingEvents, true},
 		// Memberships (membership.go).
 		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", s.handleMakeJoin, true},
+		{"PUT", "/_matrix/federation/v1/send_join/{roomId}/{eventId}", s.handleSendJoinV1, true},
 		{"PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", s.handleSendJoin, true},
 		{"GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", s.handleMakeLeave, true},
+		{"PUT", "/_matrix/federation/v1/send_leave/{roomId}/{eventId}", s.handleSendLeaveV1, true},
 		{"PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", s.handleSendLeave, true},
 		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", s.handleMakeKnock, true},
 		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", s.handleSendKnock, true},

@@ -195,6 +195,12 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if err := checkCanonicalNumbers(req.Content); err != nil {
 		return nil, err
 	}
+	if req.Type == spec.MRoomMember && req.StateKey != nil {
+		var err error
+		if req.Content, err = s.memberContentFor(ctx, r, req.Sender, *req.StateKey, req.Content); err != nil {
+			return nil, err
+		}
+	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
 		RoomID:     r.id,

@@ -81,16 +81,26 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 		return "", err
 	}
 	if err == nil {
+		var grantErr error
 		if s.resident(r) || s.remote == nil {
-			defer r.mu.Unlock()
 			content := s.memberContent(ctx, userID, spec.Join, reason)
-			if _, err := s.submitMember(ctx, r, userID, userID, content); err != nil {
-				return "", err
+			_, err := s.submitMember(ctx, r, userID, userID, content)
+			if !isUnableToGrant(err) || s.remote == nil {
+				r.mu.Unlock()
+				if err != nil {
+					return "", err
+				}
+				return roomID, nil
 			}
-			return roomID, nil
+			// A restricted join that no user of this server may authorise: another
+			// resident server may have one who can (server-server API "Restricted rooms").
+			grantErr = err
 		}
 		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
 		r.mu.Unlock()
+		if grantErr != nil && len(dedupServers(servers, s.cfg.ServerName)) == 0 {
+			return "", grantErr
+		}
 	} else if s.remote == nil {
 		return "", err
 	}
@@ -331,7 +341,9 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 // MakeMembership answers make_join, make_leave and make_knock for userID (of the asking
 // server) in a room this server is in: M_INCOMPATIBLE_ROOM_VERSION when the room's version
 // is not among supportedVersions (make_join and make_knock), M_FORBIDDEN when the auth rules
-// would not allow the membership, M_NOT_FOUND for a room this server is not in.
+// would not allow the membership, M_NOT_FOUND for a room this server is not in. A restricted
+// join's template names one of our users in join_authorised_via_users_server, or fails as
+// joinAuthoriser says (restricted.go).
 func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership string, supportedVersions []gomatrixserverlib.RoomVersion) (*MembershipTemplate, error) {
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
@@ -352,7 +364,20 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 			return nil, spec.IncompatibleRoomVersion(string(r.version.Version()))
 		}
 	}
-	content, _ := json.Marshal(map[string]any{"membership": membership})
+	fields := map[string]any{"membership": membership}
+	if membership == spec.Join {
+		// A restricted join names one of our users who may invite, or fails as the
+		// server-server API's "Restricted rooms" says (M_FORBIDDEN, M_UNABLE_TO_AUTHORISE_JOIN,
+		// M_UNABLE_TO_GRANT_JOIN).
+		via, err := s.joinAuthoriser(ctx, r, userID)
+		if err != nil {
+			return nil, err
+		}
+		if via != "" {
+			fields[authorisedViaKey] = via
+		}
+	}
+	content, _ := json.Marshal(fields)
 	prev := make([]string, 0, len(r.extremities))
 	for _, e := range r.extremities {
 		prev = append(prev, e.id)
@@ -380,7 +405,9 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 // SendMembership accepts a signed membership event (send_join, send_leave, send_knock) that
 // origin made from MakeMembership's template and checked: it must be a membership of the
 // given kind for a user of origin. The event enters the room as InputRemote says and is
-// sent on to the other servers in the room. For joins the answer holds the state before
+// sent on to the other servers in the room. A join naming one of our users in
+// join_authorised_via_users_server (which federationapi signed for us) must pass
+// checkRestrictedJoin first. For joins the answer holds the state before
 // the event and the auth chain; for knocks the stripped state is the answer's State.
 func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
 	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil || *pdu.StateKey() != string(pdu.SenderID()) {
@@ -402,6 +429,11 @@ func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, mem
 	}
 	if pdu.Version() != r.version.Version() {
 		return nil, spec.BadJSON("the event is not of the room's version")
+	}
+	if membership == spec.Join {
+		if err := s.checkAuthorisedJoin(ctx, r, pdu); err != nil {
+			return nil, err
+		}
 	}
 	budget := maxFetchTotal
 	err = s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, forward: true, budget: &budget})
