@@ -57,13 +57,25 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 	if target == "" {
 		target = httputil.PathVar(r, "roomId")
 	}
-	req, err := decodeMembership(r, false)
+	// The body (optional) is content for the member event: reason and any other field.
+	var extra map[string]any
+	body, err := httputil.ReadBody(r)
 	if err != nil {
 		return nil, err
 	}
+	if len(body) > 0 {
+		if err := httputil.UnmarshalObject(body, &extra); err != nil {
+			return nil, err
+		}
+		if reason, ok := extra["reason"]; ok {
+			if _, isString := reason.(string); !isString {
+				return nil, spec.BadJSON("reason must be a string")
+			}
+		}
+	}
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
-	roomID, err := s.rooms.JoinVia(r.Context(), httputil.Device(r.Context()).UserID, target, req.Reason, via)
+	roomID, err := s.rooms.JoinVia(r.Context(), httputil.Device(r.Context()).UserID, target, extra, via)
 	if err != nil {
 		return nil, err
 	}

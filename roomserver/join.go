@@ -58,7 +58,10 @@ func (s *Server) residentStored(ctx context.Context, roomID string) (bool, error
 // JoinVia makes userID join a room: locally when this server is in the room, else through
 // another server (make_join/send_join) among via, the servers a remote alias names, the
 // server of whoever invited the user and the servers of the room's last known members.
-func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason string, via []string) (string, error) {
+// extra is the body of the client's join request: its fields (reason, and any other a client
+// or bridge adds, as the reference server allows) go into the member event's content, over
+// the user's profile, except those the server decides.
+func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extra map[string]any, via []string) (string, error) {
 	var servers []spec.ServerName
 	for _, v := range via {
 		servers = append(servers, spec.ServerName(v))
@@ -83,8 +86,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 	if err == nil {
 		var grantErr error
 		if s.resident(r) || s.remote == nil {
-			content := s.memberContent(ctx, userID, spec.Join, reason)
-			_, err := s.submitMember(ctx, r, userID, userID, content)
+			_, err := s.submitMember(ctx, r, userID, userID, s.joinContent(ctx, userID, extra))
 			if !isUnableToGrant(err) || s.remote == nil {
 				r.mu.Unlock()
 				if err != nil {
@@ -111,7 +113,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 	if len(servers) == 0 {
 		return "", spec.NotFound("no server to join the room through: give one with server_name or via")
 	}
-	res, err := s.remote.Join(ctx, servers, roomID, userID, s.memberContent(ctx, userID, spec.Join, reason))
+	res, err := s.remote.Join(ctx, servers, roomID, userID, s.joinContent(ctx, userID, extra))
 	if err != nil {
 		var me spec.MatrixError
 		if errors.As(err, &me) {
@@ -124,6 +126,21 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 		return "", err
 	}
 	return roomID, nil
+}
+
+// joinContent is the content of userID's join: the profile, then the client's extra fields,
+// less those that are not the client's to set (membership; the authorising user of a
+// restricted join; third_party_signed, which is a parameter of the request).
+func (s *Server) joinContent(ctx context.Context, userID string, extra map[string]any) map[string]any {
+	content := s.memberContent(ctx, userID, spec.Join, "")
+	for k, v := range extra {
+		switch k {
+		case "membership", authorisedViaKey, "third_party_signed":
+		default:
+			content[k] = v
+		}
+	}
+	return content
 }
 
 func (s *Server) isLocalAlias(alias string) bool {

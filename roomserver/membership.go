@@ -48,7 +48,11 @@ func (s *Server) InvitesBlocked(ctx context.Context, userID string) bool {
 // Join makes userID join the room, with their profile in the member event (JoinVia, with
 // no servers named).
 func (s *Server) Join(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
-	return s.JoinVia(ctx, userID, roomIDOrAlias, reason, nil)
+	var extra map[string]any
+	if reason != "" {
+		extra = map[string]any{"reason": reason}
+	}
+	return s.JoinVia(ctx, userID, roomIDOrAlias, extra, nil)
 }
 
 // Leave makes userID leave the room (or reject an invite); a room this server is not in
