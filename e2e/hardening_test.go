@@ -19,3 +19,45 @@ func TestResetPasswordRevokesTokensAtOnce(t *testing.T) {
 	}
 	expectErr(t, whoami(alice), "whoami with the token reset-password revoked", 401, "M_UNKNOWN_TOKEN")
 }
+
+// TestPublishRoomNeedsPower: publishing a room in the directory (PUT /directory/list/room)
+// takes the power to send m.room.canonical_alias, as the reference server requires; a
+// joined member without it gets 403 M_FORBIDDEN, a server admin may publish any room.
+func TestPublishRoomNeedsPower(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	bob := srv.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, room)
+	path := "/_matrix/client/v3/directory/list/room/" + esc(room)
+	visibility := func() string {
+		return str(anon(t, srv, "GET", path, nil).Body, "visibility")
+	}
+
+	expectErr(t, call(bob, "PUT", path, map[string]any{"visibility": "public"}), "member without power publishes", 403, "M_FORBIDDEN")
+	if v := visibility(); v != "private" {
+		t.Errorf("after the refused publish: visibility %q, want private", v)
+	}
+	expectOK(t, call(alice, "PUT", path, map[string]any{"visibility": "public"}), "room creator publishes")
+	expectErr(t, call(bob, "PUT", path, map[string]any{"visibility": "private"}), "member without power unpublishes", 403, "M_FORBIDDEN")
+	if v := visibility(); v != "public" {
+		t.Errorf("after the refused unpublish: visibility %q, want public", v)
+	}
+
+	// Given the power to send m.room.canonical_alias, bob may.
+	pl := stateEvent(alice, room, "m.room.power_levels", "").Body
+	pl["events"].(map[string]any)["m.room.canonical_alias"] = 0
+	expectOK(t, putState(alice, room, "m.room.power_levels", "", pl), "lower canonical_alias to 0")
+	expectOK(t, call(bob, "PUT", path, map[string]any{"visibility": "private"}), "member with power unpublishes")
+
+	// A server admin who is not in the room.
+	out, err := exec.Command(binary, "create-account", "--config", srv.ConfigPath, "--user", "root", "--password", testPassword, "--admin").CombinedOutput()
+	if err != nil {
+		t.Fatalf("create-account: %v: %s", err, out)
+	}
+	root := srv.Login(t, "root")
+	expectOK(t, call(root, "PUT", path, map[string]any{"visibility": "public"}), "server admin publishes")
+	if v := visibility(); v != "public" {
+		t.Errorf("after the admin's publish: visibility %q, want public", v)
+	}
+}
