@@ -61,3 +61,32 @@ func TestPublishRoomNeedsPower(t *testing.T) {
 		t.Errorf("after the admin's publish: visibility %q, want public", v)
 	}
 }
+
+// TestUnauthenticatedMediaFrozen: the deprecated unauthenticated /_matrix/media/v3/download and
+// /thumbnail endpoints do not serve media uploaded after the freeze (the spec's content
+// repository, "Authenticated media": servers SHOULD freeze them); by default this server has
+// been frozen from the start. An operator can set the freeze to a later time, and media
+// uploaded before it is then served there.
+func TestUnauthenticatedMediaFrozen(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	uri := upload(t, alice, encodePNG(t, 64, 64), "image/png", "cat.png")
+	legacyDownload := "/_matrix/media/v3/download/" + mxcPath(uri)
+	legacyThumbnail := "/_matrix/media/v3/thumbnail/" + mxcPath(uri) + "?width=32&height=32"
+	for _, path := range []string{legacyDownload, legacyDownload + "/named.png", legacyThumbnail} {
+		r := srv.media(t, "", "GET", path, nil, "")
+		expectErr(t, r.Resp, "frozen "+path, 404, "M_NOT_FOUND")
+	}
+	if r := srv.media(t, alice.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(uri), nil, ""); r.Status != 200 {
+		t.Errorf("authenticated download: %d", r.Status)
+	}
+
+	srv.Stop()
+	srv.editConfig(t, `unauthenticated_media_freeze: ""`, `unauthenticated_media_freeze: "2999-01-01T00:00:00Z"`)
+	srv.Start()
+	for _, path := range []string{legacyDownload, legacyThumbnail} {
+		if r := srv.media(t, "", "GET", path, nil, ""); r.Status != 200 {
+			t.Errorf("%s uploaded before a later freeze: %d %s", path, r.Status, r.Raw)
+		}
+	}
+}

@@ -101,8 +101,8 @@ func (s *Server) routes() []route {
 		{get, v1 + "/thumbnail/{serverName}/{mediaId}", true, s.content(s.handleThumbnail)},
 		{get, v1 + "/preview_url", true, s.json(s.handlePreviewURL)},
 
-		// Deprecated by Matrix 1.11 and still served, as Synapse does until an administrator
-		// freezes them: downloads and thumbnails without authentication.
+		// Deprecated by Matrix 1.11: downloads and thumbnails without authentication, which
+		// serve only media uploaded before media.unauthenticated_media_freeze (lookup).
 		{get, legacy + "/config", true, s.json(s.handleConfig)},
 		{get, legacy + "/download/{serverName}/{mediaId}", false, s.content(s.handleDownload)},
 		{get, legacy + "/download/{serverName}/{mediaId}/{fileName}", false, s.content(s.handleDownload)},
