@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestResetPasswordRevokesTokensAtOnce: `lattice reset-password` is another process writing the
@@ -88,5 +91,50 @@ func TestUnauthenticatedMediaFrozen(t *testing.T) {
 		if r := srv.media(t, "", "GET", path, nil, ""); r.Status != 200 {
 			t.Errorf("%s uploaded before a later freeze: %d %s", path, r.Status, r.Raw)
 		}
+	}
+}
+
+// TestMediaSweepOnStart: an upload cut short by a crash leaves a temporary file in the media
+// directory, or a file whose database row was never committed; the server removes them when
+// it starts (once they are old enough not to be another process's upload in progress), and
+// keeps the files of committed uploads.
+func TestMediaSweepOnStart(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	content := []byte("committed upload")
+	uri := upload(t, alice, content, "text/plain", "kept.txt")
+	srv.Kill()
+
+	media := filepath.Join(srv.DataDir, "media")
+	old := time.Now().Add(-time.Hour)
+	var leftovers []string
+	for _, rel := range []string{"local/ab/cd/.upload-1234", "local/ab/cd/abcdNeverCommitted"} {
+		path := filepath.Join(media, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("half an upload"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, old, old); err != nil {
+			t.Fatal(err)
+		}
+		leftovers = append(leftovers, path)
+	}
+	srv.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, path := range leftovers {
+		for {
+			if _, err := os.Stat(path); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is still there after the restart", path)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if r := srv.media(t, alice.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(uri), nil, ""); r.Status != 200 || string(r.Raw) != string(content) {
+		t.Errorf("committed upload after the sweep: %d %q", r.Status, r.Raw)
 	}
 }

@@ -39,6 +39,9 @@ type Server struct {
 	remote     RemoteFetcher // set by SetRemote before serving; nil without federation
 	fetches    fetchGroup    // remote fetches under way
 
+	stopSweep context.CancelFunc // set by Start
+	sweepDone chan struct{}      // closed when the start-up sweep has ended
+
 	mu sync.Mutex // guards putting
 	// putting holds the media IDs whose content is being uploaded to an mxc:// URI made by
 	// /create, so that two concurrent uploads cannot overwrite each other's file.

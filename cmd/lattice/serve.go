@@ -195,6 +195,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := media.Start(ctx); err != nil {
+		return err
+	}
+	defer media.Close()
 	media.Register(router)
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
