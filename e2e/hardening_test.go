@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -137,4 +139,20 @@ func TestMediaSweepOnStart(t *testing.T) {
 	if r := srv.media(t, alice.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(uri), nil, ""); r.Status != 200 || string(r.Raw) != string(content) {
 		t.Errorf("committed upload after the sweep: %d %q", r.Status, r.Raw)
 	}
+}
+
+// TestUserDirectoryLongTerm: a search term longer than any user ID or display name is no
+// server error (the spec gives this endpoint no 400); it finds nobody.
+func TestUserDirectoryLongTerm(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	for _, n := range []int{300, 60000} {
+		r := call(alice, "POST", "/_matrix/client/v3/user_directory/search", map[string]any{"search_term": strings.Repeat("a", n)})
+		expectOK(t, r, fmt.Sprintf("search term of %d characters", n))
+		if res := r.Body["results"]; res == nil || len(res.([]any)) != 0 {
+			t.Errorf("search term of %d characters: results %v", n, res)
+		}
+	}
+	r := call(alice, "POST", "/_matrix/client/v3/user_directory/search", map[string]any{"search_term": "alic"})
+	expectOK(t, r, "short search term")
 }
