@@ -206,8 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	router.NotFoundHandler = httputil.NotFoundHandler()
-	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	httputil.SetUnmatched(router)
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
