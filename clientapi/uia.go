@@ -90,7 +90,9 @@ func (s *Server) requirePassword(ctx context.Context, userID string, auth json.R
 		who = a.Identifier.User
 	}
 	if who != "" && s.qualify(who) != userID {
-		return s.uiaRequired(flows, "you can only authenticate as yourself")
+		// Not a failed stage to retry: the request is for another user than the one the
+		// password would prove. 403, as the reference server answers.
+		return spec.Forbidden("you can only authenticate as yourself")
 	}
 	if !s.checkPassword(ctx, userID, a.Password) {
 		return s.uiaRequired(flows, "invalid password")
