@@ -131,4 +131,10 @@ func TestHugePowerLevel(t *testing.T) {
 		}
 	}
 	alice.Send(room, "still in charge")
+	r := sendTxn(alice, room, "m.room.message", "huge", []byte(`{"msgtype": "m.text", "body": "x", "n": 9007199254740992}`))
+	expectErr(t, r, "message with an integer beyond 2^53-1", 400, "M_BAD_JSON")
+	r = call(alice, "POST", "/_matrix/client/v3/createRoom", []byte(`{"power_level_content_override": {"users_default": 9007199254740992}}`))
+	if r.Status != 400 {
+		t.Errorf("createRoom with a huge power level: status %d, want 400; body %s", r.Status, r.Raw)
+	}
 }

@@ -245,7 +245,10 @@ func (s *Server) builderAt(ctx context.Context, r *room, proto *gomatrixserverli
 	return builder, authEvents, nil
 }
 
-// buildError maps an event-building failure caused by the client's content to M_BAD_JSON.
+// buildError maps an event-building failure caused by the client's content to M_BAD_JSON:
+// a failed validation, or content that is not canonical JSON (an integer outside
+// [-(2^53)+1, (2^53)-1], which the spec's "Canonical JSON" forbids; gomatrixserverlib
+// reports it as a BadJSONError).
 func buildError(err error) error {
 	var eve gomatrixserverlib.EventValidationError
 	if errors.As(err, &eve) {
@@ -253,6 +256,10 @@ func buildError(err error) error {
 			return spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: eve.Message}
 		}
 		return spec.BadJSON(eve.Message)
+	}
+	var bje gomatrixserverlib.BadJSONError
+	if errors.As(err, &bje) {
+		return spec.BadJSON(bje.Error())
 	}
 	return fmt.Errorf("build event: %w", err)
 }
