@@ -53,6 +53,9 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 		req.Username = strings.ToLower(config.RandomSecret(9))
 		req.Username = strings.NewReplacer("-", "a", "_", "b").Replace(req.Username)
 	}
+	// The server "MUST either map the provided username onto a user_id in a logical manner, or
+	// reject" it: upper-case letters are mapped, as the reference server does.
+	req.Username = lowerASCII(req.Username)
 	return s.createAccount(r.Context(), req, clientIP(r), false)
 }
 
@@ -155,7 +158,7 @@ func (s *Server) createAccount(ctx context.Context, req registerRequest, ip stri
 
 // handleRegisterAvailable handles GET /register/available.
 func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
-	username := r.URL.Query().Get("username")
+	username := lowerASCII(r.URL.Query().Get("username")) // as handleRegister maps it
 	if username == "" {
 		return nil, spec.MissingParam("username is required")
 	}

@@ -152,10 +152,17 @@ func (s *Server) handleSetVisibility(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if m, err := s.rooms.Membership(r.Context(), roomID, httputil.Device(r.Context()).UserID); err != nil {
+	// The spec leaves who may publish to the server; like the reference server, a server
+	// admin may, and so may a member with the power to send m.room.canonical_alias.
+	userID := httputil.Device(r.Context()).UserID
+	if acc, err := s.db.Account(r.Context(), userID); err != nil {
 		return nil, err
-	} else if m != spec.Join {
-		return nil, spec.Forbidden("you are not in the room")
+	} else if !acc.IsAdmin {
+		if ok, err := s.rooms.MaySendState(r.Context(), roomID, userID, "m.room.canonical_alias"); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, spec.Forbidden("you need the power to send m.room.canonical_alias to publish or unpublish this room")
+		}
 	}
 	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRoomVisibility(r.Context(), room.NID, req.Visibility) })
 }

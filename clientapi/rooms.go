@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -133,10 +134,15 @@ func (s *Server) handleUnban(r *http.Request) (any, error) {
 	})
 }
 
-// handleForget handles POST /rooms/{roomId}/forget.
+// handleForget handles POST /rooms/{roomId}/forget; a room not left yet is 400 M_UNKNOWN
+// ("The user has not left the room").
 func (s *Server) handleForget(r *http.Request) (any, error) {
 	return s.roomAction(r, false, func(u, room, _, _ string) error {
-		return s.rooms.Forget(r.Context(), u, room)
+		err := s.rooms.Forget(r.Context(), u, room)
+		if errors.Is(err, roomserver.ErrNotLeft) {
+			return httputil.Errorf(http.StatusBadRequest, string(spec.ErrorUnknown), "%s", err)
+		}
+		return err
 	})
 }
 

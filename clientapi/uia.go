@@ -65,7 +65,9 @@ func (s *Server) requirePassword(ctx context.Context, userID string, auth json.R
 		who = a.Identifier.User
 	}
 	if who != "" && s.qualify(who) != userID {
-		return s.uiaRequired(flows, "you can only authenticate as yourself")
+		// Not a failed stage to retry: the request is for another user than the one the
+		// password would prove. 403, as the reference server answers.
+		return spec.Forbidden("you can only authenticate as yourself")
 	}
 	if err := s.checkPasswordLimited(ctx, userID, a.Password); errors.Is(err, errWrongPassword) {
 		return s.uiaRequired(flows, "invalid password")
@@ -107,12 +109,31 @@ func (s *Server) checkPassword(ctx context.Context, userID, password string) boo
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("lattice-dummy-password"), bcrypt.DefaultCost)
 
-// qualify turns a localpart or user ID into a user ID on this server.
+// qualify turns a localpart or user ID into a user ID on this server. This server's
+// localparts are lower case (registration maps A-Z onto a-z), so the user may be named in
+// any case, bare or as a full user ID.
 func (s *Server) qualify(user string) string {
-	if strings.HasPrefix(user, "@") {
+	if local, ok := strings.CutPrefix(user, "@"); ok {
+		if localpart, ok := strings.CutSuffix(local, ":"+s.cfg.ServerName); ok {
+			return "@" + lowerASCII(localpart) + ":" + s.cfg.ServerName
+		}
 		return user
 	}
-	return "@" + strings.ToLower(user) + ":" + s.cfg.ServerName
+	return "@" + lowerASCII(user) + ":" + s.cfg.ServerName
+}
+
+// lowerASCII maps A-Z onto a-z and leaves every other byte alone: the first step of the
+// spec's suggested mapping onto the user ID grammar (appendices, "Mapping from other character
+// sets"). Unlike strings.ToLower it maps no other character onto ASCII (the Kelvin sign onto
+// "k"), so no look-alike of a name reaches its account.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func hashPassword(cfg *config.Config, password string) (string, error) {

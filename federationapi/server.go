@@ -188,8 +188,7 @@ func (s *Server) checkACL(h http.Handler) http.Handler {
 func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	s.Register(router)
-	router.NotFoundHandler = httputil.NotFoundHandler()
-	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	httputil.SetUnmatched(router)
 	return httputil.Recover(s.log, httputil.Limits(maxRequestBytes, router))
 }
 

@@ -85,10 +85,28 @@ func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 	if err != nil {
 		return nil, err
 	}
+	var m *storage.Media
 	if !s.isLocal(serverName) {
-		return s.remoteMedia(r, serverName, mediaID, wait)
+		m, err = s.remoteMedia(r, serverName, mediaID, wait)
+	} else {
+		m, err = s.localMedia(r.Context(), mediaID, wait)
 	}
-	return s.localMedia(r.Context(), mediaID, wait)
+	if err != nil {
+		return nil, err
+	}
+	if httputil.Device(r.Context()) == nil && s.frozen(m) {
+		return nil, spec.NotFound("media uploaded after the freeze of unauthenticated media is only served by /_matrix/client/v1/media")
+	}
+	return m, nil
+}
+
+// frozen reports whether m is out of reach of the deprecated unauthenticated endpoints (the
+// only routes without an access token): the spec's content repository ("Authenticated
+// media") says media uploaded after, or during, the freeze SHOULD only be served by the
+// authenticated ones, and counts remote media cached after it as new.
+func (s *Server) frozen(m *storage.Media) bool {
+	freeze := s.cfg.Freeze()
+	return freeze.IsZero() || m.UploadedTS >= freeze.UnixMilli()
 }
 
 // localMedia returns a local media item with its content, waiting up to wait for the content

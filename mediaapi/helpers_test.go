@@ -41,6 +41,10 @@ type fixture struct {
 	bob   string
 }
 
+// beforeLaterFreeze sets the unauthenticated media freeze far in the future, for the tests of
+// what the deprecated unauthenticated endpoints serve of media uploaded before it.
+func beforeLaterFreeze(c *config.Media) { c.UnauthenticatedMediaFreeze = "2999-01-01T00:00:00Z" }
+
 func newFixture(t testing.TB, edit func(*config.Media)) *fixture {
 	t.Helper()
 	dir := t.TempDir()

@@ -75,7 +75,7 @@ func newRemoteFixture(t *testing.T, edit func(*config.Media)) (*fixture, *fakeFe
 // through both the authenticated and the deprecated endpoints, and makes its thumbnails
 // from the cached original.
 func TestRemoteDownload(t *testing.T) {
-	f, fetcher := newRemoteFixture(t, nil)
+	f, fetcher := newRemoteFixture(t, beforeLaterFreeze)
 	img, _ := encode(t, "png", 200, 100)
 	fetcher.items[remoteName+"/cat"] = remoteItem{
 		header:  http.Header{"Content-Type": {"image/png"}, "Content-Disposition": {`attachment; filename*=utf-8''chat%20%C3%A9.png`}},
@@ -182,7 +182,7 @@ func TestRemoteFetchOnce(t *testing.T) {
 
 // TestRemoteErrors checks the answers for remote media that cannot be served.
 func TestRemoteErrors(t *testing.T) {
-	f, fetcher := newRemoteFixture(t, func(c *config.Media) { c.MaxUploadBytes = 100 })
+	f, fetcher := newRemoteFixture(t, func(c *config.Media) { c.MaxUploadBytes = 100; beforeLaterFreeze(c) })
 	big := bytes.Repeat([]byte("x"), 101)
 	fetcher.items[remoteName+"/big"] = remoteItem{header: http.Header{"Content-Type": {"text/plain"}}, content: big}
 	fetcher.items[remoteName+"/declared"] = remoteItem{header: http.Header{"Content-Length": {strconv.Itoa(1 << 20)}}, content: []byte("x")}

@@ -254,7 +254,10 @@ func (s *Server) builderAt(ctx context.Context, r *room, proto *gomatrixserverli
 	return builder, authEvents, nil
 }
 
-// buildError maps an event-building failure caused by the client's content to M_BAD_JSON.
+// buildError maps an event-building failure caused by the client's content to M_BAD_JSON:
+// a failed validation, or content that is not canonical JSON (an integer outside
+// [-(2^53)+1, (2^53)-1], which the spec's "Canonical JSON" forbids; gomatrixserverlib
+// reports it as a BadJSONError).
 func buildError(err error) error {
 	var eve gomatrixserverlib.EventValidationError
 	if errors.As(err, &eve) {

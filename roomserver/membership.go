@@ -133,6 +133,11 @@ func (s *Server) Unban(ctx context.Context, userID, roomID, target, reason strin
 	return err
 }
 
+// ErrNotLeft is Forget's answer for a room the user is still in (joined, invited or
+// knocking). The spec makes it 400 M_UNKNOWN, a status the errcode alone does not give, so
+// the client API maps it.
+var ErrNotLeft = errors.New("you must leave the room before forgetting it")
+
 // Forget hides a room the user has left from their future syncs.
 func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
 	r, err := s.lockRoom(ctx, roomID)
@@ -142,7 +147,7 @@ func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
 	defer r.mu.Unlock()
 	switch r.members[userID] {
 	case spec.Join, spec.Invite, spec.Knock:
-		return spec.Unknown("you must leave the room before forgetting it")
+		return ErrNotLeft
 	case "":
 		return spec.NotFound("you were never in this room")
 	}

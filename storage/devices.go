@@ -26,11 +26,13 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 }
 
 // DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound. Every
-// authenticated request needs one, so lookups are cached (readCache) until a transaction
-// writes devices: a logged-out token is refused at once.
+// authenticated request needs one, so lookups are cached (readCache) until a transaction of
+// any process writes devices: a logged-out token is refused at once.
 func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
-	cached, ok, gen := db.tokens.get(tokenHash)
-	if ok {
+	cached, ok, gen, err := db.tokens.get(ctx, &db.Q, tokenHash)
+	if err != nil {
+		return nil, err
+	} else if ok {
 		return &cached, nil
 	}
 	d, err := db.Q.DeviceByToken(ctx, tokenHash)

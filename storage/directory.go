@@ -46,9 +46,18 @@ type DirectoryUser struct {
 	AvatarURL   string
 }
 
+// maxSearchTermBytes bounds the user-directory search term. User IDs have at most 255 bytes
+// and local display names 256 (clientapi/profile.go), so a longer term, even with the few
+// characters whose lower case is longer, matches nobody; and SQLite refuses LIKE patterns
+// over 50,000 bytes ("LIKE or GLOB pattern too complex").
+const maxSearchTermBytes = 1024
+
 // SearchUsers finds local, active users whose ID or display name contains term, among those
 // who share a room with searcher or are in a public room (all users when searchAll).
 func (q *Q) SearchUsers(ctx context.Context, searcher, term string, searchAll bool, limit int) ([]DirectoryUser, error) {
+	if len(term) > maxSearchTermBytes {
+		return nil, nil
+	}
 	pattern := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(term)) + "%"
 	rows, err := q.query(ctx, `
 		SELECT p.user_id, p.displayname, p.avatar_url FROM profiles p

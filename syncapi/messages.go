@@ -44,6 +44,12 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Membership first, as the reference server does: a non-member learns nothing from the
+	// validation of their parameters (the endpoint documents only 403 for them).
+	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	dir := q.Get("dir")
 	if dir != "b" && dir != "f" {
@@ -59,10 +65,6 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 		limit = min(max(n, 1), maxMessagesLimit)
 	}
 	filter, err := parseRoomEventFilter(q.Get("filter"))
-	if err != nil {
-		return nil, err
-	}
-	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -144,11 +144,7 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		return nil, spec.InvalidParam("set_presence must be online, unavailable or offline")
 	} else if s.presence != nil {
 		// The user counts as syncing (so not offline) until this request ends.
-		done, err := s.presence.Syncing(r.Context(), dev.UserID, setPresence)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+		defer s.presence.Syncing(r.Context(), dev.UserID, setPresence)()
 	}
 	deadline := time.Now().Add(timeout)
 	for {

@@ -206,6 +206,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := media.Start(ctx); err != nil {
+		return err
+	}
+	defer media.Close()
 	media.Register(router)
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
@@ -213,8 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	router.NotFoundHandler = httputil.NotFoundHandler()
-	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	httputil.SetUnmatched(router)
 	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)

@@ -158,6 +158,19 @@ type Media struct {
 	// thumbnail, which guards against decompression bombs.
 	MaxImagePixels int64      `yaml:"max_image_pixels"`
 	URLPreview     URLPreview `yaml:"url_preview"`
+	// UnauthenticatedMediaFreeze is when the deprecated unauthenticated download and
+	// thumbnail endpoints were frozen (RFC 3339): media uploaded (or cached from another
+	// server) before it is still served there, later media only by the authenticated
+	// endpoints. Empty: frozen from the start, nothing is served without a token.
+	UnauthenticatedMediaFreeze string `yaml:"unauthenticated_media_freeze"`
+}
+
+// Freeze returns the time of the unauthenticated media freeze (see
+// UnauthenticatedMediaFreeze); the zero time when frozen from the start. It assumes
+// Validate passed.
+func (m Media) Freeze() time.Time {
+	t, _ := time.Parse(time.RFC3339, m.UnauthenticatedMediaFreeze)
+	return t
 }
 
 // URLPreview configures GET /_matrix/client/v1/media/preview_url, which makes the server
@@ -325,6 +338,11 @@ func (m *Media) validate() []error {
 	}
 	if m.URLPreview.TimeoutMS < 1 {
 		errs = append(errs, errors.New("media.url_preview.timeout_ms must be at least 1"))
+	}
+	if m.UnauthenticatedMediaFreeze != "" {
+		if _, err := time.Parse(time.RFC3339, m.UnauthenticatedMediaFreeze); err != nil {
+			errs = append(errs, fmt.Errorf("media.unauthenticated_media_freeze %q must be empty or an RFC 3339 time such as 2024-09-01T00:00:00Z", m.UnauthenticatedMediaFreeze))
+		}
 	}
 	return errs
 }
