@@ -53,3 +53,21 @@ func TestUnsignedMembership(t *testing.T) {
 	s.waitEvent(roomID, during)
 	check("bob's /sync", bob, s.tl[roomID], bobWant)
 }
+
+// TestJoinWithContent: the body of POST /join goes into the member event's content (the
+// reference server's behaviour that bridges rely on): extra fields and a per-room display
+// name are kept, membership is the server's.
+func TestJoinWithContent(t *testing.T) {
+	srv := StartServer(t)
+	alice, bob := srv.Register(t, "alice"), srv.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": "content"})
+	for path, who := range map[string]*Client{"/_matrix/client/v3/join/" + esc("#content:localhost"): bob, "/_matrix/client/v3/rooms/" + esc(roomID) + "/join": srv.Register(t, "carol")} {
+		r := call(who, "POST", path, map[string]any{"reason": "hello", "foo": "bar", "displayname": "Custom", "membership": "leave"})
+		expectOK(t, r, "join with content")
+		c := obj(stateEvent(alice, roomID, "m.room.member", who.UserID).Body)
+		if c["foo"] != "bar" || c["reason"] != "hello" || c["displayname"] != "Custom" || c["membership"] != "join" {
+			t.Errorf("%s's member event content after joining with content: %v", who.UserID, c)
+		}
+	}
+	expectErr(t, call(alice, "POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/join", map[string]any{"reason": 5}), "join with a reason that is no string", 400, "M_BAD_JSON")
+}
