@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // readCache remembers the results of frequent reads between the writes that change them.
@@ -15,20 +16,36 @@ import (
 // row still holds the generation it was read at, so a write by any process is seen by the next
 // read here, not after a timeout. Checking the generation is a one-row primary-key read: on
 // SQLite about 8 µs, against 13 µs for an access-token lookup and much more for a user's
-// memberships (BenchmarkDeviceByToken), while a cached value costs no more than that read.
+// memberships (BenchmarkDeviceByToken); on PostgreSQL it is a round trip. So the row is read
+// at most once per recheckEvery, and this process's own writes clear the cache when they
+// commit (invalidate): a write here is seen at once, a write by another process within
+// recheckEvery.
 type readCache[K comparable, V any] struct {
 	name string // the row in cache_generations
 	max  int
 
-	mu      sync.Mutex // guards gen and entries
-	gen     int64      // the generation every entry was read at
+	mu      sync.Mutex // guards gen, checked and entries
+	gen     int64      // the generation every entry was read at; -1 after a local write
+	checked time.Time  // when gen was last read from the database
 	entries map[K]V
 }
+
+// recheckEvery bounds how long a write by another process (an admin command, another server
+// process on the same PostgreSQL) may take to reach this process's caches.
+const recheckEvery = 200 * time.Millisecond
 
 // get returns the cached value for k if the cache's generation has not moved since it was
 // read, and the generation to pass to put after reading the value afresh.
 func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, error) {
 	var zero V
+	c.mu.Lock()
+	if c.gen >= 0 && time.Since(c.checked) < recheckEvery {
+		v, ok := c.entries[k]
+		gen := c.gen
+		c.mu.Unlock()
+		return v, ok, gen, nil
+	}
+	c.mu.Unlock()
 	var gen int64
 	err := q.queryRow(ctx, `SELECT generation FROM cache_generations WHERE name = $1`, c.name).Scan(&gen)
 	if err != nil {
@@ -38,6 +55,9 @@ func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, e
 	defer c.mu.Unlock()
 	if gen > c.gen {
 		c.gen, c.entries = gen, nil
+	}
+	if gen == c.gen {
+		c.checked = time.Now()
 	}
 	if gen != c.gen {
 		return zero, false, gen, nil
@@ -58,6 +78,15 @@ func (c *readCache[K, V]) put(k K, v V, gen int64) {
 		c.entries = map[K]V{}
 	}
 	c.entries[k] = v
+}
+
+// invalidate forgets every entry after this process committed a write of the cached data:
+// the next get reads the generation, which the write moved, and a value read before the write
+// (put with the old generation) is not kept.
+func (c *readCache[K, V]) invalidate() {
+	c.mu.Lock()
+	c.gen, c.entries = -1, nil
+	c.mu.Unlock()
 }
 
 // bumpGenerations increments the generations of the caches whose data the transaction wrote,

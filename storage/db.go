@@ -149,6 +149,15 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	if tx.devicesChanged {
+		db.tokens.invalidate()
+	}
+	if tx.keysChanged || tx.devicesChanged {
+		db.keyCounts.invalidate()
+	}
+	if tx.membershipsChanged {
+		db.memberships.invalidate()
+	}
 	return nil
 }
 
