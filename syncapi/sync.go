@@ -10,6 +10,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/pushrules"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -207,6 +208,9 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	if err != nil {
 		return nil, err
 	}
+	if req.since == nil {
+		defaultPushRules(userID, req.filter, resp)
+	}
 	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
 			continue
@@ -297,6 +301,23 @@ func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncRespo
 	}
 	resp.Rooms.Join[m.RoomID] = jr
 	return jr, nil
+}
+
+// defaultPushRules adds the server-default m.push_rules to the global account data of an
+// initial sync when the user has never changed a rule, so none is stored: clients (Element
+// among them) read the rules in force from the initial sync's account data, and
+// push.md's rules apply to every user whether or not they edited them.
+func defaultPushRules(userID string, f Filter, resp *syncResponse) {
+	if !f.AccountData.allows(pushrules.AccountDataType, "") {
+		return
+	}
+	for _, ev := range resp.AccountData.Events {
+		if ev.(map[string]any)["type"] == pushrules.AccountDataType {
+			return
+		}
+	}
+	rules, _ := pushrules.Parse(userID, "") // no stored content: the defaults, no error
+	resp.AccountData.Events = append(resp.AccountData.Events, map[string]any{"type": pushrules.AccountDataType, "content": rules})
 }
 
 // accountData fills the global account data and returns the per-room entries by room.
