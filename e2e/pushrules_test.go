@@ -95,6 +95,17 @@ func TestPushRulesForClients(t *testing.T) {
 	if len(list(rules, "override")) == 0 || len(list(rules, "underride")) == 0 {
 		t.Errorf("initial /sync of a user with default rules: m.push_rules global = %v", rules)
 	}
+	body := allRooms(10, 1)
+	body["extensions"] = map[string]any{"account_data": map[string]any{"enabled": true}}
+	rules = nil
+	for _, e := range list(obj(slidingOK(t, bob, "", 0, body).Body, "extensions", "account_data"), "global") {
+		if evType(e) == "m.push_rules" {
+			rules = obj(e, "content", "global")
+		}
+	}
+	if len(list(rules, "override")) == 0 {
+		t.Errorf("first sliding sync of a user with default rules: m.push_rules global = %v", rules)
+	}
 
 	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	join(bob, roomID)

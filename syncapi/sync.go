@@ -208,8 +208,9 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	if err != nil {
 		return nil, err
 	}
-	if req.since == nil {
-		defaultPushRules(userID, req.filter, resp)
+	if ev := defaultPushRules(userID, resp.AccountData.Events); req.since == nil && ev != nil &&
+		req.filter.AccountData.allows(pushrules.AccountDataType, "") {
+		resp.AccountData.Events = append(resp.AccountData.Events, ev)
 	}
 	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
@@ -303,21 +304,19 @@ func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncRespo
 	return jr, nil
 }
 
-// defaultPushRules adds the server-default m.push_rules to the global account data of an
-// initial sync when the user has never changed a rule, so none is stored: clients (Element
-// among them) read the rules in force from the initial sync's account data, and
-// push.md's rules apply to every user whether or not they edited them.
-func defaultPushRules(userID string, f Filter, resp *syncResponse) {
-	if !f.AccountData.allows(pushrules.AccountDataType, "") {
-		return
-	}
-	for _, ev := range resp.AccountData.Events {
+// defaultPushRules returns the m.push_rules event of the server-default rules for userID,
+// or nil when events (the global account data of a first sync) hold stored ones. A user who
+// never changed a rule has none stored, yet clients (Element among them) read the rules in
+// force from the account data of their first sync, as Synapse serves them: push.md's rules
+// apply to every user whether or not they edited them.
+func defaultPushRules(userID string, events []any) map[string]any {
+	for _, ev := range events {
 		if ev.(map[string]any)["type"] == pushrules.AccountDataType {
-			return
+			return nil
 		}
 	}
 	rules, _ := pushrules.Parse(userID, "") // no stored content: the defaults, no error
-	resp.AccountData.Events = append(resp.AccountData.Events, map[string]any{"type": pushrules.AccountDataType, "content": rules})
+	return map[string]any{"type": pushrules.AccountDataType, "content": rules}
 }
 
 // accountData fills the global account data and returns the per-room entries by room.
