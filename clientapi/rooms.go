@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -76,10 +77,12 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
-	roomID, err := s.rooms.JoinVia(r.Context(), httputil.Device(r.Context()).UserID, target, extra, via)
+	userID := httputil.Device(r.Context()).UserID
+	roomID, err := s.rooms.JoinVia(r.Context(), userID, target, extra, via)
 	if err != nil {
 		return nil, err
 	}
+	s.joinedSettings(r.Context(), userID, roomID)
 	return map[string]string{"room_id": roomID}, nil
 }
 
@@ -189,9 +192,20 @@ func (s *Server) handleUpgrade(r *http.Request) (any, error) {
 	if req.NewVersion == "" {
 		return nil, spec.MissingParam("new_version is required")
 	}
-	newID, err := s.rooms.Upgrade(r.Context(), httputil.Device(r.Context()).UserID, roomID, req.NewVersion, req.AdditionalCreators)
+	userID := httputil.Device(r.Context()).UserID
+	newID, err := s.rooms.Upgrade(r.Context(), userID, roomID, req.NewVersion, req.AdditionalCreators)
 	if err != nil {
 		return nil, err
 	}
+	s.joinedSettings(r.Context(), userID, newID) // the upgrader joined the new room
 	return map[string]string{"replacement_room": newID}, nil
+}
+
+// joinedSettings carries the user's settings for the room that roomID replaces over to
+// roomID once they have joined it. The join stands whatever happens here, so a failure is
+// logged rather than returned.
+func (s *Server) joinedSettings(ctx context.Context, userID, roomID string) {
+	if err := s.inheritPushRules(ctx, userID, roomID); err != nil {
+		s.log.Error("copy push rules to the upgraded room", "room_id", roomID, "user_id", userID, "err", err)
+	}
 }

@@ -1,6 +1,7 @@
 package federationapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,10 +101,12 @@ func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.rs.SendMembership(ctx, request(ctx).Origin(), spec.Join, pdu)
+	origin := request(ctx).Origin()
+	res, err := s.rs.SendMembership(ctx, origin, spec.Join, pdu)
 	if err != nil {
 		return nil, membershipError(err)
 	}
+	s.announceDevices(ctx, origin, pdu.RoomID().String())
 	// The event as we accepted it: with our signature when the roomserver added one.
 	event := json.RawMessage(pdu.JSON())
 	if stored, err := s.db.Event(ctx, pdu.EventID()); err == nil {
@@ -116,6 +119,25 @@ func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 		"origin":          s.cfg.ServerName,
 		"members_omitted": false,
 	}, nil
+}
+
+// announceDevices queues m.device_list_update for the room's local members to origin, whose
+// user joined the room through this server: origin starts sharing the room with them and
+// learns their devices without waiting for one to change. A failure is logged; the join
+// stands.
+func (s *Server) announceDevices(ctx context.Context, origin spec.ServerName, roomID string) {
+	members, err := s.rs.JoinedMembers(ctx, roomID)
+	if err != nil {
+		s.log.Error("members for device list updates", "room_id", roomID, "destination", origin, "err", err)
+		return
+	}
+	local := members[:0]
+	for _, u := range members {
+		if s.isLocalUser(u) {
+			local = append(local, u)
+		}
+	}
+	s.EDUSender().DeviceListsTo(ctx, string(origin), local)
 }
 
 // handleSendLeave handles PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.

@@ -1,6 +1,7 @@
 package roomserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,6 +89,10 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 				continue
 			}
 		}
+		if ev, err := s.unchangedState(ctx, r, req); err != nil || ev != nil {
+			results[i].ev, results[i].err = ev, err
+			continue
+		}
 		pdu, err := s.build(ctx, r, req, prev, depth)
 		if err != nil {
 			results[i].err = err
@@ -142,6 +147,34 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 		}
 	}
 	return results
+}
+
+// unchangedState returns the current state event that req would repeat (same type, state
+// key, sender and content), or nil. Such a request creates no event and gets the existing
+// one, so that a client repeating a join or a state change it already made (a retry, a
+// second click) adds nothing to the room, as Synapse does; the auth rules are not consulted
+// again, since nothing changes.
+func (s *Server) unchangedState(ctx context.Context, r *room, req eventRequest) (*storage.Event, error) {
+	if req.StateKey == nil || req.Type == spec.MRoomCreate {
+		return nil, nil
+	}
+	evs, err := s.stateEvents(ctx, r.version, r.state, []storage.StateKey{{Type: req.Type, StateKey: *req.StateKey}})
+	if err != nil || len(evs) == 0 || string(evs[0].SenderID()) != req.Sender {
+		return nil, err
+	}
+	content := req.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	want, err := gomatrixserverlib.CanonicalJSON(content)
+	if err != nil {
+		return nil, nil // not valid JSON: build reports it
+	}
+	have, err := gomatrixserverlib.CanonicalJSON(evs[0].Content())
+	if err != nil || !bytes.Equal(want, have) {
+		return nil, nil
+	}
+	return s.db.Event(ctx, evs[0].EventID())
 }
 
 // maxEventDepth is the largest depth gomatrixserverlib accepts (canonical JSON's safe

@@ -84,15 +84,20 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 		if err != nil {
 			return nil, nil, err
 		}
+		// One entry per user, shared by the cache and the result: the rules read below must
+		// decide this event too, not only the next one.
 		for _, u := range missing {
-			c.users[u], out[u] = &userRules{}, &userRules{}
+			ur := &userRules{}
+			c.users[u], out[u] = ur, ur
 		}
 		for _, e := range stored {
 			rules, err := pushrules.Parse(e.UserID, e.Content)
 			if err != nil {
 				continue // unreadable rules: the defaults apply
 			}
-			c.users[e.UserID].rules = &rules
+			if ur := c.users[e.UserID]; ur != nil {
+				ur.rules = &rules
+			}
 		}
 	}
 	return out, c.generic, nil

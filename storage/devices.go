@@ -113,16 +113,27 @@ func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) 
 	return nil
 }
 
-// DeleteDevices removes the named devices of userID; with no names, all of them.
+// DeleteDevices removes the named devices of userID; with no names, all of them. The
+// pushers the devices set up go with them: a pusher lives as long as the access token that
+// created it, as in Synapse (a logged-out phone must stop receiving the user's
+// notifications), and with every device gone, so do pushers of no known device.
 func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...string) error {
 	tx.devicesChanged = true
 	if len(deviceIDs) == 0 {
-		_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
-		return err
+		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete devices of %s: %w", userID, err)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete pushers of %s: %w", userID, err)
+		}
+		return nil
 	}
 	for _, id := range deviceIDs {
 		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
 			return fmt.Errorf("delete device %s: %w", id, err)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
+			return fmt.Errorf("delete pushers of device %s: %w", id, err)
 		}
 	}
 	return nil

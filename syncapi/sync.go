@@ -10,6 +10,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/pushrules"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -203,6 +204,10 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	if err != nil {
 		return nil, err
 	}
+	if ev := defaultPushRules(userID, resp.AccountData.Events); req.since == nil && ev != nil &&
+		req.filter.AccountData.allows(pushrules.AccountDataType, "") {
+		resp.AccountData.Events = append(resp.AccountData.Events, ev)
+	}
 	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
 			continue
@@ -293,6 +298,21 @@ func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncRespo
 	}
 	resp.Rooms.Join[m.RoomID] = jr
 	return jr, nil
+}
+
+// defaultPushRules returns the m.push_rules event of the server-default rules for userID,
+// or nil when events (the global account data of a first sync) hold stored ones. A user who
+// never changed a rule has none stored, yet clients (Element among them) read the rules in
+// force from the account data of their first sync, as Synapse serves them: push.md's rules
+// apply to every user whether or not they edited them.
+func defaultPushRules(userID string, events []any) map[string]any {
+	for _, ev := range events {
+		if ev.(map[string]any)["type"] == pushrules.AccountDataType {
+			return nil
+		}
+	}
+	rules, _ := pushrules.Parse(userID, "") // no stored content: the defaults, no error
+	return map[string]any{"type": pushrules.AccountDataType, "content": rules}
 }
 
 // accountData fills the global account data and returns the per-room entries by room.
