@@ -44,7 +44,7 @@ func listenCounting(t *testing.T, addr string) *countingListener {
 // s must be stopped; the caller starts it.
 func blockLoopback(t testing.TB, s *Server) {
 	t.Helper()
-	s.editConfig(t, loopbackAllowed, "allowed_ip_ranges: []")
+	s.editConfig(t, loopbackAllowed, "  allowed_ip_ranges: []")
 }
 
 // leaks reports which words of a network error a response body gives away: whether a port is

@@ -94,7 +94,8 @@ func WithFederation(addr string) ServerOption {
 }
 
 // loopbackAllowed is the federation.allowed_ip_ranges of federating test servers.
-const loopbackAllowed = `allowed_ip_ranges: ["127.0.0.0/8", "::1/128"]`
+// The indentation tells it from push.gateway_allowed_ip_ranges.
+const loopbackAllowed = `  allowed_ip_ranges: ["127.0.0.0/8", "::1/128"]`
 
 // gatewayLoopbackAllowed is the push.gateway_allowed_ip_ranges of every test server.
 const gatewayLoopbackAllowed = `gateway_allowed_ip_ranges: ["127.0.0.0/8", "::1/128"]`
@@ -132,7 +133,7 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	if slices.Contains(args, "--federation-addr") {
 		// Every test server and fake homeserver listens on loopback, which outbound
 		// federation refuses by default; blockLoopback undoes this.
-		out = bytes.Replace(out, []byte("allowed_ip_ranges: []"), []byte(loopbackAllowed), 1)
+		out = bytes.Replace(out, []byte("  allowed_ip_ranges: []"), []byte(loopbackAllowed), 1)
 	}
 	// The fake push gateways of the tests listen on loopback too.
 	out = bytes.Replace(out, []byte("gateway_allowed_ip_ranges: []"), []byte(gatewayLoopbackAllowed), 1)
