@@ -1,0 +1,490 @@
+package e2e
+
+// TestBadInputSweep walks every operation of the specification's client-server and
+// server-server OpenAPI definitions (sweep_openapi_test.go reads them) and sends each one
+// broken requests: mutated path and query parameters, bodies that are malformed, not UTF-8,
+// of the wrong types, with floats, huge or deeply nested values, and requests without, with
+// bogus and with real authentication. Whatever the input, the server must answer:
+//   - never a 5xx, and never hang (each request has a 5 second limit);
+//   - a body that is valid UTF-8 JSON, unless the spec documents that response as something
+//     else (media, redirects);
+//   - a 4xx with an errcode (client-server-api "Standard error response"), unless the spec
+//     documents that status with a body that has none (user-interactive auth's 401).
+//
+// Every operation gets its baseline cases; the mutations are sampled, about 5,000 requests in
+// all (seed printed; LATTICE_SWEEP_SEED chooses it, LATTICE_SWEEP_FULL=1 sends everything,
+// LATTICE_SWEEP_BUDGET changes the number of requests). LATTICE_SWEEP_VERBOSE=1 logs the
+// answer to every operation's valid-ish request; LATTICE_SWEEP_KEEPLOG=FILE keeps the
+// server's log.
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/matrix-org/gomatrixserverlib"
+)
+
+// sweepTimeout bounds every sweep request: a request that takes longer is a failure.
+const sweepTimeout = 5 * time.Second
+
+// sweepCase is one request of the sweep.
+type sweepCase struct {
+	op       *apiOp
+	kind     string // the mutation, e.g. "valid", "path:roomId=%FF", "body:float:limit"
+	path     string // escaped path and query
+	body     []byte // nil: no body
+	auth     string // "user", "none", "bogus", "query-bogus" (client); "signed", "none", "bogus" (federation)
+	baseline bool   // always sent, whatever the sample
+}
+
+// sweepFailure is one response that broke a rule.
+type sweepFailure struct {
+	class  string // "5xx", "hang", "not-json", "no-errcode"
+	c      *sweepCase
+	status int
+	detail string
+}
+
+// sweepEnv is the running server, the identities the sweep uses and the real IDs it fills
+// parameters with.
+type sweepEnv struct {
+	t       *testing.T
+	srv     *Server
+	fake    *fakeHomeserver
+	fedHTTP *http.Client
+	cliHTTP *http.Client
+
+	lastErrcode string // errcode of the last response, for the summary
+
+	main   *sweepIDs // non-destructive operations
+	victim *sweepIDs // operations that may log out, leave or deactivate (see destructive)
+	txn    int
+}
+
+// sweepIDs are the real identifiers of one user's world.
+type sweepIDs struct {
+	client   *Client
+	local    string // password login localpart
+	user     string
+	device   string
+	room     string
+	alias    string
+	event    string
+	mediaID  string
+	filterID string
+	backup   string
+}
+
+func TestBadInputSweep(t *testing.T) {
+	dir := specDir(t)
+	ops := loadOperations(t, dir)
+	for _, op := range ops {
+		normalizeAuth(op)
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("LATTICE_SWEEP_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("LATTICE_SWEEP_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	full := os.Getenv("LATTICE_SWEEP_FULL") == "1"
+	budget := 5000
+	if s := os.Getenv("LATTICE_SWEEP_BUDGET"); s != "" {
+		budget, _ = strconv.Atoi(s)
+	}
+
+	env := startSweepEnv(t)
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+
+	// Non-destructive operations first, then those that may end sessions or memberships.
+	sort.SliceStable(ops, func(i, j int) bool { return !destructive(ops[i]) && destructive(ops[j]) })
+	var all [][]*sweepCase
+	total := 0
+	for _, op := range ops {
+		cases := env.cases(op)
+		all = append(all, cases)
+		total += len(cases)
+	}
+	frac := 1.0
+	if !full && total > budget {
+		frac = float64(budget) / float64(total)
+	}
+	t.Logf("sweep: %d operations, %d possible requests, seed %d (LATTICE_SWEEP_SEED), sampling %.0f%% (LATTICE_SWEEP_FULL=1 for all)",
+		len(ops), total, seed, 100*frac)
+
+	start := time.Now()
+	var failures []sweepFailure
+	sent := 0
+	statuses := map[int]int{}
+	var unimplemented []string
+	for _, cases := range all {
+		for _, c := range cases {
+			if !c.baseline && rng.Float64() >= frac {
+				continue
+			}
+			sent++
+			status, fs := env.run(c)
+			statuses[status/100*100]++
+			if c.kind == "valid" && status == http.StatusNotFound && env.lastErrcode == "M_UNRECOGNIZED" {
+				unimplemented = append(unimplemented, c.op.String())
+			}
+			if os.Getenv("LATTICE_SWEEP_VERBOSE") == "1" && c.kind == "valid" {
+				t.Logf("valid: %s -> %d %s", c.op, status, env.lastErrcode)
+			}
+			failures = append(failures, fs...)
+		}
+	}
+	t.Logf("sweep: sent %d requests over %d operations in %s; responses by class %v (0: no response)",
+		sent, len(ops), time.Since(start).Round(time.Millisecond), statuses)
+	if len(unimplemented) > 0 {
+		t.Logf("sweep: %d operations answer 404 M_UNRECOGNIZED (not implemented): %s", len(unimplemented), strings.Join(unimplemented, ", "))
+	}
+	reportSweep(t, failures, seed)
+}
+
+// normalizeAuth corrects the spec's security requirements where they contradict the API they
+// belong to: room_summary names signedRequest for a client endpoint (its authentication is
+// optional), and the federation timestamp_to_event names the access token.
+func normalizeAuth(op *apiOp) {
+	switch {
+	case op.Federation && op.Auth == "token":
+		op.Auth = "signed"
+	case !op.Federation && op.Auth == "signed":
+		op.Auth = "optional-token"
+	}
+}
+
+// destructive reports whether op may end the session, membership or account it runs as;
+// those run last, as a throwaway user (sweepEnv.victim).
+func destructive(op *apiOp) bool {
+	if op.Federation {
+		return false
+	}
+	p := op.Path
+	for _, suffix := range []string{"/account/deactivate", "/logout", "/logout/all", "/account/password",
+		"/delete_devices", "/upgrade", "/leave", "/forget", "/kick", "/ban", "/account/3pid/delete", "/account/3pid/unbind"} {
+		if strings.HasSuffix(p, suffix) && op.Method == "POST" {
+			return true
+		}
+	}
+	return op.Method == "DELETE" && (strings.HasSuffix(p, "/devices/{deviceId}") || strings.Contains(p, "/room_keys/") || strings.Contains(p, "/directory/room/"))
+}
+
+// startSweepEnv starts a federating server, a fake homeserver that signs requests to it, and
+// two users with a room, a message, an alias, media, a filter and a key backup each.
+func startSweepEnv(t *testing.T) *sweepEnv {
+	ca := newTestCA(t)
+	srv := startFederatedServer(t, ca)
+	env := &sweepEnv{t: t, srv: srv, fake: startFakeHomeserver(t, ca)}
+	if dst := os.Getenv("LATTICE_SWEEP_KEEPLOG"); dst != "" {
+		t.Cleanup(func() {
+			if b, err := os.ReadFile(srv.logPath); err == nil {
+				_ = os.WriteFile(dst, b, 0o600)
+			}
+		})
+	}
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	env.cliHTTP = &http.Client{Timeout: sweepTimeout, CheckRedirect: noRedirect}
+	env.fedHTTP = &http.Client{Timeout: sweepTimeout, CheckRedirect: noRedirect,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	env.main = env.newIDs("sweepalice")
+	env.victim = env.newIDs("sweepvictim")
+	return env
+}
+
+var sweepUsers int
+
+// newIDs registers localpart (with a suffix when taken) and makes its world.
+func (env *sweepEnv) newIDs(localpart string) *sweepIDs {
+	t := env.t
+	sweepUsers++
+	if sweepUsers > 2 {
+		localpart = fmt.Sprintf("%s%d", localpart, sweepUsers)
+	}
+	c := env.srv.Register(t, localpart)
+	ids := &sweepIDs{client: c, local: localpart, user: c.UserID, device: c.DeviceID}
+	ids.alias = "#" + localpart + ":" + env.srv.Name
+	ids.room = c.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": localpart})
+	ids.event = c.Send(ids.room, "hello sweep")
+	r := c.MustDo("POST", "/_matrix/client/v3/user/"+esc(c.UserID)+"/filter", map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 5}}})
+	ids.filterID = str(r.Body, "filter_id")
+	r = c.MustDo("POST", "/_matrix/client/v3/room_keys/version", map[string]any{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{"public_key": "pk"}})
+	ids.backup = str(r.Body, "version")
+	r = c.MustDo("POST", "/_matrix/media/v3/upload?filename=a.txt", []byte("sweep media"))
+	if mxc := str(r.Body, "content_uri"); strings.HasPrefix(mxc, "mxc://") {
+		ids.mediaID = mxc[strings.LastIndex(mxc, "/")+1:]
+	}
+	return ids
+}
+
+// run sends c and checks the response; it returns the status (0 when there was none).
+func (env *sweepEnv) run(c *sweepCase) (int, []sweepFailure) {
+	ids := env.main
+	if destructive(c.op) {
+		ids = env.victim
+	}
+	req, err := env.request(c, ids)
+	if err != nil {
+		return 0, []sweepFailure{{class: "request", c: c, detail: err.Error()}}
+	}
+	client := env.cliHTTP
+	if c.op.Federation {
+		client = env.fedHTTP
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, []sweepFailure{{class: "hang", c: c, detail: err.Error()}}
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, []sweepFailure{{class: "hang", c: c, status: resp.StatusCode, detail: "reading body: " + err.Error()}}
+	}
+	if destructive(c.op) && resp.StatusCode < 300 {
+		env.refreshVictim()
+	}
+	var e struct {
+		Errcode string `json:"errcode"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	env.lastErrcode = e.Errcode
+	return resp.StatusCode, checkResponse(c, resp, raw)
+}
+
+// refreshVictim gives the victim a new session, or replaces the victim when it can no
+// longer log in (a password change or deactivation the sweep did not expect to succeed).
+func (env *sweepEnv) refreshVictim() {
+	body := map[string]any{"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": env.victim.local}, "password": "correct horse battery"}
+	r := env.srv.Do(env.t, "", "POST", "/_matrix/client/v3/login", body)
+	if r.Status == 200 {
+		env.victim.client.Token = str(r.Body, "access_token")
+		env.victim.device = str(r.Body, "device_id")
+		return
+	}
+	env.victim = env.newIDs("sweepvictim")
+}
+
+// request builds the HTTP request for c, authenticated as c.auth says.
+func (env *sweepEnv) request(c *sweepCase, ids *sweepIDs) (*http.Request, error) {
+	path, content := ids.fill(c.path, c.body)
+	var body io.Reader
+	if content != nil {
+		body = bytes.NewReader(content)
+	}
+	base := env.srv.URL
+	if c.op.Federation {
+		base = "https://" + env.srv.Name
+	}
+	req, err := http.NewRequest(c.op.Method, base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.body != nil {
+		ct := c.op.BodyType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	switch c.auth {
+	case "user":
+		req.Header.Set("Authorization", "Bearer "+ids.client.Token)
+	case "bogus":
+		if c.op.Federation {
+			req.Header.Set("Authorization", `X-Matrix origin="`+string(env.fake.name)+`",destination="`+env.srv.Name+`",key="ed25519:fake3",sig="bm90YXNpZ25hdHVyZQ"`)
+		} else {
+			req.Header.Set("Authorization", "Bearer syt_bogus_token_sweep")
+		}
+	case "query-bogus":
+		q := req.URL.Query()
+		q.Set("access_token", "syt_bogus_token_sweep")
+		req.URL.RawQuery = q.Encode()
+	case "signed":
+		req.Header.Set("Authorization", env.xMatrix(c.op.Method, path, content))
+	}
+	return req, nil
+}
+
+// xMatrix signs a federation request as the fake homeserver. Content that cannot be signed
+// (not JSON, or not representable as canonical JSON) gets a signature over no content, which
+// the server must refuse.
+func (env *sweepEnv) xMatrix(method, uri string, content []byte) string {
+	sign := func(content []byte) (string, error) {
+		m := map[string]any{"method": method, "uri": uri, "origin": string(env.fake.name), "destination": env.srv.Name}
+		if content != nil {
+			m["content"] = json.RawMessage(content)
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			return "", err
+		}
+		signed, err := gomatrixserverlib.SignJSON(string(env.fake.name), env.fake.keyID, env.fake.priv, data)
+		if err != nil {
+			return "", err
+		}
+		var out struct {
+			Signatures map[string]map[string]string `json:"signatures"`
+		}
+		if err := json.Unmarshal(signed, &out); err != nil {
+			return "", err
+		}
+		sig := out.Signatures[string(env.fake.name)][string(env.fake.keyID)]
+		if sig == "" {
+			return "", errors.New("no signature")
+		}
+		return fmt.Sprintf(`X-Matrix origin="%s",destination="%s",key="%s",sig="%s"`, env.fake.name, env.srv.Name, env.fake.keyID, sig), nil
+	}
+	h, err := sign(content)
+	if err != nil {
+		h, _ = sign(nil)
+	}
+	return h
+}
+
+// checkResponse applies the sweep's three rules to one response.
+func checkResponse(c *sweepCase, resp *http.Response, raw []byte) []sweepFailure {
+	status := resp.StatusCode
+	fail := func(class, detail string) []sweepFailure {
+		return []sweepFailure{{class: class, c: c, status: status, detail: detail}}
+	}
+	snippet := string(raw)
+	if len(snippet) > 300 {
+		snippet = snippet[:300] + "..."
+	}
+	documented, isDocumented := c.op.Responses[strconv.Itoa(status)]
+	if status >= 500 && !gatewayError(c, status) {
+		return fail("5xx", snippet)
+	}
+	if isDocumented && len(documented.ContentTypes) > 0 && !contains(documented.ContentTypes, "application/json") {
+		return nil // media, for example
+	}
+	if status >= 300 && status < 400 && (!isDocumented || len(documented.ContentTypes) == 0) {
+		return nil // a redirect
+	}
+	if !utf8.Valid(raw) {
+		// Only input the server accepted without checking it can put such bytes there.
+		return fail("not-json", "body is not UTF-8 (echoing nonutf8 input): "+strconv.Quote(snippet))
+	}
+	if !json.Valid(raw) {
+		return fail("not-json", "body is not JSON: "+strconv.Quote(snippet))
+	}
+	if status >= 400 && !(status < 500 && isDocumented && len(documented.ContentTypes) > 0 && !documented.Errcode) {
+		var e struct {
+			Errcode any `json:"errcode"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fail("no-errcode", snippet)
+		}
+		if s, ok := e.Errcode.(string); !ok || !strings.HasPrefix(s, "M_") && !strings.Contains(s, ".") && !strings.Contains(s, "_") {
+			return fail("no-errcode", snippet)
+		}
+	}
+	return nil
+}
+
+// gatewayError reports whether a 5xx status is allowed for c: only 502 and 504, the answers
+// for a remote server that cannot be reached (the spec documents them for remote media, and
+// they are what clients expect elsewhere), and only when c names a made-up remote server. The
+// body is then checked like any other error's.
+func gatewayError(c *sweepCase, status int) bool {
+	if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
+		return false
+	}
+	return strings.Contains(c.path, bogusServer) || bytes.Contains(c.body, []byte(bogusServer))
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonDecodingKinds are the mutations whose failures come from generic JSON decoding
+// (internal/httputil): floats and out-of-range integers where canonical JSON needs integers,
+// strings that are not UTF-8, and nesting deeper than canonical JSON allows.
+func jsonDecodingKind(kind string) bool {
+	for _, k := range []string{":float", ":bigint", "nonutf8", ":deep"} {
+		if strings.Contains(kind, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// reportSweep prints the failures grouped by rule, operation and mutation, and fails the test
+// if there are any.
+func reportSweep(t *testing.T, failures []sweepFailure, seed uint64) {
+	if len(failures) == 0 {
+		return
+	}
+	type group struct {
+		key     string
+		known   bool
+		count   int
+		example sweepFailure
+	}
+	groups := map[string]*group{}
+	for _, f := range failures {
+		kind := f.c.kind
+		if i := strings.Index(kind, "="); i >= 0 {
+			kind = kind[:i]
+		}
+		key := fmt.Sprintf("%-10s %s %s [%s]", f.class, f.c.op.Method, f.c.op.Path, kind)
+		g := groups[key]
+		if g == nil {
+			g = &group{key: key, known: jsonDecodingKind(f.c.kind) || strings.Contains(f.detail, "nonutf8"), example: f}
+			groups[key] = g
+		}
+		g.count++
+	}
+	keys := sortedKeys(groups)
+	var known, other []string
+	for _, k := range keys {
+		g := groups[k]
+		ex := g.example
+		body := string(ex.c.body)
+		if len(body) > 120 {
+			body = body[:120] + "..."
+		}
+		line := fmt.Sprintf("%s x%d\n      e.g. %s %s auth=%s body=%q -> %d %s", g.key, g.count, ex.c.op.Method, truncate(ex.c.path, 160), ex.c.auth, body, ex.status, ex.detail)
+		if g.known {
+			known = append(known, line)
+		} else {
+			other = append(other, line)
+		}
+	}
+	if len(known) > 0 {
+		t.Errorf("sweep: %d failure groups in the generic JSON-decoding classes (floats, big integers, non-UTF-8, deep nesting):\n  %s",
+			len(known), strings.Join(known, "\n  "))
+	}
+	if len(other) > 0 {
+		t.Errorf("sweep: %d other failure groups:\n  %s", len(other), strings.Join(other, "\n  "))
+	}
+	t.Logf("sweep: %d failing requests; rerun with LATTICE_SWEEP_SEED=%d", len(failures), seed)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
