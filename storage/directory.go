@@ -46,9 +46,17 @@ type DirectoryUser struct {
 	AvatarURL   string
 }
 
+// maxSearchTermBytes is longer than any user ID (255 bytes) or display name (256,
+// clientapi/profile.go), even lowercased: a longer term matches nobody. Not asking the
+// database also keeps the LIKE pattern under SQLite's limit (50,000 bytes).
+const maxSearchTermBytes = 1024
+
 // SearchUsers finds local, active users whose ID or display name contains term, among those
 // who share a room with searcher or are in a public room (all users when searchAll).
 func (q *Q) SearchUsers(ctx context.Context, searcher, term string, searchAll bool, limit int) ([]DirectoryUser, error) {
+	if len(term) > maxSearchTermBytes {
+		return nil, nil
+	}
 	pattern := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(term)) + "%"
 	rows, err := q.query(ctx, `
 		SELECT p.user_id, p.displayname, p.avatar_url FROM profiles p
