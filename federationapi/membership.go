@@ -201,7 +201,7 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 	}
 	// The signature check of an invite wants the invitee's server's signature too: ours,
 	// added before the check and sent back only if the invite passes.
-	unsigned, err := ver.NewEventFromUntrustedJSON(body.Event)
+	unsigned, err := parsePDU(ver, body.Event)
 	if err != nil {
 		return nil, spec.InvalidParam("invalid PDU: " + err.Error())
 	}

@@ -1,7 +1,9 @@
 package federationapi
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -20,7 +22,7 @@ func (s *Server) checkPDU(ctx context.Context, ver gomatrixserverlib.IRoomVersio
 	if len(raw) > maxPDUBytes {
 		return nil, fmt.Errorf("PDU is larger than %d bytes", maxPDUBytes)
 	}
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	pdu, err := parsePDU(ver, raw)
 	if err != nil {
 		return nil, fmt.Errorf("invalid PDU: %w", err)
 	}
@@ -28,6 +30,15 @@ func (s *Server) checkPDU(ctx context.Context, ver gomatrixserverlib.IRoomVersio
 		return nil, fmt.Errorf("event %s: bad signature: %w", pdu.EventID(), err)
 	}
 	return pdu, nil
+}
+
+// parsePDU is ver.NewEventFromUntrustedJSON for JSON that may not be an object: the library
+// dereferences what `null` unmarshals to (a nil event) and panics.
+func parsePDU(ver gomatrixserverlib.IRoomVersion, raw []byte) (gomatrixserverlib.PDU, error) {
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("a PDU must be a JSON object")
+	}
+	return ver.NewEventFromUntrustedJSON(raw)
 }
 
 func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error) {
