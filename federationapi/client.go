@@ -122,6 +122,9 @@ func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName)
 	if !ok {
 		return nil, errors.New("invalid server name")
 	}
+	if reservedInvalid(host) {
+		return nil, errors.New("names under .invalid never resolve (RFC 6761)")
+	}
 	if port != -1 || net.ParseIP(strings.Trim(host, "[]")) != nil {
 		return fclient.ResolveServer(ctx, name)
 	}
@@ -129,6 +132,14 @@ func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName)
 		return fclient.ResolveServer(ctx, delegated)
 	}
 	return fclient.ResolveServer(ctx, name)
+}
+
+// reservedInvalid reports whether host is in the .invalid top-level domain, which RFC 6761
+// (section 6.4) reserves for names that must never resolve: resolvers should answer at once
+// rather than ask the DNS, which may be slow or unreachable.
+func reservedInvalid(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "invalid" || strings.HasSuffix(host, ".invalid")
 }
 
 // maxWellKnownBytes bounds the .well-known document read.

@@ -3,6 +3,7 @@ package federationapi
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,21 @@ func TestResolutionCache(t *testing.T) {
 	}
 	if _, err := tr.resolved(ctx, "new.test"); err != nil {
 		t.Fatalf("new.test after a cancelled attempt: %v", err)
+	}
+}
+
+// TestResolveInvalidTLD: names under .invalid fail at once, without asking the DNS (RFC 6761
+// section 6.4); other names are resolved.
+func TestResolveInvalidTLD(t *testing.T) {
+	tr := &matrixTransport{}
+	for _, name := range []spec.ServerName{"example.invalid", "Example.INVALID", "a.b.invalid:8448", "invalid"} {
+		if _, err := tr.resolveName(context.Background(), name); err == nil || !strings.Contains(err.Error(), "RFC 6761") {
+			t.Errorf("resolveName(%s): %v, want the .invalid refusal", name, err)
+		}
+	}
+	for _, host := range []string{"invalid.example.org", "example.invalidx", "127.0.0.1"} {
+		if reservedInvalid(host) {
+			t.Errorf("reservedInvalid(%s) = true", host)
+		}
 	}
 }
