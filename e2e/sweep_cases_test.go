@@ -18,7 +18,7 @@ import (
 // placeholders maps each placeholder to the identifier it stands for.
 func (ids *sweepIDs) placeholders() map[string]string {
 	return map[string]string{"{{room}}": ids.room, "{{user}}": ids.user, "{{event}}": ids.event, "{{device}}": ids.device,
-		"{{alias}}": ids.alias, "{{media}}": ids.mediaID, "{{filter}}": ids.filterID, "{{backup}}": ids.backup}
+		"{{alias}}": ids.alias, "{{media}}": ids.mediaID, "{{filter}}": ids.filterID, "{{backup}}": ids.backup, "{{other}}": ids.other}
 }
 
 // fill replaces the placeholders of a path (escaped) and body (JSON strings: the identifiers
@@ -66,8 +66,7 @@ func (env *sweepEnv) paramValue(p apiParam) string {
 	case n == "server" || n == "via":
 		return bogusServer
 	case n == "txnid":
-		env.txn++
-		return fmt.Sprintf("sweep%d", env.txn)
+		return "{{txn}}" // a new one for every request: a repeated one gets the first answer
 	case n == "eventtype" || n == "type":
 		return "org.sweep.type"
 	case n == "statekey":
@@ -157,7 +156,9 @@ func (env *sweepEnv) bodyValue(name string, s *apiSchema, depth int) any {
 // stringValue is a valid-ish string for a property, by name and format.
 func (env *sweepEnv) stringValue(n, format string) string {
 	switch {
-	case format == "mx-user-id" || n == "user_id" || n == "sender" || n == "mxid" || n == "user" || n == "invite" || n == "userid":
+	case n == "invite" || n == "invitee":
+		return "{{other}}"
+	case format == "mx-user-id" || n == "user_id" || n == "sender" || n == "mxid" || n == "user" || n == "userid":
 		return "{{user}}"
 	case format == "mx-room-id" || n == "room_id":
 		return "{{room}}"
@@ -186,6 +187,10 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 	vals := map[string]string{}
 	for _, p := range op.Params {
 		vals[p.In+":"+p.Name] = env.paramValue(p)
+		if op.Federation && p.Name == "userId" && strings.Contains(op.Path, "/make_") {
+			// make_join, make_leave and make_knock are for users of the asking server.
+			vals[p.In+":"+p.Name] = "@fake:" + string(env.fake.name)
+		}
 	}
 	var body []byte
 	var bodyObj any
@@ -211,7 +216,7 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 		out = append(out, &sweepCase{op: op, kind: kind, path: buildPath(op, vals, allQuery), body: body, auth: auth, baseline: baseline})
 	}
 	add("valid", vals, false, body, userAuth, true)
-	add("valid:all-query", vals, true, body, userAuth, false)
+	add("valid:all-query", vals, true, body, userAuth, true)
 	if op.Auth != "" {
 		add("auth:none", vals, true, body, "none", true)
 		add("auth:bogus", vals, true, body, "bogus", true)
@@ -221,6 +226,9 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 	}
 	if op.Federation && op.Auth == "" {
 		add("auth:signed", vals, false, body, "signed", false)
+	}
+	if op.Federation && op.Auth == "signed" {
+		add("auth:signed-for-another-server", vals, false, body, "signed-elsewhere", true)
 	}
 
 	// Path and query parameters, one at a time.
@@ -301,7 +309,7 @@ func badParamValues(p apiParam) []string {
 		return []string{bogusServer, "bad name." + bogusServer, "raw:%FF." + bogusServer, long[:200] + "." + bogusServer,
 			bogusServer + ":99999", bogusServer + ":-1", "raw:%00." + bogusServer, "[not-an-ip]." + bogusServer}
 	}
-	vals := []string{"!nope:" + bogusServer, "$bogus", "@x:" + bogusServer, "raw:%20", "raw:%FF", "raw:%00", long,
+	vals := []string{"", "!nope:" + bogusServer, "$bogus", "@x:" + bogusServer, "raw:%20", "raw:%FF", "raw:%00", long,
 		"raw:..", "raw:%2e%2e", "a/b", "☃", "!nope:localhost", "@:", "#:"}
 	if p.In == "query" {
 		vals = append(vals, "-1", "1.5", "1e2", "99999999999999999999", "true", "[]", `{"a":`, "")
@@ -349,13 +357,13 @@ func bodyMutations(op *apiOp, obj any, jsonBody bool) []bodyMutation {
 	if !jsonBody || !ok {
 		return muts
 	}
-	if len(op.Body.Required) > 0 {
-		req := map[string]any{}
-		for _, r := range op.Body.Required {
-			if v, ok := m[r]; ok {
-				req[r] = v
-			}
+	req := map[string]any{}
+	for _, r := range op.Body.Required {
+		if v, ok := m[r]; ok {
+			req[r] = v
 		}
+	}
+	if len(req) > 0 {
 		muts = append(muts, bodyMutation{"required-only", mustJSON(req)})
 	}
 	muts = append(muts, bodyMutation{"empty-object", []byte(`{}`)})
@@ -363,6 +371,9 @@ func bodyMutations(op *apiOp, obj any, jsonBody bool) []bodyMutation {
 		s := op.Body.Props[name]
 		for _, v := range badValues(s) {
 			muts = append(muts, bodyMutation{v.kind + ":" + name, withProp(m, name, v.raw)})
+			// The bad property with only the required ones, in case another made-up value
+			// stops the request before this one is read.
+			muts = append(muts, bodyMutation{"alone:" + v.kind + ":" + name, withProp(req, name, v.raw)})
 		}
 		// One level down, for objects with known properties.
 		if sub, ok := m[name].(map[string]any); ok {
