@@ -222,7 +222,13 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 		add("auth:bogus", vals, true, body, "bogus", true)
 	}
 	if !op.Federation {
-		add("auth:query-bogus", vals, false, body, "query-bogus", false)
+		for _, a := range []string{"query-bogus", "header-basic", "header-empty-bearer", "header-nonascii"} {
+			add("auth:"+a, vals, false, body, a, false)
+		}
+	} else if op.Auth == "signed" {
+		for _, a := range []string{"xmatrix-garbage", "xmatrix-no-sig", "xmatrix-unknown-key", "xmatrix-remote-origin", "xmatrix-self-origin"} {
+			add("auth:"+a, vals, false, body, a, false)
+		}
 	}
 	if op.Federation && op.Auth == "" {
 		add("auth:signed", vals, false, body, "signed", false)

@@ -53,7 +53,7 @@ type sweepCase struct {
 
 // sweepFailure is one response that broke a rule.
 type sweepFailure struct {
-	class  string // "5xx", "hang", "not-json", "no-errcode"
+	class  string // "5xx", "hang", "no-answer", "not-json", "no-errcode"
 	c      *sweepCase
 	status int
 	detail string
@@ -257,7 +257,12 @@ func (env *sweepEnv) run(c *sweepCase) (int, []sweepFailure) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, []sweepFailure{{class: "hang", c: c, detail: err.Error()}}
+		// A timeout is a hang; anything else is the connection dropped without an answer.
+		class := "no-answer"
+		if ne, ok := errors.Unwrap(err).(interface{ Timeout() bool }); ok && ne.Timeout() {
+			class = "hang"
+		}
+		return 0, []sweepFailure{{class: class, c: c, detail: err.Error()}}
 	}
 	raw, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -322,6 +327,23 @@ func (env *sweepEnv) request(c *sweepCase, ids *sweepIDs) (*http.Request, error)
 		} else {
 			req.Header.Set("Authorization", "Bearer syt_bogus_token_sweep")
 		}
+	case "header-basic":
+		req.Header.Set("Authorization", "Basic c3dlZXA6c3dlZXA=")
+	case "header-empty-bearer":
+		req.Header.Set("Authorization", "Bearer ")
+	case "header-nonascii":
+		req.Header["Authorization"] = []string{"Bearer \xff\xfetoken"}
+	case "xmatrix-garbage":
+		req.Header.Set("Authorization", `X-Matrix ,,,="=,origin`)
+	case "xmatrix-no-sig":
+		req.Header.Set("Authorization", `X-Matrix origin="`+string(env.fake.name)+`",key="ed25519:fake3"`)
+	case "xmatrix-unknown-key":
+		req.Header.Set("Authorization", strings.Replace(env.xMatrix(c.op.Method, path, content, env.srv.Name), `key="ed25519:fake3"`, `key="ed25519:nope"`, 1))
+	case "xmatrix-remote-origin":
+		// Its keys would have to be fetched from a server that cannot exist.
+		req.Header.Set("Authorization", `X-Matrix origin="`+bogusServer+`",destination="`+env.srv.Name+`",key="ed25519:x",sig="bm90YXNpZ25hdHVyZQ"`)
+	case "xmatrix-self-origin":
+		req.Header.Set("Authorization", `X-Matrix origin="`+env.srv.Name+`",destination="`+env.srv.Name+`",key="ed25519:x",sig="bm90YXNpZ25hdHVyZQ"`)
 	case "query-bogus":
 		q := req.URL.Query()
 		q.Set("access_token", "syt_bogus_token_sweep")
