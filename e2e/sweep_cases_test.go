@@ -237,6 +237,22 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 		add("auth:signed-for-another-server", vals, false, body, "signed-elsewhere", true)
 	}
 
+	// A method the path does not have: 405 M_UNRECOGNIZED.
+	out = append(out, &sweepCase{op: op, kind: "method:PATCH", path: buildPath(op, vals, false), body: body, auth: userAuth, method: "PATCH"})
+	if body != nil {
+		out = append(out, &sweepCase{op: op, kind: "content-type:none", path: buildPath(op, vals, false), body: body, auth: userAuth, ctype: "-"})
+		out = append(out, &sweepCase{op: op, kind: "content-type:text", path: buildPath(op, vals, false), body: body, auth: userAuth, ctype: "text/plain; charset=latin1"})
+	}
+	if path := buildPath(op, vals, true); strings.Contains(path, "?") {
+		// Every query parameter twice, the second time with another value.
+		rep := path
+		for _, kv := range strings.Split(path[strings.Index(path, "?")+1:], "&") {
+			rep += "&" + strings.SplitN(kv, "=", 2)[0] + "=2"
+		}
+		add("query:repeated", vals, true, body, userAuth, false)
+		out[len(out)-1].path = rep
+	}
+
 	// Path and query parameters, one at a time.
 	for _, p := range op.Params {
 		key := p.In + ":" + p.Name
