@@ -181,7 +181,7 @@ func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 	s.Register(router)
 	router.NotFoundHandler = httputil.NotFoundHandler()
 	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
-	return httputil.Recover(s.log, httputil.Limits(maxRequestBytes, router))
+	return httputil.Recover(s.log, httputil.CheckURL(httputil.Limits(maxRequestBytes, router)))
 }
 
 // handleVersion handles GET /_matrix/federation/v1/version.
