@@ -72,6 +72,8 @@ type sweepEnv struct {
 
 	lastErrcode string // errcode of the last response, for the summary
 
+	fakeRoom *fakeRoom // the sweep's room as the fake homeserver knows it
+
 	main   *sweepIDs // non-destructive operations
 	victim *sweepIDs // operations that may log out, leave or deactivate (see destructive)
 	txn    int
@@ -158,6 +160,10 @@ func TestBadInputSweep(t *testing.T) {
 			failures = append(failures, fs...)
 		}
 	}
+	n, fs := env.sweepPDUs()
+	sent += n
+	failures = append(failures, fs...)
+	failures = append(failures, env.logFailures()...)
 	t.Logf("sweep: sent %d requests over %d operations in %s; responses by class %v (0: no response)",
 		sent, len(ops), time.Since(start).Round(time.Millisecond), statuses)
 	if len(gateway) > 0 {
@@ -219,9 +225,11 @@ func startSweepEnv(t *testing.T) *sweepEnv {
 	env.main.other, env.victim.other = env.victim.user, env.main.user
 	// The fake homeserver's user joins the main room, so that its signed requests about the
 	// room (state, backfill, events) get past the membership checks.
-	if _, err := env.fake.join(t, spec.ServerName(srv.Name), env.main.room, "@fake:"+string(env.fake.name)); err != nil {
+	room, err := env.fake.join(t, spec.ServerName(srv.Name), env.main.room, "@fake:"+string(env.fake.name))
+	if err != nil {
 		t.Fatalf("fake homeserver joining the sweep's room: %v", err)
 	}
+	env.fakeRoom = room
 	return env
 }
 
