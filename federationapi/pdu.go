@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -25,6 +26,11 @@ func (s *Server) checkPDU(ctx context.Context, ver gomatrixserverlib.IRoomVersio
 	pdu, err := parsePDU(ver, raw)
 	if err != nil {
 		return nil, fmt.Errorf("invalid PDU: %w", err)
+	}
+	// The type and state key are keys of the state tables, and PostgreSQL text cannot hold a
+	// NUL: such an event could not be stored there. Refused on every backend alike.
+	if strings.ContainsRune(pdu.Type(), 0) || pdu.StateKey() != nil && strings.ContainsRune(*pdu.StateKey(), 0) {
+		return nil, errors.New("invalid PDU: a NUL character in its type or state key")
 	}
 	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.keyRing, userIDForSender); err != nil {
 		return nil, fmt.Errorf("event %s: bad signature: %w", pdu.EventID(), err)
