@@ -2,14 +2,18 @@ package e2e
 
 // TestBadInputSweep walks every operation of the specification's client-server and
 // server-server OpenAPI definitions (sweep_openapi_test.go reads them) and sends each one
-// broken requests: mutated path and query parameters, bodies that are malformed, not UTF-8,
-// of the wrong types, with floats, huge or deeply nested values, and requests without, with
-// bogus and with real authentication. Whatever the input, the server must answer:
-//   - never a 5xx, and never hang (each request has a 5 second limit);
+// broken requests (sweep_cases_test.go): mutated path and query parameters, bodies that are
+// malformed, not UTF-8, of the wrong types, with floats, huge or deeply nested values, and
+// requests without, with bogus and with real authentication; then correctly signed events
+// with odd content over federation (sweep_pdus_test.go). Whatever the input, the server must
+// answer (sweep_report_test.go):
+//   - never a 5xx, except 502 or 504 for a remote server the request made up, and never hang
+//     (each request has a 5 second limit);
 //   - a body that is valid UTF-8 JSON, unless the spec documents that response as something
 //     else (media, redirects);
-//   - a 4xx with an errcode (client-server-api "Standard error response"), unless the spec
-//     documents that status with a body that has none (user-interactive auth's 401).
+//   - a 4xx with an errcode (client-server-api "Standard error response"), except the 401 of
+//     user-interactive authentication;
+//   - and log no Error (our own failure) that no 500 showed.
 //
 // Every operation gets its baseline cases; the mutations are sampled, about 5,000 requests in
 // all (seed printed; LATTICE_SWEEP_SEED chooses it, LATTICE_SWEEP_FULL=1 sends everything,
@@ -32,7 +36,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -47,7 +50,7 @@ type sweepCase struct {
 	kind     string // the mutation, e.g. "valid", "path:roomId=%FF", "body:float:limit"
 	path     string // escaped path and query
 	body     []byte // nil: no body
-	auth     string // "user", "none", "bogus", "query-bogus" (client); "signed", "none", "bogus" (federation)
+	auth     string // how the request authenticates: see sweepEnv.request
 	baseline bool   // always sent, whatever the sample
 	method   string // instead of op.Method, for methods the path does not have
 	ctype    string // instead of the body's content type; "-" for none
@@ -55,7 +58,7 @@ type sweepCase struct {
 
 // sweepFailure is one response that broke a rule.
 type sweepFailure struct {
-	class  string // "5xx", "hang", "no-answer", "not-json", "no-errcode"
+	class  string // "5xx", "hang", "no-answer", "not-json", "no-errcode", "log-error"
 	c      *sweepCase
 	status int
 	detail string
@@ -71,12 +74,13 @@ type sweepEnv struct {
 	cliHTTP *http.Client
 
 	lastErrcode string // errcode of the last response, for the summary
+	users       int    // users registered so far
 
 	fakeRoom *fakeRoom // the sweep's room as the fake homeserver knows it
 
 	main   *sweepIDs // non-destructive operations
 	victim *sweepIDs // operations that may log out, leave or deactivate (see destructive)
-	txn    int
+	txn    int       // transaction IDs used so far
 }
 
 // sweepIDs are the real identifiers of one user's world.
@@ -233,14 +237,13 @@ func startSweepEnv(t *testing.T) *sweepEnv {
 	return env
 }
 
-var sweepUsers int
-
-// newIDs registers localpart (with a suffix when taken) and makes its world.
+// newIDs registers localpart (with a number after it from the third user on: a replaced
+// victim) and makes its world.
 func (env *sweepEnv) newIDs(localpart string) *sweepIDs {
 	t := env.t
-	sweepUsers++
-	if sweepUsers > 2 {
-		localpart = fmt.Sprintf("%s%d", localpart, sweepUsers)
+	env.users++
+	if env.users > 2 {
+		localpart = fmt.Sprintf("%s%d", localpart, env.users)
 	}
 	c := env.srv.Register(t, localpart)
 	ids := &sweepIDs{client: c, local: localpart, user: c.UserID, device: c.DeviceID}
@@ -311,7 +314,11 @@ func (env *sweepEnv) refreshVictim() {
 	env.victim.other = env.main.user
 }
 
-// request builds the HTTP request for c, authenticated as c.auth says.
+// request builds the HTTP request for c, authenticated as c.auth says: "user" (ids' access
+// token), "none", "bogus" (an unknown token or a signature that does not verify),
+// "query-bogus" and "header-*" (malformed client authentication), "signed" (by the fake
+// homeserver), "signed-elsewhere" (for another destination) and "xmatrix-*" (X-Matrix
+// headers that cannot verify).
 func (env *sweepEnv) request(c *sweepCase, ids *sweepIDs) (*http.Request, error) {
 	path, content := ids.fill(c.path, c.body)
 	env.txn++
@@ -416,139 +423,4 @@ func (env *sweepEnv) xMatrix(method, uri string, content []byte, dest string) st
 		h, _ = sign(nil)
 	}
 	return h
-}
-
-// checkResponse applies the sweep's three rules to one response.
-func checkResponse(c *sweepCase, resp *http.Response, raw []byte) []sweepFailure {
-	status := resp.StatusCode
-	fail := func(class, detail string) []sweepFailure {
-		return []sweepFailure{{class: class, c: c, status: status, detail: detail}}
-	}
-	snippet := string(raw)
-	if len(snippet) > 300 {
-		snippet = snippet[:300] + "..."
-	}
-	documented, isDocumented := c.op.Responses[strconv.Itoa(status)]
-	if status >= 500 && !gatewayError(c, status) {
-		return fail("5xx", snippet)
-	}
-	if isDocumented && len(documented.ContentTypes) > 0 && !contains(documented.ContentTypes, "application/json") {
-		return nil // media, for example
-	}
-	if status >= 300 && status < 400 && (!isDocumented || len(documented.ContentTypes) == 0) {
-		return nil // a redirect
-	}
-	if !utf8.Valid(raw) {
-		// Only input the server accepted without checking it can put such bytes there.
-		return fail("not-json", "body is not UTF-8 (echoing nonutf8 input): "+strconv.Quote(snippet))
-	}
-	if !json.Valid(raw) {
-		return fail("not-json", "body is not JSON: "+strconv.Quote(snippet))
-	}
-	// User-interactive authentication's 401 has no errcode on the first request; the spec's
-	// other error schemas without one are examples that carry one.
-	uia := status == http.StatusUnauthorized && isDocumented && len(documented.ContentTypes) > 0 && !documented.Errcode
-	if status >= 400 && !uia {
-		var e struct {
-			Errcode any `json:"errcode"`
-		}
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return fail("no-errcode", snippet)
-		}
-		if s, ok := e.Errcode.(string); !ok || !strings.HasPrefix(s, "M_") && !strings.Contains(s, ".") && !strings.Contains(s, "_") {
-			return fail("no-errcode", snippet)
-		}
-	}
-	return nil
-}
-
-// gatewayError reports whether a 5xx status is allowed for c: only 502 and 504, the answers
-// for a remote server that cannot be reached (the spec documents them for remote media, and
-// they are what clients expect elsewhere), and only when c names a made-up remote server. The
-// body is then checked like any other error's.
-func gatewayError(c *sweepCase, status int) bool {
-	if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
-		return false
-	}
-	return strings.Contains(c.path, bogusServer) || bytes.Contains(c.body, []byte(bogusServer))
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// jsonDecodingKinds are the mutations whose failures come from generic JSON decoding
-// (internal/httputil): floats and out-of-range integers where canonical JSON needs integers,
-// strings that are not UTF-8, and nesting deeper than canonical JSON allows.
-func jsonDecodingKind(kind string) bool {
-	for _, k := range []string{":float", ":bigint", "nonutf8", ":deep"} {
-		if strings.Contains(kind, k) {
-			return true
-		}
-	}
-	return false
-}
-
-// reportSweep prints the failures grouped by rule, operation and mutation, and fails the test
-// if there are any.
-func reportSweep(t *testing.T, failures []sweepFailure, seed uint64) {
-	if len(failures) == 0 {
-		return
-	}
-	type group struct {
-		key     string
-		known   bool
-		count   int
-		example sweepFailure
-	}
-	groups := map[string]*group{}
-	for _, f := range failures {
-		kind := f.c.kind
-		if i := strings.Index(kind, "="); i >= 0 {
-			kind = kind[:i]
-		}
-		key := fmt.Sprintf("%-10s %s %s [%s]", f.class, f.c.op.Method, f.c.op.Path, kind)
-		g := groups[key]
-		if g == nil {
-			g = &group{key: key, known: jsonDecodingKind(f.c.kind) || strings.Contains(f.detail, "nonutf8"), example: f}
-			groups[key] = g
-		}
-		g.count++
-	}
-	keys := sortedKeys(groups)
-	var known, other []string
-	for _, k := range keys {
-		g := groups[k]
-		ex := g.example
-		body := string(ex.c.body)
-		if len(body) > 120 {
-			body = body[:120] + "..."
-		}
-		line := fmt.Sprintf("%s x%d\n      e.g. %s %s auth=%s body=%q -> %d %s", g.key, g.count, ex.c.op.Method, truncate(ex.c.path, 160), ex.c.auth, body, ex.status, ex.detail)
-		if g.known {
-			known = append(known, line)
-		} else {
-			other = append(other, line)
-		}
-	}
-	if len(known) > 0 {
-		t.Errorf("sweep: %d failure groups in the generic JSON-decoding classes (floats, big integers, non-UTF-8, deep nesting):\n  %s",
-			len(known), strings.Join(known, "\n  "))
-	}
-	if len(other) > 0 {
-		t.Errorf("sweep: %d other failure groups:\n  %s", len(other), strings.Join(other, "\n  "))
-	}
-	t.Logf("sweep: %d failing requests; rerun with LATTICE_SWEEP_SEED=%d", len(failures), seed)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
