@@ -53,6 +53,9 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 		req.Username = strings.ToLower(config.RandomSecret(9))
 		req.Username = strings.NewReplacer("-", "a", "_", "b").Replace(req.Username)
 	}
+	// The server "MUST either map the provided username onto a user_id in a logical manner, or
+	// reject" it: upper-case letters are mapped, as the reference server does.
+	req.Username = lowerASCII(req.Username)
 	return s.createAccount(r.Context(), req, clientIP(r), false)
 }
 
@@ -155,7 +158,7 @@ func (s *Server) createAccount(ctx context.Context, req registerRequest, ip stri
 
 // handleRegisterAvailable handles GET /register/available.
 func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
-	username := r.URL.Query().Get("username")
+	username := lowerASCII(r.URL.Query().Get("username")) // as handleRegister maps it
 	if username == "" {
 		return nil, spec.MissingParam("username is required")
 	}
@@ -207,13 +210,10 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	if !strings.HasSuffix(userID, ":"+s.cfg.ServerName) {
 		return nil, spec.Forbidden("invalid user name or password")
 	}
-	// Checked before the password, so that guessing stops working, not just failing.
-	if blocked, wait := s.failedLogins.Blocked(userID); blocked {
-		return nil, spec.LimitExceeded("too many failed logins for this account", wait.Milliseconds())
-	}
-	if !s.checkPassword(r.Context(), userID, req.Password) {
-		s.failedLogins.Allow(userID)
+	if err := s.checkPasswordLimited(r.Context(), userID, req.Password); errors.Is(err, errWrongPassword) {
 		return nil, spec.Forbidden("invalid user name or password")
+	} else if err != nil {
+		return nil, err
 	}
 	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))
 	if err != nil {
@@ -359,7 +359,10 @@ func (s *Server) handleSharedSecretNonce(r *http.Request) (any, error) {
 	if s.cfg.Registration.SharedSecret == "" {
 		return nil, spec.Forbidden("shared-secret registration is disabled")
 	}
-	return map[string]string{"nonce": s.uia.start()}, nil
+	if ok, wait := s.nonceRequests.Allow(clientIP(r)); !ok {
+		return nil, spec.LimitExceeded("too many nonce requests from this address", wait.Milliseconds())
+	}
+	return map[string]string{"nonce": s.nonces.issue()}, nil
 }
 
 // handleSharedSecretRegister handles POST /_synapse/admin/v1/register: the mac is
@@ -378,11 +381,7 @@ func (s *Server) handleSharedSecretRegister(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	s.uia.mu.Lock()
-	_, ok := s.uia.sessions[req.Nonce]
-	delete(s.uia.sessions, req.Nonce)
-	s.uia.mu.Unlock()
-	if !ok {
+	if !s.nonces.take(req.Nonce) {
 		return nil, spec.Forbidden("unrecognised nonce")
 	}
 	mac := hmac.New(sha1.New, []byte(s.cfg.Registration.SharedSecret))

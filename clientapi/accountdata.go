@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -134,44 +133,4 @@ func (s *Server) changeTag(r *http.Request, set bool) (any, error) {
 	}
 	content, _ := json.Marshal(map[string]any{"tags": tags})
 	return struct{}{}, s.setAccountData(r, userID, roomID, "m.tag", string(content))
-}
-
-// handleCreateFilter handles POST /user/{userId}/filter.
-func (s *Server) handleCreateFilter(r *http.Request) (any, error) {
-	userID, err := ownUser(r)
-	if err != nil {
-		return nil, err
-	}
-	content, err := decodeContent(r)
-	if err != nil {
-		return nil, err
-	}
-	var id int64
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		id, err = tx.InsertFilter(r.Context(), userID, string(content))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"filter_id": strconv.FormatInt(id, 10)}, nil
-}
-
-// handleGetFilter handles GET /user/{userId}/filter/{filterId}.
-func (s *Server) handleGetFilter(r *http.Request) (any, error) {
-	userID, err := ownUser(r)
-	if err != nil {
-		return nil, err
-	}
-	id, err := strconv.ParseInt(httputil.PathVar(r, "filterId"), 10, 64)
-	if err != nil {
-		return nil, spec.NotFound("unknown filter")
-	}
-	f, err := s.db.Filter(r.Context(), userID, id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, spec.NotFound("unknown filter")
-	} else if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(f), nil
 }

@@ -79,7 +79,7 @@ func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, creator, err := s.db.Alias(r.Context(), alias)
+	roomID, creator, err := s.db.Alias(r.Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("room alias not found")
 	} else if err != nil {
@@ -92,7 +92,14 @@ func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 			return nil, spec.Forbidden("only the alias creator can delete it")
 		}
 	}
-	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteAlias(r.Context(), alias) })
+	if err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.DeleteAlias(r.Context(), alias) }); err != nil {
+		return nil, err
+	}
+	// The alias is gone whatever happens to the room's canonical alias event.
+	if err := s.rooms.AliasDeleted(r.Context(), dev.UserID, roomID, alias); err != nil {
+		s.log.Error("update canonical alias after deleting an alias", "room_id", roomID, "user_id", dev.UserID, "err", err)
+	}
+	return struct{}{}, nil
 }
 
 // handleRoomAliases handles GET /rooms/{roomId}/aliases.
@@ -152,10 +159,17 @@ func (s *Server) handleSetVisibility(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if m, err := s.rooms.Membership(r.Context(), roomID, httputil.Device(r.Context()).UserID); err != nil {
+	// The spec leaves who may publish to the server; like the reference server, a server
+	// admin may, and so may a member with the power to send m.room.canonical_alias.
+	userID := httputil.Device(r.Context()).UserID
+	if acc, err := s.db.Account(r.Context(), userID); err != nil {
 		return nil, err
-	} else if m != spec.Join {
-		return nil, spec.Forbidden("you are not in the room")
+	} else if !acc.IsAdmin {
+		if ok, err := s.rooms.MaySendState(r.Context(), roomID, userID, "m.room.canonical_alias"); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, spec.Forbidden("you need the power to send m.room.canonical_alias to publish or unpublish this room")
+		}
 	}
 	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRoomVisibility(r.Context(), room.NID, req.Visibility) })
 }

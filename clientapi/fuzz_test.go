@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -82,18 +83,33 @@ func (s *stack) do(t testing.TB, method, path, body string) map[string]any {
 	return out
 }
 
+// badJSONSeeds are bodies that canonical JSON (appendices.md, "Canonical JSON") or JSON itself
+// forbids: floats, exponents, negative zero, integers beyond ±(2^53-1), invalid UTF-8 and deep
+// nesting. Each must be refused with a 4xx.
+var badJSONSeeds = []string{
+	`{"n":1.5}`, `{"n":1e2}`, `{"n":1E400}`, `{"n":-0}`, `{"n":0.0}`, `{"n":9007199254740992}`,
+	`{"n":-9007199254740992}`, `{"n":[1,2,{"m":2.25}]}`, `{"n":123456789012345678901234567890}`,
+	"{\"body\":\"\xff\xfe\"}", "{\"\xc3\x28\":1}", "{\"body\":\"\xed\xa0\x80\"}",
+	strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000),
+	`{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "}",
+	`{"a":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "}",
+}
+
 // checkClientError asserts that a response is a success or a well-formed client error, never
-// a server error.
+// a server error, and that nothing invalid was accepted: invalid UTF-8 is never stored.
 func checkClientError(t *testing.T, rec *httptest.ResponseRecorder, body []byte) {
 	if rec.Code >= 500 {
-		t.Fatalf("status %d for body %q: %s", rec.Code, body, rec.Body)
+		t.Fatalf("status %d for body %.200q: %s", rec.Code, body, rec.Body)
+	}
+	if rec.Code < 300 && !utf8.Valid(body) {
+		t.Fatalf("status %d for a body that is not UTF-8 %.200q: %s", rec.Code, body, rec.Body)
 	}
 	if rec.Code != 200 {
 		var e struct {
 			ErrCode string `json:"errcode"`
 		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || !strings.HasPrefix(e.ErrCode, "M_") {
-			t.Fatalf("status %d without a Matrix errcode for body %q: %s", rec.Code, body, rec.Body)
+			t.Fatalf("status %d without a Matrix errcode for body %.200q: %s", rec.Code, body, rec.Body)
 		}
 	}
 }
@@ -103,7 +119,14 @@ func FuzzCreateRoom(f *testing.F) {
 		`{}`, `[]`, `{"name":5}`, `{"invite":"x"}`, `{"preset":"public_chat","room_alias_name":"a"}`,
 		`{"room_version":"1"}`, `{"room_version":"99"}`, `{"initial_state":[{"type":"m.room.topic","content":{"topic":1}}]}`,
 		`{"power_level_content_override":{"users":{"@a:b":"x"}}}`, `{"creation_content":{"m.federate":false}}`, `nul`, ``,
+		`{"initial_state":[{"type":"m.room.topic","content":{"n":1.5}}]}`,
+		`{"power_level_content_override":{"users_default":9007199254740992}}`,
+		`{"power_level_content_override":{"ban":1e2}}`, `{"creation_content":{"n":-0}}`,
+		"{\"name\":\"\xff\xfe\"}", `{"topic":"\ud800"}`,
 	} {
+		f.Add([]byte(seed))
+	}
+	for _, seed := range badJSONSeeds {
 		f.Add([]byte(seed))
 	}
 	s := newStack(f)
@@ -117,6 +140,9 @@ func FuzzSend(f *testing.F) {
 	for _, seed := range []string{
 		`{"msgtype":"m.text","body":"hi"}`, `[]`, `"x"`, `{"body":{"nested":[1,2,3]}}`, `{`, strings.Repeat(`{"a":`, 50),
 	} {
+		f.Add([]byte(seed))
+	}
+	for _, seed := range badJSONSeeds {
 		f.Add([]byte(seed))
 	}
 	s := newStack(f)

@@ -30,11 +30,7 @@ func (s *Server) profile(r *http.Request) (*storage.Profile, error) {
 	if string(uid.Domain()) != s.cfg.ServerName && s.remoteProfiles != nil {
 		name, avatar, err := s.remoteProfiles.QueryProfile(r.Context(), userID)
 		if err != nil {
-			var me spec.MatrixError
-			if errors.As(err, &me) && me.ErrCode == "M_NOT_FOUND" {
-				return nil, me
-			}
-			return nil, spec.NotFound("profile not found: " + err.Error())
+			return nil, err // M_NOT_FOUND, or 502 when the server could not be reached
 		}
 		return &storage.Profile{DisplayName: name, AvatarURL: avatar}, nil
 	}

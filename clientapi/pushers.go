@@ -75,6 +75,7 @@ func (s *Server) handleSetPusher(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.DeviceID = dev.DeviceID // the pusher goes when this device logs out
 	p.PushKeyTS = s.rooms.Now().UnixMilli()
 	if old, err := s.db.Pushers(ctx, dev.UserID); err == nil {
 		for _, o := range old {

@@ -217,17 +217,24 @@ func loadPushRules(ctx context.Context, q *storage.Q, userID string) (pushrules.
 }
 
 // updatePushRules applies change to the requester's rules of one kind and stores the whole
-// rule set back as account data. The read and the write share one write transaction, so that
-// concurrent changes by the same user are not lost.
+// rule set back as account data.
 func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules *[]pushrules.Rule) error) error {
-	ctx, userID := r.Context(), httputil.Device(r.Context()).UserID
+	return s.changePushRules(r.Context(), httputil.Device(r.Context()).UserID, func(rules *pushrules.Rules) (bool, error) {
+		return true, change(rules.Global.Kind(kind))
+	})
+}
+
+// changePushRules applies change to userID's rules and, when it reports a change, stores the
+// whole rule set back as account data. The read and the write share one write transaction,
+// so that concurrent changes by the same user are not lost.
+func (s *Server) changePushRules(ctx context.Context, userID string, change func(rules *pushrules.Rules) (bool, error)) error {
 	var pos int64
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		rules, err := loadPushRules(ctx, &tx.Q, userID)
 		if err != nil {
 			return err
 		}
-		if err := change(rules.Global.Kind(kind)); err != nil {
+		if changed, err := change(&rules); err != nil || !changed {
 			return err
 		}
 		content, err := json.Marshal(rules)
@@ -237,10 +244,22 @@ func (s *Server) updatePushRules(r *http.Request, kind string, change func(rules
 		pos, err = tx.SetAccountData(ctx, userID, "", pushrules.AccountDataType, string(content))
 		return err
 	})
-	if err == nil && s.waker != nil {
+	if err == nil && pos > 0 && s.waker != nil {
 		s.waker.Wake(storage.StreamAccountData, pos, []string{userID})
 	}
 	return err
+}
+
+// inheritPushRules copies userID's rules for the room that roomID replaces, if any, to
+// roomID: called when the user joins roomID (see pushrules.CopyRoomRules).
+func (s *Server) inheritPushRules(ctx context.Context, userID, roomID string) error {
+	old, err := s.rooms.Predecessor(ctx, roomID)
+	if err != nil || old == "" {
+		return err
+	}
+	return s.changePushRules(ctx, userID, func(rules *pushrules.Rules) (bool, error) {
+		return pushrules.CopyRoomRules(rules, old, roomID), nil
+	})
 }
 
 // updatePushRule applies change to one existing rule, default or user-defined.
@@ -323,16 +342,16 @@ func decodePushRule(r *http.Request, kind, ruleID string) (pushrules.Rule, error
 	return rule, nil
 }
 
-// checkPushActions checks that actions is present and each action a string or an object,
-// and strips the historical actions dont_notify and coalesce, which "Clients and homeservers
-// MUST ignore".
+// checkPushActions checks that actions is present and each action a string or an object.
+// The historical actions dont_notify and coalesce are kept as sent: "Clients and homeservers
+// MUST ignore these actions" (push.md, "Historical Actions"), which evaluation does, and
+// clients that still send ["dont_notify"] to mute a room read their rule back unchanged.
 func checkPushActions(actions []any) ([]any, error) {
 	if actions == nil {
 		return nil, spec.MissingParam("actions is required")
 	}
-	out, ok := pushrules.CleanActions(actions)
-	if !ok {
+	if _, ok := pushrules.CleanActions(actions); !ok {
 		return nil, spec.BadJSON("each action must be a string or an object")
 	}
-	return out, nil
+	return actions, nil
 }

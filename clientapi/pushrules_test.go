@@ -93,9 +93,10 @@ func TestPushRulesPutPosition(t *testing.T) {
 		t.Errorf("%d override rules, want %d", n, len(specDefaultOverride)+4)
 	}
 
-	// The historical dont_notify action is stripped; a rule without conditions gets [].
+	// The historical dont_notify action is kept as sent (evaluation ignores it); a rule
+	// without conditions gets [].
 	cases := map[string]string{
-		"override/first": `{"rule_id":"first","default":false,"enabled":true,"conditions":[{"kind":"event_match","key":"content.body","pattern":"beer"}],"actions":["notify"]}`,
+		"override/first": `{"rule_id":"first","default":false,"enabled":true,"conditions":[{"kind":"event_match","key":"content.body","pattern":"beer"}],"actions":["notify","dont_notify"]}`,
 		"override/third": `{"rule_id":"third","default":false,"enabled":true,"conditions":[],"actions":["notify"]}`,
 	}
 	for rule, want := range cases {

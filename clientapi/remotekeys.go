@@ -55,7 +55,9 @@ func (s *Server) eachServer(ctx context.Context, servers []string, timeout time.
 			if err := fn(ctx, server, &mu); err != nil {
 				s.log.Warn("remote end-to-end keys", "destination", server, "err", err)
 				mu.Lock()
-				failures[server] = map[string]any{"errcode": "M_UNKNOWN", "error": "the server could not be reached or failed: " + err.Error()}
+				// The cause stays in the log: a network error would tell an open port from a
+				// closed one.
+				failures[server] = map[string]any{"errcode": "M_UNKNOWN", "error": "the server could not be reached or failed"}
 				mu.Unlock()
 			}
 		}()

@@ -1,6 +1,8 @@
 package clientapi
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -57,16 +59,30 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 	if target == "" {
 		target = httputil.PathVar(r, "roomId")
 	}
-	req, err := decodeMembership(r, false)
+	// The body (optional) is content for the member event: reason and any other field.
+	var extra map[string]any
+	body, err := httputil.ReadBody(r)
 	if err != nil {
 		return nil, err
+	}
+	if len(body) > 0 {
+		if err := httputil.UnmarshalObject(body, &extra); err != nil {
+			return nil, err
+		}
+		if reason, ok := extra["reason"]; ok {
+			if _, isString := reason.(string); !isString {
+				return nil, spec.BadJSON("reason must be a string")
+			}
+		}
 	}
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
-	roomID, err := s.rooms.JoinVia(r.Context(), httputil.Device(r.Context()).UserID, target, req.Reason, via)
+	userID := httputil.Device(r.Context()).UserID
+	roomID, err := s.rooms.JoinVia(r.Context(), userID, target, extra, via)
 	if err != nil {
 		return nil, err
 	}
+	s.joinedSettings(r.Context(), userID, roomID)
 	return map[string]string{"room_id": roomID}, nil
 }
 
@@ -121,10 +137,15 @@ func (s *Server) handleUnban(r *http.Request) (any, error) {
 	})
 }
 
-// handleForget handles POST /rooms/{roomId}/forget.
+// handleForget handles POST /rooms/{roomId}/forget; a room not left yet is 400 M_UNKNOWN
+// ("The user has not left the room").
 func (s *Server) handleForget(r *http.Request) (any, error) {
 	return s.roomAction(r, false, func(u, room, _, _ string) error {
-		return s.rooms.Forget(r.Context(), u, room)
+		err := s.rooms.Forget(r.Context(), u, room)
+		if errors.Is(err, roomserver.ErrNotLeft) {
+			return httputil.Errorf(http.StatusBadRequest, string(spec.ErrorUnknown), "%s", err)
+		}
+		return err
 	})
 }
 
@@ -171,9 +192,20 @@ func (s *Server) handleUpgrade(r *http.Request) (any, error) {
 	if req.NewVersion == "" {
 		return nil, spec.MissingParam("new_version is required")
 	}
-	newID, err := s.rooms.Upgrade(r.Context(), httputil.Device(r.Context()).UserID, roomID, req.NewVersion, req.AdditionalCreators)
+	userID := httputil.Device(r.Context()).UserID
+	newID, err := s.rooms.Upgrade(r.Context(), userID, roomID, req.NewVersion, req.AdditionalCreators)
 	if err != nil {
 		return nil, err
 	}
+	s.joinedSettings(r.Context(), userID, newID) // the upgrader joined the new room
 	return map[string]string{"replacement_room": newID}, nil
+}
+
+// joinedSettings carries the user's settings for the room that roomID replaces over to
+// roomID once they have joined it. The join stands whatever happens here, so a failure is
+// logged rather than returned.
+func (s *Server) joinedSettings(ctx context.Context, userID, roomID string) {
+	if err := s.inheritPushRules(ctx, userID, roomID); err != nil {
+		s.log.Error("copy push rules to the upgraded room", "room_id", roomID, "user_id", userID, "err", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -27,12 +28,13 @@ type Waker interface {
 
 // Server is the client API.
 type Server struct {
-	cfg   *config.Config
-	db    *storage.DB
-	rooms *roomserver.Server
-	waker Waker
-	log   *slog.Logger
-	uia   *uiaSessions
+	cfg    *config.Config
+	db     *storage.DB
+	rooms  *roomserver.Server
+	waker  Waker
+	log    *slog.Logger
+	uia    *sessionIDs // user-interactive authentication sessions
+	nonces *sessionIDs // shared-secret registration nonces
 
 	typing          *typing.Typing    // typing notifications, shared with syncapi
 	presence        *presence.Service // presence, shared with syncapi
@@ -46,11 +48,15 @@ type Server struct {
 
 	failedLogins  *ratelimit.Limiter // wrong passwords, by user ID
 	registrations *ratelimit.Limiter // /register calls, by client address
+	nonceRequests *ratelimit.Limiter // shared-secret registration nonces, by client address
 }
 
 // New returns the client API. typers and pres are shared with the sync API.
 func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Waker, typers *typing.Typing, pres *presence.Service, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, typing: typers, presence: pres, log: log, uia: newUIASessions(),
+	return &Server{cfg: cfg, db: db, rooms: rooms, waker: waker, typing: typers, presence: pres, log: log,
+		uia:           newSessionIDs(15*time.Minute, 10_000),
+		nonces:        newSessionIDs(5*time.Minute, 10_000),
+		nonceRequests: ratelimit.New(10, 100),
 		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
 		registrations: ratelimit.New(cfg.Limits.RegistrationsPerMinute/60, cfg.Limits.RegistrationsBurst),
 	}
@@ -175,7 +181,5 @@ func (s *Server) routes() []route {
 		{get, "/user/{userId}/rooms/{roomId}/tags", true, false, s.handleTags},
 		{put, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleSetTag},
 		{del, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleDeleteTag},
-		{post, "/user/{userId}/filter", true, false, s.handleCreateFilter},
-		{get, "/user/{userId}/filter/{filterId}", true, false, s.handleGetFilter},
 	}
 }

@@ -3,9 +3,9 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -15,31 +15,6 @@ import (
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
 )
-
-// uiaSessions tracks user-interactive authentication sessions. They live for a few minutes
-// and only in memory: a lost session means the client starts the flow again, as the spec allows.
-type uiaSessions struct {
-	mu       sync.Mutex // guards sessions
-	sessions map[string]time.Time
-}
-
-func newUIASessions() *uiaSessions {
-	return &uiaSessions{sessions: make(map[string]time.Time)}
-}
-
-func (u *uiaSessions) start() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	now := time.Now()
-	for id, t := range u.sessions {
-		if now.Sub(t) > 15*time.Minute {
-			delete(u.sessions, id)
-		}
-	}
-	id := config.RandomSecret(18)
-	u.sessions[id] = now
-	return id
-}
 
 // authData is the "auth" object of a user-interactive authentication request.
 type authData struct {
@@ -63,7 +38,7 @@ func (s *Server) uiaRequired(flows [][]string, errMsg string) error {
 		fl = append(fl, map[string]any{"stages": f})
 	}
 	e := &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
-		"flows": fl, "params": map[string]any{}, "session": s.uia.start(),
+		"flows": fl, "params": map[string]any{}, "session": s.uia.issue(),
 	}}
 	if errMsg != "" {
 		e.Code, e.Msg = "M_FORBIDDEN", errMsg
@@ -90,10 +65,33 @@ func (s *Server) requirePassword(ctx context.Context, userID string, auth json.R
 		who = a.Identifier.User
 	}
 	if who != "" && s.qualify(who) != userID {
-		return s.uiaRequired(flows, "you can only authenticate as yourself")
+		// Not a failed stage to retry: the request is for another user than the one the
+		// password would prove. 403, as the reference server answers.
+		return spec.Forbidden("you can only authenticate as yourself")
 	}
-	if !s.checkPassword(ctx, userID, a.Password) {
+	if err := s.checkPasswordLimited(ctx, userID, a.Password); errors.Is(err, errWrongPassword) {
 		return s.uiaRequired(flows, "invalid password")
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// errWrongPassword is checkPasswordLimited's answer to a wrong password.
+var errWrongPassword = errors.New("wrong password")
+
+// checkPasswordLimited checks a password under the per-account limit on wrong passwords that
+// /login and every user-interactive authentication share, so that a stolen access token
+// gives no faster way to guess the account's password: errWrongPassword for a wrong one,
+// M_LIMIT_EXCEEDED once the account's allowance is spent (checked before the password, so
+// that guessing stops working, not just failing).
+func (s *Server) checkPasswordLimited(ctx context.Context, userID, password string) error {
+	if blocked, wait := s.failedLogins.Blocked(userID); blocked {
+		return spec.LimitExceeded("too many wrong passwords for this account", wait.Milliseconds())
+	}
+	if !s.checkPassword(ctx, userID, password) {
+		s.failedLogins.Allow(userID)
+		return errWrongPassword
 	}
 	return nil
 }
@@ -111,12 +109,31 @@ func (s *Server) checkPassword(ctx context.Context, userID, password string) boo
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("lattice-dummy-password"), bcrypt.DefaultCost)
 
-// qualify turns a localpart or user ID into a user ID on this server.
+// qualify turns a localpart or user ID into a user ID on this server. This server's
+// localparts are lower case (registration maps A-Z onto a-z), so the user may be named in
+// any case, bare or as a full user ID.
 func (s *Server) qualify(user string) string {
-	if strings.HasPrefix(user, "@") {
+	if local, ok := strings.CutPrefix(user, "@"); ok {
+		if localpart, ok := strings.CutSuffix(local, ":"+s.cfg.ServerName); ok {
+			return "@" + lowerASCII(localpart) + ":" + s.cfg.ServerName
+		}
 		return user
 	}
-	return "@" + strings.ToLower(user) + ":" + s.cfg.ServerName
+	return "@" + lowerASCII(user) + ":" + s.cfg.ServerName
+}
+
+// lowerASCII maps A-Z onto a-z and leaves every other byte alone: the first step of the
+// spec's suggested mapping onto the user ID grammar (appendices, "Mapping from other character
+// sets"). Unlike strings.ToLower it maps no other character onto ASCII (the Kelvin sign onto
+// "k"), so no look-alike of a name reaches its account.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func hashPassword(cfg *config.Config, password string) (string, error) {

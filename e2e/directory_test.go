@@ -120,3 +120,46 @@ func TestCanonicalAliasChecked(t *testing.T) {
 	alice.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc("#second:localhost"), map[string]any{"room_id": room})
 	alice.MustDo("PUT", path, map[string]any{"alias": "#home:localhost", "alt_aliases": []string{"#second:localhost"}})
 }
+
+// TestDeleteCanonicalAlias: deleting the alias that is the room's canonical alias (or one of
+// its alt_aliases) updates m.room.canonical_alias, and members see the update in /sync
+// (directory.yaml DELETE /directory/room/{roomAlias}: "Servers may choose to update the
+// alt_aliases for the m.room.canonical_alias state event in the room when an alias is
+// removed"); a moderator deleting an alias they lack the power to unset still succeeds.
+func TestDeleteCanonicalAlias(t *testing.T) {
+	srv := StartServer(t)
+	alice, bob := srv.Register(t, "alice"), srv.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": "main"})
+	join(bob, roomID)
+	alice.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc("#alt:localhost"), map[string]any{"room_id": roomID})
+	bob.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc("#bobs:localhost"), map[string]any{"room_id": roomID})
+	expectOK(t, putState(alice, roomID, "m.room.canonical_alias", "", map[string]any{
+		"alias": "#main:localhost", "alt_aliases": []string{"#alt:localhost", "#bobs:localhost"}}), "set canonical alias")
+	bobSync := newSyncer(bob, "")
+	bobSync.once(0)
+
+	alice.MustDo("DELETE", "/_matrix/client/v3/directory/room/"+esc("#main:localhost"), nil)
+	canonical := func(r Resp) map[string]any {
+		for _, e := range list(obj(r.Body, "rooms", "join", roomID, "timeline"), "events") {
+			if evType(e) == "m.room.canonical_alias" {
+				return obj(e, "content")
+			}
+		}
+		return nil
+	}
+	r := bobSync.until("the canonical alias update", func(r Resp) bool { return canonical(r) != nil })
+	c := canonical(r)
+	if _, has := c["alias"]; has || fmt.Sprint(c["alt_aliases"]) != "[#alt:localhost #bobs:localhost]" {
+		t.Errorf("m.room.canonical_alias after deleting the canonical alias: %v", c)
+	}
+
+	alice.MustDo("DELETE", "/_matrix/client/v3/directory/room/"+esc("#alt:localhost"), nil)
+	if c := stateEvent(bob, roomID, "m.room.canonical_alias", "").Body; fmt.Sprint(c["alt_aliases"]) != "[#bobs:localhost]" {
+		t.Errorf("m.room.canonical_alias after deleting an alt alias: %v", c)
+	}
+	// bob (power 0) cannot change m.room.canonical_alias; deleting his alias still succeeds.
+	bob.MustDo("DELETE", "/_matrix/client/v3/directory/room/"+esc("#bobs:localhost"), nil)
+	if r := bob.Do("GET", "/_matrix/client/v3/directory/room/"+esc("#bobs:localhost"), nil); r.Status != 404 {
+		t.Errorf("bob's alias after deleting it: %d", r.Status)
+	}
+}

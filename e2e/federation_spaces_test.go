@@ -61,6 +61,15 @@ func TestFederationSpaces(t *testing.T) {
 	child(space, privA, a.Name, "c")
 	child(space, onB, b.Name, "d")
 	child(space, "!nowhere:"+silent.Addr().String(), silent.Addr().String(), "e")
+	// Deep is no space: its m.space.child events are not part of the hierarchy.
+	underDeep := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Under Deep"})
+	child(deep, underDeep, a.Name, "a")
+	// A restricted room whose allowed room A is not in: A cannot tell that B's users may join
+	// it, so it is an inaccessible child for B.
+	restricted := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Members of On B", "room_version": "10",
+		"initial_state": []any{map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": onB}}}}}})
+	child(space, restricted, a.Name, "f")
 	if r := joinRoom(bob, space, a.Name); r.Status != 200 {
 		t.Fatalf("bob joining the space: %d %s", r.Status, r.Raw)
 	}
@@ -86,6 +95,9 @@ func TestFederationSpaces(t *testing.T) {
 			if states := list(room, "children_state"); len(states) != 1 || str(states[0], "state_key") != deep || room["num_joined_members"] != float64(1) {
 				t.Fatalf("the sub-space from A: %v", room)
 			}
+		}
+		if str(room, "room_id") == deep && len(list(room, "children_state")) != 0 {
+			t.Fatalf("a room that is no space has children: %v", room)
 		}
 		if room["room_version"] == nil || room["join_rule"] != "public" {
 			t.Fatalf("a room of the hierarchy: %v", room)

@@ -595,11 +595,22 @@ type fakeRoom struct {
 	ver    gomatrixserverlib.IRoomVersion
 	state  map[string]gomatrixserverlib.PDU // "type|state_key" -> event
 	latest gomatrixserverlib.PDU
+	// template is the make_join answer's event; answered the send_join answer's "event" (the
+	// join as the resident server accepted it, with its signature), when it had one.
+	template gomatrixserverlib.ProtoEvent
+	answered json.RawMessage
 }
 
 // join makes userID (a user of f) join roomID through dest with make_join and send_join v2,
 // building and signing the join event from the make_join template.
 func (f *fakeHomeserver) join(t *testing.T, dest spec.ServerName, roomID, userID string) (*fakeRoom, error) {
+	t.Helper()
+	return f.joinVersion(t, dest, roomID, userID, "v2")
+}
+
+// joinVersion is join with send_join of the given version: "v2", or "v1", whose answer is
+// the pair [200, body] of the deprecated endpoint.
+func (f *fakeHomeserver) joinVersion(t *testing.T, dest spec.ServerName, roomID, userID, sendJoinVersion string) (*fakeRoom, error) {
 	t.Helper()
 	q := url.Values{}
 	for v := range gomatrixserverlib.StableRoomVersions() {
@@ -633,19 +644,28 @@ func (f *fakeHomeserver) join(t *testing.T, dest spec.ServerName, roomID, userID
 	if err != nil {
 		return nil, fmt.Errorf("building the join from template %s: %v", mj.Raw, err)
 	}
-	sj := f.request(t, "PUT", dest, "/_matrix/federation/v2/send_join/"+url.PathEscape(roomID)+"/"+url.PathEscape(joinEv.EventID()), json.RawMessage(joinEv.JSON()))
+	sj := f.request(t, "PUT", dest, "/_matrix/federation/"+sendJoinVersion+"/send_join/"+url.PathEscape(roomID)+"/"+url.PathEscape(joinEv.EventID()), json.RawMessage(joinEv.JSON()))
 	if sj.Status != 200 {
 		return nil, fmt.Errorf("send_join: %d %s", sj.Status, sj.Raw)
+	}
+	body := sj.Raw
+	if sendJoinVersion == "v1" {
+		var pair []json.RawMessage
+		if err := json.Unmarshal(sj.Raw, &pair); err != nil || len(pair) != 2 || string(pair[0]) != "200" {
+			return nil, fmt.Errorf("send_join v1 answer is not [200, {...}]: %.500s", sj.Raw)
+		}
+		body = pair[1]
 	}
 	var resp struct {
 		State     []json.RawMessage `json:"state"`
 		AuthChain []json.RawMessage `json:"auth_chain"`
 		Event     json.RawMessage   `json:"event"`
 	}
-	if err := json.Unmarshal(sj.Raw, &resp); err != nil {
+	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, fmt.Errorf("send_join response %.500s: %v", sj.Raw, err)
 	}
-	room := &fakeRoom{roomID: roomID, ver: ver, state: map[string]gomatrixserverlib.PDU{}, latest: joinEv}
+	room := &fakeRoom{roomID: roomID, ver: ver, state: map[string]gomatrixserverlib.PDU{}, latest: joinEv,
+		template: tmpl.Event, answered: resp.Event}
 	for _, raw := range resp.State {
 		ev, err := ver.NewEventFromUntrustedJSON(raw)
 		if err != nil {
@@ -658,6 +678,36 @@ func (f *fakeHomeserver) join(t *testing.T, dest spec.ServerName, roomID, userID
 	}
 	room.state["m.room.member|"+userID] = joinEv
 	return room, nil
+}
+
+// leave makes userID (a user of f) leave roomID through dest with make_leave and send_leave
+// of the given version ("v1" or "v2"), and returns the send_leave response.
+func (f *fakeHomeserver) leave(t *testing.T, dest spec.ServerName, roomID, userID, sendLeaveVersion string) (fedResp, error) {
+	t.Helper()
+	ml := f.request(t, "GET", dest, "/_matrix/federation/v1/make_leave/"+url.PathEscape(roomID)+"/"+url.PathEscape(userID), nil)
+	if ml.Status != 200 {
+		return ml, fmt.Errorf("make_leave: %d %s", ml.Status, ml.Raw)
+	}
+	var tmpl struct {
+		RoomVersion gomatrixserverlib.RoomVersion `json:"room_version"`
+		Event       gomatrixserverlib.ProtoEvent  `json:"event"`
+	}
+	if err := json.Unmarshal(ml.Raw, &tmpl); err != nil {
+		return ml, fmt.Errorf("make_leave response %s: %v", ml.Raw, err)
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(tmpl.RoomVersion)
+	if err != nil {
+		return ml, fmt.Errorf("make_leave room_version %q: %v", tmpl.RoomVersion, err)
+	}
+	ev, err := ver.NewEventBuilderFromProtoEvent(&tmpl.Event).Build(time.Now(), f.name, f.keyID, f.priv)
+	if err != nil {
+		return ml, fmt.Errorf("building the leave from template %s: %v", ml.Raw, err)
+	}
+	sl := f.request(t, "PUT", dest, "/_matrix/federation/"+sendLeaveVersion+"/send_leave/"+url.PathEscape(roomID)+"/"+url.PathEscape(ev.EventID()), json.RawMessage(ev.JSON()))
+	if sl.Status != 200 {
+		return sl, fmt.Errorf("send_leave: %d %s", sl.Status, sl.Raw)
+	}
+	return sl, nil
 }
 
 // build makes an event of the fake server in room, after room.latest, with auth events

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -92,6 +93,12 @@ func WithFederation(addr string) ServerOption {
 	return func(args []string) []string { return append(args, "--federation-addr", addr) }
 }
 
+// loopbackAllowed is the federation.allowed_ip_ranges of federating test servers.
+const loopbackAllowed = `allowed_ip_ranges: ["127.0.0.0/8", "::1/128"]`
+
+// gatewayLoopbackAllowed is the push.gateway_allowed_ip_ranges of every test server.
+const gatewayLoopbackAllowed = `gateway_allowed_ip_ranges: ["127.0.0.0/8", "::1/128"]`
+
 // StartServer generates a config in a temporary data dir and starts lattice with open registration.
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
@@ -122,6 +129,13 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	if err != nil {
 		t.Fatalf("generate-config: %v", err)
 	}
+	if slices.Contains(args, "--federation-addr") {
+		// Every test server and fake homeserver listens on loopback, which outbound
+		// federation refuses by default; blockLoopback undoes this.
+		out = bytes.Replace(out, []byte("allowed_ip_ranges: []"), []byte(loopbackAllowed), 1)
+	}
+	// The fake push gateways of the tests listen on loopback too.
+	out = bytes.Replace(out, []byte("gateway_allowed_ip_ranges: []"), []byte(gatewayLoopbackAllowed), 1)
 	if err := os.WriteFile(s.ConfigPath, out, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,5 +217,42 @@ func TestPushNotifications(t *testing.T) {
 	bob.MustDo("POST", "/_matrix/client/v3/pushers/set", map[string]any{"kind": nil, "app_id": "org.example.app", "pushkey": "second"})
 	if ps := list(bob.MustDo("GET", "/_matrix/client/v3/pushers", nil).Body, "pushers"); len(ps) != 0 {
 		t.Errorf("pushers after deleting = %v", ps)
+	}
+}
+
+// TestPushGatewayBlocked: pusher URLs are chosen by users, so a gateway on loopback (or any
+// other non-public address) is not reached unless push.gateway_allowed_ip_ranges lets it be;
+// the notification is still listed in /notifications.
+func TestPushGatewayBlocked(t *testing.T) {
+	gw := newFakeGateway(t)
+	srv := StartServer(t)
+	srv.Stop()
+	srv.editConfig(t, gatewayLoopbackAllowed, "gateway_allowed_ip_ranges: []")
+	srv.Start()
+	alice, bob := srv.Register(t, "alice"), srv.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "trusted_private_chat", "invite": []string{bob.UserID}, "is_direct": true})
+	join(bob, roomID)
+	bob.MustDo("POST", "/_matrix/client/v3/pushers/set", map[string]any{"kind": "http", "app_id": "org.example.app", "pushkey": "bobkey",
+		"app_display_name": "Example", "device_display_name": "phone", "lang": "en",
+		"data": map[string]any{"url": gw.srv.URL + "/_matrix/push/v1/notify"}})
+	sent := str(alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/send/m.room.message/b1",
+		map[string]any{"msgtype": "m.text", "body": "ping"}).Body, "event_id")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ns := list(bob.MustDo("GET", "/_matrix/client/v3/notifications", nil).Body, "notifications")
+		if len(ns) > 0 && str(obj(ns[0], "event"), "event_id") == sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the message never appeared in /notifications: %v", ns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the pusher's first attempt has long been made by now
+	if n := gw.count(); n != 0 {
+		t.Fatalf("a gateway on loopback received %d notifications", n)
+	}
+	if !strings.Contains(srv.Log(), "blocked") {
+		t.Errorf("the server log does not say the gateway's address is blocked")
 	}
 }

@@ -112,6 +112,105 @@ func TestRelations(t *testing.T) {
 	}
 }
 
+// TestRelationsStayInTheirRoom checks that relations only count between events of one room
+// (client-server API, "Forming relationships between events": a relationship between events
+// of different rooms is "simply ignored"). mallory, who left room X, points thread, annotation,
+// reference and edit relations from her own room Y at events of X; alice, in X, must see none
+// of them anywhere, and mallory's reaction in X is no duplicate of the one she planted from Y.
+func TestRelationsStayInTheirRoom(t *testing.T) {
+	srv := StartServer(t)
+	alice, mallory, bob := srv.Register(t, "alice"), srv.Register(t, "mallory"), srv.Register(t, "bob")
+	x := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	root := alice.Send(x, "root")
+	join(mallory, x)
+	own := mallory.Send(x, "mallory's message in X")
+	mallory.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(x)+"/leave", map[string]any{})
+	y := mallory.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, y) // a one-to-one room: every message notifies bob
+
+	rel := func(relType, parent string, extra map[string]any) map[string]any {
+		r := map[string]any{"rel_type": relType, "event_id": parent}
+		for k, v := range extra {
+			r[k] = v
+		}
+		return r
+	}
+	msg := func(body string, relatesTo map[string]any) map[string]any {
+		return map[string]any{"msgtype": "m.text", "body": body, "m.relates_to": relatesTo}
+	}
+	react := map[string]any{"m.relates_to": rel("m.annotation", root, map[string]any{"key": "👍"})}
+	planted := []string{
+		mallory.mustSendContent(y, "m.room.message", msg("thread reply from Y", rel("m.thread", root, nil))),
+		mallory.mustSendContent(y, "m.room.message", msg("thread on her own event", rel("m.thread", own, nil))),
+		mallory.mustSendContent(y, "m.reaction", react),
+		mallory.mustSendContent(y, "m.room.message", msg("see X", rel("m.reference", root, nil))),
+		mallory.mustSendContent(y, "m.room.message", map[string]any{"msgtype": "m.text", "body": "* hijacked",
+			"m.new_content": map[string]any{"msgtype": "m.text", "body": "hijacked"},
+			"m.relates_to":  rel("m.replace", own, nil)}),
+	}
+
+	for _, parent := range []string{root, own} {
+		r := alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/relations/%s", esc(x), esc(parent)), nil)
+		if c := list(r.Body, "chunk"); len(c) != 0 {
+			t.Errorf("/relations of %s in X lists events of Y: %v", parent, ids(c))
+		}
+		r = alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/relations/%s?recurse=true", esc(x), esc(parent)), nil)
+		if c := list(r.Body, "chunk"); len(c) != 0 {
+			t.Errorf("recursive /relations of %s in X lists events of Y: %v", parent, ids(c))
+		}
+		ev := alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/event/%s", esc(x), esc(parent)), nil)
+		if rels := obj(ev.Body, "unsigned", "m.relations"); rels != nil {
+			t.Errorf("/event %s has aggregations of events of Y: %v", parent, rels)
+		}
+		if parent == own && evBody(ev.Body) != "mallory's message in X" {
+			t.Errorf("/event %s content replaced: %v", parent, ev.Body["content"])
+		}
+	}
+	cx := alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/context/%s", esc(x), esc(root)), nil)
+	if rels := obj(cx.Body, "event", "unsigned", "m.relations"); rels != nil {
+		t.Errorf("/context of the root has aggregations of events of Y: %v", rels)
+	}
+	for _, e := range timelineEvents(alice.Sync("", "", 0), x) {
+		if rels := obj(e, "unsigned", "m.relations"); rels != nil {
+			t.Errorf("/sync: %s has aggregations of events of Y: %v", evID(e), rels)
+		}
+		for _, p := range planted {
+			if evID(e) == p {
+				t.Errorf("/sync: event %s of Y in X's timeline", p)
+			}
+		}
+	}
+	for _, e := range pageBack(t, alice, x) {
+		if rels := obj(e, "unsigned", "m.relations"); rels != nil {
+			t.Errorf("/messages: %s has aggregations of events of Y: %v", evID(e), rels)
+		}
+	}
+	threads := alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/threads", esc(x)), nil)
+	if c := list(threads.Body, "chunk"); len(c) != 0 {
+		t.Errorf("/threads of X lists threads started from Y: %v", ids(c))
+	}
+	threads = mallory.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/threads", esc(y)), nil)
+	if c := list(threads.Body, "chunk"); len(c) != 0 {
+		t.Errorf("/threads of Y lists roots of X: %v", ids(c))
+	}
+
+	// bob's notifications in Y are not counted in a "thread" rooted in X.
+	threaded := bob.Sync("", `{"room":{"timeline":{"unread_thread_notifications":true}}}`, 0)
+	if th := obj(threaded.Body, "rooms", "join", y, "unread_thread_notifications"); len(th) != 0 {
+		t.Errorf("bob's unread thread notifications in Y: %v, want none", th)
+	}
+
+	// Back in X, mallory's reaction is her first there, not a duplicate of the one from Y.
+	join(mallory, x)
+	if r := mallory.sendContent(x, "m.reaction", react); r.Status != 200 {
+		t.Fatalf("reaction in X after one planted from Y: %d %s", r.Status, r.Raw)
+	}
+	r := alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/relations/%s/m.annotation", esc(x), esc(root)), nil)
+	if c := list(r.Body, "chunk"); len(c) != 1 {
+		t.Errorf("annotations of the root: %v, want only the one sent in X", ids(c))
+	}
+}
+
 // TestIgnoredUsers checks that the messages and invites of ignored users are not sent, while
 // their state events are.
 func TestIgnoredUsers(t *testing.T) {
@@ -185,5 +284,45 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 	// alice, a member throughout, sees both.
 	if r := alice.Do("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/event/%s", esc(room), esc(secret)), nil); r.Status != 200 {
 		t.Fatalf("alice /event: %d", r.Status)
+	}
+}
+
+// TestRelationsPagedFromSyncToken checks /relations with the tokens of /sync and /messages,
+// which relations.yaml allows for from and to: a token is a point between two events, so
+// paging forwards from a /sync next_batch returns the relations sent after that sync, and
+// backwards the ones sent before it; as a to token, it bounds the page at the same point.
+func TestRelationsPagedFromSyncToken(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	root := alice.Send(room, "root")
+	reply := func(text string) string {
+		return alice.mustSendContent(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": text,
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+	}
+	before := reply("before the sync")
+	sync := str(alice.Sync("", "", 0).Body, "next_batch")
+	after := reply("after the sync")
+	// The end of a backwards page of one event is the point just before that event.
+	end := getMessages(alice, room, "b", "", 1).end
+	latest := reply("after /messages")
+
+	base := fmt.Sprintf("/_matrix/client/v1/rooms/%s/relations/%s?", esc(room), esc(root))
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"dir=f&from=" + url.QueryEscape(sync), []string{after, latest}},
+		{"dir=b&from=" + url.QueryEscape(sync), []string{before}},
+		{"dir=b&to=" + url.QueryEscape(sync), []string{latest, after}},
+		{"dir=f&to=" + url.QueryEscape(sync), []string{before}},
+		{"dir=f&from=" + url.QueryEscape(sync) + "&to=" + url.QueryEscape(sync), nil},
+		{"dir=b&from=" + url.QueryEscape(end), []string{before}},
+		{"dir=f&from=" + url.QueryEscape(end), []string{after, latest}},
+		{"dir=b&to=" + url.QueryEscape(end), []string{latest, after}},
+		{"dir=f&to=" + url.QueryEscape(end), []string{before}},
+	} {
+		r := alice.MustDo("GET", base+c.query, nil)
+		checkSameIDs(t, "/relations?"+c.query, ids(list(r.Body, "chunk")), c.want)
 	}
 }

@@ -66,6 +66,13 @@ func (s *Server) verifyRequest(r *http.Request) (*fclient.FederationRequest, err
 	fr, res := fclient.VerifyHTTPRequest(r, s.cfg.Now(), s.cfg.ServerName, nil, s.keyRing)
 	switch {
 	case fr != nil && res.Code == http.StatusOK:
+		// A signed body is still untrusted input: PDUs are stored as received, so one that
+		// is not UTF-8, or nests without bound, is refused here like a client's.
+		if content := fr.Content(); len(content) > 0 {
+			if err := httputil.CheckJSONText(content); err != nil {
+				return nil, err
+			}
+		}
 		return fr, nil
 	case res.Code >= 500:
 		return nil, fmt.Errorf("verify federation request: %s", messageOf(res.JSON))

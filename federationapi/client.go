@@ -18,6 +18,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/netguard"
 )
 
 // ClientConfig configures an outbound federation client.
@@ -31,6 +33,10 @@ type ClientConfig struct {
 	RootCAs   *x509.CertPool
 	// Timeout bounds each request; zero means 30 seconds.
 	Timeout time.Duration
+	// Guard checks every address connected to (.well-known, SRV targets and the servers
+	// themselves), after DNS resolution; nil means netguard.Default(). Server names come from
+	// users and other servers, who must not reach this server's own network through it.
+	Guard *netguard.Policy
 }
 
 // Client sends federation requests signed as one server (X-Matrix). Server names are
@@ -50,8 +56,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	if cfg.Guard == nil {
+		cfg.Guard = netguard.Default()
+	}
 	tr := &matrixTransport{
 		tls:        &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: !cfg.VerifyTLS, MinVersion: tls.VersionTLS12},
+		dialer:     cfg.Guard.Dialer(30 * time.Second),
 		transports: map[string]*http.Transport{},
 		now:        time.Now,
 	}
@@ -82,7 +92,9 @@ func (c *Client) QueryProfile(ctx context.Context, server spec.ServerName, userI
 // checking the certificate against the TLS server name of the resolution.
 type matrixTransport struct {
 	tls *tls.Config
-	mu  sync.Mutex
+	// dialer connects only to the addresses the configured netguard.Policy allows.
+	dialer *net.Dialer
+	mu     sync.Mutex
 	// transports holds one transport per TLS server name (the name sets SNI and the
 	// certificate check); guarded by mu.
 	transports map[string]*http.Transport
@@ -118,10 +130,10 @@ const (
 // .well-known of that name too, where the spec would go straight to SRV: the two differ
 // only for a delegation that is delegated again.
 func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error) {
-	host, port, ok := spec.ParseAndValidateServerName(name)
-	if !ok {
+	if !netguard.ValidServerName(string(name)) {
 		return nil, errors.New("invalid server name")
 	}
+	host, port, _ := spec.ParseAndValidateServerName(name)
 	if reservedInvalid(host) {
 		return nil, errors.New("names under .invalid never resolve (RFC 6761)")
 	}
@@ -169,7 +181,7 @@ func (t *matrixTransport) wellKnown(ctx context.Context, name spec.ServerName, h
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxWellKnownBytes)).Decode(&doc); err != nil {
 		return "", fmt.Errorf(".well-known of %s: %w", name, err)
 	}
-	if _, _, ok := spec.ParseAndValidateServerName(doc.Server); !ok {
+	if !netguard.ValidServerName(string(doc.Server)) {
 		return "", fmt.Errorf(".well-known of %s: invalid m.server %q", name, doc.Server)
 	}
 	return doc.Server, nil
@@ -247,6 +259,7 @@ func (t *matrixTransport) transport(tlsServerName string) *http.Transport {
 		cfg := t.tls.Clone()
 		cfg.ServerName = tlsServerName
 		tr = &http.Transport{
+			DialContext:         t.dialer.DialContext,
 			TLSClientConfig:     cfg,
 			TLSHandshakeTimeout: 10 * time.Second,
 			MaxIdleConnsPerHost: 2,

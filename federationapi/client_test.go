@@ -2,13 +2,18 @@ package federationapi
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/netguard"
 )
 
 // TestResolutionCache: a server name is resolved (.well-known, SRV) once and the answer
@@ -61,6 +66,48 @@ func TestResolutionCache(t *testing.T) {
 	}
 	if _, err := tr.resolved(ctx, "new.test"); err != nil {
 		t.Fatalf("new.test after a cancelled attempt: %v", err)
+	}
+}
+
+// TestClientGuard: the federation client connects to no address its guard blocks, whether
+// the server name is an IP literal or a name resolving to it, and the listener never sees a
+// connection; names that are no server names are refused before any resolution.
+func TestClientGuard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_, priv, _ := ed25519.GenerateKey(nil)
+	c, err := NewClient(ClientConfig{ServerName: "us.test", KeyID: "ed25519:k", PrivateKey: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, server := range []spec.ServerName{spec.ServerName(ln.Addr().String()), spec.ServerName("localhost:" + port)} {
+		if _, err := c.QueryProfile(ctx, server, "@x:"+string(server)); !errors.Is(err, netguard.ErrBlocked) {
+			t.Errorf("profile from %s: %v, want netguard.ErrBlocked", server, err)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the loopback listener accepted %d connections", n)
+	}
+	for _, server := range []spec.ServerName{"..", "..:8448", "a..b"} {
+		if _, err := c.QueryProfile(ctx, server, "@x:example.test"); err == nil || !strings.Contains(err.Error(), "invalid server name") {
+			t.Errorf("profile from %q: %v, want an invalid server name", server, err)
+		}
 	}
 }
 

@@ -161,6 +161,28 @@ func (e *EDUSender) deviceListChanged(ctx context.Context, userID string, device
 	if err != nil || len(dests) == 0 {
 		return err
 	}
+	return e.queueDeviceList(ctx, userID, deviceIDs, dests, true)
+}
+
+// DeviceListsTo queues for dest alone a full m.device_list_update of each of users (every
+// current device, the first update without prev_id, which makes a receiver with a cache
+// resynchronise): dest's user has just joined a room of theirs, and dest may never have
+// tracked their devices. The updates do not enter the chain the other servers follow.
+//
+// The sender is not woken for them: they leave with the next transaction to dest. Sent at
+// once they would race dest's processing of its own join, and a receiver drops updates
+// about users it does not share a room with yet (Synapse does, and so does this server).
+func (e *EDUSender) DeviceListsTo(ctx context.Context, dest string, users []string) {
+	for _, u := range users {
+		err := e.queueDeviceList(ctx, u, nil, []string{dest}, false)
+		e.logErr(spec.MDeviceListUpdate, u, err)
+	}
+}
+
+// queueDeviceList queues userID's updates for deviceIDs (all current devices when none) to
+// dests; chained, they continue the prev_id chain of the updates to every server sharing a
+// room with userID, and the sender is woken for dests.
+func (e *EDUSender) queueDeviceList(ctx context.Context, userID string, deviceIDs, dests []string, chained bool) error {
 	devs, err := e.s.db.Devices(ctx, userID)
 	if err != nil {
 		return err
@@ -187,9 +209,9 @@ func (e *EDUSender) deviceListChanged(ctx context.Context, userID string, device
 	ed := &e.s.edus
 	ed.mu.Lock() // one user's updates must chain in the order they are queued
 	defer ed.mu.Unlock()
-	prev := ed.lastStream[userID]
-	if resync {
-		prev = 0
+	var prev int64
+	if chained && !resync {
+		prev = ed.lastStream[userID]
 	}
 	err = e.s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		for _, id := range deviceIDs {
@@ -219,11 +241,13 @@ func (e *EDUSender) deviceListChanged(ctx context.Context, userID string, device
 	if err != nil {
 		return err
 	}
-	if ed.lastStream == nil {
-		ed.lastStream = map[string]int64{}
+	if chained {
+		if ed.lastStream == nil {
+			ed.lastStream = map[string]int64{}
+		}
+		ed.lastStream[userID] = prev
+		e.wake(dests)
 	}
-	ed.lastStream[userID] = prev
-	e.wake(dests)
 	return nil
 }
 

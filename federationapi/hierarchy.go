@@ -10,7 +10,6 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/spaces"
-	"github.com/lattice-chat/lattice/storage"
 )
 
 // handleHierarchy handles GET /_matrix/federation/v1/hierarchy/{roomId}?suggested_only=
@@ -68,8 +67,7 @@ func (s *Server) handleHierarchy(r *http.Request) (any, error) {
 // serverMayPreview reports whether origin could peek or join roomID: the room is
 // world-readable or joinable by anyone (public, knock, knock_restricted), origin has a user
 // joined to it, or the room is restricted and origin has a user joined to one of the allowed
-// rooms (or an allowed room is one this server is not in, so cannot judge). The requesting
-// server then checks allowed_room_ids against its user.
+// rooms. The requesting server then checks allowed_room_ids against its user.
 func (s *Server) serverMayPreview(ctx context.Context, sum *spaces.Summary, roomID string, origin spec.ServerName) (bool, error) {
 	if sum.WorldReadable() || sum.Joinable() {
 		return true, nil
@@ -80,12 +78,9 @@ func (s *Server) serverMayPreview(ctx context.Context, sum *spaces.Summary, room
 	if sum.JoinRule() != spec.Restricted {
 		return false, nil
 	}
+	// An allowed room this server is not in proves nothing: the child is left to the
+	// inaccessible ones (the requesting server can still ask the child's own servers).
 	for _, id := range sum.AllowedRoomIDs() {
-		if _, err := s.db.Room(ctx, id); errors.Is(err, storage.ErrNotFound) {
-			return true, nil
-		} else if err != nil {
-			return false, err
-		}
 		if in, err := s.serverInRoom(ctx, id, origin); err != nil || in {
 			return in, err
 		}

@@ -241,7 +241,7 @@ func TestRemoteHierarchy(t *testing.T) {
 	ts := newTestServer(t)
 	keys.set(ts.us.keys(t, time.Now().Add(time.Hour)))
 	ts.cfg.VerifyTLS = false
-	client, err := NewClient(ClientConfig{ServerName: ourName, KeyID: ourKeyID, PrivateKey: ts.us.priv})
+	client, err := NewClient(ClientConfig{ServerName: ourName, KeyID: ourKeyID, PrivateKey: ts.us.priv, Guard: loopbackGuard(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

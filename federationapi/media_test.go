@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -168,7 +169,7 @@ func newNamedServer(t *testing.T, name spec.ServerName, roots *x509.CertPool) *t
 	us := newIdentity(t, name, "ed25519:k")
 	now := time.Now().Truncate(time.Millisecond)
 	s, err := New(Config{ServerName: name, KeyID: us.keyID, PrivateKey: us.priv, KeyValidity: time.Hour,
-		VerifyTLS: true, RootCAs: roots, Version: "test", Now: func() time.Time { return now }}, db, slog.New(slog.DiscardHandler))
+		VerifyTLS: true, RootCAs: roots, Guard: loopbackGuard(t), Version: "test", Now: func() time.Time { return now }}, db, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +258,13 @@ func TestMediaClientFallbacks(t *testing.T) {
 				io.WriteString(p, "{}")
 				mw.CreatePart(map[string][]string{"Location": {"https://" + string(name) + "/blob"}})
 				mw.Close()
+			case r.URL.Path == "/_matrix/federation/v1/media/download/movedv6":
+				mw := multipart.NewWriter(w)
+				w.Header().Set("Content-Type", "multipart/mixed; boundary="+mw.Boundary())
+				p, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/json"}})
+				io.WriteString(p, "{}")
+				mw.CreatePart(map[string][]string{"Location": {"https://[::1]:9/blob"}})
+				mw.Close()
 			case r.URL.Path == "/blob":
 				w.Header().Set("Content-Type", "image/gif")
 				io.WriteString(w, "GIF bytes")
@@ -299,13 +307,14 @@ func TestMediaClientFallbacks(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The Location is on loopback: refused as a private address, except in tests.
-	if _, _, err := fetch(us.MediaFetcher(), "moved"); err == nil || !strings.Contains(err.Error(), "non-public") {
-		t.Errorf("Location on loopback: %v, want a refusal", err)
-	}
-	h, got, err = fetch(newMediaClient(us.Server, true), "moved")
+	// The Location is fetched through the same guard as federation: 127.0.0.1 is allowed
+	// here, ::1 is not (and is refused before any connection).
+	h, got, err = fetch(us.MediaFetcher(), "moved")
 	if err != nil || got != "GIF bytes" || h.Get("Content-Type") != "image/gif" {
 		t.Errorf("Location: %v %q %v", h, got, err)
+	}
+	if _, _, err := fetch(us.MediaFetcher(), "movedv6"); !errors.Is(err, netguard.ErrBlocked) {
+		t.Errorf("Location on a blocked address: %v, want netguard.ErrBlocked", err)
 	}
 
 	var he *httputil.Error

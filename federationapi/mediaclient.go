@@ -9,11 +9,9 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -45,12 +43,6 @@ type httpDoer interface {
 
 // MediaFetcher returns the client the media repository fetches remote media with.
 func (s *Server) MediaFetcher() *MediaClient {
-	return newMediaClient(s, false)
-}
-
-// newMediaClient returns a MediaClient; allowPrivate lets Location parts point at
-// loopback and private addresses (tests only).
-func newMediaClient(s *Server, allowPrivate bool) *MediaClient {
 	c := &MediaClient{s: s}
 	if d, ok := s.client.fc.(httpDoer); ok {
 		c.send = d.DoHTTPRequest
@@ -59,13 +51,11 @@ func newMediaClient(s *Server, allowPrivate bool) *MediaClient {
 			return nil, errors.New("the federation client cannot send media requests")
 		}
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	if !allowPrivate {
-		dialer.Control = refusePrivate
-	}
+	// A Location part is chosen by the remote server, which must not be able to make us
+	// fetch (and serve to our users) what only we can reach: the same guard as federation.
 	c.redirects = &http.Client{
 		Transport: &http.Transport{
-			DialContext:         dialer.DialContext,
+			DialContext:         s.cfg.Guard.Dialer(10 * time.Second).DialContext,
 			TLSClientConfig:     &tls.Config{RootCAs: s.cfg.RootCAs, InsecureSkipVerify: !s.cfg.VerifyTLS, MinVersion: tls.VersionTLS12},
 			TLSHandshakeTimeout: 10 * time.Second,
 			MaxIdleConnsPerHost: 2,
@@ -79,22 +69,6 @@ func newMediaClient(s *Server, allowPrivate bool) *MediaClient {
 		},
 	}
 	return c
-}
-
-// refusePrivate keeps the redirects client off loopback, private, link-local and other
-// non-public addresses: a Location part is chosen by the remote server, which must not be
-// able to make us fetch (and serve to our users) what only we can reach.
-func refusePrivate(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
-		return fmt.Errorf("refusing to fetch media from the non-public address %s", host)
-	}
-	return nil
 }
 
 // Download implements mediaapi.RemoteFetcher. The origin may wait up to wait for content

@@ -1,16 +1,18 @@
 package federationapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lattice-chat/lattice/roomserver"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver"
 )
 
 // Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
@@ -77,15 +79,34 @@ func (s *Server) makeMembership(r *http.Request, membership string, versions []s
 
 // handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}.
 func (s *Server) handleSendJoin(r *http.Request) (any, error) {
+	return s.sendJoin(r)
+}
+
+// handleSendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: v2's
+// checks, with the answer in the pair [200, body] that v1 had. The spec removed v1 in
+// v1.18 (MSC4376), but servers that predate v2 still call it.
+func (s *Server) handleSendJoinV1(r *http.Request) (any, error) {
+	res, err := s.sendJoin(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
+}
+
+// sendJoin accepts a join and returns v2's answer: the event as accepted, the state before
+// it and the auth chain.
+func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 	ctx := r.Context()
 	pdu, err := s.receiveMembership(r, spec.Join)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.rs.SendMembership(ctx, request(ctx).Origin(), spec.Join, pdu)
+	origin := request(ctx).Origin()
+	res, err := s.rs.SendMembership(ctx, origin, spec.Join, pdu)
 	if err != nil {
 		return nil, membershipError(err)
 	}
+	s.announceDevices(ctx, origin, pdu.RoomID().String())
 	// The event as we accepted it: with our signature when the roomserver added one.
 	event := json.RawMessage(pdu.JSON())
 	if stored, err := s.db.Event(ctx, pdu.EventID()); err == nil {
@@ -100,6 +121,25 @@ func (s *Server) handleSendJoin(r *http.Request) (any, error) {
 	}, nil
 }
 
+// announceDevices queues m.device_list_update for the room's local members to origin, whose
+// user joined the room through this server: origin starts sharing the room with them and
+// learns their devices without waiting for one to change. A failure is logged; the join
+// stands.
+func (s *Server) announceDevices(ctx context.Context, origin spec.ServerName, roomID string) {
+	members, err := s.rs.JoinedMembers(ctx, roomID)
+	if err != nil {
+		s.log.Error("members for device list updates", "room_id", roomID, "destination", origin, "err", err)
+		return
+	}
+	local := members[:0]
+	for _, u := range members {
+		if s.isLocalUser(u) {
+			local = append(local, u)
+		}
+	}
+	s.EDUSender().DeviceListsTo(ctx, string(origin), local)
+}
+
 // handleSendLeave handles PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.
 func (s *Server) handleSendLeave(r *http.Request) (any, error) {
 	ctx := r.Context()
@@ -111,6 +151,16 @@ func (s *Server) handleSendLeave(r *http.Request) (any, error) {
 		return nil, membershipError(err)
 	}
 	return struct{}{}, nil
+}
+
+// handleSendLeaveV1 handles PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: v2's
+// checks, answered [200, {}] as v1 was (removed from the spec in v1.18, still called).
+func (s *Server) handleSendLeaveV1(r *http.Request) (any, error) {
+	res, err := s.handleSendLeave(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{http.StatusOK, res}, nil
 }
 
 // handleSendKnock handles PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}.
@@ -141,7 +191,11 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 	if err != nil {
 		return nil, err
 	}
-	pdu, err := s.checkPDU(ctx, ver, request(ctx).Content())
+	raw := request(ctx).Content()
+	if membership == spec.Join {
+		raw = s.signAuthorisedJoin(ver, raw)
+	}
+	pdu, err := s.checkPDU(ctx, ver, raw)
 	if err != nil {
 		return nil, spec.InvalidParam(err.Error())
 	}
@@ -155,6 +209,25 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 		return nil, spec.InvalidParam("the sender is not a user of the requesting server")
 	}
 	return pdu, nil
+}
+
+// signAuthorisedJoin adds this server's signature to a join whose
+// join_authorised_via_users_server names one of its users: the resident server that
+// authorised a restricted join signs it (server-server API "Restricted rooms"), and the auth
+// rules require that signature, so the join could not pass the signature check without it.
+// The roomserver checks the join may be authorised (roomserver.Server.SendMembership) before
+// the signed event is stored or returned. Anything else is returned unchanged, for checkPDU
+// to judge.
+func (s *Server) signAuthorisedJoin(ver gomatrixserverlib.IRoomVersion, raw []byte) []byte {
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	if err != nil || pdu.Type() != spec.MRoomMember {
+		return raw
+	}
+	via := gjson.GetBytes(pdu.Content(), "join_authorised_via_users_server")
+	if m, err := pdu.Membership(); err != nil || m != spec.Join || !via.Exists() || !s.isLocalUser(via.String()) {
+		return raw
+	}
+	return pdu.Sign(string(s.cfg.ServerName), s.cfg.KeyID, s.cfg.PrivateKey).JSON()
 }
 
 // checkMembershipEvent checks that pdu is the event eventID of roomID and an m.room.member

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 
 	"github.com/matrix-org/gomatrix"
@@ -12,6 +13,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/roomserver"
 )
 
@@ -151,6 +153,15 @@ func remoteError(what string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// unreachable is what a client sees when the request it caused to server failed without an
+// answer meant for it (no connection, a blocked address, a broken or unexpected answer):
+// 502 M_UNKNOWN naming the server and nothing more, since a network error would tell an
+// open port from a closed one, or a blocked address from a public one. The cause is logged.
+func (s *Server) unreachable(server spec.ServerName, what string, err error) error {
+	s.log.Warn(what+" failed", "destination", server, "err", err)
+	return httputil.Errorf(http.StatusBadGateway, "M_UNKNOWN", "could not reach %s", server)
 }
 
 // Join implements roomserver.Remote: make_join and send_join through the first of servers

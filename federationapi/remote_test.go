@@ -43,7 +43,7 @@ func newLoopbackServer(t *testing.T) *loopbackServer {
 	t.Cleanup(func() { db.Close() })
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fed, err := New(Config{ServerName: name, KeyID: "ed25519:k", PrivateKey: priv, KeyValidity: time.Hour, Version: "test"}, db, log)
+	fed, err := New(Config{ServerName: name, KeyID: "ed25519:k", PrivateKey: priv, KeyValidity: time.Hour, Guard: loopbackGuard(t), Version: "test"}, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,10 @@ func (r *remote) QueryAlias(ctx context.Context, alias string) (string, []spec.S
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return "", nil, spec.NotFound("room alias not found")
 		}
-		return "", nil, spec.NotFound("could not resolve the alias on " + string(server) + ": " + err.Error())
+		// Not found, as the spec's GET /directory/room/{roomAlias} and joins by alias know no
+		// other answer; the cause is for the log only (see unreachable).
+		r.s.log.Warn("alias query failed", "destination", server, "err", err)
+		return "", nil, spec.NotFound("could not resolve the alias on " + string(server))
 	}
 	return res.RoomID, append(res.Servers, server), nil
 }

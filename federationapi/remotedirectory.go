@@ -8,8 +8,6 @@ import (
 
 	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-
-	"github.com/lattice-chat/lattice/internal/httputil"
 )
 
 // RemoteDirectory answers the client API's questions about other servers' directories:
@@ -41,10 +39,7 @@ func (d *RemoteDirectory) PublicRooms(ctx context.Context, server string, req an
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return nil, spec.NotFound("the server has no public room directory")
 		}
-		// The remote server's failure, not ours nor the client's: 502, as for remote media.
-		// The cause stays in our log; it can name our resolver or network.
-		d.s.log.Warn("remote public rooms failed", "destination", server, "err", err)
-		return nil, httputil.Errorf(http.StatusBadGateway, "M_UNKNOWN", "could not fetch the public rooms of %s", server)
+		return nil, d.s.unreachable(spec.ServerName(server), "public rooms query", err)
 	}
 	return res, nil
 }

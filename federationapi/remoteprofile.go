@@ -35,7 +35,8 @@ func (s *Server) RemoteProfiles() *RemoteProfiles {
 	return &RemoteProfiles{s: s, cache: map[string]cachedProfile{}}
 }
 
-// QueryProfile asks the user's server (GET /query/profile). An unknown user is M_NOT_FOUND.
+// QueryProfile asks the user's server (GET /query/profile). An unknown user is M_NOT_FOUND;
+// a server that cannot be reached, or answers otherwise, 502 M_UNKNOWN (unreachable).
 func (p *RemoteProfiles) QueryProfile(ctx context.Context, userID string) (string, string, error) {
 	uid, err := spec.NewUserID(userID, true)
 	if err != nil {
@@ -53,7 +54,7 @@ func (p *RemoteProfiles) QueryProfile(ctx context.Context, userID string) (strin
 	if err != nil && errors.As(err, &he) && he.Code == http.StatusNotFound {
 		err = spec.NotFound("profile not found")
 	} else if err != nil {
-		return "", "", err // not cached: the server may be back soon
+		return "", "", p.s.unreachable(uid.Domain(), "profile query", err) // not cached: the server may be back soon
 	}
 	p.mu.Lock()
 	if len(p.cache) > 10000 {

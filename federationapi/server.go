@@ -25,6 +25,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// RootCAs (nil: the system's roots).
 	VerifyTLS bool
 	RootCAs   *x509.CertPool
+	// Guard decides which addresses outbound federation and remote media (Location
+	// redirects included) may connect to; nil means netguard.Default().
+	Guard *netguard.Policy
 	// Version is reported by /_matrix/federation/v1/version; empty: the module version.
 	Version string
 	// Now is the clock; nil means time.Now.
@@ -80,12 +84,15 @@ func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = moduleVersion()
 	}
+	if cfg.Guard == nil {
+		cfg.Guard = netguard.Default()
+	}
 	if !cfg.VerifyTLS {
 		log.Warn("federation.verify_tls is false: other servers' TLS certificates are not checked, so anyone on the network path can impersonate them")
 	}
 	client, err := NewClient(ClientConfig{
 		ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey,
-		VerifyTLS: cfg.VerifyTLS, RootCAs: cfg.RootCAs,
+		VerifyTLS: cfg.VerifyTLS, RootCAs: cfg.RootCAs, Guard: cfg.Guard,
 	})
 	if err != nil {
 		return nil, err
@@ -136,8 +143,10 @@ func (s *Server) routes() []route {
 		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", s.handleGetMissingEvents, true},
 		// Memberships (membership.go).
 		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", s.handleMakeJoin, true},
+		{"PUT", "/_matrix/federation/v1/send_join/{roomId}/{eventId}", s.handleSendJoinV1, true},
 		{"PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", s.handleSendJoin, true},
 		{"GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", s.handleMakeLeave, true},
+		{"PUT", "/_matrix/federation/v1/send_leave/{roomId}/{eventId}", s.handleSendLeaveV1, true},
 		{"PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", s.handleSendLeave, true},
 		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", s.handleMakeKnock, true},
 		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", s.handleSendKnock, true},
@@ -179,8 +188,7 @@ func (s *Server) checkACL(h http.Handler) http.Handler {
 func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	s.Register(router)
-	router.NotFoundHandler = httputil.NotFoundHandler()
-	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	httputil.SetUnmatched(router)
 	return httputil.Recover(s.log, httputil.CheckURL(httputil.Limits(maxRequestBytes, router)))
 }
 

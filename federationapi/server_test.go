@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -118,7 +119,7 @@ func newTestServer(t *testing.T) *testServer {
 	now := time.Now().Truncate(time.Millisecond)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := New(Config{ServerName: ourName, KeyID: ourKeyID, PrivateKey: us.priv, KeyValidity: 24 * time.Hour,
-		VerifyTLS: true, Version: "test", Now: func() time.Time { return now }}, db, log)
+		VerifyTLS: true, Guard: loopbackGuard(t), Version: "test", Now: func() time.Time { return now }}, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +182,15 @@ func TestVersion(t *testing.T) {
 	if code != 200 || server["name"] != "Lattice" || server["version"] != "test" {
 		t.Fatalf("version: %d %v", code, body)
 	}
+}
+
+// loopbackGuard is the default outbound policy with loopback allowed: the test servers and
+// origins listen on 127.0.0.1.
+func loopbackGuard(t testing.TB) *netguard.Policy {
+	t.Helper()
+	g, err := netguard.New(netguard.DefaultBlocked, []string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -75,18 +76,37 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 	serverName, mediaID := httputil.PathVar(r, "serverName"), httputil.PathVar(r, "mediaId")
 	// The spec's security considerations: only valid server names and the media ID alphabet,
-	// so that no mxc:// URI can reach outside the media store.
-	if !mediaIDPattern.MatchString(mediaID) || !validServerName(serverName) {
+	// checked before anything else, so that no mxc:// URI can reach outside the media store
+	// nor make this server fetch from a name such as "..".
+	if !mediaIDPattern.MatchString(mediaID) || !netguard.ValidServerName(serverName) {
 		return nil, spec.NotFound("media not found")
 	}
 	wait, err := waitParam(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
+	var m *storage.Media
 	if !s.isLocal(serverName) {
-		return s.remoteMedia(r, serverName, mediaID, wait)
+		m, err = s.remoteMedia(r, serverName, mediaID, wait)
+	} else {
+		m, err = s.localMedia(r.Context(), mediaID, wait)
 	}
-	return s.localMedia(r.Context(), mediaID, wait)
+	if err != nil {
+		return nil, err
+	}
+	if httputil.Device(r.Context()) == nil && s.frozen(m) {
+		return nil, spec.NotFound("media uploaded after the freeze of unauthenticated media is only served by /_matrix/client/v1/media")
+	}
+	return m, nil
+}
+
+// frozen reports whether m is out of reach of the deprecated unauthenticated endpoints (the
+// only routes without an access token): the spec's content repository ("Authenticated
+// media") says media uploaded after, or during, the freeze SHOULD only be served by the
+// authenticated ones, and counts remote media cached after it as new.
+func (s *Server) frozen(m *storage.Media) bool {
+	freeze := s.cfg.Freeze()
+	return freeze.IsZero() || m.UploadedTS >= freeze.UnixMilli()
 }
 
 // localMedia returns a local media item with its content, waiting up to wait for the content
@@ -200,31 +220,4 @@ func rfc8187Escape(name string) string {
 		}
 	}
 	return b.String()
-}
-
-// validServerName checks the grammar of the spec's server names: a DNS name, an IPv4
-// address or a bracketed IPv6 literal, with an optional port.
-func validServerName(name string) bool {
-	if name == "" || len(name) > 255 {
-		return false
-	}
-	host, port := name, ""
-	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.HasSuffix(name, "]") {
-		host, port = name[:i], name[i+1:]
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || len(port) > 5 {
-			return false
-		}
-	}
-	if strings.HasPrefix(host, "[") {
-		return strings.HasSuffix(host, "]") && strings.Trim(host[1:len(host)-1], "0123456789abcdefABCDEF:.") == ""
-	}
-	if host == "" {
-		return false
-	}
-	for _, c := range host {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -40,6 +41,10 @@ type fixture struct {
 	bob   string
 }
 
+// beforeLaterFreeze sets the unauthenticated media freeze far in the future, for the tests of
+// what the deprecated unauthenticated endpoints serve of media uploaded before it.
+func beforeLaterFreeze(c *config.Media) { c.UnauthenticatedMediaFreeze = "2999-01-01T00:00:00Z" }
+
 func newFixture(t testing.TB, edit func(*config.Media)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
@@ -53,7 +58,11 @@ func newFixture(t testing.TB, edit func(*config.Media)) *fixture {
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := New(cfg, testServerName, db, slog.New(slog.DiscardHandler))
+	var guard *netguard.Policy // the default blocklist
+	if cfg.URLPreview.AllowPrivate {
+		guard = &netguard.Policy{} // previews of the test's loopback sites
+	}
+	srv, err := New(cfg, testServerName, db, guard, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

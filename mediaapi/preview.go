@@ -9,78 +9,18 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
-
-// errForbiddenAddress is returned by the dial guard for a non-public address.
-var errForbiddenAddress = errors.New("address is not public")
-
-// blockedPrefixes are the non-public ranges netip's predicates do not cover: shared address
-// space, documentation, benchmarking, reserved and translation prefixes (a NAT64 or 6to4
-// address can reach a private IPv4 address).
-var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("100::/64"),
-	netip.MustParsePrefix("2001:db8::/32"),
-	netip.MustParsePrefix("2002::/16"),
-	netip.MustParsePrefix("fec0::/10"),
-}
-
-// publicAddr reports whether ip is a public unicast address.
-func publicAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() ||
-		ip.IsMulticast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() {
-		return false
-	}
-	for _, p := range blockedPrefixes {
-		if p.Contains(ip) {
-			return false
-		}
-	}
-	return true
-}
-
-// dialGuard checks every address the preview client connects to, after DNS resolution and on
-// every redirect, so that neither a hostile DNS record nor a redirect reaches the server's
-// own network.
-func dialGuard(allowPrivate bool) func(network, address string, _ syscall.RawConn) error {
-	return func(_, address string, _ syscall.RawConn) error {
-		host, _, err := net.SplitHostPort(address)
-		if err != nil {
-			return err
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil {
-			return err
-		}
-		if !allowPrivate && !publicAddr(ip) {
-			return fmt.Errorf("%w: %s", errForbiddenAddress, ip)
-		}
-		return nil
-	}
-}
 
 // previewer fetches pages for URL previews.
 type previewer struct {
@@ -88,12 +28,17 @@ type previewer struct {
 	client *http.Client
 }
 
-func newPreviewer(cfg config.URLPreview) *previewer {
+// newPreviewer returns the previewer; guard checks every address it connects to, after DNS
+// resolution and on every redirect, so that neither a hostile DNS record nor a redirect
+// reaches the server's own network. A nil guard is netguard.Default().
+func newPreviewer(cfg config.URLPreview, guard *netguard.Policy) *previewer {
+	if guard == nil {
+		guard = netguard.Default()
+	}
 	timeout := time.Duration(cfg.TimeoutMS) * time.Millisecond
-	dialer := &net.Dialer{Timeout: timeout, Control: dialGuard(cfg.AllowPrivate)}
 	transport := &http.Transport{
 		Proxy:                  nil, // a proxy would make the guard check the proxy, not the target
-		DialContext:            dialer.DialContext,
+		DialContext:            guard.Dialer(timeout).DialContext,
 		TLSHandshakeTimeout:    timeout,
 		ResponseHeaderTimeout:  timeout,
 		MaxResponseHeaderBytes: 64 << 10,
@@ -173,7 +118,7 @@ func (s *Server) handlePreviewURL(r *http.Request) (any, error) {
 	defer cancel()
 	page, err := s.preview.fetch(ctx, u)
 	if err != nil {
-		return nil, previewError(err)
+		return nil, s.previewError(u, err)
 	}
 	og := map[string]any{}
 	switch {
@@ -232,14 +177,16 @@ func (s *Server) addPreviewImage(ctx context.Context, og map[string]any, f *fetc
 	og["matrix:image:size"] = m.Size
 }
 
-// previewError maps a failed fetch: a refused address is M_FORBIDDEN, anything else the
-// remote site's failure (502).
-func previewError(err error) error {
-	if errors.Is(err, errForbiddenAddress) {
+// previewError maps a failed fetch: a blocked address is M_FORBIDDEN, a timeout 504, and
+// anything else the remote site's failure, 502 without the cause (a network error would
+// tell an open port from a closed one), which is logged instead.
+func (s *Server) previewError(u *url.URL, err error) error {
+	if errors.Is(err, netguard.ErrBlocked) {
 		return spec.Forbidden("URL previews of non-public addresses are not allowed")
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return httputil.Errorf(http.StatusGatewayTimeout, "M_UNKNOWN", "timed out fetching the URL")
 	}
-	return httputil.Errorf(http.StatusBadGateway, "M_UNKNOWN", "could not fetch the URL: %v", err)
+	s.log.Warn("URL preview failed", "url", u.Redacted(), "err", err)
+	return httputil.Errorf(http.StatusBadGateway, "M_UNKNOWN", "could not fetch the URL")
 }

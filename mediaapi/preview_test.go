@@ -3,7 +3,6 @@ package mediaapi
 import (
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,35 +11,6 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 )
-
-func TestPublicAddr(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"8.8.8.8":              true,
-		"2606:4700::1111":      true,
-		"127.0.0.1":            false,
-		"10.1.2.3":             false,
-		"172.16.0.1":           false,
-		"192.168.1.1":          false,
-		"169.254.169.254":      false, // cloud metadata
-		"100.64.0.1":           false,
-		"0.0.0.0":              false,
-		"224.0.0.1":            false,
-		"::1":                  false,
-		"::":                   false,
-		"fe80::1":              false,
-		"fd00::1":              false,
-		"::ffff:127.0.0.1":     false,
-		"::ffff:10.0.0.1":      false,
-		"64:ff9b::a00:1":       false, // NAT64 of 10.0.0.1
-		"2002:a00:1::1":        false, // 6to4 of 10.0.0.1
-		"255.255.255.255":      false,
-		"::ffff:93.184.215.14": true,
-	} {
-		if got := publicAddr(netip.MustParseAddr(addr)); got != want {
-			t.Errorf("publicAddr(%s) = %v, want %v", addr, got, want)
-		}
-	}
-}
 
 func TestParseOpenGraph(t *testing.T) {
 	page := `<!doctype html><html><head>

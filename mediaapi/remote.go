@@ -42,10 +42,10 @@ const fetchSlack = 2 * time.Minute
 
 // remoteMedia returns media of serverName, another server: from the cache, or fetched from
 // its origin and cached. allow_remote=false (the deprecated endpoints' loop guard) serves
-// the cache only, and so do the deprecated unauthenticated endpoints: what is cached is
-// served there like local media (Lattice has not frozen them), but a request without an
-// access token never makes this server fetch, so that it is no open proxy filling its disk
-// for anyone; the spec's freeze counts freshly cached remote media as new anyway.
+// the cache only, and so do the deprecated unauthenticated endpoints: what was cached before
+// media.unauthenticated_media_freeze is served there like local media, but a request without
+// an access token never makes this server fetch, so that it is no open proxy filling its
+// disk for anyone; the spec's freeze counts freshly cached remote media as new anyway.
 func (s *Server) remoteMedia(r *http.Request, serverName, mediaID string, wait time.Duration) (*storage.Media, error) {
 	ctx := r.Context()
 	m, _, err := s.db.RemoteMedia(ctx, serverName, mediaID)

@@ -75,7 +75,7 @@ func newRemoteFixture(t *testing.T, edit func(*config.Media)) (*fixture, *fakeFe
 // through both the authenticated and the deprecated endpoints, and makes its thumbnails
 // from the cached original.
 func TestRemoteDownload(t *testing.T) {
-	f, fetcher := newRemoteFixture(t, nil)
+	f, fetcher := newRemoteFixture(t, beforeLaterFreeze)
 	img, _ := encode(t, "png", 200, 100)
 	fetcher.items[remoteName+"/cat"] = remoteItem{
 		header:  http.Header{"Content-Type": {"image/png"}, "Content-Disposition": {`attachment; filename*=utf-8''chat%20%C3%A9.png`}},
@@ -182,7 +182,7 @@ func TestRemoteFetchOnce(t *testing.T) {
 
 // TestRemoteErrors checks the answers for remote media that cannot be served.
 func TestRemoteErrors(t *testing.T) {
-	f, fetcher := newRemoteFixture(t, func(c *config.Media) { c.MaxUploadBytes = 100 })
+	f, fetcher := newRemoteFixture(t, func(c *config.Media) { c.MaxUploadBytes = 100; beforeLaterFreeze(c) })
 	big := bytes.Repeat([]byte("x"), 101)
 	fetcher.items[remoteName+"/big"] = remoteItem{header: http.Header{"Content-Type": {"text/plain"}}, content: big}
 	fetcher.items[remoteName+"/declared"] = remoteItem{header: http.Header{"Content-Length": {strconv.Itoa(1 << 20)}}, content: []byte("x")}
@@ -276,5 +276,24 @@ func TestFederationSource(t *testing.T) {
 		if _, _, err := f.srv.LocalMedia(ctx, bad, url.Values{}); err == nil {
 			t.Errorf("LocalMedia(%q): no error", bad)
 		}
+	}
+}
+
+// TestRemoteInvalidNames: a path whose server name is no server name ("..", empty labels,
+// port 0) or whose media ID leaves the spec's alphabet is 404 M_NOT_FOUND before any fetch.
+func TestRemoteInvalidNames(t *testing.T) {
+	f, fetcher := newRemoteFixture(t, nil)
+	for _, p := range []string{
+		"download/%2E%2E/abc", "download/../abc", "download/..:8448/abc", "download/a..b/abc",
+		"download/.remote.test/abc", "download/remote.test:0/abc", "download/remote.test/%2E%2E",
+		"download/remote.test/a.b", "thumbnail/%2E%2E/abc?width=1&height=1",
+	} {
+		res := f.do(t, f.bob, "GET", "/_matrix/client/v1/media/"+p, nil, "")
+		if res.Code != 404 || res.errcode() != "M_NOT_FOUND" {
+			t.Errorf("%s: %d %s, want 404 M_NOT_FOUND", p, res.Code, res.Body)
+		}
+	}
+	if n := fetcher.callCount(); n != 0 {
+		t.Errorf("%d fetches, want none", n)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -39,6 +40,9 @@ type Server struct {
 	remote     RemoteFetcher // set by SetRemote before serving; nil without federation
 	fetches    fetchGroup    // remote fetches under way
 
+	stopSweep context.CancelFunc // set by Start
+	sweepDone chan struct{}      // closed when the start-up sweep has ended
+
 	mu sync.Mutex // guards putting
 	// putting holds the media IDs whose content is being uploaded to an mxc:// URI made by
 	// /create, so that two concurrent uploads cannot overwrite each other's file.
@@ -46,8 +50,9 @@ type Server struct {
 }
 
 // New returns the media repository for cfg, whose Path must already be resolved (see
-// config.Config.MediaPath).
-func New(cfg config.Media, serverName string, db *storage.DB, log *slog.Logger) (*Server, error) {
+// config.Config.MediaPath). previewGuard decides which addresses URL previews may fetch
+// (nil: netguard.Default()).
+func New(cfg config.Media, serverName string, db *storage.DB, previewGuard *netguard.Policy, log *slog.Logger) (*Server, error) {
 	store, err := NewFileStore(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -58,7 +63,7 @@ func New(cfg config.Media, serverName string, db *storage.DB, log *slog.Logger) 
 		db:         db,
 		store:      store,
 		log:        log,
-		preview:    newPreviewer(cfg.URLPreview),
+		preview:    newPreviewer(cfg.URLPreview, previewGuard),
 		now:        time.Now,
 		thumbSlots: make(chan struct{}, 2),
 		uploaded:   newUploadNotifier(),
@@ -101,8 +106,8 @@ func (s *Server) routes() []route {
 		{get, v1 + "/thumbnail/{serverName}/{mediaId}", true, s.content(s.handleThumbnail)},
 		{get, v1 + "/preview_url", true, s.json(s.handlePreviewURL)},
 
-		// Deprecated by Matrix 1.11 and still served, as Synapse does until an administrator
-		// freezes them: downloads and thumbnails without authentication.
+		// Deprecated by Matrix 1.11: downloads and thumbnails without authentication, which
+		// serve only media uploaded before media.unauthenticated_media_freeze (lookup).
 		{get, legacy + "/config", true, s.json(s.handleConfig)},
 		{get, legacy + "/download/{serverName}/{mediaId}", false, s.content(s.handleDownload)},
 		{get, legacy + "/download/{serverName}/{mediaId}/{fileName}", false, s.content(s.handleDownload)},

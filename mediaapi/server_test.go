@@ -13,7 +13,7 @@ import (
 )
 
 func TestUploadDownload(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, beforeLaterFreeze)
 	content := []byte("hello, media\n")
 	id := f.upload(t, content, "text/plain", "café notes.txt")
 	v1 := "/_matrix/client/v1/media/download/" + testServerName + "/" + id
@@ -260,7 +260,7 @@ func TestThumbnails(t *testing.T) {
 }
 
 func TestThumbnailErrors(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, beforeLaterFreeze)
 	img, _ := encode(t, "png", 10, 10)
 	imgID := f.upload(t, img, "image/png", "")
 	textID := f.upload(t, []byte("not an image"), "text/plain", "")
@@ -304,5 +304,43 @@ func TestThumbnailCacheIsBounded(t *testing.T) {
 	}
 	if n, err := f.db.ThumbnailCount(context.Background(), testServerName, id); err != nil || n != maxCachedThumbnails {
 		t.Errorf("cached thumbnails: %d, %v; want %d", n, err, maxCachedThumbnails)
+	}
+}
+
+// TestUnauthenticatedMediaFreeze: the deprecated unauthenticated endpoints serve media uploaded
+// before media.unauthenticated_media_freeze and nothing uploaded at or after it; the default
+// (empty) freezes them from the start. The authenticated endpoints serve everything.
+func TestUnauthenticatedMediaFreeze(t *testing.T) {
+	freeze := time.Date(2024, 9, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		freeze string
+		at     time.Time
+		legacy int
+	}{
+		{"default, frozen from the start", "", freeze.Add(-time.Hour), 404},
+		{"before the freeze", freeze.Format(time.RFC3339), freeze.Add(-time.Hour), 200},
+		{"at the freeze", freeze.Format(time.RFC3339), freeze, 404},
+		{"after the freeze", freeze.Format(time.RFC3339), freeze.Add(time.Hour), 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(c *config.Media) { c.UnauthenticatedMediaFreeze = tc.freeze })
+			f.srv.now = func() time.Time { return tc.at }
+			img, ct := encode(t, "png", 40, 40)
+			id := f.upload(t, img, ct, "")
+			for _, path := range []string{
+				"/_matrix/media/v3/download/" + testServerName + "/" + id,
+				"/_matrix/media/r0/download/" + testServerName + "/" + id + "/name.png",
+				"/_matrix/media/v3/thumbnail/" + testServerName + "/" + id + "?width=16&height=16",
+			} {
+				res := f.do(t, "", "GET", path, nil, "")
+				if res.Code != tc.legacy || (res.Code == 404 && res.errcode() != "M_NOT_FOUND") {
+					t.Errorf("%s: %d %s, want %d", path, res.Code, res.Body, tc.legacy)
+				}
+			}
+			if res := f.do(t, f.bob, "GET", "/_matrix/client/v1/media/download/"+testServerName+"/"+id, nil, ""); res.Code != 200 {
+				t.Errorf("authenticated download: %d", res.Code)
+			}
+		})
 	}
 }

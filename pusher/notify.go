@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -198,7 +199,10 @@ func (p *Pusher) postOnce(ctx context.Context, url string, body []byte) ([]strin
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.cfg.Client.Do(req)
-	if err != nil {
+	if errors.Is(err, netguard.ErrBlocked) {
+		// The address will not change between tries: do not retry.
+		return nil, fmt.Errorf("%w: %v", errPermanent, err)
+	} else if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()

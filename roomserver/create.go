@@ -160,6 +160,9 @@ func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, 
 	if err != nil {
 		return nil, spec.BadJSON(err.Error())
 	}
+	if err := checkCanonicalNumbers(raw); err != nil {
+		return nil, err
+	}
 	roomID := ""
 	if !ver.DomainlessRoomIDs() {
 		roomID = "!" + randomString(18) + ":" + string(s.cfg.ServerName)
@@ -251,7 +254,12 @@ func (s *Server) initialEvents(userID, alias string, ver gomatrixserverlib.IRoom
 		evs = append(evs, initialEvent{Type: "m.room.name", Content: map[string]any{"name": *req.Name}})
 	}
 	if req.Topic != nil {
-		evs = append(evs, initialEvent{Type: "m.room.topic", Content: map[string]any{"topic": *req.Topic}})
+		// Since v1.15 the topic also has a rich representation (m.topic with an m.text block);
+		// the plain "topic" duplicates its text/plain body, as the event schema asks.
+		evs = append(evs, initialEvent{Type: "m.room.topic", Content: map[string]any{
+			"topic":   *req.Topic,
+			"m.topic": map[string]any{"m.text": []map[string]string{{"mimetype": "text/plain", "body": *req.Topic}}},
+		}})
 	}
 	return evs
 }

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -63,12 +67,22 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 			prev[p.NID] = p
 		}
 	}
+	var memberships map[int64]string
+	if v.UserID != "" {
+		var err error
+		if memberships, err = s.viewerMemberships(ctx, evs, v.UserID); err != nil {
+			return nil, err
+		}
+	}
 	now := s.now().UnixMilli()
 	out := make([]ClientEvent, 0, len(evs))
 	for _, ev := range evs {
 		ce, err := s.clientEvent(ctx, roomID, ev, prev[ev.ReplacesNID], v, now)
 		if err != nil {
 			return nil, err
+		}
+		if before, ok := memberships[ev.StateBeforeNID]; ok {
+			ce.Unsigned["membership"] = viewerMembershipAfter(ev, ce.StateKey, v.UserID, before)
 		}
 		out = append(out, ce)
 	}
@@ -121,6 +135,7 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 	if len(content) == 0 {
 		content = json.RawMessage("{}")
 	}
+	redacts, content := redactsBothWays(f.Type, f.Redacts, content)
 	return ClientEvent{
 		Content:        content,
 		EventID:        ev.EventID,
@@ -129,9 +144,30 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		Sender:         f.Sender,
 		StateKey:       f.StateKey,
 		Type:           f.Type,
-		Redacts:        f.Redacts,
+		Redacts:        redacts,
 		Unsigned:       unsigned,
 	}, nil
+}
+
+// redactsBothWays returns the top-level redacts and the content of an m.room.redaction event
+// for a client, each naming the redacted event. Room version 11 moved redacts from the top
+// level into content; servers should add it at the top level for older clients and, in older
+// room versions, in content for newer clients (room version 11, "Moving the redacts property
+// of m.room.redaction events to a content property").
+func redactsBothWays(evType, redacts string, content json.RawMessage) (string, json.RawMessage) {
+	if evType != spec.MRoomRedaction {
+		return redacts, content
+	}
+	inContent := gjson.GetBytes(content, "redacts")
+	switch {
+	case redacts == "" && inContent.Type == gjson.String:
+		return inContent.Str, content
+	case redacts != "" && !inContent.Exists():
+		if c, err := sjson.SetBytes(content, "redacts", redacts); err == nil {
+			return redacts, c
+		}
+	}
+	return redacts, content
 }
 
 // Now returns the roomserver's clock, for callers that compute ages.

@@ -1,6 +1,7 @@
 package roomserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,12 +89,16 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 				continue
 			}
 		}
+		if ev, err := s.unchangedState(ctx, r, req); err != nil || ev != nil {
+			results[i].ev, results[i].err = ev, err
+			continue
+		}
 		pdu, err := s.build(ctx, r, req, prev, depth)
 		if err != nil {
 			results[i].err = err
 			continue
 		}
-		if err := s.checkRelation(ctx, pdu); err != nil {
+		if err := s.checkRelation(ctx, r.nid, pdu); err != nil {
 			results[i].err = err
 			continue
 		}
@@ -144,6 +149,34 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 	return results
 }
 
+// unchangedState returns the current state event that req would repeat (same type, state
+// key, sender and content), or nil. Such a request creates no event and gets the existing
+// one, so that a client repeating a join or a state change it already made (a retry, a
+// second click) adds nothing to the room, as Synapse does; the auth rules are not consulted
+// again, since nothing changes.
+func (s *Server) unchangedState(ctx context.Context, r *room, req eventRequest) (*storage.Event, error) {
+	if req.StateKey == nil || req.Type == spec.MRoomCreate {
+		return nil, nil
+	}
+	evs, err := s.stateEvents(ctx, r.version, r.state, []storage.StateKey{{Type: req.Type, StateKey: *req.StateKey}})
+	if err != nil || len(evs) == 0 || string(evs[0].SenderID()) != req.Sender {
+		return nil, err
+	}
+	content := req.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	want, err := gomatrixserverlib.CanonicalJSON(content)
+	if err != nil {
+		return nil, nil // not valid JSON: build reports it
+	}
+	have, err := gomatrixserverlib.CanonicalJSON(evs[0].Content())
+	if err != nil || !bytes.Equal(want, have) {
+		return nil, nil
+	}
+	return s.db.Event(ctx, evs[0].EventID())
+}
+
 // maxEventDepth is the largest depth gomatrixserverlib accepts (canonical JSON's safe
 // integer range); a room's events never go deeper.
 const maxEventDepth = 1<<53 - 1
@@ -191,6 +224,15 @@ func (e errSameTxn) Error() string { return "repeated transaction ID" }
 func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []string, depth int64) (gomatrixserverlib.PDU, error) {
 	if len(req.Content) == 0 {
 		req.Content = json.RawMessage("{}")
+	}
+	if err := checkCanonicalNumbers(req.Content); err != nil {
+		return nil, err
+	}
+	if req.Type == spec.MRoomMember && req.StateKey != nil {
+		var err error
+		if req.Content, err = s.memberContentFor(ctx, r, req.Sender, *req.StateKey, req.Content); err != nil {
+			return nil, err
+		}
 	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
@@ -245,7 +287,10 @@ func (s *Server) builderAt(ctx context.Context, r *room, proto *gomatrixserverli
 	return builder, authEvents, nil
 }
 
-// buildError maps an event-building failure caused by the client's content to M_BAD_JSON.
+// buildError maps an event-building failure caused by the client's content to M_BAD_JSON:
+// a failed validation, or content that is not canonical JSON (an integer outside
+// [-(2^53)+1, (2^53)-1], which the spec's "Canonical JSON" forbids; gomatrixserverlib
+// reports it as a BadJSONError).
 func buildError(err error) error {
 	var eve gomatrixserverlib.EventValidationError
 	if errors.As(err, &eve) {
@@ -253,6 +298,10 @@ func buildError(err error) error {
 			return spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: eve.Message}
 		}
 		return spec.BadJSON(eve.Message)
+	}
+	var bje gomatrixserverlib.BadJSONError
+	if errors.As(err, &bje) {
+		return spec.BadJSON(bje.Error())
 	}
 	return fmt.Errorf("build event: %w", err)
 }

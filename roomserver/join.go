@@ -58,7 +58,10 @@ func (s *Server) residentStored(ctx context.Context, roomID string) (bool, error
 // JoinVia makes userID join a room: locally when this server is in the room, else through
 // another server (make_join/send_join) among via, the servers a remote alias names, the
 // server of whoever invited the user and the servers of the room's last known members.
-func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason string, via []string) (string, error) {
+// extra is the body of the client's join request: its fields (reason, and any other a client
+// or bridge adds, as the reference server allows) go into the member event's content, over
+// the user's profile, except those the server decides.
+func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extra map[string]any, via []string) (string, error) {
 	var servers []spec.ServerName
 	for _, v := range via {
 		servers = append(servers, spec.ServerName(v))
@@ -81,16 +84,25 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 		return "", err
 	}
 	if err == nil {
+		var grantErr error
 		if s.resident(r) || s.remote == nil {
-			defer r.mu.Unlock()
-			content := s.memberContent(ctx, userID, spec.Join, reason)
-			if _, err := s.submitMember(ctx, r, userID, userID, content); err != nil {
-				return "", err
+			_, err := s.submitMember(ctx, r, userID, userID, s.joinContent(ctx, userID, extra))
+			if !isUnableToGrant(err) || s.remote == nil {
+				r.mu.Unlock()
+				if err != nil {
+					return "", err
+				}
+				return roomID, nil
 			}
-			return roomID, nil
+			// A restricted join that no user of this server may authorise: another
+			// resident server may have one who can (server-server API "Restricted rooms").
+			grantErr = err
 		}
 		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
 		r.mu.Unlock()
+		if grantErr != nil && len(dedupServers(servers, s.cfg.ServerName)) == 0 {
+			return "", grantErr
+		}
 	} else if s.remote == nil {
 		return "", err
 	}
@@ -101,19 +113,34 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias, reason stri
 	if len(servers) == 0 {
 		return "", spec.NotFound("no server to join the room through: give one with server_name or via")
 	}
-	res, err := s.remote.Join(ctx, servers, roomID, userID, s.memberContent(ctx, userID, spec.Join, reason))
+	res, err := s.remote.Join(ctx, servers, roomID, userID, s.joinContent(ctx, userID, extra))
 	if err != nil {
 		var me spec.MatrixError
 		if errors.As(err, &me) {
 			return "", me
 		}
 		s.log.Warn("remote join failed", "room_id", roomID, "user_id", userID, "servers", servers, "err", err)
-		return "", spec.NotFound("could not join the room through any server: " + err.Error())
+		return "", spec.NotFound("could not join the room through any server") // the cause is logged, not told
 	}
 	if err := s.importJoin(ctx, roomID, res); err != nil {
 		return "", err
 	}
 	return roomID, nil
+}
+
+// joinContent is the content of userID's join: the profile, then the client's extra fields,
+// less those that are not the client's to set (membership; the authorising user of a
+// restricted join; third_party_signed, which is a parameter of the request).
+func (s *Server) joinContent(ctx context.Context, userID string, extra map[string]any) map[string]any {
+	content := s.memberContent(ctx, userID, spec.Join, "")
+	for k, v := range extra {
+		switch k {
+		case "membership", authorisedViaKey, "third_party_signed":
+		default:
+			content[k] = v
+		}
+	}
+	return content
 }
 
 func (s *Server) isLocalAlias(alias string) bool {
@@ -331,7 +358,9 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 // MakeMembership answers make_join, make_leave and make_knock for userID (of the asking
 // server) in a room this server is in: M_INCOMPATIBLE_ROOM_VERSION when the room's version
 // is not among supportedVersions (make_join and make_knock), M_FORBIDDEN when the auth rules
-// would not allow the membership, M_NOT_FOUND for a room this server is not in.
+// would not allow the membership, M_NOT_FOUND for a room this server is not in. A restricted
+// join's template names one of our users in join_authorised_via_users_server, or fails as
+// joinAuthoriser says (restricted.go).
 func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership string, supportedVersions []gomatrixserverlib.RoomVersion) (*MembershipTemplate, error) {
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
@@ -352,7 +381,20 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 			return nil, spec.IncompatibleRoomVersion(string(r.version.Version()))
 		}
 	}
-	content, _ := json.Marshal(map[string]any{"membership": membership})
+	fields := map[string]any{"membership": membership}
+	if membership == spec.Join {
+		// A restricted join names one of our users who may invite, or fails as the
+		// server-server API's "Restricted rooms" says (M_FORBIDDEN, M_UNABLE_TO_AUTHORISE_JOIN,
+		// M_UNABLE_TO_GRANT_JOIN).
+		via, err := s.joinAuthoriser(ctx, r, userID)
+		if err != nil {
+			return nil, err
+		}
+		if via != "" {
+			fields[authorisedViaKey] = via
+		}
+	}
+	content, _ := json.Marshal(fields)
 	prev := make([]string, 0, len(r.extremities))
 	for _, e := range r.extremities {
 		prev = append(prev, e.id)
@@ -380,7 +422,9 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 // SendMembership accepts a signed membership event (send_join, send_leave, send_knock) that
 // origin made from MakeMembership's template and checked: it must be a membership of the
 // given kind for a user of origin. The event enters the room as InputRemote says and is
-// sent on to the other servers in the room. For joins the answer holds the state before
+// sent on to the other servers in the room. A join naming one of our users in
+// join_authorised_via_users_server (which federationapi signed for us) must pass
+// checkRestrictedJoin first. For joins the answer holds the state before
 // the event and the auth chain; for knocks the stripped state is the answer's State.
 func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
 	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil || *pdu.StateKey() != string(pdu.SenderID()) {
@@ -402,6 +446,11 @@ func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, mem
 	}
 	if pdu.Version() != r.version.Version() {
 		return nil, spec.BadJSON("the event is not of the room's version")
+	}
+	if membership == spec.Join {
+		if err := s.checkAuthorisedJoin(ctx, r, pdu); err != nil {
+			return nil, err
+		}
 	}
 	budget := maxFetchTotal
 	err = s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, forward: true, budget: &budget})
@@ -496,7 +545,8 @@ func (s *Server) remoteInvite(ctx context.Context, r *room, pdu gomatrixserverli
 		if errors.As(err, &me) {
 			return nil, me
 		}
-		return nil, spec.Forbidden("the invitee's server refused the invite: " + err.Error())
+		s.log.Warn("remote invite failed", "room_id", r.id, "event_id", pdu.EventID(), "err", err)
+		return nil, spec.Forbidden("the invitee's server refused the invite or could not be reached")
 	}
 	if signed.EventID() != pdu.EventID() {
 		return nil, spec.Forbidden("the invitee's server changed the invite")
@@ -593,36 +643,7 @@ func (s *Server) leaveRemote(ctx context.Context, r *room, userID string) error 
 	pdu, err := s.remote.Leave(ctx, servers, roomID, userID)
 	if err != nil {
 		s.log.Warn("remote leave failed; the invite is rejected locally only", "room_id", roomID, "user_id", userID, "err", err)
-		return s.forgetInvite(ctx, roomID, userID)
+		return s.rejectInviteLocally(ctx, roomID, userID, "")
 	}
 	return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), spec.Leave)
-}
-
-// forgetInvite marks a local user's membership of a room this server is not in as left,
-// without an event (the inviting server could not be reached).
-func (s *Server) forgetInvite(ctx context.Context, roomID, userID string) error {
-	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
-		return err
-	}
-	defer r.mu.Unlock()
-	ms, err := s.db.RoomMembers(ctx, r.nid, "")
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if m.UserID == userID {
-			if err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-				return tx.SetMembership(ctx, r.nid, userID, spec.Leave, m.EventNID)
-			}); err != nil {
-				return err
-			}
-			r.members[userID] = spec.Leave
-			if s.listener != nil {
-				pos, _ := s.db.MaxEventNID(ctx)
-				s.listener.EventsCommitted(pos, []string{userID})
-			}
-		}
-	}
-	return nil
 }

@@ -48,7 +48,11 @@ func (s *Server) InvitesBlocked(ctx context.Context, userID string) bool {
 // Join makes userID join the room, with their profile in the member event (JoinVia, with
 // no servers named).
 func (s *Server) Join(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {
-	return s.JoinVia(ctx, userID, roomIDOrAlias, reason, nil)
+	var extra map[string]any
+	if reason != "" {
+		extra = map[string]any{"reason": reason}
+	}
+	return s.JoinVia(ctx, userID, roomIDOrAlias, extra, nil)
 }
 
 // Leave makes userID leave the room (or reject an invite); a room this server is not in
@@ -129,6 +133,11 @@ func (s *Server) Unban(ctx context.Context, userID, roomID, target, reason strin
 	return err
 }
 
+// ErrNotLeft is Forget's answer for a room the user is still in (joined, invited or
+// knocking). The spec makes it 400 M_UNKNOWN, a status the errcode alone does not give, so
+// the client API maps it.
+var ErrNotLeft = errors.New("you must leave the room before forgetting it")
+
 // Forget hides a room the user has left from their future syncs.
 func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
 	r, err := s.lockRoom(ctx, roomID)
@@ -138,7 +147,7 @@ func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
 	defer r.mu.Unlock()
 	switch r.members[userID] {
 	case spec.Join, spec.Invite, spec.Knock:
-		return spec.Unknown("you must leave the room before forgetting it")
+		return ErrNotLeft
 	case "":
 		return spec.NotFound("you were never in this room")
 	}
@@ -262,7 +271,8 @@ func (s *Server) knockRemote(ctx context.Context, r *room, roomID, userID, reaso
 		if errors.As(err, &me) {
 			return me
 		}
-		return spec.NotFound("could not knock through any server: " + err.Error())
+		s.log.Warn("remote knock failed", "room_id", roomID, "user_id", userID, "servers", servers, "err", err)
+		return spec.NotFound("could not knock through any server")
 	}
 	raw := pdu.JSON()
 	if ss, err := json.Marshal(state); err == nil && len(state) > 0 {

@@ -60,3 +60,23 @@ func (s *Server) creators(r *room) []string {
 	_ = json.Unmarshal(evs[0].Content(), &content)
 	return append([]string{string(evs[0].SenderID())}, content.AdditionalCreators...)
 }
+
+// MaySendState reports whether the user is joined to the room and has the power to send a
+// state event of type evType. Actions that stand for a state change without sending one use
+// it: publishing the room in the directory needs the power to send m.room.canonical_alias, as
+// in the reference server.
+func (s *Server) MaySendState(ctx context.Context, roomID, userID, evType string) (bool, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	defer r.mu.Unlock()
+	if r.members[userID] != spec.Join {
+		return false, nil
+	}
+	pl, err := s.powerLevels(ctx, r)
+	if err != nil {
+		return false, err
+	}
+	return s.userLevel(r, pl, userID) >= pl.EventLevel(evType, true), nil
+}

@@ -84,15 +84,20 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 		if err != nil {
 			return nil, nil, err
 		}
+		// One entry per user, shared by the cache and the result: the rules read below must
+		// decide this event too, not only the next one.
 		for _, u := range missing {
-			c.users[u], out[u] = &userRules{}, &userRules{}
+			ur := &userRules{}
+			c.users[u], out[u] = ur, ur
 		}
 		for _, e := range stored {
 			rules, err := pushrules.Parse(e.UserID, e.Content)
 			if err != nil {
 				continue // unreadable rules: the defaults apply
 			}
-			c.users[e.UserID].rules = &rules
+			if ur := c.users[e.UserID]; ur != nil {
+				ur.rules = &rules
+			}
 		}
 	}
 	return out, c.generic, nil
@@ -119,7 +124,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 		return nil, err
 	}
 	named := namedUsers(pdu)
-	thread := s.threadOf(ctx, pdu.Content())
+	thread := s.threadOf(ctx, r.nid, pdu.Content())
 	genNotify, genHighlight, genActions := pushrules.Evaluate(generic, pev, ec)
 	genJSON, _ := json.Marshal(genActions)
 	var acts []storage.PushAction
@@ -224,17 +229,13 @@ func (s *Server) displayNameFunc(ctx context.Context, r *room, userID string) fu
 // maxThreadHops bounds the walk up relations to a thread root, as the spec recommends.
 const maxThreadHops = 3
 
-// threadOf returns the thread an event with the given content belongs to: the root of an
-// m.thread relation, found by following relations up to three hops (client-server API,
-// "Threaded read receipts"), else "main".
-func (s *Server) threadOf(ctx context.Context, content []byte) string {
+// threadOf returns the thread an event of the room with the given content belongs to: the
+// root of an m.thread relation, found by following relations up to three hops (client-server
+// API, "Threaded read receipts"), else "main". A relation at an event of another room is
+// ignored ("Forming relationships between events"), so it leads to no thread.
+func (s *Server) threadOf(ctx context.Context, roomNID int64, content []byte) string {
 	for range maxThreadHops {
 		rel := gjson.GetBytes(content, `m\.relates_to`)
-		if rel.Get("rel_type").Str == "m.thread" {
-			if root := rel.Get("event_id").Str; root != "" {
-				return root
-			}
-		}
 		parent := rel.Get("event_id").Str
 		if parent == "" {
 			parent = rel.Get(`m\.in_reply_to.event_id`).Str
@@ -243,10 +244,17 @@ func (s *Server) threadOf(ctx context.Context, content []byte) string {
 			break
 		}
 		pev, err := s.db.Event(ctx, parent)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("thread of event", "event_id", parent, "err", err)
+			break
+		}
+		if err == nil && pev.RoomNID != roomNID {
+			break
+		}
+		if rel.Get("rel_type").Str == "m.thread" {
+			return parent // a root not known yet still names the thread
+		}
 		if err != nil {
-			if !errors.Is(err, storage.ErrNotFound) {
-				s.log.Warn("thread of event", "event_id", parent, "err", err)
-			}
 			break
 		}
 		content = []byte(gjson.GetBytes(pev.JSON, "content").Raw)

@@ -29,13 +29,13 @@ func relationOf(pdu gomatrixserverlib.PDU) *relatesTo {
 }
 
 // checkRelation applies the server rules for relations: a user may not send a second
-// annotation with the same type and key on one event (M_DUPLICATE_ANNOTATION).
-func (s *Server) checkRelation(ctx context.Context, pdu gomatrixserverlib.PDU) error {
+// annotation with the same type and key on one event of the room (M_DUPLICATE_ANNOTATION).
+func (s *Server) checkRelation(ctx context.Context, roomNID int64, pdu gomatrixserverlib.PDU) error {
 	rel := relationOf(pdu)
 	if rel == nil || rel.RelType != "m.annotation" {
 		return nil
 	}
-	dup, err := s.db.HasAnnotation(ctx, rel.EventID, string(pdu.SenderID()), pdu.Type(), rel.Key)
+	dup, err := s.db.HasAnnotation(ctx, roomNID, rel.EventID, string(pdu.SenderID()), pdu.Type(), rel.Key)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,8 @@ func (s *Server) checkRelation(ctx context.Context, pdu gomatrixserverlib.PDU) e
 	return nil
 }
 
-// storeRelation records the relation of a committed event.
+// storeRelation records the relation of a committed event; InsertRelation ignores a relation
+// at an event of another room.
 func storeRelation(ctx context.Context, tx *storage.Tx, ev *storage.Event, pdu gomatrixserverlib.PDU) error {
 	rel := relationOf(pdu)
 	if rel == nil {

@@ -81,10 +81,15 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 	} else if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
 	if !s.hasState(r) {
-		return rejected("this server is not in room %s", r.id)
+		membership, ok := s.outOfRoomMembership(ctx, r, origin, pdu)
+		r.mu.Unlock()
+		if !ok {
+			return rejected("this server is not in room %s", pdu.RoomID().String())
+		}
+		return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), membership)
 	}
+	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)
 	defer cancel()
 	budget := maxFetchTotal

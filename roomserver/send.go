@@ -158,11 +158,39 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 		return "", err
 	}
 	defer r.mu.Unlock()
+	if err := s.checkStateContent(r, evType, content); err != nil {
+		return "", err
+	}
 	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content})
 	if err != nil {
 		return "", err
 	}
 	return ev.EventID, nil
+}
+
+// checkStateContent refuses with M_BAD_JSON state that no sender could ever be allowed to
+// send, before the auth rules would call it forbidden: a second m.room.create (a room has
+// exactly one, its first event), and, in rooms with privileged creators (v12), power levels
+// that name a creator ("Room creators ... cannot be specified in the m.room.power_levels
+// event", rooms/v12.md).
+func (s *Server) checkStateContent(r *room, evType string, content json.RawMessage) error {
+	switch {
+	case evType == spec.MRoomCreate:
+		return spec.BadJSON("a room has one m.room.create event, sent when it is created")
+	case evType == spec.MRoomPowerLevels && r.version.PrivilegedCreators():
+		var c struct {
+			Users map[string]json.RawMessage `json:"users"`
+		}
+		if json.Unmarshal(content, &c) != nil {
+			return nil // the auth rules judge malformed power levels
+		}
+		for _, creator := range s.creators(r) {
+			if _, ok := c.Users[creator]; ok {
+				return spec.BadJSON("room creators have infinite power and cannot be listed in users: " + creator)
+			}
+		}
+	}
+	return nil
 }
 
 // checkCanonicalAlias validates an m.room.canonical_alias event as the spec's PUT /state

@@ -211,3 +211,17 @@ func (s *Server) tombstone(ctx context.Context, userID, oldID, newID string) err
 	}
 	return nil
 }
+
+// Predecessor returns the ID of the room that roomID replaces, named by the predecessor of
+// its create event, or "" when it replaces none.
+func (s *Server) Predecessor(ctx context.Context, roomID string) (string, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	state := r.state
+	r.mu.Unlock()
+	pred, _ := s.StateContent(ctx, state, storage.StateKey{Type: spec.MRoomCreate})["predecessor"].(map[string]any)
+	id, _ := pred["room_id"].(string)
+	return id, nil
+}

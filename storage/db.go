@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
@@ -58,9 +57,10 @@ type Tx struct {
 	Q
 	tx *sql.Tx
 
-	devicesChanged     bool // a device or its token was written: the token cache is dropped on commit
-	keysChanged        bool // one-time or fallback keys were written: the key counts cache is dropped
-	membershipsChanged bool // memberships were written: the memberships cache is dropped
+	// What the transaction wrote of the cached data; bumpGenerations invalidates those caches.
+	devicesChanged     bool // a device or its token: the token and key counts caches
+	keysChanged        bool // one-time or fallback keys: the key counts cache
+	membershipsChanged bool // memberships: the memberships cache
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -76,9 +76,9 @@ type DB struct {
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	db := DB{
-		tokens:      readCache[string, Device]{ttl: 30 * time.Second, max: 100000},
-		keyCounts:   readCache[[2]string, deviceKeys]{ttl: 30 * time.Second, max: 100000},
-		memberships: readCache[string, []Membership]{ttl: 30 * time.Second, max: 100000},
+		tokens:      readCache[string, Device]{name: "devices", max: 100000},
+		keyCounts:   readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
+		memberships: readCache[string, []Membership]{name: "memberships", max: 100000},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -142,19 +142,21 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		_ = sqlTx.Rollback()
 		return err
 	}
-	err = sqlTx.Commit()
-	// Dropped whether or not the commit went through: a failed commit may still have landed.
+	if err := tx.bumpGenerations(ctx); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
 	if tx.devicesChanged {
-		db.tokens.drop()
+		db.tokens.invalidate()
 	}
 	if tx.keysChanged || tx.devicesChanged {
-		db.keyCounts.drop()
+		db.keyCounts.invalidate()
 	}
 	if tx.membershipsChanged {
-		db.memberships.drop()
-	}
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+		db.memberships.invalidate()
 	}
 	return nil
 }

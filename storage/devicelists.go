@@ -59,7 +59,7 @@ func (q *Q) sharingRoomWith(ctx context.Context, userID string, candidates []str
 // between two positions of the room event stream (fromPDU, toPDU] and of the device_lists
 // stream (fromDL, toDL]. changed lists the users sharing a room with userID (or userID itself)
 // whose devices or keys changed, and those who started sharing a room with userID (a join
-// by them, or by userID into a room they are in). left lists those who stopped sharing any
+// by them, or by userID into a room they are in, which lists userID too). left lists those who stopped sharing any
 // room with userID after a leave or ban.
 func (q *Q) DeviceListChanges(ctx context.Context, userID string, fromPDU, toPDU, fromDL, toDL int64) (changed, left []string, err error) {
 	changedSet := map[string]bool{}
@@ -152,12 +152,13 @@ func (q *Q) membershipChanges(ctx context.Context, userID string, fromPDU, toPDU
 			return nil, nil, fmt.Errorf("select members of room %d: %w", roomNID, err)
 		}
 		for _, m := range members {
-			if m == userID {
-				continue
-			}
-			if membership == "join" {
+			switch {
+			case membership == "join":
+				// userID among them: a client joining a room (a remote one above all, whose
+				// members' devices its server has never tracked) re-queries every member,
+				// its own user included, as Synapse's "newly joined" users do.
 				joined[m] = true
-			} else {
+			case m != userID:
 				parted[m] = true
 			}
 		}

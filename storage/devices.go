@@ -26,11 +26,13 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 }
 
 // DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound. Every
-// authenticated request needs one, so lookups are cached (readCache) until a transaction
-// writes devices: a logged-out token is refused at once.
+// authenticated request needs one, so lookups are cached (readCache) until a transaction of
+// any process writes devices: a logged-out token is refused at once.
 func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
-	cached, ok, gen := db.tokens.get(tokenHash)
-	if ok {
+	cached, ok, gen, err := db.tokens.get(ctx, &db.Q, tokenHash)
+	if err != nil {
+		return nil, err
+	} else if ok {
 		return &cached, nil
 	}
 	d, err := db.Q.DeviceByToken(ctx, tokenHash)
@@ -111,16 +113,27 @@ func (tx *Tx) SetDeviceName(ctx context.Context, userID, deviceID, name string) 
 	return nil
 }
 
-// DeleteDevices removes the named devices of userID; with no names, all of them.
+// DeleteDevices removes the named devices of userID; with no names, all of them. The
+// pushers the devices set up go with them: a pusher lives as long as the access token that
+// created it, as in Synapse (a logged-out phone must stop receiving the user's
+// notifications), and with every device gone, so do pushers of no known device.
 func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...string) error {
 	tx.devicesChanged = true
 	if len(deviceIDs) == 0 {
-		_, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID)
-		return err
+		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete devices of %s: %w", userID, err)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete pushers of %s: %w", userID, err)
+		}
+		return nil
 	}
 	for _, id := range deviceIDs {
 		if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
 			return fmt.Errorf("delete device %s: %w", id, err)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
+			return fmt.Errorf("delete pushers of device %s: %w", id, err)
 		}
 	}
 	return nil

@@ -46,9 +46,10 @@ type DirectoryUser struct {
 	AvatarURL   string
 }
 
-// maxSearchTermBytes is longer than any user ID (255 bytes) or display name (256,
-// clientapi/profile.go), even lowercased: a longer term matches nobody. Not asking the
-// database also keeps the LIKE pattern under SQLite's limit (50,000 bytes).
+// maxSearchTermBytes bounds the user-directory search term. User IDs have at most 255 bytes
+// and local display names 256 (clientapi/profile.go), so a longer term, even with the few
+// characters whose lower case is longer, matches nobody; and SQLite refuses LIKE patterns
+// over 50,000 bytes ("LIKE or GLOB pattern too complex").
 const maxSearchTermBytes = 1024
 
 // SearchUsers finds local, active users whose ID or display name contains term, among those

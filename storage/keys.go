@@ -166,8 +166,10 @@ type deviceKeys struct {
 // modify the results).
 func (db *DB) DeviceKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
 	k := [2]string{userID, deviceID}
-	v, ok, gen := db.keyCounts.get(k)
-	if ok {
+	v, ok, gen, err := db.keyCounts.get(ctx, &db.Q, k)
+	if err != nil {
+		return nil, nil, err
+	} else if ok {
 		return v.counts, v.fallback, nil
 	}
 	counts, fallback, err := db.Q.deviceKeyCounts(ctx, userID, deviceID)

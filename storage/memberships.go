@@ -58,11 +58,13 @@ const membershipSelect = `SELECT m.room_nid, r.room_id, m.user_id, m.membership,
 // AllMemberships returns every membership of the user, as /sync reads it on each call: cached
 // until a transaction writes memberships (do not modify the result).
 func (db *DB) AllMemberships(ctx context.Context, userID string) ([]Membership, error) {
-	ms, ok, gen := db.memberships.get(userID)
-	if ok {
+	ms, ok, gen, err := db.memberships.get(ctx, &db.Q, userID)
+	if err != nil {
+		return nil, err
+	} else if ok {
 		return ms, nil
 	}
-	ms, err := db.UserMemberships(ctx, userID, "")
+	ms, err = db.UserMemberships(ctx, userID, "")
 	if err != nil {
 		return nil, err
 	}

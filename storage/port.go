@@ -67,11 +67,12 @@ var portTables = []portTable{
 	{name: "federation_destinations", key: "destination"},
 }
 
-// portSkipped lists the tables Port leaves alone: Open fills schema_migrations in the target,
+// portSkipped lists the tables Port leaves alone: Open fills schema_migrations and
+// cache_generations in the target,
 // and the full-text index is kept differently by each backend (FTS5 and its shadow tables in
 // SQLite, a tsvector in PostgreSQL), so Port rebuilds it from the events instead.
 var portSkipped = []string{
-	"schema_migrations",
+	"schema_migrations", "cache_generations",
 	"event_search", "event_search_data", "event_search_idx", "event_search_content",
 	"event_search_docsize", "event_search_config",
 }

@@ -118,3 +118,41 @@ func (q *Q) RoomPeers(ctx context.Context, userID string) ([]string, error) {
 		SELECT DISTINCT theirs.user_id FROM memberships mine JOIN memberships theirs ON theirs.room_nid = mine.room_nid
 		WHERE mine.user_id = $1 AND mine.membership = 'join' AND theirs.membership = 'join'`, userID)
 }
+
+// StartedSharing returns the users other than userID who started sharing a joined room with
+// userID through the membership changes in (fromPDU, toPDU] of the room event stream (their
+// join into one of userID's rooms, or userID's join into a room of theirs) and share one now.
+func (q *Q) StartedSharing(ctx context.Context, userID string, fromPDU, toPDU int64) ([]string, error) {
+	joined, _, err := q.membershipChanges(ctx, userID, fromPDU, toPDU)
+	if err != nil || len(joined) == 0 {
+		return nil, err
+	}
+	sharing, err := q.sharingRoomWith(ctx, userID, sortedKeys(joined))
+	if err != nil {
+		return nil, err
+	}
+	delete(sharing, userID)
+	return sortedKeys(sharing), nil
+}
+
+// PresenceOf returns the stored presence of those of users that have one, as of the presence
+// stream position upTo: a presence stored later is left out (the next sync carries it).
+func (q *Q) PresenceOf(ctx context.Context, users []string, upTo int64) ([]*Presence, error) {
+	var out []*Presence
+	const batch = 500
+	for len(users) > 0 {
+		n := min(len(users), batch)
+		args := []any{upTo}
+		for _, u := range users[:n] {
+			args = append(args, u)
+		}
+		ps, err := q.presences(ctx, `SELECT `+presenceColumns+` FROM presence
+			WHERE stream_pos <= $1 AND user_id IN (`+placeholders(2, n)+`) ORDER BY stream_pos`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+		users = users[n:]
+	}
+	return out, nil
+}

@@ -319,7 +319,9 @@ func (q *Q) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) 
 // Pusher is one of a user's pushers (client-server API, POST /pushers/set). Data is the
 // pusher's data object as JSON; PushKeyTS when it was set up, in milliseconds.
 type Pusher struct {
-	UserID            string
+	UserID string
+	// DeviceID is the device that set the pusher up; DeleteDevices removes its pushers.
+	DeviceID          string
 	AppID             string
 	PushKey           string
 	Kind              string
@@ -344,10 +346,10 @@ func (tx *Tx) SetPusher(ctx context.Context, p Pusher, appendOthers bool) error 
 		}
 	}
 	_, err := tx.exec(ctx, `
-		INSERT INTO pushers (`+pusherColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO pushers (`+pusherColumns+`, device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = $4, app_display_name = $5,
-			device_display_name = $6, profile_tag = $7, lang = $8, data = $9`,
-		p.UserID, p.AppID, p.PushKey, p.Kind, p.AppDisplayName, p.DeviceDisplayName, p.ProfileTag, p.Lang, p.Data, p.PushKeyTS)
+			device_display_name = $6, profile_tag = $7, lang = $8, data = $9, device_id = $11`,
+		p.UserID, p.AppID, p.PushKey, p.Kind, p.AppDisplayName, p.DeviceDisplayName, p.ProfileTag, p.Lang, p.Data, p.PushKeyTS, p.DeviceID)
 	if err != nil {
 		return fmt.Errorf("upsert pusher %s of %s: %w", p.AppID, p.UserID, err)
 	}
@@ -368,7 +370,7 @@ func (tx *Tx) DeletePusher(ctx context.Context, userID, appID, pushKey string) e
 
 // Pushers returns the user's pushers.
 func (q *Q) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
-	rows, err := q.query(ctx, `SELECT `+pusherColumns+` FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey`, userID)
+	rows, err := q.query(ctx, `SELECT `+pusherColumns+`, device_id FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("select pushers of %s: %w", userID, err)
 	}
@@ -377,7 +379,7 @@ func (q *Q) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
 	for rows.Next() {
 		var p Pusher
 		if err := rows.Scan(&p.UserID, &p.AppID, &p.PushKey, &p.Kind, &p.AppDisplayName, &p.DeviceDisplayName,
-			&p.ProfileTag, &p.Lang, &p.Data, &p.PushKeyTS); err != nil {
+			&p.ProfileTag, &p.Lang, &p.Data, &p.PushKeyTS, &p.DeviceID); err != nil {
 			return nil, err
 		}
 		out = append(out, p)

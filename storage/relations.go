@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -19,16 +21,28 @@ type Relation struct {
 	AggregationKey string
 }
 
-// InsertRelation records a relation.
+// InsertRelation records a relation. A child may only relate to an event of its own room; any
+// other relationship is "simply ignored" (client-server API, "Forming relationships between
+// events"), so a relation at a known event of another room is not recorded. One at an event
+// not known yet is, and sameRoom keeps it out of every query should that event arrive in
+// another room.
 func (tx *Tx) InsertRelation(ctx context.Context, r Relation) error {
-	_, err := tx.exec(ctx, `
+	var parentRoom int64
+	err := tx.queryRow(ctx, `SELECT room_nid FROM events WHERE event_id = $1`, r.RelatesTo).Scan(&parentRoom)
+	if err == nil && parentRoom != r.RoomNID {
+		return nil
+	} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("select room of %s: %w", r.RelatesTo, err)
+	}
+	_, err = tx.exec(ctx, `
 		INSERT INTO event_relations (event_nid, room_nid, relates_to, rel_type, event_type, sender, origin_ts, event_id, aggregation_key)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_nid) DO NOTHING`,
 		r.EventNID, r.RoomNID, r.RelatesTo, r.RelType, r.EventType, r.Sender, r.OriginTS, r.EventID, r.AggregationKey)
 	if err != nil {
 		return fmt.Errorf("insert relation of %s: %w", r.EventID, err)
 	}
-	_, err = tx.exec(ctx, `UPDATE events SET has_children = TRUE WHERE event_id = $1 AND NOT has_children`, r.RelatesTo)
+	_, err = tx.exec(ctx, `UPDATE events SET has_children = TRUE WHERE event_id = $1 AND room_nid = $2 AND NOT has_children`,
+		r.RelatesTo, r.RoomNID)
 	if err != nil {
 		return fmt.Errorf("mark %s as related to: %w", r.RelatesTo, err)
 	}
@@ -41,16 +55,22 @@ func (tx *Tx) DeleteRelation(ctx context.Context, eventID string) error {
 	return err
 }
 
-// HasAnnotation reports whether sender already annotated parent with this type and key.
-func (q *Q) HasAnnotation(ctx context.Context, parent, sender, eventType, key string) (bool, error) {
+// HasAnnotation reports whether sender already annotated parent, in the room, with this type
+// and key.
+func (q *Q) HasAnnotation(ctx context.Context, roomNID int64, parent, sender, eventType, key string) (bool, error) {
 	var n int
-	err := q.queryRow(ctx, `SELECT COUNT(*) FROM event_relations
-		WHERE relates_to = $1 AND rel_type = 'm.annotation' AND sender = $2 AND event_type = $3 AND aggregation_key = $4`,
-		parent, sender, eventType, key).Scan(&n)
+	err := q.queryRow(ctx, `SELECT COUNT(*) FROM event_relations r `+sameRoom+`
+		WHERE r.relates_to = $1 AND r.room_nid = $5 AND r.rel_type = 'm.annotation' AND r.sender = $2 AND r.event_type = $3
+		AND r.aggregation_key = $4`,
+		parent, sender, eventType, key, roomNID).Scan(&n)
 	return n > 0, err
 }
 
-const relationColumns = `event_nid, room_nid, relates_to, rel_type, event_type, sender, origin_ts, event_id, aggregation_key`
+const relationColumns = `r.event_nid, r.room_nid, r.relates_to, r.rel_type, r.event_type, r.sender, r.origin_ts, r.event_id, r.aggregation_key`
+
+// sameRoom joins the relations r to their parent events, keeping those in the child's room:
+// every query over relations uses it, so that no relation across rooms is ever returned.
+const sameRoom = `JOIN events parent ON parent.event_id = r.relates_to AND parent.room_nid = r.room_nid`
 
 func (q *Q) relations(ctx context.Context, query string, args ...any) ([]Relation, error) {
 	rows, err := q.query(ctx, query, args...)
@@ -83,8 +103,8 @@ func (q *Q) RelationsOf(ctx context.Context, parents []string) ([]Relation, erro
 			args = append(args, p)
 			ph = append(ph, fmt.Sprintf("$%d", i+1))
 		}
-		rs, err := q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations
-			WHERE relates_to IN (`+strings.Join(ph, ",")+`) ORDER BY event_nid`, args...)
+		rs, err := q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations r `+sameRoom+`
+			WHERE r.relates_to IN (`+strings.Join(ph, ",")+`) ORDER BY r.event_nid`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -97,30 +117,31 @@ func (q *Q) RelationsOf(ctx context.Context, parents []string) ([]Relation, erro
 // and event type, newest first when backwards; from and to are event NIDs (exclusive from,
 // 0 for none).
 func (q *Q) ChildRelations(ctx context.Context, parent, relType, eventType string, from, to int64, backwards bool, limit int) ([]Relation, error) {
-	cond := `relates_to = $1 AND ($2 = '' OR rel_type = $2) AND ($3 = '' OR event_type = $3)`
+	cond := `r.relates_to = $1 AND ($2 = '' OR r.rel_type = $2) AND ($3 = '' OR r.event_type = $3)`
 	if backwards {
 		if from == 0 {
 			from = 1 << 62
 		}
-		return q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations WHERE `+cond+`
-			AND event_nid < $4 AND event_nid > $5 ORDER BY event_nid DESC LIMIT $6`, parent, relType, eventType, from, to, limit)
+		return q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations r `+sameRoom+` WHERE `+cond+`
+			AND r.event_nid < $4 AND r.event_nid > $5 ORDER BY r.event_nid DESC LIMIT $6`, parent, relType, eventType, from, to, limit)
 	}
 	if to == 0 {
 		to = 1 << 62
 	}
-	return q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations WHERE `+cond+`
-		AND event_nid > $4 AND event_nid < $5 ORDER BY event_nid ASC LIMIT $6`, parent, relType, eventType, from, to, limit)
+	return q.relations(ctx, `SELECT `+relationColumns+` FROM event_relations r `+sameRoom+` WHERE `+cond+`
+		AND r.event_nid > $4 AND r.event_nid < $5 ORDER BY r.event_nid ASC LIMIT $6`, parent, relType, eventType, from, to, limit)
 }
 
 // ThreadRoots returns the roots of the room's threads ordered by their latest reply, newest
 // first, with the latest reply's NID; participant limits them to threads the user started or
-// replied to. before pages (latest-reply NID, exclusive; 0 for none).
+// replied to. before pages (latest-reply NID, exclusive; 0 for none). Only roots known to be
+// events of the room count.
 func (q *Q) ThreadRoots(ctx context.Context, roomNID int64, participant string, before int64, limit int) ([]Relation, error) {
 	if before == 0 {
 		before = 1 << 62
 	}
 	return q.relations(ctx, `SELECT MAX(r.event_nid), r.room_nid, r.relates_to, 'm.thread', '', '', 0, '', ''
-		FROM event_relations r
+		FROM event_relations r `+sameRoom+`
 		WHERE r.room_nid = $1 AND r.rel_type = 'm.thread'
 		AND ($2 = '' OR r.relates_to IN (
 			SELECT p.relates_to FROM event_relations p WHERE p.room_nid = $1 AND p.rel_type = 'm.thread' AND p.sender = $2

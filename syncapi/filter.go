@@ -2,21 +2,24 @@ package syncapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// Filter is the part of the spec's Filter that the sync and messages endpoints apply.
+// Filter is the spec's Filter (sync_filter.yaml); decoding it checks every field's type.
 type Filter struct {
 	AccountData EventFilter `json:"account_data"`
+	Presence    EventFilter `json:"presence"`
 	Room        RoomFilter  `json:"room"`
+	EventFields []string    `json:"event_fields"`
+	EventFormat string      `json:"event_format"`
 }
 
 // RoomFilter filters the rooms section of /sync.
@@ -26,6 +29,7 @@ type RoomFilter struct {
 	IncludeLeave bool            `json:"include_leave"`
 	Timeline     RoomEventFilter `json:"timeline"`
 	State        RoomEventFilter `json:"state"`
+	Ephemeral    RoomEventFilter `json:"ephemeral"`
 	AccountData  RoomEventFilter `json:"account_data"`
 }
 
@@ -69,10 +73,7 @@ func loadFilter(ctx context.Context, db *storage.DB, userID, param string) (Filt
 			return f, err
 		}
 	}
-	if err := httputil.UnmarshalObject([]byte(raw), &f); err != nil {
-		return f, err
-	}
-	return f, nil
+	return parseFilter([]byte(raw))
 }
 
 // parseRoomEventFilter decodes the filter query parameter of /messages and /context.
@@ -81,11 +82,10 @@ func parseRoomEventFilter(param string) (RoomEventFilter, error) {
 	if param == "" {
 		return f, nil
 	}
-	err := json.Unmarshal([]byte(param), &f)
-	if err != nil {
-		return f, spec.BadJSON("invalid filter: " + err.Error())
+	if err := httputil.UnmarshalObject([]byte(param), &f); err != nil {
+		return f, err
 	}
-	return f, nil
+	return f, f.validate("filter")
 }
 
 // allowsRoom reports whether a room passes rooms / not_rooms.
@@ -104,6 +104,16 @@ func allowsRoom(rooms *[]string, notRooms []string, roomID string) bool {
 		}
 	}
 	return false
+}
+
+// allowsEvent reports whether ev passes the filter's types, senders and contains_url
+// (room_event_filter.yaml: "If true, includes only events with a url key in their content.
+// If false, excludes those events.").
+func (f RoomEventFilter) allowsEvent(ev *storage.Event) bool {
+	if !f.allows(ev.Type, ev.Sender) {
+		return false
+	}
+	return f.ContainsURL == nil || gjson.GetBytes(ev.JSON, "content.url").Exists() == *f.ContainsURL
 }
 
 // allows reports whether an event of this type and sender passes the filter.
@@ -149,8 +159,9 @@ func matchType(pattern, evType string) bool {
 
 // limit returns the filter's limit bounded to [1, max], or def.
 func (f EventFilter) limit(def, max int) int {
-	if f.Limit == nil || *f.Limit <= 0 {
+	if f.Limit == nil {
 		return def
 	}
+	// 0 is a real limit: clients ask for rooms' state without any timeline events.
 	return min(*f.Limit, max)
 }

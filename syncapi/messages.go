@@ -44,6 +44,12 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Membership first, as the reference server does: a non-member learns nothing from the
+	// validation of their parameters (the endpoint documents only 403 for them).
+	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	dir := q.Get("dir")
 	if dir != "b" && dir != "f" {
@@ -59,10 +65,6 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 		limit = min(max(n, 1), maxMessagesLimit)
 	}
 	filter, err := parseRoomEventFilter(q.Get("filter"))
-	if err != nil {
-		return nil, err
-	}
-	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +121,7 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	viewer := s.viewer(ctx, dev)
 	kept := visible[:0]
 	for _, ev := range dropIgnored(visible, viewer.Ignored) {
-		if filter.allows(ev.Type, ev.Sender) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
+		if filter.allowsEvent(ev) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
 			kept = append(kept, ev)
 		}
 	}
@@ -265,7 +267,7 @@ func (s *Server) handleContext(r *http.Request) (any, error) {
 		}
 		kept := visible[:0]
 		for _, e := range dropIgnored(visible, viewer.Ignored) {
-			if filter.allows(e.Type, e.Sender) {
+			if filter.allowsEvent(e) {
 				kept = append(kept, e)
 			}
 		}

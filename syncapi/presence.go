@@ -8,15 +8,32 @@ import (
 )
 
 // syncPresence fills the presence of the users who share a joined room with the requester,
-// and the requester's own, changed after since (every stored one in an initial sync).
-// Ignored users are left out.
+// and the requester's own, changed after since (every stored one in an initial sync). On an
+// incremental sync it adds the current presence of those who started sharing a room with
+// the requester since (a join by them or by the requester), changed or not: the requester's
+// client has not been told it before. Ignored users are left out.
 func (s *Server) syncPresence(ctx context.Context, req syncRequest, since, to Token, resp *syncResponse, memberships []storage.Membership) error {
-	if since.Presence >= to.Presence {
-		return nil
+	var ps []*storage.Presence
+	if since.Presence < to.Presence {
+		var err error
+		if ps, err = s.db.PresenceSince(ctx, req.viewer.UserID, since.Presence, to.Presence); err != nil {
+			return err
+		}
 	}
-	ps, err := s.db.PresenceSince(ctx, req.viewer.UserID, since.Presence, to.Presence)
-	if err != nil {
-		return err
+	if req.since != nil && to.PDU > since.PDU && membershipChanged(resp) {
+		peers, err := s.db.StartedSharing(ctx, req.viewer.UserID, since.PDU, to.PDU)
+		if err != nil {
+			return err
+		}
+		current, err := s.db.PresenceOf(ctx, peers, to.Presence)
+		if err != nil {
+			return err
+		}
+		for _, p := range current {
+			if p.StreamPos <= since.Presence { // later ones are in ps already
+				ps = append(ps, p)
+			}
+		}
 	}
 	now := s.rooms.Now()
 	for _, p := range ps {

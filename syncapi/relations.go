@@ -20,21 +20,36 @@ const (
 	maxRelationsDepth     = 3
 )
 
-// relationPos decodes a /relations or /threads token ("r<event NID>"), also accepting the
-// /messages and /sync tokens the spec allows, as stream positions.
-func relationPos(tok string) (int64, error) {
+// relationPos decodes a pagination token of /relations or /threads into the exclusive event
+// NID bound that ChildRelations and ThreadRoots page with: upper for a bound that results
+// must be below (from going backwards, to going forwards), else lower.
+//
+// Their own next_batch, "r<event NID>", names the last event returned, which the next page
+// excludes in either direction. relations.yaml also accepts the tokens of /messages and
+// /sync, which are points between two events, and room events use event NIDs as stream
+// positions: a /sync next_batch is the point just after its PDU position, a /messages token
+// the point just before its event (its place in topological order, taken in stream order).
+func relationPos(tok string, upper bool) (int64, error) {
 	if body, ok := strings.CutPrefix(tok, "r"); ok {
 		if n, err := strconv.ParseInt(body, 10, 64); err == nil && n >= 0 {
 			return n, nil
 		}
 	}
+	var after int64 // the point lies just after this event NID
 	if p, ok := parseTopoToken(tok); ok {
-		return p.NID, nil
+		after = p.NID - 1
+	} else if t, err := ParseToken(tok); err == nil {
+		after = t.PDU
+	} else {
+		return 0, spec.InvalidParam("invalid pagination token")
 	}
-	if t, err := ParseToken(tok); err == nil {
-		return t.PDU + 1, nil
+	switch {
+	case upper && after < 0:
+		return -1, nil // before every event (0 would mean no bound)
+	case upper:
+		return after + 1, nil
 	}
-	return 0, spec.InvalidParam("invalid pagination token")
+	return max(after, 0), nil
 }
 
 func parseLimit(s string, def, max int) (int, error) {
@@ -67,12 +82,12 @@ func (s *Server) handleRelations(r *http.Request) (any, error) {
 	}
 	var from, to int64
 	if t := q.Get("from"); t != "" {
-		if from, err = relationPos(t); err != nil {
+		if from, err = relationPos(t, backwards); err != nil {
 			return nil, err
 		}
 	}
 	if t := q.Get("to"); t != "" {
-		if to, err = relationPos(t); err != nil {
+		if to, err = relationPos(t, !backwards); err != nil {
 			return nil, err
 		}
 	}
@@ -188,7 +203,7 @@ func (s *Server) handleThreads(r *http.Request) (any, error) {
 	}
 	var before int64
 	if t := q.Get("from"); t != "" {
-		if before, err = relationPos(t); err != nil {
+		if before, err = relationPos(t, true); err != nil {
 			return nil, err
 		}
 	}

@@ -16,6 +16,9 @@ import (
 
 const searchPageSize = 10
 
+// maxSearchPageSize bounds a page asked for with filter.limit.
+const maxSearchPageSize = 100
+
 type searchRequest struct {
 	SearchCategories struct {
 		RoomEvents *struct {
@@ -63,6 +66,11 @@ func (s *Server) handleSearch(r *http.Request) (any, error) {
 		return nil, spec.InvalidParam("order_by must be rank or recent")
 	}
 	sq := storage.SearchQuery{Terms: re.SearchTerm, Keys: re.Keys, Recent: re.OrderBy == "recent", Limit: searchPageSize}
+	if re.Filter.Limit != nil {
+		// The filter's limit is the page size (search.yaml: "filter: ... limit"); next_batch
+		// then pages on from it.
+		sq.Limit = min(max(*re.Filter.Limit, 1), maxSearchPageSize)
+	}
 	if nb := r.URL.Query().Get("next_batch"); nb != "" {
 		n, err := strconv.ParseInt(nb[min(1, len(nb)):], 10, 64)
 		if err != nil || n < 0 || (nb[0] != 'o' && nb[0] != 'b') {
@@ -109,7 +117,7 @@ func (s *Server) handleSearch(r *http.Request) (any, error) {
 			}
 			vises[roomID] = vis
 		}
-		if ok, err := vis.canSee(ctx, ev); err != nil || !ok || viewer.Ignored[ev.Sender] || !re.Filter.allows(ev.Type, ev.Sender) {
+		if ok, err := vis.canSee(ctx, ev); err != nil || !ok || viewer.Ignored[ev.Sender] || !re.Filter.allowsEvent(ev) {
 			continue
 		}
 		ce, err := s.rooms.ClientEvent(ctx, roomID, ev, viewer)

@@ -72,6 +72,8 @@ func (s *Server) Register(root *mux.Router) {
 		{get, "/rooms/{roomId}/members", s.handleMembers},
 		{get, "/rooms/{roomId}/joined_members", s.handleJoinedMembers},
 		{http.MethodPost, "/search", s.handleSearch},
+		{http.MethodPost, "/user/{userId}/filter", s.handleCreateFilter},
+		{get, "/user/{userId}/filter/{filterId}", s.handleGetFilter},
 	}
 	for _, rt := range routes {
 		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)

@@ -140,11 +140,7 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 	if setPresence := req.SetPresence; !setPresenceParam(setPresence) {
 		return nil, spec.InvalidParam("set_presence must be online, unavailable or offline")
 	} else if s.presence != nil {
-		done, err := s.presence.Syncing(r.Context(), dev.UserID, setPresence)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+		defer s.presence.Syncing(r.Context(), dev.UserID, setPresence)()
 	}
 	key := connKey{userID: dev.UserID, deviceID: dev.DeviceID, connID: req.ConnID}
 	base, err := s.sliding.begin(key, req.Pos)

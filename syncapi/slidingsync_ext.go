@@ -303,6 +303,11 @@ func (s *Server) slidingAccountData(ctx context.Context, viewer roomserver.Viewe
 			}
 		}
 	}
+	if base.pos == 0 { // a new connection: all the global account data is above
+		if ev := defaultPushRules(viewer.UserID, res.Global); ev != nil {
+			res.Global = append(res.Global, ev)
+		}
+	}
 	for roomID, from := range behind {
 		if from >= to.AccountData {
 			continue

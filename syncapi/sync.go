@@ -10,6 +10,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/pushrules"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -144,11 +145,7 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		return nil, spec.InvalidParam("set_presence must be online, unavailable or offline")
 	} else if s.presence != nil {
 		// The user counts as syncing (so not offline) until this request ends.
-		done, err := s.presence.Syncing(r.Context(), dev.UserID, setPresence)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+		defer s.presence.Syncing(r.Context(), dev.UserID, setPresence)()
 	}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -206,6 +203,10 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	roomData, err := s.accountData(ctx, userID, since.AccountData, to.AccountData, req.filter, resp)
 	if err != nil {
 		return nil, err
+	}
+	if ev := defaultPushRules(userID, resp.AccountData.Events); req.since == nil && ev != nil &&
+		req.filter.AccountData.allows(pushrules.AccountDataType, "") {
+		resp.AccountData.Events = append(resp.AccountData.Events, ev)
 	}
 	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
@@ -297,6 +298,21 @@ func (s *Server) roomEntry(ctx context.Context, req syncRequest, resp *syncRespo
 	}
 	resp.Rooms.Join[m.RoomID] = jr
 	return jr, nil
+}
+
+// defaultPushRules returns the m.push_rules event of the server-default rules for userID,
+// or nil when events (the global account data of a first sync) hold stored ones. A user who
+// never changed a rule has none stored, yet clients (Element among them) read the rules in
+// force from the account data of their first sync, as Synapse serves them: push.md's rules
+// apply to every user whether or not they edited them.
+func defaultPushRules(userID string, events []any) map[string]any {
+	for _, ev := range events {
+		if ev.(map[string]any)["type"] == pushrules.AccountDataType {
+			return nil
+		}
+	}
+	rules, _ := pushrules.Parse(userID, "") // no stored content: the defaults, no error
+	return map[string]any{"type": pushrules.AccountDataType, "content": rules}
 }
 
 // accountData fills the global account data and returns the per-room entries by room.

@@ -39,7 +39,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if err != nil {
 		return nil, err
 	}
-	if !full && len(tl.Events) == 0 {
+	if !full && len(tl.Events) == 0 && !tl.Limited {
 		return nil, nil
 	}
 	var state []*storage.Event
@@ -47,7 +47,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	case req.stateAfter:
 		state, err = s.stateAfter(ctx, m.RoomNID, since, to, full)
 	case full:
-		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
+		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, to)
 	case tl.Limited:
 		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
 	}
@@ -192,7 +192,7 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 	}
 	kept := evs[:0]
 	for _, ev := range dropIgnored(evs, req.viewer.Ignored) {
-		if req.filter.Room.Timeline.allows(ev.Type, ev.Sender) {
+		if req.filter.Room.Timeline.allowsEvent(ev) {
 			kept = append(kept, ev)
 			if ev.IsState() {
 				if tl.stateKeys == nil {
@@ -206,13 +206,17 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 	return tl, firstNID, stateBefore, err
 }
 
-// stateAtStart returns the room state just before the event firstNID (the current state
-// when the timeline is empty).
-func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, firstNID int64) ([]*storage.Event, error) {
+// stateAtStart returns the room state of the snapshot before the timeline's first event or,
+// when the timeline is empty (snapshotNID < 0: nothing new, or a timeline limit of 0), the
+// room's state as at stream position to (the sync's end, or the user's leave).
+func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, to int64) ([]*storage.Event, error) {
+	var state map[int64]int64
+	var err error
 	if snapshotNID < 0 {
-		return s.db.CurrentStateEvents(ctx, roomNID, "")
+		state, err = s.currentStateAt(ctx, roomNID, to)
+	} else {
+		state, err = s.rooms.StateAt(ctx, snapshotNID)
 	}
-	state, err := s.rooms.StateAt(ctx, snapshotNID)
 	if err != nil {
 		return nil, err
 	}
@@ -515,7 +519,7 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 	if req.stateAfter {
 		state, err = s.stateAfter(ctx, m.RoomNID, since, m.EventNID, req.since == nil || req.fullState)
 	} else if req.since == nil || req.fullState {
-		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, firstNID)
+		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, m.EventNID)
 	} else if tl.Limited {
 		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
 	}

@@ -44,3 +44,35 @@ func TestEventFilter(t *testing.T) {
 		t.Error("room filter")
 	}
 }
+
+// TestRelationPos checks the exclusive event NID bounds /relations pages with: its own tokens
+// name the last event returned; /sync tokens are points just after their PDU position and
+// /messages tokens points just before their event.
+func TestRelationPos(t *testing.T) {
+	for _, c := range []struct {
+		tok          string
+		upper, lower int64
+	}{
+		{"r5", 5, 5},
+		{"s7_0_0_0_0_1_1", 8, 7},
+		{"s7_1", 8, 7},
+		{"t8_8", 8, 7},
+		{"t-1_-1", -1, 0}, // the start of a room: nothing lies before it
+		{"t1_1", 1, 0},
+		{"t4611686018427387904_4611686018427387904", 1 << 62, 1<<62 - 1},
+	} {
+		up, err := relationPos(c.tok, true)
+		if err != nil || up != c.upper {
+			t.Errorf("relationPos(%q, upper) = %d, %v; want %d", c.tok, up, err, c.upper)
+		}
+		low, err := relationPos(c.tok, false)
+		if err != nil || low != c.lower {
+			t.Errorf("relationPos(%q, lower) = %d, %v; want %d", c.tok, low, err, c.lower)
+		}
+	}
+	for _, tok := range []string{"", "x1", "r-1", "s", "t1"} {
+		if _, err := relationPos(tok, true); err == nil {
+			t.Errorf("relationPos(%q) accepted", tok)
+		}
+	}
+}

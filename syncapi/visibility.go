@@ -41,13 +41,15 @@ func (s *Server) newVisibility(ctx context.Context, roomID, userID string) (*vis
 }
 
 // memberVisibility is newVisibility for the endpoints that need the user to be or have been
-// in the room: others get M_FORBIDDEN.
+// in the room: others get M_FORBIDDEN, and so does a user who forgot the room (the forget
+// endpoint: "After this API is called, however, a user will no longer be able to retrieve
+// history for this room").
 func (s *Server) memberVisibility(ctx context.Context, roomID, userID string) (*visibility, *storage.Room, error) {
 	vis, room, err := s.newVisibility(ctx, roomID, userID)
 	if err != nil {
 		return nil, nil, err
 	}
-	if vis.membership.Membership == "" {
+	if vis.membership.Membership == "" || vis.membership.Forgotten {
 		return nil, nil, spec.Forbidden("you are not a member of this room")
 	}
 	return vis, room, nil
@@ -77,7 +79,14 @@ func (v *visibility) view(ctx context.Context, snapshotNID int64) (snapshotView,
 //  3. shared: members may see it once they join, as long as they are (or were, up to their leave);
 //  4. invited: an invited user may;
 //  5. otherwise no. A user always sees their own membership events.
+//
+// A user who forgot the room is treated as never having been in it: they see world_readable
+// events only (the forget endpoint: they "will no longer be able to retrieve history").
 func (v *visibility) canSee(ctx context.Context, ev *storage.Event) (bool, error) {
+	if v.membership.Forgotten {
+		sv, err := v.view(ctx, ev.StateBeforeNID)
+		return err == nil && sv.historyVisibility == "world_readable", err
+	}
 	if ev.Type == spec.MRoomMember && ev.Sender == v.userID {
 		return true, nil
 	}

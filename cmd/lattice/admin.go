@@ -59,8 +59,8 @@ func runListUsers(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // runResetPassword sets a new password and logs every device of the account out. A running
-// server refuses the old tokens at once for devices it looks up afresh, and at the latest after
-// its token cache's 30 seconds.
+// server refuses the old tokens at once: its token cache checks a generation this
+// transaction increments (storage/cache.go).
 func runResetPassword(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("reset-password", "reset-password --config FILE --user NAME [--password P]", stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")

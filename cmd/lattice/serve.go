@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/connguard"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
@@ -122,7 +125,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
-	pushes := pusher.New(pusher.Config{}, db, log)
+	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
+	if err != nil {
+		return err
+	}
+	pushes := pusher.New(pusher.Config{Client: pushGuard.HTTPClient(10 * time.Second)}, db, log)
 	if err := pushes.Start(ctx); err != nil {
 		return err
 	}
@@ -191,10 +198,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	syncer.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
-	media, err := mediaapi.New(mediaCfg, cfg.ServerName, db, log)
+	previews, err := previewGuard(cfg)
 	if err != nil {
 		return err
 	}
+	media, err := mediaapi.New(mediaCfg, cfg.ServerName, db, previews, log)
+	if err != nil {
+		return err
+	}
+	if err := media.Start(ctx); err != nil {
+		return err
+	}
+	defer media.Close()
 	media.Register(router)
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
@@ -202,8 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	router.NotFoundHandler = httputil.NotFoundHandler()
-	router.MethodNotAllowedHandler = httputil.MethodNotAllowedHandler()
+	httputil.SetUnmatched(router)
 	handler := httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router))))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
@@ -214,10 +228,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	guard := connguard.New(connguard.Config{
+		BodyTimeout:          cfg.Limits.RequestBodyTimeout,
+		MinBytesPerSecond:    cfg.Limits.MinBodyBytesPerSecond,
+		MaxPendingPerAddress: cfg.Limits.MaxPendingConnectionsPerAddress,
+	})
+	guard.Apply(srv)
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(guard.Listener(ln)) }()
 	startedAttrs := []any{"server_name", cfg.ServerName, "client_api", ln.Addr().String()}
 	if fedSrv != nil {
+		// Other servers get the same body deadlines; their connections are not capped per
+		// address (the 429 written at accept would not be TLS).
+		connguard.New(connguard.Config{BodyTimeout: cfg.Limits.RequestBodyTimeout, MinBytesPerSecond: cfg.Limits.MinBodyBytesPerSecond}).Apply(fedSrv)
 		go func() { errc <- fedSrv.ServeTLS(fedLn, "", "") }()
 		startedAttrs = append(startedAttrs, "federation_api", fedLn.Addr().String())
 	}
@@ -258,9 +281,14 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	guard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Federation.AllowedIPRanges)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	fed, err := federationapi.New(federationapi.Config{
 		ServerName: spec.ServerName(cfg.ServerName), KeyID: keyID, PrivateKey: key,
 		KeyValidity: cfg.Federation.KeyValidity, VerifyTLS: cfg.Federation.VerifyTLS, RootCAs: roots,
+		Guard: guard,
 	}, db, log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -276,6 +304,18 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 		IdleTimeout:       120 * time.Second,
 	}
 	return srv, ln, fed, nil
+}
+
+// previewGuard is what URL previews may fetch: not the built-in non-public ranges (unless
+// media.url_preview.allow_private) nor federation.blocked_ip_ranges. The federation's
+// allowed ranges do not apply: they are for known homeservers, and a preview URL is any
+// URL a user types.
+func previewGuard(cfg *config.Config) (*netguard.Policy, error) {
+	var blocked []string
+	if !cfg.Media.URLPreview.AllowPrivate {
+		blocked = slices.Clone(netguard.DefaultBlocked)
+	}
+	return netguard.New(append(blocked, cfg.Federation.BlockedIPRanges...), nil)
 }
 
 // loadOrCreateKey reads the signing key file ("ed25519 <key id> <base64 seed>", the format

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,10 @@ type Push struct {
 	// NotificationRetention is how long read notifications are kept for GET /notifications
 	// before a background job deletes them; unread ones are kept until read. 0 keeps all.
 	NotificationRetention time.Duration `yaml:"notification_retention"`
+	// GatewayAllowedIPRanges are IP ranges (CIDR) that push gateways may be at although the
+	// built-in list or federation.blocked_ip_ranges refuse them (a gateway on your own
+	// network). Pusher URLs are chosen by users, so they get the same policy as federation.
+	GatewayAllowedIPRanges []string `yaml:"gateway_allowed_ip_ranges"`
 }
 
 // VoIP configures the TURN server that GET /_matrix/client/v3/voip/turnServer hands to
@@ -102,6 +107,13 @@ type Federation struct {
 	TLSCA string `yaml:"tls_ca"`
 	// KeyValidity is how long the key responses of /_matrix/key/v2/server stay valid.
 	KeyValidity time.Duration `yaml:"key_validity"`
+	// BlockedIPRanges are IP ranges (CIDR) that outbound connections whose destination others
+	// choose (federation requests, remote media, URL previews) never reach, in addition to
+	// the built-in list of loopback, private, link-local and other non-public ranges.
+	BlockedIPRanges []string `yaml:"blocked_ip_ranges"`
+	// AllowedIPRanges are IP ranges (CIDR) that federation and remote media may reach even
+	// though a blocked range holds them: another homeserver on the local network.
+	AllowedIPRanges []string `yaml:"allowed_ip_ranges"`
 }
 
 // Registration controls who may create accounts.
@@ -122,6 +134,13 @@ type Limits struct {
 	// RegistrationsPerMinute and RegistrationsBurst limit /register per client address.
 	RegistrationsPerMinute float64 `yaml:"registrations_per_minute"`
 	RegistrationsBurst     float64 `yaml:"registrations_burst"`
+	// RequestBodyTimeout and MinBodyBytesPerSecond bound the time to send a request body:
+	// the timeout plus the body's size at the minimum rate.
+	RequestBodyTimeout    time.Duration `yaml:"request_body_timeout"`
+	MinBodyBytesPerSecond int64         `yaml:"min_body_bytes_per_second"`
+	// MaxPendingConnectionsPerAddress caps the client connections of one address that are
+	// still sending their request; 0 means no cap.
+	MaxPendingConnectionsPerAddress int `yaml:"max_pending_connections_per_address"`
 }
 
 // Rooms holds room defaults.
@@ -139,6 +158,19 @@ type Media struct {
 	// thumbnail, which guards against decompression bombs.
 	MaxImagePixels int64      `yaml:"max_image_pixels"`
 	URLPreview     URLPreview `yaml:"url_preview"`
+	// UnauthenticatedMediaFreeze is when the deprecated unauthenticated download and
+	// thumbnail endpoints were frozen (RFC 3339): media uploaded (or cached from another
+	// server) before it is still served there, later media only by the authenticated
+	// endpoints. Empty: frozen from the start, nothing is served without a token.
+	UnauthenticatedMediaFreeze string `yaml:"unauthenticated_media_freeze"`
+}
+
+// Freeze returns the time of the unauthenticated media freeze (see
+// UnauthenticatedMediaFreeze); the zero time when frozen from the start. It assumes
+// Validate passed.
+func (m Media) Freeze() time.Time {
+	t, _ := time.Parse(time.RFC3339, m.UnauthenticatedMediaFreeze)
+	return t
 }
 
 // URLPreview configures GET /_matrix/client/v1/media/preview_url, which makes the server
@@ -176,7 +208,8 @@ func Default() Config {
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
 		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour},
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
-			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100},
+			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100,
+			RequestBodyTimeout: 30 * time.Second, MinBodyBytesPerSecond: 4096, MaxPendingConnectionsPerAddress: 128},
 		Rooms: Rooms{DefaultVersion: "12"},
 		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
 		VoIP:  VoIP{TURNUserLifetime: time.Hour},
@@ -251,6 +284,9 @@ func (c *Config) Validate() error {
 	if c.Limits.FailedLoginsPerMinute <= 0 || c.Limits.FailedLoginsBurst < 1 || c.Limits.RegistrationsPerMinute <= 0 || c.Limits.RegistrationsBurst < 1 {
 		errs = append(errs, errors.New("limits: the *_per_minute rates must be positive and the bursts at least 1"))
 	}
+	if c.Limits.RequestBodyTimeout < time.Second || c.Limits.MinBodyBytesPerSecond < 0 || c.Limits.MaxPendingConnectionsPerAddress < 0 {
+		errs = append(errs, errors.New("limits: request_body_timeout must be at least 1s, min_body_bytes_per_second and max_pending_connections_per_address not negative"))
+	}
 	if c.Limits.MaxSyncTimeoutMS < 0 {
 		errs = append(errs, errors.New("limits.max_sync_timeout_ms must not be negative"))
 	}
@@ -303,6 +339,11 @@ func (m *Media) validate() []error {
 	if m.URLPreview.TimeoutMS < 1 {
 		errs = append(errs, errors.New("media.url_preview.timeout_ms must be at least 1"))
 	}
+	if m.UnauthenticatedMediaFreeze != "" {
+		if _, err := time.Parse(time.RFC3339, m.UnauthenticatedMediaFreeze); err != nil {
+			errs = append(errs, fmt.Errorf("media.unauthenticated_media_freeze %q must be empty or an RFC 3339 time such as 2024-09-01T00:00:00Z", m.UnauthenticatedMediaFreeze))
+		}
+	}
 	return errs
 }
 
@@ -353,6 +394,17 @@ func (c *Config) validateFederation() []error {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		} else if st.IsDir() {
 			errs = append(errs, fmt.Errorf("%s: %s is a directory", p.name, c.dataPath(p.path)))
+		}
+	}
+	for _, r := range []struct {
+		name   string
+		ranges []string
+	}{{"federation.blocked_ip_ranges", f.BlockedIPRanges}, {"federation.allowed_ip_ranges", f.AllowedIPRanges},
+		{"push.gateway_allowed_ip_ranges", c.Push.GatewayAllowedIPRanges}} {
+		for _, cidr := range r.ranges {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a CIDR range such as 10.0.0.0/8 or fd00::/8", r.name, cidr))
+			}
 		}
 	}
 	if f.KeyValidity < minKeyValidity || f.KeyValidity > maxKeyValidity {

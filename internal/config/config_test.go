@@ -148,3 +148,25 @@ func TestVoIPAndPushConfig(t *testing.T) {
 		t.Errorf("negative retention: %v", err)
 	}
 }
+
+// TestValidateIPRanges: the blocked and allowed ranges of outbound connections must be CIDR
+// ranges; each bad one is named.
+func TestValidateIPRanges(t *testing.T) {
+	cfg := Default()
+	cfg.ServerName, cfg.DataDir = "example.org", t.TempDir()
+	cfg.Federation.BlockedIPRanges = []string{"203.0.113.0/24", "10.0.0.0/33"}
+	cfg.Federation.AllowedIPRanges = []string{"fd00::/8", "intranet"}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("bad ranges accepted")
+	}
+	for _, want := range []string{`federation.blocked_ip_ranges: "10.0.0.0/33"`, `federation.allowed_ip_ranges: "intranet"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	cfg.Federation.BlockedIPRanges, cfg.Federation.AllowedIPRanges = []string{"203.0.113.0/24"}, []string{"fd00::/8", "127.0.0.1/32"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("good ranges refused: %v", err)
+	}
+}

@@ -175,14 +175,62 @@ func ReadBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// MaxJSONDepth is how deeply arrays and objects may nest in a request body. Matrix bodies
+// nest a few levels (an event's content, a push rule, a key with its signatures); the bound
+// keeps recursive code (canonical JSON, redaction, the decoder's own limit of 10,000) from
+// ever seeing a pathological document.
+const MaxJSONDepth = 100
+
+// CheckJSONText reports, with the spec's error codes, a body that is not JSON text a client
+// may send: invalid JSON or bytes that are not UTF-8 (RFC 8259 §8.1, which the spec's JSON
+// bodies follow: "JSON text ... MUST be encoded using UTF-8") are M_NOT_JSON, nesting deeper
+// than MaxJSONDepth is M_BAD_JSON. Invalid UTF-8 must be refused before anything is stored:
+// events are kept as the bytes received, and one invalid byte would make every member's
+// /sync invalid JSON.
+func CheckJSONText(body []byte) error {
+	if !utf8.Valid(body) {
+		return spec.NotJSON("request body is not valid UTF-8")
+	}
+	if !json.Valid(body) {
+		return spec.NotJSON("request body is not valid JSON")
+	}
+	if jsonDepth(body) > MaxJSONDepth {
+		return spec.BadJSON(fmt.Sprintf("request body nests deeper than %d levels", MaxJSONDepth))
+	}
+	return nil
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in valid JSON text.
+func jsonDepth(body []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // UnmarshalObject decodes a JSON object into v with the spec's error codes.
 func UnmarshalObject(body []byte, v any) error {
 	trimmed := strings.TrimSpace(string(body))
 	if trimmed == "" {
 		return spec.NotJSON("request body is empty")
 	}
-	if !json.Valid([]byte(trimmed)) {
-		return spec.NotJSON("request body is not valid JSON")
+	if err := CheckJSONText([]byte(trimmed)); err != nil {
+		return err
 	}
 	if trimmed[0] != '{' {
 		return spec.BadJSON("request body must be a JSON object")

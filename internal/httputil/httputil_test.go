@@ -102,6 +102,37 @@ func TestLimitsAndCORS(t *testing.T) {
 	}
 }
 
+func TestCheckJSONText(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	cases := []struct {
+		in   string
+		code string
+	}{
+		{`{"body":"ok"}`, ""},
+		{`{"body":"\ud83d\ude00 é"}`, ""},
+		{"{\"body\":\"\xff\xfe\"}", "M_NOT_JSON"},
+		{"{\"\xc3\x28\":1}", "M_NOT_JSON"},
+		{"{\"s\":\"\xed\xa0\x80\"}", "M_NOT_JSON"}, // a UTF-16 surrogate encoded as UTF-8
+		{`{"a":` + deep(MaxJSONDepth-1) + `}`, ""},
+		{`{"a":` + deep(MaxJSONDepth) + `}`, "M_BAD_JSON"},
+		{`{"a":"` + strings.Repeat("[", 500) + `"}`, ""}, // brackets inside a string do not nest
+		{strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000), "M_BAD_JSON"},
+	}
+	for _, c := range cases {
+		err := CheckJSONText([]byte(c.in))
+		var me spec.MatrixError
+		got := ""
+		if errors.As(err, &me) {
+			got = string(me.ErrCode)
+		} else if err != nil {
+			got = err.Error()
+		}
+		if got != c.code {
+			t.Errorf("%.60q: got %q, want %q", c.in, got, c.code)
+		}
+	}
+}
+
 // TestCheckURL: a path or query that is not UTF-8 or holds a NUL once unescaped is 400
 // M_INVALID_PARAM before any handler sees it (on PostgreSQL these were 500s).
 func TestCheckURL(t *testing.T) {

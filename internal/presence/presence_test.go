@@ -97,11 +97,7 @@ func (h *harness) expect(state string, lastActive time.Time, wakes int) {
 
 func (h *harness) sync(setPresence string) func() {
 	h.t.Helper()
-	done, err := h.s.Syncing(context.Background(), "@a:x", setPresence)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return done
+	return h.s.Syncing(context.Background(), "@a:x", setPresence)
 }
 
 func TestPresenceLifecycle(t *testing.T) {

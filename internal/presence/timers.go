@@ -15,9 +15,14 @@ const checkTimeout = 30 * time.Second
 // set_presence: "offline" leaves presence alone (and the sync does not keep the user
 // online); "online" turns an offline user online (an unavailable one stays so: a sync is
 // not activity, else an idle user would never stay idle); "unavailable" marks the user idle.
-func (s *Service) Syncing(ctx context.Context, userID, setPresence string) (func(), error) {
+//
+// A /sync only reads, so it must not fail because presence cannot be read or written (a full
+// disk, a database that refuses writes): the error is logged and the sync goes on, with the
+// user counted as syncing; the next sync tries again. Nothing is written when the state does
+// not change.
+func (s *Service) Syncing(ctx context.Context, userID, setPresence string) func() {
 	if setPresence == Offline {
-		return func() {}, nil
+		return func() {}
 	}
 	u := s.entry(userID)
 	u.mu.Lock()
@@ -35,8 +40,8 @@ func (s *Service) Syncing(ctx context.Context, userID, setPresence string) (func
 	}
 	p, err := s.current(ctx, userID)
 	if err != nil {
-		done()
-		return nil, err
+		s.log.Error("presence: read on sync", "user_id", userID, "err", err)
+		return done
 	}
 	switch {
 	case (setPresence == "" || setPresence == Online) && p.State == Offline:
@@ -45,14 +50,14 @@ func (s *Service) Syncing(ctx context.Context, userID, setPresence string) (func
 		p.State = Unavailable
 	default:
 		s.armIdle(&p)
-		return done, nil
+		return done
 	}
 	if err := s.store(ctx, p); err != nil {
-		done()
-		return nil, err
+		s.log.Error("presence: set on sync", "user_id", userID, "err", err)
+		return done
 	}
 	s.armIdle(&p)
-	return done, nil
+	return done
 }
 
 // armOfflineLocked (re)starts userID's offline timer. s.mu must be held.

@@ -120,3 +120,58 @@ func CleanActions(actions []any) ([]any, bool) {
 	}
 	return out, true
 }
+
+// CopyRoomRules gives newRoomID a copy of each of the user's rules that applies to oldRoomID
+// alone, for a room upgrade ("When a user joins the new room, the server should
+// automatically transfer/replicate some of the user's personalized settings such as
+// notifications", room_upgrades.md): the room rule named by oldRoomID, and every
+// user-defined override and underride rule with an event_match condition on room_id equal to
+// oldRoomID. A copy takes the original's enabled state and actions, is placed just before
+// the original, and is named after it with oldRoomID replaced by newRoomID (or with
+// "-" and newRoomID appended when its name does not contain oldRoomID). A rule the new room
+// already has is left alone. CopyRoomRules reports whether it added a rule.
+func CopyRoomRules(rules *Rules, oldRoomID, newRoomID string) bool {
+	changed := false
+	if i := IndexOfRule(rules.Global.Room, oldRoomID); i >= 0 && IndexOfRule(rules.Global.Room, newRoomID) < 0 {
+		c := rules.Global.Room[i]
+		c.RuleID = newRoomID
+		rules.Global.Room = slices.Insert(rules.Global.Room, i, c)
+		changed = true
+	}
+	for _, list := range []*[]Rule{&rules.Global.Override, &rules.Global.Underride} {
+		for i := 0; i < len(*list); i++ {
+			r := (*list)[i]
+			if r.Default || !namesRoom(r.Conditions, oldRoomID) {
+				continue
+			}
+			id := strings.ReplaceAll(r.RuleID, oldRoomID, newRoomID)
+			if id == r.RuleID {
+				id = r.RuleID + "-" + newRoomID
+			}
+			if IndexOfRule(*list, id) >= 0 {
+				continue
+			}
+			c := r
+			c.RuleID = id
+			c.Actions = slices.Clone(r.Actions)
+			c.Conditions = make([]Condition, len(r.Conditions))
+			for j, cond := range r.Conditions {
+				if cond.Kind == "event_match" && cond.Key == "room_id" && cond.Pattern != nil && *cond.Pattern == oldRoomID {
+					cond.Pattern = &newRoomID
+				}
+				c.Conditions[j] = cond
+			}
+			*list = slices.Insert(*list, i, c)
+			i++ // skip the original, now after its copy
+			changed = true
+		}
+	}
+	return changed
+}
+
+// namesRoom reports whether conds include an event_match on room_id with exactly roomID.
+func namesRoom(conds []Condition, roomID string) bool {
+	return slices.ContainsFunc(conds, func(c Condition) bool {
+		return c.Kind == "event_match" && c.Key == "room_id" && c.Pattern != nil && *c.Pattern == roomID
+	})
+}

@@ -153,6 +153,11 @@ func Load(ctx context.Context, db *storage.DB, roomID string) (*Summary, error) 
 	if out.Restricted() {
 		chunk["allowed_room_ids"] = allow
 	}
+	if chunk["room_type"] != "m.space" {
+		// Only a space has children: m.space.child events in any other room are not part of
+		// a hierarchy (client-server "Spaces": a space is a room with type m.space).
+		out.Children = nil
+	}
 	return out, nil
 }
 
