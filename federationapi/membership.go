@@ -219,7 +219,7 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 // the signed event is stored or returned. Anything else is returned unchanged, for checkPDU
 // to judge.
 func (s *Server) signAuthorisedJoin(ver gomatrixserverlib.IRoomVersion, raw []byte) []byte {
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	pdu, err := parsePDU(ver, raw)
 	if err != nil || pdu.Type() != spec.MRoomMember {
 		return raw
 	}
