@@ -11,6 +11,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 )
@@ -257,7 +258,7 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 	for _, p := range op.Params {
 		key := p.In + ":" + p.Name
 		for _, bad := range badParamValues(p) {
-			mut := copyVals(vals)
+			mut := maps.Clone(vals)
 			mut[key] = bad
 			add(key+"="+truncate(bad, 24), mut, true, body, userAuth, false)
 		}
@@ -274,14 +275,6 @@ func (env *sweepEnv) cases(op *apiOp) []*sweepCase {
 			// The same mutation with a signature the server cannot verify.
 			add("body:"+m.kind+":bogus-sig", vals, false, m.body, "bogus", false)
 		}
-	}
-	return out
-}
-
-func copyVals(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }
