@@ -59,6 +59,9 @@ func (s *Server) SetRemoteDirectory(d RemoteDirectory) { s.remoteDirectory = d }
 // names, asked over federation.
 func (s *Server) publicRooms(r *http.Request, req publicRoomsRequest) (any, error) {
 	if req.Server != "" && req.Server != s.cfg.ServerName {
+		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(req.Server)); !ok {
+			return nil, spec.InvalidParam("server is not a valid server name")
+		}
 		if s.remoteDirectory == nil {
 			return nil, spec.NotFound("federation is off: this server cannot list another server's rooms")
 		}

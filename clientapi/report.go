@@ -30,11 +30,13 @@ func (s *Server) handleReportEvent(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	eventID := httputil.PathVar(r, "eventId")
 	ev, err := s.db.Event(r.Context(), eventID)
-	room, rerr := s.db.Room(r.Context(), roomID)
-	if errors.Is(err, storage.ErrNotFound) || rerr != nil || ev.RoomNID != room.NID {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("event not found")
 	} else if err != nil {
 		return nil, err
+	}
+	if room, err := s.db.Room(r.Context(), roomID); err != nil || ev.RoomNID != room.NID {
+		return nil, spec.NotFound("event not found")
 	}
 	if m, err := s.rooms.Membership(r.Context(), roomID, dev.UserID); err != nil || m != spec.Join {
 		return nil, spec.NotFound("event not found")

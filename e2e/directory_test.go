@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,12 @@ func TestDirectoryReportsKnockUpgrade(t *testing.T) {
 	res := ud.Body["results"].([]any)
 	if len(res) != 1 || res[0].(map[string]any)["user_id"] != alice.UserID || res[0].(map[string]any)["display_name"] != "Alice Liddell" {
 		t.Fatalf("user directory: %s", ud.Raw)
+	}
+	// A term longer than any user ID or display name finds nobody (SQLite refuses LIKE
+	// patterns over 50,000 bytes: this was a 500).
+	ud = bob.MustDo("POST", "/_matrix/client/v3/user_directory/search", map[string]any{"search_term": strings.Repeat("liddell", 10000)})
+	if res, _ := ud.Body["results"].([]any); len(res) != 0 {
+		t.Fatalf("user directory with a 70,000-character term: %s", ud.Raw)
 	}
 
 	// Reports.

@@ -1,6 +1,9 @@
 package e2e
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestFederationDirectory: a user of B resolves a room alias of A (GET /directory/room) and
 // lists A's public rooms (GET and POST /publicRooms?server=), both asked of A over
@@ -38,4 +41,18 @@ func TestFederationDirectory(t *testing.T) {
 	if r.Status != 200 || found(r) {
 		t.Fatalf("a search of A's rooms that matches nothing: %d %s", r.Status, r.Raw)
 	}
+
+	// Not a server name: the client's mistake, 400 M_INVALID_PARAM (was a 500).
+	r = bob.Do("GET", "/_matrix/client/v3/publicRooms?server="+esc("bad name"), nil)
+	if r.Status != 400 || r.ErrCode() != "M_INVALID_PARAM" {
+		t.Errorf("public rooms of a malformed server name: %d %s, want 400 M_INVALID_PARAM", r.Status, r.Raw)
+	}
+	// A unreachable: the remote server's failure, 502 as for remote media (was a 500 whose
+	// message carried the network error).
+	a.Proxy.Partition()
+	r = bob.Do("GET", "/_matrix/client/v3/publicRooms?server="+esc(a.Name), nil)
+	if r.Status != 502 || r.ErrCode() != "M_UNKNOWN" || strings.Contains(string(r.Raw), "dial") || strings.Contains(string(r.Raw), "EOF") {
+		t.Errorf("public rooms of an unreachable server: %d %s, want 502 M_UNKNOWN without the network error", r.Status, r.Raw)
+	}
+	a.Proxy.Heal()
 }

@@ -134,6 +134,9 @@ func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName)
 		return nil, errors.New("invalid server name")
 	}
 	host, port, _ := spec.ParseAndValidateServerName(name)
+	if reservedInvalid(host) {
+		return nil, errors.New("names under .invalid never resolve (RFC 6761)")
+	}
 	if port != -1 || net.ParseIP(strings.Trim(host, "[]")) != nil {
 		return fclient.ResolveServer(ctx, name)
 	}
@@ -141,6 +144,14 @@ func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName)
 		return fclient.ResolveServer(ctx, delegated)
 	}
 	return fclient.ResolveServer(ctx, name)
+}
+
+// reservedInvalid reports whether host is in the .invalid top-level domain, which RFC 6761
+// (section 6.4) reserves for names that must never resolve: resolvers should answer at once
+// rather than ask the DNS, which may be slow or unreachable.
+func reservedInvalid(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "invalid" || strings.HasSuffix(host, ".invalid")
 }
 
 // maxWellKnownBytes bounds the .well-known document read.

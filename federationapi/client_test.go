@@ -110,3 +110,19 @@ func TestClientGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveInvalidTLD: names under .invalid fail at once, without asking the DNS (RFC 6761
+// section 6.4); other names are resolved.
+func TestResolveInvalidTLD(t *testing.T) {
+	tr := &matrixTransport{}
+	for _, name := range []spec.ServerName{"example.invalid", "Example.INVALID", "a.b.invalid:8448", "invalid"} {
+		if _, err := tr.resolveName(context.Background(), name); err == nil || !strings.Contains(err.Error(), "RFC 6761") {
+			t.Errorf("resolveName(%s): %v, want the .invalid refusal", name, err)
+		}
+	}
+	for _, host := range []string{"invalid.example.org", "example.invalidx", "127.0.0.1"} {
+		if reservedInvalid(host) {
+			t.Errorf("reservedInvalid(%s) = true", host)
+		}
+	}
+}

@@ -219,7 +219,7 @@ func (s *Server) receiveMembership(r *http.Request, membership string) (gomatrix
 // the signed event is stored or returned. Anything else is returned unchanged, for checkPDU
 // to judge.
 func (s *Server) signAuthorisedJoin(ver gomatrixserverlib.IRoomVersion, raw []byte) []byte {
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	pdu, err := parsePDU(ver, raw)
 	if err != nil || pdu.Type() != spec.MRoomMember {
 		return raw
 	}
@@ -274,7 +274,7 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 	}
 	// The signature check of an invite wants the invitee's server's signature too: ours,
 	// added before the check and sent back only if the invite passes.
-	unsigned, err := ver.NewEventFromUntrustedJSON(body.Event)
+	unsigned, err := parsePDU(ver, body.Event)
 	if err != nil {
 		return nil, spec.InvalidParam("invalid PDU: " + err.Error())
 	}

@@ -1,8 +1,11 @@
 package federationapi
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -20,14 +23,28 @@ func (s *Server) checkPDU(ctx context.Context, ver gomatrixserverlib.IRoomVersio
 	if len(raw) > maxPDUBytes {
 		return nil, fmt.Errorf("PDU is larger than %d bytes", maxPDUBytes)
 	}
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	pdu, err := parsePDU(ver, raw)
 	if err != nil {
 		return nil, fmt.Errorf("invalid PDU: %w", err)
+	}
+	// The type and state key are keys of the state tables, and PostgreSQL text cannot hold a
+	// NUL: such an event could not be stored there. Refused on every backend alike.
+	if strings.ContainsRune(pdu.Type(), 0) || pdu.StateKey() != nil && strings.ContainsRune(*pdu.StateKey(), 0) {
+		return nil, errors.New("invalid PDU: a NUL character in its type or state key")
 	}
 	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.keyRing, userIDForSender); err != nil {
 		return nil, fmt.Errorf("event %s: bad signature: %w", pdu.EventID(), err)
 	}
 	return pdu, nil
+}
+
+// parsePDU is ver.NewEventFromUntrustedJSON for JSON that may not be an object: the library
+// dereferences what `null` unmarshals to (a nil event) and panics.
+func parsePDU(ver gomatrixserverlib.IRoomVersion, raw []byte) (gomatrixserverlib.PDU, error) {
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("a PDU must be a JSON object")
+	}
+	return ver.NewEventFromUntrustedJSON(raw)
 }
 
 func userIDForSender(_ spec.RoomID, senderID spec.SenderID) (*spec.UserID, error) {

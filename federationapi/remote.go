@@ -252,7 +252,7 @@ func (r *remote) fetchEvents(ctx context.Context, server spec.ServerName, v goma
 func parseChecked(ver gomatrixserverlib.IRoomVersion, evs gomatrixserverlib.EventJSONs) ([]gomatrixserverlib.PDU, error) {
 	out := make([]gomatrixserverlib.PDU, 0, len(evs))
 	for _, raw := range evs {
-		pdu, err := ver.NewEventFromUntrustedJSON(raw)
+		pdu, err := parsePDU(ver, raw)
 		if err != nil {
 			return nil, err
 		}

@@ -128,7 +128,7 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 	if err != nil {
 		return "", nil // a room we are not in: ignored, as the spec allows
 	}
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	pdu, err := parsePDU(ver, raw)
 	if err != nil {
 		return "", nil
 	}

@@ -189,7 +189,7 @@ func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	s.Register(router)
 	httputil.SetUnmatched(router)
-	return httputil.Recover(s.log, httputil.Limits(maxRequestBytes, router))
+	return httputil.Recover(s.log, httputil.CheckURL(httputil.Limits(maxRequestBytes, router)))
 }
 
 // handleVersion handles GET /_matrix/federation/v1/version.

@@ -1,6 +1,9 @@
 package storage
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // dialect is the short list of real differences between SQLite and PostgreSQL.
 // Everything else is written once.
@@ -89,4 +92,16 @@ var postgresDialect = dialect{
 	tables: `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`,
 	resetSerial: `SELECT setval(pg_get_serial_sequence('%[1]s', '%[2]s'), COALESCE(MAX(%[2]s), 0) + 1, false) FROM %[1]s`,
+}
+
+// InvalidText reports whether err is PostgreSQL refusing text it cannot hold: NUL characters
+// or invalid UTF-8 (SQLSTATE 22021, and 22P05 for \u0000 in JSON). SQLite stores such text,
+// so callers must not rely on it being refused; the HTTP layer answers 400 for it.
+func InvalidText(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if msg := err.Error(); strings.Contains(msg, "SQLSTATE 22021") || strings.Contains(msg, "SQLSTATE 22P05") {
+			return true
+		}
+	}
+	return false
 }

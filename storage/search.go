@@ -19,13 +19,16 @@ func SearchText(evType string, content []byte) (key, text string) {
 	if json.Unmarshal(content, &c) != nil {
 		return "", ""
 	}
+	// NUL characters (\u0000 in the event's JSON) mean nothing to a search, and PostgreSQL
+	// text cannot hold them: the event would not be stored.
+	clean := func(s string) string { return strings.ReplaceAll(s, "\x00", "") }
 	switch evType {
 	case "m.room.message":
-		return "content.body", c.Body
+		return "content.body", clean(c.Body)
 	case "m.room.name":
-		return "content.name", c.Name
+		return "content.name", clean(c.Name)
 	case "m.room.topic":
-		return "content.topic", c.Topic
+		return "content.topic", clean(c.Topic)
 	}
 	return "", ""
 }

@@ -218,7 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		media.SetRemote(fed.MediaFetcher())
 	}
 	httputil.SetUnmatched(router)
-	handler := httputil.Recover(log, httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))
+	handler := httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router))))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {

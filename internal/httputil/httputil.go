@@ -18,6 +18,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
 )
 
 // Error is a Matrix error with an explicit status and extra top-level fields (for example the
@@ -141,6 +143,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		WriteJSON(w, statusFor(me.ErrCode), me)
 	case errors.As(err, &mbe):
 		WriteJSON(w, http.StatusRequestEntityTooLarge, TooLarge())
+	case storage.InvalidText(err):
+		// Text PostgreSQL cannot hold (NUL, invalid UTF-8) that got past the request checks.
+		WriteJSON(w, http.StatusBadRequest, spec.InvalidParam("text with NUL characters or invalid UTF-8 cannot be stored"))
 	default:
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		WriteJSON(w, http.StatusInternalServerError, spec.Unknown("internal server error"))
@@ -269,6 +274,29 @@ func Limits(maxBytes int64, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// CheckURL refuses a request whose path or query, once unescaped, is not UTF-8 or holds a NUL:
+// no Matrix identifier, token or name can, and such bytes must not reach handlers, logs or
+// the database (PostgreSQL refuses them). 400 M_INVALID_PARAM.
+func CheckURL(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanText(r.URL.Path) {
+			WriteJSON(w, http.StatusBadRequest, spec.InvalidParam("the path is not UTF-8 or holds a NUL character"))
+			return
+		}
+		for _, pair := range strings.Split(r.URL.RawQuery, "&") {
+			for _, part := range strings.SplitN(pair, "=", 2) {
+				if v, err := url.QueryUnescape(part); err == nil && !cleanText(v) {
+					WriteJSON(w, http.StatusBadRequest, spec.InvalidParam("a query parameter is not UTF-8 or holds a NUL character"))
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func cleanText(s string) bool { return utf8.ValidString(s) && !strings.Contains(s, "\x00") }
 
 // CORS adds the headers web clients need and answers preflight requests.
 func CORS(h http.Handler) http.Handler {

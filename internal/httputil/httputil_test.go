@@ -3,6 +3,7 @@ package httputil
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -59,6 +60,7 @@ func TestWriteErrorStatuses(t *testing.T) {
 		{TooLarge(), 413, "M_TOO_LARGE"},
 		{&http.MaxBytesError{Limit: 1}, 413, "M_TOO_LARGE"},
 		{errors.New("database exploded"), 500, "M_UNKNOWN"},
+		{fmt.Errorf("rename device: %w", errors.New(`ERROR: invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)`)), 400, "M_INVALID_PARAM"},
 	}
 	for _, c := range cases {
 		rec := httptest.NewRecorder()
@@ -127,6 +129,29 @@ func TestCheckJSONText(t *testing.T) {
 		}
 		if got != c.code {
 			t.Errorf("%.60q: got %q, want %q", c.in, got, c.code)
+		}
+	}
+}
+
+// TestCheckURL: a path or query that is not UTF-8 or holds a NUL once unescaped is 400
+// M_INVALID_PARAM before any handler sees it (on PostgreSQL these were 500s).
+func TestCheckURL(t *testing.T) {
+	h := CheckURL(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for target, want := range map[string]int{
+		"/_matrix/client/v3/devices/ABC":                  204,
+		"/_matrix/client/v3/devices/%E2%98%83":            204,
+		"/_matrix/client/v3/devices/%FF":                  400,
+		"/_matrix/client/v3/devices/%00":                  400,
+		"/_matrix/media/v3/upload?filename=a%FF.txt":      400,
+		"/_matrix/media/v3/upload?filename=a%00":          400,
+		"/_matrix/media/v3/upload?%FF=1":                  400,
+		"/_matrix/media/v3/upload?filename=%E2%98%83.txt": 204,
+		"/_matrix/client/v3/sync?since=%ZZ&timeout=0":     204, // not an escape: left to the handler
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		if rec.Code != want || want == 400 && !strings.Contains(rec.Body.String(), "M_INVALID_PARAM") {
+			t.Errorf("%s: %d %s, want %d", target, rec.Code, rec.Body, want)
 		}
 	}
 }
