@@ -222,6 +222,7 @@ type interopHost struct {
 	fake   *fakeHomeserver
 	lat    spec.ServerName
 	verify *keyVerifier
+	ca     *testCA // the CA both servers' certificates come from (more fakes can join in)
 
 	mu      sync.Mutex
 	rooms   map[string]*hostedRoom
@@ -729,10 +730,18 @@ func message(body string) map[string]any { return map[string]any{"msgtype": "m.t
 // startInterop starts a Lattice server and the fake server resident beside it.
 func startInterop(t *testing.T) (*Server, *interopHost) {
 	t.Helper()
+	return startInteropOn(t, "127.0.0.1")
+}
+
+// startInteropOn is startInterop with the fake server on host (see startFakeHomeserverOn).
+func startInteropOn(t *testing.T, host string) (*Server, *interopHost) {
+	t.Helper()
 	ca := newTestCA(t)
 	lat := startFederatedServer(t, ca)
-	fake := startFakeHomeserver(t, ca)
-	return lat, newInteropHost(t, fake, lat)
+	fake := startFakeHomeserverOn(t, ca, host)
+	h := newInteropHost(t, fake, lat)
+	h.ca = ca
+	return lat, h
 }
 
 // joinLatticeRoom has alice create a public room of version ver on Lattice that eve (of the

@@ -133,8 +133,13 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		return "", nil
 	}
 	eventID := pdu.EventID()
-	if !s.rs.ServerAllowed(ctx, roomID, origin) {
-		return eventID, errors.New("the room's server ACL denies " + string(origin))
+	// Server ACLs: "If the sending server is denied access to the room ..., the PDU MUST
+	// be ignored". The server of the event's sender is checked as well: a denied server's
+	// event relayed by another server is still that server taking part in the room.
+	for _, server := range []spec.ServerName{origin, senderServer(pdu)} {
+		if server != "" && !s.rs.ServerAllowed(ctx, roomID, server) {
+			return eventID, errors.New("the room's server ACL denies " + string(server))
+		}
 	}
 	if pdu, err = s.checkPDU(ctx, ver, raw); err != nil {
 		s.log.Info("PDU rejected", "origin", origin, "event_id", eventID, "err", err)
@@ -149,6 +154,15 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		return eventID, err
 	}
 	return eventID, nil
+}
+
+// senderServer returns the server of a PDU's sender ("" for a sender that is not a user ID,
+// as with pseudo IDs).
+func senderServer(pdu gomatrixserverlib.PDU) spec.ServerName {
+	if u := pdu.SenderID().ToUserID(); u != nil {
+		return u.Domain()
+	}
+	return ""
 }
 
 // internalError is a failure of this server's own while processing a PDU (its database, a
