@@ -71,7 +71,6 @@ func TestFederationInteropServerACL(t *testing.T) {
 		t.Errorf("/send of the relay: the denied server's message %s has result %v (present %v), want an error: %s", relayed.EventID(), res, ok, r.Raw)
 	}
 
-
 	// Denied: a message, a typing EDU and a receipt for the ACL event.
 	msg := h.emit(t, room, eve, "m.room.message", nil, message("from a denied server"))
 	receipt, _ := json.Marshal(map[string]any{room.id: map[string]any{"m.read": map[string]any{
