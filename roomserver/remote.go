@@ -87,8 +87,10 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 	}
 	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)
 	defer cancel()
-	budget := maxFetchTotal
-	return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, budget: &budget})
+	return s.retryConflicts(ctx, r.id, func() error {
+		budget := maxFetchTotal
+		return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, budget: &budget})
+	})
 }
 
 // hasState reports whether this server holds the state of room r (it joined it once), rather
