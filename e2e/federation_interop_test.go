@@ -231,6 +231,9 @@ type interopHost struct {
 	// latest_events to earliest_events.
 	missing    func(room *hostedRoom, req missingReq) []gomatrixserverlib.PDU
 	missingLog []missingReq
+	// refuse, when set, answers every federation request of Lattice with 500: a server that
+	// only pushes.
+	refuse bool
 	sent       []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
 	leaves     []gomatrixserverlib.PDU // events Lattice sent with send_leave
 	failures   []string                // what was wrong with Lattice's requests
@@ -338,6 +341,10 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.refuse {
+		writeJSON(w, 500, map[string]string{"errcode": "M_UNKNOWN", "error": "this server answers nothing"})
+		return true
+	}
 	room := h.rooms[arg(0)]
 	switch route {
 	case "GET v1/query/directory":

@@ -62,7 +62,7 @@ func (c *txnCache) put(key string, res *sendResult) {
 
 // handleSend handles PUT /_matrix/federation/v1/send/{txnId}: the PDUs and EDUs another
 // server pushes to us. PDUs are checked (checkPDU) and handed to the roomserver one by one,
-// in order; each gets its own result. Transactions of one origin are processed one at a time.
+// parents before the children that cite them (orderTxnPDUs); each gets its own result. Transactions of one origin are processed one at a time.
 func (s *Server) handleSend(r *http.Request) (any, error) {
 	ctx := r.Context()
 	fr := request(ctx)
@@ -93,7 +93,7 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 		return res, nil
 	}
 	res := &sendResult{PDUs: map[string]pduResult{}}
-	for _, raw := range body.PDUs {
+	for _, raw := range s.orderTxnPDUs(ctx, body.PDUs) {
 		eventID, err := s.receivePDU(r, origin, raw)
 		var internal *internalError
 		if errors.As(err, &internal) {
