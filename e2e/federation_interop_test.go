@@ -233,10 +233,10 @@ type interopHost struct {
 	missingLog []missingReq
 	// refuse, when set, answers every federation request of Lattice with 500: a server that
 	// only pushes.
-	refuse bool
-	sent       []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
-	leaves     []gomatrixserverlib.PDU // events Lattice sent with send_leave
-	failures   []string                // what was wrong with Lattice's requests
+	refuse   bool
+	sent     []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
+	leaves   []gomatrixserverlib.PDU // events Lattice sent with send_leave
+	failures []string                // what was wrong with Lattice's requests
 }
 
 // newInteropHost makes fake a resident server talking to Lattice server lat.
