@@ -233,10 +233,13 @@ type interopHost struct {
 	missingLog []missingReq
 	// refuse, when set, answers every federation request of Lattice with 500: a server that
 	// only pushes.
-	refuse   bool
-	sent     []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
-	leaves   []gomatrixserverlib.PDU // events Lattice sent with send_leave
-	failures []string                // what was wrong with Lattice's requests
+	refuse bool
+	// backfillCap, when not 0, is the most events one /backfill answer holds, whatever the
+	// limit asked (servers cap it: Synapse at 100).
+	backfillCap int
+	sent        []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
+	leaves      []gomatrixserverlib.PDU // events Lattice sent with send_leave
+	failures    []string                // what was wrong with Lattice's requests
 }
 
 // newInteropHost makes fake a resident server talking to Lattice server lat.
@@ -424,6 +427,9 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if h.backfillCap > 0 {
+			limit = min(limit, h.backfillCap)
+		}
 		writeJSON(w, 200, h.txn(room.backfill(r.URL.Query()["v"], limit)))
 	default:
 		return false
