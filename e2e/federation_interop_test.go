@@ -421,6 +421,13 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 			evs = room.missingEvents(req)
 		}
 		writeJSON(w, 200, map[string]any{"events": pduRaws(evs)})
+	case "GET v1/timestamp_to_event":
+		ts, _ := strconv.ParseInt(r.URL.Query().Get("ts"), 10, 64)
+		if ev := room.nearTime(ts, r.URL.Query().Get("dir") == "f"); ev != nil {
+			writeJSON(w, 200, map[string]any{"event_id": ev.EventID(), "origin_server_ts": ev.OriginServerTS()})
+		} else {
+			notFound(w, "no event in that direction")
+		}
 	case "GET v1/backfill":
 		if room == nil {
 			notFound(w, "unknown room")
@@ -485,6 +492,24 @@ func (h *hostedRoom) missingEvents(req missingReq) []gomatrixserverlib.PDU {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Depth() < out[j].Depth() })
 	return out
+}
+
+// nearTime returns the DAG event nearest to ts at or after it (forwards) or at or before it,
+// nil when there is none (or room is nil).
+func (h *hostedRoom) nearTime(ts int64, forwards bool) gomatrixserverlib.PDU {
+	if h == nil {
+		return nil
+	}
+	var best gomatrixserverlib.PDU
+	for _, id := range h.order {
+		ev := h.events[id]
+		t := int64(ev.OriginServerTS())
+		if (forwards && t >= ts && (best == nil || t < int64(best.OriginServerTS()))) ||
+			(!forwards && t <= ts && (best == nil || t >= int64(best.OriginServerTS()))) {
+			best = ev
+		}
+	}
+	return best
 }
 
 // backfill returns the events from (included) and before them, breadth first, at most limit.

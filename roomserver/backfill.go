@@ -82,23 +82,8 @@ func (s *Server) backfillOnce(ctx context.Context, r *room, limit int) (int, err
 		return 0, nil
 	}
 	stateBefore := oldest[0].StateBeforeNID
-	var servers []spec.ServerName
-	for u, m := range r.members {
-		if m == spec.Join && !s.isLocal(u) {
-			servers = append(servers, spec.ServerName(serverOf(u)))
-		}
-	}
-	servers = dedupServers(servers, s.cfg.ServerName)
-	// The room creator's server is likeliest to have the room's beginning; then by name.
-	creator := spec.ServerName(serverOf(s.creatorOf(ctx, r)))
-	sort.Slice(servers, func(i, j int) bool {
-		if (servers[i] == creator) != (servers[j] == creator) {
-			return servers[i] == creator
-		}
-		return servers[i] < servers[j]
-	})
 	var lastErr error
-	for _, server := range servers {
+	for _, server := range s.historyServers(ctx, r) {
 		pdus, err := s.remote.Backfill(ctx, server, r.version, r.id, from, limit)
 		if err != nil {
 			lastErr = err
@@ -113,6 +98,26 @@ func (s *Server) backfillOnce(ctx context.Context, r *room, limit int) (int, err
 		s.log.Warn("backfill failed", "room_id", r.id, "err", lastErr)
 	}
 	return 0, nil
+}
+
+// historyServers returns the other servers with joined members in r (locked), those likeliest
+// to hold the room's early history first: the room creator's server, then by name.
+func (s *Server) historyServers(ctx context.Context, r *room) []spec.ServerName {
+	var servers []spec.ServerName
+	for u, m := range r.members {
+		if m == spec.Join && !s.isLocal(u) {
+			servers = append(servers, spec.ServerName(serverOf(u)))
+		}
+	}
+	servers = dedupServers(servers, s.cfg.ServerName)
+	creator := spec.ServerName(serverOf(s.creatorOf(ctx, r)))
+	sort.Slice(servers, func(i, j int) bool {
+		if (servers[i] == creator) != (servers[j] == creator) {
+			return servers[i] == creator
+		}
+		return servers[i] < servers[j]
+	})
+	return servers
 }
 
 // reachable returns, of a /backfill answer, the events reachable from the events asked for
