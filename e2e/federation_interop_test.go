@@ -222,6 +222,7 @@ type interopHost struct {
 	fake   *fakeHomeserver
 	lat    spec.ServerName
 	verify *keyVerifier
+	ca     *testCA // the CA both servers' certificates come from (more fakes can join in)
 
 	mu      sync.Mutex
 	rooms   map[string]*hostedRoom
@@ -230,9 +231,15 @@ type interopHost struct {
 	// latest_events to earliest_events.
 	missing    func(room *hostedRoom, req missingReq) []gomatrixserverlib.PDU
 	missingLog []missingReq
-	sent       []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
-	leaves     []gomatrixserverlib.PDU // events Lattice sent with send_leave
-	failures   []string                // what was wrong with Lattice's requests
+	// refuse, when set, answers every federation request of Lattice with 500: a server that
+	// only pushes.
+	refuse bool
+	// backfillCap, when not 0, is the most events one /backfill answer holds, whatever the
+	// limit asked (servers cap it: Synapse at 100).
+	backfillCap int
+	sent        []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
+	leaves      []gomatrixserverlib.PDU // events Lattice sent with send_leave
+	failures    []string                // what was wrong with Lattice's requests
 }
 
 // newInteropHost makes fake a resident server talking to Lattice server lat.
@@ -337,6 +344,10 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.refuse {
+		writeJSON(w, 500, map[string]string{"errcode": "M_UNKNOWN", "error": "this server answers nothing"})
+		return true
+	}
 	room := h.rooms[arg(0)]
 	switch route {
 	case "GET v1/query/directory":
@@ -410,12 +421,22 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 			evs = room.missingEvents(req)
 		}
 		writeJSON(w, 200, map[string]any{"events": pduRaws(evs)})
+	case "GET v1/timestamp_to_event":
+		ts, _ := strconv.ParseInt(r.URL.Query().Get("ts"), 10, 64)
+		if ev := room.nearTime(ts, r.URL.Query().Get("dir") == "f"); ev != nil {
+			writeJSON(w, 200, map[string]any{"event_id": ev.EventID(), "origin_server_ts": ev.OriginServerTS()})
+		} else {
+			notFound(w, "no event in that direction")
+		}
 	case "GET v1/backfill":
 		if room == nil {
 			notFound(w, "unknown room")
 			return true
 		}
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if h.backfillCap > 0 {
+			limit = min(limit, h.backfillCap)
+		}
 		writeJSON(w, 200, h.txn(room.backfill(r.URL.Query()["v"], limit)))
 	default:
 		return false
@@ -471,6 +492,24 @@ func (h *hostedRoom) missingEvents(req missingReq) []gomatrixserverlib.PDU {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Depth() < out[j].Depth() })
 	return out
+}
+
+// nearTime returns the DAG event nearest to ts at or after it (forwards) or at or before it,
+// nil when there is none (or room is nil).
+func (h *hostedRoom) nearTime(ts int64, forwards bool) gomatrixserverlib.PDU {
+	if h == nil {
+		return nil
+	}
+	var best gomatrixserverlib.PDU
+	for _, id := range h.order {
+		ev := h.events[id]
+		t := int64(ev.OriginServerTS())
+		if (forwards && t >= ts && (best == nil || t < int64(best.OriginServerTS()))) ||
+			(!forwards && t <= ts && (best == nil || t >= int64(best.OriginServerTS()))) {
+			best = ev
+		}
+	}
+	return best
 }
 
 // backfill returns the events from (included) and before them, breadth first, at most limit.
@@ -729,10 +768,18 @@ func message(body string) map[string]any { return map[string]any{"msgtype": "m.t
 // startInterop starts a Lattice server and the fake server resident beside it.
 func startInterop(t *testing.T) (*Server, *interopHost) {
 	t.Helper()
+	return startInteropOn(t, "127.0.0.1")
+}
+
+// startInteropOn is startInterop with the fake server on host (see startFakeHomeserverOn).
+func startInteropOn(t *testing.T, host string) (*Server, *interopHost) {
+	t.Helper()
 	ca := newTestCA(t)
 	lat := startFederatedServer(t, ca)
-	fake := startFakeHomeserver(t, ca)
-	return lat, newInteropHost(t, fake, lat)
+	fake := startFakeHomeserverOn(t, ca, host)
+	h := newInteropHost(t, fake, lat)
+	h.ca = ca
+	return lat, h
 }
 
 // joinLatticeRoom has alice create a public room of version ver on Lattice that eve (of the

@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -63,5 +68,75 @@ func TestFederationMedia(t *testing.T) {
 	r = b.media(t, bob.Token, "GET", v1+"/download/"+a.Name+"/neverFetched", nil, "")
 	if r.Status != 502 {
 		t.Errorf("uncached media of a stopped server: %d %s, want 502", r.Status, r.Raw)
+	}
+}
+
+// TestFederationMediaUnicodeName: a file name outside ASCII survives the trip from A to B:
+// A's federation answer carries it in the content part's Content-Disposition (RFC 6266
+// filename*=utf-8”...), and B serves it to its client the same way.
+func TestFederationMediaUnicodeName(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startProxiedServer(t, ca), startProxiedServer(t, ca)
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	name := "кот в шляпе 🐈.png"
+	uri := upload(t, alice, encodePNG(t, 30, 20), "image/png", name)
+	r := b.media(t, bob.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(uri), nil, "")
+	if r.Status != 200 {
+		t.Fatalf("download of A's image through B: %d %.300s", r.Status, r.Raw)
+	}
+	want := "inline; filename*=utf-8''" + url.PathEscape(name)
+	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Disposition"))
+	if err != nil || params["filename"] != name {
+		t.Errorf("download through B: Content-Disposition %q (file name %q, %v), want the name %q (%s)",
+			r.Header.Get("Content-Disposition"), params["filename"], err, name, want)
+	}
+}
+
+// TestFederationMediaRemoteThumbnail: a thumbnail of another server's media that B has not
+// cached comes from that server's thumbnail endpoints, which every server can serve even
+// when its original is too large to fetch: the authenticated GET /_matrix/federation/v1/
+// media/thumbnail/{mediaId} (multipart), or, from a server that predates Matrix 1.11 and
+// answers it 404 M_UNRECOGNIZED, the deprecated GET /_matrix/media/v3/thumbnail/{serverName}/
+// {mediaId}. The fake server serves a thumbnail unlike any Lattice would make of its
+// original, so the bytes tell which was used.
+func TestFederationMediaRemoteThumbnail(t *testing.T) {
+	ca := newTestCA(t)
+	lat := startFederatedServer(t, ca)
+	fake := startFakeHomeserver(t, ca)
+	bob := lat.Register(t, "bob")
+	original, thumb := encodePNG(t, 300, 200), encodePNG(t, 17, 11)
+	fake.setExtra(func(w http.ResponseWriter, r *http.Request) bool {
+		p := r.URL.Path
+		switch {
+		case p == "/_matrix/federation/v1/media/thumbnail/modern":
+			mw := multipart.NewWriter(w)
+			w.Header().Set("Content-Type", "multipart/mixed; boundary="+mw.Boundary())
+			meta, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/json"}})
+			meta.Write([]byte("{}"))
+			part, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"image/png"}})
+			part.Write(thumb)
+			mw.Close()
+		case strings.HasPrefix(p, "/_matrix/federation/v1/media/"):
+			writeJSON(w, 404, map[string]string{"errcode": "M_UNRECOGNIZED", "error": "unrecognized request"})
+		case p == "/_matrix/media/v3/thumbnail/"+string(fake.name)+"/old":
+			w.Header().Set("Content-Type", "image/png")
+			w.Write(thumb)
+		case strings.HasPrefix(p, "/_matrix/media/v3/download/"+string(fake.name)+"/"):
+			w.Header().Set("Content-Type", "image/png")
+			w.Write(original)
+		default:
+			return false
+		}
+		return true
+	})
+	for _, id := range []string{"modern", "old"} {
+		r := lat.media(t, bob.Token, "GET", "/_matrix/client/v1/media/thumbnail/"+string(fake.name)+"/"+id+"?width=32&height=32&method=scale", nil, "")
+		if r.Status != 200 || !bytes.Equal(r.Raw, thumb) {
+			t.Errorf("thumbnail of %s media through Lattice: %d, %d bytes (the fake's thumbnail has %d); fake saw %v",
+				id, r.Status, len(r.Raw), len(thumb), fake.requestsLike("/media/"))
+		}
+	}
+	if len(fake.requestsLike("/_matrix/federation/v1/media/thumbnail/old")) == 0 {
+		t.Errorf("Lattice never tried the authenticated thumbnail endpoint first; fake saw %v", fake.requestsLike("/media/"))
 	}
 }

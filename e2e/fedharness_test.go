@@ -479,10 +479,25 @@ func (f *fakeHomeserver) requestsLike(substr string) []string {
 
 func startFakeHomeserver(t *testing.T, ca *testCA) *fakeHomeserver {
 	t.Helper()
+	return startFakeHomeserverOn(t, ca, "127.0.0.1")
+}
+
+// startFakeHomeserverOn starts a fake homeserver listening on host (a loopback address the
+// test CA's certificates cover), which is the host of its server name.
+func startFakeHomeserverOn(t *testing.T, ca *testCA, host string) *fakeHomeserver {
+	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	f := &fakeHomeserver{keyID: "ed25519:fake3", priv: priv, client: &http.Client{Timeout: 60 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(f.serveHTTP))
+	if host != "127.0.0.1" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("listening on %s: %v", host, err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
 	certPEM, keyPEM := ca.issue(t)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -746,7 +761,19 @@ func (f *fakeHomeserver) build(t *testing.T, room *fakeRoom, sender, evType stri
 // sendPDUs sends one transaction with the given PDUs to dest and returns the response.
 func (f *fakeHomeserver) sendPDUs(t *testing.T, dest spec.ServerName, pdus []json.RawMessage, opts ...fakeReqOpt) fedResp {
 	t.Helper()
+	return f.sendTxn(t, dest, pdus, nil, opts...)
+}
+
+// sendTxn sends one transaction with the given PDUs and EDUs to dest and returns the response.
+func (f *fakeHomeserver) sendTxn(t *testing.T, dest spec.ServerName, pdus []json.RawMessage, edus []gomatrixserverlib.EDU, opts ...fakeReqOpt) fedResp {
+	t.Helper()
+	if pdus == nil {
+		pdus = []json.RawMessage{}
+	}
 	txn := map[string]any{"origin": f.name, "origin_server_ts": time.Now().UnixMilli(), "pdus": pdus}
+	if len(edus) > 0 {
+		txn["edus"] = edus
+	}
 	return f.request(t, "PUT", dest, "/_matrix/federation/v1/send/"+nextTxnID(), txn, opts...)
 }
 

@@ -94,6 +94,51 @@ func (c *MediaClient) Download(ctx context.Context, server, mediaID string, wait
 	return nil, nil, originError(server, mediaID, resp.StatusCode, code)
 }
 
+// Thumbnail implements mediaapi.RemoteFetcher: the origin's thumbnail of mxc://server/mediaID
+// with the parameters of query (width, height, method, animated), through the authenticated
+// GET /_matrix/federation/v1/media/thumbnail/{mediaId} or, when the origin answers it 404
+// M_UNRECOGNIZED, the deprecated GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} with
+// allow_remote=false, as for downloads.
+func (c *MediaClient) Thumbnail(ctx context.Context, server, mediaID string, query url.Values, wait time.Duration) (http.Header, io.ReadCloser, error) {
+	dest := spec.ServerName(server)
+	q := url.Values{}
+	for _, k := range []string{"width", "height", "method", "animated"} {
+		if v := query.Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("timeout_ms", strconv.FormatInt(wait.Milliseconds(), 10))
+	resp, err := c.signedGet(ctx, dest, "/_matrix/federation/v1/media/thumbnail/"+url.PathEscape(mediaID)+"?"+q.Encode())
+	if err != nil {
+		return nil, nil, fmt.Errorf("thumbnail of %s from %s: %w", mediaID, server, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		h, body, err := c.readMultipart(ctx, resp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("thumbnail of %s from %s: %w", mediaID, server, err)
+		}
+		return h, body, nil
+	}
+	code := errcodeOf(resp)
+	if resp.StatusCode != http.StatusNotFound || code != "M_UNRECOGNIZED" {
+		return nil, nil, originError(server, mediaID, resp.StatusCode, code)
+	}
+	q.Set("allow_remote", "false")
+	u := "matrix://" + string(dest) + "/_matrix/media/v3/thumbnail/" + url.PathEscape(string(dest)) + "/" +
+		url.PathEscape(mediaID) + "?" + q.Encode()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp, err = c.send(ctx, req); err != nil {
+		return nil, nil, fmt.Errorf("thumbnail of %s from %s (deprecated endpoint): %w", mediaID, dest, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, originError(server, mediaID, resp.StatusCode, errcodeOf(resp))
+	}
+	return resp.Header, resp.Body, nil
+}
+
 // signedGet sends GET uri to dest with an X-Matrix Authorization header.
 func (c *MediaClient) signedGet(ctx context.Context, dest spec.ServerName, uri string) (*http.Response, error) {
 	cfg := c.s.cfg

@@ -62,7 +62,7 @@ func (c *txnCache) put(key string, res *sendResult) {
 
 // handleSend handles PUT /_matrix/federation/v1/send/{txnId}: the PDUs and EDUs another
 // server pushes to us. PDUs are checked (checkPDU) and handed to the roomserver one by one,
-// in order; each gets its own result. Transactions of one origin are processed one at a time.
+// parents before the children that cite them (orderTxnPDUs); each gets its own result. Transactions of one origin are processed one at a time.
 func (s *Server) handleSend(r *http.Request) (any, error) {
 	ctx := r.Context()
 	fr := request(ctx)
@@ -93,7 +93,7 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 		return res, nil
 	}
 	res := &sendResult{PDUs: map[string]pduResult{}}
-	for _, raw := range body.PDUs {
+	for _, raw := range s.orderTxnPDUs(ctx, body.PDUs) {
 		eventID, err := s.receivePDU(r, origin, raw)
 		var internal *internalError
 		if errors.As(err, &internal) {
@@ -133,8 +133,13 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		return "", nil
 	}
 	eventID := pdu.EventID()
-	if !s.rs.ServerAllowed(ctx, roomID, origin) {
-		return eventID, errors.New("the room's server ACL denies " + string(origin))
+	// Server ACLs: "If the sending server is denied access to the room ..., the PDU MUST
+	// be ignored". The server of the event's sender is checked as well: a denied server's
+	// event relayed by another server is still that server taking part in the room.
+	for _, server := range []spec.ServerName{origin, senderServer(pdu)} {
+		if server != "" && !s.rs.ServerAllowed(ctx, roomID, server) {
+			return eventID, errors.New("the room's server ACL denies " + string(server))
+		}
 	}
 	if pdu, err = s.checkPDU(ctx, ver, raw); err != nil {
 		s.log.Info("PDU rejected", "origin", origin, "event_id", eventID, "err", err)
@@ -149,6 +154,15 @@ func (s *Server) receivePDU(r *http.Request, origin spec.ServerName, raw json.Ra
 		return eventID, err
 	}
 	return eventID, nil
+}
+
+// senderServer returns the server of a PDU's sender ("" for a sender that is not a user ID,
+// as with pseudo IDs).
+func senderServer(pdu gomatrixserverlib.PDU) spec.ServerName {
+	if u := pdu.SenderID().ToUserID(); u != nil {
+		return u.Domain()
+	}
+	return ""
 }
 
 // internalError is a failure of this server's own while processing a PDU (its database, a

@@ -141,6 +141,7 @@ func (s *Server) routes() []route {
 		{"GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", s.handleEventAuth, true},
 		{"GET", "/_matrix/federation/v1/backfill/{roomId}", s.handleBackfill, true},
 		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", s.handleGetMissingEvents, true},
+		{"GET", "/_matrix/federation/v1/timestamp_to_event/{roomId}", s.handleTimestampToEvent, true},
 		// Memberships (membership.go).
 		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", s.handleMakeJoin, true},
 		{"PUT", "/_matrix/federation/v1/send_join/{roomId}/{eventId}", s.handleSendJoinV1, true},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +30,10 @@ type RemoteFetcher interface {
 	// M_NOT_FOUND, 504 M_NOT_YET_UPLOADED, 502 M_TOO_LARGE); any other error means the
 	// origin could not be reached or answered nonsense.
 	Download(ctx context.Context, server, mediaID string, wait time.Duration) (http.Header, io.ReadCloser, error)
+	// Thumbnail fetches the origin's thumbnail of mxc://server/mediaID for the thumbnail
+	// parameters of query (width, height, method, animated), with the same header, body and
+	// errors as Download.
+	Thumbnail(ctx context.Context, server, mediaID string, query url.Values, wait time.Duration) (http.Header, io.ReadCloser, error)
 }
 
 // SetRemote gives the media repository its way to other servers' media. Without one (no

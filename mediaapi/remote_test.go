@@ -57,6 +57,11 @@ func (f *fakeFetcher) Download(ctx context.Context, server, mediaID string, wait
 	return item.header, io.NopCloser(bytes.NewReader(item.content)), nil
 }
 
+// Thumbnail answers like an origin without thumbnails, so that the original is fetched.
+func (f *fakeFetcher) Thumbnail(context.Context, string, string, url.Values, time.Duration) (http.Header, io.ReadCloser, error) {
+	return nil, nil, httputil.Errorf(http.StatusNotFound, "M_NOT_FOUND", "no thumbnail")
+}
+
 func (f *fakeFetcher) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -34,13 +34,17 @@ type thumbnailRequest struct {
 }
 
 // handleThumbnail handles GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId} and
-// the deprecated /_matrix/media/v3 path. Thumbnails of remote media are made here from the
-// cached original rather than fetched from the origin's thumbnail endpoint: the original is
-// fetched once for all sizes (and is usually wanted anyway when the user opens the image),
-// it is decoded under our own media.max_image_pixels, and there is one code path to trust.
+// the deprecated /_matrix/media/v3 path. A thumbnail of remote media whose original is not
+// cached comes from the origin's thumbnail endpoints (remoteThumbnail): a thumbnail is all
+// the client asked for, and the origin can make one of an original too large for us to
+// fetch. Otherwise (local media, a cached original, an origin without a thumbnail) it is
+// made here from the original, decoded under our own media.max_image_pixels.
 func (s *Server) handleThumbnail(w http.ResponseWriter, r *http.Request) error {
 	req, err := parseThumbnailRequest(r.URL.Query())
 	if err != nil {
+		return err
+	}
+	if served, err := s.remoteThumbnail(w, r); served || err != nil {
 		return err
 	}
 	m, err := s.lookup(r)

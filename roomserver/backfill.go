@@ -19,6 +19,11 @@ import (
 // state before a backfilled event is not fetched: it is taken to be the state before the
 // oldest event this server had, which is what history visibility is judged by. It returns
 // how many events were stored.
+//
+// Servers cap what one /backfill answer holds (and a server that joined late has only part
+// of the history), so it asks again from the new oldest events until limit events are
+// stored, the room's beginning is reached, or no server has more: a client's page must not
+// end early while history goes on.
 func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
 	if s.remote == nil || limit <= 0 {
 		return 0, nil
@@ -31,6 +36,24 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 	if !s.hasState(r) {
 		return 0, nil
 	}
+	total := 0
+	for round := 0; round < maxBackfillRounds && total < limit; round++ {
+		n, err := s.backfillOnce(ctx, r, limit-total)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// maxBackfillRounds bounds the /backfill requests of one Backfill: a server answering one
+// event at a time cannot keep a client's request going for long.
+const maxBackfillRounds = 20
+
+// backfillOnce asks the other servers once for the history before the oldest events this
+// server has of r (locked), and returns how many events it stored.
+func (s *Server) backfillOnce(ctx context.Context, r *room, limit int) (int, error) {
 	oldest, err := s.db.RoomEventsTopo(ctx, r.nid, storage.TopoPos{}, nil, false, 8)
 	if err != nil || len(oldest) == 0 {
 		return 0, err
@@ -59,23 +82,8 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 		return 0, nil
 	}
 	stateBefore := oldest[0].StateBeforeNID
-	var servers []spec.ServerName
-	for u, m := range r.members {
-		if m == spec.Join && !s.isLocal(u) {
-			servers = append(servers, spec.ServerName(serverOf(u)))
-		}
-	}
-	servers = dedupServers(servers, s.cfg.ServerName)
-	// The room creator's server is likeliest to have the room's beginning; then by name.
-	creator := spec.ServerName(serverOf(s.creatorOf(ctx, r)))
-	sort.Slice(servers, func(i, j int) bool {
-		if (servers[i] == creator) != (servers[j] == creator) {
-			return servers[i] == creator
-		}
-		return servers[i] < servers[j]
-	})
 	var lastErr error
-	for _, server := range servers {
+	for _, server := range s.historyServers(ctx, r) {
 		pdus, err := s.remote.Backfill(ctx, server, r.version, r.id, from, limit)
 		if err != nil {
 			lastErr = err
@@ -87,9 +95,29 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 		}
 	}
 	if lastErr != nil {
-		s.log.Warn("backfill failed", "room_id", roomID, "err", lastErr)
+		s.log.Warn("backfill failed", "room_id", r.id, "err", lastErr)
 	}
 	return 0, nil
+}
+
+// historyServers returns the other servers with joined members in r (locked), those likeliest
+// to hold the room's early history first: the room creator's server, then by name.
+func (s *Server) historyServers(ctx context.Context, r *room) []spec.ServerName {
+	var servers []spec.ServerName
+	for u, m := range r.members {
+		if m == spec.Join && !s.isLocal(u) {
+			servers = append(servers, spec.ServerName(serverOf(u)))
+		}
+	}
+	servers = dedupServers(servers, s.cfg.ServerName)
+	creator := spec.ServerName(serverOf(s.creatorOf(ctx, r)))
+	sort.Slice(servers, func(i, j int) bool {
+		if (servers[i] == creator) != (servers[j] == creator) {
+			return servers[i] == creator
+		}
+		return servers[i] < servers[j]
+	})
+	return servers
 }
 
 // reachable returns, of a /backfill answer, the events reachable from the events asked for

@@ -43,6 +43,9 @@ type Remote interface {
 	// PolicySign asks a room's policy server to sign an event (POST /_matrix/policy/v1/sign)
 	// and returns its ed25519:policy_server signature; a refusal is a spec.MatrixError.
 	PolicySign(ctx context.Context, server spec.ServerName, event gomatrixserverlib.PDU) (string, error)
+	// TimestampToEvent asks server for the event of the room nearest to ts, at or after it
+	// (forwards) or at or before it (GET /timestamp_to_event).
+	TimestampToEvent(ctx context.Context, server spec.ServerName, roomID string, ts int64, forwards bool) (eventID string, originTS int64, err error)
 	// QueryAlias resolves a room alias of another server (GET /query/directory) into the
 	// room ID and the servers that can be joined through.
 	QueryAlias(ctx context.Context, alias string) (roomID string, servers []spec.ServerName, err error)

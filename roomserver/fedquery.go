@@ -216,50 +216,6 @@ func (s *Server) BackfillEvents(ctx context.Context, roomID string, from []strin
 	return out, nil
 }
 
-// MissingEvents returns up to limit events of the room that are ancestors of latest (not
-// latest themselves) and not ancestors of earliest (POST /get_missing_events): a walk of
-// prev_events from latest, deepest first, that does not enter earliest and skips events
-// shallower than minDepth. The answer is oldest first.
-func (s *Server) MissingEvents(ctx context.Context, roomID string, earliest, latest []string, limit int, minDepth int64) ([]*storage.Event, error) {
-	row, ver, err := s.storedRoom(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	w := &dagWalk{s: s, ver: ver, roomNID: row.NID, minDepth: minDepth, seen: map[string]bool{}}
-	for _, id := range earliest {
-		w.seen[id] = true
-	}
-	for _, id := range latest {
-		w.seen[id] = true
-	}
-	starts, err := s.db.EventsByID(ctx, latest)
-	if err != nil {
-		return nil, err
-	}
-	for _, ev := range starts {
-		if ev.RoomNID == row.NID && ev.InDAG() {
-			if err := w.pushPrev(ctx, ev); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var out []*storage.Event
-	for len(w.queue) > 0 && len(out) < limit {
-		ev := heap.Pop(&w.queue).(*storage.Event)
-		out = append(out, ev)
-		if err := w.pushPrev(ctx, ev); err != nil {
-			return nil, err
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Depth != out[j].Depth {
-			return out[i].Depth < out[j].Depth
-		}
-		return out[i].NID < out[j].NID
-	})
-	return out, nil
-}
-
 // dagWalk walks a room's DAG backwards through prev_events, deepest event first.
 type dagWalk struct {
 	s        *Server

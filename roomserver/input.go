@@ -542,19 +542,21 @@ func redactStored(ctx context.Context, tx *storage.Tx, r *room, target *storage.
 
 // redactionTarget returns the event a redaction removes when the redaction may apply to it now:
 // it is in the same room and the redacter sent it or has the redact power level. It returns
-// nil (the redaction is stored but applies to nothing) when the target is unknown.
+// nil (the redaction is stored but applies to nothing here) when the target is unknown or
+// of another room and the redacter has the redact power level, M_FORBIDDEN otherwise.
 func (s *Server) redactionTarget(ctx context.Context, r *room, pdu gomatrixserverlib.PDU) (*storage.Event, error) {
 	targetID := redactsOf(pdu)
 	target, err := s.db.Event(ctx, targetID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && target.RoomNID != r.nid) {
+		// Not received (yet), or not of this room (answered alike, so as not to tell
+		// events of other rooms apart): the redaction is sent without a target here, for
+		// the servers that have the event. Whose event it is cannot be told, so only the
+		// redact power level allows it.
+		target = nil
 	} else if err != nil {
 		return nil, err
 	}
-	if target.RoomNID != r.nid {
-		return nil, nil
-	}
-	if target.Sender == string(pdu.SenderID()) {
+	if target != nil && target.Sender == string(pdu.SenderID()) {
 		return target, nil
 	}
 	pl, err := s.powerLevels(ctx, r)

@@ -92,8 +92,10 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)
 	defer cancel()
-	budget := maxFetchTotal
-	return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, budget: &budget})
+	return s.retryConflicts(ctx, r.id, func() error {
+		budget := maxFetchTotal
+		return s.inputRemote(ctx, r, remoteInput{origin: origin, pdu: pdu, budget: &budget})
+	})
 }
 
 // hasState reports whether this server holds the state of room r (it joined it once), rather

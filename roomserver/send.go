@@ -233,10 +233,8 @@ func (s *Server) Redact(ctx context.Context, from Sender, roomID, eventID, reaso
 		return "", err
 	}
 	defer r.mu.Unlock()
-	target, err := s.db.Event(ctx, eventID)
-	if err != nil || target.RoomNID != r.nid {
-		return "", spec.NotFound("event not found")
-	}
+	// The target need not be known: "the server may not have the event being redacted"
+	// (an event of another server still on its way). redactionTarget decides who may.
 	content := map[string]any{}
 	if reason != "" {
 		content["reason"] = reason

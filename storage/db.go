@@ -22,7 +22,9 @@ import (
 // ErrNotFound is returned when a row does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrConflict is returned when a unique row already exists.
+// ErrConflict is returned when a unique row already exists, and by WithTx when the
+// transaction failed only because of a concurrent writer (a PostgreSQL serialization failure
+// or deadlock, a locked SQLite database): running it again may succeed.
 var ErrConflict = errors.New("conflict")
 
 //go:embed migrations
@@ -135,20 +137,19 @@ func (db *DB) Close() error {
 func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	sqlTx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return db.conflict(fmt.Errorf("begin: %w", err)) // BEGIN IMMEDIATE on a locked SQLite
 	}
 	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect}, tx: sqlTx}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
-		return err
+		return db.conflict(err)
 	}
 	if err := tx.bumpGenerations(ctx); err != nil {
 		_ = sqlTx.Rollback()
-		return err
+		return db.conflict(err)
 	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
+	err = sqlTx.Commit()
+	// Dropped whether or not the commit went through: a failed commit may still have landed.
 	if tx.devicesChanged {
 		db.tokens.invalidate()
 	}
@@ -158,7 +159,18 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if tx.membershipsChanged {
 		db.memberships.invalidate()
 	}
+	if err != nil {
+		return db.conflict(fmt.Errorf("commit: %w", err))
+	}
 	return nil
+}
+
+// conflict marks err with ErrConflict when it is a transient failure of the dialect.
+func (db *DB) conflict(err error) error {
+	if db.dialect.isTransient(err) && !errors.Is(err, ErrConflict) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
 }
 
 // migrate applies the migrations the database has not had yet, in version order, each in

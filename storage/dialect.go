@@ -13,6 +13,9 @@ type dialect struct {
 	rewriteSchema func(string) string
 	// isUniqueViolation reports whether err is a unique-constraint failure.
 	isUniqueViolation func(err error) bool
+	// isTransient reports whether err is a write that failed only because of another
+	// writer, and would succeed if the transaction ran again (WithTx reports ErrConflict).
+	isTransient func(err error) bool
 	// lockEventStream, when not empty, serialises the transactions that add room events, so
 	// that they commit in the order of their stream positions (event NIDs) even with many
 	// writer connections or processes: a reader can then never see NID n+1 before n.
@@ -45,6 +48,11 @@ var sqliteDialect = dialect{
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 	},
+	// The writer pool has one connection, but another process (lattice port, a backup) or a
+	// busy_timeout that ran out can still leave the database locked.
+	isTransient: func(err error) bool {
+		return err != nil && (strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "SQLITE_LOCKED"))
+	},
 	insertPushActions: `INSERT INTO event_push_actions (user_id, room_nid, event_nid, thread_id, highlight, actions, ts)
 		SELECT value ->> 'u', value ->> 'r', value ->> 'e', value ->> 't', value ->> 'h', value ->> 'a', value ->> 'ts'
 		FROM json_each($1) WHERE TRUE
@@ -71,6 +79,10 @@ var postgresDialect = dialect{
 	},
 	isUniqueViolation: func(err error) bool {
 		return err != nil && strings.Contains(err.Error(), "SQLSTATE 23505")
+	},
+	// serialization_failure and deadlock_detected: the transaction lost to another one.
+	isTransient: func(err error) bool {
+		return err != nil && (strings.Contains(err.Error(), "SQLSTATE 40001") || strings.Contains(err.Error(), "SQLSTATE 40P01"))
 	},
 	lockEventStream: `SELECT pg_advisory_xact_lock(7345001)`,
 	insertPushActions: `INSERT INTO event_push_actions (user_id, room_nid, event_nid, thread_id, highlight, actions, ts)
