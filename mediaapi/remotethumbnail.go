@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -25,7 +26,7 @@ func (s *Server) remoteThumbnail(w http.ResponseWriter, r *http.Request) (bool, 
 	serverName, mediaID := httputil.PathVar(r, "serverName"), httputil.PathVar(r, "mediaId")
 	q := r.URL.Query()
 	if s.remote == nil || s.isLocal(serverName) || httputil.Device(ctx) == nil || q.Get("allow_remote") == "false" ||
-		!mediaIDPattern.MatchString(mediaID) || !validServerName(serverName) {
+		!mediaIDPattern.MatchString(mediaID) || !netguard.ValidServerName(serverName) {
 		return false, nil
 	}
 	if _, _, err := s.db.RemoteMedia(ctx, serverName, mediaID); err == nil {
