@@ -108,6 +108,39 @@ func TestFilterSemantics(t *testing.T) {
 		}
 	}
 
+	// A filtered page is full: the server reads on past events the filter drops, and end is
+	// given until the history has been read.
+	onlyMessages := esc(jsonString(map[string]any{"types": []string{"m.room.message"}}))
+	got, from := map[string]bool{}, ""
+	for page := 0; ; page++ {
+		path := "/_matrix/client/v3/rooms/" + esc(roomID) + "/messages?dir=b&limit=4&filter=" + onlyMessages
+		if from != "" {
+			path += "&from=" + esc(from)
+		}
+		r := call(alice, "GET", path, nil)
+		expectOK(t, r, "filtered /messages page")
+		chunk := list(r.Body, "chunk")
+		for _, e := range chunk {
+			if got[evID(e)] || evType(e) != "m.room.message" {
+				t.Fatalf("page %d: %s %s again or of the wrong type", page, evType(e), evID(e))
+			}
+			got[evID(e)] = true
+		}
+		from = str(r.Body, "end")
+		if from == "" {
+			break
+		}
+		if len(chunk) != 4 {
+			t.Errorf("filtered page %d has %d events and an end token, want 4", page, len(chunk))
+		}
+		if page > 10 {
+			t.Fatal("paging the filtered history does not end")
+		}
+	}
+	if len(got) != 16 {
+		t.Errorf("paging only the messages found %d of 16", len(got))
+	}
+
 	search := func(nextBatch string) Resp {
 		path := "/_matrix/client/v3/search"
 		if nextBatch != "" {

@@ -87,43 +87,18 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 		}
 		to = &p
 	}
-	evs, err := s.db.RoomEventsTopo(ctx, room.NID, from, to, backwards, limit)
+	viewer := s.viewer(ctx, dev)
+	page := messagesPage{s: s, roomID: roomID, roomNID: room.NID, vis: vis, filter: filter, ignored: viewer.Ignored, to: to, backwards: backwards, limit: limit}
+	kept, end, err := page.read(ctx, from)
 	if err != nil {
 		return nil, err
-	}
-	if backwards && to == nil && len(evs) < limit && (len(evs) == 0 || evs[len(evs)-1].Type != spec.MRoomCreate) {
-		// Local history has run out before the room's beginning: ask the other servers.
-		if n, err := s.rooms.Backfill(ctx, roomID, limit-len(evs)); err != nil {
-			s.log.Warn("backfill failed", "room_id", roomID, "err", err)
-		} else if n > 0 {
-			if evs, err = s.db.RoomEventsTopo(ctx, room.NID, from, to, backwards, limit); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if start == "" {
 		start = topoToken(from)
 	}
 	resp := map[string]any{"start": start}
-	if len(evs) == limit {
-		// The next page starts just before the oldest event (backwards) or just after the
-		// newest one (forwards).
-		last := storage.TopoPos{Depth: evs[len(evs)-1].Depth, NID: evs[len(evs)-1].NID}
-		if !backwards {
-			last = storage.After(last)
-		}
-		resp["end"] = topoToken(last)
-	}
-	visible, err := vis.filter(ctx, evs)
-	if err != nil {
-		return nil, err
-	}
-	viewer := s.viewer(ctx, dev)
-	kept := visible[:0]
-	for _, ev := range dropIgnored(visible, viewer.Ignored) {
-		if filter.allowsEvent(ev) && allowsRoom(filter.Rooms, filter.NotRooms, roomID) {
-			kept = append(kept, ev)
-		}
+	if end != nil {
+		resp["end"] = topoToken(*end)
 	}
 	chunk, err := s.rooms.ClientEvents(ctx, roomID, kept, viewer)
 	if err != nil {
@@ -138,6 +113,73 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 		resp["state"] = state
 	}
 	return resp, nil
+}
+
+// maxMessagesScan bounds the events one /messages request reads to fill a filtered page.
+const maxMessagesScan = 5000
+
+// messagesPage reads one page of /messages: up to limit events the user may see that pass the
+// filter, so that a client paging through only some event types gets full pages (a sparse
+// filter reads on, up to maxMessagesScan events). Backwards, when the local history runs out
+// before the room's beginning, the other servers are asked for more (backfill).
+type messagesPage struct {
+	s         *Server
+	roomID    string
+	roomNID   int64
+	vis       *visibility
+	filter    RoomEventFilter
+	ignored   map[string]bool
+	to        *storage.TopoPos
+	backwards bool
+	limit     int
+}
+
+// read returns the page's events from pos and the position the next page starts at, nil when
+// history (up to "to") has been read to its end.
+func (p *messagesPage) read(ctx context.Context, pos storage.TopoPos) ([]*storage.Event, *storage.TopoPos, error) {
+	var kept []*storage.Event
+	backfilled := false
+	for scanned := 0; scanned < maxMessagesScan; {
+		evs, err := p.s.db.RoomEventsTopo(ctx, p.roomNID, pos, p.to, p.backwards, p.limit)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.backwards && p.to == nil && !backfilled && len(evs) < p.limit && (len(evs) == 0 || evs[len(evs)-1].Type != spec.MRoomCreate) {
+			// Local history has run out before the room's beginning: ask the other servers.
+			backfilled = true
+			if n, err := p.s.rooms.Backfill(ctx, p.roomID, p.limit-len(kept)); err != nil {
+				p.s.log.Warn("backfill failed", "room_id", p.roomID, "err", err)
+			} else if n > 0 {
+				continue
+			}
+		}
+		scanned += len(evs)
+		visible, err := p.vis.filter(ctx, evs)
+		if err != nil {
+			return nil, nil, err
+		}
+		passes := map[int64]bool{}
+		for _, ev := range dropIgnored(visible, p.ignored) {
+			passes[ev.NID] = p.filter.allowsEvent(ev) && allowsRoom(p.filter.Rooms, p.filter.NotRooms, p.roomID)
+		}
+		for i, ev := range evs {
+			if passes[ev.NID] {
+				kept = append(kept, ev)
+			}
+			// The next page starts just before this event (backwards) or just after it.
+			pos = storage.TopoPos{Depth: ev.Depth, NID: ev.NID}
+			if !p.backwards {
+				pos = storage.After(pos)
+			}
+			if len(kept) == p.limit && (i < len(evs)-1 || len(evs) == p.limit) {
+				return kept, &pos, nil
+			}
+		}
+		if len(evs) < p.limit {
+			return kept, nil, nil // the end of the history
+		}
+	}
+	return kept, &pos, nil
 }
 
 // memberEventsFor returns the current member events of the senders of evs.
