@@ -220,3 +220,34 @@ func checkLinearDAG(t *testing.T, srv *Server, roomID string) {
 		t.Fatalf("forward extremities %v, want only the last event %d", ext, evs[len(evs)-1].NID)
 	}
 }
+
+// TestConcurrentCreateRoom: one user creating 100 rooms at once with the same request, in room
+// version 12 where the room ID is the create event's hash: every creation succeeds with its
+// own room (two create events built in the same millisecond must still differ).
+func TestConcurrentCreateRoom(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	const n = 100
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := alice.Do("POST", "/_matrix/client/v3/createRoom", map[string]any{"room_version": "12"})
+			if r.Status != 200 {
+				t.Errorf("createRoom %d: %d %s", i, r.Status, r.Raw)
+				return
+			}
+			ids[i] = str(r.Body, "room_id")
+		}(i)
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id != "" && seen[id] {
+			t.Errorf("room %s was returned twice", id)
+		}
+		seen[id] = true
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -85,12 +86,7 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 		}
 	}
 
-	create, err := s.createEvent(userID, ver, req)
-	if err != nil {
-		return "", err
-	}
-	roomID := create.RoomID().String()
-	r, err := s.insertRoom(ctx, roomID, ver, create)
+	r, roomID, err := s.createRoomRow(ctx, userID, ver, req)
 	if err != nil {
 		return "", err
 	}
@@ -132,9 +128,41 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 	return roomID, nil
 }
 
+// createRoomRow builds the create event and stores the room, returning it locked. In room
+// version 12 the room ID is the create event's hash, so two rooms created by the same user
+// with the same content in the same millisecond would be one: each create event of this
+// process gets a later timestamp than the one before, and a collision with another process's
+// room is retried with a new timestamp.
+func (s *Server) createRoomRow(ctx context.Context, userID string, ver gomatrixserverlib.IRoomVersion, req CreateRoomRequest) (*room, string, error) {
+	for attempt := 0; ; attempt++ {
+		create, err := s.createEvent(userID, ver, req, s.createTime())
+		if err != nil {
+			return nil, "", err
+		}
+		roomID := create.RoomID().String()
+		r, err := s.insertRoom(ctx, roomID, ver, create)
+		var me spec.MatrixError
+		if err != nil && ver.DomainlessRoomIDs() && attempt < 5 && errors.As(err, &me) && me.ErrCode == spec.ErrorRoomInUse {
+			continue
+		}
+		return r, roomID, err
+	}
+}
+
+// createTime returns now, or 1 ms after the last create event's timestamp when that is later.
+func (s *Server) createTime() time.Time {
+	for {
+		last := s.lastCreate.Load()
+		ms := max(s.now().UnixMilli(), last+1)
+		if s.lastCreate.CompareAndSwap(last, ms) {
+			return time.UnixMilli(ms)
+		}
+	}
+}
+
 // createEvent builds the m.room.create event. In room versions with domainless room IDs (12)
 // the room ID is the create event's reference hash, so the event is built without one.
-func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, req CreateRoomRequest) (gomatrixserverlib.PDU, error) {
+func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, req CreateRoomRequest, ts time.Time) (gomatrixserverlib.PDU, error) {
 	content := map[string]any{}
 	for k, v := range req.CreationContent {
 		content[k] = v
@@ -172,7 +200,7 @@ func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, 
 		SenderID: userID, RoomID: roomID, Type: spec.MRoomCreate, StateKey: &empty,
 		Content: raw, Depth: 1, PrevEvents: []string{}, AuthEvents: []string{},
 	}
-	pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(s.now(), s.cfg.ServerName, s.cfg.KeyID, s.cfg.PrivateKey)
+	pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(ts, s.cfg.ServerName, s.cfg.KeyID, s.cfg.PrivateKey)
 	if err != nil {
 		return nil, buildError(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -60,6 +61,8 @@ type Server struct {
 	pdus      *lru[int64, gomatrixserverlib.PDU] // parsed events by NID, for auth
 	push      pushCache                          // users' push rules, for push actions at commit (push.go)
 	remote    Remote                             // other servers; nil when federation is off
+
+	lastCreate atomic.Int64 // the timestamp (ms) of the last create event built (create.go)
 }
 
 // New returns a roomserver writing to db and telling listener about new events.

@@ -72,12 +72,7 @@ func (s *Server) Upgrade(ctx context.Context, userID, roomID, newVersion string,
 			req.CreationContent["type"] = c["type"] // a space stays a space
 		}
 	}
-	create, err := s.createEvent(userID, ver, req)
-	if err != nil {
-		return "", err
-	}
-	newID := create.RoomID().String()
-	r, err := s.insertRoom(ctx, newID, ver, create)
+	r, newID, err := s.createRoomRow(ctx, userID, ver, req)
 	if err != nil {
 		return "", err
 	}
