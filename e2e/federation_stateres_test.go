@@ -18,9 +18,11 @@ package e2e
 //     against the first and rejects it (a state reset); v2.1 replays the events between the
 //     two conflicted ones too, and the newest power levels stay.
 // Each runs in a version 11 room (v2, whose answer the test expects there) and a version 12
-// room, with the room's history sent to Lattice as it was made ("linear") or learnt only as
+// room, with the room's history sent to Lattice as it was made ("linear"), or learnt only as
 // the state and auth chain of a gap ("gappy": the intermediate events are then only in
-// Lattice's auth chains, fetched with /state_ids and /event).
+// Lattice's auth chains, fetched with /state_ids and /event), or as such a gap from a server
+// whose /state_ids auth chain falls short ("short": Lattice must fetch the rest with
+// /event_auth rather than drop state events).
 
 import (
 	"encoding/json"
@@ -112,13 +114,16 @@ func emptyStartScenario(t *testing.T, h *interopHost, room *hostedRoom, c *fakeC
 
 // subgraphScenario is MSC4297's problem B: the creator gives bob 50 (plB), bob gives charlie
 // 50 (plC), and charlie sets the topic, citing plC. The state at the fork has the room's first
-// power levels (pl0) with charlie's topic.
+// power levels (pl0) with charlie's topic. charlie joins on bob's invite, so that his join
+// cites the invite, which no other event's auth chain holds (the "short" variant's auth chain
+// leaves it out).
 func subgraphScenario(t *testing.T, h *interopHost, room *hostedRoom, c *fakeClock) ([]gomatrixserverlib.PDU, string, gomatrixserverlib.PDU, gomatrixserverlib.PDU, gomatrixserverlib.PDU) {
 	host, bob, charlie, empty := "@host:"+string(h.fake.name), "@bob:"+string(h.fake.name), "@charlie:"+string(h.fake.name), ""
 	h.mu.Lock()
 	pl0 := room.state[spec.MRoomPowerLevels+"|"]
 	h.mu.Unlock()
 	jb := h.emitAt(t, c, room, bob, spec.MRoomMember, &bob, map[string]any{"membership": "join"})
+	inv := h.emitAt(t, c, room, bob, spec.MRoomMember, &charlie, map[string]any{"membership": "invite"})
 	jc := h.emitAt(t, c, room, charlie, spec.MRoomMember, &charlie, map[string]any{"membership": "join"})
 	plB := h.emitAt(t, c, room, host, spec.MRoomPowerLevels, &empty, powerLevelsWith(t, h, room, map[string]int{bob: 50}))
 	plC := h.emitAt(t, c, room, bob, spec.MRoomPowerLevels, &empty, powerLevelsWith(t, h, room, map[string]int{charlie: 50}))
@@ -127,7 +132,7 @@ func subgraphScenario(t *testing.T, h *interopHost, room *hostedRoom, c *fakeClo
 	// full auth chains (the topic cites plC). v2 replays pl0 then plC, which bob may not send
 	// under pl0. v2.1 replays pl0, plB, plC (and the join rules and bob's join, also between
 	// the two): plC passes.
-	return []gomatrixserverlib.PDU{jb, jc, plB, plC, topic}, spec.MRoomPowerLevels + "|", pl0, pl0, plC
+	return []gomatrixserverlib.PDU{jb, inv, jc, plB, plC, topic}, spec.MRoomPowerLevels + "|", pl0, pl0, plC
 }
 
 // TestFederationInteropStateResEmptyStart: MSC4297 problem A through /send (see the file
@@ -147,13 +152,9 @@ func TestFederationInteropStateResConflictedSubgraph(t *testing.T) {
 func testStateResFork(t *testing.T, name string, scenario forkScenario) {
 	lat, h := startInterop(t)
 	for _, ver := range []gomatrixserverlib.RoomVersion{gomatrixserverlib.RoomVersionV11, gomatrixserverlib.RoomVersionV12} {
-		for _, gappy := range []bool{false, true} {
-			variant := "linear"
-			if gappy {
-				variant = "gappy"
-			}
+		for _, variant := range []string{"linear", "gappy", "short"} {
 			t.Run("v"+string(ver)+"/"+variant, func(t *testing.T) {
-				runStateResFork(t, lat, h, ver, fmt.Sprintf("%s-v%s-%s", name, ver, variant), gappy, scenario)
+				runStateResFork(t, lat, h, ver, fmt.Sprintf("%s-v%s-%s", name, ver, variant), variant, scenario)
 			})
 		}
 	}
@@ -177,7 +178,7 @@ func (h *interopHost) hideGap(room *hostedRoom) (restore func()) {
 	}
 }
 
-func runStateResFork(t *testing.T, lat *Server, h *interopHost, ver gomatrixserverlib.RoomVersion, name string, gappy bool, scenario forkScenario) {
+func runStateResFork(t *testing.T, lat *Server, h *interopHost, ver gomatrixserverlib.RoomVersion, name, variant string, scenario forkScenario) {
 	alice := lat.Register(t, "alice-"+name)
 	host := "@host:" + string(h.fake.name)
 	alias := "#" + name + ":" + string(h.fake.name)
@@ -191,7 +192,7 @@ func runStateResFork(t *testing.T, lat *Server, h *interopHost, ver gomatrixserv
 
 	// The room's true history, as the fake made it.
 	evs, key, stale, v2, v21 := scenario(t, h, room, clock)
-	deliverHistory(t, h, alice, as, room, clock, evs, gappy)
+	deliverHistory(t, h, alice, as, room, clock, evs, variant)
 	h.mu.Lock()
 	truth := copyPDUState(room.state)
 	h.mu.Unlock()
@@ -276,14 +277,17 @@ func checkResolvedState(t *testing.T, alice *Client, roomID string, truth map[st
 	}
 }
 
-// deliverHistory gets the events evs of room to Lattice: in a /send transaction (linear), or
-// (gappy) only as the state and auth chain before a later event, with get_missing_events
-// answering nothing, so that Lattice takes the state from /state_ids and the events are
-// outliers, known only to the auth chains. alice then answers, so that her event is Lattice's
-// one forward extremity, with the true state after it.
-func deliverHistory(t *testing.T, h *interopHost, alice *Client, as *syncer, room *hostedRoom, clock *fakeClock, evs []gomatrixserverlib.PDU, gappy bool) {
+// deliverHistory gets the events evs of room to Lattice: in a /send transaction ("linear"),
+// or ("gappy") only as the state and auth chain before a later event, with
+// get_missing_events answering nothing, so that Lattice takes the state from /state_ids and
+// the events are outliers, known only to the auth chains. alice then answers, so that her
+// event is Lattice's one forward extremity, with the true state after it. "short" is "gappy"
+// with an auth chain that falls short: it lacks the events of evs that are not in the state
+// itself (in the subgraph scenario, plB and charlie's invite), which Lattice must then fetch
+// with /event_auth.
+func deliverHistory(t *testing.T, h *interopHost, alice *Client, as *syncer, room *hostedRoom, clock *fakeClock, evs []gomatrixserverlib.PDU, variant string) {
 	t.Helper()
-	if !gappy {
+	if variant == "linear" {
 		h.sendToLattice(t, evs...)
 		if missing := syncUntilSeen(t, as, pduIDs(evs), 30*time.Second); len(missing) > 0 {
 			t.Fatalf("the history never reached alice's /sync: missing %v; last sync %.1500s", missing, as.last.Raw)
@@ -293,8 +297,23 @@ func deliverHistory(t *testing.T, h *interopHost, alice *Client, as *syncer, roo
 	last := evs[len(evs)-1]
 	gap := h.emitAt(t, clock, room, "@host:"+string(h.fake.name), "m.room.message", nil, message("after the history"))
 	restore := h.hideGap(room)
+	if variant == "short" {
+		h.mu.Lock()
+		inState := map[string]bool{}
+		for _, ev := range room.before[last.EventID()] {
+			inState[ev.EventID()] = true
+		}
+		h.shortAuthChain = map[string]bool{}
+		for _, ev := range evs {
+			h.shortAuthChain[ev.EventID()] = !inState[ev.EventID()]
+		}
+		h.mu.Unlock()
+	}
 	h.sendToLattice(t, gap)
 	restore()
+	h.mu.Lock()
+	h.shortAuthChain = nil
+	h.mu.Unlock()
 	if r := h.fake.requestsLike("/state_ids/" + url.PathEscape(room.id)); !anyContains(r, "event_id="+url.QueryEscape(last.EventID())) {
 		t.Errorf("Lattice never asked /state_ids at %s: the history did not reach it as a gap; fake saw %v", last.EventID(), h.fake.requestsLike("/_matrix/federation/"))
 	}
