@@ -237,9 +237,12 @@ type interopHost struct {
 	// backfillCap, when not 0, is the most events one /backfill answer holds, whatever the
 	// limit asked (servers cap it: Synapse at 100).
 	backfillCap int
-	sent        []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
-	leaves      []gomatrixserverlib.PDU // events Lattice sent with send_leave
-	failures    []string                // what was wrong with Lattice's requests
+	// shortAuthChain holds event IDs the fake leaves out of the auth chains of its /state_ids
+	// and /state answers: a server whose auth chains fall short of the full chain.
+	shortAuthChain map[string]bool
+	sent           []gomatrixserverlib.PDU // PDUs Lattice sent in /send that passed the checks
+	leaves         []gomatrixserverlib.PDU // events Lattice sent with send_leave
+	failures       []string                // what was wrong with Lattice's requests
 }
 
 // newInteropHost makes fake a resident server talking to Lattice server lat.
@@ -400,7 +403,12 @@ func (h *interopHost) serve(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 		state := stateList(before)
-		chain := room.authChain(state)
+		var chain []gomatrixserverlib.PDU
+		for _, ev := range room.authChain(state) {
+			if !h.shortAuthChain[ev.EventID()] {
+				chain = append(chain, ev)
+			}
+		}
 		if parts[1] == "state_ids" {
 			writeJSON(w, 200, map[string]any{"pdu_ids": pduIDs(state), "auth_chain_ids": pduIDs(chain)})
 		} else {

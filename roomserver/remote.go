@@ -515,6 +515,9 @@ func (s *Server) fetchWithState(ctx context.Context, r *room, in remoteInput, id
 	if err := s.storeOutliers(ctx, r, fetched); err != nil {
 		return err
 	}
+	if err := s.completeAuthChains(ctx, r, in, server, fetched); err != nil {
+		return err
+	}
 	state := map[int64]int64{}
 	for _, eid := range stateIDs {
 		ev, err := s.db.Event(ctx, eid)

@@ -347,6 +347,23 @@ func stateResCases() []stateResCase {
 		want:   map[string]string{kPL: "pla"},
 		want12: map[string]string{kPL: "pla", kMember("carol"): "kick"},
 	}, {
+		// MSC4297 problem A: dan (75) sets the join rules to invite (jr1), then public (jr2),
+		// and leaves; one state has the outdated jr1. Both agree dan left (unconflicted).
+		// v2, step 2 replays jr1 and jr2 on the unconflicted state, where dan is not a member:
+		// both are rejected and the room has no join rules at all.
+		// v2.1, step 2 starts from an empty state: both pass against their own auth events
+		// (dan joined, at 75); same power, so the later jr2 is applied last. Step 5 puts dan's
+		// leave back.
+		name: "v2.1: join rules of a member who left are not lost",
+		events: func(d *testDAG) {
+			d.add(evSpec{name: "jr1", sender: "dan", typ: spec.MRoomJoinRules, content: map[string]any{"join_rule": "invite"}, auth: []string{"create", "pl1", "md"}})
+			d.add(evSpec{name: "jr2", sender: "dan", typ: spec.MRoomJoinRules, content: map[string]any{"join_rule": "public"}, auth: []string{"create", "pl1", "md"}})
+			d.add(evSpec{name: "ld", sender: "dan", typ: spec.MRoomMember, key: user("dan"), content: map[string]any{"membership": "leave"}, auth: []string{"create", "pl1", "md"}})
+		},
+		s1: []string{"jr2", "ld"}, s2: []string{"jr1", "ld"},
+		want:   map[string]string{kJR: "", kMember("dan"): "ld"},
+		want12: map[string]string{kJR: "jr2", kMember("dan"): "ld"},
+	}, {
 		// Auth difference: bob's ban and unban of carol are only in the first state's auth
 		// chain, so they join the full conflicted set and are re-checked in step 2 after alice's
 		// pla (sorted first, alice being more powerful): both are rejected, carol stays joined.
