@@ -57,8 +57,8 @@ func (s *Server) membersAt(r *http.Request, roomID, userID, at string) ([]*stora
 	ctx := r.Context()
 	tok, err := ParseToken(at)
 	if err != nil {
-		if p, ok := parseTopoToken(at); ok {
-			tok = Token{PDU: p.NID}
+		if p, ok := parsePageToken(at); ok {
+			tok = Token{PDU: streamPointOf(p)}
 		} else {
 			return nil, err
 		}
