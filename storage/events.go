@@ -139,6 +139,16 @@ func (q *Q) LastRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, erro
 	return ev, err
 }
 
+// NextRoomEvent returns the room's oldest event of the stream after pos, or ErrNotFound.
+func (q *Q) NextRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, error) {
+	ev, err := scanEvent(q.queryRow(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid > $2 AND NOT hidden ORDER BY event_nid ASC LIMIT 1`, roomNID, pos))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return ev, err
+}
+
 // HideOutOfRoomEvents turns the room's timeline events stored without state (the membership
 // events of local users in a room this server was not in: invites, knocks, rejections) into
 // outliers, once the server has joined the room and holds its state: the timeline starts

@@ -254,6 +254,13 @@ func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[in
 	} else if err != nil {
 		return nil, err
 	}
+	return s.stateOnceCommitted(ctx, ev)
+}
+
+// stateOnceCommitted returns the room's current state once ev was committed: recorded with
+// each event since migration 0015, and for older events (linear histories) the state after
+// the event.
+func (s *Server) stateOnceCommitted(ctx context.Context, ev *storage.Event) (map[int64]int64, error) {
 	if ev.RoomStateNID != 0 {
 		return s.rooms.StateAt(ctx, ev.RoomStateNID)
 	}
