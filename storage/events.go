@@ -139,6 +139,16 @@ func (q *Q) LastRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, erro
 	return ev, err
 }
 
+// NextRoomEvent returns the room's oldest event of the stream after pos, or ErrNotFound.
+func (q *Q) NextRoomEvent(ctx context.Context, roomNID, pos int64) (*Event, error) {
+	ev, err := scanEvent(q.queryRow(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid > $2 AND NOT hidden ORDER BY event_nid ASC LIMIT 1`, roomNID, pos))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return ev, err
+}
+
 // HideOutOfRoomEvents turns the room's timeline events stored without state (the membership
 // events of local users in a room this server was not in: invites, knocks, rejections) into
 // outliers, once the server has joined the room and holds its state: the timeline starts
@@ -244,58 +254,6 @@ func (q *Q) LatestRoomEventNID(ctx context.Context, roomNID, upTo int64) (int64,
 	err := q.queryRow(ctx, `SELECT MAX(event_nid) FROM events WHERE room_nid = $1 AND event_nid <= $2 AND NOT hidden`, roomNID, upTo).Scan(&nid)
 	return nid.Int64, err
 }
-
-// TopoPos is a position in a room's topological order: the point just before the event at
-// (depth, stream position). Paging backwards from it returns the events before it; paging
-// forwards returns the events from it on.
-type TopoPos struct {
-	Depth int64
-	NID   int64
-}
-
-// RoomEventsTopo pages through the room's events in topological order from the position
-// from towards to (when given): backwards, the events in [to, from) newest first; forwards,
-// the events in [from, to) oldest first.
-func (q *Q) RoomEventsTopo(ctx context.Context, roomNID int64, from TopoPos, to *TopoPos, backwards bool, limit int) ([]*Event, error) {
-	if backwards {
-		lo := TopoPos{Depth: -1, NID: -1}
-		if to != nil {
-			lo = *to
-		}
-		return q.events(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE room_nid = $1 AND (NOT hidden OR status = 'backfilled')
-			AND (depth < $2 OR (depth = $2 AND event_nid < $3))
-			AND (depth > $4 OR (depth = $4 AND event_nid >= $5))
-			ORDER BY depth DESC, event_nid DESC LIMIT $6`, roomNID, from.Depth, from.NID, lo.Depth, lo.NID, limit)
-	}
-	hi := TopoPos{Depth: 1 << 62, NID: 1 << 62}
-	if to != nil {
-		hi = *to
-	}
-	return q.events(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE room_nid = $1 AND (NOT hidden OR status = 'backfilled')
-		AND (depth > $2 OR (depth = $2 AND event_nid >= $3))
-		AND (depth < $4 OR (depth = $4 AND event_nid < $5))
-		ORDER BY depth ASC, event_nid ASC LIMIT $6`, roomNID, from.Depth, from.NID, hi.Depth, hi.NID, limit)
-}
-
-// TopoPosAtStream returns the topological position just after the room's last accepted event
-// at or before stream position pos.
-func (q *Q) TopoPosAtStream(ctx context.Context, roomNID, pos int64) (TopoPos, error) {
-	var tp TopoPos
-	err := q.queryRow(ctx, `SELECT depth, event_nid FROM events
-		WHERE room_nid = $1 AND event_nid <= $2 AND NOT hidden
-		ORDER BY event_nid DESC LIMIT 1`, roomNID, pos).Scan(&tp.Depth, &tp.NID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return TopoPos{}, nil
-	} else if err != nil {
-		return TopoPos{}, err
-	}
-	return After(tp), nil
-}
-
-// After returns the position just after the event at (p.Depth, p.NID).
-func After(p TopoPos) TopoPos { return TopoPos{Depth: p.Depth, NID: p.NID + 1} }
 
 // StateEventsBetween returns the accepted state events of the room with since < NID < before.
 func (q *Q) StateEventsBetween(ctx context.Context, roomNID, since, before int64) ([]*Event, error) {

@@ -1,7 +1,10 @@
 package syncapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -24,7 +27,7 @@ func (s *Server) handleMembers(r *http.Request) (any, error) {
 	want, notWant := q.Get("membership"), q.Get("not_membership")
 	var state []*storage.Event
 	if at := q.Get("at"); at != "" {
-		state, err = s.membersAt(r, roomID, dev.UserID, at)
+		state, err = s.membersAt(ctx, roomID, dev.UserID, at)
 	} else {
 		state, err = s.rooms.VisibleState(ctx, roomID, dev.UserID)
 	}
@@ -52,49 +55,88 @@ func (s *Server) handleMembers(r *http.Request) (any, error) {
 	return map[string]any{"chunk": chunk}, nil
 }
 
-// membersAt returns the room state at a sync token, for a user who may see it.
-func (s *Server) membersAt(r *http.Request, roomID, userID, at string) ([]*storage.Event, error) {
-	ctx := r.Context()
-	tok, err := ParseToken(at)
-	if err != nil {
-		if p, ok := parseTopoToken(at); ok {
-			tok = Token{PDU: p.NID}
-		} else {
-			return nil, err
-		}
-	}
+// membersAt returns the room state at the point in time at (a pagination token), for a
+// user who may see the room then. rooms.yaml: "The point in time (pagination token) to
+// return members for in the room. This token can be obtained from a prev_batch token
+// returned for each room by the sync API."
+//
+// A /sync since-token (next_batch) and a prev_batch (the point just before a timeline, split
+// by stream position) stand between two positions of the event stream: the state is the
+// room's state once the events before the point were in, what a client synced up to it
+// holds, so the first event of a timeline is not counted at its prev_batch. A point before
+// the first event this server holds of the room (a token from before the server joined it
+// over federation, whose earlier events it holds only as state) gets the state before that
+// event. A topological /messages token stands just before its event: the state before it.
+// For a user who left, a stream point after their leave is taken at the leave.
+func (s *Server) membersAt(ctx context.Context, roomID, userID, at string) ([]*storage.Event, error) {
 	vis, room, err := s.memberVisibility(ctx, roomID, userID)
 	if err != nil {
 		return nil, err
 	}
-	nid, err := s.db.LatestRoomEventNID(ctx, room.NID, tok.PDU)
-	if err != nil {
-		return nil, err
+	var ev *storage.Event
+	var state map[int64]int64
+	if p, ok := parsePageToken(at); ok && !p.Split() {
+		ev, state, err = s.stateBeforeTopo(ctx, room.NID, p.Late)
+	} else {
+		var point int64
+		if ok {
+			point = streamPointOf(p)
+		} else if tok, err := ParseToken(at); err == nil {
+			point = tok.PDU
+		} else {
+			return nil, spec.InvalidParam("invalid pagination token")
+		}
+		if m := vis.membership; m.Membership == spec.Leave || m.Membership == spec.Ban {
+			point = min(point, m.EventNID)
+		}
+		ev, state, err = s.stateAtStream(ctx, room.NID, point)
 	}
-	evs, err := s.db.EventsByNID(ctx, []int64{nid})
-	if err != nil {
-		return nil, err
+	if err != nil || ev == nil {
+		return nil, err // no event: the room had no state then
 	}
-	if len(evs) == 0 {
-		return nil, nil
-	}
-	if ok, err := vis.canSee(ctx, evs[0]); err != nil || !ok {
+	if ok, err := vis.canSee(ctx, ev); err != nil || !ok {
 		return nil, spec.Forbidden("you may not see the room at that point")
 	}
-	state, err := s.rooms.StateAt(ctx, evs[0].StateBeforeNID)
-	if err != nil {
-		return nil, err
-	}
-	nids := make([]int64, 0, len(state)+1)
-	for k, ev := range state {
-		if k != evs[0].StateKeyNID {
-			nids = append(nids, ev)
-		}
-	}
-	if evs[0].IsState() {
-		nids = append(nids, evs[0].NID)
+	nids := make([]int64, 0, len(state))
+	for _, nid := range state {
+		nids = append(nids, nid)
 	}
 	return s.db.EventsByNID(ctx, nids)
+}
+
+// stateAtStream returns the room's state after its events up to stream position point, with
+// the event that decides whether the user may see it: the last event up to the point, or
+// when there is none the first one after it, with the state before it (nil when the room
+// has no event).
+func (s *Server) stateAtStream(ctx context.Context, roomNID, point int64) (*storage.Event, map[int64]int64, error) {
+	ev, err := s.db.LastRoomEvent(ctx, roomNID, point)
+	if err == nil {
+		state, err := s.stateOnceCommitted(ctx, ev)
+		return ev, state, err
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, err
+	}
+	if ev, err = s.db.NextRoomEvent(ctx, roomNID, point); errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, nil
+	} else if err != nil {
+		return nil, nil, err
+	}
+	state, err := s.rooms.StateAt(ctx, ev.StateBeforeNID)
+	return ev, state, err
+}
+
+// stateBeforeTopo returns the state before the event at topological position pos (the room's
+// latest state when pos is after every event), with that event.
+func (s *Server) stateBeforeTopo(ctx context.Context, roomNID int64, pos storage.TopoPos) (*storage.Event, map[int64]int64, error) {
+	evs, err := s.db.RoomEventsTopo(ctx, roomNID, pos, nil, false, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(evs) == 0 {
+		return s.stateAtStream(ctx, roomNID, math.MaxInt64)
+	}
+	state, err := s.rooms.StateAt(ctx, evs[0].StateBeforeNID)
+	return evs[0], state, err
 }
 
 // handleJoinedMembers handles GET /rooms/{roomId}/joined_members.

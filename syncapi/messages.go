@@ -18,22 +18,18 @@ const (
 	maxMessagesLimit     = 1000
 )
 
-var (
-	topoStart = storage.TopoPos{Depth: -1, NID: -1}
-	topoEnd   = storage.TopoPos{Depth: 1 << 62, NID: 1 << 62}
-)
-
-// pagePos decodes a /messages token: a topological token, or a /sync since-token (as
-// next_batch may be used), which stands just after the room's last event at that position.
-func (s *Server) pagePos(ctx context.Context, roomNID int64, tok string) (storage.TopoPos, error) {
-	if p, ok := parseTopoToken(tok); ok {
+// pagePos decodes a /messages token: a pageToken, or a /sync since-token (as next_batch may
+// be used), which stands just after the room events of the stream up to its position: the
+// events the /sync that gave it had delivered, wherever they are in topological order.
+func pagePos(tok string) (storage.PagePos, error) {
+	if p, ok := parsePageToken(tok); ok {
 		return p, nil
 	}
 	st, err := ParseToken(tok)
 	if err != nil {
-		return storage.TopoPos{}, spec.InvalidParam("invalid pagination token")
+		return storage.PagePos{}, spec.InvalidParam("invalid pagination token")
 	}
-	return s.db.TopoPosAtStream(ctx, roomNID, st.PDU)
+	return storage.StreamSplit(st.PDU + 1), nil
 }
 
 // handleMessages handles GET /rooms/{roomId}/messages.
@@ -68,20 +64,20 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	from := topoEnd
+	from := storage.Plain(storage.TopoEnd)
 	if !backwards {
-		from = topoStart
+		from = storage.Plain(storage.TopoStart)
 	}
 	start := ""
 	if t := q.Get("from"); t != "" {
-		if from, err = s.pagePos(ctx, room.NID, t); err != nil {
+		if from, err = pagePos(t); err != nil {
 			return nil, err
 		}
 		start = t
 	}
-	var to *storage.TopoPos
+	var to *storage.PagePos
 	if t := q.Get("to"); t != "" {
-		p, err := s.pagePos(ctx, room.NID, t)
+		p, err := pagePos(t)
 		if err != nil {
 			return nil, err
 		}
@@ -94,11 +90,11 @@ func (s *Server) handleMessages(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if start == "" {
-		start = topoToken(from)
+		start = pageToken(from)
 	}
 	resp := map[string]any{"start": start}
 	if end != nil {
-		resp["end"] = topoToken(*end)
+		resp["end"] = pageToken(*end)
 	}
 	chunk, err := s.rooms.ClientEvents(ctx, roomID, kept, viewer)
 	if err != nil {
@@ -129,18 +125,18 @@ type messagesPage struct {
 	vis       *visibility
 	filter    RoomEventFilter
 	ignored   map[string]bool
-	to        *storage.TopoPos
+	to        *storage.PagePos
 	backwards bool
 	limit     int
 }
 
 // read returns the page's events from pos and the position the next page starts at, nil when
 // history (up to "to") has been read to its end.
-func (p *messagesPage) read(ctx context.Context, pos storage.TopoPos) ([]*storage.Event, *storage.TopoPos, error) {
+func (p *messagesPage) read(ctx context.Context, pos storage.PagePos) ([]*storage.Event, *storage.PagePos, error) {
 	var kept []*storage.Event
 	backfilled := false
 	for scanned := 0; scanned < maxMessagesScan; {
-		evs, err := p.s.db.RoomEventsTopo(ctx, p.roomNID, pos, p.to, p.backwards, p.limit)
+		evs, err := p.s.db.RoomEventsPage(ctx, p.roomNID, pos, p.to, p.backwards, p.limit)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -167,10 +163,7 @@ func (p *messagesPage) read(ctx context.Context, pos storage.TopoPos) ([]*storag
 				kept = append(kept, ev)
 			}
 			// The next page starts just before this event (backwards) or just after it.
-			pos = storage.TopoPos{Depth: ev.Depth, NID: ev.NID}
-			if !p.backwards {
-				pos = storage.After(pos)
-			}
+			pos = pos.Passed(ev, p.backwards)
 			if len(kept) == p.limit && (i < len(evs)-1 || len(evs) == p.limit) {
 				return kept, &pos, nil
 			}

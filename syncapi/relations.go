@@ -36,8 +36,8 @@ func relationPos(tok string, upper bool) (int64, error) {
 		}
 	}
 	var after int64 // the point lies just after this event NID
-	if p, ok := parseTopoToken(tok); ok {
-		after = p.NID - 1
+	if p, ok := parsePageToken(tok); ok {
+		after = streamPointOf(p)
 	} else if t, err := ParseToken(tok); err == nil {
 		after = t.PDU
 	} else {

@@ -114,11 +114,7 @@ func (s *Server) slidingRoomResult(ctx context.Context, viewer roomserver.Viewer
 // response, at liveAfter). It returns the events as stored, for lazy-loaded members.
 func (s *Server) slidingTimeline(ctx context.Context, viewer roomserver.Viewer, room *slidingRoom, m storage.Membership, from, upTo int64, limit int, liveAfter int64) ([]*storage.Event, error) {
 	if limit == 0 {
-		pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, upTo)
-		if err != nil {
-			return nil, err
-		}
-		room.PrevBatch = topoToken(pos)
+		room.PrevBatch = pageToken(storage.StreamSplit(upTo + 1))
 		room.Limited = true
 		zero := 0
 		room.NumLive = &zero

@@ -100,15 +100,11 @@ func hasMemberState(evs []*storage.Event) bool {
 
 // emptyJoinedRoom is the join section of a room whose timeline did not change.
 func (s *Server) emptyJoinedRoom(ctx context.Context, m storage.Membership, to int64, useStateAfter, msc4222 bool) (*joinedRoom, error) {
-	pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
-	if err != nil {
-		return nil, err
-	}
 	empty := &eventList{Events: []any{}}
 	jr := &joinedRoom{
 		Summary:     map[string]any{},
 		State:       empty,
-		Timeline:    timeline{Events: []roomserver.ClientEvent{}, PrevBatch: topoToken(pos)},
+		Timeline:    timeline{Events: []roomserver.ClientEvent{}, PrevBatch: pageToken(storage.StreamSplit(to + 1))},
 		Ephemeral:   eventList{Events: []any{}},
 		AccountData: eventList{Events: []any{}},
 	}
@@ -174,14 +170,11 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 	firstNID, stateBefore := to+1, int64(-1)
 	if len(evs) > 0 {
 		firstNID, stateBefore = evs[0].NID, evs[0].StateBeforeNID
-		tl.PrevBatch = topoToken(storage.TopoPos{Depth: evs[0].Depth, NID: evs[0].NID})
-	} else {
-		pos, err := s.db.TopoPosAtStream(ctx, m.RoomNID, to)
-		if err != nil {
-			return tl, 0, 0, err
-		}
-		tl.PrevBatch = topoToken(pos)
 	}
+	// prev_batch is the point just before the timeline: the events before it in the stream.
+	// Not the topological position of its first event: after a fork, older branches' events
+	// may be deeper than that event, or newer ones shallower (storage.PagePos).
+	tl.PrevBatch = pageToken(storage.StreamSplit(firstNID))
 	tl.hasMember = hasMemberState(evs)
 	suffix := ":" + string(s.rooms.ServerName())
 	for _, ev := range evs {
@@ -261,6 +254,13 @@ func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[in
 	} else if err != nil {
 		return nil, err
 	}
+	return s.stateOnceCommitted(ctx, ev)
+}
+
+// stateOnceCommitted returns the room's current state once ev was committed: recorded with
+// each event since migration 0015, and for older events (linear histories) the state after
+// the event.
+func (s *Server) stateOnceCommitted(ctx context.Context, ev *storage.Event) (map[int64]int64, error) {
 	if ev.RoomStateNID != 0 {
 		return s.rooms.StateAt(ctx, ev.RoomStateNID)
 	}

@@ -93,25 +93,51 @@ func ParseToken(s string) (Token, error) {
 	return t, nil
 }
 
-// topoToken encodes a position in a room's topological order for /messages.
-func topoToken(p storage.TopoPos) string {
-	return fmt.Sprintf("t%d_%d", p.Depth, p.NID)
+// pageToken encodes a point in a room's history for /messages: "t<depth>_<nid>" for a
+// topological position, "t<depth>_<nid>_<bound>_<depth>_<nid>" for a split one (Late, Bound,
+// Early: see storage.PagePos).
+func pageToken(p storage.PagePos) string {
+	if !p.Split() {
+		return fmt.Sprintf("t%d_%d", p.Late.Depth, p.Late.NID)
+	}
+	return fmt.Sprintf("t%d_%d_%d_%d_%d", p.Late.Depth, p.Late.NID, p.Bound, p.Early.Depth, p.Early.NID)
 }
 
-// parseTopoToken decodes "t<depth>_<nid>".
-func parseTopoToken(s string) (storage.TopoPos, bool) {
+// topoToken encodes a topological position.
+func topoToken(p storage.TopoPos) string { return pageToken(storage.Plain(p)) }
+
+// parsePageToken decodes a pageToken.
+func parsePageToken(s string) (storage.PagePos, bool) {
 	body, ok := strings.CutPrefix(s, "t")
 	if !ok {
-		return storage.TopoPos{}, false
+		return storage.PagePos{}, false
 	}
-	d, n, ok := strings.Cut(body, "_")
-	if !ok {
-		return storage.TopoPos{}, false
+	parts := strings.Split(body, "_")
+	if len(parts) != 2 && len(parts) != 5 {
+		return storage.PagePos{}, false
 	}
-	depth, err1 := strconv.ParseInt(d, 10, 64)
-	nid, err2 := strconv.ParseInt(n, 10, 64)
-	if err1 != nil || err2 != nil {
-		return storage.TopoPos{}, false
+	n := make([]int64, len(parts))
+	for i, part := range parts {
+		v, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
+			return storage.PagePos{}, false
+		}
+		n[i] = v
 	}
-	return storage.TopoPos{Depth: depth, NID: nid}, true
+	p := storage.Plain(storage.TopoPos{Depth: n[0], NID: n[1]})
+	if len(n) == 5 && n[2] > 0 {
+		p.Bound, p.Early = n[2], storage.TopoPos{Depth: n[3], NID: n[4]}
+	}
+	return p, true
+}
+
+// streamPointOf returns the stream position a /messages token stands just after, for the
+// endpoints that read the room in stream order (/relations, /members?at=): a split point's
+// bound is where the /sync timeline it comes from began; a topological position is taken as
+// the point just before its event in stream order.
+func streamPointOf(p storage.PagePos) int64 {
+	if p.Split() {
+		return p.Bound - 1
+	}
+	return p.Late.NID - 1
 }

@@ -1,6 +1,10 @@
 package syncapi
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/lattice-chat/lattice/storage"
+)
 
 func TestTokens(t *testing.T) {
 	tok := Token{PDU: 42, AccountData: 7, Receipts: 3, Typing: 1700000000000, ToDevice: 9, DeviceLists: 2, Presence: 5}
@@ -17,8 +21,21 @@ func TestTokens(t *testing.T) {
 			t.Errorf("%q parsed", bad)
 		}
 	}
-	if p, ok := parseTopoToken("t5_17"); !ok || p.Depth != 5 || p.NID != 17 {
+	if p, ok := parsePageToken("t5_17"); !ok || p.Split() || p.Late.Depth != 5 || p.Late.NID != 17 {
 		t.Fatalf("topological token: %+v %v", p, ok)
+	}
+	split := storage.StreamSplit(42)
+	if p, ok := parsePageToken(pageToken(split)); !ok || p != split {
+		t.Fatalf("split token %q: %+v %v", pageToken(split), p, ok)
+	}
+	moved := split.Passed(&storage.Event{Depth: 7, NID: 40}, true)
+	if p, ok := parsePageToken(pageToken(moved)); !ok || p != moved || !p.Split() {
+		t.Fatalf("split token %q: %+v %v", pageToken(moved), p, ok)
+	}
+	for _, bad := range []string{"t1", "t1_2_3", "t1_x", "t1_2_3_4", "s1_2"} {
+		if _, ok := parsePageToken(bad); ok {
+			t.Errorf("page token %q parsed", bad)
+		}
 	}
 }
 
