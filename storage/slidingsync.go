@@ -31,6 +31,29 @@ func (q *Q) JoinedRoomsWithEvents(ctx context.Context, userID string, after, upT
 	return out, rows.Err()
 }
 
+// RoomsWithEvents returns the rooms (of any user) with timeline events at stream positions in
+// (after, upTo], each with the newest such position: a range scan of the events stream, cheap
+// when the range is short. The caller keeps the rooms it cares about.
+func (q *Q) RoomsWithEvents(ctx context.Context, after, upTo int64) (map[int64]int64, error) {
+	rows, err := q.query(ctx, `
+		SELECT room_nid, MAX(event_nid) FROM events
+		WHERE event_nid > $1 AND event_nid <= $2 AND NOT hidden
+		GROUP BY room_nid`, after, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("select rooms with events in (%d, %d]: %w", after, upTo, err)
+	}
+	defer rows.Close()
+	out := map[int64]int64{}
+	for rows.Next() {
+		var room, nid int64
+		if err := rows.Scan(&room, &nid); err != nil {
+			return nil, err
+		}
+		out[room] = nid
+	}
+	return out, rows.Err()
+}
+
 // RoomReceiptsSince returns the receipts of one room whose stream position is after since
 // and at or before upTo, in stream order, as userID may see them (private receipts only
 // their own).

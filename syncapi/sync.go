@@ -173,6 +173,10 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 }
 
 // buildSync assembles the response for changes after req.since up to the positions to.
+// maxScannedEvents bounds the events stream range an incremental sync scans for the rooms
+// with new events (see buildSync).
+const maxScannedEvents = 20000
+
 func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syncResponse, error) {
 	userID := req.viewer.UserID
 	memberships, err := s.db.AllMemberships(ctx, userID)
@@ -208,12 +212,13 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 		req.filter.AccountData.allows(pushrules.AccountDataType, "") {
 		resp.AccountData.Events = append(resp.AccountData.Events, ev)
 	}
-	// An incremental sync looks at the rooms with new events only (one query over the
+	// An incremental sync looks at the rooms with new events only (one range scan of the
 	// events stream), not at every joined room: a no-op sync costs the same for a user in a
-	// thousand rooms as in one.
+	// thousand rooms as in one. After a long absence the range is long, and asking each
+	// joined room is cheaper.
 	var active map[int64]int64
-	if req.since != nil && !req.fullState {
-		if active, err = s.db.JoinedRoomsWithEvents(ctx, userID, since.PDU, to.PDU); err != nil {
+	if req.since != nil && !req.fullState && to.PDU-since.PDU <= maxScannedEvents {
+		if active, err = s.db.RoomsWithEvents(ctx, since.PDU, to.PDU); err != nil {
 			return nil, err
 		}
 	}
