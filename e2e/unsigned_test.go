@@ -71,3 +71,16 @@ func TestJoinWithContent(t *testing.T) {
 	}
 	expectErr(t, call(alice, "POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/join", map[string]any{"reason": 5}), "join with a reason that is no string", 400, "M_BAD_JSON")
 }
+
+// TestCreateRoomTopic: createRoom's topic writes m.room.topic with both the plain topic and
+// its rich representation (v1.15, m.topic with an m.text block of text/plain).
+func TestCreateRoomTopic(t *testing.T) {
+	srv := StartServer(t)
+	alice := srv.Register(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"topic": "Lunch plans"})
+	c := stateEvent(alice, roomID, "m.room.topic", "").Body
+	blocks, _ := obj(c, "m.topic")["m.text"].([]any)
+	if str(c, "topic") != "Lunch plans" || len(blocks) != 1 || str(blocks[0].(map[string]any), "body") != "Lunch plans" {
+		t.Fatalf("m.room.topic content: %v", c)
+	}
+}
