@@ -5,9 +5,11 @@ import (
 	"net/http"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
 )
 
 // decodeContent reads an event content body, which must be a JSON object.
@@ -103,7 +105,7 @@ func (s *Server) handleState(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.rooms.ClientEvents(r.Context(), roomID, evs, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+	return s.rooms.StateClientEvents(r.Context(), roomID, evs, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
 }
 
 // handleStateEvent handles GET /rooms/{roomId}/state/{eventType}/{stateKey}; with
@@ -120,16 +122,14 @@ func (s *Server) handleStateEvent(r *http.Request) (any, error) {
 	}
 	evType, stateKey := httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey")
 	for _, ev := range evs {
-		if ev.Type != evType {
+		if ev.Type != evType || gjson.GetBytes(ev.JSON, "state_key").Str != stateKey {
 			continue
 		}
-		ce, err := s.rooms.ClientEvent(r.Context(), roomID, ev, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+		ces, err := s.rooms.StateClientEvents(r.Context(), roomID, []*storage.Event{ev}, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
 		if err != nil {
 			return nil, err
 		}
-		if ce.StateKey == nil || *ce.StateKey != stateKey {
-			continue
-		}
+		ce := ces[0]
 		if r.URL.Query().Get("format") == "event" {
 			return ce, nil
 		}

@@ -47,10 +47,19 @@ type pduFields struct {
 // prev_content, replaces_state, redacted_because and the bundled aggregations of their
 // child events (m.relations).
 func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
-	return s.clientEvents(ctx, roomID, evs, v, true)
+	return s.clientEvents(ctx, roomID, evs, v, true, true)
 }
 
-func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer, aggregate bool) ([]ClientEvent, error) {
+// StateClientEvents formats state events listed as a room's state (/state, /members, the
+// state sections of /sync and /context) rather than as history: without unsigned.membership,
+// which describes the viewer at each event's point in the timeline ("servers MAY omit it if
+// calculating the value is expensive", client_event.yaml) and would cost one state lookup per
+// event, each member event of a room being at a different point.
+func (s *Server) StateClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
+	return s.clientEvents(ctx, roomID, evs, v, true, false)
+}
+
+func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer, aggregate, withMembership bool) ([]ClientEvent, error) {
 	var replaced []int64
 	for _, ev := range evs {
 		if ev.ReplacesNID != 0 {
@@ -68,7 +77,7 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 		}
 	}
 	var memberships map[int64]string
-	if v.UserID != "" {
+	if v.UserID != "" && withMembership {
 		var err error
 		if memberships, err = s.viewerMemberships(ctx, evs, v.UserID); err != nil {
 			return nil, err

@@ -45,7 +45,7 @@ func (s *Server) handleMembers(r *http.Request) (any, error) {
 		}
 		members = append(members, ev)
 	}
-	chunk, err := s.rooms.ClientEvents(ctx, roomID, members, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
+	chunk, err := s.rooms.StateClientEvents(ctx, roomID, members, roomserver.Viewer{UserID: dev.UserID, DeviceID: dev.DeviceID})
 	if err != nil {
 		return nil, err
 	}

@@ -192,7 +192,7 @@ func (s *Server) memberEventsFor(ctx context.Context, roomNID int64, roomID stri
 		}
 		members = append(members, m)
 	}
-	out, err := s.rooms.ClientEvents(ctx, roomID, members, viewer)
+	out, err := s.rooms.StateClientEvents(ctx, roomID, members, viewer)
 	if out == nil {
 		out = []roomserver.ClientEvent{}
 	}
@@ -333,7 +333,7 @@ func (s *Server) handleContext(r *http.Request) (any, error) {
 		all := append(append(append([]roomserver.ClientEvent{}, beforeEvs...), target), afterEvs...)
 		state, err = s.memberEventsFor(ctx, room.NID, roomID, all, viewer)
 	} else {
-		state, err = s.rooms.ClientEvents(ctx, roomID, stateEvs, viewer)
+		state, err = s.rooms.StateClientEvents(ctx, roomID, stateEvs, viewer)
 	}
 	if err != nil {
 		return nil, err

@@ -159,7 +159,7 @@ func (s *Server) handleSearch(r *http.Request) (any, error) {
 			if err != nil {
 				continue
 			}
-			if state[roomID], err = s.rooms.ClientEvents(ctx, roomID, evs, viewer); err != nil {
+			if state[roomID], err = s.rooms.StateClientEvents(ctx, roomID, evs, viewer); err != nil {
 				return nil, err
 			}
 		}

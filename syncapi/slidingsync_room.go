@@ -240,7 +240,7 @@ func (s *Server) slidingRoomState(ctx context.Context, viewer roomserver.Viewer,
 		membersChanged = membersChanged || ev.Type == spec.MRoomMember
 	}
 	if len(selected) > 0 {
-		evs, err := s.rooms.ClientEvents(ctx, c.m.RoomID, selected, viewer)
+		evs, err := s.rooms.StateClientEvents(ctx, c.m.RoomID, selected, viewer)
 		if err != nil {
 			return nil, err
 		}

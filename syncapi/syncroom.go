@@ -361,7 +361,7 @@ func (s *Server) formatState(ctx context.Context, req syncRequest, roomID string
 	for _, ev := range tl {
 		senders[ev.Sender] = true
 	}
-	evs, err := s.rooms.ClientEvents(ctx, roomID, state, req.viewer)
+	evs, err := s.rooms.StateClientEvents(ctx, roomID, state, req.viewer)
 	if err != nil {
 		return nil, err
 	}
