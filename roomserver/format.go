@@ -90,8 +90,8 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 		if err != nil {
 			return nil, err
 		}
-		if before, ok := memberships[ev.StateBeforeNID]; ok {
-			ce.Unsigned["membership"] = viewerMembershipAfter(ev, ce.StateKey, v.UserID, before)
+		if m, ok := memberships[ev.NID]; ok {
+			ce.Unsigned["membership"] = m
 		}
 		out = append(out, ce)
 	}

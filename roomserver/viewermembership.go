@@ -5,17 +5,56 @@ import (
 	"encoding/json"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// viewerMemberships returns, for the distinct state snapshots before evs, the viewer's
-// membership in each, for unsigned.membership (v1.11, client_event.yaml: "the membership
-// property of the requesting user's m.room.member state at the point of the event, including
-// any changes caused by the event"; "leave" when the user has no member state). Events of a
-// page mostly share a few snapshots, so this is one cached state lookup per snapshot and one
-// query for the member events.
+// viewerMemberships returns the viewer's membership at each of evs (by event NID), for
+// unsigned.membership (v1.11, client_event.yaml: "the membership property of the requesting
+// user's m.room.member state at the point of the event, including any changes caused by the
+// event"; "leave" when the user has no member state). Events since the viewer's current
+// membership event (a /sync timeline, recent history) take the current membership, read from
+// the cached memberships; only older events cost a state lookup, one per distinct snapshot
+// before them, and one query for the member events.
 func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, userID string) (map[int64]string, error) {
+	out := make(map[int64]string, len(evs))
+	if len(evs) == 0 {
+		return out, nil
+	}
+	var current *storage.Membership
+	ms, err := s.db.AllMemberships(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ms {
+		if ms[i].RoomNID == evs[0].RoomNID {
+			current = &ms[i]
+		}
+	}
+	var older []*storage.Event
+	for _, ev := range evs {
+		if current != nil && ev.NID >= current.EventNID {
+			out[ev.NID] = viewerMembershipAfter(ev, userID, current.Membership)
+		} else if ev.StateBeforeNID != 0 {
+			older = append(older, ev)
+		}
+	}
+	if len(older) == 0 {
+		return out, nil
+	}
+	before, err := s.membershipsAtSnapshots(ctx, older, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range older {
+		out[ev.NID] = viewerMembershipAfter(ev, userID, before[ev.StateBeforeNID])
+	}
+	return out, nil
+}
+
+// membershipsAtSnapshots returns the viewer's membership in the state snapshots before evs.
+func (s *Server) membershipsAtSnapshots(ctx context.Context, evs []*storage.Event, userID string) (map[int64]string, error) {
 	knid, err := s.lookupStateKeyNID(ctx, storage.StateKey{Type: spec.MRoomMember, StateKey: userID})
 	if err != nil {
 		return nil, err
@@ -25,7 +64,7 @@ func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, us
 	var nids []int64
 	for _, ev := range evs {
 		snap := ev.StateBeforeNID
-		if _, done := out[snap]; done || snap == 0 {
+		if _, done := out[snap]; done {
 			continue
 		}
 		out[snap] = spec.Leave
@@ -59,9 +98,10 @@ func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, us
 	return out, nil
 }
 
-// viewerMembershipAfter is the viewer's membership after ev, given the membership before it.
-func viewerMembershipAfter(ev *storage.Event, stateKey *string, userID, before string) string {
-	if ev.Type == spec.MRoomMember && stateKey != nil && *stateKey == userID {
+// viewerMembershipAfter is the viewer's membership after ev, given the membership before it:
+// ev's own when it is the viewer's member event.
+func viewerMembershipAfter(ev *storage.Event, userID, before string) string {
+	if ev.Type == spec.MRoomMember && gjson.GetBytes(ev.JSON, "state_key").Str == userID {
 		return membershipOfJSON(ev.JSON)
 	}
 	return before
