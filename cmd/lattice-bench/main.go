@@ -187,7 +187,8 @@ func (m *Main) Close() {
 }
 
 // commitOf returns the commit the lattice binary was built from (Go stamps it when building
-// inside a git checkout, with "-dirty" for local changes), else the working directory's.
+// inside a git checkout, unless -buildvcs=false), else the working directory's; "-dirty" marks
+// local changes.
 func commitOf(bin string) string {
 	if info, err := buildinfo.ReadFile(bin); err == nil {
 		var rev, dirty string
@@ -207,5 +208,9 @@ func commitOf(bin string) string {
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(out))
+	rev := strings.TrimSpace(string(out))
+	if changes, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(changes) > 0 {
+		rev += "-dirty"
+	}
+	return rev
 }
