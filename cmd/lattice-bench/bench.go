@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -54,25 +55,30 @@ func (b *bench) close(ctx context.Context) {
 // runScenario runs sc once on a fresh server and returns what it measured. A scenario that
 // cannot go on records why in Run.Errors, like a failed check.
 func (b *bench) runScenario(ctx context.Context, sc scenario) Run {
-	run := Run{Scenario: sc.name, LoadAvgStart: loadAvg()}
-	t0 := time.Now()
-	err := b.runOnServer(ctx, sc, &run)
-	if err != nil {
-		run.Errors = append(run.Errors, err.Error())
-	}
-	run.WallSeconds = time.Since(t0).Seconds()
-	run.LoadAvgEnd = loadAvg()
-	return run
-}
-
-func (b *bench) runOnServer(ctx context.Context, sc scenario, run *Run) error {
+	run := Run{Scenario: sc.name}
+	// The members are registered once for every run (and scenario) that needs as many, before
+	// the run's clock starts.
 	var pop *population
 	if n := sc.members(b.sizes); n > 0 {
 		var err error
 		if pop, err = b.population(ctx, n); err != nil {
-			return err
+			run.Errors = append(run.Errors, err.Error())
+			return run
 		}
 	}
+	run.LoadAvgStart = loadAvg()
+	t0, cpu0 := time.Now(), selfCPU()
+	err := b.runOnServer(ctx, sc, pop, &run)
+	if err != nil {
+		run.Errors = append(run.Errors, err.Error())
+	}
+	run.WallSeconds = time.Since(t0).Seconds()
+	run.BenchCPUSeconds = (selfCPU() - cpu0).Seconds()
+	run.LoadAvgEnd = loadAvg()
+	return run
+}
+
+func (b *bench) runOnServer(ctx context.Context, sc scenario, pop *population, run *Run) error {
 	dir, err := os.MkdirTemp(b.workdir, sc.name+"-")
 	if err != nil {
 		return err
@@ -109,6 +115,16 @@ func (b *bench) cleanup(dir, database string) {
 	}
 }
 
+// selfCPU returns the CPU time this process (the load generator) has used: it shares the
+// machine with the server, so it says how much of the machine the server had.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // env is what a scenario works with: its server, its members and the run it reports into.
 type env struct {
 	b       *bench
@@ -143,6 +159,20 @@ func (e *env) register(ctx context.Context, prefix string, n int) ([]*client, er
 		return err
 	})
 	return cs, err
+}
+
+// waitQuiet waits until the server uses less than 5% of a core over a second, or limit passes;
+// it reports whether the server went quiet.
+func (e *env) waitQuiet(ctx context.Context, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		c0 := e.srv.cpu()
+		time.Sleep(time.Second)
+		if e.srv.cpu()-c0 < 50*time.Millisecond {
+			return true
+		}
+	}
+	return false
 }
 
 // measureCPU runs fn and returns the server CPU time it took (from /proc, 10 ms resolution).

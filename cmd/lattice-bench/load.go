@@ -71,6 +71,40 @@ func sendLoad(ctx context.Context, senders []*client, room func(i int) string, n
 	return res, err
 }
 
+// sendOpenLoop has c send n messages into roomID, one every interval whether or not the
+// previous one was acknowledged (an open loop: a slow server gets the rate it was offered, and
+// its slowness shows in the latencies instead of lowering the rate).
+func sendOpenLoop(ctx context.Context, c *client, roomID string, n int, interval time.Duration, tag string) (sendResult, error) {
+	var (
+		mu   sync.Mutex
+		res  sendResult
+		wg   sync.WaitGroup
+		errs []error
+	)
+	start := time.Now()
+	for j := 0; j < n && ctx.Err() == nil; j++ {
+		time.Sleep(time.Until(start.Add(time.Duration(j) * interval)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf("%s %d", tag, j)
+			t0 := time.Now()
+			id, err := c.send(ctx, roomID, fmt.Sprintf("%s-%d", tag, j), body)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			res.latencies = append(res.latencies, time.Since(t0))
+			res.acked = append(res.acked, sent{roomID, id, body, t0})
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, errors.Join(errs...)
+}
+
 // receiver is one device long-polling /sync, recording every m.room.message it is given.
 type receiver struct {
 	c     *client

@@ -28,6 +28,7 @@ type Run struct {
 	ServerCPUSeconds float64    `json:"server_cpu_seconds"`
 	PeakRSSMB        float64    `json:"server_peak_rss_mb"`
 	WallSeconds      float64    `json:"wall_seconds"`
+	BenchCPUSeconds  float64    `json:"load_generator_cpu_seconds"`
 	LoadAvgStart     [3]float64 `json:"loadavg_start"`
 	LoadAvgEnd       [3]float64 `json:"loadavg_end"`
 	Errors           []string   `json:"errors,omitempty"`
@@ -60,6 +61,7 @@ func (r Run) allFigures() []Figure {
 		Figure{"server CPU, whole run", r.ServerCPUSeconds, "s"},
 		Figure{"server peak RSS", r.PeakRSSMB, "MB"},
 		Figure{"wall time, setup included", r.WallSeconds, "s"},
+		Figure{"load generator CPU, whole run", r.BenchCPUSeconds, "s"},
 		Figure{"load average (1 min) at end", r.LoadAvgEnd[0], ""},
 	)
 }
