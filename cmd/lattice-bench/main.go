@@ -59,6 +59,7 @@ type Main struct {
 	Failed bool   // a check failed or a scenario could not run
 }
 
+// NewMain returns a Main with the defaults of the flags.
 func NewMain() *Main { return &Main{Runs: 1, Sizes: defaultSizes(1, 2000), Log: os.Stderr} }
 
 const usage = `lattice-bench runs load scenarios against fresh lattice servers and prints a table.

@@ -19,19 +19,7 @@ func runSync(ctx context.Context, e *env, rooms int) error {
 		return err
 	}
 	u := cs[0]
-	ids := make([]string, rooms)
-	err = parallel(ctx, rooms, setupWorkers, func(i int) (err error) {
-		if ids[i], err = u.createRoom(ctx, map[string]any{"name": fmt.Sprintf("room %d", i)}); err != nil {
-			return err
-		}
-		for j := 0; j < e.sz.RoomMessages; j++ {
-			if _, err := u.send(ctx, ids[i], fmt.Sprint("t", j), fmt.Sprintf("room %d message %d", i, j)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := fillRooms(ctx, u, rooms, e.sz.RoomMessages); err != nil {
 		return err
 	}
 	e.figure("rooms", float64(rooms), "")
@@ -80,6 +68,22 @@ func runSync(ctx context.Context, e *env, rooms int) error {
 	e.figure("no-op incremental sync p99", ms(percentile(noop, 99)), "ms")
 	e.figure("server CPU per no-op sync", ms(cpu)/float64(len(noop)), "ms")
 	return nil
+}
+
+// fillRooms has u create rooms rooms and send msgs messages into each.
+func fillRooms(ctx context.Context, u *client, rooms, msgs int) error {
+	return parallel(ctx, rooms, setupWorkers, func(i int) error {
+		id, err := u.createRoom(ctx, map[string]any{"name": fmt.Sprintf("room %d", i)})
+		if err != nil {
+			return err
+		}
+		for j := 0; j < msgs; j++ {
+			if _, err := u.send(ctx, id, fmt.Sprint("t", j), fmt.Sprintf("room %d message %d", i, j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // runHistory: 4 senders fill one room, then a member pages back through it all with /messages
