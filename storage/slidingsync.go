@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -19,16 +20,7 @@ func (q *Q) JoinedRoomsWithEvents(ctx context.Context, userID string, after, upT
 	if err != nil {
 		return nil, fmt.Errorf("select rooms with events of %s: %w", userID, err)
 	}
-	defer rows.Close()
-	out := map[int64]int64{}
-	for rows.Next() {
-		var room, nid int64
-		if err := rows.Scan(&room, &nid); err != nil {
-			return nil, err
-		}
-		out[room] = nid
-	}
-	return out, rows.Err()
+	return scanRoomPositions(rows)
 }
 
 // RoomsWithEvents returns the rooms (of any user) with timeline events at stream positions in
@@ -42,6 +34,11 @@ func (q *Q) RoomsWithEvents(ctx context.Context, after, upTo int64) (map[int64]i
 	if err != nil {
 		return nil, fmt.Errorf("select rooms with events in (%d, %d]: %w", after, upTo, err)
 	}
+	return scanRoomPositions(rows)
+}
+
+// scanRoomPositions reads (room NID, stream position) rows into a map and closes them.
+func scanRoomPositions(rows *sql.Rows) (map[int64]int64, error) {
 	defer rows.Close()
 	out := map[int64]int64{}
 	for rows.Next() {
