@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -122,13 +123,16 @@ const (
 	resolutionErrorTTL = 5 * time.Minute
 )
 
-// resolveName resolves a server name as the spec's "Resolving server names" says. The
-// .well-known step is done here, through this transport's TLS settings, so that tls_ca and
-// verify_tls apply to it as to every other federation request; gomatrixserverlib's
-// ResolveServer does the other steps (IP literals, explicit ports, SRV records, port 8448).
-// A delegated name without a port is resolved by ResolveServer, which looks for a
-// .well-known of that name too, where the spec would go straight to SRV: the two differ
-// only for a delegation that is delegated again.
+// resolveName resolves a server name as the spec's "Resolving server names" says. Every
+// HTTP request of it is made here, through this transport (its TLS settings and its
+// netguard dialer): gomatrixserverlib's ResolveServer fetches .well-known for a name without
+// a port with a client of its own, which neither checks addresses nor refuses redirects, so it
+// is only given names it resolves without HTTP (IP literals, explicit ports).
+//  1. an IP literal, or 2. a name with a port: used as it is;
+//  3. .well-known (through this transport) delegates to a name, resolved by steps 1, 2 and 4-6
+//     but not by .well-known again;
+//  4. and 5. SRV records _matrix-fed._tcp, then the deprecated _matrix._tcp;
+//  6. port 8448.
 func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName) ([]fclient.ResolutionResult, error) {
 	if !netguard.ValidServerName(string(name)) {
 		return nil, errors.New("invalid server name")
@@ -141,9 +145,37 @@ func (t *matrixTransport) resolveName(ctx context.Context, name spec.ServerName)
 		return fclient.ResolveServer(ctx, name)
 	}
 	if delegated, err := t.wellKnown(ctx, name, host); err == nil {
-		return fclient.ResolveServer(ctx, delegated)
+		name = delegated
+		dhost, dport, ok := spec.ParseAndValidateServerName(delegated)
+		if !ok || reservedInvalid(dhost) {
+			return nil, errors.New("invalid delegated server name")
+		}
+		if dport != -1 || net.ParseIP(strings.Trim(dhost, "[]")) != nil {
+			return fclient.ResolveServer(ctx, delegated)
+		}
 	}
-	return fclient.ResolveServer(ctx, name)
+	return resolveSRV(ctx, name), nil
+}
+
+// resolveSRV is steps 4 to 6 of server name resolution for a name without a port: the
+// targets of its SRV records (_matrix-fed._tcp, then _matrix._tcp), else the name on port
+// 8448. The Host header and TLS server name stay the server name.
+func resolveSRV(ctx context.Context, name spec.ServerName) []fclient.ResolutionResult {
+	for _, service := range []string{"matrix-fed", "matrix"} {
+		_, records, err := net.DefaultResolver.LookupSRV(ctx, service, "tcp", string(name))
+		if err != nil || len(records) == 0 {
+			continue
+		}
+		out := make([]fclient.ResolutionResult, 0, len(records))
+		for _, rec := range records {
+			target := strings.TrimSuffix(rec.Target, ".")
+			out = append(out, fclient.ResolutionResult{
+				Destination: net.JoinHostPort(target, strconv.Itoa(int(rec.Port))), Host: name, TLSServerName: string(name),
+			})
+		}
+		return out
+	}
+	return []fclient.ResolutionResult{{Destination: net.JoinHostPort(string(name), "8448"), Host: name, TLSServerName: string(name)}}
 }
 
 // reservedInvalid reports whether host is in the .invalid top-level domain, which RFC 6761

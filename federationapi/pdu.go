@@ -9,6 +9,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
 )
 
 // maxPDUBytes is the spec's limit on the size of a PDU.
@@ -22,6 +24,12 @@ const maxPDUBytes = 65536
 func (s *Server) checkPDU(ctx context.Context, ver gomatrixserverlib.IRoomVersion, raw []byte) (gomatrixserverlib.PDU, error) {
 	if len(raw) > maxPDUBytes {
 		return nil, fmt.Errorf("PDU is larger than %d bytes", maxPDUBytes)
+	}
+	// Events fetched from other servers (/event, backfill, state, joins) come in responses,
+	// not request bodies, so they are checked here too: an event is stored as received, and
+	// one that is not UTF-8 would make every member's /sync invalid JSON.
+	if err := httputil.CheckJSONText(raw); err != nil {
+		return nil, fmt.Errorf("invalid PDU: %w", err)
 	}
 	pdu, err := parsePDU(ver, raw)
 	if err != nil {

@@ -587,6 +587,13 @@ func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, s
 // is not in (an invite received, an invite rejected through another server), so that the
 // user's /sync shows it: the room row exists without state, and the event is in the stream.
 func (s *Server) storeOutOfRoomMembership(ctx context.Context, pdu gomatrixserverlib.PDU, raw []byte, membership string) error {
+	return s.storeOutOfRoomMembershipIf(ctx, pdu, raw, membership, nil)
+}
+
+// storeOutOfRoomMembershipIf is storeOutOfRoomMembership when still(r), judged under the
+// room lock, holds: a change decided on an earlier look at the room (a rescinded invite, a
+// local rejection) is dropped if the room moved on meanwhile (this server joined it).
+func (s *Server) storeOutOfRoomMembershipIf(ctx context.Context, pdu gomatrixserverlib.PDU, raw []byte, membership string, still func(r *room) bool) error {
 	roomID := pdu.RoomID().String()
 	target := *pdu.StateKey()
 	if err := s.ensureRoomRow(ctx, roomID, pdu.Version()); err != nil {
@@ -597,6 +604,9 @@ func (s *Server) storeOutOfRoomMembership(ctx context.Context, pdu gomatrixserve
 		return err
 	}
 	defer r.mu.Unlock()
+	if still != nil && !still(r) {
+		return nil
+	}
 	var ev *storage.Event
 	key := storage.StateKey{Type: spec.MRoomMember, StateKey: target}
 	var keyNID int64

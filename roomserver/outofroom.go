@@ -53,16 +53,19 @@ func (s *Server) rejectInviteLocally(ctx context.Context, roomID, userID, reason
 	if err != nil {
 		return fmt.Errorf("build out-of-band leave: %w", err)
 	}
-	return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), spec.Leave)
+	return s.storeOutOfRoomMembershipIf(ctx, pdu, pdu.JSON(), spec.Leave, func(r *room) bool {
+		m := r.members[userID]
+		return !s.hasState(r) && (m == spec.Invite || m == spec.Knock)
+	})
 }
 
 // outOfRoomMembership decides whether pdu, received from origin for a room this server is
 // not in, is a change to a local user's invite, knock or ban that this server must record
 // although it cannot check it against the room's state: the inviter rescinding an invite (a
 // kick), a ban, an unban, or the refusal of a knock. It returns the new membership. Without
-// the room's state the auth rules cannot be applied, so only the server that sent this
-// server the invite or knock (its sender's server), or the server of the event's sender for
-// a ban, may change it, and only to leave or ban.
+// the room's state the auth rules cannot be applied, so only the server that sent the invite
+// or the ban (its sender's server) may change it, to leave or ban; a knock may only be
+// turned into a leave.
 func (s *Server) outOfRoomMembership(ctx context.Context, r *room, origin spec.ServerName, pdu gomatrixserverlib.PDU) (string, bool) {
 	target := pdu.StateKey()
 	if pdu.Type() != spec.MRoomMember || target == nil || !s.isLocal(*target) || serverOf(string(pdu.SenderID())) != string(origin) {
@@ -95,8 +98,10 @@ func (s *Server) outOfRoomMembership(ctx context.Context, r *room, origin spec.S
 			return "", false
 		}
 		if current == spec.Knock {
-			// Our own knock: the resident server that answers it is the event's origin.
-			return membership, true
+			// Our own knock, refused by a resident server: which server answers is not
+			// recorded, so any may only turn it into a leave (the user may knock again),
+			// never a ban.
+			return membership, membership == spec.Leave
 		}
 		return membership, serverOf(prev.Sender) == string(origin)
 	}

@@ -83,11 +83,18 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 	}
 	if !s.hasState(r) {
 		membership, ok := s.outOfRoomMembership(ctx, r, origin, pdu)
+		var target, before string
+		if ok {
+			target = *pdu.StateKey()
+			before = r.members[target]
+		}
 		r.mu.Unlock()
 		if !ok {
 			return rejected("this server is not in room %s", pdu.RoomID().String())
 		}
-		return s.storeOutOfRoomMembership(ctx, pdu, pdu.JSON(), membership)
+		return s.storeOutOfRoomMembershipIf(ctx, pdu, pdu.JSON(), membership, func(r *room) bool {
+			return !s.hasState(r) && r.members[target] == before
+		})
 	}
 	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)

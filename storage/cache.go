@@ -26,6 +26,7 @@ type readCache[K comparable, V any] struct {
 
 	mu      sync.Mutex // guards gen, checked and entries
 	gen     int64      // the generation every entry was read at; -1 after a local write
+	epoch   int64      // local writes so far: a generation read across one is not adopted
 	checked time.Time  // when gen was last read from the database
 	entries map[K]V
 }
@@ -45,6 +46,7 @@ func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, e
 		c.mu.Unlock()
 		return v, ok, gen, nil
 	}
+	epoch := c.epoch
 	c.mu.Unlock()
 	var gen int64
 	err := q.queryRow(ctx, `SELECT generation FROM cache_generations WHERE name = $1`, c.name).Scan(&gen)
@@ -53,6 +55,11 @@ func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, e
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		// This process committed a write while the generation was being read: it may be
+		// the generation from before the write. Read through, and cache nothing.
+		return zero, false, -1, nil
+	}
 	if gen > c.gen {
 		c.gen, c.entries = gen, nil
 	}
@@ -71,7 +78,7 @@ func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, e
 func (c *readCache[K, V]) put(k K, v V, gen int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
+	if gen < 0 || c.gen != gen {
 		return
 	}
 	if c.entries == nil || len(c.entries) >= c.max {
@@ -86,6 +93,7 @@ func (c *readCache[K, V]) put(k K, v V, gen int64) {
 func (c *readCache[K, V]) invalidate() {
 	c.mu.Lock()
 	c.gen, c.entries = -1, nil
+	c.epoch++
 	c.mu.Unlock()
 }
 

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -104,11 +105,18 @@ func refuse(c net.Conn) {
 	_ = c.Close()
 }
 
+// addrOf is the address a connection counts against: its IP, or for IPv6 its /64, since one
+// client usually holds a whole /64 and could otherwise take a fresh address per connection.
 func addrOf(c net.Conn) string {
-	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
-		return host
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
 	}
-	return c.RemoteAddr().String()
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().String()
+	}
+	return ip.String()
 }
 
 // admit registers a new connection as pending, unless its address is at its cap.
