@@ -718,13 +718,19 @@ func (h *interopHost) createRoom(t *testing.T, ver gomatrixserverlib.RoomVersion
 // adds it to the room (it is not sent anywhere).
 func (h *interopHost) emit(t *testing.T, room *hostedRoom, sender, evType string, stateKey *string, content any) gomatrixserverlib.PDU {
 	t.Helper()
+	return h.emitTimed(t, time.Now(), room, sender, evType, stateKey, content)
+}
+
+// emitTimed is emit with the event's origin_server_ts given.
+func (h *interopHost) emitTimed(t *testing.T, ts time.Time, room *hostedRoom, sender, evType string, stateKey *string, content any) gomatrixserverlib.PDU {
+	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b, err := room.proto(sender, evType, stateKey, content)
 	if err != nil {
 		t.Fatalf("building %s in %s: %v", evType, room.id, err)
 	}
-	ev, err := b.Build(time.Now(), h.fake.name, h.fake.keyID, h.fake.priv)
+	ev, err := b.Build(ts, h.fake.name, h.fake.keyID, h.fake.priv)
 	if err != nil {
 		t.Fatalf("building %s in %s: %v", evType, room.id, err)
 	}

@@ -56,22 +56,7 @@ func (c *fakeClock) tick() time.Time {
 // emitAt is interopHost.emit with the event's origin_server_ts from the clock.
 func (h *interopHost) emitAt(t *testing.T, c *fakeClock, room *hostedRoom, sender, evType string, stateKey *string, content any) gomatrixserverlib.PDU {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	b, err := room.proto(sender, evType, stateKey, content)
-	if err != nil {
-		t.Fatalf("building %s in %s: %v", evType, room.id, err)
-	}
-	ev, err := b.Build(c.tick(), h.fake.name, h.fake.keyID, h.fake.priv)
-	if err != nil {
-		t.Fatalf("building %s in %s: %v", evType, room.id, err)
-	}
-	provider, _ := room.authProvider()
-	if err := gomatrixserverlib.Allowed(ev, provider, senderUserID); err != nil {
-		t.Fatalf("the fake's own %s event in %s fails auth: %v", evType, room.id, err)
-	}
-	room.add(ev)
-	return ev
+	return h.emitTimed(t, c.tick(), room, sender, evType, stateKey, content)
 }
 
 // powerLevelsWith returns the content of the room's current power levels with users set to

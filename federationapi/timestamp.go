@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -21,16 +20,11 @@ func (s *Server) handleTimestampToEvent(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	ts, err := strconv.ParseInt(q.Get("ts"), 10, 64)
+	ts, forwards, err := httputil.TimestampQuery(r)
 	if err != nil {
-		return nil, spec.InvalidParam("ts must be a timestamp in milliseconds")
+		return nil, err
 	}
-	dir := q.Get("dir")
-	if dir != "f" && dir != "b" {
-		return nil, spec.InvalidParam("dir must be f or b")
-	}
-	return s.rs.EventNearTimeForServer(ctx, request(ctx).Origin(), roomID, ts, dir == "f")
+	return s.rs.EventNearTimeForServer(ctx, request(ctx).Origin(), roomID, ts, forwards)
 }
 
 // TimestampToEvent implements roomserver.Remote (GET /timestamp_to_event).

@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -20,20 +19,14 @@ func (s *Server) handleTimestampToEvent(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	ts, err := strconv.ParseInt(q.Get("ts"), 10, 64)
+	ts, forwards, err := httputil.TimestampQuery(r)
 	if err != nil {
-		return nil, spec.InvalidParam("ts must be a timestamp in milliseconds")
-	}
-	dir := q.Get("dir")
-	if dir != "f" && dir != "b" {
-		return nil, spec.InvalidParam("dir must be f or b")
+		return nil, err
 	}
 	vis, room, err := s.memberVisibility(ctx, roomID, dev.UserID)
 	if err != nil {
 		return nil, err
 	}
-	forwards := dir == "f"
 	// Look a little further than the nearest event, in case the nearest are hidden.
 	evs, err := s.db.EventsNearTime(ctx, room.NID, ts, forwards, 50)
 	if err != nil {

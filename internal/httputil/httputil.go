@@ -342,3 +342,20 @@ func Recover(log *slog.Logger, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// TimestampQuery reads the ts and dir query parameters of timestamp_to_event, on the client
+// and federation APIs alike: ts in milliseconds, dir "f" (forwards) or "b".
+func TimestampQuery(r *http.Request) (ts int64, forwards bool, err error) {
+	q := r.URL.Query()
+	ts, err = strconv.ParseInt(q.Get("ts"), 10, 64)
+	if err != nil {
+		return 0, false, spec.InvalidParam("ts must be a timestamp in milliseconds")
+	}
+	switch q.Get("dir") {
+	case "f":
+		return ts, true, nil
+	case "b":
+		return ts, false, nil
+	}
+	return 0, false, spec.InvalidParam("dir must be f or b")
+}
