@@ -14,7 +14,8 @@ func TestImportBoundaries(t *testing.T) {
 	forbidden := map[string][]string{
 		"storage":              {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
 		"roomserver":           {"net/http", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd", mod + "internal/httputil"},
-		"clientapi":            {mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"adminapi":             {mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"clientapi":            {mod + "adminapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"syncapi":              {mod + "clientapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"federationapi":        {mod + "clientapi", mod + "syncapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"internal/spaces":      {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},

@@ -21,6 +21,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/netguard"
+	"github.com/lattice-chat/lattice/internal/version"
 )
 
 // ClientConfig configures an outbound federation client.
@@ -69,7 +70,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	tr.resolve = tr.resolveName
 	fc := fclient.NewFederationClient(
 		[]*fclient.SigningIdentity{{ServerName: cfg.ServerName, KeyID: cfg.KeyID, PrivateKey: cfg.PrivateKey}},
-		fclient.WithTransport(tr), fclient.WithTimeout(timeout), fclient.WithUserAgent("Lattice/"+moduleVersion()),
+		fclient.WithTransport(tr), fclient.WithTimeout(timeout), fclient.WithUserAgent("Lattice/"+version.String()),
 	)
 	return &Client{origin: cfg.ServerName, fc: fc}, nil
 }

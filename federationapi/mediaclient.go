@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/version"
 )
 
 // MediaClient fetches other servers' media for the media repository (it implements
@@ -222,7 +223,7 @@ func (c *MediaClient) follow(ctx context.Context, location string) (http.Header,
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("User-Agent", "Lattice/"+moduleVersion())
+	req.Header.Set("User-Agent", "Lattice/"+version.String())
 	resp, err := c.redirects.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("location %s: %w", u.Redacted(), err)

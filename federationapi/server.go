@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/netguard"
+	"github.com/lattice-chat/lattice/internal/version"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -82,7 +82,7 @@ func New(cfg Config, db *storage.DB, log *slog.Logger) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Version == "" {
-		cfg.Version = moduleVersion()
+		cfg.Version = version.String()
 	}
 	if cfg.Guard == nil {
 		cfg.Guard = netguard.Default()
@@ -196,14 +196,6 @@ func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 // handleVersion handles GET /_matrix/federation/v1/version.
 func (s *Server) handleVersion(*http.Request) (any, error) {
 	return map[string]any{"server": map[string]string{"name": "Lattice", "version": s.cfg.Version}}, nil
-}
-
-// moduleVersion is the version of the lattice module the binary was built from.
-func moduleVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 // isLocalUser reports whether userID is a well-formed user ID of this server.

@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/adminapi"
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
@@ -196,6 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	client.Register(router)
 	syncer.Register(router)
+	adminapi.New(cfg, db, rooms, notifier, log).Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
 	previews, err := previewGuard(cfg)
