@@ -63,6 +63,7 @@ func (s *Server) Register(root *mux.Router) {
 			a.Handle(rt.path, h).Methods(rt.method)
 		}
 	}
+	s.registerClientAdmin(root) // the spec's admin endpoints under /_matrix/client (users_client.go)
 }
 
 // admin wraps fn so that it runs only for a valid access token of an admin account.
