@@ -17,6 +17,12 @@ func (s *Server) handleCreateRoom(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return map[string]string{"room_id": fakeID("!", httputil.NewAccessToken()) + ":" + s.cfg.ServerName}, nil
+	}
 	dev := httputil.Device(r.Context())
 	roomID, err := s.rooms.CreateRoom(r.Context(), dev.UserID, dev.DeviceID, req)
 	if err != nil {
@@ -75,6 +81,9 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 			}
 		}
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
 	userID := httputil.Device(r.Context()).UserID
@@ -104,7 +113,13 @@ func (s *Server) roomAction(r *http.Request, needUser bool, op func(userID, room
 
 // handleInvite handles POST /rooms/{roomId}/invite.
 func (s *Server) handleInvite(r *http.Request) (any, error) {
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		if shadowBanned(r) {
+			return nil
+		}
 		return s.rooms.Invite(r.Context(), u, room, target, reason)
 	})
 }
@@ -166,6 +181,9 @@ func (s *Server) handleJoinedRooms(r *http.Request) (any, error) {
 func (s *Server) handleKnock(r *http.Request) (any, error) {
 	req, err := decodeMembership(r, false)
 	if err != nil {
+		return nil, err
+	}
+	if err := notSuspended(r); err != nil {
 		return nil, err
 	}
 	q := r.URL.Query()
