@@ -206,8 +206,8 @@ func (s *Server) modifyUser(r *http.Request, userID string, req *putUserRequest)
 			return err
 		}
 	}
-	s.audit(r, "modify user", "user_id", userID, "admin", req.Admin, "deactivated", req.Deactivated,
-		"locked", req.Locked, "profile", req.DisplayName != nil || req.AvatarURL != nil)
+	s.audit(r, "modify user", "user_id", userID, "admin", given(req.Admin), "deactivated", given(req.Deactivated),
+		"locked", given(req.Locked), "profile", req.DisplayName != nil || req.AvatarURL != nil)
 	return nil
 }
 
@@ -280,4 +280,12 @@ func (s *Server) deviceListChanged(ctx context.Context, userID string, pos int64
 		s.log.Error("device list change: cannot list users to wake", "user_id", userID, "err", err)
 	}
 	s.waker.Wake(storage.StreamDeviceLists, pos, append(users, userID))
+}
+
+// given is *b for the audit log, or "unchanged".
+func given(b *bool) any {
+	if b == nil {
+		return "unchanged"
+	}
+	return *b
 }
