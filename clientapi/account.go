@@ -215,6 +215,9 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	if err := s.notLocked(r.Context(), userID); err != nil {
+		return nil, err
+	}
 	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))
 	if err != nil {
 		return nil, err

@@ -33,6 +33,22 @@ func notSuspended(r *http.Request) error {
 	return nil
 }
 
+// notLocked refuses a new session to a locked account: it "cannot obtain a new access token
+// until the account has been unlocked" (Client-Server API, "Soft logout").
+func (s *Server) notLocked(ctx context.Context, userID string) error {
+	u, err := s.db.User(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if u.Locked {
+		return errLocked
+	}
+	return nil
+}
+
+// errLocked is the answer to a locked account's login.
+var errLocked = &httputil.Error{Status: http.StatusUnauthorized, Code: "M_USER_LOCKED", Msg: "this account has been locked", Extra: map[string]any{"soft_logout": true}}
+
 // mayRedact refuses a suspended account the redaction of another user's event.
 func (s *Server) mayRedact(r *http.Request, eventID string) error {
 	dev := httputil.Device(r.Context())

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,9 @@ func TestAdminUsersCreateListModify(t *testing.T) {
 	// Filters.
 	checkSameIDs(t, "name=user (display names)", names(list("name=user")), []string{id("dave"), id("erin"), id("frank")})
 	checkSameIDs(t, "name=car", names(list("name=car")), []string{id("carol")})
+	if got := names(list("name=" + url.QueryEscape(server))); len(got) != 0 {
+		t.Errorf("name matches the server name: %v", got)
+	}
 	checkSameIDs(t, "user_id=ra", names(list("user_id=ra")), []string{id("frank"), id("grace")})
 	checkSameIDs(t, "admins=true", names(list("admins=true")), []string{id("grace"), id("root")})
 	if got := names(list("admins=false")); len(got) != 4 {
@@ -429,6 +433,11 @@ func TestAdminUsersModeration(t *testing.T) {
 			if r.Body["soft_logout"] != true {
 				t.Errorf("locked %s: soft_logout not true: %s", rq.path, r.Raw)
 			}
+		}
+		r = loginPassword(t, srv, "bob", testPassword)
+		expectErr(t, r, "locked login", 401, "M_USER_LOCKED")
+		if r.Body["soft_logout"] != true {
+			t.Errorf("locked login: %s", r.Raw)
 		}
 		expectErr(t, call(admin, "PUT", "/_matrix/client/v1/admin/lock/"+esc(admin.UserID), map[string]any{"locked": true}), "lock admin", 403, "M_FORBIDDEN")
 		expectOK(t, call(admin, "PUT", lock, map[string]any{"locked": false}), "unlock")

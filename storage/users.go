@@ -58,7 +58,7 @@ func (q *Q) User(ctx context.Context, userID string) (*User, error) {
 
 // UserFilter selects and orders the accounts of Users. A nil tri-state includes both kinds.
 type UserFilter struct {
-	Name         string   // substring of the user ID or the display name
+	Name         string   // substring of the localpart or the display name
 	UserID       string   // substring of the user ID, when Name is empty
 	Deactivated  *bool    // only deactivated (true) or only active (false) accounts
 	Admins       *bool    // only admins (true) or only non-admins (false)
@@ -100,8 +100,9 @@ func (q *Q) Users(ctx context.Context, f UserFilter) ([]User, int, error) {
 	}
 	switch {
 	case f.Name != "":
-		p := arg(likePattern(f.Name))
-		where = append(where, `(LOWER(a.user_id) LIKE `+p+` ESCAPE '\' OR LOWER(COALESCE(p.displayname, '')) LIKE `+p+` ESCAPE '\')`)
+		// The localpart: between the "@" and the first ":" (a server name has no "@").
+		where = append(where, `(LOWER(a.user_id) LIKE `+arg("@"+likePattern(f.Name)+":%")+` ESCAPE '\'`+
+			` OR LOWER(COALESCE(p.displayname, '')) LIKE `+arg(likePattern(f.Name))+` ESCAPE '\')`)
 	case f.UserID != "":
 		where = append(where, `LOWER(a.user_id) LIKE `+arg(likePattern(f.UserID))+` ESCAPE '\'`)
 	}
