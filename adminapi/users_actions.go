@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -175,7 +176,7 @@ func (s *Server) handleSynapseSuspend(r *http.Request) (any, error) {
 	if err := s.setFlag(r, u.UserID, storage.FlagSuspended, *req.Suspend); err != nil {
 		return nil, err
 	}
-	return map[string]string{}, nil
+	return map[string]bool{"user_" + u.UserID + "_suspended": *req.Suspend}, nil
 }
 
 // handleGetRateLimit handles GET /v1/users/{userId}/override_ratelimit: {} without an override.
@@ -200,25 +201,16 @@ func (s *Server) handleSetRateLimit(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var req struct {
-		MessagesPerSecond *int64 `json:"messages_per_second"`
-		BurstCount        *int64 `json:"burst_count"`
-	}
+	var req map[string]any
 	if err := optionalJSON(r, &req); err != nil {
 		return nil, err
 	}
 	var o storage.RateLimitOverride
-	if req.MessagesPerSecond != nil {
-		o.MessagesPerSecond = *req.MessagesPerSecond
+	if o.MessagesPerSecond, err = countParam(req, "messages_per_second"); err != nil {
+		return nil, err
 	}
-	if req.BurstCount != nil {
-		o.BurstCount = *req.BurstCount
-	}
-	if o.MessagesPerSecond < 0 {
-		return nil, spec.InvalidParam("messages_per_second must be a non-negative integer")
-	}
-	if o.BurstCount < 0 {
-		return nil, spec.InvalidParam("burst_count must be a non-negative integer")
+	if o.BurstCount, err = countParam(req, "burst_count"); err != nil {
+		return nil, err
 	}
 	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRateLimitOverride(r.Context(), u.UserID, &o) })
 	if err != nil {
@@ -280,4 +272,18 @@ func (s *Server) handleLoginAsUser(r *http.Request) (any, error) {
 	}
 	s.audit(r, "login as user", "user_id", u.UserID, "valid_until_ms", until)
 	return map[string]string{"access_token": token}, nil
+}
+
+// countParam reads an optional non-negative integer field (default 0): anything else is
+// 400 M_INVALID_PARAM, as in Synapse.
+func countParam(body map[string]any, name string) (int64, error) {
+	v, ok := body[name]
+	if !ok {
+		return 0, nil
+	}
+	f, ok := v.(float64)
+	if !ok || f < 0 || f != math.Trunc(f) || f > math.MaxInt32 {
+		return 0, spec.InvalidParam(name + " must be a non-negative integer")
+	}
+	return int64(f), nil
 }

@@ -19,7 +19,7 @@ func (s *Server) registerClientAdmin(root *mux.Router) {
 		return httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, fn))
 	}
 	c := root.PathPrefix("/_matrix/client").Subrouter()
-	c.Handle("/{version:(?:v3|r0)}/admin/whois/{userId}", authed(s.handleClientWhois)).Methods(http.MethodGet)
+	c.Handle("/{version:(?:v1|v3|r0)}/admin/whois/{userId}", authed(s.handleClientWhois)).Methods(http.MethodGet)
 	c.Handle("/v1/admin/suspend/{userId}", s.admin(s.handleGetSuspended)).Methods(http.MethodGet)
 	c.Handle("/v1/admin/suspend/{userId}", s.admin(s.handleSetSuspended)).Methods(http.MethodPut)
 	c.Handle("/v1/admin/lock/{userId}", s.admin(s.handleGetLocked)).Methods(http.MethodGet)

@@ -52,6 +52,9 @@ func (req *putUserRequest) check() error {
 	if req.AvatarURL != nil && *req.AvatarURL != "" && !strings.HasPrefix(*req.AvatarURL, "mxc://") {
 		return spec.InvalidParam("avatar_url must be an mxc:// URI")
 	}
+	if req.Deactivated != nil && *req.Deactivated && req.Locked != nil && *req.Locked {
+		return spec.InvalidParam("an account cannot be both deactivated and locked")
+	}
 	if req.DisplayName != nil && len(*req.DisplayName) > 256 {
 		return spec.InvalidParam("displayname is too long")
 	}

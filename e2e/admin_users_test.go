@@ -73,6 +73,7 @@ func TestAdminUsersForbidden(t *testing.T) {
 	}
 	r = call(admin, "GET", "/_synapse/admin/v1/whois/"+esc(alice.UserID), nil)
 	expectOK(t, r, "admin whois")
+	expectOK(t, call(alice, "GET", "/_matrix/client/v1/admin/whois/"+esc(alice.UserID), nil), "whois self, v1 path")
 	// Targets: another server's user is 400 M_INVALID_PARAM, an unknown one 404 M_NOT_FOUND.
 	for _, path := range []string{
 		adminUser("v2", "@bob:elsewhere.example", ""),
@@ -122,6 +123,7 @@ func TestAdminUsersCreateListModify(t *testing.T) {
 	expectErr(t, call(admin, "PUT", adminUser("v2", "@x:elsewhere.example", ""), map[string]any{}), "create remote", 400, "M_INVALID_PARAM")
 	expectErr(t, call(admin, "PUT", adminUser("v2", id("bad"), ""), map[string]any{"user_type": "wizard"}), "bad user_type", 400, "M_INVALID_PARAM")
 	expectErr(t, call(admin, "PUT", adminUser("v2", id("bad"), ""), map[string]any{"admin": "yes"}), "bad admin", 400, "M_BAD_JSON")
+	expectErr(t, call(admin, "PUT", adminUser("v2", id("bad"), ""), map[string]any{"deactivated": true, "locked": true}), "deactivated and locked", 400, "M_INVALID_PARAM")
 
 	// The new account logs in with its password.
 	expectOK(t, loginPassword(t, srv, "carol", "carol password 1"), "carol login")
@@ -404,7 +406,9 @@ func TestAdminUsersModeration(t *testing.T) {
 		expectOK(t, call(bob, "PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc(own)+"/r2", map[string]any{}), "suspended redacts own event")
 		// Synapse's endpoint lifts it.
 		r = call(admin, "PUT", "/_synapse/admin/v1/suspend/"+esc(bob.UserID), map[string]any{"suspend": false})
-		expectOK(t, r, "unsuspend")
+		if r.Status != 200 || r.Body["user_"+bob.UserID+"_suspended"] != false {
+			t.Errorf("unsuspend: %d %s", r.Status, r.Raw)
+		}
 		expectOK(t, sendTxn(bob, room, "m.room.message", "s2", msg), "send after unsuspend")
 		// An admin cannot be suspended through the spec's endpoint; bad bodies are 400.
 		expectErr(t, call(admin, "PUT", "/_matrix/client/v1/admin/suspend/"+esc(admin.UserID), map[string]any{"suspended": true}), "suspend admin", 403, "M_FORBIDDEN")
@@ -519,6 +523,7 @@ func TestAdminUsersModeration(t *testing.T) {
 			expectOK(t, sendTxn(bob, room, "m.room.message", fmt.Sprintf("rl-u%d", i), msg), "unlimited send")
 		}
 		expectErr(t, call(admin, "POST", path, map[string]any{"messages_per_second": -1}), "negative override", 400, "M_INVALID_PARAM")
+		expectErr(t, call(admin, "POST", path, map[string]any{"burst_count": 1.5}), "fractional override", 400, "M_INVALID_PARAM")
 		r = call(admin, "DELETE", path, nil)
 		if r.Status != 200 || len(r.Body) != 0 {
 			t.Errorf("delete override: %s", r.Raw)

@@ -81,6 +81,7 @@ var UserOrders = map[string]string{
 	"avatar_url":    "COALESCE(p.avatar_url, '')",
 	"creation_ts":   "a.created_ts",
 	"last_seen_ts":  "COALESCE(last_seen, 0)",
+	"locked":        "a.locked",
 }
 
 // likePattern is a LIKE pattern matching s anywhere, with LIKE's wildcards in s escaped.
