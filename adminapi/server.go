@@ -32,6 +32,8 @@ type Server struct {
 	rooms *roomserver.Server
 	waker Waker
 	log   *slog.Logger
+
+	deviceLists DeviceListSink // nil without federation (users_deps.go)
 }
 
 // New returns the admin API.

@@ -79,7 +79,7 @@ func (s *Server) handleCreateDevice(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), u.UserID, pos)
+	s.deviceListChanged(r.Context(), u.UserID, pos, req.DeviceID)
 	s.audit(r, "create device", "user_id", u.UserID, "device_id", req.DeviceID)
 	return struct{}{}, nil
 }
@@ -136,7 +136,7 @@ func (s *Server) handleRenameDevice(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), d.UserID, pos)
+	s.deviceListChanged(r.Context(), d.UserID, pos, d.DeviceID)
 	s.audit(r, "rename device", "user_id", d.UserID, "device_id", d.DeviceID)
 	return struct{}{}, nil
 }
@@ -186,7 +186,7 @@ func (s *Server) deleteDevices(r *http.Request, userID string, ids []string) (an
 	if err != nil {
 		return nil, err
 	}
-	s.deviceListChanged(r.Context(), userID, pos)
+	s.deviceListChanged(r.Context(), userID, pos, ids...)
 	s.audit(r, "delete devices", "user_id", userID, "device_ids", ids)
 	return struct{}{}, nil
 }

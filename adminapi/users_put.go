@@ -273,16 +273,22 @@ func (s *Server) deactivate(ctx context.Context, userID string, erase bool) erro
 }
 
 // deviceListChanged wakes the long-polls of userID and of the users sharing a room with them
-// when the device_lists stream moved to pos (0: it did not).
-func (s *Server) deviceListChanged(ctx context.Context, userID string, pos int64) {
-	if pos == 0 || s.waker == nil {
+// when the device_lists stream moved to pos (0: it did not), and tells other servers about
+// the named devices (none named: all of them).
+func (s *Server) deviceListChanged(ctx context.Context, userID string, pos int64, deviceIDs ...string) {
+	if pos == 0 {
 		return
 	}
-	users, err := s.db.UsersSharingRooms(ctx, userID)
-	if err != nil {
-		s.log.Error("device list change: cannot list users to wake", "user_id", userID, "err", err)
+	if s.waker != nil {
+		users, err := s.db.UsersSharingRooms(ctx, userID)
+		if err != nil {
+			s.log.Error("device list change: cannot list users to wake", "user_id", userID, "err", err)
+		}
+		s.waker.Wake(storage.StreamDeviceLists, pos, append(users, userID))
 	}
-	s.waker.Wake(storage.StreamDeviceLists, pos, append(users, userID))
+	if s.deviceLists != nil {
+		s.deviceLists.DeviceListChanged(ctx, userID, deviceIDs)
+	}
 }
 
 // given is *b for the audit log, or "unchanged".

@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
 // adminUser is the admin API path of a user's resource.
@@ -532,4 +539,55 @@ func TestAdminUsersModeration(t *testing.T) {
 			t.Errorf("override after delete: %s", r.Raw)
 		}
 	})
+}
+
+// TestAdminUsersDeviceListsFederate: a device an admin deletes is announced to the servers
+// sharing a room with its user (m.device_list_update with deleted: true), as the user's own
+// deletion would be.
+func TestAdminUsersDeviceListsFederate(t *testing.T) {
+	ca := newTestCA(t)
+	lat := startFederatedServer(t, ca)
+	fake := startFakeHomeserver(t, ca)
+	admin := lat.RegisterAdmin(t, "root")
+	alice := lat.Register(t, "alice")
+	phone := lat.Login(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+
+	var mu sync.Mutex
+	deleted := map[string]bool{} // device IDs of alice's announced as deleted
+	fake.setExtra(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != "PUT" || !strings.HasPrefix(r.URL.Path, "/_matrix/federation/v1/send/") {
+			return false
+		}
+		raw, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		var txn struct {
+			EDUs []struct {
+				Type    string         `json:"edu_type"`
+				Content map[string]any `json:"content"`
+			} `json:"edus"`
+		}
+		_ = json.Unmarshal(raw, &txn)
+		mu.Lock()
+		for _, e := range txn.EDUs {
+			if e.Type == "m.device_list_update" && e.Content["user_id"] == alice.UserID && e.Content["deleted"] == true {
+				deleted[str(e.Content, "device_id")] = true
+			}
+		}
+		mu.Unlock()
+		return false
+	})
+	if _, err := fake.join(t, spec.ServerName(lat.Name), roomID, "@eve:"+string(fake.name)); err != nil {
+		t.Fatalf("the fake server joining: %v", err)
+	}
+	expectOK(t, call(admin, "DELETE", adminUser("v2", alice.UserID, "/devices/"+esc(phone.DeviceID)), nil), "admin deletes alice's phone")
+	alice.Send(roomID, "after the deletion")
+	done, state := poll(20*time.Second, 100*time.Millisecond, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return deleted[phone.DeviceID], fmt.Sprint(deleted)
+	})
+	if !done {
+		t.Errorf("no m.device_list_update deleting %s reached the other server (%s)", phone.DeviceID, state)
+	}
 }
