@@ -200,6 +200,9 @@ func (s *Server) handleUpgrade(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notSuspended(r); err != nil { // an upgrade creates a room and sends events
+		return nil, err
+	}
 	var req struct {
 		NewVersion         string   `json:"new_version"`
 		AdditionalCreators []string `json:"additional_creators"`
