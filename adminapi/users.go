@@ -28,6 +28,7 @@ func (s *Server) userRoutes() []route {
 		{get, "/v1/users/{userId}/admin", s.handleGetAdmin, false},
 		{put, "/v1/users/{userId}/admin", s.handleSetAdmin, false},
 		{get, "/v1/users/{userId}/joined_rooms", s.handleJoinedRooms, false},
+		{get, "/v1/users/{userId}/memberships", s.handleMemberships, false},
 		{get, "/v2/users/{userId}/devices", s.handleUserDevices, false},
 		{post, "/v2/users/{userId}/devices", s.handleCreateDevice, false},
 		{get, "/v2/users/{userId}/devices/{deviceId}", s.handleUserDevice, false},

@@ -136,6 +136,25 @@ func (s *Server) handleJoinedRooms(r *http.Request) (any, error) {
 	return map[string]any{"joined_rooms": rooms, "total": len(rooms)}, nil
 }
 
+// handleMemberships handles GET /v1/users/{userId}/memberships: every room this server knows
+// the user's membership of, with that membership. Other servers' users are answered too,
+// for the rooms this server is in.
+func (s *Server) handleMemberships(r *http.Request) (any, error) {
+	id, err := spec.NewUserID(httputil.PathVar(r, "userId"), true)
+	if err != nil {
+		return nil, spec.InvalidParam("invalid user ID")
+	}
+	ms, err := s.db.UserMemberships(r.Context(), id.String(), "")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		out[m.RoomID] = m.Membership
+	}
+	return map[string]any{"memberships": out}, nil
+}
+
 // handleShadowBan handles POST /v1/users/{userId}/shadow_ban.
 func (s *Server) handleShadowBan(r *http.Request) (any, error) {
 	return s.setShadowBan(r, true)

@@ -41,6 +41,7 @@ func TestAdminUsersForbidden(t *testing.T) {
 		{"GET", "/_synapse/admin/v1/users/" + u + "/admin"},
 		{"PUT", "/_synapse/admin/v1/users/" + u + "/admin"},
 		{"GET", "/_synapse/admin/v1/users/" + u + "/joined_rooms"},
+		{"GET", "/_synapse/admin/v1/users/" + u + "/memberships"},
 		{"GET", "/_synapse/admin/v2/users/" + u + "/devices"},
 		{"POST", "/_synapse/admin/v2/users/" + u + "/devices"},
 		{"GET", "/_synapse/admin/v2/users/" + u + "/devices/X"},
@@ -272,6 +273,12 @@ func TestAdminUsersAccountTools(t *testing.T) {
 	r := call(admin, "GET", adminUser("v1", bob.UserID, "/joined_rooms"), nil)
 	if r.Status != 200 || r.Body["total"].(float64) != 1 || r.Body["joined_rooms"].([]any)[0] != room {
 		t.Errorf("joined_rooms: %s", r.Raw)
+	}
+	left := bob.CreateRoom(map[string]any{})
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(left)+"/leave", map[string]any{})
+	r = call(admin, "GET", adminUser("v1", bob.UserID, "/memberships"), nil)
+	if r.Status != 200 || obj(r.Body, "memberships")[room] != "join" || obj(r.Body, "memberships")[left] != "leave" {
+		t.Errorf("memberships: %s", r.Raw)
 	}
 
 	// Account data, global and per room.
