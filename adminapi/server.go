@@ -32,6 +32,8 @@ type Server struct {
 	rooms *roomserver.Server
 	waker Waker
 	log   *slog.Logger
+
+	deviceLists DeviceListSink // nil without federation (users_deps.go)
 }
 
 // New returns the admin API.
@@ -63,6 +65,7 @@ func (s *Server) Register(root *mux.Router) {
 			a.Handle(rt.path, h).Methods(rt.method)
 		}
 	}
+	s.registerClientAdmin(root) // the spec's admin endpoints under /_matrix/client (users_client.go)
 }
 
 // admin wraps fn so that it runs only for a valid access token of an admin account.

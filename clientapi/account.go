@@ -215,6 +215,9 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	if err := s.notLocked(r.Context(), userID); err != nil {
+		return nil, err
+	}
 	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))
 	if err != nil {
 		return nil, err
@@ -327,26 +330,7 @@ func (s *Server) handleDeactivate(r *http.Request) (any, error) {
 	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
-	ms, err := s.db.UserMemberships(r.Context(), dev.UserID, "")
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range ms {
-		if m.Membership == spec.Join || m.Membership == spec.Invite || m.Membership == spec.Knock {
-			if err := s.rooms.Leave(r.Context(), dev.UserID, m.RoomID, ""); err != nil {
-				s.log.Warn("deactivation could not leave room", "user_id", dev.UserID, "room_id", m.RoomID, "err", err)
-			}
-		}
-	}
-	var pos int64
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		if err := tx.DeactivateAccount(r.Context(), dev.UserID); err != nil {
-			return err
-		}
-		var err error
-		pos, err = tx.DeleteDeviceE2EE(r.Context(), dev.UserID)
-		return err
-	})
+	pos, err := s.rooms.DeactivateAccount(r.Context(), dev.UserID, false)
 	if err != nil {
 		return nil, err
 	}

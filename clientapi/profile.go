@@ -83,6 +83,9 @@ func (s *Server) handleSetProfileField(r *http.Request) (any, error) {
 	if userID != dev.UserID {
 		return nil, spec.Forbidden("you can only change your own profile")
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	field := httputil.PathVar(r, "field")
 	if field != "displayname" && field != "avatar_url" {
 		return nil, spec.Forbidden("only displayname and avatar_url can be set")
@@ -127,6 +130,9 @@ func (s *Server) handleDeleteProfileField(r *http.Request) (any, error) {
 	userID := httputil.PathVar(r, "userId")
 	if userID != dev.UserID {
 		return nil, spec.Forbidden("you can only change your own profile")
+	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
 	}
 	field := httputil.PathVar(r, "field")
 	if !profileKey.MatchString(field) {

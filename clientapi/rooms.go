@@ -17,6 +17,12 @@ func (s *Server) handleCreateRoom(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return map[string]string{"room_id": fakeID("!", httputil.NewAccessToken()) + ":" + s.cfg.ServerName}, nil
+	}
 	dev := httputil.Device(r.Context())
 	roomID, err := s.rooms.CreateRoom(r.Context(), dev.UserID, dev.DeviceID, req)
 	if err != nil {
@@ -75,6 +81,9 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 			}
 		}
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
 	userID := httputil.Device(r.Context()).UserID
@@ -104,7 +113,13 @@ func (s *Server) roomAction(r *http.Request, needUser bool, op func(userID, room
 
 // handleInvite handles POST /rooms/{roomId}/invite.
 func (s *Server) handleInvite(r *http.Request) (any, error) {
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	return s.roomAction(r, true, func(u, room, target, reason string) error {
+		if shadowBanned(r) {
+			return nil
+		}
 		return s.rooms.Invite(r.Context(), u, room, target, reason)
 	})
 }
@@ -168,6 +183,9 @@ func (s *Server) handleKnock(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
 	q := r.URL.Query()
 	roomID, err := s.rooms.Knock(r.Context(), httputil.Device(r.Context()).UserID, httputil.PathVar(r, "roomIdOrAlias"), req.Reason, append(q["via"], q["server_name"]...))
 	if err != nil {
@@ -180,6 +198,9 @@ func (s *Server) handleKnock(r *http.Request) (any, error) {
 func (s *Server) handleUpgrade(r *http.Request) (any, error) {
 	roomID, err := httputil.PathRoomID(r, "roomId")
 	if err != nil {
+		return nil, err
+	}
+	if err := notSuspended(r); err != nil { // an upgrade creates a room and sends events
 		return nil, err
 	}
 	var req struct {

@@ -39,6 +39,21 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if evType == "" {
 		return nil, spec.InvalidParam("event type is required")
 	}
+	if evType == "m.room.redaction" {
+		// A suspended user may still redact their own events (the "redacts" of v11 rooms).
+		err = s.mayRedact(r, gjson.GetBytes(content, "redacts").Str)
+	} else {
+		err = notSuspended(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allowSend(r.Context(), sender(r).UserID); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return map[string]string{"event_id": fakeEventID(r)}, nil
+	}
 	eventID, err := s.rooms.SendMessage(r.Context(), sender(r), roomID, evType, content, httputil.PathVar(r, "txnId"))
 	if err != nil {
 		return nil, err
@@ -70,6 +85,12 @@ func (s *Server) handleRedact(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
+	if err := s.mayRedact(r, httputil.PathVar(r, "eventId")); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return map[string]string{"event_id": fakeEventID(r)}, nil
+	}
 	eventID, err := s.rooms.Redact(r.Context(), sender(r), roomID, httputil.PathVar(r, "eventId"), body.Reason, httputil.PathVar(r, "txnId"))
 	if err != nil {
 		return nil, err
@@ -86,6 +107,12 @@ func (s *Server) handleSetState(r *http.Request) (any, error) {
 	content, err := decodeContent(r)
 	if err != nil {
 		return nil, err
+	}
+	if err := notSuspended(r); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return map[string]string{"event_id": fakeEventID(r, string(content))}, nil
 	}
 	eventID, err := s.rooms.SetState(r.Context(), sender(r), roomID, httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey"), content)
 	if err != nil {

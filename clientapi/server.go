@@ -49,6 +49,7 @@ type Server struct {
 	failedLogins  *ratelimit.Limiter // wrong passwords, by user ID
 	registrations *ratelimit.Limiter // /register calls, by client address
 	nonceRequests *ratelimit.Limiter // shared-secret registration nonces, by client address
+	sends         *ratelimit.Limiter // messages sent, by user ID, at each user's rate (moderation.go)
 }
 
 // New returns the client API. typers and pres are shared with the sync API.
@@ -57,6 +58,7 @@ func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Wak
 		uia:           newSessionIDs(15*time.Minute, 10_000),
 		nonces:        newSessionIDs(5*time.Minute, 10_000),
 		nonceRequests: ratelimit.New(10, 100),
+		sends:         ratelimit.New(cfg.Limits.MessagesPerSecond, cfg.Limits.MessagesBurst),
 		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
 		registrations: ratelimit.New(cfg.Limits.RegistrationsPerMinute/60, cfg.Limits.RegistrationsBurst),
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/password"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -136,16 +137,8 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-func hashPassword(cfg *config.Config, password string) (string, error) {
-	if len(password) < cfg.Registration.MinPasswordLength {
-		return "", spec.WeakPassword("password is too short")
-	}
-	if len(password) > 72 {
-		// bcrypt looks at 72 bytes only; refusing longer passwords avoids silent truncation.
-		return "", spec.WeakPassword("password is longer than 72 bytes")
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	return string(h), err
+func hashPassword(cfg *config.Config, pw string) (string, error) {
+	return password.Hash(pw, cfg.Registration.MinPasswordLength)
 }
 
 // newDevice creates (or, for a reused device ID, refreshes) a device with a new access token.

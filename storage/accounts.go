@@ -68,6 +68,9 @@ func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `DELETE FROM devices WHERE user_id = $1`, userID); err != nil {
 		return fmt.Errorf("delete devices %s: %w", userID, err)
 	}
+	if _, err := tx.exec(ctx, `DELETE FROM puppet_tokens WHERE user_id = $1 OR admin_user_id = $1`, userID); err != nil {
+		return fmt.Errorf("delete puppet tokens %s: %w", userID, err)
+	}
 	return nil
 }
 

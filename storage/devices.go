@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Device is a logged-in device with its access token (stored hashed).
@@ -15,6 +16,15 @@ type Device struct {
 	CreatedTS   int64
 	LastSeenTS  int64
 	LastSeenIP  string
+
+	// Filled by DeviceByToken only: the account's flags, so that every authenticated request
+	// knows them without another query, and whether the token is an admin's puppet token
+	// (PuppetToken), with its expiry.
+	Locked       bool
+	Suspended    bool
+	ShadowBanned bool
+	Puppet       bool
+	ValidUntilMS int64
 }
 
 const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip`
@@ -33,13 +43,24 @@ func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, err
 	if err != nil {
 		return nil, err
 	} else if ok {
-		return &cached, nil
+		return unexpired(&cached)
 	}
 	d, err := db.Q.DeviceByToken(ctx, tokenHash)
+	if errors.Is(err, ErrNotFound) {
+		d, err = db.Q.puppetByToken(ctx, tokenHash)
+	}
 	if err != nil {
 		return nil, err
 	}
 	db.tokens.put(tokenHash, *d, gen)
+	return unexpired(d)
+}
+
+// unexpired returns d, or ErrNotFound when d is a puppet token past its expiry.
+func unexpired(d *Device) (*Device, error) {
+	if d.ValidUntilMS > 0 && time.Now().UnixMilli() >= d.ValidUntilMS {
+		return nil, ErrNotFound
+	}
 	return d, nil
 }
 
@@ -60,15 +81,22 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) erro
 	return nil
 }
 
-// DeviceByToken returns the device whose token hashes to tokenHash, or ErrNotFound.
+// DeviceByToken returns the device whose token hashes to tokenHash, with its account's
+// flags, or ErrNotFound.
 func (q *Q) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error) {
-	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_hash = $1`, tokenHash))
+	var d Device
+	err := q.queryRow(ctx, `
+		SELECT d.user_id, d.device_id, d.display_name, d.created_ts, d.last_seen_ts, d.last_seen_ip,
+			COALESCE(a.locked, FALSE), COALESCE(a.suspended, FALSE), COALESCE(a.shadow_banned, FALSE)
+		FROM devices d LEFT JOIN accounts a ON a.user_id = d.user_id
+		WHERE d.token_hash = $1`, tokenHash,
+	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP, &d.Locked, &d.Suspended, &d.ShadowBanned)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
 		return nil, fmt.Errorf("select device by token: %w", err)
 	}
-	return d, nil
+	return &d, nil
 }
 
 // Device returns one device of userID, or ErrNotFound.
@@ -126,6 +154,11 @@ func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...str
 		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1`, userID); err != nil {
 			return fmt.Errorf("delete pushers of %s: %w", userID, err)
 		}
+		// As in Synapse, the tokens an admin took to act as others end with the admin's
+		// sessions, not with the sessions of the user acted as.
+		if _, err := tx.exec(ctx, `DELETE FROM puppet_tokens WHERE admin_user_id = $1`, userID); err != nil {
+			return fmt.Errorf("delete puppet tokens of %s: %w", userID, err)
+		}
 		return nil
 	}
 	for _, id := range deviceIDs {
@@ -134,6 +167,9 @@ func (tx *Tx) DeleteDevices(ctx context.Context, userID string, deviceIDs ...str
 		}
 		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
 			return fmt.Errorf("delete pushers of device %s: %w", id, err)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM puppet_tokens WHERE user_id = $1 AND device_id = $2`, userID, id); err != nil {
+			return fmt.Errorf("delete puppet token %s: %w", id, err)
 		}
 	}
 	return nil

@@ -29,6 +29,8 @@ var portTables = []portTable{
 	{name: "accounts", key: "user_id"},
 	{name: "profiles", key: "user_id"},
 	{name: "devices", key: "user_id, device_id"},
+	{name: "ratelimit_overrides", key: "user_id"},
+	{name: "puppet_tokens", key: "token_hash"},
 	{name: "filters", key: "filter_id", serial: "filter_id"},
 	{name: "streams", key: "name", seeded: "pos = 0"},
 	{name: "account_data", key: "user_id, room_id, data_type"},

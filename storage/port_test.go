@@ -229,6 +229,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 		if err := tx.DeactivateAccount(ctx, "@carol:test"); err != nil {
 			return err
 		}
+		if err := populateUserAdmin(ctx, tx); err != nil {
+			return err
+		}
 		if err := populateE2EE(ctx, tx); err != nil {
 			return err
 		}
@@ -500,4 +503,20 @@ func populateFederationQueue(ctx context.Context, db *DB, fx *fixture) error {
 		return err
 	}
 	return db.SetFederationBackoff(ctx, "a.test", 3, 9000)
+}
+
+// populateUserAdmin fills what the admin API keeps of accounts: flags, a rate-limit override
+// and a puppet token.
+func populateUserAdmin(ctx context.Context, tx *Tx) error {
+	if err := tx.SetAccountFlag(ctx, "@bob:test", FlagSuspended, true); err != nil {
+		return err
+	}
+	bot := "bot"
+	if err := tx.SetUserType(ctx, "@bob:test", &bot); err != nil {
+		return err
+	}
+	if err := tx.SetRateLimitOverride(ctx, "@bob:test", &RateLimitOverride{MessagesPerSecond: 3, BurstCount: 7}); err != nil {
+		return err
+	}
+	return tx.InsertPuppetToken(ctx, PuppetToken{UserID: "@bob:test", DeviceID: "PUPPET", AdminUserID: "@alice:test", ValidUntilMS: 99, CreatedTS: 5}, "puppet-hash")
 }

@@ -197,7 +197,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	client.Register(router)
 	syncer.Register(router)
-	adminapi.New(cfg, db, rooms, notifier, log).Register(router)
+	admin := adminapi.New(cfg, db, rooms, notifier, log)
+	if fed != nil {
+		admin.SetDeviceListSink(fed.EDUSender())
+	}
+	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
 	previews, err := previewGuard(cfg)

@@ -134,6 +134,9 @@ type Limits struct {
 	// RegistrationsPerMinute and RegistrationsBurst limit /register per client address.
 	RegistrationsPerMinute float64 `yaml:"registrations_per_minute"`
 	RegistrationsBurst     float64 `yaml:"registrations_burst"`
+	// MessagesPerSecond and MessagesBurst limit the messages each user sends; 0 and 0: no limit.
+	MessagesPerSecond float64 `yaml:"messages_per_second"`
+	MessagesBurst     float64 `yaml:"messages_burst"`
 	// RequestBodyTimeout and MinBodyBytesPerSecond bound the time to send a request body:
 	// the timeout plus the body's size at the minimum rate.
 	RequestBodyTimeout    time.Duration `yaml:"request_body_timeout"`
@@ -280,6 +283,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxRequestBytes < 1024 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 1024"))
+	}
+	if c.Limits.MessagesPerSecond < 0 || c.Limits.MessagesBurst < 0 {
+		errs = append(errs, errors.New("limits.messages_per_second and limits.messages_burst must not be negative"))
 	}
 	if c.Limits.FailedLoginsPerMinute <= 0 || c.Limits.FailedLoginsBurst < 1 || c.Limits.RegistrationsPerMinute <= 0 || c.Limits.RegistrationsBurst < 1 {
 		errs = append(errs, errors.New("limits: the *_per_minute rates must be positive and the bursts at least 1"))

@@ -79,6 +79,22 @@ func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.H
 			WriteError(w, r, log, err)
 			return
 		}
+		if dev.Locked && !isLogout(r.URL.Path) {
+			// Client-Server API, "Account locking": every endpoint but the two logouts.
+			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_USER_LOCKED", "error": "this account has been locked", "soft_logout": true})
+			return
+		}
 		h.ServeHTTP(w, r.WithContext(WithDevice(r.Context(), dev)))
 	})
+}
+
+// isLogout reports whether path is POST /logout or /logout/all of the client API, which a
+// locked account may still call.
+func isLogout(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/_matrix/client/")
+	if !ok {
+		return false
+	}
+	_, rest, _ = strings.Cut(rest, "/")
+	return rest == "logout" || rest == "logout/all"
 }

@@ -47,6 +47,12 @@ func (l *Limiter) Blocked(key string) (bool, time.Duration) {
 
 // Allow takes one token for key. When none is left it returns false and how long to wait.
 func (l *Limiter) Allow(key string) (bool, time.Duration) {
+	return l.AllowRate(key, l.Rate, l.Burst)
+}
+
+// AllowRate is Allow with a rate and burst of key's own (a per-user override) instead of the
+// limiter's.
+func (l *Limiter) AllowRate(key string, rate, burst float64) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -55,16 +61,16 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 		if len(l.buckets) >= maxKeys {
 			l.forgetFullLocked(now)
 		}
-		b = &bucket{tokens: l.Burst, last: now}
+		b = &bucket{tokens: burst, last: now}
 		l.buckets[key] = b
 	}
-	b.tokens = min(l.Burst, b.tokens+now.Sub(b.last).Seconds()*l.Rate)
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / l.Rate * float64(time.Second))
+	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
 }
 
 func (l *Limiter) forgetFullLocked(now time.Time) {
