@@ -79,6 +79,9 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extr
 			return "", err
 		}
 	}
+	if err := s.checkNotBlocked(ctx, roomID); err != nil {
+		return "", err
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil && !errors.Is(err, errUnknownRoom) {
 		return "", err

@@ -1,0 +1,352 @@
+package roomserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/sjson"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// ErrRoomBlocked answers a local join or invite to a room a server admin blocked.
+var ErrRoomBlocked = spec.Forbidden("This room has been blocked on this server")
+
+// checkNotBlocked returns ErrRoomBlocked when an admin blocked roomID: one indexed lookup,
+// made on the join and invite paths.
+func (s *Server) checkNotBlocked(ctx context.Context, roomID string) error {
+	_, err := s.db.RoomBlockedBy(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return ErrRoomBlocked
+}
+
+// SetRoomBlocked blocks or unblocks roomID for local joins and invites; adminID is who did it.
+func (s *Server) SetRoomBlocked(ctx context.Context, adminID, roomID string, block bool) error {
+	return s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if block {
+			return tx.BlockRoom(ctx, roomID, adminID, s.now().UnixMilli())
+		}
+		return tx.UnblockRoom(ctx, roomID)
+	})
+}
+
+// localMembersByPower returns the local users joined to r, most powerful first (ties by
+// user ID), with their power levels.
+func (s *Server) localMembersByPower(r *room, pl *gomatrixserverlib.PowerLevelContent) ([]string, map[string]int64) {
+	levels := map[string]int64{}
+	var users []string
+	for u, m := range r.members {
+		if m == spec.Join && s.isLocal(u) {
+			users = append(users, u)
+			levels[u] = s.userLevel(r, pl, u)
+		}
+	}
+	sort.Slice(users, func(i, j int) bool {
+		if levels[users[i]] != levels[users[j]] {
+			return levels[users[i]] > levels[users[j]]
+		}
+		return users[i] < users[j]
+	})
+	return users, levels
+}
+
+// MakeRoomAdmin gives target the highest power level a local member of the room has, sending
+// the power levels as that member (the admin API's make_room_admin). When target is neither
+// joined nor invited and the room is not public, that member invites them.
+func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error {
+	if _, err := spec.NewUserID(target, true); err != nil {
+		return spec.InvalidParam("invalid user ID")
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	pl, err := s.powerLevels(ctx, r)
+	if err != nil {
+		return err
+	}
+	users, levels := s.localMembersByPower(r, pl)
+	if len(users) == 0 || levels[users[0]] < pl.EventLevel(spec.MRoomPowerLevels, true) {
+		return spec.MatrixError{ErrCode: spec.ErrorUnknown, Err: "No local admin user in room with power to update power levels."}
+	}
+	granter, level := users[0], levels[users[0]]
+	if level == math.MaxInt64 { // a creator of a v12 room: the highest level that can be named
+		level = 100
+		for _, l := range pl.Users {
+			level = max(level, l)
+		}
+	}
+	if s.userLevel(r, pl, target) < level {
+		raw := []byte(`{}`)
+		if evs, err := s.stateEvents(ctx, r.version, r.state, []storage.StateKey{{Type: spec.MRoomPowerLevels}}); err != nil {
+			return err
+		} else if len(evs) > 0 {
+			raw = evs[0].Content()
+		}
+		content, err := sjson.SetBytes(raw, "users."+escapeJSONPath(target), level)
+		if err != nil {
+			return err
+		}
+		key := ""
+		if _, err := s.submit(ctx, r, eventRequest{Sender: granter, Type: spec.MRoomPowerLevels, StateKey: &key, Content: content}); err != nil {
+			return err
+		}
+	}
+	if m := r.members[target]; m == spec.Join || m == spec.Invite {
+		return nil
+	}
+	if s.StateContent(ctx, r.state, storage.StateKey{Type: spec.MRoomJoinRules})["join_rule"] == spec.Public {
+		return nil
+	}
+	return s.invite(ctx, r, granter, target, "", false)
+}
+
+// ForceJoin joins a local user to a room this server is in (the admin API's join): directly
+// into a public room, else after an invite from adminID when joined with the power to invite,
+// or from the most powerful local member who has it.
+func (s *Server) ForceJoin(ctx context.Context, adminID, roomIDOrAlias, userID string) (string, error) {
+	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
+	if err != nil {
+		return "", err
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	if !s.resident(r) {
+		r.mu.Unlock()
+		return "", spec.NotFound("this server is not in the room")
+	}
+	if r.members[userID] == spec.Join {
+		r.mu.Unlock()
+		return roomID, nil
+	}
+	if s.StateContent(ctx, r.state, storage.StateKey{Type: spec.MRoomJoinRules})["join_rule"] != spec.Public && r.members[userID] != spec.Invite {
+		pl, err := s.powerLevels(ctx, r)
+		if err != nil {
+			r.mu.Unlock()
+			return "", err
+		}
+		users, levels := s.localMembersByPower(r, pl)
+		inviter := ""
+		if r.members[adminID] == spec.Join && s.userLevel(r, pl, adminID) >= pl.Invite {
+			inviter = adminID
+		} else if len(users) > 0 && levels[users[0]] >= pl.Invite {
+			inviter = users[0]
+		}
+		if inviter == "" {
+			r.mu.Unlock()
+			return "", spec.Forbidden("no local member of the room may invite the user")
+		}
+		if err := s.invite(ctx, r, inviter, userID, "", false); err != nil {
+			r.mu.Unlock()
+			return "", err
+		}
+	}
+	r.mu.Unlock()
+	return s.Join(ctx, userID, roomID, "")
+}
+
+// DeleteForwardExtremities keeps only the deepest of the room's forward extremities and
+// returns how many it dropped. The room's current state is left as it is (it is the
+// resolution of every extremity's state): the next event cites only the kept extremity and is
+// built on that current state, so nothing is lost locally; other servers may resolve its state
+// differently, which is why the reference server warns against using this lightly.
+func (s *Server) DeleteForwardExtremities(ctx context.Context, roomID string) (int, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	defer r.mu.Unlock()
+	if len(r.extremities) <= 1 {
+		return 0, nil
+	}
+	infos, err := s.db.ForwardExtremityInfo(ctx, r.nid)
+	if err != nil || len(infos) == 0 {
+		return 0, err
+	}
+	var kept []extremity
+	for _, x := range r.extremities {
+		if x.id == infos[0].EventID {
+			kept = append(kept, x)
+		}
+	}
+	if len(kept) != 1 {
+		return 0, fmt.Errorf("forward extremities of %s changed under the lock", roomID)
+	}
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		return tx.SetForwardExtremities(ctx, r.nid, []int64{kept[0].nid})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := len(r.extremities) - 1
+	r.extremities = kept
+	return n, nil
+}
+
+// ShutdownOptions are the parameters of the admin API's delete room.
+type ShutdownOptions struct {
+	NewRoomUserID string
+	RoomName      string
+	Message       string
+	Block         bool
+	Purge         bool
+	ForcePurge    bool
+}
+
+// ShutdownResult is the admin API's shutdown_room object.
+type ShutdownResult struct {
+	KickedUsers       []string `json:"kicked_users"`
+	FailedToKickUsers []string `json:"failed_to_kick_users"`
+	LocalAliases      []string `json:"local_aliases"`
+	NewRoomID         *string  `json:"new_room_id"`
+}
+
+// ShutdownRoom shuts a room down for this server, as the admin API's delete room does:
+//  1. block it for local joins and invites (opts.Block);
+//  2. create a new room owned by opts.NewRoomUserID where it posts opts.Message (when given);
+//  3. make every local member leave (and, without purge, forget it), joining them to the new room;
+//  4. take the room out of the directory and move its local aliases to the new room (or delete them);
+//  5. purge all of its data (opts.Purge), unless local users are still joined and not opts.ForcePurge.
+//
+// progress is told the result once the members are out, before the purge.
+func (s *Server) ShutdownRoom(ctx context.Context, adminID, roomID string, opts ShutdownOptions, progress func(*ShutdownResult)) (*ShutdownResult, error) {
+	res := &ShutdownResult{KickedUsers: []string{}, FailedToKickUsers: []string{}, LocalAliases: []string{}}
+	if opts.Block {
+		if err := s.SetRoomBlocked(ctx, adminID, roomID, true); err != nil {
+			return res, err
+		}
+	}
+	room, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return res, errUnknownRoom
+	} else if err != nil {
+		return res, err
+	}
+	newRoomID := ""
+	if opts.NewRoomUserID != "" {
+		name := opts.RoomName
+		newRoomID, err = s.CreateRoom(ctx, opts.NewRoomUserID, "", CreateRoomRequest{
+			Preset: PresetPublicChat, Name: &name,
+			PowerLevelContentOverride: map[string]any{"users_default": -10},
+		})
+		if err != nil {
+			return res, fmt.Errorf("create the new room: %w", err)
+		}
+		res.NewRoomID = &newRoomID
+		body, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": opts.Message})
+		if _, err := s.SendMessage(ctx, Sender{UserID: opts.NewRoomUserID}, newRoomID, "m.room.message", body, ""); err != nil {
+			return res, fmt.Errorf("post the message in the new room: %w", err)
+		}
+	}
+	members, err := s.db.RoomMembers(ctx, room.NID, spec.Join)
+	if err != nil {
+		return res, err
+	}
+	for _, m := range members {
+		if !s.isLocal(m.UserID) {
+			continue
+		}
+		if err := s.evict(ctx, roomID, m.UserID, newRoomID, !opts.Purge); err != nil {
+			s.log.Warn("shutdown room: member not removed", "room_id", roomID, "user_id", m.UserID, "err", err)
+			res.FailedToKickUsers = append(res.FailedToKickUsers, m.UserID)
+			continue
+		}
+		res.KickedUsers = append(res.KickedUsers, m.UserID)
+	}
+	if res.LocalAliases, err = s.shutdownAliases(ctx, room.NID, roomID, newRoomID, opts.NewRoomUserID); err != nil {
+		return res, err
+	}
+	if progress != nil {
+		progress(res)
+	}
+	if opts.Purge {
+		if len(res.FailedToKickUsers) > 0 && !opts.ForcePurge {
+			return res, fmt.Errorf("users are still joined to this room")
+		}
+		if err := s.PurgeRoom(ctx, roomID); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// evict makes a local user leave roomID and, when newRoomID is set, join it; forget also
+// forgets the old room for them.
+func (s *Server) evict(ctx context.Context, roomID, userID, newRoomID string, forget bool) error {
+	if err := s.Leave(ctx, userID, roomID, ""); err != nil {
+		return err
+	}
+	if forget {
+		if err := s.Forget(ctx, userID, roomID); err != nil {
+			return err
+		}
+	}
+	if newRoomID != "" {
+		if _, err := s.Join(ctx, userID, newRoomID, ""); err != nil {
+			s.log.Warn("shutdown room: user not moved to the new room", "room_id", newRoomID, "user_id", userID, "err", err)
+		}
+	}
+	return nil
+}
+
+// shutdownAliases takes the room out of the directory and points its local aliases at newRoomID
+// (owned by owner), or deletes them when there is no new room. It returns the aliases.
+func (s *Server) shutdownAliases(ctx context.Context, roomNID int64, roomID, newRoomID, owner string) ([]string, error) {
+	aliases, err := s.db.RoomAliases(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := tx.SetRoomVisibility(ctx, roomNID, "private"); err != nil {
+			return err
+		}
+		for _, a := range aliases {
+			if err := tx.DeleteAlias(ctx, a); err != nil {
+				return err
+			}
+			if newRoomID != "" {
+				if err := tx.InsertAlias(ctx, a, newRoomID, owner); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if aliases == nil {
+		aliases = []string{}
+	}
+	return aliases, err
+}
+
+// PurgeRoom deletes all of a room's data, under the room's lock, and forgets the room's
+// in-memory head: the room is unknown to this server afterwards.
+func (s *Server) PurgeRoom(ctx context.Context, roomID string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.PurgeRoom(ctx, r.nid, roomID) }); err != nil {
+		return err
+	}
+	r.loaded = false
+	s.mu.Lock()
+	if s.rooms[roomID] == r {
+		delete(s.rooms, roomID)
+	}
+	s.mu.Unlock()
+	return nil
+}
