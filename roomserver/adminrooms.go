@@ -18,6 +18,13 @@ import (
 // ErrRoomBlocked answers a local join or invite to a room a server admin blocked.
 var ErrRoomBlocked = spec.Forbidden("This room has been blocked on this server")
 
+// ErrNoLocalAdmin answers make_room_admin in a room where no local member may change the power
+// levels.
+var ErrNoLocalAdmin = errors.New("No local admin user in room with power to update power levels.")
+
+// ErrStillJoined stops a purge while local users are still joined to the room.
+var ErrStillJoined = errors.New("Users are still joined to this room")
+
 // checkNotBlocked returns ErrRoomBlocked when an admin blocked roomID: one indexed lookup,
 // made on the join and invite paths.
 func (s *Server) checkNotBlocked(ctx context.Context, roomID string) error {
@@ -78,7 +85,7 @@ func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error
 	}
 	users, levels := s.localMembersByPower(r, pl)
 	if len(users) == 0 || levels[users[0]] < pl.EventLevel(spec.MRoomPowerLevels, true) {
-		return spec.MatrixError{ErrCode: spec.ErrorUnknown, Err: "No local admin user in room with power to update power levels."}
+		return ErrNoLocalAdmin
 	}
 	granter, level := users[0], levels[users[0]]
 	if level == math.MaxInt64 { // a creator of a v12 room: the highest level that can be named
@@ -274,7 +281,7 @@ func (s *Server) ShutdownRoom(ctx context.Context, adminID, roomID string, opts 
 	}
 	if opts.Purge {
 		if len(res.FailedToKickUsers) > 0 && !opts.ForcePurge {
-			return res, fmt.Errorf("users are still joined to this room")
+			return res, ErrStillJoined
 		}
 		if err := s.PurgeRoom(ctx, roomID); err != nil {
 			return res, err

@@ -19,8 +19,8 @@ type RoomSummary struct {
 	JoinedMembers      int64
 	JoinedLocalMembers int64
 	StateEvents        int64
-	// Contents of the room's current state events with an empty state key, by type (only the
-	// types summaryTypes lists).
+	// The room's current state events with an empty state key (their JSON), by type (only
+	// the types summaryTypes lists).
 	State map[string]gjson.Result
 }
 
@@ -126,7 +126,7 @@ func (q *Q) RoomSummaries(ctx context.Context, localSuffix string, roomNID int64
 			return nil, err
 		}
 		if s := byNID[nid]; s != nil {
-			s.State[typ] = gjson.Get(js, "content")
+			s.State[typ] = gjson.Parse(js)
 		}
 	}
 	return out, rows.Err()
