@@ -10,7 +10,6 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-	"github.com/tidwall/sjson"
 
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -101,7 +100,7 @@ func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error
 		} else if len(evs) > 0 {
 			raw = evs[0].Content()
 		}
-		content, err := sjson.SetBytes(raw, "users."+escapeJSONPath(target), level)
+		content, err := withUserLevel(raw, target, level)
 		if err != nil {
 			return err
 		}
@@ -117,6 +116,28 @@ func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error
 		return nil
 	}
 	return s.invite(ctx, r, granter, target, "", false)
+}
+
+// withUserLevel returns power levels content with users[userID] set to level. (An sjson path
+// cannot name a user ID: a leading "@" is a path modifier.)
+func withUserLevel(raw []byte, userID string, level int64) ([]byte, error) {
+	var content map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &content); err != nil {
+		return nil, err
+	}
+	users := map[string]json.RawMessage{}
+	if u, ok := content["users"]; ok {
+		if err := json.Unmarshal(u, &users); err != nil {
+			return nil, err
+		}
+	}
+	users[userID] = json.RawMessage(fmt.Sprint(level))
+	u, err := json.Marshal(users)
+	if err != nil {
+		return nil, err
+	}
+	content["users"] = u
+	return json.Marshal(content)
 }
 
 // ForceJoin joins a local user to a room this server is in (the admin API's join): directly
