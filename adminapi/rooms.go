@@ -239,6 +239,9 @@ func (s *Server) handleListRooms(r *http.Request) (any, error) {
 		return nil, err
 	}
 	term := q.Get("search_term")
+	if q.Has("search_term") && term == "" {
+		return nil, httputil.Errorf(http.StatusBadRequest, "M_INVALID_PARAM", "search_term cannot be an empty string")
+	}
 	entries := make([]roomEntry, 0, len(sums))
 	for _, sum := range sums {
 		e := newRoomEntry(sum)

@@ -140,6 +140,7 @@ func TestAdminRoomsList(t *testing.T) {
 	expectErr(t, admin.Do("GET", "/_synapse/admin/v1/rooms?dir=x", nil), "bad dir", 400, "M_INVALID_PARAM")
 	expectErr(t, admin.Do("GET", "/_synapse/admin/v1/rooms?from=-1", nil), "bad from", 400, "M_INVALID_PARAM")
 	expectErr(t, admin.Do("GET", "/_synapse/admin/v1/rooms?public_rooms=maybe", nil), "bad public_rooms", 400, "M_INVALID_PARAM")
+	expectErr(t, admin.Do("GET", "/_synapse/admin/v1/rooms?search_term=", nil), "empty search_term", 400, "M_INVALID_PARAM")
 }
 
 func serverNameOf(userID string) string {
@@ -456,6 +457,17 @@ func TestAdminRoomsDelete(t *testing.T) {
 		t.Errorf("bob's initial sync after the deletion: %s", s.Raw)
 	}
 	bob.Sync(str(s.Body, "next_batch"), "", 0)
+
+	// The status survives a restart.
+	srv.Stop()
+	srv.Start()
+	if s := admin.MustDo("GET", "/_synapse/admin/v2/rooms/delete_status/"+esc(deleteID), nil); str(s.Body, "status") != "complete" {
+		t.Errorf("delete status after a restart: %s", s.Raw)
+	}
+	expectErr(t, admin.Do("GET", adminRoom("v1", room, ""), nil), "details of a purged room after a restart", 404, "M_NOT_FOUND")
+	if s := bob.Sync(since, "", 0); inRooms(s, "join", room) {
+		t.Errorf("bob's sync after a restart: %s", s.Raw)
+	}
 
 	expectErr(t, admin.Do("GET", "/_synapse/admin/v2/rooms/delete_status/nope", nil), "unknown delete_id", 404, "M_NOT_FOUND")
 	expectErr(t, admin.Do("GET", adminRoom("v2", v1, "/delete_status"), nil), "no delete for a room", 404, "M_NOT_FOUND")

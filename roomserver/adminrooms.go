@@ -87,11 +87,8 @@ func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error
 		return ErrNoLocalAdmin
 	}
 	granter, level := users[0], levels[users[0]]
-	if level == math.MaxInt64 { // a creator of a v12 room: the highest level that can be named
+	if level == math.MaxInt64 { // a creator of a v12 room, whose power cannot be named: 100
 		level = 100
-		for _, l := range pl.Users {
-			level = max(level, l)
-		}
 	}
 	if s.userLevel(r, pl, target) < level {
 		raw := []byte(`{}`)
