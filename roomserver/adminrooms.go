@@ -298,10 +298,7 @@ func (s *Server) ShutdownRoom(ctx context.Context, adminID, roomID string, opts 
 		progress(res)
 	}
 	if opts.Purge {
-		if len(res.FailedToKickUsers) > 0 && !opts.ForcePurge {
-			return res, ErrStillJoined
-		}
-		if err := s.PurgeRoom(ctx, roomID); err != nil {
+		if err := s.PurgeRoom(ctx, roomID, opts.ForcePurge); err != nil {
 			return res, err
 		}
 	}
@@ -357,13 +354,21 @@ func (s *Server) shutdownAliases(ctx context.Context, roomNID int64, roomID, new
 }
 
 // PurgeRoom deletes all of a room's data, under the room's lock, and forgets the room's
-// in-memory head: the room is unknown to this server afterwards.
-func (s *Server) PurgeRoom(ctx context.Context, roomID string) error {
+// in-memory head: the room is unknown to this server afterwards. While local users are
+// joined it refuses with ErrStillJoined, unless force.
+func (s *Server) PurgeRoom(ctx context.Context, roomID string, force bool) error {
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return err
 	}
 	defer r.mu.Unlock()
+	if !force {
+		for u, m := range r.members {
+			if m == spec.Join && s.isLocal(u) {
+				return ErrStillJoined
+			}
+		}
+	}
 	if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.PurgeRoom(ctx, r.nid, roomID) }); err != nil {
 		return err
 	}

@@ -105,5 +105,15 @@ func TestShutdownRoom(t *testing.T) {
 				t.Fatalf("%s in the new room: %q", u, m)
 			}
 		}
+		// A purge alone refuses a room with local members, unless forced.
+		if err := s.PurgeRoom(ctx, *res.NewRoomID, false); !errors.Is(err, ErrStillJoined) {
+			t.Fatalf("purge of a room with members: %v", err)
+		}
+		if err := s.PurgeRoom(ctx, *res.NewRoomID, true); err != nil {
+			t.Fatalf("forced purge: %v", err)
+		}
+		if _, err := s.Membership(ctx, *res.NewRoomID, alice); !errors.Is(err, errUnknownRoom) {
+			t.Fatalf("membership of a purged room: %v", err)
+		}
 	})
 }
