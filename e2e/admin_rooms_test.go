@@ -384,6 +384,10 @@ func TestAdminRoomsDelete(t *testing.T) {
 	if !inRooms(bobSync, "join", room) {
 		t.Fatalf("bob's first sync has no room: %s", bobSync.Raw)
 	}
+	sliding := slidingOK(t, bob, "", 0, allRooms(10, 1))
+	if slidingRoom(sliding, room) == nil {
+		t.Fatalf("bob's sliding sync has no room: %s", sliding.Raw)
+	}
 	r = admin.MustDo("DELETE", adminRoom("v2", room, ""), map[string]any{
 		"new_room_user_id": admin.UserID, "room_name": "Moved", "message": "This room was shut down", "block": true,
 	})
@@ -451,6 +455,10 @@ func TestAdminRoomsDelete(t *testing.T) {
 	s := bob.Sync(since, "", 0)
 	if inRooms(s, "join", room) || inRooms(s, "invite", room) || !inRooms(s, "join", newRoom) {
 		t.Errorf("bob's sync after the deletion: %s", s.Raw)
+	}
+	sliding = slidingOK(t, bob, str(sliding.Body, "pos"), 0, allRooms(10, 1))
+	if slidingRoom(sliding, newRoom) == nil || inum(obj(sliding.Body, "lists", "all"), "count") != 1 {
+		t.Errorf("bob's sliding sync after the deletion: %s", sliding.Raw)
 	}
 	s = bob.Sync("", "", 0)
 	if inRooms(s, "join", room) || inRooms(s, "leave", room) || !inRooms(s, "join", newRoom) {
