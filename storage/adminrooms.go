@@ -34,11 +34,15 @@ var summaryTypes = []any{
 // number of queries whatever the number of rooms. localSuffix (":" and the server name) tells
 // local users.
 func (q *Q) RoomSummaries(ctx context.Context, localSuffix string, roomNID int64) ([]*RoomSummary, error) {
-	cond, args := "", []any{}
-	if roomNID != 0 {
-		cond, args = " WHERE room_nid = $1", []any{roomNID}
+	// Each query reads one room (room_nid = $1) or every room (TRUE, $1 unused but given).
+	only := func(col string) string {
+		if roomNID == 0 {
+			return "($1 = 0)"
+		}
+		return "(" + col + " = $1)"
 	}
-	rows, err := q.query(ctx, `SELECT room_nid, room_id, room_version, visibility FROM rooms`+cond+` ORDER BY room_nid`, args...)
+	rows, err := q.query(ctx, `SELECT room_nid, room_id, room_version, visibility FROM rooms
+		WHERE `+only("room_nid")+` ORDER BY room_nid`, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("select rooms: %w", err)
 	}
@@ -59,16 +63,10 @@ func (q *Q) RoomSummaries(ctx context.Context, localSuffix string, roomNID int64
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	and := func(col string) string {
-		if roomNID == 0 {
-			return ""
-		}
-		return " AND " + col + " = " + fmt.Sprint(roomNID)
-	}
 	// Joined members, all and local: the local ones end with localSuffix.
 	rows, err = q.query(ctx, `SELECT room_nid, COUNT(*),
-			SUM(CASE WHEN SUBSTR(user_id, LENGTH(user_id) - $2 + 1) = $1 THEN 1 ELSE 0 END)
-		FROM memberships WHERE membership = 'join'`+and("room_nid")+` GROUP BY room_nid`, localSuffix, len(localSuffix))
+			SUM(CASE WHEN SUBSTR(user_id, LENGTH(user_id) - $3 + 1) = $2 THEN 1 ELSE 0 END)
+		FROM memberships WHERE membership = 'join' AND `+only("room_nid")+` GROUP BY room_nid`, roomNID, localSuffix, len(localSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("count members: %w", err)
 	}
@@ -86,7 +84,7 @@ func (q *Q) RoomSummaries(ctx context.Context, localSuffix string, roomNID int64
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = q.query(ctx, `SELECT room_nid, COUNT(*) FROM current_state WHERE TRUE`+and("room_nid")+` GROUP BY room_nid`)
+	rows, err = q.query(ctx, `SELECT room_nid, COUNT(*) FROM current_state WHERE `+only("room_nid")+` GROUP BY room_nid`, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("count state: %w", err)
 	}
@@ -109,12 +107,13 @@ func (q *Q) RoomSummaries(ctx context.Context, localSuffix string, roomNID int64
 		if i > 0 {
 			placeholders += ", "
 		}
-		placeholders += fmt.Sprintf("$%d", i+1)
+		placeholders += fmt.Sprintf("$%d", i+2)
 	}
 	rows, err = q.query(ctx, `SELECT c.room_nid, e.event_type, e.event_json FROM current_state c
 		JOIN events e ON e.event_nid = c.event_nid
-		WHERE c.state_key_nid IN (SELECT state_key_nid FROM state_keys WHERE state_key = '' AND event_type IN (`+placeholders+`))`+
-		and("c.room_nid"), summaryTypes...)
+		WHERE `+only("c.room_nid")+` AND c.state_key_nid IN (
+			SELECT state_key_nid FROM state_keys WHERE state_key = '' AND event_type IN (`+placeholders+`))`,
+		append([]any{roomNID}, summaryTypes...)...)
 	if err != nil {
 		return nil, fmt.Errorf("select summary state: %w", err)
 	}
