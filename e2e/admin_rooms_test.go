@@ -285,6 +285,11 @@ func TestAdminRoomsManage(t *testing.T) {
 		t.Errorf("join a blocked room: %s", r.Raw)
 	}
 	expectErr(t, alice.Do("POST", "/_matrix/client/v3/rooms/"+esc(public)+"/invite", map[string]any{"user_id": bob.UserID}), "invite into a blocked room", 403, "M_FORBIDDEN")
+	knock := alice.CreateRoom(map[string]any{"initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}},
+	}})
+	admin.MustDo("PUT", adminRoom("v1", knock, "/block"), map[string]any{"block": true})
+	expectErr(t, bob.Do("POST", "/_matrix/client/v3/knock/"+esc(knock), map[string]any{}), "knock on a blocked room", 403, "M_FORBIDDEN")
 	admin.MustDo("PUT", adminRoom("v1", public, "/block"), map[string]any{"block": false})
 	join(bob, public)
 	// A room not known yet may be blocked.

@@ -14,7 +14,8 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// ErrRoomBlocked answers a local join or invite to a room a server admin blocked.
+// ErrRoomBlocked answers a local join, knock or invite (sent here or received from another
+// server) to a room a server admin blocked.
 var ErrRoomBlocked = spec.Forbidden("This room has been blocked on this server")
 
 // ErrNoLocalAdmin answers make_room_admin in a room where no local member may change the power
@@ -25,7 +26,7 @@ var ErrNoLocalAdmin = errors.New("No local admin user in room with power to upda
 var ErrStillJoined = errors.New("Users are still joined to this room")
 
 // checkNotBlocked returns ErrRoomBlocked when an admin blocked roomID: one indexed lookup,
-// made on the join and invite paths.
+// made on the join, knock and invite paths.
 func (s *Server) checkNotBlocked(ctx context.Context, roomID string) error {
 	_, err := s.db.RoomBlockedBy(ctx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {

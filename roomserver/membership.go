@@ -232,6 +232,9 @@ func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string
 	} else if roomID, err = s.ResolveRoom(ctx, roomIDOrAlias); err != nil {
 		return "", err
 	}
+	if err := s.checkNotBlocked(ctx, roomID); err != nil {
+		return "", err
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if errors.Is(err, errUnknownRoom) && s.remote != nil {
 		return roomID, s.knockRemote(ctx, nil, roomID, userID, reason, via)
