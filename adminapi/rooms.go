@@ -18,6 +18,9 @@ import (
 // Rooms: list, details, members, state, messages, timestamp to event, forward extremities,
 // delete (v1 and v2, async), block, make room admin, join a user, event context
 // (Synapse's docs/admin_api/rooms.md and room_membership.md).
+//
+// Registering the routes happens once, at start-up: deletions a previous run left unfinished
+// are marked failed then (roomdelete.go).
 func (s *Server) roomRoutes() []route {
 	s.failUnfinishedDeletes()
 	return []route{

@@ -542,3 +542,28 @@ func TestAdminRoomsForbidden(t *testing.T) {
 		t.Errorf("alice after the refused calls: %q", m)
 	}
 }
+
+// TestAdminRoomsDeleteFederated: deleting a room with purge still tells the other servers of
+// the room that this server's users left.
+func TestAdminRoomsDeleteFederated(t *testing.T) {
+	ca := newTestCA(t)
+	a := startFederatedServer(t, ca)
+	b := startFederatedServer(t, ca)
+	admin := a.RegisterAdmin(t, "root")
+	alice := a.Register(t, "alice")
+	bob := b.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Name), map[string]any{})
+	alice.Send(room, "hello bob")
+
+	r := admin.MustDo("DELETE", adminRoom("v1", room, ""), map[string]any{"purge": true})
+	checkSameIDs(t, "kicked_users", toStrings(r.Body["kicked_users"]), []string{alice.UserID})
+	expectErr(t, admin.Do("GET", adminRoom("v1", room, ""), nil), "details of the purged room", 404, "M_NOT_FOUND")
+	deadline := time.Now().Add(20 * time.Second)
+	for membership(bob, room, alice.UserID) != "leave" {
+		if time.Now().After(deadline) {
+			t.Fatalf("B never learnt that alice left: %q", membership(bob, room, alice.UserID))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

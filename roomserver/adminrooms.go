@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -299,11 +300,39 @@ func (s *Server) ShutdownRoom(ctx context.Context, adminID, roomID string, opts 
 		progress(res)
 	}
 	if opts.Purge {
+		s.awaitOutbox(ctx, room.NID, roomID)
 		if err := s.PurgeRoom(ctx, roomID, opts.ForcePurge); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// outboxWait bounds how long a purge waits for the room's events (the members' leaves) to
+// reach the other servers of the room.
+const outboxWait = 30 * time.Second
+
+// awaitOutbox waits, up to outboxWait, until no event of the room is queued for another
+// server, so that the other servers learn that this server's users left before the purge
+// takes the events away (the federation sender leaves out queued events no longer stored).
+// A server that stays unreachable for that long does not learn it.
+func (s *Server) awaitOutbox(ctx context.Context, roomNID int64, roomID string) {
+	deadline := time.Now().Add(outboxWait)
+	for {
+		n, err := s.db.RoomQueuedPDUs(ctx, roomNID)
+		if err != nil || n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("purging a room whose events some servers have not received", "room_id", roomID, "queued", n)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // evict makes a local user leave roomID and, when newRoomID is set, join it; forget also

@@ -47,3 +47,14 @@ func (tx *Tx) PurgeRoom(ctx context.Context, roomNID int64, roomID string) error
 	}
 	return nil
 }
+
+// RoomQueuedPDUs counts the events of the room still queued for other servers.
+func (q *Q) RoomQueuedPDUs(ctx context.Context, roomNID int64) (int64, error) {
+	var n int64
+	err := q.queryRow(ctx, `SELECT COUNT(*) FROM federation_queue_pdus q
+		JOIN events e ON e.event_nid = q.event_nid WHERE e.room_nid = $1`, roomNID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count queued PDUs of room %d: %w", roomNID, err)
+	}
+	return n, nil
+}
