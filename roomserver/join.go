@@ -79,6 +79,9 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extr
 			return "", err
 		}
 	}
+	if err := s.checkNotBlocked(ctx, roomID); err != nil {
+		return "", err
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil && !errors.Is(err, errUnknownRoom) {
 		return "", err
@@ -563,6 +566,9 @@ func (s *Server) ReceiveInvite(ctx context.Context, pdu gomatrixserverlib.PDU, s
 		return spec.Forbidden("the invitee is not a user of this server")
 	}
 	roomID := pdu.RoomID().String()
+	if err := s.checkNotBlocked(ctx, roomID); err != nil {
+		return err
+	}
 	// Judged from the database, not under the room lock: the inviting server may be waiting
 	// for this answer while this server waits on it with the room locked (both inviting).
 	if resident, err := s.residentStored(ctx, roomID); err != nil {

@@ -84,6 +84,9 @@ func (s *Server) invite(ctx context.Context, r *room, userID, target, reason str
 	if _, err := spec.NewUserID(target, true); err != nil {
 		return spec.InvalidParam("invalid user ID")
 	}
+	if err := s.checkNotBlocked(ctx, r.id); err != nil {
+		return err
+	}
 	if r.members[target] == spec.Join {
 		return spec.Forbidden(target + " is already in the room")
 	}
@@ -227,6 +230,9 @@ func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string
 			via = append(via, string(srv))
 		}
 	} else if roomID, err = s.ResolveRoom(ctx, roomIDOrAlias); err != nil {
+		return "", err
+	}
+	if err := s.checkNotBlocked(ctx, roomID); err != nil {
 		return "", err
 	}
 	r, err := s.lockRoom(ctx, roomID)

@@ -67,6 +67,8 @@ var portTables = []portTable{
 	{name: "federation_queue_pdus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_queue_edus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_destinations", key: "destination"},
+	{name: "blocked_rooms", key: "room_id"},
+	{name: "room_deletes", key: "delete_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

@@ -335,6 +335,12 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		return err
 	}
 	fx.maxIDs["reports"] = id
+	if err := tx.BlockRoom(ctx, "!blocked:test", "@admin:test", 7100); err != nil {
+		return err
+	}
+	if err := tx.InsertRoomDelete(ctx, RoomDelete{DeleteID: "del1", RoomID: "!gone:test", Status: "complete", Result: `{"kicked_users":[]}`}, 7200); err != nil {
+		return err
+	}
 	if err := populatePush(ctx, tx, roomNID, nids); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package syncapi
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -93,43 +92,14 @@ func ParseToken(s string) (Token, error) {
 	return t, nil
 }
 
-// pageToken encodes a point in a room's history for /messages: "t<depth>_<nid>" for a
-// topological position, "t<depth>_<nid>_<bound>_<depth>_<nid>" for a split one (Late, Bound,
-// Early: see storage.PagePos).
-func pageToken(p storage.PagePos) string {
-	if !p.Split() {
-		return fmt.Sprintf("t%d_%d", p.Late.Depth, p.Late.NID)
-	}
-	return fmt.Sprintf("t%d_%d_%d_%d_%d", p.Late.Depth, p.Late.NID, p.Bound, p.Early.Depth, p.Early.NID)
-}
+// pageToken encodes a point in a room's history for /messages (storage.PagePos.Token).
+func pageToken(p storage.PagePos) string { return p.Token() }
 
 // topoToken encodes a topological position.
-func topoToken(p storage.TopoPos) string { return pageToken(storage.Plain(p)) }
+func topoToken(p storage.TopoPos) string { return storage.Plain(p).Token() }
 
 // parsePageToken decodes a pageToken.
-func parsePageToken(s string) (storage.PagePos, bool) {
-	body, ok := strings.CutPrefix(s, "t")
-	if !ok {
-		return storage.PagePos{}, false
-	}
-	parts := strings.Split(body, "_")
-	if len(parts) != 2 && len(parts) != 5 {
-		return storage.PagePos{}, false
-	}
-	n := make([]int64, len(parts))
-	for i, part := range parts {
-		v, err := strconv.ParseInt(part, 10, 64)
-		if err != nil {
-			return storage.PagePos{}, false
-		}
-		n[i] = v
-	}
-	p := storage.Plain(storage.TopoPos{Depth: n[0], NID: n[1]})
-	if len(n) == 5 && n[2] > 0 {
-		p.Bound, p.Early = n[2], storage.TopoPos{Depth: n[3], NID: n[4]}
-	}
-	return p, true
-}
+func parsePageToken(s string) (storage.PagePos, bool) { return storage.ParsePageToken(s) }
 
 // streamPointOf returns the stream position a /messages token stands just after, for the
 // endpoints that read the room in stream order (/relations, /members?at=): a split point's
