@@ -46,7 +46,8 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.registrationAuth(req.Auth); err != nil {
+	dbToken, err := s.registrationAuth(r.Context(), req.Auth)
+	if err != nil {
 		return nil, err
 	}
 	if req.Username == "" {
@@ -56,10 +57,27 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	// The server "MUST either map the provided username onto a user_id in a logical manner, or
 	// reject" it: upper-case letters are mapped, as the reference server does.
 	req.Username = lowerASCII(req.Username)
-	return s.createAccount(r.Context(), req, clientIP(r), false)
+	resp, err := s.createAccount(r.Context(), req, clientIP(r), false)
+	if dbToken != "" {
+		// The token's pending use becomes completed, or is given back if no account was made.
+		err = errors.Join(err, s.finishRegistrationToken(r.Context(), dbToken, err == nil))
+	}
+	return resp, err
 }
 
-func (s *Server) registrationAuth(auth json.RawMessage) error {
+// registrationAuth runs the registration flow of the registration mode. When the
+// m.login.registration_token stage passed with a token of the database (one made with the
+// admin API), it returns that token, whose pending use the caller must finish.
+func (s *Server) registrationAuth(ctx context.Context, auth json.RawMessage) (string, error) {
+	err := s.registrationStage(auth)
+	var tok *tokenStage
+	if errors.As(err, &tok) {
+		return s.reserveRegistrationToken(ctx, tok.token)
+	}
+	return "", err
+}
+
+func (s *Server) registrationStage(auth json.RawMessage) error {
 	flows := [][]string{{"m.login.dummy"}}
 	if s.cfg.Registration.Mode == config.RegistrationToken {
 		flows = [][]string{{"m.login.registration_token"}}
@@ -83,7 +101,7 @@ func (s *Server) registrationAuth(auth json.RawMessage) error {
 				return nil
 			}
 		}
-		return s.uiaRequired(flows, "invalid registration token")
+		return &tokenStage{token: a.Token}
 	}
 	return s.uiaRequired(flows, "")
 }

@@ -65,6 +65,9 @@ var portTables = []portTable{
 	{name: "federation_queue_pdus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_queue_edus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_destinations", key: "destination"},
+	{name: "registration_tokens", key: "token"},
+	{name: "server_notice_rooms", key: "user_id"},
+	{name: "server_notice_txns", key: "admin_id, txn_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

@@ -270,11 +270,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateFederation()...)
 	switch c.Registration.Mode {
-	case RegistrationDisabled, RegistrationOpen:
-	case RegistrationToken:
-		if len(c.Registration.Tokens) == 0 {
-			errs = append(errs, errors.New("registration.mode is token but registration.tokens is empty"))
-		}
+	case RegistrationDisabled, RegistrationOpen, RegistrationToken:
+		// In token mode, registration.tokens may be empty: admins create tokens with the
+		// admin API.
 	default:
 		errs = append(errs, fmt.Errorf("registration.mode %q must be open, token or disabled", c.Registration.Mode))
 	}
