@@ -32,6 +32,7 @@ type Server struct {
 	rooms *roomserver.Server
 	waker Waker
 	log   *slog.Logger
+	ops   operatorDeps // operators_deps.go
 }
 
 // New returns the admin API.

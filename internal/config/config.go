@@ -37,6 +37,7 @@ type Config struct {
 	Limits         Limits        `yaml:"limits"`
 	Rooms          Rooms         `yaml:"rooms"`
 	Media          Media         `yaml:"media"`
+	ServerNotices  ServerNotices `yaml:"server_notices"`
 	UserDirectory  UserDirectory `yaml:"user_directory"`
 	Push           Push          `yaml:"push"`
 	VoIP           VoIP          `yaml:"voip"`
@@ -217,9 +218,19 @@ func Default() Config {
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
 		},
-		Runtime: Runtime{GCPercent: 300},
-		Logging: Logging{Level: "info", Format: "text"},
+		Runtime:       Runtime{GCPercent: 300},
+		Logging:       Logging{Level: "info", Format: "text"},
+		ServerNotices: ServerNotices{SystemMXIDDisplayName: "Server Notices", RoomName: "Server Notices"},
 	}
+}
+
+// ServerNotices configures the server notices that admins send to users (Synapse's
+// server_notices section). An empty SystemMXIDLocalpart turns them off.
+type ServerNotices struct {
+	SystemMXIDLocalpart   string `yaml:"system_mxid_localpart"`
+	SystemMXIDDisplayName string `yaml:"system_mxid_display_name"`
+	SystemMXIDAvatarURL   string `yaml:"system_mxid_avatar_url"`
+	RoomName              string `yaml:"room_name"`
 }
 
 // Load reads a YAML file on top of Default and validates it.
