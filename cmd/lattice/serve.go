@@ -197,7 +197,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	client.Register(router)
 	syncer.Register(router)
-	adminapi.New(cfg, db, rooms, notifier, log).Register(router)
+	admin := adminapi.New(cfg, db, rooms, notifier, log)
+	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
 	previews, err := previewGuard(cfg)
@@ -213,6 +214,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer media.Close()
 	media.Register(router)
+	admin.SetMedia(media)
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
 		// for their media go to them through its client.

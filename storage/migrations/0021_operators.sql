@@ -32,3 +32,4 @@ CREATE TABLE server_notice_txns (
 -- by the bulk (room, user) quarantines.
 ALTER TABLE media ADD COLUMN quarantined_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE media ADD COLUMN safe_from_quarantine BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX media_by_user ON media (user_id, created_ts);

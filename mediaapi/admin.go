@@ -1,0 +1,54 @@
+package mediaapi
+
+import (
+	"context"
+	"errors"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// What the admin API (adminapi) asks of the media repository: deleting media with its files,
+// and refusing quarantined media to everyone.
+
+// errQuarantined is the answer to a download or thumbnail of quarantined media: 404
+// M_NOT_FOUND, as Synapse answers, so the content looks gone.
+var errQuarantined = spec.NotFound("media not found")
+
+// refuseQuarantined returns errQuarantined when the media item is quarantined.
+func (s *Server) refuseQuarantined(ctx context.Context, m *storage.Media) error {
+	q, err := s.db.MediaQuarantined(ctx, m.ServerName, m.MediaID)
+	if err != nil {
+		return err
+	}
+	if q {
+		return errQuarantined
+	}
+	return nil
+}
+
+// DeleteMedia deletes a media item, local or cached remote: its rows, then its content and
+// thumbnails from the media store. ErrNotFound if there is no such item. A crash between the
+// two leaves files that no row refers to, which the start-up sweep removes.
+func (s *Server) DeleteMedia(ctx context.Context, serverName, mediaID string) error {
+	m, err := s.db.Media(ctx, serverName, mediaID)
+	if err != nil {
+		return err
+	}
+	thumbs, err := s.db.MediaThumbnails(ctx, serverName, mediaID)
+	if err != nil {
+		return err
+	}
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.DeleteMedia(ctx, serverName, mediaID) })
+	if err != nil {
+		return err
+	}
+	local := s.isLocal(m.ServerName)
+	var errs []error
+	for _, th := range thumbs {
+		errs = append(errs, s.store.Delete(ctx, thumbnailKey(serverName, mediaID, local, th.Width, th.Height, th.Method)))
+	}
+	errs = append(errs, s.store.Delete(ctx, mediaKey(serverName, mediaID, local)))
+	return errors.Join(errs...)
+}
