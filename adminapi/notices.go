@@ -117,15 +117,18 @@ func (s *Server) sendServerNotice(ctx context.Context, req serverNoticeRequest) 
 func (s *Server) noticesUser(ctx context.Context) (string, error) {
 	cfg := s.cfg.ServerNotices
 	userID := "@" + cfg.SystemMXIDLocalpart + ":" + s.cfg.ServerName
+	if _, err := s.db.Account(ctx, userID); err == nil || !errors.Is(err, storage.ErrNotFound) {
+		return userID, err
+	}
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		err := tx.InsertAccount(ctx, storage.Account{UserID: userID, CreatedTS: time.Now().UnixMilli()})
-		if errors.Is(err, storage.ErrConflict) {
-			return nil
-		} else if err != nil {
+		if err := tx.InsertAccount(ctx, storage.Account{UserID: userID, CreatedTS: time.Now().UnixMilli()}); err != nil {
 			return err
 		}
 		return tx.SetProfile(ctx, userID, storage.Profile{DisplayName: cfg.SystemMXIDDisplayName, AvatarURL: cfg.SystemMXIDAvatarURL})
 	})
+	if errors.Is(err, storage.ErrConflict) {
+		err = nil // made meanwhile by another process
+	}
 	return userID, err
 }
 
