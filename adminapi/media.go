@@ -58,6 +58,14 @@ func orNull(s string) any {
 	return s
 }
 
+// lastAccess is the item's last access time, or JSON null if it was never served.
+func lastAccess(m *storage.MediaAdmin) any {
+	if m.LastAccessTS == 0 {
+		return nil
+	}
+	return m.LastAccessTS
+}
+
 // handleMediaInfo handles GET /v1/media/{serverName}/{mediaId}: local or cached remote media.
 func (s *Server) handleMediaInfo(r *http.Request) (any, error) {
 	m, err := s.mediaItem(r)
@@ -68,7 +76,7 @@ func (s *Server) handleMediaInfo(r *http.Request) (any, error) {
 	info := map[string]any{
 		"media_origin": m.ServerName, "user_id": orNull(m.UserID), "media_id": m.MediaID,
 		"media_type": m.ContentType, "media_length": m.Size, "upload_name": orNull(m.UploadName),
-		"created_ts": m.CreatedTS, "filesystem_id": m.MediaID, "url_cache": nil, "last_access_ts": nil,
+		"created_ts": m.CreatedTS, "filesystem_id": m.MediaID, "url_cache": nil, "last_access_ts": lastAccess(m),
 		"quarantined_by": orNull(m.QuarantinedBy), "safe_from_quarantine": m.SafeFromQuarantine,
 		"authenticated": freeze.IsZero() || m.UploadedTS >= freeze.UnixMilli(), "sha256": orNull(m.SHA256),
 	}

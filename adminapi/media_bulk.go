@@ -169,7 +169,7 @@ func (s *Server) handleUserMedia(r *http.Request) (any, error) {
 	for _, m := range items {
 		media = append(media, map[string]any{
 			"media_id": m.MediaID, "media_type": m.ContentType, "media_length": m.Size,
-			"upload_name": orNull(m.UploadName), "created_ts": m.CreatedTS, "last_access_ts": nil,
+			"upload_name": orNull(m.UploadName), "created_ts": m.CreatedTS, "last_access_ts": lastAccess(m),
 			"quarantined_by": orNull(m.QuarantinedBy), "safe_from_quarantine": m.SafeFromQuarantine,
 		})
 	}

@@ -164,6 +164,24 @@ func TestAdminMedia(t *testing.T) {
 	expectErr(t, call(admin, "POST", fmt.Sprintf("%s/media/delete?before_ts=%d&size_gt=x", base, now), map[string]any{}), "bad size_gt", 400, "M_INVALID_PARAM")
 	expectErr(t, call(admin, "POST", fmt.Sprintf("%s/media/elsewhere.org/delete?before_ts=%d", base, now), map[string]any{}), "delete remote by date", 400, "M_INVALID_PARAM")
 
+	// Deletion by date goes by the last access: media served since before_ts stays.
+	stale := upload(t, alice, bytes.Repeat([]byte("s"), 2000), "text/plain", "stale.txt")
+	fresh := upload(t, alice, bytes.Repeat([]byte("f"), 2000), "text/plain", "fresh.txt")
+	time.Sleep(5 * time.Millisecond) // so that both were created strictly before mark
+	mark := time.Now().UnixMilli()
+	time.Sleep(5 * time.Millisecond)
+	if download(fresh) != 200 {
+		t.Fatalf("download fresh")
+	}
+	if r := call(admin, "GET", base+"/media/"+mxcPath(fresh), nil); obj(r.Body, "media_info")["last_access_ts"] == nil ||
+		obj(r.Body, "media_info")["last_access_ts"].(float64) < float64(mark) {
+		t.Errorf("last_access_ts after a download: %s", r.Raw)
+	}
+	r = call(admin, "POST", fmt.Sprintf("%s/media/delete?before_ts=%d&size_gt=1000", base, mark), map[string]any{})
+	if fmt.Sprint(r.Body["deleted_media"]) != "["+id(stale)+"]" || download(fresh) != 200 {
+		t.Errorf("delete by last access: %s", r.Raw)
+	}
+
 	// Deletion of a user's media.
 	mine := upload(t, bob, []byte("bob's"), "text/plain", "bob.txt")
 	r = call(admin, "DELETE", base+"/users/"+esc(bob.UserID)+"/media", nil)

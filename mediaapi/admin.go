@@ -3,6 +3,7 @@ package mediaapi
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -16,14 +17,26 @@ import (
 // M_NOT_FOUND, as Synapse answers, so the content looks gone.
 var errQuarantined = spec.NotFound("media not found")
 
-// refuseQuarantined returns errQuarantined when the media item is quarantined.
+// touchEvery is how stale the last access time of media may be: it is written at most this
+// often per item, so that serving media rarely writes.
+const touchEvery = 5 * time.Minute
+
+// refuseQuarantined returns errQuarantined when the media item is quarantined; otherwise the
+// item is about to be served, and its last access time is brought up to date.
 func (s *Server) refuseQuarantined(ctx context.Context, m *storage.Media) error {
-	q, err := s.db.MediaQuarantined(ctx, m.ServerName, m.MediaID)
+	q, last, err := s.db.MediaAccess(ctx, m.ServerName, m.MediaID)
 	if err != nil {
 		return err
 	}
 	if q {
 		return errQuarantined
+	}
+	if now := s.now(); now.Sub(time.UnixMilli(last)) > touchEvery {
+		err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.TouchMedia(ctx, m.ServerName, m.MediaID, now.UnixMilli()) })
+		if err != nil {
+			// Serving matters more than the bookkeeping.
+			s.log.Warn("could not record media access", "media_id", m.MediaID, "err", err)
+		}
 	}
 	return nil
 }

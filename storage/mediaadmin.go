@@ -18,7 +18,8 @@ type MediaAdmin struct {
 	Media
 	QuarantinedBy      string // "" when not quarantined
 	SafeFromQuarantine bool
-	Remote             bool // cached media of another server
+	Remote             bool  // cached media of another server
+	LastAccessTS       int64 // 0: never served
 }
 
 // MediaRef names a media item.
@@ -28,14 +29,14 @@ type MediaRef struct {
 }
 
 const mediaAdminColumns = `m.server_name, m.media_id, m.content_type, m.upload_name, m.size, m.sha256, m.user_id,
-	m.created_ts, m.uploaded_ts, m.quarantined_by, m.safe_from_quarantine, r.media_id IS NOT NULL`
+	m.created_ts, m.uploaded_ts, m.quarantined_by, m.safe_from_quarantine, r.media_id IS NOT NULL, COALESCE(m.last_access_ts, 0)`
 
 const mediaAdminFrom = ` FROM media m LEFT JOIN remote_media r ON r.server_name = m.server_name AND r.media_id = m.media_id`
 
 func scanMediaAdmin(row interface{ Scan(...any) error }) (*MediaAdmin, error) {
 	var m MediaAdmin
 	err := row.Scan(&m.ServerName, &m.MediaID, &m.ContentType, &m.UploadName, &m.Size, &m.SHA256, &m.UserID,
-		&m.CreatedTS, &m.UploadedTS, &m.QuarantinedBy, &m.SafeFromQuarantine, &m.Remote)
+		&m.CreatedTS, &m.UploadedTS, &m.QuarantinedBy, &m.SafeFromQuarantine, &m.Remote, &m.LastAccessTS)
 	return &m, err
 }
 
@@ -51,16 +52,27 @@ func (q *Q) MediaAdminInfo(ctx context.Context, serverName, mediaID string) (*Me
 	return m, nil
 }
 
-// MediaQuarantined reports whether a media item is quarantined (false if it does not exist).
-func (q *Q) MediaQuarantined(ctx context.Context, serverName, mediaID string) (bool, error) {
+// MediaAccess returns whether a media item is quarantined and when it was last served (0:
+// never); false and 0 if it does not exist.
+func (q *Q) MediaAccess(ctx context.Context, serverName, mediaID string) (quarantined bool, lastAccessTS int64, err error) {
 	var by string
-	err := q.queryRow(ctx, `SELECT quarantined_by FROM media WHERE server_name = $1 AND media_id = $2`, serverName, mediaID).Scan(&by)
+	err = q.queryRow(ctx, `SELECT quarantined_by, COALESCE(last_access_ts, 0) FROM media WHERE server_name = $1 AND media_id = $2`,
+		serverName, mediaID).Scan(&by, &lastAccessTS)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return false, 0, nil
 	} else if err != nil {
-		return false, fmt.Errorf("select quarantine of %s/%s: %w", serverName, mediaID, err)
+		return false, 0, fmt.Errorf("select access of %s/%s: %w", serverName, mediaID, err)
 	}
-	return by != "", nil
+	return by != "", lastAccessTS, nil
+}
+
+// TouchMedia records that a media item was served at ts.
+func (tx *Tx) TouchMedia(ctx context.Context, serverName, mediaID string, ts int64) error {
+	_, err := tx.exec(ctx, `UPDATE media SET last_access_ts = $3 WHERE server_name = $1 AND media_id = $2`, serverName, mediaID, ts)
+	if err != nil {
+		return fmt.Errorf("touch media %s/%s: %w", serverName, mediaID, err)
+	}
+	return nil
 }
 
 // QuarantineMedia marks media items quarantined by admin, leaving those safe from quarantine
@@ -109,7 +121,7 @@ func (tx *Tx) SetMediaProtected(ctx context.Context, serverName, mediaID string,
 // UserMediaOrder is a sort column of UserMedia, by the names of Synapse's admin API.
 var UserMediaOrder = map[string]string{
 	"media_id": "m.media_id", "upload_name": "m.upload_name", "created_ts": "m.created_ts",
-	"last_access_ts": "m.created_ts", "media_length": "m.size", "media_type": "m.content_type",
+	"last_access_ts": "COALESCE(m.last_access_ts, 0)", "media_length": "m.size", "media_type": "m.content_type",
 	"quarantined_by": "m.quarantined_by", "safe_from_quarantine": "m.safe_from_quarantine",
 }
 
@@ -147,12 +159,12 @@ func (q *Q) UserMedia(ctx context.Context, serverName, userID, orderBy string, f
 	return out, total, rows.Err()
 }
 
-// OldLocalMedia returns the IDs of serverName's (this server's) media created before
-// beforeTS and larger than sizeGT bytes, leaving out quarantined media and media safe from
-// quarantine, as Synapse's deletion by date does.
+// OldLocalMedia returns the IDs of serverName's (this server's) media last served (or, never
+// served, created) before beforeTS and larger than sizeGT bytes, leaving out quarantined
+// media and media safe from quarantine, as Synapse's deletion by date does.
 func (q *Q) OldLocalMedia(ctx context.Context, serverName string, beforeTS, sizeGT int64) ([]string, error) {
 	ids, err := q.strings(ctx, `SELECT media_id FROM media
-		WHERE server_name = $1 AND created_ts < $2 AND size > $3 AND quarantined_by = '' AND NOT safe_from_quarantine
+		WHERE server_name = $1 AND COALESCE(last_access_ts, created_ts) < $2 AND size > $3 AND quarantined_by = '' AND NOT safe_from_quarantine
 		ORDER BY media_id`, serverName, beforeTS, sizeGT)
 	if err != nil {
 		return nil, fmt.Errorf("select old local media: %w", err)
@@ -160,12 +172,13 @@ func (q *Q) OldLocalMedia(ctx context.Context, serverName string, beforeTS, size
 	return ids, nil
 }
 
-// OldRemoteMedia returns the cached media of other servers fetched before beforeTS, except
-// quarantined media (whose row keeps it quarantined should it be fetched again).
+// OldRemoteMedia returns the cached media of other servers last served (or, never served,
+// fetched) before beforeTS, except quarantined media (whose row keeps it quarantined should
+// it be fetched again).
 func (q *Q) OldRemoteMedia(ctx context.Context, beforeTS int64) ([]MediaRef, error) {
 	rows, err := q.query(ctx, `SELECT r.server_name, r.media_id FROM remote_media r
 		JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id
-		WHERE r.fetched_ts < $1 AND m.quarantined_by = ''`, beforeTS)
+		WHERE COALESCE(m.last_access_ts, r.fetched_ts) < $1 AND m.quarantined_by = ''`, beforeTS)
 	if err != nil {
 		return nil, fmt.Errorf("select old remote media: %w", err)
 	}

@@ -28,8 +28,10 @@ CREATE TABLE server_notice_txns (
     PRIMARY KEY (admin_id, txn_id)
 );
 
--- Quarantined media is refused on download; media safe from quarantine is never quarantined
--- by the bulk (room, user) quarantines.
+-- Quarantined media is refused on download; media safe from quarantine is never quarantined.
+-- last_access_ts is when the media was last served (to a few minutes; NULL: never), which
+-- deletion by date and the purge of the remote cache go by.
 ALTER TABLE media ADD COLUMN quarantined_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE media ADD COLUMN safe_from_quarantine BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE media ADD COLUMN last_access_ts BIGINT;
 CREATE INDEX media_by_user ON media (user_id, created_ts);
