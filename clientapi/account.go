@@ -69,41 +69,45 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 // m.login.registration_token stage passed with a token of the database (one made with the
 // admin API), it returns that token, whose pending use the caller must finish.
 func (s *Server) registrationAuth(ctx context.Context, auth json.RawMessage) (string, error) {
-	err := s.registrationStage(auth)
-	var tok *tokenStage
-	if errors.As(err, &tok) {
-		return s.reserveRegistrationToken(ctx, tok.token)
+	dbToken, err := s.registrationStage(auth)
+	if err != nil || dbToken == "" {
+		return "", err
 	}
-	return "", err
+	return s.reserveRegistrationToken(ctx, dbToken)
 }
 
-func (s *Server) registrationStage(auth json.RawMessage) error {
+// registrationStage checks the stage of the registration mode; a registration token that is
+// not one of the config's is returned for the database to decide.
+func (s *Server) registrationStage(auth json.RawMessage) (dbToken string, err error) {
 	flows := [][]string{{"m.login.dummy"}}
 	if s.cfg.Registration.Mode == config.RegistrationToken {
 		flows = [][]string{{"m.login.registration_token"}}
 	}
 	if s.cfg.Registration.Mode == config.RegistrationDisabled {
-		return spec.Forbidden("registration is disabled on this server")
+		return "", spec.Forbidden("registration is disabled on this server")
 	}
 	if len(auth) == 0 || string(auth) == "null" {
-		return s.uiaRequired(flows, "")
+		return "", s.uiaRequired(flows, "")
 	}
 	var a authData
 	if err := json.Unmarshal(auth, &a); err != nil {
-		return spec.BadJSON("auth must be an object")
+		return "", spec.BadJSON("auth must be an object")
 	}
 	switch {
 	case s.cfg.Registration.Mode == config.RegistrationOpen && a.Type == "m.login.dummy":
-		return nil
+		return "", nil
 	case s.cfg.Registration.Mode == config.RegistrationToken && a.Type == "m.login.registration_token":
+		if a.Token == "" {
+			return "", s.uiaRequired(flows, "invalid registration token")
+		}
 		for _, t := range s.cfg.Registration.Tokens {
 			if hmac.Equal([]byte(t), []byte(a.Token)) {
-				return nil
+				return "", nil
 			}
 		}
-		return &tokenStage{token: a.Token}
+		return a.Token, nil
 	}
-	return s.uiaRequired(flows, "")
+	return "", s.uiaRequired(flows, "")
 }
 
 // CreateAccount validates the user name and password and creates the account; it is what

@@ -16,18 +16,9 @@ import (
 // registration.tokens of the config: the m.login.registration_token stage of /register and
 // the spec's validity check.
 
-// tokenStage is registrationStage's answer for a registration token that is not one of the
-// config's: the database decides.
-type tokenStage struct{ token string }
-
-func (t *tokenStage) Error() string { return "registration token to check in the database" }
-
 // reserveRegistrationToken counts a pending use of a database token, or answers the stage
 // failed when the token is unknown, used up or expired.
 func (s *Server) reserveRegistrationToken(ctx context.Context, token string) (string, error) {
-	if token == "" {
-		return "", s.uiaRequired([][]string{{"m.login.registration_token"}}, "invalid registration token")
-	}
 	var ok bool
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		var err error

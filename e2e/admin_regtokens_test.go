@@ -156,6 +156,17 @@ func TestAdminRegistrationTokens(t *testing.T) {
 		t.Errorf("a deleted token is still valid")
 	}
 	expectErr(t, registerWithToken(t, srv, "after", "five"), "deleted token", 401, "M_FORBIDDEN")
+	expectErr(t, registerWithToken(t, srv, "empty", ""), "empty token", 401, "M_FORBIDDEN")
+
+	// The config's static tokens keep working beside the database's, without a use count.
+	srv.editConfig(t, "  tokens: []", `  tokens: ["static-one"]`)
+	srv.Stop()
+	srv.Start()
+	expectOK(t, registerWithToken(t, srv, "static1", "static-one"), "static token")
+	expectOK(t, registerWithToken(t, srv, "static2", "static-one"), "static token again")
+	if valid("static-one") != true {
+		t.Errorf("a static token is not valid")
+	}
 }
 
 // TestRegistrationTokenValidityNeedsTokenMode: the validity check answers 403 M_FORBIDDEN when

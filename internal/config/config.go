@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -218,11 +219,15 @@ func Default() Config {
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
 		},
-		Runtime:       Runtime{GCPercent: 300},
-		Logging:       Logging{Level: "info", Format: "text"},
+		Runtime: Runtime{GCPercent: 300},
+		Logging: Logging{Level: "info", Format: "text"},
+
 		ServerNotices: ServerNotices{SystemMXIDDisplayName: "Server Notices", RoomName: "Server Notices"},
 	}
 }
+
+// noticesLocalpart is the grammar of the localparts this server creates.
+var noticesLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
 
 // ServerNotices configures the server notices that admins send to users (Synapse's
 // server_notices section). An empty SystemMXIDLocalpart turns them off.
@@ -286,6 +291,9 @@ func (c *Config) Validate() error {
 		// admin API.
 	default:
 		errs = append(errs, fmt.Errorf("registration.mode %q must be open, token or disabled", c.Registration.Mode))
+	}
+	if l := c.ServerNotices.SystemMXIDLocalpart; l != "" && !noticesLocalpart.MatchString(l) {
+		errs = append(errs, fmt.Errorf("server_notices.system_mxid_localpart %q may contain only a-z, 0-9, . _ = - / +", l))
 	}
 	if c.Limits.MaxRequestBytes < 1024 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 1024"))
