@@ -79,6 +79,11 @@ func TestAdminMedia(t *testing.T) {
 	if d, th := download(img), thumbnail(img); d != 404 || th != 404 {
 		t.Errorf("quarantined media: download %d, thumbnail %d", d, th)
 	}
+	const bypass = "?admin_unsafely_bypass_quarantine=true"
+	if a, b := srv.media(t, admin.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(img)+bypass, nil, "").Status,
+		srv.media(t, alice.Token, "GET", "/_matrix/client/v1/media/download/"+mxcPath(img)+bypass, nil, "").Status; a != 200 || b != 404 {
+		t.Errorf("bypassing the quarantine: admin %d, non-admin %d; want 200, 404", a, b)
+	}
 	if r := call(admin, "GET", base+"/media/"+mxcPath(img), nil); str(obj(r.Body, "media_info"), "quarantined_by") != admin.UserID {
 		t.Errorf("quarantined_by: %s", r.Raw)
 	}

@@ -3,10 +3,12 @@ package mediaapi
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -39,6 +41,17 @@ func (s *Server) refuseQuarantined(ctx context.Context, m *storage.Media) error 
 		}
 	}
 	return nil
+}
+
+// adminBypass reports whether the request asks, as Synapse allows server admins, to be
+// served quarantined media (admin_unsafely_bypass_quarantine=true) and comes from an admin.
+func (s *Server) adminBypass(r *http.Request) bool {
+	dev := httputil.Device(r.Context())
+	if dev == nil || r.URL.Query().Get("admin_unsafely_bypass_quarantine") != "true" {
+		return false
+	}
+	acct, err := s.db.Account(r.Context(), dev.UserID)
+	return err == nil && acct.IsAdmin
 }
 
 // DeleteMedia deletes a media item, local or cached remote: its rows, then its content and
