@@ -54,6 +54,7 @@ func TestAdminServerNotices(t *testing.T) {
 		room = id
 	}
 	expectErr(t, call(alice, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}), "reject notices invite", 403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
+	expectErr(t, putState(alice, room, "m.room.member", alice.UserID, map[string]any{"membership": "leave"}), "reject notices invite with PUT state", 403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
 
 	// Joined, she sees the notice from @notices and the m.server_notice tag.
 	join(alice, room)
