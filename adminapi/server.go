@@ -34,6 +34,7 @@ type Server struct {
 	log   *slog.Logger
 
 	deviceLists DeviceListSink // nil without federation (users_deps.go)
+	ops         operatorDeps   // operators_deps.go
 }
 
 // New returns the admin API.

@@ -46,7 +46,8 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.registrationAuth(req.Auth); err != nil {
+	dbToken, err := s.registrationAuth(r.Context(), req.Auth)
+	if err != nil {
 		return nil, err
 	}
 	if req.Username == "" {
@@ -56,36 +57,57 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	// The server "MUST either map the provided username onto a user_id in a logical manner, or
 	// reject" it: upper-case letters are mapped, as the reference server does.
 	req.Username = lowerASCII(req.Username)
-	return s.createAccount(r.Context(), req, clientIP(r), false)
+	resp, err := s.createAccount(r.Context(), req, clientIP(r), false)
+	if dbToken != "" {
+		// The token's pending use becomes completed, or is given back if no account was made.
+		err = errors.Join(err, s.finishRegistrationToken(r.Context(), dbToken, err == nil))
+	}
+	return resp, err
 }
 
-func (s *Server) registrationAuth(auth json.RawMessage) error {
+// registrationAuth runs the registration flow of the registration mode. When the
+// m.login.registration_token stage passed with a token of the database (one made with the
+// admin API), it returns that token, whose pending use the caller must finish.
+func (s *Server) registrationAuth(ctx context.Context, auth json.RawMessage) (string, error) {
+	dbToken, err := s.registrationStage(auth)
+	if err != nil || dbToken == "" {
+		return "", err
+	}
+	return s.reserveRegistrationToken(ctx, dbToken)
+}
+
+// registrationStage checks the stage of the registration mode; a registration token that is
+// not one of the config's is returned for the database to decide.
+func (s *Server) registrationStage(auth json.RawMessage) (dbToken string, err error) {
 	flows := [][]string{{"m.login.dummy"}}
 	if s.cfg.Registration.Mode == config.RegistrationToken {
 		flows = [][]string{{"m.login.registration_token"}}
 	}
 	if s.cfg.Registration.Mode == config.RegistrationDisabled {
-		return spec.Forbidden("registration is disabled on this server")
+		return "", spec.Forbidden("registration is disabled on this server")
 	}
 	if len(auth) == 0 || string(auth) == "null" {
-		return s.uiaRequired(flows, "")
+		return "", s.uiaRequired(flows, "")
 	}
 	var a authData
 	if err := json.Unmarshal(auth, &a); err != nil {
-		return spec.BadJSON("auth must be an object")
+		return "", spec.BadJSON("auth must be an object")
 	}
 	switch {
 	case s.cfg.Registration.Mode == config.RegistrationOpen && a.Type == "m.login.dummy":
-		return nil
+		return "", nil
 	case s.cfg.Registration.Mode == config.RegistrationToken && a.Type == "m.login.registration_token":
+		if a.Token == "" {
+			return "", s.uiaRequired(flows, "invalid registration token")
+		}
 		for _, t := range s.cfg.Registration.Tokens {
 			if hmac.Equal([]byte(t), []byte(a.Token)) {
-				return nil
+				return "", nil
 			}
 		}
-		return s.uiaRequired(flows, "invalid registration token")
+		return a.Token, nil
 	}
-	return s.uiaRequired(flows, "")
+	return "", s.uiaRequired(flows, "")
 }
 
 // CreateAccount validates the user name and password and creates the account; it is what

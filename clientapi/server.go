@@ -119,6 +119,7 @@ func (s *Server) routes() []route {
 		{post, "/logout/all", true, false, s.handleLogoutAll},
 		{post, "/register", false, false, s.handleRegister},
 		{get, "/register/available", false, false, s.handleRegisterAvailable},
+		{get, "/v1/register/m.login.registration_token/validity", false, true, s.handleRegistrationTokenValidity},
 		{get, "/account/whoami", true, false, s.handleWhoami},
 		{post, "/account/password", true, false, s.handlePassword},
 		{post, "/account/deactivate", true, false, s.handleDeactivate},

@@ -94,6 +94,9 @@ func (s *Server) lookup(r *http.Request) (*storage.Media, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseQuarantined(r.Context(), m); err != nil && !(errors.Is(err, errQuarantined) && s.adminBypass(r)) {
+		return nil, err
+	}
 	if httputil.Device(r.Context()) == nil && s.frozen(m) {
 		return nil, spec.NotFound("media uploaded after the freeze of unauthenticated media is only served by /_matrix/client/v1/media")
 	}

@@ -26,6 +26,9 @@ func (s *Server) LocalMedia(ctx context.Context, mediaID string, query url.Value
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.refuseQuarantined(ctx, m); err != nil {
+		return nil, nil, err
+	}
 	f, err := s.store.Open(ctx, mediaKey(s.serverName, mediaID, true))
 	if err != nil {
 		return nil, nil, err // the row says the content is there: a missing file is our failure
@@ -53,6 +56,9 @@ func (s *Server) LocalThumbnail(ctx context.Context, mediaID string, query url.V
 	}
 	m, err := s.localMedia(ctx, mediaID, wait)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.refuseQuarantined(ctx, m); err != nil {
 		return nil, nil, err
 	}
 	contentType, content, err := s.thumbnailOf(ctx, m, req)

@@ -66,9 +66,30 @@ func (s *Server) Leave(ctx context.Context, userID, roomID, reason string) error
 		return s.leaveRemote(ctx, r, userID) // unlocks r
 	}
 	defer r.mu.Unlock()
+	if err := s.checkNoticeInviteKept(ctx, r, roomID, userID); err != nil {
+		return err
+	}
 	_, err = s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, "", spec.Leave, reason))
 	return err
 }
+
+// checkNoticeInviteKept refuses the rejection of the invite to one's server notices room: the
+// server notices module says it "must result in a M_CANNOT_LEAVE_SERVER_NOTICE_ROOM error".
+// Once joined, the user may leave (and the next notice invites them again). The caller holds
+// the room's lock.
+func (s *Server) checkNoticeInviteKept(ctx context.Context, r *room, roomID, userID string) error {
+	if r.members[userID] != spec.Invite {
+		return nil
+	}
+	if noticeRoom, err := s.db.ServerNoticeRoom(ctx, userID); err == nil && noticeRoom == roomID {
+		return ErrCannotLeaveServerNoticeRoom
+	}
+	return nil
+}
+
+// ErrCannotLeaveServerNoticeRoom is Leave's answer to a user rejecting the invite to their
+// server notices room (403).
+var ErrCannotLeaveServerNoticeRoom = spec.MatrixError{ErrCode: "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM", Err: "you cannot reject the invite to the server notices room"}
 
 // Invite invites target to the room.
 func (s *Server) Invite(ctx context.Context, userID, roomID, target, reason string) error {

@@ -161,11 +161,25 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 	if err := s.checkStateContent(r, evType, content); err != nil {
 		return "", err
 	}
+	if evType == spec.MRoomMember && stateKey == from.UserID && membershipOf(content) == spec.Leave {
+		if err := s.checkNoticeInviteKept(ctx, r, roomID, from.UserID); err != nil {
+			return "", err
+		}
+	}
 	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content})
 	if err != nil {
 		return "", err
 	}
 	return ev.EventID, nil
+}
+
+// membershipOf returns the membership of m.room.member content ("" if none).
+func membershipOf(content json.RawMessage) string {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(content, &c)
+	return c.Membership
 }
 
 // checkStateContent refuses with M_BAD_JSON state that no sender could ever be allowed to

@@ -69,6 +69,9 @@ var portTables = []portTable{
 	{name: "federation_destinations", key: "destination"},
 	{name: "blocked_rooms", key: "room_id"},
 	{name: "room_deletes", key: "delete_id"},
+	{name: "registration_tokens", key: "token"},
+	{name: "server_notice_rooms", key: "user_id"},
+	{name: "server_notice_txns", key: "admin_id, txn_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

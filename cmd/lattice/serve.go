@@ -217,6 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer media.Close()
 	media.Register(router)
+	admin.SetMedia(media)
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
 		// for their media go to them through its client.

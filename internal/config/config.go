@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type Config struct {
 	Limits         Limits        `yaml:"limits"`
 	Rooms          Rooms         `yaml:"rooms"`
 	Media          Media         `yaml:"media"`
+	ServerNotices  ServerNotices `yaml:"server_notices"`
 	UserDirectory  UserDirectory `yaml:"user_directory"`
 	Push           Push          `yaml:"push"`
 	VoIP           VoIP          `yaml:"voip"`
@@ -222,7 +224,21 @@ func Default() Config {
 		},
 		Runtime: Runtime{GCPercent: 300},
 		Logging: Logging{Level: "info", Format: "text"},
+
+		ServerNotices: ServerNotices{SystemMXIDDisplayName: "Server Notices", RoomName: "Server Notices"},
 	}
+}
+
+// noticesLocalpart is the grammar of the localparts this server creates.
+var noticesLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
+
+// ServerNotices configures the server notices that admins send to users (Synapse's
+// server_notices section). An empty SystemMXIDLocalpart turns them off.
+type ServerNotices struct {
+	SystemMXIDLocalpart   string `yaml:"system_mxid_localpart"`
+	SystemMXIDDisplayName string `yaml:"system_mxid_display_name"`
+	SystemMXIDAvatarURL   string `yaml:"system_mxid_avatar_url"`
+	RoomName              string `yaml:"room_name"`
 }
 
 // Load reads a YAML file on top of Default and validates it.
@@ -273,13 +289,14 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateFederation()...)
 	switch c.Registration.Mode {
-	case RegistrationDisabled, RegistrationOpen:
-	case RegistrationToken:
-		if len(c.Registration.Tokens) == 0 {
-			errs = append(errs, errors.New("registration.mode is token but registration.tokens is empty"))
-		}
+	case RegistrationDisabled, RegistrationOpen, RegistrationToken:
+		// In token mode, registration.tokens may be empty: admins create tokens with the
+		// admin API.
 	default:
 		errs = append(errs, fmt.Errorf("registration.mode %q must be open, token or disabled", c.Registration.Mode))
+	}
+	if l := c.ServerNotices.SystemMXIDLocalpart; l != "" && !noticesLocalpart.MatchString(l) {
+		errs = append(errs, fmt.Errorf("server_notices.system_mxid_localpart %q may contain only a-z, 0-9, . _ = - / +", l))
 	}
 	if c.Limits.MaxRequestBytes < 1024 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 1024"))

@@ -105,7 +105,8 @@ const ErrInviteBlocked spec.MatrixErrorCode = "M_INVITE_BLOCKED"
 // statusFor maps a Matrix errcode to the HTTP status the spec gives it.
 func statusFor(code spec.MatrixErrorCode) int {
 	switch code {
-	case spec.ErrorForbidden, spec.ErrorGuestAccessForbidden, "M_USER_DEACTIVATED", spec.ErrorThreePIDAuthFailed, ErrInviteBlocked:
+	case spec.ErrorForbidden, spec.ErrorGuestAccessForbidden, "M_USER_DEACTIVATED", spec.ErrorThreePIDAuthFailed, ErrInviteBlocked,
+		"M_CANNOT_LEAVE_SERVER_NOTICE_ROOM":
 		return http.StatusForbidden
 	case spec.ErrorNotFound:
 		return http.StatusNotFound
