@@ -32,6 +32,8 @@ type Server struct {
 	rooms *roomserver.Server
 	waker Waker
 	log   *slog.Logger
+
+	purger HistoryPurger // set by SetPurger (purge_deps.go)
 }
 
 // New returns the admin API.
@@ -54,6 +56,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.serverRoutes(), s.userRoutes(), s.roomRoutes(), s.mediaRoutes(),
 		s.registrationTokenRoutes(), s.noticeRoutes(), s.reportRoutes(),
+		s.purgeRoutes(),
 	} {
 		for _, rt := range group {
 			h := s.admin(rt.fn)

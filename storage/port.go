@@ -65,6 +65,7 @@ var portTables = []portTable{
 	{name: "federation_queue_pdus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_queue_edus", key: "queue_pos", serial: "queue_pos"},
 	{name: "federation_destinations", key: "destination"},
+	{name: "purge_history", key: "purge_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

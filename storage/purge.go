@@ -112,19 +112,23 @@ func (db *DB) FinishPurge(ctx context.Context, id, errText string, ts int64) err
 	return nil
 }
 
+// visible is the condition that an event is shown to clients (Event.Visible).
+const purgeVisible = `(NOT hidden OR status = 'backfilled')`
+
 // PurgeDepthAt returns the depth below which a purge up to the time ts (ms) goes: the depth of
-// the room's first event (by origin_server_ts) at or after ts, or, when every event is older,
-// one more than the deepest. found is false when the room has no event older than ts.
+// the room's first visible event (by origin_server_ts) at or after ts, or, when every event is
+// older, one more than the deepest. found is false when the room has no visible event older
+// than ts (outliers kept by an earlier purge do not count).
 func (q *Q) PurgeDepthAt(ctx context.Context, roomNID, ts int64) (depth int64, found bool, err error) {
 	var older int
-	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_nid = $1 AND origin_ts < $2 LIMIT 1) o`,
+	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_nid = $1 AND origin_ts < $2 AND `+purgeVisible+` LIMIT 1) o`,
 		roomNID, ts).Scan(&older); err != nil {
 		return 0, false, fmt.Errorf("select events of room %d before %d: %w", roomNID, ts, err)
 	}
 	if older == 0 {
 		return 0, false, nil
 	}
-	err = q.queryRow(ctx, `SELECT depth FROM events WHERE room_nid = $1 AND origin_ts >= $2
+	err = q.queryRow(ctx, `SELECT depth FROM events WHERE room_nid = $1 AND origin_ts >= $2 AND `+purgeVisible+`
 		ORDER BY origin_ts, event_nid LIMIT 1`, roomNID, ts).Scan(&depth)
 	if errors.Is(err, sql.ErrNoRows) {
 		var max sql.NullInt64
