@@ -230,8 +230,15 @@ func (tx *Tx) purgeBatch(ctx context.Context, p *Purge, localSuffix string, afte
 			keep = append(keep, r.nid)
 		}
 	}
-	if err := tx.deletePurged(ctx, p.RoomNID, del); err != nil {
+	// Kept or deleted, no client sees a purged event again: what refers to it goes.
+	if err := tx.deleteReferences(ctx, p.RoomNID, append(append([]int64(nil), del...), keep...)); err != nil {
 		return 0, nil, err
+	}
+	if len(del) > 0 {
+		args, in := nidArgs(del, 0)
+		if _, err := tx.exec(ctx, `DELETE FROM events WHERE event_nid IN (`+in+`)`, args...); err != nil {
+			return 0, nil, fmt.Errorf("purge events of room %d: %w", p.RoomNID, err)
+		}
 	}
 	if len(keep) > 0 {
 		args, in := nidArgs(keep, 0)
@@ -244,10 +251,10 @@ func (tx *Tx) purgeBatch(ctx context.Context, p *Purge, localSuffix string, afte
 	return found[len(found)-1].nid, media, nil
 }
 
-// deletePurged deletes events and what refers to them: relations, the full-text index, push
-// actions (notifications) and federation queue entries. Receipts may still name a deleted
+// deleteReferences deletes what refers to purged events: relations, the full-text index,
+// push actions (notifications) and federation queue entries. Receipts may still name a purged
 // event; nothing reads the event behind a receipt.
-func (tx *Tx) deletePurged(ctx context.Context, roomNID int64, nids []int64) error {
+func (tx *Tx) deleteReferences(ctx context.Context, roomNID int64, nids []int64) error {
 	if len(nids) == 0 {
 		return nil
 	}
@@ -256,7 +263,6 @@ func (tx *Tx) deletePurged(ctx context.Context, roomNID int64, nids []int64) err
 		`DELETE FROM event_relations WHERE event_nid IN (` + in + `)`,
 		`DELETE FROM event_search WHERE ` + tx.dialect.searchNID + ` IN (` + in + `)`,
 		`DELETE FROM federation_queue_pdus WHERE event_nid IN (` + in + `)`,
-		`DELETE FROM events WHERE event_nid IN (` + in + `)`,
 	} {
 		if _, err := tx.exec(ctx, stmt, args...); err != nil {
 			return fmt.Errorf("purge events of room %d: %w", roomNID, err)
