@@ -117,11 +117,13 @@ const purgeVisible = `(NOT hidden OR status = 'backfilled')`
 
 // PurgeDepthAt returns the depth below which a purge up to the time ts (ms) goes: the depth of
 // the room's first visible event (by origin_server_ts) at or after ts, or, when every event is
-// older, one more than the deepest. found is false when the room has no visible event older
-// than ts (outliers kept by an earlier purge do not count).
+// older, one more than the deepest. found is false when nothing would be purged: the room has
+// no visible message event older than ts but its forward extremities (state events, and
+// outliers kept by an earlier purge, do not count).
 func (q *Q) PurgeDepthAt(ctx context.Context, roomNID, ts int64) (depth int64, found bool, err error) {
 	var older int
-	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_nid = $1 AND origin_ts < $2 AND `+purgeVisible+` LIMIT 1) o`,
+	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_nid = $1 AND origin_ts < $2 AND state_key_nid = 0 AND `+purgeVisible+`
+			AND event_nid NOT IN (SELECT event_nid FROM forward_extremities WHERE room_nid = $1) LIMIT 1) o`,
 		roomNID, ts).Scan(&older); err != nil {
 		return 0, false, fmt.Errorf("select events of room %d before %d: %w", roomNID, ts, err)
 	}
