@@ -25,7 +25,7 @@ var ErrInProgress = errors.New("a purge of this room's history is in progress")
 
 // batchSize is how many events a purge transaction handles: small enough that the room's
 // writers never wait long behind it.
-const batchSize = 1000
+const batchSize = 500
 
 // Purger runs purges of room history.
 type Purger struct {
@@ -112,7 +112,7 @@ func (p *Purger) record(ctx context.Context, room *storage.Room, beforeDepth int
 // active, to be resumed.
 func (p *Purger) run(pg *storage.Purge) (storage.PurgeResult, error) {
 	started := p.now()
-	res, err := p.db.RunPurge(p.ctx, pg, p.localSuffix, batchSize)
+	res, err := p.db.RunPurge(p.ctx, pg, p.localSuffix, batchSize, p.pause)
 	if err != nil && p.ctx.Err() != nil {
 		return res, err
 	}
@@ -131,6 +131,16 @@ func (p *Purger) run(pg *storage.Purge) (storage.PurgeResult, error) {
 		p.log.Error("record end of purge", "purge_id", pg.ID, "err", ferr)
 	}
 	return res, err
+}
+
+// pause waits after a batch that took d, for half as long (at most 100ms), so that the
+// writers queued behind the batch (the room's new events) go first: a purge holds the
+// database's writer at most two thirds of the time.
+func (p *Purger) pause(d time.Duration) {
+	select {
+	case <-time.After(min(d/2, 100*time.Millisecond)):
+	case <-p.ctx.Done():
+	}
 }
 
 // randomID returns a purge ID: 16 random letters, as Synapse's.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The states of a purge (purge_history.status), as Synapse's purge_history_status reports them.
@@ -146,9 +147,10 @@ func (q *Q) PurgeDepthAt(ctx context.Context, roomNID, ts int64) (depth int64, f
 
 // RunPurge carries out a purge in transactions of at most batch events, walking the room's
 // events in stream order, so that the room's writers (one transaction at a time on SQLite)
-// never wait long behind it: no room lock is held. It may run again after being cut short:
-// what it did is not done twice.
-func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch int) (PurgeResult, error) {
+// never wait long behind it: no room lock is held. After each batch it calls pause (when not
+// nil) with the time the batch took, to let the writers waiting behind it go first. It may
+// run again after being cut short: what it did is not done twice.
+func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch int, pause func(time.Duration)) (PurgeResult, error) {
 	var res PurgeResult
 	seen := map[string]bool{}
 	after := int64(0)
@@ -159,6 +161,7 @@ func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch 
 		}
 		var last int64
 		var media []string
+		t0 := time.Now()
 		err := db.WithTx(ctx, func(tx *Tx) error {
 			var err error
 			last, media, err = tx.purgeBatch(ctx, p, localSuffix, after, batch, &res)
@@ -180,6 +183,9 @@ func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch 
 			return res, nil
 		}
 		after = last
+		if pause != nil {
+			pause(time.Since(t0))
+		}
 	}
 }
 

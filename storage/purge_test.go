@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -107,7 +108,7 @@ func TestPurgeHistory(t *testing.T) {
 		if err := db.InsertPurge(ctx, Purge{ID: "p2", RoomID: "!r:x", RoomNID: room}); !errors.Is(err, ErrConflict) {
 			t.Fatalf("second active purge of the room: %v, want ErrConflict", err)
 		}
-		res, err := db.RunPurge(ctx, p, ":x", 2)
+		res, err := db.RunPurge(ctx, p, ":x", 2, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func TestPurgeHistory(t *testing.T) {
 		if active, err := db.ActivePurges(ctx); err != nil || len(active) != 1 || active[0].ID != "p3" {
 			t.Fatalf("active purges: %v, %v", active, err)
 		}
-		if _, err := db.RunPurge(ctx, p, ":x", 1000); err != nil {
+		if _, err := db.RunPurge(ctx, p, ":x", 1000, func(time.Duration) {}); err != nil {
 			t.Fatal(err)
 		}
 		want["$local1"], want["$local2"] = "deleted", "deleted"
