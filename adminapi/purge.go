@@ -79,8 +79,11 @@ func (s *Server) handlePurgeHistory(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	s.audit(r, "purge_history", "room_id", roomID, "purge_id", id, "event_id", eventID,
-		"purge_up_to_ts", body.PurgeUpToTS, "delete_local_events", body.DeleteLocalEvents)
+	point := []any{"event_id", eventID}
+	if eventID == "" {
+		point = []any{"purge_up_to_ts", *body.PurgeUpToTS}
+	}
+	s.audit(r, "purge_history", append([]any{"room_id", roomID, "purge_id", id, "delete_local_events", body.DeleteLocalEvents}, point...)...)
 	return map[string]string{"purge_id": id}, nil
 }
 

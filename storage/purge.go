@@ -63,7 +63,9 @@ func (db *DB) InsertPurge(ctx context.Context, p Purge) error {
 		}
 		_, err := tx.exec(ctx, `INSERT INTO purge_history (`+purgeColumns+`) VALUES ($1, $2, $3, 'active', '', $4, $5, $6, $7, $7)`,
 			p.ID, p.RoomID, p.RoomNID, p.BeforeDepth, p.UpToNID, p.DeleteLocal, p.CreatedTS)
-		if err != nil {
+		if tx.dialect.isUniqueViolation(err) {
+			return ErrConflict // another process started one just now
+		} else if err != nil {
 			return fmt.Errorf("insert purge %s: %w", p.ID, err)
 		}
 		return nil

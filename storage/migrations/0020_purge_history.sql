@@ -15,4 +15,5 @@ CREATE TABLE purge_history (
     created_ts   BIGINT NOT NULL,
     updated_ts   BIGINT NOT NULL
 );
-CREATE INDEX purge_history_status ON purge_history (status, room_id);
+-- One active purge per room.
+CREATE UNIQUE INDEX purge_history_active ON purge_history (room_id) WHERE status = 'active';
