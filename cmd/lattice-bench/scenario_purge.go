@@ -72,12 +72,23 @@ func runPurge(ctx context.Context, e *env) error {
 		}
 	}
 	polls := startPollers(ctx, receivers, 30*time.Second)
-	load := startPurgeLoad(ctx, loaders, []string{room, other})
+	// The same load without a purge first, for comparison.
+	load := startPurgeLoad(ctx, loaders, []string{room, other}, "base")
+	time.Sleep(5 * time.Second)
+	base, err := load.stop()
+	if err != nil {
+		polls.stop()
+		return err
+	}
+	e.figure("send p50 without a purge", ms(percentile(base.latencies, 50)), "ms")
+	e.figure("send p99 without a purge", ms(percentile(base.latencies, 99)), "ms")
+	load = startPurgeLoad(ctx, loaders, []string{room, other}, "load")
 
 	t0 := time.Now()
 	duration, purgeErr := purgeAndWait(ctx, admin, room, point)
 	res, loadErr := load.stop()
-	waitDelivered(ctx, receivers, res.acked, 60*time.Second)
+	all := append(base.acked, res.acked...)
+	waitDelivered(ctx, receivers, all, 60*time.Second)
 	if err := errors.Join(purgeErr, loadErr, polls.stop()); err != nil {
 		return err
 	}
@@ -88,14 +99,14 @@ func runPurge(ctx context.Context, e *env) error {
 	e.figure("send p99 during the purge", ms(percentile(res.latencies, 99)), "ms")
 	e.logf("purge took %v", time.Since(t0).Round(time.Millisecond))
 	for _, r := range receivers {
-		e.check(r.check(res.acked))
+		e.check(r.check(all))
 	}
 	// /messages gives every message sent after the purge point once, and none of the fill.
 	count, _, err := pageHistory(ctx, loaders[0], room, 1000)
 	if err != nil {
 		return err
 	}
-	e.check(checkCounts("/messages of the purged room", count, res.acked, room))
+	e.check(checkCounts("/messages of the purged room", count, all, room))
 	left := 0
 	for _, s := range fill.acked {
 		left += count[s.eventID]
@@ -146,8 +157,9 @@ type purgeLoad struct {
 	err    error
 }
 
-// startPurgeLoad has client i send into rooms[i%len(rooms)] every purgeLoadInterval until stop.
-func startPurgeLoad(ctx context.Context, cs []*client, rooms []string) *purgeLoad {
+// startPurgeLoad has client i send into rooms[i%len(rooms)] every purgeLoadInterval until stop;
+// tag makes the transaction IDs and bodies unique.
+func startPurgeLoad(ctx context.Context, cs []*client, rooms []string, tag string) *purgeLoad {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &purgeLoad{cancel: cancel, start: time.Now()}
 	for i, c := range cs {
@@ -156,9 +168,9 @@ func startPurgeLoad(ctx context.Context, cs []*client, rooms []string) *purgeLoa
 			defer l.wg.Done()
 			room := rooms[i%len(rooms)]
 			for j := 0; ctx.Err() == nil; j++ {
-				body := fmt.Sprintf("load %d %d", i, j)
+				body := fmt.Sprintf("%s %d %d", tag, i, j)
 				t0 := time.Now()
-				id, err := c.send(ctx, room, fmt.Sprintf("load-%d", j), body)
+				id, err := c.send(ctx, room, fmt.Sprintf("%s-%d", tag, j), body)
 				if ctx.Err() != nil {
 					return
 				}
