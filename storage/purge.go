@@ -163,10 +163,12 @@ func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch 
 		}
 		var last int64
 		var media []string
+		var done PurgeResult // this batch's, counted once it committed
 		t0 := time.Now()
 		err := db.WithTx(ctx, func(tx *Tx) error {
 			var err error
-			last, media, err = tx.purgeBatch(ctx, p, localSuffix, after, batch, &res)
+			done = PurgeResult{}
+			last, media, err = tx.purgeBatch(ctx, p, localSuffix, after, batch, &done)
 			return err
 		})
 		if errors.Is(err, ErrConflict) && conflicts < 10 {
@@ -175,6 +177,8 @@ func (db *DB) RunPurge(ctx context.Context, p *Purge, localSuffix string, batch 
 		} else if err != nil {
 			return res, err
 		}
+		res.Deleted += done.Deleted
+		res.Kept += done.Kept
 		for _, m := range media {
 			if !seen[m] {
 				seen[m] = true
