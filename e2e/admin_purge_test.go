@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// purgeHistory starts a purge through the admin API and polls its status until it is complete.
-func purgeHistory(t *testing.T, admin *Client, path string, body map[string]any) {
+// purgeHistory starts a purge through the admin API, polls its status until it is complete
+// and returns its ID.
+func purgeHistory(t *testing.T, admin *Client, path string, body map[string]any) string {
 	t.Helper()
 	r := admin.MustDo("POST", "/_synapse/admin/v1/purge_history/"+path, body)
 	id := str(r.Body, "purge_id")
@@ -23,7 +24,7 @@ func purgeHistory(t *testing.T, admin *Client, path string, body map[string]any)
 		st := admin.MustDo("GET", "/_synapse/admin/v1/purge_history_status/"+esc(id), nil)
 		switch str(st.Body, "status") {
 		case "complete":
-			return
+			return id
 		case "active":
 		default:
 			t.Fatalf("purge %s: %s", id, st.Raw)
@@ -170,7 +171,15 @@ func TestAdminPurgeHistory(t *testing.T) {
 	first := alice.Send(room2, "purgeable second boundary")
 	ts := obj(alice.MustDo("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/event/%s", esc(room2), esc(first)), nil).Body)["origin_server_ts"].(float64)
 	kept2 := []string{first, bob.Send(room2, "purgeable second new")}
-	purgeHistory(t, admin, esc(room2), map[string]any{"purge_up_to_ts": int64(ts)})
+	purgeID := purgeHistory(t, admin, esc(room2), map[string]any{"purge_up_to_ts": int64(ts)})
+	checkPurged(t, bob, room2, old2, kept2, oldSince)
+	// A purge's status outlives a restart; so does what it purged.
+	srv.Stop()
+	srv.Start()
+	r = admin.MustDo("GET", "/_synapse/admin/v1/purge_history_status/"+esc(purgeID), nil)
+	if str(r.Body, "status") != "complete" || len(r.Body) != 1 {
+		t.Errorf("status after a restart: %s", r.Raw)
+	}
 	checkPurged(t, bob, room2, old2, kept2, oldSince)
 	// The first room was left alone.
 	if ids := searchIDs(bob, "purgeable"); len(ids) < len(kept)+len(kept2) {
