@@ -27,6 +27,7 @@ func TestImportBoundaries(t *testing.T) {
 		"internal/pushrules":   {mod},
 		"mediaapi":             {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "pusher", mod + "cmd"},
 		"pusher":               {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
+		"retention":            {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 	}
 	for pkg, bad := range forbidden {
 		// Lattice packages are checked transitively, others (net/http) as direct imports:

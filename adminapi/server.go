@@ -35,6 +35,7 @@ type Server struct {
 
 	deviceLists DeviceListSink // nil without federation (users_deps.go)
 	ops         operatorDeps   // operators_deps.go
+	purger      HistoryPurger  // set by SetPurger (purge_deps.go)
 }
 
 // New returns the admin API.
@@ -57,6 +58,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.serverRoutes(), s.userRoutes(), s.roomRoutes(), s.mediaRoutes(),
 		s.registrationTokenRoutes(), s.noticeRoutes(), s.reportRoutes(),
+		s.purgeRoutes(),
 	} {
 		for _, rt := range group {
 			h := s.admin(rt.fn)

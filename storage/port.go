@@ -72,6 +72,7 @@ var portTables = []portTable{
 	{name: "registration_tokens", key: "token"},
 	{name: "server_notice_rooms", key: "user_id"},
 	{name: "server_notice_txns", key: "admin_id, txn_id"},
+	{name: "purge_history", key: "purge_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

@@ -252,6 +252,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 	if err := populateFederationQueue(ctx, db, &fx); err != nil {
 		t.Fatalf("populate federation queue: %v", err)
 	}
+	if err := db.InsertPurge(ctx, Purge{ID: "purge1", RoomID: "!room:test", RoomNID: fx.roomNID, BeforeDepth: 2, UpToNID: 3, CreatedTS: 5000}); err != nil {
+		t.Fatalf("populate purge history: %v", err)
+	}
 	return fx
 }
 

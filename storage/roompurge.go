@@ -11,6 +11,7 @@ import (
 // name it by room ID. state_keys stays: its rows are shared by every room.
 var roomPurges = []string{
 	`DELETE FROM federation_queue_pdus WHERE event_nid IN (SELECT event_nid FROM events WHERE room_nid = $1)`,
+	`DELETE FROM purge_history WHERE room_nid = $1`,
 	`DELETE FROM event_push_actions WHERE room_nid = $1`,
 	`DELETE FROM receipts WHERE room_nid = $1`,
 	`DELETE FROM event_relations WHERE room_nid = $1`,

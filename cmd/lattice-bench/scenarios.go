@@ -31,6 +31,7 @@ func allScenarios() []scenario {
 			run:     func(ctx context.Context, e *env) error { return runBigRoom(ctx, e) }},
 		{name: "longpoll", about: "--devices members long-poll a room, idle and then at 20 msg/s",
 			members: func(s Sizes) int { return s.Devices }, run: runLongPoll},
+		{name: "purge", about: "purge_history of 100,000 messages while 4 clients send and /sync", optIn: true, members: none, run: runPurge},
 		{name: "room-50k", about: "room-2k with 50,000 members", optIn: true,
 			members: func(s Sizes) int { return s.HugeRoom },
 			run:     func(ctx context.Context, e *env) error { return runBigRoom(ctx, e) }},

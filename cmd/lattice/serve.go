@@ -34,6 +34,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
 	"github.com/lattice-chat/lattice/pusher"
+	"github.com/lattice-chat/lattice/retention"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 	"github.com/lattice-chat/lattice/syncapi"
@@ -192,6 +193,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		client.SetRemoteDirectory(fed.RemoteDirectory())
 		client.SetRemoteHierarchy(fed.RemoteHierarchy())
 	}
+	historyPurger := retention.NewPurger(db, cfg.ServerName, log)
+	if err := historyPurger.Start(ctx); err != nil {
+		return err
+	}
+	defer historyPurger.Close()
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
@@ -201,6 +207,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if fed != nil {
 		admin.SetDeviceListSink(fed.EDUSender())
 	}
+	admin.SetPurger(historyPurger)
 	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
@@ -218,6 +225,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer media.Close()
 	media.Register(router)
 	admin.SetMedia(media)
+	retentionJob := retention.New(cfg.Retention, cfg.ServerName, db, historyPurger, media, log)
+	if err := retentionJob.Start(ctx); err != nil {
+		return err
+	}
+	defer retentionJob.Close()
 	if fed != nil {
 		// Other servers download our media through the federation API; our clients' requests
 		// for their media go to them through its client.

@@ -41,6 +41,7 @@ type Config struct {
 	ServerNotices  ServerNotices `yaml:"server_notices"`
 	UserDirectory  UserDirectory `yaml:"user_directory"`
 	Push           Push          `yaml:"push"`
+	Retention      Retention     `yaml:"retention"`
 	VoIP           VoIP          `yaml:"voip"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
@@ -315,6 +316,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Media.validate()...)
 	errs = append(errs, c.VoIP.validate()...)
+	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))
 	}
