@@ -79,6 +79,9 @@ func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.H
 			WriteError(w, r, log, err)
 			return
 		}
+		if ri := Info(r.Context()); ri != nil {
+			ri.UserID, ri.DeviceID = dev.UserID, dev.DeviceID
+		}
 		h.ServeHTTP(w, r.WithContext(WithDevice(r.Context(), dev)))
 	})
 }
