@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/lattice-chat/lattice/storage/storagetest"
 )
 
 // withMetrics turns s's metrics listener on at a free loopback port (s is restarted) and
@@ -243,5 +246,53 @@ func TestMetrics(t *testing.T) {
 	}
 	if !regexp.MustCompile(`msg=request api=federation method=PUT route=/_matrix/federation/v1/send/\{txnId\} status=200`).Match(log) {
 		t.Error("no access log line for bob's server's transaction")
+	}
+}
+
+// TestReadyz: /readyz answers 200 while the database answers, 503 while it cannot be
+// reached (PostgreSQL behind a TCP proxy that cuts every connection), and 200 again once it
+// is back; /health stays 200 throughout. SQLite cannot become unreachable: there it checks
+// the 200 only.
+func TestReadyz(t *testing.T) {
+	if os.Getenv("LATTICE_E2E_BACKEND") != "postgres" {
+		s := StartServer(t)
+		if code, body := getText(t, s.URL+"/readyz"); code != 200 || body != "OK" {
+			t.Fatalf("GET /readyz: %d %q, want 200 OK", code, body)
+		}
+		return
+	}
+	dbURL, err := url.Parse(storagetest.NewPostgresDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startFedProxy(t) // raw TCP forwarding, with Partition and Heal
+	proxy.setTarget(dbURL.Host)
+	dbURL.Host = proxy.Addr()
+	s := StartServer(t, WithDatabase(dbURL.String()))
+	if code, _ := getText(t, s.URL+"/readyz"); code != 200 {
+		t.Fatalf("GET /readyz: %d, want 200", code)
+	}
+	proxy.Partition()
+	start := time.Now()
+	ok, state := poll(15*time.Second, 100*time.Millisecond, func() (bool, string) {
+		code, body := getText(t, s.URL+"/readyz")
+		return code == 503, fmt.Sprintf("%d %q", code, body)
+	})
+	if !ok {
+		t.Fatalf("GET /readyz with the database unreachable: %s, want 503", state)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("readiness took %v to notice the database was gone", d)
+	}
+	if code, _ := getText(t, s.URL+"/health"); code != 200 {
+		t.Errorf("GET /health with the database unreachable: %d, want 200", code)
+	}
+	proxy.Heal()
+	ok, state = poll(15*time.Second, 100*time.Millisecond, func() (bool, string) {
+		code, body := getText(t, s.URL+"/readyz")
+		return code == 200, fmt.Sprintf("%d %q", code, body)
+	})
+	if !ok {
+		t.Fatalf("GET /readyz with the database back: %s, want 200", state)
 	}
 }
