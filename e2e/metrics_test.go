@@ -199,6 +199,18 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("family %s missing", name)
 		}
 	}
+	// The Grafana dashboard asks for families the server has.
+	dash, err := os.ReadFile("../contrib/grafana/lattice-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`\b(?:lattice|go|process)_[a-z_]+`).FindAllString(string(dash), -1) {
+		base := regexp.MustCompile(`_(bucket|count|sum)$`).ReplaceAllString(name, "")
+		// The per-destination queue has samples only while something is queued.
+		if fams[name] == nil && fams[base] == nil && name != "lattice_federation_queue_pdus" {
+			t.Errorf("the dashboard uses %s, which /metrics does not have", name)
+		}
+	}
 	// Route labels are templates, never raw paths with IDs in them.
 	for _, m := range fams["lattice_http_requests_total"].Metric {
 		for _, l := range m.Label {
