@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,10 +139,21 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("download: %d", r.Status)
 	}
 
-	// A long-poll in flight while scraping.
-	since := str(alice.Sync("", "", 0).Body, "next_batch")
-	done := make(chan Resp, 1)
-	go func() { done <- alice.Do("GET", "/_matrix/client/v3/sync?timeout=10000&since="+since, nil) }()
+	// A long-poll in flight while scraping: syncs one after the other (an earlier one may
+	// return at once with news still arriving from the other server) until stopped.
+	var stopPolling atomic.Bool
+	done := make(chan int, 1)
+	go func() {
+		since := str(alice.Sync("", "", 0).Body, "next_batch")
+		for {
+			r := alice.Do("GET", "/_matrix/client/v3/sync?timeout=10000&since="+since, nil)
+			if r.Status != 200 || stopPolling.Load() {
+				done <- r.Status
+				return
+			}
+			since = str(r.Body, "next_batch")
+		}
+	}()
 	var fams map[string]*dto.MetricFamily
 	ok, state := poll(10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		fams = scrape(t, metricsURL)
@@ -159,9 +171,10 @@ func TestMetrics(t *testing.T) {
 	if !ok {
 		t.Errorf("no federation transaction counted: %s", state)
 	}
+	stopPolling.Store(true)
 	alice.Send(roomID, "wake the long-poll")
-	if r := <-done; r.Status != 200 {
-		t.Errorf("long-poll sync: %d", r.Status)
+	if status := <-done; status != 200 {
+		t.Errorf("long-poll sync: %d", status)
 	}
 
 	nonZero := []struct {
