@@ -269,7 +269,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("log line not in the server's format: %q", line)
 		}
 	}
-	if !regexp.MustCompile(`msg=request api=federation method=PUT route=/_matrix/federation/v1/send/\{txnId\} status=200`).Match(log) {
+	if !regexp.MustCompile(`msg=request api=federation method=PUT route=/_matrix/federation/v1/send/\{txnId\} status=200 duration_ms=[0-9.]+ origin=` + regexp.QuoteMeta(b.Name)).Match(log) {
 		t.Error("no access log line for bob's server's transaction")
 	}
 }

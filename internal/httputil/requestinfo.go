@@ -11,12 +11,13 @@ import (
 
 // RequestInfo is what the layers of one request learn about it, for the access log and the
 // metrics that the outermost middleware writes when the request is done: the route template
-// (RecordRoute) and the authenticated user (Authenticate). It is written and read on the
-// request's goroutine only.
+// (RecordRoute) and the authenticated user (Authenticate) or, on the federation API, the
+// authenticated origin server. It is written and read on the request's goroutine only.
 type RequestInfo struct {
 	Route    string // gorilla/mux path template; "" when no route matched
 	UserID   string
 	DeviceID string
+	Origin   string // the requesting server of a signed federation request
 }
 
 type requestInfoKey struct{}

@@ -40,7 +40,8 @@ var knownMethods = map[string]bool{
 
 // HTTP wraps h, the whole handler of one API ("client" or "federation"), so that every
 // request is counted and timed by route template, method and status, and, when access is
-// not nil, logged there in one line at info level. The routers inside h must use
+// not nil, logged there in one line at info level, with the authenticated user or origin
+// server. The routers inside h must use
 // httputil.RecordRoute for the template, and authentication fills in the user. Nothing of
 // the raw path or the query string is logged: they hold IDs and may hold an access token.
 func (m *Metrics) HTTP(api string, access *slog.Logger, h http.Handler) http.Handler {
@@ -74,6 +75,9 @@ func (m *Metrics) HTTP(api string, access *slog.Logger, h http.Handler) http.Han
 				}
 				if ri.UserID != "" {
 					attrs = append(attrs, slog.String("user_id", ri.UserID), slog.String("device_id", ri.DeviceID))
+				}
+				if ri.Origin != "" {
+					attrs = append(attrs, slog.String("origin", ri.Origin))
 				}
 				access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 			}
