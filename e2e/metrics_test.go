@@ -321,3 +321,18 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("GET /readyz with the database back: %s, want 200", state)
 	}
 }
+
+// TestAccessLogOff: logging.access_log: false writes no request lines.
+func TestAccessLogOff(t *testing.T) {
+	s := StartServer(t)
+	s.Stop()
+	editConfig(t, s, "access_log: true", "access_log: false")
+	before, _ := os.ReadFile(s.logPath) // the first start logged its requests
+	s.Start()
+	s.Register(t, "alice")
+	s.Stop()
+	all, _ := os.ReadFile(s.logPath)
+	if log := string(all[len(before):]); strings.Contains(log, "msg=request") || !strings.Contains(log, "lattice started") {
+		t.Errorf("server log with the access log off:\n%s", log)
+	}
+}
