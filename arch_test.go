@@ -25,6 +25,7 @@ func TestImportBoundaries(t *testing.T) {
 		"internal/typing":      {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
 		"internal/presence":    {"net/http", mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "cmd"},
 		"internal/pushrules":   {mod},
+		"internal/metrics":     {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "adminapi", mod + "cmd"},
 		"mediaapi":             {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "pusher", mod + "cmd"},
 		"pusher":               {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
 		"retention":            {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},

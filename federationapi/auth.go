@@ -42,6 +42,9 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 			httputil.WriteError(w, r, s.log, err)
 			return
 		}
+		if ri := httputil.Info(r.Context()); ri != nil {
+			ri.Origin = string(fr.Origin())
+		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, fr)))
 	})
 }

@@ -72,6 +72,9 @@ type Sender struct {
 	log    *slog.Logger
 	txnSeq atomic.Int64 // makes the transaction IDs made within one millisecond unique
 
+	// For Stats: transactions sent and failed, and workers waiting out a backoff.
+	sent, failed, backingOff atomic.Int64
+
 	mu sync.Mutex
 	// ctx is the workers' context and cancel ends it; nil before Start and after Close.
 	// Guarded by mu.
@@ -166,15 +169,24 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 	}
 	failures, retryAt := state.Failures, time.UnixMilli(state.RetryTS)
 	for {
+		waited := false // counted in backingOff
 		for d := retryAt.Sub(s.cfg.Now()); d > 0; d = retryAt.Sub(s.cfg.Now()) {
+			if !waited {
+				s.backingOff.Add(1)
+				waited = true
+			}
 			// Waits in steps, looking at the stored backoff after each: `lattice
 			// federation-retry` clears it to have the destination tried at once.
 			if s.cfg.Sleep(ctx, min(d, backoffCheckEvery)) != nil {
+				s.backingOff.Add(-1)
 				return
 			}
 			if st, err := s.db.FederationDestination(ctx, string(dest)); err == nil && time.UnixMilli(st.RetryTS).Before(retryAt) {
 				failures, retryAt = st.Failures, time.UnixMilli(st.RetryTS)
 			}
+		}
+		if waited {
+			s.backingOff.Add(-1)
 		}
 		txn, err := s.db.NextFederationTxn(ctx, string(dest), maxTxnPDUs, maxTxnEDUs, s.newTxnID())
 		if errors.Is(err, storage.ErrNotFound) {
@@ -197,6 +209,7 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 			if ctx.Err() != nil {
 				return // shutting down: not the destination's failure
 			}
+			s.failed.Add(1)
 			failures++
 			backoff := s.backoff(failures)
 			retryAt = s.cfg.Now().Add(backoff)
@@ -213,6 +226,7 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 			}
 			continue
 		}
+		s.sent.Add(1)
 		failures, retryAt = 0, time.Time{}
 		if err := s.db.FederationTxnSent(ctx, string(dest), txn.ID); err != nil {
 			if ctx.Err() != nil {
@@ -224,6 +238,17 @@ func (s *Sender) run(ctx context.Context, dest spec.ServerName, wake chan struct
 			retryAt = s.cfg.Now().Add(dbRetryDelay)
 		}
 	}
+}
+
+// SenderStats are the sender's counts since start.
+type SenderStats struct {
+	Sent, Failed int64 // transactions
+	BackingOff   int64 // destinations waiting out a backoff now
+}
+
+// Stats returns the sender's counts, for the metrics.
+func (s *Sender) Stats() SenderStats {
+	return SenderStats{Sent: s.sent.Load(), Failed: s.failed.Load(), BackingOff: s.backingOff.Load()}
 }
 
 // retire removes dest's worker from the running ones and reports true, unless force is

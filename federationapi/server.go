@@ -188,6 +188,7 @@ func (s *Server) checkACL(h http.Handler) http.Handler {
 // to unknown endpoints, a body limit and panic recovery.
 func (s *Server) Handler(maxRequestBytes int64) http.Handler {
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	router.Use(httputil.RecordRoute)
 	s.Register(router)
 	httputil.SetUnmatched(router)
 	return httputil.Recover(s.log, httputil.CheckURL(httputil.Limits(maxRequestBytes, router)))

@@ -66,8 +66,31 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Disposition", contentDisposition(m.ContentType, name))
 	s.securityHeaders(w, r)
 	h.Set("ETag", `"`+m.SHA256+`"`)
-	http.ServeContent(w, r, "", time.Time{}, f)
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, "", time.Time{}, f)
+	s.bytesDown.Add(cw.n)
 	return nil
+}
+
+// countingWriter counts the body bytes written, for Traffic.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Traffic returns the bytes of media content received from uploads and sent to downloads
+// (thumbnails not included) since start, for the metrics.
+func (s *Server) Traffic() (uploaded, downloaded int64) {
+	return s.bytesUp.Load(), s.bytesDown.Load()
 }
 
 // lookup validates the path's server name and media ID and returns the media item with its

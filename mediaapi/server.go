@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -42,6 +43,9 @@ type Server struct {
 
 	stopSweep context.CancelFunc // set by Start
 	sweepDone chan struct{}      // closed when the start-up sweep has ended
+
+	// For Traffic: bytes of media content received from uploads and sent to downloads.
+	bytesUp, bytesDown atomic.Int64
 
 	mu sync.Mutex // guards putting
 	// putting holds the media IDs whose content is being uploaded to an mxc:// URI made by

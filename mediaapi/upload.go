@@ -164,6 +164,7 @@ func (s *Server) receive(r *http.Request, m *storage.Media) error {
 		return err
 	}
 	m.Size = size
+	s.bytesUp.Add(size)
 	m.SHA256 = hex.EncodeToString(hash.Sum(nil))
 	m.UploadedTS = s.now().UnixMilli()
 	return nil

@@ -92,6 +92,14 @@ func (p *Pusher) deliver(ctx context.Context, a storage.PushAction) {
 		}
 		n.Devices = gw.devices
 		rejected, err := p.post(ctx, gw.url, n)
+		switch {
+		case err != nil:
+			p.pushFailed.Add(1)
+		case len(rejected) > 0:
+			p.pushRejected.Add(1)
+		default:
+			p.pushed.Add(1)
+		}
 		if err != nil {
 			p.log.Warn("push gateway", "destination", gw.url, "user_id", a.UserID, "event_id", full.EventID, "err", err)
 			continue

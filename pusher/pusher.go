@@ -40,9 +40,23 @@ type Pusher struct {
 	// committed is the newest committed event stream position the worker was told about;
 	// the push actions of every event up to it are committed too (same transaction).
 	committed atomic.Int64
+	// For Stats: requests to gateways by outcome.
+	pushed, pushRejected, pushFailed atomic.Int64
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the worker has stopped
+}
+
+// Stats are the pusher's counts of requests to push gateways since start.
+type Stats struct {
+	Sent     int64 // accepted, every pushkey
+	Rejected int64 // accepted, but some pushkeys rejected (their pushers are removed)
+	Failed   int64 // not delivered after every attempt
+}
+
+// Stats returns the pusher's counts, for the metrics.
+func (p *Pusher) Stats() Stats {
+	return Stats{Sent: p.pushed.Load(), Rejected: p.pushRejected.Load(), Failed: p.pushFailed.Load()}
 }
 
 // coalesce is how long the worker waits after a wake-up before reading, to serve a burst of

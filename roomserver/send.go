@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -22,9 +23,10 @@ type Sender struct {
 
 // sendJob is a message waiting in a room's queue.
 type sendJob struct {
-	req  eventRequest
-	done chan struct{}
-	res  result
+	req    eventRequest
+	queued time.Time // when it joined the queue
+	done   chan struct{}
+	res    result
 }
 
 // maxBatch bounds how many queued messages commit in one transaction.
@@ -69,7 +71,8 @@ func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType st
 		return "", err
 	}
 	r.mu.Unlock()
-	job := &sendJob{req: req, done: make(chan struct{})}
+	job := &sendJob{req: req, queued: time.Now(), done: make(chan struct{})}
+	r.waiting.Add(1)
 	r.qmu.Lock()
 	r.queue = append(r.queue, job)
 	lead := !r.leading
@@ -113,6 +116,10 @@ func (s *Server) commitQueue(r *room, own *sendJob) {
 			reqs[i] = j.req
 		}
 		r.mu.Lock()
+		r.waiting.Add(-int64(len(jobs)))
+		for _, j := range jobs {
+			s.inputWaited(j.queued)
+		}
 		results := s.submitBatch(ctx, r, reqs)
 		r.mu.Unlock()
 		ownDone := false

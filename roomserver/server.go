@@ -43,6 +43,9 @@ type Config struct {
 	// Outbound, when federation is on, sends queued events to the other servers in a room;
 	// nil when it is off (nothing is queued then).
 	Outbound Outbound
+	// InputWaited, when not nil, is told how long each input waited for its room's lane
+	// (the metrics). It must be cheap and not block.
+	InputWaited func(time.Duration)
 }
 
 // Server is the roomserver.
@@ -104,6 +107,9 @@ type room struct {
 	maxDepth    int64
 	members     map[string]string // user ID -> current membership
 
+	// waiting counts the inputs waiting for mu (queued messages included), for InputQueue.
+	waiting atomic.Int64
+
 	qmu     sync.Mutex // guards queue and leading; never held while waiting for mu
 	queue   []*sendJob // messages waiting to be committed
 	leading bool       // whether a goroutine is committing the queue
@@ -127,7 +133,11 @@ func (s *Server) lockRoom(ctx context.Context, roomID string) (*room, error) {
 		s.rooms[roomID] = r
 	}
 	s.mu.Unlock()
+	r.waiting.Add(1)
+	start := time.Now()
 	r.mu.Lock()
+	r.waiting.Add(-1)
+	s.inputWaited(start)
 	if r.loaded {
 		return r, nil
 	}

@@ -10,6 +10,12 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# synadm (Debian's 0.38), the admin CLI the admin API tests drive Lattice with.
+if ! command -v synadm >/dev/null 2>&1; then
+  echo "installing synadm from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq synadm >/dev/null
+fi
+
 # A throw-away PostgreSQL cluster on a loopback port, so that every storage, roomserver and
 # end-to-end test also runs against PostgreSQL.
 source scripts/postgres.sh

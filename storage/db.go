@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
@@ -40,24 +42,70 @@ type querier interface {
 type Q struct {
 	q       querier
 	dialect dialect
+	obs     *atomic.Pointer[Observer] // the DB's observer, shared by its transactions
 }
 
 func (q *Q) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer q.timed("exec", time.Now())
 	return q.q.ExecContext(ctx, query, args...)
 }
 
 func (q *Q) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	defer q.timed("query", time.Now())
 	return q.q.QueryContext(ctx, query, args...)
 }
 
 func (q *Q) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	defer q.timed("query_row", time.Now())
 	return q.q.QueryRowContext(ctx, query, args...)
+}
+
+// timed tells the observer, if any, how long the statement op started at start took.
+func (q *Q) timed(op string, start time.Time) {
+	if q.obs == nil {
+		return
+	}
+	if o := q.obs.Load(); o != nil {
+		(*o).QueryDone(op, time.Since(start))
+	}
+}
+
+// Observer receives the database's measurements (the metrics, in production). Its methods
+// are called on the hot path and must be cheap and not block.
+type Observer interface {
+	// QueryDone reports a statement's time until its result or first row; op is query,
+	// query_row, exec or commit.
+	QueryDone(op string, d time.Duration)
+	// EventsCommitted reports the senders of the room events a transaction committed.
+	EventsCommitted(senders []string)
+}
+
+// SetObserver has o told about every statement and committed event from now on.
+func (db *DB) SetObserver(o Observer) { db.obs.Store(&o) }
+
+// PoolStats returns the connection pools' statistics by name: "writer" and "reader" for
+// SQLite, "main" for PostgreSQL (one pool).
+func (db *DB) PoolStats() map[string]sql.DBStats {
+	if db.reader == db.writer {
+		return map[string]sql.DBStats{"main": db.writer.Stats()}
+	}
+	return map[string]sql.DBStats{"writer": db.writer.Stats(), "reader": db.reader.Stats()}
+}
+
+// Ping checks that the database answers a round trip: a query on the reader pool.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.reader.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
 
 // Tx is a write transaction.
 type Tx struct {
 	Q
 	tx *sql.Tx
+
+	// senders are those of the room events inserted, for the observer after the commit;
+	// only kept when there is an observer.
+	senders []string
 
 	// What the transaction wrote of the cached data; bumpGenerations invalidates those caches.
 	devicesChanged     bool // a device or its token: the token and key counts caches
@@ -70,6 +118,7 @@ type DB struct {
 	Q
 	writer      *sql.DB
 	reader      *sql.DB
+	obs         *atomic.Pointer[Observer]
 	tokens      readCache[string, Device]        // access-token hash -> device
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 	memberships readCache[string, []Membership]  // user -> every membership, for /sync
@@ -78,6 +127,7 @@ type DB struct {
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	db := DB{
+		obs:         &atomic.Pointer[Observer]{},
 		tokens:      readCache[string, Device]{name: "devices", max: 100000},
 		keyCounts:   readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
 		memberships: readCache[string, []Membership]{name: "memberships", max: 100000},
@@ -113,6 +163,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		db.reader = db.writer
 	}
 	db.q = db.reader
+	db.Q.obs = db.obs
 	if err := db.writer.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -139,7 +190,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return db.conflict(fmt.Errorf("begin: %w", err)) // BEGIN IMMEDIATE on a locked SQLite
 	}
-	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect}, tx: sqlTx}
+	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect, obs: db.obs}, tx: sqlTx}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return db.conflict(err)
@@ -148,7 +199,14 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		_ = sqlTx.Rollback()
 		return db.conflict(err)
 	}
+	start := time.Now()
 	err = sqlTx.Commit()
+	if o := db.obs.Load(); o != nil {
+		(*o).QueryDone("commit", time.Since(start))
+		if err == nil && len(tx.senders) > 0 {
+			(*o).EventsCommitted(tx.senders)
+		}
+	}
 	// Dropped whether or not the commit went through: a failed commit may still have landed.
 	if tx.devicesChanged {
 		db.tokens.invalidate()

@@ -108,6 +108,9 @@ func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 	} else if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", ev.EventID, err)
 	}
+	if tx.obs != nil && tx.obs.Load() != nil {
+		tx.senders = append(tx.senders, ev.Sender)
+	}
 	return ev.NID, nil
 }
 

@@ -3,6 +3,7 @@ package syncapi
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lattice-chat/lattice/storage"
@@ -14,7 +15,12 @@ type Notifier struct {
 	mu      sync.Mutex // guards pos and waiters
 	pos     Token
 	waiters map[string]map[chan struct{}]struct{} // user ID -> channels to close
+
+	polling atomic.Int64 // long-polls waiting in wait, for LongPolls
 }
+
+// LongPolls returns how many /sync (and sliding sync) requests are waiting for news now.
+func (n *Notifier) LongPolls() int64 { return n.polling.Load() }
 
 // NewNotifier returns a notifier starting at pos.
 func NewNotifier(pos Token) *Notifier {
@@ -80,6 +86,8 @@ func (n *Notifier) listen(userID string) (<-chan struct{}, Token, func()) {
 
 // wait blocks until userID is woken, the timeout passes or ctx ends.
 func (n *Notifier) wait(ctx context.Context, ch <-chan struct{}, timeout time.Duration) bool {
+	n.polling.Add(1)
+	defer n.polling.Add(-1)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -29,6 +29,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/metrics"
 	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
@@ -60,6 +61,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Logging, stderr)
+	redirectLogs(log)
 	tuneRuntime(cfg.Runtime)
 	return serve(ctx, cfg, log)
 }
@@ -122,6 +124,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	m := metrics.New(cfg.ServerName)
+	db.SetObserver(m)
 	start, err := syncapi.StartToken(ctx, db)
 	if err != nil {
 		return err
@@ -141,7 +145,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer purger.Close()
-	fedSrv, fedLn, fed, err := federationServer(cfg, db, keyID, key, log)
+	fedSrv, fedLn, fed, err := federationServer(cfg, db, keyID, key, log, func(h http.Handler) http.Handler {
+		return m.HTTP("federation", accessLog(cfg, log), h)
+	})
 	if err != nil {
 		return err
 	}
@@ -164,6 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		PrivateKey:     key,
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
+		InputWaited:    m.InputWaited,
 	}, db, roomserver.Listeners{notifier, pushes}, log)
 	if fed != nil {
 		fed.SetRoomserver(rooms)
@@ -201,6 +208,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
 
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	router.Use(httputil.RecordRoute)
+	router.Handle("/health", metrics.Health()).Methods(http.MethodGet, http.MethodHead)
+	router.Handle("/readyz", metrics.Ready(db.Ping)).Methods(http.MethodGet, http.MethodHead)
 	client.Register(router)
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
@@ -236,8 +246,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
+	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media})
 	httputil.SetUnmatched(router)
-	handler := httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router))))
+	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {
@@ -246,7 +257,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errorLog(log)}
 	guard := connguard.New(connguard.Config{
 		BodyTimeout:          cfg.Limits.RequestBodyTimeout,
 		MinBytesPerSecond:    cfg.Limits.MinBodyBytesPerSecond,
@@ -262,6 +273,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		connguard.New(connguard.Config{BodyTimeout: cfg.Limits.RequestBodyTimeout, MinBytesPerSecond: cfg.Limits.MinBodyBytesPerSecond}).Apply(fedSrv)
 		go func() { errc <- fedSrv.ServeTLS(fedLn, "", "") }()
 		startedAttrs = append(startedAttrs, "federation_api", fedLn.Addr().String())
+	}
+	metricsAddr, err := startMetrics(ctx, cfg, m, db, log)
+	if err != nil {
+		srv.Close()
+		if fedSrv != nil {
+			fedSrv.Close()
+		}
+		return err
+	}
+	if metricsAddr != nil {
+		startedAttrs = append(startedAttrs, "metrics", metricsAddr.String())
 	}
 	log.Info("lattice started", startedAttrs...)
 	select {
@@ -287,7 +309,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // federationServer returns the federation API's TLS server, its listener on
 // federation_api.listen and the federation API (whose sender is not started), or nils when
 // federation is off (no listen address).
-func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger) (*http.Server, net.Listener, *federationapi.Server, error) {
+func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey, log *slog.Logger, wrap func(http.Handler) http.Handler) (*http.Server, net.Listener, *federationapi.Server, error) {
 	if cfg.FederationAPI.Listen == "" {
 		return nil, nil, nil, nil
 	}
@@ -317,7 +339,8 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 		return nil, nil, nil, err
 	}
 	srv := &http.Server{
-		Handler:           fed.Handler(cfg.Limits.MaxRequestBytes),
+		Handler:           wrap(fed.Handler(cfg.Limits.MaxRequestBytes)),
+		ErrorLog:          errorLog(log),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -45,6 +45,14 @@ type Config struct {
 	VoIP           VoIP          `yaml:"voip"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
+	Metrics        Metrics       `yaml:"metrics"`
+}
+
+// Metrics configures the Prometheus metrics listener.
+type Metrics struct {
+	// Listen is the address of the listener serving /metrics (and /health); empty turns it
+	// off. Keep it on loopback or a private network: it is not authenticated.
+	Listen string `yaml:"listen"`
 }
 
 // UserDirectory controls whom /user_directory/search finds.
@@ -203,6 +211,9 @@ type Runtime struct {
 type Logging struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+	// AccessLog logs one line per HTTP request at info level: method, route template,
+	// status, duration and the authenticated user.
+	AccessLog bool `yaml:"access_log"`
 }
 
 // Default returns the configuration used for any option the file leaves out.
@@ -224,7 +235,7 @@ func Default() Config {
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
 		},
 		Runtime: Runtime{GCPercent: 300},
-		Logging: Logging{Level: "info", Format: "text"},
+		Logging: Logging{Level: "info", Format: "text", AccessLog: true},
 
 		ServerNotices: ServerNotices{SystemMXIDDisplayName: "Server Notices", RoomName: "Server Notices"},
 	}
@@ -286,6 +297,11 @@ func (c *Config) Validate() error {
 	if c.FederationAPI.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.FederationAPI.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("federation_api.listen: %w", err))
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen: %w", err))
 		}
 	}
 	errs = append(errs, c.validateFederation()...)

@@ -79,6 +79,9 @@ func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.H
 			WriteError(w, r, log, err)
 			return
 		}
+		if ri := Info(r.Context()); ri != nil {
+			ri.UserID, ri.DeviceID = dev.UserID, dev.DeviceID
+		}
 		if dev.Locked && !isLogout(r.URL.Path) {
 			// Client-Server API, "Account locking": every endpoint but the two logouts.
 			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_USER_LOCKED", "error": "this account has been locked", "soft_logout": true})
