@@ -102,16 +102,24 @@ func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 	return struct{}{}, nil
 }
 
-// handleRoomAliases handles GET /rooms/{roomId}/aliases.
+// handleRoomAliases handles GET /rooms/{roomId}/aliases: for members of the room, and for
+// server admins (as Synapse allows; admin tools such as synadm list a user's rooms' aliases).
 func (s *Server) handleRoomAliases(r *http.Request) (any, error) {
 	roomID, err := httputil.PathRoomID(r, "roomId")
 	if err != nil {
 		return nil, err
 	}
-	if m, err := s.rooms.Membership(r.Context(), roomID, httputil.Device(r.Context()).UserID); err != nil {
+	userID := httputil.Device(r.Context()).UserID
+	if m, err := s.rooms.Membership(r.Context(), roomID, userID); err != nil {
 		return nil, err
 	} else if m != spec.Join {
-		return nil, spec.Forbidden("you are not in the room")
+		acct, err := s.db.Account(r.Context(), userID)
+		if err != nil {
+			return nil, err
+		}
+		if !acct.IsAdmin {
+			return nil, spec.Forbidden("you are not in the room")
+		}
 	}
 	aliases, err := s.db.RoomAliases(r.Context(), roomID)
 	if err != nil {

@@ -228,6 +228,13 @@ func (s *synadmCLI) run(args ...string) []any {
 	return out
 }
 
+// with returns the runner reporting to t (a subtest).
+func (s *synadmCLI) with(t *testing.T) *synadmCLI {
+	c := *s
+	c.t = t
+	return &c
+}
+
 // last runs synadm and returns the last JSON object it printed: the command's own response.
 func (s *synadmCLI) last(args ...string) map[string]any {
 	s.t.Helper()
@@ -246,6 +253,7 @@ func anyList(v any) []any { l, _ := v.([]any); return l }
 
 func TestSynadm(t *testing.T) {
 	srv := StartServer(t)
+	enableServerNotices(t, srv)
 	admin := srv.RegisterAdmin(t, "root")
 	cli := newSynadm(t, srv, admin)
 	alice := srv.Register(t, "alice")
@@ -253,15 +261,14 @@ func TestSynadm(t *testing.T) {
 	alice.Send(roomID, "hello")
 
 	t.Run("version", func(t *testing.T) {
-		v := cli.last("version")
+		v := cli.with(t).last("version")
 		if s, _ := v["server_version"].(string); s == "" {
 			t.Errorf("synadm version printed %v, want server_version", v)
 		}
 	})
 
 	t.Run("user list", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "list")
+		r := cli.with(t).last("user", "list")
 		if total, _ := r["total"].(float64); total < 2 {
 			t.Errorf("total = %v, want at least 2", r["total"])
 		}
@@ -277,19 +284,18 @@ func TestSynadm(t *testing.T) {
 		if !found {
 			t.Errorf("alice not in %v", r)
 		}
-		page := cli.last("user", "list", "-l", "1")
+		page := cli.with(t).last("user", "list", "-l", "1")
 		if len(anyList(page["users"])) != 1 || page["next_token"] == nil {
 			t.Errorf("a page of 1: %v, want one user and a next_token", page)
 		}
-		byName := cli.last("user", "list", "-n", "alic")
+		byName := cli.with(t).last("user", "list", "-n", "alic")
 		if len(anyList(byName["users"])) != 1 {
 			t.Errorf("search by name: %v", byName)
 		}
 	})
 
 	t.Run("user details", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "details", "alice") // a localpart: synadm adds the server name
+		r := cli.with(t).last("user", "details", "alice") // a localpart: synadm adds the server name
 		if r["name"] != alice.UserID || r["admin"] != false || r["deactivated"] != false {
 			t.Errorf("details: %v", r)
 		}
@@ -299,8 +305,7 @@ func TestSynadm(t *testing.T) {
 	})
 
 	t.Run("user modify", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "modify", "carol", "-P", "carol password 123", "-n", "Carol")
+		r := cli.with(t).last("user", "modify", "carol", "-P", "carol password 123", "-n", "Carol")
 		if r["name"] != "@carol:"+srv.Name || r["displayname"] != "Carol" {
 			t.Errorf("created user: %v", r)
 		}
@@ -309,23 +314,21 @@ func TestSynadm(t *testing.T) {
 		if login.Status != 200 {
 			t.Errorf("carol logging in with the password synadm set: %d %s", login.Status, login.Raw)
 		}
-		r = cli.last("user", "modify", "carol", "-n", "Carol C", "-a")
+		r = cli.with(t).last("user", "modify", "carol", "-n", "Carol C", "-a")
 		if r["displayname"] != "Carol C" || r["admin"] != true {
 			t.Errorf("modified user: %v", r)
 		}
 	})
 
 	t.Run("user whois", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "whois", alice.UserID)
+		r := cli.with(t).last("user", "whois", alice.UserID)
 		if r["user_id"] != alice.UserID || r["devices"] == nil {
 			t.Errorf("whois: %v", r)
 		}
 	})
 
 	t.Run("user login", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "login", alice.UserID, "--expire-never")
+		r := cli.with(t).last("user", "login", alice.UserID, "--expire-never")
 		tok, _ := r["access_token"].(string)
 		who := srv.Do(t, tok, "GET", "/_matrix/client/v3/account/whoami", nil)
 		if tok == "" || who.Status != 200 || str(who.Body, "user_id") != alice.UserID {
@@ -334,17 +337,15 @@ func TestSynadm(t *testing.T) {
 	})
 
 	t.Run("user membership", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("user", "membership", alice.UserID, "--ids")
+		r := cli.with(t).last("user", "membership", alice.UserID, "--ids")
 		if r["total"] != float64(1) || len(anyList(r["joined_rooms"])) != 1 || anyList(r["joined_rooms"])[0] != roomID {
 			t.Errorf("membership: %v", r)
 		}
 	})
 
 	t.Run("user password", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
 		bob := srv.Register(t, "bob")
-		r := cli.last("user", "password", bob.UserID, "-p", "new bob password 1")
+		r := cli.with(t).last("user", "password", bob.UserID, "-p", "new bob password 1")
 		if len(r) != 0 {
 			t.Errorf("reset_password answered %v, want {}", r)
 		}
@@ -354,25 +355,23 @@ func TestSynadm(t *testing.T) {
 	})
 
 	t.Run("user deactivate", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
 		dave := srv.Register(t, "dave")
 		join(dave, roomID)
-		r := cli.last("user", "deactivate", dave.UserID)
+		r := cli.with(t).last("user", "deactivate", dave.UserID)
 		if r["id_server_unbind_result"] != "success" {
 			t.Errorf("deactivate: %v", r)
 		}
 		if who := dave.Do("GET", "/_matrix/client/v3/account/whoami", nil); who.Status != 401 {
 			t.Errorf("dave's token after deactivation: %d, want 401", who.Status)
 		}
-		d := cli.last("user", "details", dave.UserID)
+		d := cli.with(t).last("user", "details", dave.UserID)
 		if d["deactivated"] != true {
 			t.Errorf("details after deactivation: %v", d)
 		}
 	})
 
 	t.Run("room list", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("room", "list")
+		r := cli.with(t).last("room", "list")
 		if r["total_rooms"] != float64(1) {
 			t.Errorf("total_rooms: %v", r)
 		}
@@ -390,22 +389,21 @@ func TestSynadm(t *testing.T) {
 		if room["room_id"] != roomID || room["name"] != "synadm room" {
 			t.Errorf("room: %v", room)
 		}
-		if s := cli.last("room", "search", "synadm"); len(anyList(s["rooms"])) != 1 {
+		if s := cli.with(t).last("room", "search", "synadm"); len(anyList(s["rooms"])) != 1 {
 			t.Errorf("room search: %v", s)
 		}
 	})
 
 	t.Run("room details, members, state", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		d := cli.last("room", "details", roomID)
+		d := cli.with(t).last("room", "details", roomID)
 		if d["room_id"] != roomID || d["joined_members"] != float64(1) {
 			t.Errorf("details: %v", d)
 		}
-		m := cli.last("room", "members", roomID)
+		m := cli.with(t).last("room", "members", roomID)
 		if m["total"] != float64(1) || len(anyList(m["members"])) != 1 || anyList(m["members"])[0] != alice.UserID {
 			t.Errorf("members: %v", m)
 		}
-		s := cli.last("room", "state", roomID)
+		s := cli.with(t).last("room", "state", roomID)
 		types := map[string]bool{}
 		for _, e := range anyList(s["state"]) {
 			ev, _ := e.(map[string]any)
@@ -417,44 +415,42 @@ func TestSynadm(t *testing.T) {
 	})
 
 	t.Run("media list, quarantine, delete", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
 		mxc := upload(t, alice, []byte("synadm media"), "text/plain", "s.txt")
 		mediaID := mxc[strings.LastIndex(mxc, "/")+1:]
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/send/m.room.message/media1",
 			map[string]any{"msgtype": "m.file", "body": "s.txt", "url": mxc})
-		rm := cli.last("media", "list", "-r", roomID)
+		rm := cli.with(t).last("media", "list", "-r", roomID)
 		if fmt.Sprint(rm["local"]) != fmt.Sprint([]any{mxc}) {
 			t.Errorf("room media: %v", rm)
 		}
-		um := cli.last("media", "list", "-u", alice.UserID)
+		um := cli.with(t).last("media", "list", "-u", alice.UserID)
 		if um["total"] != float64(1) || len(anyList(um["media"])) != 1 {
 			t.Errorf("user media: %v", um)
 		}
-		cli.last("media", "quarantine", "-i", mediaID)
+		cli.with(t).last("media", "quarantine", "-i", mediaID)
 		if r := srv.media(t, alice.Token, "GET", "/_matrix/client/v1/media/download/"+srv.Name+"/"+mediaID, nil, ""); r.Status != 404 {
 			t.Errorf("download of quarantined media: %d, want 404", r.Status)
 		}
-		del := cli.last("media", "delete", "-i", mediaID)
+		del := cli.with(t).last("media", "delete", "-i", mediaID)
 		if del["total"] != float64(1) || fmt.Sprint(del["deleted_media"]) != fmt.Sprint([]any{mediaID}) {
 			t.Errorf("media delete: %v", del)
 		}
 	})
 
 	t.Run("regtok", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		n := cli.last("regtok", "new", "-n", "abcd", "-u", "3")
+		n := cli.with(t).last("regtok", "new", "-n", "abcd", "-u", "3")
 		if n["token"] != "abcd" || n["uses_allowed"] != float64(3) || n["pending"] != float64(0) || n["completed"] != float64(0) {
 			t.Errorf("regtok new: %v", n)
 		}
-		gen := cli.last("regtok", "new", "-l", "8")
+		gen := cli.with(t).last("regtok", "new", "-l", "8")
 		if tok, _ := gen["token"].(string); len(tok) != 8 {
 			t.Errorf("generated token: %v", gen)
 		}
-		u := cli.last("regtok", "update", "abcd", "-u", "-1", "-t", "4102444800000")
+		u := cli.with(t).last("regtok", "update", "abcd", "-u", "-1", "-t", "4102444800000")
 		if u["uses_allowed"] != nil || u["expiry_time"] != float64(4102444800000) {
 			t.Errorf("regtok update: %v", u)
 		}
-		l := cli.last("regtok", "list", "--ts")
+		l := cli.with(t).last("regtok", "list", "--ts")
 		if len(anyList(l["registration_tokens"])) != 2 {
 			t.Errorf("regtok list: %v", l)
 		}
@@ -465,14 +461,13 @@ func TestSynadm(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "successfully deleted") {
 			t.Errorf("regtok delete: %v %s", err, out)
 		}
-		if l := cli.last("regtok", "list"); len(anyList(l["registration_tokens"])) != 1 {
+		if l := cli.with(t).last("regtok", "list"); len(anyList(l["registration_tokens"])) != 1 {
 			t.Errorf("regtok list after delete: %v", l)
 		}
 	})
 
 	t.Run("notice send", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		out := cli.run("notice", "send", alice.UserID, "maintenance at noon")
+		out := cli.with(t).run("notice", "send", alice.UserID, "maintenance at noon")
 		resps := anyList(out[len(out)-1])
 		if len(resps) != 1 {
 			t.Fatalf("notice send printed %v", out)
@@ -484,25 +479,32 @@ func TestSynadm(t *testing.T) {
 	})
 
 	t.Run("history purge", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
 		last := alice.Send(roomID, "the newest message")
-		r := cli.last("history", "purge", roomID, "-i", last)
+		r := cli.with(t).last("history", "purge", roomID, "-i", last, "--delete-local")
 		id, _ := r["purge_id"].(string)
 		if id == "" {
 			t.Fatalf("history purge: %v", r)
 		}
 		ok, state := poll(20*time.Second, 100*time.Millisecond, func() (bool, string) {
-			s := cli.last("history", "purge-status", id)
+			s := cli.with(t).last("history", "purge-status", id)
 			return s["status"] == "complete", fmt.Sprint(s)
 		})
 		if !ok {
 			t.Errorf("purge status: %s", state)
 		}
+		page := getMessages(alice, roomID, "b", "", 50)
+		for _, e := range page.chunk {
+			if evBody(e) == "hello" {
+				t.Errorf("the purged message is still in /messages: %v", e)
+			}
+		}
+		if len(page.chunk) == 0 || evID(page.chunk[0]) != last {
+			t.Errorf("/messages after the purge does not start with the newest message: %v", ids(page.chunk))
+		}
 	})
 
 	t.Run("room delete", func(t *testing.T) {
-		t.Skip("endpoint not merged yet")
-		r := cli.last("room", "delete", roomID, "-b")
+		r := cli.with(t).last("room", "delete", roomID, "-b")
 		if fmt.Sprint(r["kicked_users"]) == "[]" || r["failed_to_kick_users"] == nil || r["local_aliases"] == nil {
 			t.Errorf("room delete: %v", r)
 		}
