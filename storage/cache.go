@@ -110,10 +110,24 @@ func (tx *Tx) bumpGenerations(ctx context.Context) error {
 	if tx.membershipsChanged {
 		names = append(names, "memberships")
 	}
+	if tx.notificationsDeleted {
+		names = append(names, "push_actions")
+	}
 	for _, name := range names {
 		if _, err := tx.exec(ctx, `UPDATE cache_generations SET generation = generation + 1 WHERE name = $1`, name); err != nil {
 			return fmt.Errorf("bump cache generation %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// NotificationsGeneration returns a number that moves whenever a transaction of any process
+// deletes notifications (push actions) that a user may not have read: a history purge or the
+// retention job. A cache of unread counts (syncapi) keeps counts only while the generation
+// they were counted at is current. It is -1 while a deletion by this process is committing:
+// counts taken then must not be kept. Like the other caches' generations it costs a database
+// read at most every recheckEvery, and this process's own deletions are seen at once.
+func (db *DB) NotificationsGeneration(ctx context.Context) (int64, error) {
+	_, _, gen, err := db.unreadGen.get(ctx, &db.Q, struct{}{})
+	return gen, err
 }

@@ -111,6 +111,9 @@ type Tx struct {
 	devicesChanged     bool // a device or its token: the token and key counts caches
 	keysChanged        bool // one-time or fallback keys: the key counts cache
 	membershipsChanged bool // memberships: the memberships cache
+	// notificationsDeleted: push actions went that may be unread (a purge), which moves the
+	// generation NotificationsGeneration reports.
+	notificationsDeleted bool
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -122,6 +125,7 @@ type DB struct {
 	tokens      readCache[string, Device]        // access-token hash -> device
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 	memberships readCache[string, []Membership]  // user -> every membership, for /sync
+	unreadGen   readCache[struct{}, struct{}]    // only its generation: NotificationsGeneration
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -131,6 +135,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		tokens:      readCache[string, Device]{name: "devices", max: 100000},
 		keyCounts:   readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
 		memberships: readCache[string, []Membership]{name: "memberships", max: 100000},
+		unreadGen:   readCache[struct{}, struct{}]{name: "push_actions", max: 1},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -216,6 +221,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if tx.membershipsChanged {
 		db.memberships.invalidate()
+	}
+	if tx.notificationsDeleted {
+		db.unreadGen.invalidate()
 	}
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))

@@ -285,11 +285,14 @@ func (tx *Tx) deleteReferences(ctx context.Context, roomNID int64, nids []int64)
 	// event_push_actions is keyed by (user_id, room_nid, event_nid): name the room's users so
 	// that the key serves the delete.
 	pargs, pin := nidArgs(nids, 1)
-	_, err := tx.exec(ctx, `DELETE FROM event_push_actions
+	res, err := tx.exec(ctx, `DELETE FROM event_push_actions
 		WHERE user_id IN (SELECT user_id FROM memberships WHERE room_nid = $1) AND room_nid = $1 AND event_nid IN (`+pin+`)`,
 		append([]any{roomNID}, pargs...)...)
 	if err != nil {
 		return fmt.Errorf("purge push actions of room %d: %w", roomNID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		tx.notificationsDeleted = true // some may be unread: /sync's cached counts must go
 	}
 	return nil
 }

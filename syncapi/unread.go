@@ -59,8 +59,10 @@ func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Me
 // were counted at, so that a sync counts only the notifications that arrived since (a room a
 // user never reads would otherwise cost a scan of all its notifications on every sync). The
 // database stays the source of truth: an entry is used only while the user's receipts are the
-// same, and unread notification rows are never changed or deleted once written (the purge
-// deletes only read ones).
+// same and the notifications generation (storage.DB.NotificationsGeneration) is the one it was
+// counted at. Unread notification rows are never changed once written; the notification purge
+// deletes only read ones, and a history purge or the retention job, which may delete unread
+// ones, moves the generation, so that every count is taken afresh.
 type unreadCache struct {
 	mu      sync.Mutex // guards entries
 	entries map[unreadKey]*unreadEntry
@@ -76,6 +78,7 @@ type unreadEntry struct {
 	read        map[string]int64
 	receiptsPos int64 // the receipts stream position read was current at
 	upTo        int64
+	gen         int64 // the notifications generation counts were taken at
 	counts      map[string]storage.UnreadCount
 }
 
@@ -84,9 +87,18 @@ const maxUnreadEntries = 100000
 
 func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64) (map[string]storage.UnreadCount, error) {
 	key := unreadKey{userID, roomNID}
+	// Read before counting: a purge committing after this read moves the generation, and the
+	// next sync counts again.
+	gen, err := db.NotificationsGeneration(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	e := c.entries[key]
 	c.mu.Unlock()
+	if e != nil && (gen < 0 || e.gen != gen) {
+		e = nil // notifications were deleted since it was counted
+	}
 	var read map[string]int64
 	if e != nil && e.receiptsPos == receiptsPos {
 		read = e.read // no receipt anywhere since: the user's are unchanged
@@ -100,7 +112,7 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 	case e != nil && maps.Equal(e.read, read) && e.upTo == upTo:
 		if e.receiptsPos != receiptsPos {
 			c.mu.Lock()
-			c.entries[key] = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: e.counts}
+			c.entries[key] = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, gen: gen, counts: e.counts}
 			c.mu.Unlock()
 		}
 		return e.counts, nil
@@ -121,13 +133,13 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 			}
 			counts[r.ThreadID] = n
 		}
-		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: counts}
+		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, gen: gen, counts: counts}
 	default:
 		counts, err := db.UnreadCounts(ctx, userID, roomNID, read, upTo)
 		if err != nil {
 			return nil, err
 		}
-		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, counts: counts}
+		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, gen: gen, counts: counts}
 	}
 	c.mu.Lock()
 	if c.entries == nil {
