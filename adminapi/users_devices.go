@@ -16,7 +16,7 @@ import (
 func deviceJSON(d *storage.Device) map[string]any {
 	m := map[string]any{
 		"device_id": d.DeviceID, "user_id": d.UserID, "last_seen_ts": d.LastSeenTS,
-		"last_seen_ip": orNull(d.LastSeenIP), "last_seen_user_agent": nil, "dehydrated": false,
+		"last_seen_ip": orNull(d.LastSeenIP), "last_seen_user_agent": orNull(d.LastSeenUserAgent), "dehydrated": false,
 	}
 	if d.DisplayName != "" {
 		m["display_name"] = d.DisplayName
@@ -238,7 +238,8 @@ func (s *Server) handleUserAccountData(r *http.Request) (any, error) {
 }
 
 // whois is the answer of both whois endpoints: each device's one session, its one known
-// connection being where and when it was last seen (the user agent is not kept).
+// connection being where, when and with which client it was last seen (recorded at most
+// once a minute: storage.DB.DeviceSeen).
 func (s *Server) whois(r *http.Request, userID string) (any, error) {
 	devs, err := s.db.Devices(r.Context(), userID)
 	if err != nil {
@@ -246,7 +247,7 @@ func (s *Server) whois(r *http.Request, userID string) (any, error) {
 	}
 	devices := map[string]any{}
 	for _, d := range devs {
-		conn := map[string]any{"ip": d.LastSeenIP, "last_seen": d.LastSeenTS, "user_agent": ""}
+		conn := map[string]any{"ip": d.LastSeenIP, "last_seen": d.LastSeenTS, "user_agent": d.LastSeenUserAgent}
 		devices[d.DeviceID] = map[string]any{"sessions": []any{map[string]any{"connections": []any{conn}}}}
 	}
 	return map[string]any{"user_id": userID, "devices": devices}, nil

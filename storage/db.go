@@ -126,6 +126,7 @@ type DB struct {
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 	memberships readCache[string, []Membership]  // user -> every membership, for /sync
 	unreadGen   readCache[struct{}, struct{}]    // only its generation: NotificationsGeneration
+	seen        lastSeen                         // devices' last sightings, written behind (lastseen.go)
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -182,6 +183,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.seen.wg.Wait() // the last sightings are written first
 	err := db.writer.Close()
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())

@@ -16,6 +16,9 @@ type Device struct {
 	CreatedTS   int64
 	LastSeenTS  int64
 	LastSeenIP  string
+	// LastSeenUserAgent is the User-Agent of the latest request recorded (DeviceSeen); not
+	// filled by DeviceByToken.
+	LastSeenUserAgent string
 
 	// Filled by DeviceByToken only: the account's flags, so that every authenticated request
 	// knows them without another query, and whether the token is an admin's puppet token
@@ -27,11 +30,11 @@ type Device struct {
 	ValidUntilMS int64
 }
 
-const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip`
+const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip, last_seen_user_agent`
 
 func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	var d Device
-	err := row.Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP)
+	err := row.Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP, &d.LastSeenUserAgent)
 	return &d, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 
@@ -87,8 +88,28 @@ func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.H
 			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_USER_LOCKED", "error": "this account has been locked", "soft_logout": true})
 			return
 		}
+		if seer, ok := devices.(DeviceSeer); ok && !dev.Puppet {
+			seer.DeviceSeen(dev.UserID, dev.DeviceID, RemoteIP(r), r.UserAgent())
+		}
 		h.ServeHTTP(w, r.WithContext(WithDevice(r.Context(), dev)))
 	})
+}
+
+// DeviceSeer records that a device made a request (storage.DB.DeviceSeen): when, from which
+// address and with which User-Agent, for the device lists and whois. It must not block: the
+// write happens behind, throttled. Requests with an admin's puppet token (login as a user)
+// are not the user's own and are not recorded.
+type DeviceSeer interface {
+	DeviceSeen(userID, deviceID, ip, userAgent string)
+}
+
+// RemoteIP is the address the request came from, without its port.
+func RemoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // isLogout reports whether path is POST /logout or /logout/all of the client API, which a
