@@ -17,7 +17,7 @@ import (
 // (whois, suspend, lock) are in users_client.go.
 func (s *Server) userRoutes() []route {
 	const get, post, put, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
-	return []route{
+	return append([]route{
 		{get, "/v2/users", s.handleListUsersV2, false},
 		{get, "/v3/users", s.handleListUsersV3, false},
 		{get, "/v2/users/{userId}", s.handleQueryUser, false},
@@ -45,7 +45,7 @@ func (s *Server) userRoutes() []route {
 		{get, "/v1/username_available", s.handleUsernameAvailable, false},
 		{post, "/v1/users/{userId}/login", s.handleLoginAsUser, false},
 		{put, "/v1/suspend/{userId}", s.handleSynapseSuspend, false},
-	}
+	}, s.threePIDRoutes()...) // users_threepids.go
 }
 
 // localUserID returns the user ID in the path, which must be a user of this server:
@@ -195,7 +195,7 @@ func (s *Server) handleQueryUser(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return userJSON(u), nil
+	return s.userDetails(r.Context(), u)
 }
 
 // handleUsernameAvailable handles GET /v1/username_available, which answers as

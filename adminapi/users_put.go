@@ -18,16 +18,18 @@ import (
 // putUserRequest is the body of PUT /v2/users/{userId}: every field is optional, and an
 // absent one leaves the account as it is.
 type putUserRequest struct {
-	Password      *string         `json:"password"`
-	LogoutDevices *bool           `json:"logout_devices"`
-	DisplayName   *string         `json:"displayname"`
-	AvatarURL     *string         `json:"avatar_url"`
-	Admin         *bool           `json:"admin"`
-	Deactivated   *bool           `json:"deactivated"`
-	Locked        *bool           `json:"locked"`
-	UserType      json.RawMessage `json:"user_type"` // absent: unchanged; null: cleared
-	ThreePIDs     []any           `json:"threepids"`
-	ExternalIDs   []any           `json:"external_ids"`
+	Password      *string              `json:"password"`
+	LogoutDevices *bool                `json:"logout_devices"`
+	DisplayName   *string              `json:"displayname"`
+	AvatarURL     *string              `json:"avatar_url"`
+	Admin         *bool                `json:"admin"`
+	Deactivated   *bool                `json:"deactivated"`
+	Locked        *bool                `json:"locked"`
+	UserType      json.RawMessage      `json:"user_type"`    // absent: unchanged; null: cleared
+	ThreePIDs     *[]threePIDRequest   `json:"threepids"`    // absent or null: unchanged
+	ExternalIDs   *[]externalIDRequest `json:"external_ids"` // absent or null: unchanged
+
+	ids idLists // the two lists checked (check)
 }
 
 // userType reads user_type: set says whether it was given, t is nil for null.
@@ -46,8 +48,9 @@ func (req *putUserRequest) userType() (t *string, set bool, err error) {
 }
 
 func (req *putUserRequest) check() error {
-	if len(req.ThreePIDs) > 0 || len(req.ExternalIDs) > 0 {
-		return spec.InvalidParam("this server keeps no third-party or external IDs")
+	var err error
+	if req.ids, err = checkIDs(req.ThreePIDs, req.ExternalIDs); err != nil {
+		return err
 	}
 	if req.AvatarURL != nil && *req.AvatarURL != "" && !strings.HasPrefix(*req.AvatarURL, "mxc://") {
 		return spec.InvalidParam("avatar_url must be an mxc:// URI")
@@ -58,7 +61,7 @@ func (req *putUserRequest) check() error {
 	if req.DisplayName != nil && len(*req.DisplayName) > 256 {
 		return spec.InvalidParam("displayname is too long")
 	}
-	_, _, err := req.userType()
+	_, _, err = req.userType()
 	return err
 }
 
@@ -75,6 +78,9 @@ func (s *Server) handlePutUser(r *http.Request) (any, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
+	if err := s.checkIDsFree(r.Context(), userID, req.ids); err != nil {
+		return nil, err
+	}
 	_, err = s.db.Account(r.Context(), userID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -85,7 +91,11 @@ func (s *Server) handlePutUser(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return httputil.Response{Status: http.StatusCreated, Body: userJSON(u)}, nil
+		body, err := s.userDetails(r.Context(), u)
+		if err != nil {
+			return nil, err
+		}
+		return httputil.Response{Status: http.StatusCreated, Body: body}, nil
 	case err != nil:
 		return nil, err
 	}
@@ -96,7 +106,7 @@ func (s *Server) handlePutUser(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return userJSON(u), nil
+	return s.userDetails(r.Context(), u)
 }
 
 // createUser creates userID with what req gives; a missing password leaves an account that
@@ -138,6 +148,9 @@ func (s *Server) createUser(r *http.Request, userID string, req *putUserRequest)
 			if err := tx.SetAccountFlag(ctx, userID, storage.FlagLocked, true); err != nil {
 				return err
 			}
+		}
+		if err := setIDs(ctx, tx, userID, req.ids); err != nil {
+			return err
 		}
 		return tx.SetUserType(ctx, userID, userType)
 	})
@@ -196,6 +209,9 @@ func (s *Server) modifyUser(r *http.Request, userID string, req *putUserRequest)
 				return err
 			}
 		}
+		if err := setIDs(ctx, tx, userID, req.ids); err != nil {
+			return err
+		}
 		if setType {
 			return tx.SetUserType(ctx, userID, userType)
 		}
@@ -210,7 +226,8 @@ func (s *Server) modifyUser(r *http.Request, userID string, req *putUserRequest)
 		}
 	}
 	s.audit(r, "modify user", "user_id", userID, "admin", given(req.Admin), "deactivated", given(req.Deactivated),
-		"locked", given(req.Locked), "profile", req.DisplayName != nil || req.AvatarURL != nil)
+		"locked", given(req.Locked), "profile", req.DisplayName != nil || req.AvatarURL != nil,
+		"threepids", req.ids.threePIDs != nil, "external_ids", req.ids.externalIDs != nil)
 	return nil
 }
 

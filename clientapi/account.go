@@ -209,7 +209,8 @@ type loginRequest struct {
 	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
 }
 
-// handleLogin handles POST /login with m.login.password and an m.id.user identifier.
+// handleLogin handles POST /login with m.login.password and an m.id.user identifier, or an
+// m.id.thirdparty one naming a third-party ID an admin bound to the account.
 func (s *Server) handleLogin(r *http.Request) (any, error) {
 	var req loginRequest
 	if err := httputil.DecodeJSON(r, &req); err != nil {
@@ -220,10 +221,17 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	}
 	user := req.User
 	if req.Identifier != nil {
-		if req.Identifier.Type != "m.id.user" {
+		switch req.Identifier.Type {
+		case "m.id.user":
+			user = req.Identifier.User
+		case "m.id.thirdparty":
+			var err error
+			if user, err = s.threePIDUser(r.Context(), req.Identifier.Medium, req.Identifier.Address); err != nil {
+				return nil, err
+			}
+		default:
 			return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "unsupported identifier type"}
 		}
-		user = req.Identifier.User
 	}
 	if user == "" {
 		return nil, spec.BadJSON("identifier.user is required")

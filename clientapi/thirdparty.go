@@ -1,11 +1,48 @@
 package clientapi
 
-import "net/http"
+import (
+	"context"
+	"errors"
+	"net/http"
 
-// handleThreePIDs handles GET /account/3pid. This server binds no third-party identifiers
-// (no e-mail or phone verification), so the list is always empty; clients show that.
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// handleThreePIDs handles GET /account/3pid: the third-party IDs an admin bound to the
+// account (PUT /_synapse/admin/v2/users). This server verifies no e-mail or phone number
+// itself, so users cannot add or remove them (m.3pid_changes is off).
 func (s *Server) handleThreePIDs(r *http.Request) (any, error) {
-	return map[string]any{"threepids": []any{}}, nil
+	tps, err := s.db.ThreePIDs(r.Context(), httputil.Device(r.Context()).UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(tps))
+	for _, t := range tps {
+		out = append(out, map[string]any{"medium": t.Medium, "address": t.Address,
+			"validated_at": t.ValidatedAt, "added_at": t.AddedAt})
+	}
+	return map[string]any{"threepids": out}, nil
+}
+
+// threePIDUser returns the user ID bound to the third-party ID of an m.id.thirdparty login
+// identifier. An unknown one is 403 M_FORBIDDEN, as a wrong password is: a login attempt
+// does not tell which addresses are bound.
+func (s *Server) threePIDUser(ctx context.Context, medium, address string) (string, error) {
+	if medium == "" || address == "" {
+		return "", spec.BadJSON("identifier.medium and identifier.address are required")
+	}
+	addr, err := storage.CanonicalThreePID(medium, address)
+	if err != nil {
+		return "", spec.Forbidden("invalid third-party ID or password")
+	}
+	userID, err := s.db.UserByThreePID(ctx, medium, addr)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", spec.Forbidden("invalid third-party ID or password")
+	}
+	return userID, err
 }
 
 // handleThirdPartyProtocols handles GET /thirdparty/protocols: no application service

@@ -28,8 +28,10 @@ type authData struct {
 }
 
 type userIdentifier struct {
-	Type string `json:"type"`
-	User string `json:"user"`
+	Type    string `json:"type"`
+	User    string `json:"user"`
+	Medium  string `json:"medium"`  // m.id.thirdparty
+	Address string `json:"address"` // m.id.thirdparty
 }
 
 // uiaRequired is the 401 response that tells the client which flows it may complete.

@@ -71,6 +71,11 @@ func (tx *Tx) DeactivateAccount(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `DELETE FROM puppet_tokens WHERE user_id = $1 OR admin_user_id = $1`, userID); err != nil {
 		return fmt.Errorf("delete puppet tokens %s: %w", userID, err)
 	}
+	// Its third-party IDs go, as in Synapse (nobody resets the password through them); the
+	// external (SSO) IDs stay.
+	if _, err := tx.exec(ctx, `DELETE FROM user_threepids WHERE user_id = $1`, userID); err != nil {
+		return fmt.Errorf("delete third-party IDs %s: %w", userID, err)
+	}
 	return nil
 }
 
