@@ -314,9 +314,12 @@ func TestSynadm(t *testing.T) {
 		if login.Status != 200 {
 			t.Errorf("carol logging in with the password synadm set: %d %s", login.Status, login.Raw)
 		}
-		r = cli.with(t).last("user", "modify", "carol", "-n", "Carol C", "-a")
+		r = cli.with(t).last("user", "modify", "carol", "-n", "Carol C", "-a", "-t", "email", "Carol@Example.org")
 		if r["displayname"] != "Carol C" || r["admin"] != true {
 			t.Errorf("modified user: %v", r)
+		}
+		if tps := anyList(r["threepids"]); len(tps) != 1 || tps[0].(map[string]any)["address"] != "carol@example.org" {
+			t.Errorf("threepids set by synadm: %v", r["threepids"])
 		}
 	})
 
@@ -324,6 +327,11 @@ func TestSynadm(t *testing.T) {
 		r := cli.with(t).last("user", "whois", alice.UserID)
 		if r["user_id"] != alice.UserID || r["devices"] == nil {
 			t.Errorf("whois: %v", r)
+		}
+		// alice's requests so far recorded where and with which client she was last seen.
+		conn := obj(r, "devices", alice.DeviceID)["sessions"].([]any)[0].(map[string]any)["connections"].([]any)[0].(map[string]any)
+		if conn["ip"] != "127.0.0.1" || conn["user_agent"] == "" || conn["last_seen"] == float64(0) {
+			t.Errorf("whois connection: %v", conn)
 		}
 	})
 
