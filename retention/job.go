@@ -27,6 +27,7 @@ type Job struct {
 	media      MediaDeleter // nil: media is left alone
 	log        *slog.Logger
 	now        func() time.Time
+	paused     func() bool // SetPaused; nil: never
 
 	stop context.CancelFunc // set by Start
 	done chan struct{}      // closed when the job's goroutine ends
@@ -36,6 +37,10 @@ type Job struct {
 func New(cfg config.Retention, serverName string, db *storage.DB, purger *Purger, media MediaDeleter, log *slog.Logger) *Job {
 	return &Job{cfg: cfg, serverName: serverName, db: db, purger: purger, media: media, log: log, now: time.Now}
 }
+
+// SetPaused makes the scheduled runs skip while paused returns true (an admin disabled
+// background updates); set it before Start.
+func (j *Job) SetPaused(paused func() bool) { j.paused = paused }
 
 // Start runs the job every purge interval until Close.
 func (j *Job) Start(ctx context.Context) error {
@@ -57,6 +62,10 @@ func (j *Job) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			}
+			if j.paused != nil && j.paused() {
+				j.log.Info("message retention skipped: background updates are disabled")
+				continue
 			}
 			if err := j.RunOnce(ctx); err != nil && ctx.Err() == nil {
 				j.log.Error("message retention", "err", err)

@@ -236,6 +236,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	media.Register(router)
 	admin.SetMedia(media)
 	retentionJob := retention.New(cfg.Retention, cfg.ServerName, db, historyPurger, media, log)
+	retentionJob.SetPaused(func() bool { return !admin.BackgroundUpdatesEnabled() })
 	if err := retentionJob.Start(ctx); err != nil {
 		return err
 	}
