@@ -29,6 +29,8 @@ var portTables = []portTable{
 	{name: "accounts", key: "user_id"},
 	{name: "profiles", key: "user_id"},
 	{name: "devices", key: "user_id, device_id"},
+	{name: "user_threepids", key: "medium, address"},
+	{name: "user_external_ids", key: "auth_provider, external_id"},
 	{name: "ratelimit_overrides", key: "user_id"},
 	{name: "puppet_tokens", key: "token_hash"},
 	{name: "filters", key: "filter_id", serial: "filter_id"},

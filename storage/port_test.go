@@ -517,8 +517,8 @@ func populateFederationQueue(ctx context.Context, db *DB, fx *fixture) error {
 	return db.SetFederationBackoff(ctx, "a.test", 3, 9000)
 }
 
-// populateUserAdmin fills what the admin API keeps of accounts: flags, a rate-limit override
-// and a puppet token.
+// populateUserAdmin fills what the admin API keeps of accounts: flags, a rate-limit override,
+// third-party and external IDs and a puppet token.
 func populateUserAdmin(ctx context.Context, tx *Tx) error {
 	if err := tx.SetAccountFlag(ctx, "@bob:test", FlagSuspended, true); err != nil {
 		return err
@@ -528,6 +528,12 @@ func populateUserAdmin(ctx context.Context, tx *Tx) error {
 		return err
 	}
 	if err := tx.SetRateLimitOverride(ctx, "@bob:test", &RateLimitOverride{MessagesPerSecond: 3, BurstCount: 7}); err != nil {
+		return err
+	}
+	if err := tx.SetThreePIDs(ctx, "@bob:test", []ThreePID{{Medium: "email", Address: "bob@test"}, {Medium: "msisdn", Address: "4412345"}}, 11); err != nil {
+		return err
+	}
+	if err := tx.SetExternalIDs(ctx, "@bob:test", []ExternalID{{AuthProvider: "oidc-test", ExternalID: "b/1"}}); err != nil {
 		return err
 	}
 	return tx.InsertPuppetToken(ctx, PuppetToken{UserID: "@bob:test", DeviceID: "PUPPET", AdminUserID: "@alice:test", ValidUntilMS: 99, CreatedTS: 5}, "puppet-hash")
