@@ -66,6 +66,12 @@ func (s *Server) requirePassword(ctx context.Context, userID string, auth json.R
 	who := a.User
 	if a.Identifier != nil {
 		who = a.Identifier.User
+		if a.Identifier.Type == "m.id.thirdparty" {
+			var err error
+			if who, err = s.threePIDUser(ctx, a.Identifier.Medium, a.Identifier.Address); err != nil {
+				return spec.Forbidden("you can only authenticate as yourself")
+			}
+		}
 	}
 	if who != "" && s.qualify(who) != userID {
 		// Not a failed stage to retry: the request is for another user than the one the

@@ -147,6 +147,20 @@ func TestAdminThreePIDs(t *testing.T) {
 		"identifier": map[string]any{"type": "m.id.thirdparty", "medium": "email"}, "password": "x"})
 	expectErr(t, r, "login with a threepid without address", 400, "M_BAD_JSON")
 
+	// The identifier also serves user-interactive auth, for the account it names only.
+	r = anon(t, srv, "POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": "bob"}, "password": "bob password 123"})
+	other := str(r.Body, "device_id")
+	path := "/_matrix/client/v3/devices/" + esc(other)
+	tpAuth := func(medium, address, session string) map[string]any {
+		return map[string]any{"auth": map[string]any{"type": "m.login.password", "session": session, "password": "bob password 123",
+			"identifier": map[string]any{"type": "m.id.thirdparty", "medium": medium, "address": address}}}
+	}
+	session := uiaChallenge(bob3, "DELETE", path, map[string]any{})
+	expectErr(t, bob3.Do("DELETE", path, tpAuth("email", "nobody@example.org", session)), "UIA with an unknown threepid", 403, "M_FORBIDDEN")
+	session = uiaChallenge(bob3, "DELETE", path, map[string]any{})
+	expectOK(t, bob3.Do("DELETE", path, tpAuth("email", "BOB@example.org", session)), "UIA with bob's e-mail address")
+
 	// PUT replaces the lists: the kept address keeps its added_at; an absent list stays.
 	r = admin.MustDo("PUT", usersPath+esc(bobID), map[string]any{
 		"threepids": []any{map[string]any{"medium": "email", "address": "bob@example.org"}, map[string]any{"medium": "email", "address": "robert@example.org"}}})
