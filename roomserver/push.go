@@ -50,7 +50,7 @@ const nobody = "@\x00:\x00"
 
 // rulesOf returns the rules in force for each of users (nil for the server defaults), reading
 // the changed and the missing ones in tx.
-func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string) (map[string]*userRules, *pushrules.Rules, error) {
+func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string, also string) (map[string]*userRules, *pushrules.Rules, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started || len(c.users) > maxCachedRules {
@@ -69,6 +69,9 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 			delete(c.users, e.UserID)
 			c.pos = max(c.pos, e.StreamPos)
 		}
+	}
+	if also != "" {
+		users = append(users[:len(users):len(users)], also)
 	}
 	out := make(map[string]*userRules, len(users))
 	var missing []string
@@ -104,66 +107,174 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 }
 
 // pushActions evaluates the push rules of the room's local members for ev, committed in tx,
-// and returns a notification for each user it notifies; the batch stores them together.
-// memberships are the membership changes of the batch so far.
-func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) ([]storage.PushAction, error) {
-	users, joined := s.pushRecipients(r, ev, pdu, memberships)
-	if len(users) == 0 {
-		return nil, nil
+// and adds its notifications to the batch's head h. memberships are the membership changes of
+// the batch so far.
+//
+// When the default rules notify of ev, their result is stored once (storage.SharedPush) for
+// every joined local member on the default rules whom ev does not name; the push spans that
+// say who those members are change only where the set changes, so the per-member work of an
+// event is map lookups in memory. Members with rules of their own, and those ev names, get
+// one row each when ev notifies them.
+func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string, h *head) error {
+	rcp := s.pushRecipients(r, ev, pdu, memberships)
+	if len(rcp.users) == 0 {
+		return nil
 	}
 	pev, err := pushrules.NewEvent(pdu.JSON())
 	if err != nil {
-		return nil, nil // not JSON we can evaluate: no notifications
+		return nil // not JSON we can evaluate: no notifications
 	}
-	rules, generic, err := s.push.rulesOf(ctx, tx, users)
+	rules, generic, err := s.push.rulesOf(ctx, tx, rcp.users, rcp.sender)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ec := pushrules.EvalContext{RoomID: r.id, MemberCount: joined}
+	ec := pushrules.EvalContext{RoomID: r.id, MemberCount: rcp.joined}
 	if err := s.senderPermission(ctx, r, ev.Sender, &ec); err != nil {
-		return nil, err
+		return err
 	}
 	named := namedUsers(pdu)
 	thread := s.threadOf(ctx, r.nid, pdu.Content())
 	genNotify, genHighlight, genActions := pushrules.Evaluate(generic, pev, ec)
 	genJSON, _ := json.Marshal(genActions)
-	var acts []storage.PushAction
-	for _, u := range users {
-		notify, highlight, actionsJSON := genNotify, genHighlight, genJSON
-		if ur := rules[u]; ur.rules != nil || named[u] {
-			rs := ur.rules
-			if rs == nil {
-				d := pushrules.Defaults(u)
-				rs = &d
-			}
-			uc := ec
-			uc.UserID = u
-			uc.DisplayName = s.displayNameFunc(ctx, r, u)
-			var actions []any
-			notify, highlight, actions = pushrules.Evaluate(rs, pev, uc)
-			actionsJSON, _ = json.Marshal(actions)
+	var shared *storage.SharedPush
+	if genNotify {
+		if err := s.followSpans(ctx, tx, r, ev, rcp, rules, h); err != nil {
+			return err
 		}
+		shared = &storage.SharedPush{RoomNID: r.nid, EventNID: ev.NID, Sender: ev.Sender, ThreadID: thread,
+			Highlight: genHighlight, Actions: string(genJSON), TS: ev.OriginTS}
+	}
+	for i, u := range rcp.users {
+		ur := rules[u]
+		if ur.rules == nil && !named[u] {
+			continue // the shared result, if it notifies
+		}
+		if shared != nil && ur.rules == nil && i < rcp.nJoined {
+			shared.Apart = append(shared.Apart, u)
+		}
+		rs := ur.rules
+		if rs == nil {
+			d := pushrules.Defaults(u)
+			rs = &d
+		}
+		uc := ec
+		uc.UserID = u
+		uc.DisplayName = s.displayNameFunc(ctx, r, u)
+		notify, highlight, actions := pushrules.Evaluate(rs, pev, uc)
 		if notify {
-			acts = append(acts, storage.PushAction{UserID: u, RoomNID: r.nid, EventNID: ev.NID, ThreadID: thread,
+			actionsJSON, _ := json.Marshal(actions)
+			h.pushes = append(h.pushes, storage.PushAction{UserID: u, RoomNID: r.nid, EventNID: ev.NID, ThreadID: thread,
 				Highlight: highlight, Actions: string(actionsJSON), TS: ev.OriginTS})
 		}
 	}
-	return acts, nil
+	if shared != nil {
+		h.shared = append(h.shared, *shared)
+	}
+	return nil
+}
+
+// followSpans brings the room's push spans in step with the members ev's shared result
+// covers: the joined local members on the default rules, the sender included (a shared row
+// names its sender, who is never notified of their own event). Spans open and close at ev.
+func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, rcp recipients, rules map[string]*userRules, h *head) error {
+	open := h.covered
+	if open == nil {
+		if r.pushCovered == nil {
+			users, err := tx.OpenPushSpans(ctx, r.nid)
+			if err != nil {
+				return err
+			}
+			r.pushCovered = make(map[string]bool, len(users))
+			for _, u := range users {
+				r.pushCovered[u] = true
+			}
+		}
+		open = r.pushCovered
+	}
+	covers := func(u string) bool { return rules[u] != nil && rules[u].rules == nil }
+	want := 0
+	var opens []string
+	for _, u := range rcp.users[:rcp.nJoined] {
+		if covers(u) {
+			want++
+			if !open[u] {
+				opens = append(opens, u)
+			}
+		}
+	}
+	if rcp.senderJoined && covers(ev.Sender) {
+		want++
+		if !open[ev.Sender] {
+			opens = append(opens, ev.Sender)
+		}
+	}
+	if len(opens) == 0 && want == len(open) {
+		return nil // the same members as before
+	}
+	next := make(map[string]bool, want)
+	for _, u := range rcp.users[:rcp.nJoined] {
+		if covers(u) {
+			next[u] = true
+		}
+	}
+	if rcp.senderJoined && covers(ev.Sender) {
+		next[ev.Sender] = true
+	}
+	for u := range open {
+		if !next[u] {
+			h.spans = append(h.spans, storage.SpanChange{UserID: u, RoomNID: r.nid, EventNID: ev.NID})
+		}
+	}
+	for _, u := range opens {
+		h.spans = append(h.spans, storage.SpanChange{UserID: u, RoomNID: r.nid, EventNID: ev.NID, Open: true})
+	}
+	h.covered = next
+	return nil
+}
+
+// storePushes writes the notifications gathered in h and clears them from it (the push span
+// changes first: the shared rows are read through them).
+func storePushes(ctx context.Context, tx *storage.Tx, h *head) error {
+	if err := tx.ChangePushSpans(ctx, h.spans); err != nil {
+		return err
+	}
+	if err := tx.InsertSharedPushes(ctx, h.shared); err != nil {
+		return err
+	}
+	if err := tx.InsertPushActions(ctx, h.pushes); err != nil {
+		return err
+	}
+	h.spans, h.shared, h.pushes = nil, nil, nil
+	return nil
+}
+
+// recipients are the local users whose push rules apply to an event: users lists the joined
+// members other than the sender (the first nJoined) and then the target of an invite.
+type recipients struct {
+	users        []string
+	nJoined      int
+	joined       int    // joined members, local or not
+	sender       string // the sender, when a joined local member
+	senderJoined bool
 }
 
 // pushRecipients returns the local users whose rules apply to ev (the joined members and the
 // target of an invite, except the sender, who is never notified of their own events) and the
 // number of joined members.
-func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) ([]string, int) {
-	var users []string
-	joined := 0
+func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) recipients {
+	var rcp recipients
 	consider := func(u, m string) {
 		if m != spec.Join {
 			return
 		}
-		joined++
-		if u != ev.Sender && s.isLocal(u) {
-			users = append(users, u)
+		rcp.joined++
+		switch {
+		case u == ev.Sender:
+			if s.isLocal(u) {
+				rcp.sender, rcp.senderJoined = u, true
+			}
+		case s.isLocal(u):
+			rcp.users = append(rcp.users, u)
 		}
 	}
 	for u, m := range r.members {
@@ -177,13 +288,14 @@ func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverli
 			consider(u, m)
 		}
 	}
+	rcp.nJoined = len(rcp.users)
 	if ev.Type == spec.MRoomMember && pdu.StateKey() != nil {
 		target := *pdu.StateKey()
 		if m, _ := pdu.Membership(); m == spec.Invite && target != ev.Sender && s.isLocal(target) {
-			users = append(users, target)
+			rcp.users = append(rcp.users, target)
 		}
 	}
-	return users, joined
+	return rcp
 }
 
 // senderPermission fills in the sender's power level and the power levels' notification

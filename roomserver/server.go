@@ -103,6 +103,9 @@ type room struct {
 	extremities []extremity
 	maxDepth    int64
 	members     map[string]string // user ID -> current membership
+	// pushCovered are the users whose push span is open (see storage.SharedPush); nil until
+	// read from the database.
+	pushCovered map[string]bool
 
 	qmu     sync.Mutex // guards queue and leading; never held while waiting for mu
 	queue   []*sendJob // messages waiting to be committed
@@ -175,6 +178,7 @@ func (s *Server) loadRoom(ctx context.Context, r *room) error {
 	for _, m := range members {
 		r.members[m.UserID] = m.Membership
 	}
+	r.pushCovered = nil
 	r.loaded = true
 	return nil
 }
