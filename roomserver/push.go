@@ -18,12 +18,14 @@ import (
 
 // Push actions are computed when an event commits, in its transaction: for every local user
 // joined to the room (and the target of an invite) other than the sender, their push rules
-// decide whether the event notifies them, and each notification is an event_push_actions row
-// that /sync counts, GET /notifications lists and the pusher sends. The cost per event is one
-// pass over the room's member map, one rule evaluation for all members on the default rules
-// (their result only differs for the users the event mentions or invites, evaluated apart),
-// one evaluation per member with rules of their own, and one INSERT per commit batch (the
-// rows as one JSON parameter, see storage.InsertPushActions).
+// decide whether the event notifies them. The rules are evaluated once for all members on the
+// default rules (their result only differs for the users the event mentions or invites,
+// evaluated apart) and once per member with rules of their own. The shared result is stored
+// once per event (storage.SharedPush), with push spans saying which members it covers; the
+// other notifications are one event_push_actions row each. /sync counts both, GET
+// /notifications lists both and the pusher sends both. The cost per event is a few passes
+// over the room's member map in memory and a few rows, whatever the room's size; a span
+// opens or closes only where a member joins, leaves or changes rules.
 
 // pushCache holds users' parsed push rules between events, following changes of their
 // m.push_rules account data by its stream position, so that rules are read from the database

@@ -26,8 +26,8 @@ type PushAction struct {
 // ThreadMain is the thread ID of the main timeline, in receipts and notification counts.
 const ThreadMain = "main"
 
-// InsertPushActions stores the notifications of one or more events, many rows per statement:
-// a message in a big room notifies most of its members.
+// InsertPushActions stores the notifications of one or more events, many rows per statement
+// (the users with rules of their own and those the events name; see SharedPush for the rest).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 	if len(acts) == 0 {
 		return nil

@@ -134,3 +134,15 @@ func notificationsOf(cond string) string {
 		WHERE ` + shared + ` AND s.sender <> p.user_id AND NOT EXISTS (SELECT 1 FROM event_push_apart x
 			WHERE x.user_id = p.user_id AND x.room_nid = s.room_nid AND x.event_nid = s.event_nid))`
 }
+
+// NotificationRows returns how many rows store notifications: users' own rows, shared rows,
+// their exceptions and push spans. It measures what notifications cost to store.
+func (q *Q) NotificationRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.queryRow(ctx, `SELECT (SELECT COUNT(*) FROM event_push_actions) + (SELECT COUNT(*) FROM event_push_shared)
+		+ (SELECT COUNT(*) FROM event_push_apart) + (SELECT COUNT(*) FROM push_spans)`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count notification rows: %w", err)
+	}
+	return n, nil
+}

@@ -59,8 +59,8 @@ func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Me
 // were counted at, so that a sync counts only the notifications that arrived since (a room a
 // user never reads would otherwise cost a scan of all its notifications on every sync). The
 // database stays the source of truth: an entry is used only while the user's receipts are the
-// same, and unread notification rows are never changed or deleted once written (the purge
-// deletes only read ones).
+// same, and the notifications of events up to a position never change once written (rows are
+// never changed, the purge deletes only read ones, and a push span closes only at a new event).
 type unreadCache struct {
 	mu      sync.Mutex // guards entries
 	entries map[unreadKey]*unreadEntry
