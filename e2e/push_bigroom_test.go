@@ -40,6 +40,9 @@ func TestPushCountsAfterBurst(t *testing.T) {
 	)
 	gw := newFakeGateway(t)
 	srv := StartServer(t)
+	srv.Stop()
+	srv.editConfig(t, "registrations_burst: 100", "registrations_burst: 1000")
+	srv.Start()
 	us := make([]*Client, members)
 	for i := range us {
 		us[i] = srv.Register(t, fmt.Sprintf("m%03d", i))

@@ -138,11 +138,13 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	thread := s.threadOf(ctx, r.nid, pdu.Content())
 	genNotify, genHighlight, genActions := pushrules.Evaluate(generic, pev, ec)
 	genJSON, _ := json.Marshal(genActions)
+	// Spans follow every event, not only those with a shared row, so that a join opens its
+	// member's span at once rather than the next message opening all of a new room's.
+	if err := s.followSpans(ctx, tx, r, ev, rcp, rules, h); err != nil {
+		return err
+	}
 	var shared *storage.SharedPush
 	if genNotify {
-		if err := s.followSpans(ctx, tx, r, ev, rcp, rules, h); err != nil {
-			return err
-		}
 		shared = &storage.SharedPush{RoomNID: r.nid, EventNID: ev.NID, Sender: ev.Sender, ThreadID: thread,
 			Highlight: genHighlight, Actions: string(genJSON), TS: ev.OriginTS}
 	}
