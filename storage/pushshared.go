@@ -122,6 +122,8 @@ func (q *Q) OpenPushSpans(ctx context.Context, roomNID int64) ([]string, error) 
 // event_nid, thread_id, highlight, actions, ts) that cond selects: a condition written with
 // {u}, {r} and {e} for the user ID, room NID and event NID, applied to both the users' own
 // rows and the shared rows their spans cover (inside each, so that both use their indexes).
+// CROSS JOIN makes SQLite read the user's few spans first and then the shared rows in each by
+// primary key; started from the shared rows, it would scan the room's spans for every row.
 func notificationsOf(cond string) string {
 	own := strings.NewReplacer("{u}", "n.user_id", "{r}", "n.room_nid", "{e}", "n.event_nid").Replace(cond)
 	shared := strings.NewReplacer("{u}", "p.user_id", "{r}", "p.room_nid", "{e}", "s.event_nid").Replace(cond)
@@ -129,9 +131,9 @@ func notificationsOf(cond string) string {
 		FROM event_push_actions n WHERE ` + own + `
 		UNION ALL
 		SELECT p.user_id, s.room_nid, s.event_nid, s.thread_id, s.highlight, s.actions, s.ts
-		FROM push_spans p JOIN event_push_shared s
-			ON s.room_nid = p.room_nid AND s.event_nid >= p.from_nid AND s.event_nid <= p.to_nid
-		WHERE ` + shared + ` AND s.sender <> p.user_id AND NOT EXISTS (SELECT 1 FROM event_push_apart x
+		FROM push_spans p CROSS JOIN event_push_shared s
+		WHERE ` + shared + ` AND s.room_nid = p.room_nid AND s.event_nid >= p.from_nid AND s.event_nid <= p.to_nid
+			AND s.sender <> p.user_id AND NOT EXISTS (SELECT 1 FROM event_push_apart x
 			WHERE x.user_id = p.user_id AND x.room_nid = s.room_nid AND x.event_nid = s.event_nid))`
 }
 
