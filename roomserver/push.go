@@ -50,9 +50,10 @@ const maxCachedRules = 100000
 // the result of every user on the default rules whom the event does not name.
 const nobody = "@\x00:\x00"
 
-// rulesOf returns the rules in force for each of users (nil for the server defaults), reading
-// the changed and the missing ones in tx.
-func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string, also string) (map[string]*userRules, *pushrules.Rules, error) {
+// rulesOf returns the rules in force for each of users, in the same order, and for also
+// after them unless it is "" (nil rules for the server defaults), reading the changed and the
+// missing ones in tx.
+func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string, also string) ([]*userRules, *pushrules.Rules, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started || len(c.users) > maxCachedRules {
@@ -75,25 +76,33 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string,
 	if also != "" {
 		users = append(users[:len(users):len(users)], also)
 	}
-	out := make(map[string]*userRules, len(users))
-	var missing []string
-	for _, u := range users {
+	out := make([]*userRules, len(users))
+	var missing []int
+	for i, u := range users {
 		if ur, ok := c.users[u]; ok {
-			out[u] = ur
+			out[i] = ur
 		} else {
-			missing = append(missing, u)
+			missing = append(missing, i)
 		}
 	}
 	if len(missing) > 0 {
-		stored, err := tx.PushRulesOf(ctx, missing)
+		ids := make([]string, len(missing))
+		for j, i := range missing {
+			ids[j] = users[i]
+		}
+		stored, err := tx.PushRulesOf(ctx, ids)
 		if err != nil {
 			return nil, nil, err
 		}
 		// One entry per user, shared by the cache and the result: the rules read below must
 		// decide this event too, not only the next one.
-		for _, u := range missing {
-			ur := &userRules{}
-			c.users[u], out[u] = ur, ur
+		for _, i := range missing {
+			ur := c.users[users[i]]
+			if ur == nil {
+				ur = &userRules{}
+				c.users[users[i]] = ur
+			}
+			out[i] = ur
 		}
 		for _, e := range stored {
 			rules, err := pushrules.Parse(e.UserID, e.Content)
@@ -149,7 +158,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 			Highlight: genHighlight, Actions: string(genJSON), TS: ev.OriginTS}
 	}
 	for i, u := range rcp.users {
-		ur := rules[u]
+		ur := rules[i]
 		if ur.rules == nil && !named[u] {
 			continue // the shared result, if it notifies
 		}
@@ -180,7 +189,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 // followSpans brings the room's push spans in step with the members ev's shared result
 // covers: the joined local members on the default rules, the sender included (a shared row
 // names its sender, who is never notified of their own event). Spans open and close at ev.
-func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, rcp recipients, rules map[string]*userRules, h *head) error {
+func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, rcp recipients, rules []*userRules, h *head) error {
 	open := h.covered
 	if open == nil {
 		if r.pushCovered == nil {
@@ -195,18 +204,19 @@ func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *s
 		}
 		open = r.pushCovered
 	}
-	covers := func(u string) bool { return rules[u] != nil && rules[u].rules == nil }
+	// rules has the sender's after the recipients' when the sender is a joined local member.
+	senderCovered := rcp.senderJoined && rules[len(rcp.users)].rules == nil
 	want := 0
 	var opens []string
-	for _, u := range rcp.users[:rcp.nJoined] {
-		if covers(u) {
+	for i, u := range rcp.users[:rcp.nJoined] {
+		if rules[i].rules == nil {
 			want++
 			if !open[u] {
 				opens = append(opens, u)
 			}
 		}
 	}
-	if rcp.senderJoined && covers(ev.Sender) {
+	if senderCovered {
 		want++
 		if !open[ev.Sender] {
 			opens = append(opens, ev.Sender)
@@ -216,12 +226,12 @@ func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *s
 		return nil // the same members as before
 	}
 	next := make(map[string]bool, want)
-	for _, u := range rcp.users[:rcp.nJoined] {
-		if covers(u) {
+	for i, u := range rcp.users[:rcp.nJoined] {
+		if rules[i].rules == nil {
 			next[u] = true
 		}
 	}
-	if rcp.senderJoined && covers(ev.Sender) {
+	if senderCovered {
 		next[ev.Sender] = true
 	}
 	for u := range open {
