@@ -382,6 +382,7 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	}
 	for u, m := range memberships {
 		r.members[u] = m
+		r.pushMembers = nil
 		if s.isLocal(u) {
 			notify = append(notify, u)
 		}

@@ -52,21 +52,22 @@ const nobody = "@\x00:\x00"
 
 // rulesOf returns the rules in force for each of users, in the same order, and for also
 // after them unless it is "" (nil rules for the server defaults), reading the changed and the
-// missing ones in tx.
-func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string, also string) ([]*userRules, *pushrules.Rules, error) {
+// missing ones in tx; and the account data stream position they are current at, which moves
+// whenever someone's rules change.
+func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string, also string) ([]*userRules, *pushrules.Rules, int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.started || len(c.users) > maxCachedRules {
 		pos, err := tx.StreamPos(ctx, string(storage.StreamAccountData))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		generic := pushrules.Defaults(nobody)
 		c.started, c.pos, c.users, c.generic = true, pos, map[string]*userRules{}, &generic
 	} else {
 		changed, err := tx.PushRulesChangedSince(ctx, c.pos)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		for _, e := range changed {
 			delete(c.users, e.UserID)
@@ -92,7 +93,7 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string,
 		}
 		stored, err := tx.PushRulesOf(ctx, ids)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		// One entry per user, shared by the cache and the result: the rules read below must
 		// decide this event too, not only the next one.
@@ -114,7 +115,7 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string,
 			}
 		}
 	}
-	return out, c.generic, nil
+	return out, c.generic, c.pos, nil
 }
 
 // pushActions evaluates the push rules of the room's local members for ev, committed in tx,
@@ -135,7 +136,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	if err != nil {
 		return nil // not JSON we can evaluate: no notifications
 	}
-	rules, generic, err := s.push.rulesOf(ctx, tx, rcp.users, rcp.sender)
+	rules, generic, rulesPos, err := s.push.rulesOf(ctx, tx, rcp.users, rcp.sender)
 	if err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	genJSON, _ := json.Marshal(genActions)
 	// Spans follow every event, not only those with a shared row, so that a join opens its
 	// member's span at once rather than the next message opening all of a new room's.
-	if err := s.followSpans(ctx, tx, r, ev, rcp, rules, h); err != nil {
+	if err := s.followSpans(ctx, tx, r, ev, rcp, rules, rulesPos, h); err != nil {
 		return err
 	}
 	var shared *storage.SharedPush
@@ -189,7 +190,11 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 // followSpans brings the room's push spans in step with the members ev's shared result
 // covers: the joined local members on the default rules, the sender included (a shared row
 // names its sender, who is never notified of their own event). Spans open and close at ev.
-func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, rcp recipients, rules []*userRules, h *head) error {
+func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, rcp recipients, rules []*userRules, rulesPos int64, h *head) error {
+	pm := rcp.cached
+	if pm != nil && pm.followed && pm.rulesPos == rulesPos {
+		return nil // neither the members nor anyone's rules changed since the spans were in step
+	}
 	open := h.covered
 	if open == nil {
 		if r.pushCovered == nil {
@@ -223,6 +228,10 @@ func (s *Server) followSpans(ctx context.Context, tx *storage.Tx, r *room, ev *s
 		}
 	}
 	if len(opens) == 0 && want == len(open) {
+		if pm != nil && h.covered == nil {
+			// The committed spans are in step with the cached members at these rules.
+			pm.followed, pm.rulesPos = true, rulesPos
+		}
 		return nil // the same members as before
 	}
 	next := make(map[string]bool, want)
@@ -270,12 +279,54 @@ type recipients struct {
 	joined       int    // joined members, local or not
 	sender       string // the sender, when a joined local member
 	senderJoined bool
+	cached       *pushMembers // the room's cached members the recipients came from, if any
+}
+
+// pushMembers are a room's joined local members (r.members read once for every event until
+// it changes) and whether its push spans were found in step with them.
+type pushMembers struct {
+	local    []string // the joined local members
+	joined   int      // joined members, local or not
+	followed bool     // whether the committed spans cover exactly those on the default rules...
+	rulesPos int64    // ...at this push rules position
 }
 
 // pushRecipients returns the local users whose rules apply to ev (the joined members and the
 // target of an invite, except the sender, who is never notified of their own events) and the
-// number of joined members.
+// number of joined members. For an event other than a membership event, without membership
+// changes in the batch, it reads the room's cached members instead of the membership map.
 func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) recipients {
+	if len(memberships) == 0 && ev.Type != spec.MRoomMember {
+		pm := r.pushMembers
+		if pm == nil {
+			all := s.scanRecipients(r, "", nil)
+			pm = &pushMembers{local: all.users, joined: all.joined}
+			r.pushMembers = pm
+		}
+		rcp := recipients{users: make([]string, 0, len(pm.local)), joined: pm.joined, cached: pm}
+		for _, u := range pm.local {
+			if u == ev.Sender {
+				rcp.sender, rcp.senderJoined = u, true
+			} else {
+				rcp.users = append(rcp.users, u)
+			}
+		}
+		rcp.nJoined = len(rcp.users)
+		return rcp
+	}
+	rcp := s.scanRecipients(r, ev.Sender, memberships)
+	if ev.Type == spec.MRoomMember && pdu.StateKey() != nil {
+		target := *pdu.StateKey()
+		if m, _ := pdu.Membership(); m == spec.Invite && target != ev.Sender && s.isLocal(target) {
+			rcp.users = append(rcp.users, target)
+		}
+	}
+	return rcp
+}
+
+// scanRecipients returns the joined local members other than sender, reading the room's
+// membership map with the batch's changes over it.
+func (s *Server) scanRecipients(r *room, sender string, memberships map[string]string) recipients {
 	var rcp recipients
 	consider := func(u, m string) {
 		if m != spec.Join {
@@ -283,7 +334,7 @@ func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverli
 		}
 		rcp.joined++
 		switch {
-		case u == ev.Sender:
+		case u == sender:
 			if s.isLocal(u) {
 				rcp.sender, rcp.senderJoined = u, true
 			}
@@ -303,12 +354,6 @@ func (s *Server) pushRecipients(r *room, ev *storage.Event, pdu gomatrixserverli
 		}
 	}
 	rcp.nJoined = len(rcp.users)
-	if ev.Type == spec.MRoomMember && pdu.StateKey() != nil {
-		target := *pdu.StateKey()
-		if m, _ := pdu.Membership(); m == spec.Invite && target != ev.Sender && s.isLocal(target) {
-			rcp.users = append(rcp.users, target)
-		}
-	}
 	return rcp
 }
 

@@ -913,6 +913,7 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 		}
 	}
 	for u, m := range memberships {
+		r.pushMembers = nil
 		if m == "" {
 			delete(r.members, u)
 		} else {

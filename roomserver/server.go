@@ -106,6 +106,9 @@ type room struct {
 	// pushCovered are the users whose push span is open (see storage.SharedPush); nil until
 	// read from the database.
 	pushCovered map[string]bool
+	// pushMembers are the joined local members for push rules; nil until computed and after
+	// any change to members.
+	pushMembers *pushMembers
 
 	qmu     sync.Mutex // guards queue and leading; never held while waiting for mu
 	queue   []*sendJob // messages waiting to be committed
@@ -178,7 +181,7 @@ func (s *Server) loadRoom(ctx context.Context, r *room) error {
 	for _, m := range members {
 		r.members[m.UserID] = m.Membership
 	}
-	r.pushCovered = nil
+	r.pushCovered, r.pushMembers = nil, nil
 	r.loaded = true
 	return nil
 }
