@@ -2,9 +2,9 @@
 // POST /_matrix/push/v1/notify) through their HTTP pushers. It is a top-level component
 // beside the HTTP surfaces rather than part of roomserver because it makes outbound HTTP
 // requests and owns a background worker (Start/Close); it reads the notifications the
-// roomserver stored (event_push_actions) and imports storage only, no API package.
+// roomserver stored (storage.PushActionsAfter) and imports storage only, no API package.
 //
-// The worker follows event_push_actions in event order from the position it had at Start:
+// The worker follows the notifications in event order from the position it had at Start:
 // notifications stored while no process ran a pusher are not sent.
 package pusher
 

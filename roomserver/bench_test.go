@@ -39,3 +39,35 @@ func BenchmarkSendOneRoom(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkSendBigRoom measures messages into a room of 2,000 local members on the default
+// push rules, each of whom every message notifies, from 16 goroutines, without HTTP.
+func BenchmarkSendBigRoom(b *testing.B) {
+	ctx := context.Background()
+	s, _ := newTestServer(b, "sqlite:"+b.TempDir()+"/bench.db")
+	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		if _, err := s.Join(ctx, fmt.Sprintf("@member%d:test", i), roomID, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N/16 + 1
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				if _, err := s.SendMessage(ctx, Sender{UserID: fmt.Sprintf("@member%d:test", g), DeviceID: "D"}, roomID, "m.room.message", mustJSON(map[string]string{"body": fmt.Sprint(g, i)}), fmt.Sprint(g, "-", i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}

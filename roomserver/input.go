@@ -312,6 +312,9 @@ type head struct {
 	snapshot int64
 	chainLen int
 	pushes   []storage.PushAction     // the batch's notifications, stored together at its end
+	shared   []storage.SharedPush     // the batch's shared notifications
+	spans    []storage.SpanChange     // the batch's push span changes, in order
+	covered  map[string]bool          // the users with an open push span after the batch; nil: unchanged
 	outbound map[spec.ServerName]bool // remote servers the batch's events were queued for
 }
 
@@ -343,7 +346,7 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 		if err := tx.SetForwardExtremities(ctx, r.nid, exts); err != nil {
 			return err
 		}
-		if err := tx.InsertPushActions(ctx, h.pushes); err != nil {
+		if err := storePushes(ctx, tx, &h); err != nil {
 			return err
 		}
 		return tx.SetRoomState(ctx, r.nid, h.snapshot, last.Depth)
@@ -368,6 +371,9 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	r.state, r.snapshot, r.chainLen = h.state, h.snapshot, h.chainLen
 	r.extremities = append([]extremity{{nid: last.NID, id: last.EventID}}, kept...)
 	r.maxDepth = last.Depth
+	if h.covered != nil {
+		r.pushCovered = h.covered
+	}
 	notify := make([]string, 0, len(r.members)+len(memberships))
 	for u, m := range r.members {
 		if (m == spec.Join || m == spec.Invite) && s.isLocal(u) {
@@ -376,6 +382,7 @@ func (s *Server) persist(ctx context.Context, r *room, batch []*pending) ([]*sto
 	}
 	for u, m := range memberships {
 		r.members[u] = m
+		r.pushMembers = nil
 		if s.isLocal(u) {
 			notify = append(notify, u)
 		}
@@ -501,11 +508,9 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 	if err := s.queueOutbound(ctx, tx, r, ev, key, memberships, h, ""); err != nil {
 		return nil, err
 	}
-	acts, err := s.pushActions(ctx, tx, r, ev, pdu, memberships)
-	if err != nil {
+	if err := s.pushActions(ctx, tx, r, ev, pdu, memberships, h); err != nil {
 		return nil, err
 	}
-	h.pushes = append(h.pushes, acts...)
 	if key, text := storage.SearchText(ev.Type, pdu.Content()); text != "" {
 		if err := tx.IndexEvent(ctx, ev.NID, r.nid, key, text); err != nil {
 			return nil, err

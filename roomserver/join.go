@@ -641,6 +641,7 @@ func (s *Server) storeOutOfRoomMembershipIf(ctx context.Context, pdu gomatrixser
 	}
 	s.keys.remember(key, keyNID)
 	r.members[target] = membership
+	r.pushMembers = nil
 	if s.listener != nil {
 		s.listener.EventsCommitted(ev.NID, []string{target})
 	}

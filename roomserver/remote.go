@@ -865,11 +865,10 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 				return err
 			}
 		}
-		acts, err := s.pushActions(ctx, tx, r, ev, pdu, memberships)
-		if err != nil {
+		if err := s.pushActions(ctx, tx, r, ev, pdu, memberships, &h); err != nil {
 			return err
 		}
-		if err := tx.InsertPushActions(ctx, acts); err != nil {
+		if err := storePushes(ctx, tx, &h); err != nil {
 			return err
 		}
 		if k, text := storage.SearchText(ev.Type, pdu.Content()); text != "" {
@@ -904,6 +903,9 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 	r.state, r.snapshot, r.chainLen = newState, snapAfter, chainAfter
 	r.extremities = append([]extremity{{nid: ev.NID, id: ev.EventID}}, newExts...)
 	r.maxDepth = max(r.maxDepth, trustedDepth(ev.Depth, prevs))
+	if h.covered != nil {
+		r.pushCovered = h.covered
+	}
 	notify := make([]string, 0, len(r.members)+len(memberships))
 	for u, m := range r.members {
 		if (m == spec.Join || m == spec.Invite) && s.isLocal(u) {
@@ -911,6 +913,7 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 		}
 	}
 	for u, m := range memberships {
+		r.pushMembers = nil
 		if m == "" {
 			delete(r.members, u)
 		} else {

@@ -106,6 +106,12 @@ type room struct {
 	extremities []extremity
 	maxDepth    int64
 	members     map[string]string // user ID -> current membership
+	// pushCovered are the users whose push span is open (see storage.SharedPush); nil until
+	// read from the database.
+	pushCovered map[string]bool
+	// pushMembers are the joined local members for push rules; nil until computed and after
+	// any change to members.
+	pushMembers *pushMembers
 
 	// waiting counts the inputs waiting for mu (queued messages included), for InputQueue.
 	waiting atomic.Int64
@@ -185,6 +191,7 @@ func (s *Server) loadRoom(ctx context.Context, r *room) error {
 	for _, m := range members {
 		r.members[m.UserID] = m.Membership
 	}
+	r.pushCovered, r.pushMembers = nil, nil
 	r.loaded = true
 	return nil
 }

@@ -452,13 +452,24 @@ func checkSequencesContinue(t *testing.T, db *DB, fx fixture) {
 	}
 }
 
-// populatePush writes notifications and a pusher.
+// populatePush writes notifications (own and shared, with push spans) and a pusher.
 func populatePush(ctx context.Context, tx *Tx, roomNID int64, nids []int64) error {
 	if err := tx.InsertPushActions(ctx, []PushAction{
 		{UserID: "@bob:test", RoomNID: roomNID, EventNID: nids[4], ThreadID: ThreadMain, Actions: `["notify"]`, TS: 7100},
 		{UserID: "@bob:test", RoomNID: roomNID, EventNID: nids[5], ThreadID: "$root", Highlight: true,
 			Actions: `["notify",{"set_tweak":"highlight"}]`, TS: 7200},
 	}); err != nil {
+		return err
+	}
+	if err := tx.ChangePushSpans(ctx, []SpanChange{
+		{UserID: "@carol:test", RoomNID: roomNID, EventNID: nids[3], Open: true},
+		{UserID: "@dave:test", RoomNID: roomNID, EventNID: nids[3], Open: true},
+		{UserID: "@dave:test", RoomNID: roomNID, EventNID: nids[5]},
+	}); err != nil {
+		return err
+	}
+	if err := tx.InsertSharedPushes(ctx, []SharedPush{{RoomNID: roomNID, EventNID: nids[4], Sender: "@alice:test",
+		ThreadID: ThreadMain, Actions: `["notify"]`, TS: 7100, Apart: []string{"@dave:test"}}}); err != nil {
 		return err
 	}
 	return tx.SetPusher(ctx, Pusher{UserID: "@bob:test", AppID: "org.example.app", PushKey: "key✓", Kind: "http",

@@ -291,7 +291,22 @@ func (tx *Tx) deleteReferences(ctx context.Context, roomNID int64, nids []int64)
 	if err != nil {
 		return fmt.Errorf("purge push actions of room %d: %w", roomNID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	deleted, _ := res.RowsAffected()
+	// The notifications shared by the members on the default rules (one row per event), and
+	// the members each such row leaves out.
+	res, err = tx.exec(ctx, `DELETE FROM event_push_shared WHERE room_nid = $1 AND event_nid IN (`+pin+`)`,
+		append([]any{roomNID}, pargs...)...)
+	if err != nil {
+		return fmt.Errorf("purge shared push actions of room %d: %w", roomNID, err)
+	}
+	shared, _ := res.RowsAffected()
+	_, err = tx.exec(ctx, `DELETE FROM event_push_apart
+		WHERE user_id IN (SELECT user_id FROM memberships WHERE room_nid = $1) AND room_nid = $1 AND event_nid IN (`+pin+`)`,
+		append([]any{roomNID}, pargs...)...)
+	if err != nil {
+		return fmt.Errorf("purge push exceptions of room %d: %w", roomNID, err)
+	}
+	if deleted+shared > 0 {
 		tx.notificationsDeleted = true // some may be unread: /sync's cached counts must go
 	}
 	return nil

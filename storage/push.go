@@ -26,8 +26,8 @@ type PushAction struct {
 // ThreadMain is the thread ID of the main timeline, in receipts and notification counts.
 const ThreadMain = "main"
 
-// InsertPushActions stores the notifications of one or more events, many rows per statement:
-// a message in a big room notifies most of its members.
+// InsertPushActions stores the notifications of one or more events, many rows per statement
+// (the users with rules of their own and those the events name; see SharedPush for the rest).
 func (tx *Tx) InsertPushActions(ctx context.Context, acts []PushAction) error {
 	if len(acts) == 0 {
 		return nil
@@ -138,7 +138,7 @@ func (q *Q) UnreadCounts(ctx context.Context, userID string, roomNID int64, read
 	base := read[""]
 	out, err := q.countUnread(ctx, `
 		SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
-		FROM event_push_actions WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4
+		FROM `+notificationsOf(`{u} = $1 AND {r} = $2 AND {e} > $3 AND {e} <= $4`)+` a
 		GROUP BY thread_id`, userID, roomNID, base, upTo)
 	if err != nil {
 		return nil, err
@@ -152,8 +152,8 @@ func (q *Q) UnreadCounts(ctx context.Context, userID string, roomNID int64, read
 		}
 		c, err := q.countUnread(ctx, `
 			SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
-			FROM event_push_actions
-			WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4 AND thread_id = $5
+			FROM `+notificationsOf(`{u} = $1 AND {r} = $2 AND {e} > $3 AND {e} <= $4`)+` a
+			WHERE thread_id = $5
 			GROUP BY thread_id`, userID, roomNID, pos, upTo, thread)
 		if err != nil {
 			return nil, err
@@ -176,8 +176,8 @@ type UnreadRow struct {
 
 // UnreadRows returns the user's notifications in a room with event NIDs in (after, upTo].
 func (q *Q) UnreadRows(ctx context.Context, userID string, roomNID, after, upTo int64) ([]UnreadRow, error) {
-	rows, err := q.query(ctx, `SELECT thread_id, event_nid, highlight FROM event_push_actions
-		WHERE user_id = $1 AND room_nid = $2 AND event_nid > $3 AND event_nid <= $4`, userID, roomNID, after, upTo)
+	rows, err := q.query(ctx, `SELECT thread_id, event_nid, highlight
+		FROM `+notificationsOf(`{u} = $1 AND {r} = $2 AND {e} > $3 AND {e} <= $4`)+` a`, userID, roomNID, after, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select notifications of %s: %w", userID, err)
 	}
@@ -238,7 +238,7 @@ func (q *Q) countUnread(ctx context.Context, query string, args ...any) (map[str
 func (q *Q) UnreadTotal(ctx context.Context, userID string) (int, error) {
 	var n int
 	err := q.queryRow(ctx, `
-		SELECT COUNT(*) FROM event_push_actions a
+		SELECT COUNT(*) FROM `+notificationsOf(`{u} = $1`)+` a
 		JOIN memberships m ON m.room_nid = a.room_nid AND m.user_id = a.user_id AND m.membership = 'join'
 		WHERE a.user_id = $1 AND a.event_nid > `+readUpTo, userID).Scan(&n)
 	if err != nil {
@@ -260,8 +260,8 @@ func (q *Q) Notifications(ctx context.Context, userID string, before int64, limi
 	query := `
 		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts, rm.room_id,
 			CASE WHEN a.event_nid <= ` + readUpTo + ` THEN 1 ELSE 0 END
-		FROM event_push_actions a JOIN rooms rm ON rm.room_nid = a.room_nid
-		WHERE a.user_id = $1 AND a.event_nid < $2`
+		FROM ` + notificationsOf(`{u} = $1 AND {e} < $2`) + ` a JOIN rooms rm ON rm.room_nid = a.room_nid
+		WHERE TRUE`
 	if onlyHighlight {
 		query += ` AND a.highlight`
 	}
@@ -293,13 +293,11 @@ func (q *Q) Notifications(ctx context.Context, userID string, before int64, limi
 // pusher.
 func (q *Q) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) ([]PushAction, error) {
 	// Driven by the (few) users with pushers, through the (user_id, event_nid) index.
-	const withPusher = `user_id IN (SELECT p.user_id FROM pushers p WHERE p.kind = 'http')`
+	inRange := notificationsOf(`{u} IN (SELECT h.user_id FROM pushers h WHERE h.kind = 'http') AND {e} > $1 AND {e} <= $3`)
 	rows, err := q.query(ctx, `
 		SELECT a.user_id, a.room_nid, a.event_nid, a.thread_id, a.highlight, a.actions, a.ts
-		FROM event_push_actions a
-		WHERE a.`+withPusher+` AND a.event_nid IN (
-			SELECT DISTINCT b.event_nid FROM event_push_actions b
-			WHERE b.`+withPusher+` AND b.event_nid > $1 AND b.event_nid <= $3 ORDER BY b.event_nid LIMIT $2)
+		FROM `+inRange+` a
+		WHERE a.event_nid IN (SELECT DISTINCT b.event_nid FROM `+inRange+` b ORDER BY b.event_nid LIMIT $2)
 		ORDER BY a.event_nid, a.user_id`, after, limit, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select push actions after %d: %w", after, err)

@@ -60,9 +60,10 @@ func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Me
 // user never reads would otherwise cost a scan of all its notifications on every sync). The
 // database stays the source of truth: an entry is used only while the user's receipts are the
 // same and the notifications generation (storage.DB.NotificationsGeneration) is the one it was
-// counted at. Unread notification rows are never changed once written; the notification purge
-// deletes only read ones, and a history purge or the retention job, which may delete unread
-// ones, moves the generation, so that every count is taken afresh.
+// counted at. Notifications of events up to a position never change once written (rows are
+// never changed, the notification purge deletes only read ones, and a push span closes only at
+// a new event); a history purge or the retention job, which may delete unread ones, moves the
+// generation, so that every count is taken afresh.
 type unreadCache struct {
 	mu      sync.Mutex // guards entries
 	entries map[unreadKey]*unreadEntry
