@@ -26,11 +26,12 @@ type AppServiceTxn struct {
 }
 
 // InitAppService gives a service seen for the first time its position: the newest event,
-// so that a new registration does not receive the whole history.
+// so that a new registration does not receive the whole history. (WHERE TRUE: SQLite
+// cannot parse ON CONFLICT after a SELECT without a WHERE.)
 func (tx *Tx) InitAppService(ctx context.Context, serviceID string) error {
 	_, err := tx.exec(ctx, `
 		INSERT INTO appservice_positions (service_id, stream_pos)
-		SELECT $1, COALESCE(MAX(event_nid), 0) FROM events
+		SELECT $1, COALESCE(MAX(event_nid), 0) FROM events WHERE TRUE
 		ON CONFLICT (service_id) DO NOTHING`, serviceID)
 	if err != nil {
 		return fmt.Errorf("init appservice %s: %w", serviceID, err)
