@@ -359,7 +359,6 @@ func countType(evs []map[string]any, typ string) int {
 	return n
 }
 
-
 func expectStatus(t *testing.T, r Resp, what string, status int) {
 	t.Helper()
 	if r.Status != status {
