@@ -21,6 +21,7 @@ type Server struct {
 	serverName string
 	db         *storage.DB
 	rooms      *roomserver.Server
+	typing     TypingState // nil: no typing notifications for services
 	log        *slog.Logger
 	// client makes every request to services. Their URLs are the operator's configuration
 	// (usually loopback or an internal address), so it is a plain client, not the
@@ -76,6 +77,16 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+	}
+	positions, err := s.db.StreamPositions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, snd := range s.senders {
+		snd.receiptsPos = positions[storage.StreamReceipts]
+		if s.typing != nil {
+			snd.typingPos = s.typing.Pos()
 		}
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
