@@ -40,7 +40,7 @@ type sender struct {
 
 	// ephDirty says typing or receipts changed since the last look. The positions in those
 	// streams are the sender goroutine's own: ephemeral data is not kept across restarts.
-	ephDirty                atomic.Bool
+	ephDirty               atomic.Bool
 	typingPos, receiptsPos int64
 }
 
