@@ -349,6 +349,26 @@ func TestAppServiceOrderAndRestart(t *testing.T) {
 	if pending == "" {
 		t.Fatal("no transaction attempted while the service was down")
 	}
+	// The admin API shows the queue and the error.
+	admin := srv.RegisterAdmin(t, "root")
+	var list Resp
+	var st map[string]any
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list = admin.MustDo("GET", "/_synapse/admin/v1/appservices", nil)
+		svcs, _ := list.Body["appservices"].([]any)
+		if len(svcs) != 1 || list.Body["total"] != float64(1) {
+			t.Fatalf("admin appservices: %s", list.Raw)
+		}
+		st = svcs[0].(map[string]any)
+		if st["last_error"] != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st["id"] != "all" || st["pending_txns"].(float64) < 1 || st["pending_events"].(float64) < 1 || !strings.Contains(st["last_error"].(string), "503") || st["sender"] != "@_all_bot:"+srv.Name {
+		t.Errorf("admin appservices while the service is down: %s", list.Raw)
+	}
+	expectErr(t, call(alice, "GET", "/_synapse/admin/v1/appservices", nil), "appservices by a non-admin", 403, "M_FORBIDDEN")
+
 	srv.Kill()
 	srv.Start()
 	before := len(bridge.txnAttempts())

@@ -229,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		admin.SetDeviceListSink(fed.EDUSender())
 	}
 	admin.SetPurger(historyPurger)
+	admin.SetAppServices(appservices)
 	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
