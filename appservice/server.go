@@ -157,3 +157,17 @@ func (s *Server) Statuses(ctx context.Context) ([]Status, error) {
 	}
 	return out, nil
 }
+
+// Counts are a sender's counts since start, for the metrics.
+type Counts struct {
+	Txns, Events, Failures int64
+}
+
+// Counts returns the counts of each service that has a sender, by service ID.
+func (s *Server) Counts() map[string]Counts {
+	out := make(map[string]Counts, len(s.senders))
+	for _, snd := range s.senders {
+		out[snd.svc.ID] = Counts{Txns: snd.sentTxns.Load(), Events: snd.sentEvents.Load(), Failures: snd.failures.Load()}
+	}
+	return out
+}

@@ -258,7 +258,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media})
+	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media, appsvcs: appservices})
 	httputil.SetUnmatched(router)
 	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, appservices.Authenticate(router))))))
 
