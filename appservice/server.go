@@ -88,6 +88,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, snd := range s.senders {
 		snd.receiptsPos = positions[storage.StreamReceipts]
+		snd.presencePos = positions[storage.StreamPresence]
 		if s.typing != nil {
 			snd.typingPos = s.typing.Pos()
 		}
