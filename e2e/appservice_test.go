@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -372,6 +373,9 @@ func TestAppServiceOrderAndRestart(t *testing.T) {
 		t.Errorf("admin appservices while the service is down: %s", list.Raw)
 	}
 	expectErr(t, call(alice, "GET", "/_synapse/admin/v1/appservices", nil), "appservices by a non-admin", 403, "M_FORBIDDEN")
+	if out, err := exec.Command(binary, "appservices", "--config", srv.ConfigPath).CombinedOutput(); err != nil || !strings.Contains(string(out), "status 503") || !strings.Contains(string(out), "all ") {
+		t.Errorf("lattice appservices: %v\n%s", err, out)
+	}
 
 	srv.Kill()
 	srv.Start()
