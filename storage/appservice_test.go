@@ -95,3 +95,18 @@ func TestAppServiceQueue(t *testing.T) {
 		}
 	})
 }
+
+// populateAppServices fills the tables of migration 0024 for the port test.
+func populateAppServices(ctx context.Context, tx *Tx, roomNID int64) error {
+	if err := tx.InitAppService(ctx, "irc"); err != nil {
+		return err
+	}
+	st, err := tx.AppServiceState(ctx, "irc")
+	if err != nil {
+		return err
+	}
+	if _, err := tx.AdvanceAppService(ctx, "irc", st.StreamPos, st.StreamPos, []byte(`{"events":[]}`), 0, 7000); err != nil {
+		return err
+	}
+	return tx.SetAppServiceRoomVisibility(ctx, "irc", "ircnet", roomNID, true)
+}
