@@ -32,7 +32,7 @@ func (s *Server) handleAppServices(r *http.Request) (any, error) {
 				"namespaces":        st.Namespaces,
 				"protocols":         appServiceProtocols(st.Protocols),
 				"rate_limited":      st.RateLimited,
-				"receive_ephemeral": st.ReceiveEphemera,
+				"receive_ephemeral": st.ReceiveEphemeral,
 				"stream_position":   st.StreamPos,
 				"pending_txns":      st.PendingTxns,
 				"pending_events":    st.PendingEvents,

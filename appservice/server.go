@@ -127,19 +127,19 @@ func (s *Server) EventsCommitted(int64, []string) {
 
 // Status is what the admin API shows of a service.
 type Status struct {
-	ID              string
-	URL             *string
-	SenderID        string
-	StreamPos       int64
-	PendingTxns     int64
-	PendingEvents   int64
-	LastTxnID       int64
-	LastError       string
-	LastErrorTS     int64
-	Namespaces      config.AppServiceSpace
-	Protocols       []string
-	RateLimited     bool
-	ReceiveEphemera bool
+	ID               string
+	URL              *string
+	SenderID         string
+	StreamPos        int64
+	PendingTxns      int64
+	PendingEvents    int64
+	LastTxnID        int64
+	LastError        string
+	LastErrorTS      int64
+	Namespaces       config.AppServiceSpace
+	Protocols        []string
+	RateLimited      bool
+	ReceiveEphemeral bool
 }
 
 // Statuses returns the state of every service.
@@ -156,7 +156,7 @@ func (s *Server) Statuses(ctx context.Context) ([]Status, error) {
 			ID: svc.ID, URL: svc.URL, SenderID: svc.SenderID, StreamPos: st.StreamPos,
 			PendingTxns: st.Pending, PendingEvents: st.PendingEvts, LastTxnID: st.LastTxnID,
 			LastError: st.LastError, LastErrorTS: st.LastErrorTS, Namespaces: svc.Namespaces,
-			Protocols: svc.Protocols, RateLimited: svc.RateLimited, ReceiveEphemera: svc.Ephemeral(),
+			Protocols: svc.Protocols, RateLimited: svc.RateLimited, ReceiveEphemeral: svc.Ephemeral(),
 		})
 	}
 	return out, nil
