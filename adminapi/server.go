@@ -37,6 +37,7 @@ type Server struct {
 	ops         operatorDeps    // operators_deps.go
 	purger      HistoryPurger   // set by SetPurger (purge_deps.go)
 	bg          backgroundState // background.go
+	appservices AppServices     // set by SetAppServices (appservices_deps.go)
 }
 
 // New returns the admin API.
@@ -59,7 +60,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.serverRoutes(), s.userRoutes(), s.roomRoutes(), s.mediaRoutes(),
 		s.registrationTokenRoutes(), s.noticeRoutes(), s.reportRoutes(),
-		s.purgeRoutes(), s.backgroundRoutes(),
+		s.purgeRoutes(), s.backgroundRoutes(), s.appServiceRoutes(),
 	} {
 		for _, rt := range group {
 			h := s.admin(rt.fn)

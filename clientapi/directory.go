@@ -32,6 +32,7 @@ func (s *Server) handleGetAlias(r *http.Request) (any, error) {
 		}
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
+	s.askServiceForAlias(r.Context(), alias)
 	roomID, _, err := s.db.Alias(r.Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("room alias not found")
@@ -59,8 +60,13 @@ func (s *Server) handlePutAlias(r *http.Request) (any, error) {
 	if req.RoomID == "" {
 		return nil, spec.MissingParam("room_id is required")
 	}
+	if err := s.checkAlias(r.Context(), alias); err != nil {
+		return nil, err
+	}
 	dev := httputil.Device(r.Context())
-	if m, err := s.rooms.Membership(r.Context(), req.RoomID, dev.UserID); err != nil {
+	if appServiceAlias(r.Context(), alias) {
+		// A service has full control of its aliases namespace: no membership needed.
+	} else if m, err := s.rooms.Membership(r.Context(), req.RoomID, dev.UserID); err != nil {
 		return nil, err
 	} else if m != spec.Join {
 		return nil, spec.Forbidden("you must be in the room to give it an alias")
@@ -72,8 +78,8 @@ func (s *Server) handlePutAlias(r *http.Request) (any, error) {
 	return struct{}{}, err
 }
 
-// handleDeleteAlias handles DELETE /directory/room/{roomAlias}; the creator of the alias or a
-// server admin may delete it.
+// handleDeleteAlias handles DELETE /directory/room/{roomAlias}; the creator of the alias, a
+// server admin or the application service whose namespace holds it may delete it.
 func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 	alias, err := s.pathAlias(r)
 	if err != nil {
@@ -86,7 +92,7 @@ func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 		return nil, err
 	}
 	dev := httputil.Device(r.Context())
-	if creator != dev.UserID {
+	if creator != dev.UserID && !appServiceAlias(r.Context(), alias) {
 		acc, err := s.db.Account(r.Context(), dev.UserID)
 		if err != nil || !acc.IsAdmin {
 			return nil, spec.Forbidden("only the alias creator can delete it")

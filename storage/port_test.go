@@ -255,6 +255,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 	if err := db.InsertPurge(ctx, Purge{ID: "purge1", RoomID: "!room:test", RoomNID: fx.roomNID, BeforeDepth: 2, UpToNID: 3, CreatedTS: 5000}); err != nil {
 		t.Fatalf("populate purge history: %v", err)
 	}
+	if err := db.WithTx(ctx, func(tx *Tx) error { return populateAppServices(ctx, tx, fx.roomNID) }); err != nil {
+		t.Fatalf("populate appservices: %v", err)
+	}
 	return fx
 }
 

@@ -17,6 +17,7 @@ var roomPurges = []string{
 	`DELETE FROM event_push_apart WHERE room_nid = $1`,
 	`DELETE FROM push_spans WHERE room_nid = $1`,
 	`DELETE FROM receipts WHERE room_nid = $1`,
+	`DELETE FROM appservice_room_directory WHERE room_nid = $1`,
 	`DELETE FROM event_relations WHERE room_nid = $1`,
 	`DELETE FROM event_search WHERE room_nid = $1`,
 	`DELETE FROM txn_ids WHERE room_nid = $1`,

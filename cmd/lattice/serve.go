@@ -24,6 +24,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/adminapi"
+	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
@@ -160,6 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		defer sender.Close()
 	}
+	appservices := appservice.New(cfg, db, log)
 	var outbound roomserver.Outbound // stays nil (no queueing) without federation
 	if sender != nil {
 		outbound = sender
@@ -171,16 +173,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
 		InputWaited:    m.InputWaited,
-	}, db, roomserver.Listeners{notifier, pushes}, log)
+	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
+	appservices.SetRoomserver(rooms)
+	// Typing and receipts also wake the senders of services that receive ephemeral data.
+	ephemeralWaker := appservices.Waker(notifier)
 	if fed != nil {
 		fed.SetRoomserver(rooms)
 		rooms.SetRemote(fed.Remote())
-		fed.SetNotifier(notifier)
+		fed.SetNotifier(ephemeralWaker)
 	}
-	typers := typing.New(rooms, notifier, log)
+	typers := typing.New(rooms, ephemeralWaker, log)
 	defer typers.Close()
+	appservices.SetTyping(typers)
+	if err := appservices.Start(ctx); err != nil {
+		return err
+	}
+	defer appservices.Close()
 	localSuffix := ":" + cfg.ServerName
-	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, notifier, log)
+	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, ephemeralWaker, log)
 	if fed != nil {
 		// Every change of a local user's presence, timers included, goes to other servers.
 		pres.SetPublisher(fed.EDUSender().Presence)
@@ -189,7 +199,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pres.Close()
-	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	client := clientapi.New(cfg, db, rooms, ephemeralWaker, typers, pres, log)
+	client.SetAppServices(appservices)
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.
@@ -218,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		admin.SetDeviceListSink(fed.EDUSender())
 	}
 	admin.SetPurger(historyPurger)
+	admin.SetAppServices(appservices)
 	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
@@ -247,9 +259,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media})
+	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media, appsvcs: appservices})
 	httputil.SetUnmatched(router)
-	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))))
+	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, appservices.Authenticate(router))))))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {

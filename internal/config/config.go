@@ -46,6 +46,12 @@ type Config struct {
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
+	// AppServiceConfigFiles are the registration files of application services (bridges and
+	// bots), in the spec's YAML format; relative paths are below data_dir.
+	AppServiceConfigFiles []string `yaml:"app_service_config_files"`
+
+	// AppServices are the registrations read from AppServiceConfigFiles by Load.
+	AppServices []AppService `yaml:"-"`
 }
 
 // Metrics configures the Prometheus metrics listener.
@@ -269,6 +275,9 @@ func Load(path string) (*Config, error) {
 		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
 	}
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if cfg.AppServices, err = cfg.LoadAppServices(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &cfg, nil
