@@ -24,6 +24,7 @@ import (
 var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]+$`)
 
 type registerRequest struct {
+	Type                     string          `json:"type"`
 	Username                 string          `json:"username"`
 	Password                 string          `json:"password"`
 	DeviceID                 string          `json:"device_id"`
@@ -39,12 +40,15 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	} else if kind != "" && kind != "user" {
 		return nil, spec.InvalidParam("kind must be user or guest")
 	}
-	if ok, wait := s.registrations.Allow(clientIP(r)); !ok {
-		return nil, spec.LimitExceeded("too many registrations from this address", wait.Milliseconds())
-	}
 	var req registerRequest
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
+	}
+	if req.Type == loginTypeAppService || authType(req.Auth) == loginTypeAppService {
+		return s.registerAppService(r, req)
+	}
+	if ok, wait := s.registrations.Allow(clientIP(r)); !ok {
+		return nil, spec.LimitExceeded("too many registrations from this address", wait.Milliseconds())
 	}
 	dbToken, err := s.registrationAuth(r.Context(), req.Auth)
 	if err != nil {
@@ -57,7 +61,11 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	// The server "MUST either map the provided username onto a user_id in a logical manner, or
 	// reject" it: upper-case letters are mapped, as the reference server does.
 	req.Username = lowerASCII(req.Username)
-	resp, err := s.createAccount(r.Context(), req, clientIP(r), false)
+	var resp any
+	err = s.checkExclusiveUser(r.Context(), s.qualify(req.Username))
+	if err == nil {
+		resp, err = s.createAccount(r.Context(), req, clientIP(r), false)
+	}
 	if dbToken != "" {
 		// The token's pending use becomes completed, or is given back if no account was made.
 		err = errors.Join(err, s.finishRegistrationToken(r.Context(), dbToken, err == nil))
@@ -187,6 +195,9 @@ func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
 	if !validLocalpart.MatchString(username) {
 		return nil, spec.InvalidUsername("invalid user name")
 	}
+	if err := s.checkExclusiveUser(r.Context(), s.qualify(username)); err != nil {
+		return nil, err
+	}
 	if _, err := s.db.Account(r.Context(), s.qualify(username)); err == nil {
 		return nil, spec.UserInUse("user ID already taken")
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -215,7 +226,7 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Type != "m.login.password" {
+	if req.Type != "m.login.password" && req.Type != loginTypeAppService {
 		return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "unsupported login type"}
 	}
 	user := req.User
@@ -232,7 +243,11 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	if !strings.HasSuffix(userID, ":"+s.cfg.ServerName) {
 		return nil, spec.Forbidden("invalid user name or password")
 	}
-	if err := s.checkPasswordLimited(r.Context(), userID, req.Password); errors.Is(err, errWrongPassword) {
+	if req.Type == loginTypeAppService {
+		if err := s.loginAppService(r, userID); err != nil {
+			return nil, err
+		}
+	} else if err := s.checkPasswordLimited(r.Context(), userID, req.Password); errors.Is(err, errWrongPassword) {
 		return nil, spec.Forbidden("invalid user name or password")
 	} else if err != nil {
 		return nil, err
@@ -285,7 +300,12 @@ func (s *Server) handleLogoutAll(r *http.Request) (any, error) {
 // handleWhoami handles GET /account/whoami.
 func (s *Server) handleWhoami(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
-	return map[string]any{"user_id": dev.UserID, "device_id": dev.DeviceID, "is_guest": false}, nil
+	resp := map[string]any{"user_id": dev.UserID, "is_guest": false}
+	if dev.DeviceID != "" {
+		// An application service acting without device_id has no device.
+		resp["device_id"] = dev.DeviceID
+	}
+	return resp, nil
 }
 
 // handlePassword handles POST /account/password (UIA with the current password).

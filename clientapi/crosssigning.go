@@ -92,7 +92,8 @@ func (s *Server) handleUploadCrossSigningKeys(r *http.Request) (any, error) {
 	for typ, u := range uploads {
 		same = same && u.json == existing[typ]
 	}
-	if existing[storage.KeyMaster] != "" && !same {
+	if existing[storage.KeyMaster] != "" && !same && !appServiceDevices(r) {
+		// Application services replace their users' keys without UIA (spec v1.17).
 		if err := s.requirePassword(r.Context(), me, req.Auth); err != nil {
 			return nil, err
 		}

@@ -55,10 +55,15 @@ func (s *Server) handleRenameDevice(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
+	dev := httputil.Device(r.Context())
+	if appServiceDevices(r) {
+		if _, err := s.db.Device(r.Context(), dev.UserID, httputil.PathVar(r, "deviceId")); errors.Is(err, storage.ErrNotFound) {
+			return s.createAppServiceDevice(r, req.DisplayName)
+		}
+	}
 	if req.DisplayName == nil {
 		return struct{}{}, nil
 	}
-	dev := httputil.Device(r.Context())
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
 		return tx.SetDeviceName(r.Context(), dev.UserID, httputil.PathVar(r, "deviceId"), *req.DisplayName)
 	})
@@ -104,7 +109,9 @@ func (s *Server) deleteDevices(r *http.Request, ids []string, single bool) (any,
 			return nil, spec.NotFound("unknown device")
 		}
 	}
-	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	if appServiceDevices(r) {
+		// Application services manage their users' devices without UIA (MSC4190).
+	} else if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	var pos int64

@@ -32,6 +32,7 @@ func (s *Server) handleGetAlias(r *http.Request) (any, error) {
 		}
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
+	s.askServiceForAlias(r.Context(), alias)
 	roomID, _, err := s.db.Alias(r.Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("room alias not found")
@@ -59,8 +60,13 @@ func (s *Server) handlePutAlias(r *http.Request) (any, error) {
 	if req.RoomID == "" {
 		return nil, spec.MissingParam("room_id is required")
 	}
+	if err := s.checkAlias(r.Context(), alias); err != nil {
+		return nil, err
+	}
 	dev := httputil.Device(r.Context())
-	if m, err := s.rooms.Membership(r.Context(), req.RoomID, dev.UserID); err != nil {
+	if appServiceAlias(r.Context(), alias) {
+		// A service has full control of its aliases namespace: no membership needed.
+	} else if m, err := s.rooms.Membership(r.Context(), req.RoomID, dev.UserID); err != nil {
 		return nil, err
 	} else if m != spec.Join {
 		return nil, spec.Forbidden("you must be in the room to give it an alias")

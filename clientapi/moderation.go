@@ -104,6 +104,9 @@ func fakeEventID(r *http.Request, parts ...string) string {
 // allowSend takes one message from the sender's allowance: the admin's override for the
 // user if there is one (0 messages per second: no limit), the configured limit otherwise.
 func (s *Server) allowSend(ctx context.Context, userID string) error {
+	if appServiceUnlimited(ctx, userID) {
+		return nil
+	}
 	rate, burst := s.cfg.Limits.MessagesPerSecond, s.cfg.Limits.MessagesBurst
 	o, err := s.db.RateLimitOverride(ctx, userID)
 	if err == nil {

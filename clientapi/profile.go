@@ -35,6 +35,9 @@ func (s *Server) profile(r *http.Request) (*storage.Profile, error) {
 		return &storage.Profile{DisplayName: name, AvatarURL: avatar}, nil
 	}
 	p, err := s.db.Profile(r.Context(), userID)
+	if errors.Is(err, storage.ErrNotFound) && s.askServiceForUser(r.Context(), userID) {
+		p, err = s.db.Profile(r.Context(), userID)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, spec.NotFound("profile not found")
 	}

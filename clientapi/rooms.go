@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -22,6 +23,11 @@ func (s *Server) handleCreateRoom(r *http.Request) (any, error) {
 	}
 	if shadowBanned(r) {
 		return map[string]string{"room_id": fakeID("!", httputil.NewAccessToken()) + ":" + s.cfg.ServerName}, nil
+	}
+	if req.RoomAliasName != "" {
+		if err := s.checkAlias(r.Context(), "#"+req.RoomAliasName+":"+s.cfg.ServerName); err != nil {
+			return nil, err
+		}
 	}
 	dev := httputil.Device(r.Context())
 	roomID, err := s.rooms.CreateRoom(r.Context(), dev.UserID, dev.DeviceID, req)
@@ -87,6 +93,9 @@ func (s *Server) handleJoin(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	via := append(q["via"], q["server_name"]...)
 	userID := httputil.Device(r.Context()).UserID
+	if strings.HasPrefix(target, "#") {
+		s.askServiceForAlias(r.Context(), target)
+	}
 	roomID, err := s.rooms.JoinVia(r.Context(), userID, target, extra, via)
 	if err != nil {
 		return nil, err

@@ -54,7 +54,11 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if shadowBanned(r) {
 		return map[string]string{"event_id": fakeEventID(r)}, nil
 	}
-	eventID, err := s.rooms.SendMessage(r.Context(), sender(r), roomID, evType, content, httputil.PathVar(r, "txnId"))
+	from, err := massagedSender(r)
+	if err != nil {
+		return nil, err
+	}
+	eventID, err := s.rooms.SendMessage(r.Context(), from, roomID, evType, content, httputil.PathVar(r, "txnId"))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +118,11 @@ func (s *Server) handleSetState(r *http.Request) (any, error) {
 	if shadowBanned(r) {
 		return map[string]string{"event_id": fakeEventID(r, string(content))}, nil
 	}
-	eventID, err := s.rooms.SetState(r.Context(), sender(r), roomID, httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey"), content)
+	from, err := massagedSender(r)
+	if err != nil {
+		return nil, err
+	}
+	eventID, err := s.rooms.SetState(r.Context(), from, roomID, httputil.PathVar(r, "eventType"), httputil.PathVar(r, "stateKey"), content)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,11 @@ func (s *Server) handleThreePIDs(r *http.Request) (any, error) {
 	return map[string]any{"threepids": []any{}}, nil
 }
 
-// handleThirdPartyProtocols handles GET /thirdparty/protocols: no application service
-// bridges are registered, so there are no protocols.
+// handleThirdPartyProtocols handles GET /thirdparty/protocols: the protocols of the
+// registered application services (bridges), as they describe them.
 func (s *Server) handleThirdPartyProtocols(r *http.Request) (any, error) {
-	return map[string]any{}, nil
+	if s.appservices == nil {
+		return map[string]any{}, nil
+	}
+	return s.appservices.Protocols(r.Context()), nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -28,6 +29,7 @@ type eventRequest struct {
 	Redacts   string // pre-v11 rooms carry it at the top level
 	TxnDevice string
 	TxnID     string
+	TS        int64 // origin_server_ts in ms; 0: now
 }
 
 // submit builds, signs, authorises and persists one local event in room r, whose lock the
@@ -248,7 +250,11 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if err != nil {
 		return nil, err
 	}
-	pdu, err := builder.Build(s.now(), s.cfg.ServerName, s.cfg.KeyID, s.cfg.PrivateKey)
+	ts := s.now()
+	if req.TS != 0 {
+		ts = time.UnixMilli(req.TS)
+	}
+	pdu, err := builder.Build(ts, s.cfg.ServerName, s.cfg.KeyID, s.cfg.PrivateKey)
 	if err != nil {
 		return nil, buildError(err)
 	}

@@ -19,6 +19,9 @@ import (
 type Sender struct {
 	UserID   string
 	DeviceID string
+	// TS is the event's origin_server_ts when an application service set it (timestamp
+	// massaging, ?ts=); 0 means now. Only SendMessage and SetState use it.
+	TS int64
 }
 
 // sendJob is a message waiting in a room's queue.
@@ -39,7 +42,7 @@ const maxBatch = 64
 // order, in one transaction (one disk sync and one wake-up of /sync for the whole batch).
 // The first sender to find nobody committing does the work for the queue.
 func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType string, content json.RawMessage, txnID string) (string, error) {
-	req := eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnDevice: from.DeviceID, TxnID: txnID}
+	req := eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnDevice: from.DeviceID, TxnID: txnID, TS: from.TS}
 	if evType == spec.MRoomRedaction {
 		// A redaction changes another event, so it is committed on its own.
 		r, err := s.lockRoom(ctx, roomID)
@@ -173,7 +176,7 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 			return "", err
 		}
 	}
-	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content})
+	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content, TS: from.TS})
 	if err != nil {
 		return "", err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/adminapi"
+	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
@@ -160,6 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		defer sender.Close()
 	}
+	appservices := appservice.New(cfg, db, log)
 	var outbound roomserver.Outbound // stays nil (no queueing) without federation
 	if sender != nil {
 		outbound = sender
@@ -171,7 +173,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
 		InputWaited:    m.InputWaited,
-	}, db, roomserver.Listeners{notifier, pushes}, log)
+	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
+	appservices.SetRoomserver(rooms)
+	if err := appservices.Start(ctx); err != nil {
+		return err
+	}
+	defer appservices.Close()
 	if fed != nil {
 		fed.SetRoomserver(rooms)
 		rooms.SetRemote(fed.Remote())
@@ -190,6 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	client.SetAppServices(appservices)
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.
@@ -248,7 +256,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media})
 	httputil.SetUnmatched(router)
-	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, router)))))
+	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, appservices.Authenticate(router))))))
 
 	ln, err := net.Listen("tcp", cfg.ClientAPI.Listen)
 	if err != nil {

@@ -1,0 +1,211 @@
+package appservice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Transaction sizes and the backoff of a failing service (Application Service API,
+// "Pushing events": the homeserver SHOULD back off exponentially).
+const (
+	batchEvents = 100
+	minBackoff  = 250 * time.Millisecond
+	maxBackoff  = 5 * time.Minute
+	// coalesce is how long a woken sender waits so that one read serves a burst of commits.
+	coalesce = 10 * time.Millisecond
+)
+
+// sender pushes one service's transactions, in order, one at a time. The queue is the room
+// event stream itself after the service's position plus the transactions already built
+// (appservice_txns): a service that is down only falls behind, and slows nobody else.
+type sender struct {
+	s    *Server
+	svc  *Service
+	wake chan struct{} // buffered (1): a pending wake-up
+
+	// For metrics: transactions and events delivered, failed attempts.
+	sentTxns, sentEvents, failures atomic.Int64
+}
+
+func newSender(s *Server, svc *Service) *sender {
+	return &sender{s: s, svc: svc, wake: make(chan struct{}, 1)}
+}
+
+func (snd *sender) wakeUp() {
+	select {
+	case snd.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sends transactions until ctx ends: first those already built (a previous run's too),
+// then new ones built from the events after the service's position.
+func (snd *sender) run(ctx context.Context) {
+	log := snd.s.log.With("appservice", snd.svc.ID)
+	for ctx.Err() == nil {
+		txn, err := snd.s.db.FirstAppServiceTxn(ctx, snd.svc.ID)
+		if err == nil {
+			snd.deliver(ctx, txn)
+			continue
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			var built bool
+			if built, err = snd.build(ctx); err == nil && built {
+				continue
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("application service queue", "err", err)
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-snd.wake:
+		}
+		sleep(ctx, coalesce)
+	}
+}
+
+// build reads the events after the service's position and, if the service is interested
+// in any, stores them as its next transaction; either way the position moves past them.
+// It reports whether there were events.
+func (snd *sender) build(ctx context.Context) (bool, error) {
+	st, err := snd.s.db.AppServiceState(ctx, snd.svc.ID)
+	if err != nil {
+		return false, err
+	}
+	evs, err := snd.s.db.StreamEventsAfter(ctx, st.StreamPos, batchEvents)
+	if err != nil || len(evs) == 0 {
+		return false, err
+	}
+	picked, err := snd.interesting(ctx, evs)
+	if err != nil {
+		return false, err
+	}
+	var body []byte
+	if len(picked) > 0 {
+		if body, err = snd.format(ctx, picked); err != nil {
+			return false, err
+		}
+	}
+	last := evs[len(evs)-1].NID
+	err = snd.s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		_, err := tx.AdvanceAppService(ctx, snd.svc.ID, st.StreamPos, last, body, len(picked), time.Now().UnixMilli())
+		return err
+	})
+	return true, err
+}
+
+// roomEvent is an event with its room's ID.
+type roomEvent struct {
+	ev     *storage.Event
+	roomID string
+}
+
+// format returns the transaction body of the events: {"events": [ClientEvent...]}.
+func (snd *sender) format(ctx context.Context, evs []roomEvent) ([]byte, error) {
+	out := make([]roomserver.ClientEvent, 0, len(evs))
+	for i := 0; i < len(evs); {
+		// Runs of one room's events are formatted together.
+		j := i + 1
+		for j < len(evs) && evs[j].roomID == evs[i].roomID {
+			j++
+		}
+		run := make([]*storage.Event, 0, j-i)
+		for _, re := range evs[i:j] {
+			run = append(run, re.ev)
+		}
+		ces, err := snd.s.rooms.ClientEvents(ctx, evs[i].roomID, run, roomserver.Viewer{})
+		if err != nil {
+			return nil, fmt.Errorf("format events: %w", err)
+		}
+		out = append(out, ces...)
+		i = j
+	}
+	return json.Marshal(map[string]any{"events": out})
+}
+
+// deliver sends a transaction until the service acknowledges it (a 2xx) or ctx ends,
+// backing off exponentially; then removes it from the queue.
+func (snd *sender) deliver(ctx context.Context, txn *storage.AppServiceTxn) {
+	backoff := minBackoff
+	for {
+		err := snd.put(ctx, txn)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		snd.failures.Add(1)
+		snd.s.log.Warn("application service transaction failed", "appservice", snd.svc.ID, "txn_id", txn.TxnID, "err", err, "retry_in", backoff)
+		_ = snd.s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			return tx.SetAppServiceError(ctx, snd.svc.ID, err.Error(), time.Now().UnixMilli())
+		})
+		sleep(ctx, backoff)
+		if ctx.Err() != nil {
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+	err := snd.s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.AckAppServiceTxn(ctx, snd.svc.ID, txn.TxnID) })
+	if err != nil {
+		// Sent again later under the same ID, which the service ignores as a repeat.
+		snd.s.log.Error("application service transaction acknowledged but not removed", "appservice", snd.svc.ID, "txn_id", txn.TxnID, "err", err)
+		sleep(ctx, time.Second)
+		return
+	}
+	snd.sentTxns.Add(1)
+	snd.sentEvents.Add(int64(txn.NumEvents))
+}
+
+// put makes one PUT /_matrix/app/v1/transactions/{txnId} request.
+func (snd *sender) put(ctx context.Context, txn *storage.AppServiceTxn) error {
+	url := snd.svc.endpoint("/_matrix/app/v1/transactions/" + strconv.FormatInt(txn.TxnID, 10))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(txn.Body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+snd.svc.HSToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := snd.s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// endpoint returns the URL of a path of the service's API.
+func (s *Service) endpoint(path string) string {
+	return strings.TrimRight(*s.URL, "/") + path
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,148 @@
+package appservice
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// Server is the application service component: the registry, the client API's as_token
+// authentication, one transaction sender per service with a URL, and the queries asked of
+// services. It is a roomserver listener: a commit only wakes the senders.
+type Server struct {
+	reg        *Registry
+	serverName string
+	db         *storage.DB
+	rooms      *roomserver.Server
+	log        *slog.Logger
+	// client makes every request to services. Their URLs are the operator's configuration
+	// (usually loopback or an internal address), so it is a plain client, not the
+	// federation's address guard.
+	client *http.Client
+
+	senders []*sender // one per service with a URL
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the senders' goroutines
+}
+
+// Timeouts of requests to services: transactions may carry many events; queries block a
+// client's request.
+const (
+	txnTimeout   = 60 * time.Second
+	queryTimeout = 10 * time.Second
+)
+
+// New returns the component for the services of cfg. It is a listener of the roomserver,
+// so it exists first: call SetRoomserver, then Start to run the senders.
+func New(cfg *config.Config, db *storage.DB, log *slog.Logger) *Server {
+	s := &Server{
+		reg: NewRegistry(cfg), serverName: cfg.ServerName, db: db, log: log,
+		client: &http.Client{Timeout: txnTimeout},
+	}
+	for _, svc := range s.reg.list {
+		if svc.HasURL() {
+			s.senders = append(s.senders, newSender(s, svc))
+		}
+	}
+	return s
+}
+
+// SetRoomserver gives the component the roomserver, which formats events for services.
+func (s *Server) SetRoomserver(rooms *roomserver.Server) { s.rooms = rooms }
+
+// Registry returns the registered services.
+func (s *Server) Registry() *Registry { return s.reg }
+
+// Start creates each service's sender user if missing, gives services seen for the first
+// time their position, and starts the senders, which resume any transaction a previous run
+// left unacknowledged.
+func (s *Server) Start(ctx context.Context) error {
+	now := time.Now().UnixMilli()
+	for _, svc := range s.reg.list {
+		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			err := tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: now})
+			if err != nil && !errors.Is(err, storage.ErrConflict) {
+				return err
+			}
+			return tx.InitAppService(ctx, svc.ID)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, snd := range s.senders {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			snd.run(ctx)
+		}()
+	}
+	if n := len(s.reg.list); n > 0 {
+		s.log.Info("application services loaded", "count", n)
+	}
+	return nil
+}
+
+// Close stops the senders, abandoning requests in flight (their transactions are sent again
+// with the same IDs after a restart).
+func (s *Server) Close() error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// EventsCommitted implements roomserver.Listener: it wakes every sender without blocking.
+func (s *Server) EventsCommitted(int64, []string) {
+	for _, snd := range s.senders {
+		snd.wakeUp()
+	}
+}
+
+// Status is what the admin API shows of a service.
+type Status struct {
+	ID              string
+	URL             *string
+	SenderID        string
+	StreamPos       int64
+	PendingTxns     int64
+	PendingEvents   int64
+	LastTxnID       int64
+	LastError       string
+	LastErrorTS     int64
+	Namespaces      config.AppServiceSpace
+	Protocols       []string
+	RateLimited     bool
+	ReceiveEphemera bool
+}
+
+// Statuses returns the state of every service.
+func (s *Server) Statuses(ctx context.Context) ([]Status, error) {
+	out := []Status{}
+	for _, svc := range s.reg.list {
+		st, err := s.db.AppServiceState(ctx, svc.ID)
+		if errors.Is(err, storage.ErrNotFound) {
+			st = &storage.AppServiceState{}
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, Status{
+			ID: svc.ID, URL: svc.URL, SenderID: svc.SenderID, StreamPos: st.StreamPos,
+			PendingTxns: st.Pending, PendingEvents: st.PendingEvts, LastTxnID: st.LastTxnID,
+			LastError: st.LastError, LastErrorTS: st.LastErrorTS, Namespaces: svc.Namespaces,
+			Protocols: svc.Protocols, RateLimited: svc.RateLimited, ReceiveEphemera: svc.Ephemeral(),
+		})
+	}
+	return out, nil
+}
