@@ -113,10 +113,11 @@ func TestAppServiceBridge(t *testing.T) {
 	bobMsg := remoteMsg("bob", "hello from the remote side")
 
 	// 6. Ephemeral events: alice's typing and her read receipt reach the bridge's controller.
+	// A miss is reported, and the test goes on to the restarts.
 	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": true, "timeout": 30000})
-	b.waitState(t, "m.typing for alice reaches onEphemeralEvent", func(st bridgeState) bool { return st.typing(room, alice.UserID) })
+	b.expectState(t, 20*time.Second, "m.typing for alice reaches onEphemeralEvent", func(st bridgeState) bool { return st.typing(room, alice.UserID) })
 	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(bobMsg), map[string]any{})
-	b.waitState(t, "alice's m.read receipt reaches onEphemeralEvent", func(st bridgeState) bool {
+	b.expectState(t, 20*time.Second, "alice's m.read receipt reaches onEphemeralEvent", func(st bridgeState) bool {
 		return st.receipt(room, bobMsg, alice.UserID)
 	})
 	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": false})
@@ -160,7 +161,7 @@ func TestAppServiceBridge(t *testing.T) {
 	remoteMsg("bob", "the remote side is still here")
 	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": true, "timeout": 30000})
 	typingSeen := len(b.state(t).Ephemeral)
-	b.waitState(t, "m.typing after the restarts", func(st bridgeState) bool {
+	b.expectState(t, 20*time.Second, "m.typing after the restarts", func(st bridgeState) bool {
 		return len(st.Ephemeral) > typingSeen && bridgeState{Ephemeral: st.Ephemeral[typingSeen:]}.typing(room, alice.UserID)
 	})
 
@@ -502,18 +503,38 @@ func (b *bridge) state(t *testing.T) bridgeState {
 	return st
 }
 
-// waitState polls the bridge's state until cond holds, for at most 60 s.
+// waitState polls the bridge's state until cond holds, failing the test after 60 s.
 func (b *bridge) waitState(t *testing.T, what string, cond func(bridgeState) bool) bridgeState {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	st, ok := b.pollState(t, 60*time.Second, cond)
+	if !ok {
+		js, _ := json.MarshalIndent(st, "", " ")
+		t.Fatalf("timed out waiting until %s; bridge state:\n%.6000s", what, js)
+	}
+	return st
+}
+
+// expectState polls the bridge's state until cond holds, reporting an error (and going on)
+// after limit.
+func (b *bridge) expectState(t *testing.T, limit time.Duration, what string, cond func(bridgeState) bool) {
+	t.Helper()
+	if st, ok := b.pollState(t, limit, cond); !ok {
+		js, _ := json.Marshal(st.Transactions[max(0, len(st.Transactions)-3):])
+		t.Errorf("not within %v: %s; ephemeral events the bridge saw: %d; its last transactions: %.3000s",
+			limit, what, len(st.Ephemeral), js)
+	}
+}
+
+func (b *bridge) pollState(t *testing.T, limit time.Duration, cond func(bridgeState) bool) (bridgeState, bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		st := b.state(t)
 		if cond(st) {
-			return st
+			return st, true
 		}
 		if time.Now().After(deadline) {
-			js, _ := json.MarshalIndent(st, "", " ")
-			t.Fatalf("timed out waiting until %s; bridge state:\n%.6000s", what, js)
+			return st, false
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
