@@ -45,7 +45,7 @@ func TestAppServiceBridge(t *testing.T) {
 
 	srv := StartServer(t)
 	alice := srv.Register(t, "alice")
-	b := startBridge(t, srv, node)
+	b := startNodeBridge(t, srv, node)
 	ghost := func(name string) string { return "@remote_" + name + ":" + srv.Name }
 
 	// 1. Ghost users: the bridge registers a ghost (m.login.application_service) and sets its
@@ -225,8 +225,8 @@ func checkTransactions(t *testing.T, st bridgeState, room, alice string, sent []
 	}
 }
 
-// bridge is a running asbridge/bridge.mjs and its control server.
-type bridge struct {
+// nodeBridge is a running asbridge/bridge.mjs and its control server.
+type nodeBridge struct {
 	control string // control server base URL
 }
 
@@ -335,9 +335,9 @@ func (st bridgeState) receipt(room, eventID, user string) bool {
 	return false
 }
 
-// startBridge writes the bridge's registration, adds it to srv's app_service_config_files,
+// startNodeBridge writes the bridge's registration, adds it to srv's app_service_config_files,
 // restarts srv so that it loads it, and starts the bridge with node.
-func startBridge(t *testing.T, srv *Server, node string) *bridge {
+func startNodeBridge(t *testing.T, srv *Server, node string) *nodeBridge {
 	t.Helper()
 	dir := t.TempDir()
 	bridgePort, controlPort := freePort(t), freePort(t)
@@ -361,7 +361,7 @@ namespaces:
     - exclusive: true
       regex: "#remote_.*:%s"
   rooms: []
-`, bridgePort, randomToken(t), randomToken(t), domain, domain)
+`, bridgePort, bridgeToken(t), bridgeToken(t), domain, domain)
 	regPath := filepath.Join(dir, "fakenet-registration.yaml")
 	if err := os.WriteFile(regPath, []byte(reg), 0o600); err != nil {
 		t.Fatal(err)
@@ -392,7 +392,7 @@ namespaces:
 		_ = cmd.Process.Kill() // the node process this test started
 		<-exited
 	})
-	b := &bridge{control: fmt.Sprintf("http://127.0.0.1:%d", controlPort)}
+	b := &nodeBridge{control: fmt.Sprintf("http://127.0.0.1:%d", controlPort)}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := b.do("GET", "/state", nil); err == nil {
@@ -446,7 +446,7 @@ func startLogged(t *testing.T, cmd *exec.Cmd, prefix string) <-chan struct{} {
 	return exited
 }
 
-func (b *bridge) do(method, path string, body any) ([]byte, error) {
+func (b *nodeBridge) do(method, path string, body any) ([]byte, error) {
 	var rdr io.Reader
 	if body != nil {
 		js, err := json.Marshal(body)
@@ -477,7 +477,7 @@ func (b *bridge) do(method, path string, body any) ([]byte, error) {
 }
 
 // post calls the control server and fails the test unless it answers 200.
-func (b *bridge) post(t *testing.T, path string, body any) map[string]any {
+func (b *nodeBridge) post(t *testing.T, path string, body any) map[string]any {
 	t.Helper()
 	raw, err := b.do("POST", path, body)
 	if err != nil {
@@ -490,7 +490,7 @@ func (b *bridge) post(t *testing.T, path string, body any) map[string]any {
 	return out
 }
 
-func (b *bridge) state(t *testing.T) bridgeState {
+func (b *nodeBridge) state(t *testing.T) bridgeState {
 	t.Helper()
 	raw, err := b.do("GET", "/state", nil)
 	if err != nil {
@@ -504,7 +504,7 @@ func (b *bridge) state(t *testing.T) bridgeState {
 }
 
 // waitState polls the bridge's state until cond holds, failing the test after 60 s.
-func (b *bridge) waitState(t *testing.T, what string, cond func(bridgeState) bool) bridgeState {
+func (b *nodeBridge) waitState(t *testing.T, what string, cond func(bridgeState) bool) bridgeState {
 	t.Helper()
 	st, ok := b.pollState(t, 60*time.Second, cond)
 	if !ok {
@@ -516,7 +516,7 @@ func (b *bridge) waitState(t *testing.T, what string, cond func(bridgeState) boo
 
 // expectState polls the bridge's state until cond holds, reporting an error (and going on)
 // after limit.
-func (b *bridge) expectState(t *testing.T, limit time.Duration, what string, cond func(bridgeState) bool) {
+func (b *nodeBridge) expectState(t *testing.T, limit time.Duration, what string, cond func(bridgeState) bool) {
 	t.Helper()
 	if st, ok := b.pollState(t, limit, cond); !ok {
 		js, _ := json.Marshal(st.Transactions[max(0, len(st.Transactions)-3):])
@@ -525,7 +525,7 @@ func (b *bridge) expectState(t *testing.T, limit time.Duration, what string, con
 	}
 }
 
-func (b *bridge) pollState(t *testing.T, limit time.Duration, cond func(bridgeState) bool) (bridgeState, bool) {
+func (b *nodeBridge) pollState(t *testing.T, limit time.Duration, cond func(bridgeState) bool) (bridgeState, bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -540,7 +540,7 @@ func (b *bridge) pollState(t *testing.T, limit time.Duration, cond func(bridgeSt
 	}
 }
 
-func randomToken(t *testing.T) string {
+func bridgeToken(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
