@@ -519,9 +519,16 @@ func (b *nodeBridge) waitState(t *testing.T, what string, cond func(bridgeState)
 func (b *nodeBridge) expectState(t *testing.T, limit time.Duration, what string, cond func(bridgeState) bool) {
 	t.Helper()
 	if st, ok := b.pollState(t, limit, cond); !ok {
+		keys := map[string]int{}
+		for _, tx := range st.Transactions {
+			for _, k := range tx.Keys {
+				keys[k]++
+			}
+		}
 		js, _ := json.Marshal(st.Transactions[max(0, len(st.Transactions)-3):])
-		t.Errorf("not within %v: %s; ephemeral events the bridge saw: %d; its last transactions: %.3000s",
-			limit, what, len(st.Ephemeral), js)
+		t.Errorf("not within %v: %s; ephemeral events the bridge saw: %d; transaction body keys seen (the framework "+
+			"reads ephemeral events from %q only): %v; its last transactions: %.3000s",
+			limit, what, len(st.Ephemeral), "de.sorunome.msc2409.ephemeral", keys, js)
 	}
 }
 
