@@ -36,6 +36,7 @@ type Server struct {
 	deviceLists DeviceListSink // nil without federation (users_deps.go)
 	ops         operatorDeps   // operators_deps.go
 	purger      HistoryPurger  // set by SetPurger (purge_deps.go)
+	appservices AppServices    // set by SetAppServices (appservices_deps.go)
 }
 
 // New returns the admin API.
@@ -58,7 +59,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.serverRoutes(), s.userRoutes(), s.roomRoutes(), s.mediaRoutes(),
 		s.registrationTokenRoutes(), s.noticeRoutes(), s.reportRoutes(),
-		s.purgeRoutes(),
+		s.purgeRoutes(), s.appServiceRoutes(),
 	} {
 		for _, rt := range group {
 			h := s.admin(rt.fn)

@@ -2,6 +2,7 @@ package appservice
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -14,9 +15,8 @@ import (
 // its namespaces (or its sender), and every event of a room whose ID is in its rooms
 // namespaces, which has an alias in its aliases namespaces, or where one of its users is
 // joined. A room's interest is worked out once per batch.
-func (snd *sender) interesting(ctx context.Context, evs []*storage.Event) ([]roomEvent, error) {
+func (snd *sender) interesting(ctx context.Context, evs []*storage.Event, roomWanted map[string]bool) ([]roomEvent, error) {
 	roomIDs := map[int64]string{}
-	roomWanted := map[int64]bool{}
 	var out []roomEvent
 	for _, ev := range evs {
 		roomID, ok := roomIDs[ev.RoomNID]
@@ -31,13 +31,9 @@ func (snd *sender) interesting(ctx context.Context, evs []*storage.Event) ([]roo
 			out = append(out, roomEvent{ev, roomID})
 			continue
 		}
-		wanted, ok := roomWanted[ev.RoomNID]
-		if !ok {
-			var err error
-			if wanted, err = snd.roomInteresting(ctx, ev.RoomNID, roomID); err != nil {
-				return nil, err
-			}
-			roomWanted[ev.RoomNID] = wanted
+		wanted, err := snd.roomWanted(ctx, roomWanted, ev.RoomNID, roomID)
+		if err != nil {
+			return nil, err
 		}
 		if wanted {
 			out = append(out, roomEvent{ev, roomID})
@@ -52,9 +48,31 @@ func (snd *sender) ownsLocal(userID string) bool {
 	return strings.HasSuffix(userID, ":"+snd.s.serverName) && snd.svc.OwnsUser(userID)
 }
 
+// roomWanted reports whether the service is interested in every event of the room,
+// remembering the answer in cache (one batch's); roomNID 0 is looked up.
+func (snd *sender) roomWanted(ctx context.Context, cache map[string]bool, roomNID int64, roomID string) (bool, error) {
+	if w, ok := cache[roomID]; ok {
+		return w, nil
+	}
+	w, err := snd.roomInteresting(ctx, roomNID, roomID)
+	if err == nil {
+		cache[roomID] = w
+	}
+	return w, err
+}
+
 func (snd *sender) roomInteresting(ctx context.Context, roomNID int64, roomID string) (bool, error) {
 	if snd.svc.InRooms(roomID) {
 		return true, nil
+	}
+	if roomNID == 0 {
+		room, err := snd.s.db.Room(ctx, roomID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+		roomNID = room.NID
 	}
 	if len(snd.svc.aliases) > 0 {
 		aliases, err := snd.s.db.RoomAliases(ctx, roomID)

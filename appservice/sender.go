@@ -37,6 +37,11 @@ type sender struct {
 
 	// For metrics: transactions and events delivered, failed attempts.
 	sentTxns, sentEvents, failures atomic.Int64
+
+	// ephDirty says typing or receipts changed since the last look. The positions in those
+	// streams are the sender goroutine's own: ephemeral data is not kept across restarts.
+	ephDirty               atomic.Bool
+	typingPos, receiptsPos int64
 }
 
 func newSender(s *Server, svc *Service) *sender {
@@ -91,25 +96,45 @@ func (snd *sender) build(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	evs, err := snd.s.db.StreamEventsAfter(ctx, st.StreamPos, batchEvents)
-	if err != nil || len(evs) == 0 {
+	if err != nil {
 		return false, err
 	}
-	picked, err := snd.interesting(ctx, evs)
+	wanted := map[string]bool{}
+	var eph []map[string]any
+	typingPos, receiptsPos := snd.typingPos, snd.receiptsPos
+	if snd.svc.Ephemeral() && snd.ephDirty.Swap(false) {
+		if eph, typingPos, receiptsPos, err = snd.ephemeral(ctx, wanted); err != nil {
+			snd.ephDirty.Store(true)
+			return false, err
+		}
+	}
+	if len(evs) == 0 && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos {
+		return false, nil
+	}
+	picked, err := snd.interesting(ctx, evs, wanted)
 	if err != nil {
 		return false, err
 	}
 	var body []byte
-	if len(picked) > 0 {
-		if body, err = snd.format(ctx, picked); err != nil {
+	if len(picked) > 0 || len(eph) > 0 {
+		if body, err = snd.format(ctx, picked, eph); err != nil {
 			return false, err
 		}
 	}
-	last := evs[len(evs)-1].NID
+	last := st.StreamPos
+	if len(evs) > 0 {
+		last = evs[len(evs)-1].NID
+	}
 	err = snd.s.db.WithTx(ctx, func(tx *storage.Tx) error {
 		_, err := tx.AdvanceAppService(ctx, snd.svc.ID, st.StreamPos, last, body, len(picked), time.Now().UnixMilli())
 		return err
 	})
-	return true, err
+	if err != nil {
+		snd.ephDirty.Store(true)
+		return false, err
+	}
+	snd.typingPos, snd.receiptsPos = typingPos, receiptsPos
+	return true, nil
 }
 
 // roomEvent is an event with its room's ID.
@@ -118,8 +143,9 @@ type roomEvent struct {
 	roomID string
 }
 
-// format returns the transaction body of the events: {"events": [ClientEvent...]}.
-func (snd *sender) format(ctx context.Context, evs []roomEvent) ([]byte, error) {
+// format returns the transaction body: {"events": [ClientEvent...]}, and the ephemeral
+// data under its stable name and the unstable one of MSC2409, which bridges still read.
+func (snd *sender) format(ctx context.Context, evs []roomEvent, eph []map[string]any) ([]byte, error) {
 	out := make([]roomserver.ClientEvent, 0, len(evs))
 	for i := 0; i < len(evs); {
 		// Runs of one room's events are formatted together.
@@ -138,7 +164,12 @@ func (snd *sender) format(ctx context.Context, evs []roomEvent) ([]byte, error) 
 		out = append(out, ces...)
 		i = j
 	}
-	return json.Marshal(map[string]any{"events": out})
+	body := map[string]any{"events": out}
+	if len(eph) > 0 {
+		body["ephemeral"] = eph
+		body["de.sorunome.msc2409.ephemeral"] = eph
+	}
+	return json.Marshal(body)
 }
 
 // deliver sends a transaction until the service acknowledges it (a 2xx) or ctx ends,

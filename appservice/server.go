@@ -21,6 +21,7 @@ type Server struct {
 	serverName string
 	db         *storage.DB
 	rooms      *roomserver.Server
+	typing     TypingState // nil: no typing notifications for services
 	log        *slog.Logger
 	// client makes every request to services. Their URLs are the operator's configuration
 	// (usually loopback or an internal address), so it is a plain client, not the
@@ -76,6 +77,16 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+	}
+	positions, err := s.db.StreamPositions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, snd := range s.senders {
+		snd.receiptsPos = positions[storage.StreamReceipts]
+		if s.typing != nil {
+			snd.typingPos = s.typing.Pos()
 		}
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -145,4 +156,18 @@ func (s *Server) Statuses(ctx context.Context) ([]Status, error) {
 		})
 	}
 	return out, nil
+}
+
+// Counts are a sender's counts since start, for the metrics.
+type Counts struct {
+	Txns, Events, Failures int64
+}
+
+// Counts returns the counts of each service that has a sender, by service ID.
+func (s *Server) Counts() map[string]Counts {
+	out := make(map[string]Counts, len(s.senders))
+	for _, snd := range s.senders {
+		out[snd.svc.ID] = Counts{Txns: snd.sentTxns.Load(), Events: snd.sentEvents.Load(), Failures: snd.failures.Load()}
+	}
+	return out
 }

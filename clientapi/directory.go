@@ -78,8 +78,8 @@ func (s *Server) handlePutAlias(r *http.Request) (any, error) {
 	return struct{}{}, err
 }
 
-// handleDeleteAlias handles DELETE /directory/room/{roomAlias}; the creator of the alias or a
-// server admin may delete it.
+// handleDeleteAlias handles DELETE /directory/room/{roomAlias}; the creator of the alias, a
+// server admin or the application service whose namespace holds it may delete it.
 func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 	alias, err := s.pathAlias(r)
 	if err != nil {
@@ -92,7 +92,7 @@ func (s *Server) handleDeleteAlias(r *http.Request) (any, error) {
 		return nil, err
 	}
 	dev := httputil.Device(r.Context())
-	if creator != dev.UserID {
+	if creator != dev.UserID && !appServiceAlias(r.Context(), alias) {
 		acc, err := s.db.Account(r.Context(), dev.UserID)
 		if err != nil || !acc.IsAdmin {
 			return nil, spec.Forbidden("only the alias creator can delete it")

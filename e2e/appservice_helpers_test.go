@@ -31,6 +31,7 @@ type fakeAS struct {
 	bodies   map[string][]byte       // first body seen for each transaction ID
 	accepted []string                // transaction IDs answered 2xx for the first time, in order
 	events   []map[string]any        // the events of accepted transactions, in order
+	eph      []map[string]any        // their ephemeral data, in order
 	fail     func(attempt int) int   // status for the nth transaction request (from 1); 0: 200
 	extra    map[string]http.Handler // other paths (queries, ping, third party)
 	requests []*http.Request         // every non-transaction request
@@ -95,13 +96,19 @@ func (a *fakeAS) transaction(w http.ResponseWriter, r *http.Request, txnID strin
 	}
 	if status == 200 && !contains(a.accepted, txnID) {
 		var txn struct {
-			Events []map[string]any `json:"events"`
+			Events   []map[string]any `json:"events"`
+			Eph      []map[string]any `json:"ephemeral"`
+			Unstable []map[string]any `json:"de.sorunome.msc2409.ephemeral"`
 		}
 		if err := json.Unmarshal(body, &txn); err != nil {
 			a.t.Errorf("transaction %s: %v", txnID, err)
 		}
 		a.accepted = append(a.accepted, txnID)
 		a.events = append(a.events, txn.Events...)
+		a.eph = append(a.eph, txn.Eph...)
+		if len(txn.Eph) != len(txn.Unstable) {
+			a.t.Errorf("transaction %s: ephemeral and de.sorunome.msc2409.ephemeral differ: %s", txnID, body)
+		}
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte("{}"))
@@ -140,6 +147,24 @@ func (a *fakeAS) txnAttempts() []txnAttempt {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]txnAttempt(nil), a.attempts...)
+}
+
+// waitEphemeral waits until the service has accepted ephemeral data matching cond.
+func (a *fakeAS) waitEphemeral(what string, cond func(map[string]any) bool) {
+	a.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		eph := append([]map[string]any(nil), a.eph...)
+		a.mu.Unlock()
+		for _, e := range eph {
+			if cond(e) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.t.Errorf("%s: not delivered", what)
 }
 
 // waitEvents waits until the service has accepted events matching cond, and returns all.

@@ -169,6 +169,18 @@ func TestAppServiceTransactions(t *testing.T) {
 		}
 	}
 
+	// Ephemeral data of the rooms of the service's users, with room_id.
+	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": true, "timeout": 30000})
+	bridge.waitEphemeral("typing", func(e map[string]any) bool {
+		users, _ := obj(e, "content")["user_ids"].([]any)
+		return e["type"] == "m.typing" && e["room_id"] == room && len(users) == 1 && users[0] == alice.UserID
+	})
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(msg), map[string]any{})
+	bridge.waitEphemeral("receipt", func(e map[string]any) bool {
+		return e["type"] == "m.receipt" && e["room_id"] == room && obj(obj(obj(e, "content"), msg), "m.read")[alice.UserID] != nil
+	})
+	bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(private)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000})
+
 	// A 500 is retried with the same transaction ID and body.
 	before := len(bridge.txnAttempts())
 	bridge.setFail(func(n int) int {
@@ -183,6 +195,13 @@ func TestAppServiceTransactions(t *testing.T) {
 	if len(att) < 2 || att[0].Status != 500 || att[1].TxnID != att[0].TxnID || string(att[1].Body) != string(att[0].Body) {
 		t.Errorf("retry after a 500: attempts %+v", att)
 	}
+	bridge.mu.Lock()
+	for _, e := range bridge.eph {
+		if e["room_id"] == private {
+			t.Errorf("ephemeral data of a room without the service's users was pushed: %v", e)
+		}
+	}
+	bridge.mu.Unlock()
 }
 
 // TestAppServicePingAndQueries checks ping both ways, the user and alias queries, and the
@@ -330,6 +349,26 @@ func TestAppServiceOrderAndRestart(t *testing.T) {
 	if pending == "" {
 		t.Fatal("no transaction attempted while the service was down")
 	}
+	// The admin API shows the queue and the error.
+	admin := srv.RegisterAdmin(t, "root")
+	var list Resp
+	var st map[string]any
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list = admin.MustDo("GET", "/_synapse/admin/v1/appservices", nil)
+		svcs, _ := list.Body["appservices"].([]any)
+		if len(svcs) != 1 || list.Body["total"] != float64(1) {
+			t.Fatalf("admin appservices: %s", list.Raw)
+		}
+		st = svcs[0].(map[string]any)
+		if st["last_error"] != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st["id"] != "all" || st["pending_txns"].(float64) < 1 || st["pending_events"].(float64) < 1 || !strings.Contains(st["last_error"].(string), "503") || st["sender"] != "@_all_bot:"+srv.Name {
+		t.Errorf("admin appservices while the service is down: %s", list.Raw)
+	}
+	expectErr(t, call(alice, "GET", "/_synapse/admin/v1/appservices", nil), "appservices by a non-admin", 403, "M_FORBIDDEN")
+
 	srv.Kill()
 	srv.Start()
 	before := len(bridge.txnAttempts())

@@ -131,3 +131,28 @@ func (q *Q) StreamEventsAfter(ctx context.Context, pos int64, limit int) ([]*Eve
 		WHERE event_nid > $1 AND NOT hidden AND status = ''
 		ORDER BY event_nid LIMIT $2`, pos, limit)
 }
+
+// AllReceiptsSince returns up to limit receipts of every room after the receipts stream
+// position since, in stream order, with their room IDs.
+func (q *Q) AllReceiptsSince(ctx context.Context, since int64, limit int) ([]Receipt, []string, error) {
+	rows, err := q.query(ctx, `
+		SELECT r.room_nid, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.event_nid, r.ts, r.stream_pos, rm.room_id
+		FROM receipts r JOIN rooms rm ON rm.room_nid = r.room_nid
+		WHERE r.stream_pos > $1 ORDER BY r.stream_pos LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("select receipts since %d: %w", since, err)
+	}
+	defer rows.Close()
+	var out []Receipt
+	var roomIDs []string
+	for rows.Next() {
+		var r Receipt
+		var roomID string
+		if err := rows.Scan(&r.RoomNID, &r.UserID, &r.Type, &r.ThreadID, &r.EventID, &r.EventNID, &r.TS, &r.StreamPos, &roomID); err != nil {
+			return nil, nil, err
+		}
+		out = append(out, r)
+		roomIDs = append(roomIDs, roomID)
+	}
+	return out, roomIDs, rows.Err()
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/metrics"
@@ -26,6 +27,7 @@ type components struct {
 	sender   *federationapi.Sender
 	pushes   *pusher.Pusher
 	media    *mediaapi.Server
+	appsvcs  *appservice.Server
 }
 
 // registerSources registers the families read from the components when scraped.
@@ -47,6 +49,7 @@ func registerSources(m *metrics.Metrics, c components) {
 			up, down := c.media.Traffic()
 			return map[string]float64{"upload": float64(up), "download": float64(down)}
 		})
+	registerAppServices(m, c.appsvcs)
 	if c.sender == nil {
 		return
 	}
@@ -111,4 +114,23 @@ func startMetrics(ctx context.Context, cfg *config.Config, m *metrics.Metrics, d
 		_ = srv.Shutdown(shutdownCtx)
 	}()
 	return ln.Addr(), nil
+}
+
+// registerAppServices registers the application services' delivery counts, by service.
+func registerAppServices(m *metrics.Metrics, a *appservice.Server) {
+	count := func(pick func(appservice.Counts) int64) func() map[string]float64 {
+		return func() map[string]float64 {
+			out := map[string]float64{}
+			for id, c := range a.Counts() {
+				out[id] = float64(pick(c))
+			}
+			return out
+		}
+	}
+	m.CounterVec("lattice_appservice_transactions_total", "Transactions application services acknowledged, by service.", "appservice",
+		count(func(c appservice.Counts) int64 { return c.Txns }))
+	m.CounterVec("lattice_appservice_events_total", "Events delivered to application services, by service.", "appservice",
+		count(func(c appservice.Counts) int64 { return c.Events }))
+	m.CounterVec("lattice_appservice_failed_requests_total", "Transaction requests to application services that failed (each retried later), by service.", "appservice",
+		count(func(c appservice.Counts) int64 { return c.Failures }))
 }

@@ -175,17 +175,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		InputWaited:    m.InputWaited,
 	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
 	appservices.SetRoomserver(rooms)
+	// Typing and receipts also wake the senders of services that receive ephemeral data.
+	ephemeralWaker := appservices.Waker(notifier)
+	if fed != nil {
+		fed.SetRoomserver(rooms)
+		rooms.SetRemote(fed.Remote())
+		fed.SetNotifier(ephemeralWaker)
+	}
+	typers := typing.New(rooms, ephemeralWaker, log)
+	defer typers.Close()
+	appservices.SetTyping(typers)
 	if err := appservices.Start(ctx); err != nil {
 		return err
 	}
 	defer appservices.Close()
-	if fed != nil {
-		fed.SetRoomserver(rooms)
-		rooms.SetRemote(fed.Remote())
-		fed.SetNotifier(notifier)
-	}
-	typers := typing.New(rooms, notifier, log)
-	defer typers.Close()
 	localSuffix := ":" + cfg.ServerName
 	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, notifier, log)
 	if fed != nil {
@@ -196,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pres.Close()
-	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	client := clientapi.New(cfg, db, rooms, ephemeralWaker, typers, pres, log)
 	client.SetAppServices(appservices)
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
@@ -226,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		admin.SetDeviceListSink(fed.EDUSender())
 	}
 	admin.SetPurger(historyPurger)
+	admin.SetAppServices(appservices)
 	admin.Register(router)
 	mediaCfg := cfg.Media
 	mediaCfg.Path = cfg.MediaPath()
@@ -254,7 +258,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetMedia(media)
 		media.SetRemote(fed.MediaFetcher())
 	}
-	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media})
+	registerSources(m, components{db: db, rooms: rooms, notifier: notifier, sender: sender, pushes: pushes, media: media, appsvcs: appservices})
 	httputil.SetUnmatched(router)
 	handler := m.HTTP("client", accessLog(cfg, log), httputil.Recover(log, httputil.CheckURL(httputil.CORS(mediaapi.Limits(cfg.Limits.MaxRequestBytes, appservices.Authenticate(router))))))
 

@@ -42,16 +42,16 @@ type AppService struct {
 
 // AppServiceSpace lists the namespaces of a registration.
 type AppServiceSpace struct {
-	Users   []AppServiceNamespace `yaml:"users"`
-	Aliases []AppServiceNamespace `yaml:"aliases"`
-	Rooms   []AppServiceNamespace `yaml:"rooms"`
+	Users   []AppServiceNamespace `yaml:"users" json:"users"`
+	Aliases []AppServiceNamespace `yaml:"aliases" json:"aliases"`
+	Rooms   []AppServiceNamespace `yaml:"rooms" json:"rooms"`
 }
 
 // AppServiceNamespace is one regular expression of a namespace. Like Synapse, a value is in
 // the namespace when the expression matches at its start.
 type AppServiceNamespace struct {
-	Exclusive bool   `yaml:"exclusive"`
-	Regex     string `yaml:"regex"`
+	Exclusive bool   `yaml:"exclusive" json:"exclusive"`
+	Regex     string `yaml:"regex" json:"regex"`
 }
 
 // Ephemeral reports whether the service wants ephemeral data, by either name.

@@ -24,3 +24,6 @@ CREATE TABLE appservice_txns (
     created_ts BIGINT NOT NULL,
     PRIMARY KEY (service_id, txn_id)
 );
+
+-- Services that receive ephemeral data follow the receipts of every room.
+CREATE INDEX receipts_by_stream ON receipts (stream_pos);
