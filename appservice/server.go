@@ -69,6 +69,9 @@ func (s *Server) Start(ctx context.Context) error {
 	now := time.Now().UnixMilli()
 	for _, svc := range s.reg.list {
 		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			if _, err := tx.Account(ctx, svc.SenderID); err == nil { // a failed INSERT aborts a PostgreSQL transaction
+				return tx.InitAppService(ctx, svc.ID)
+			}
 			err := tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: now})
 			if err != nil && !errors.Is(err, storage.ErrConflict) {
 				return err
