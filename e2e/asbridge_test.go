@@ -171,7 +171,7 @@ func TestAppServiceBridge(t *testing.T) {
 
 // checkTransactions checks the transactions the bridge accepted: each carries the hs_token;
 // a transaction ID that came twice came with the same events; no event came under two
-// transaction IDs; alice's messages in room came in the order she sent them, all of them, and
+// transaction IDs; a refused transaction came again under its ID with the same events; alice's messages in room came in the order she sent them, all of them, and
 // the bridge's controller relayed each once, in order.
 func checkTransactions(t *testing.T, st bridgeState, room, alice string, sent []string) {
 	t.Helper()
@@ -183,10 +183,7 @@ func checkTransactions(t *testing.T, st bridgeState, room, alice string, sent []
 		if !tx.Auth {
 			t.Errorf("transaction %s without Authorization: Bearer <hs_token>", tx.TxnID)
 		}
-		var evIDs []string
-		for _, e := range tx.Events {
-			evIDs = append(evIDs, e.EventID)
-		}
+		evIDs := eventIDs(tx.Events)
 		if prev, ok := byTxn[tx.TxnID]; ok {
 			retried++
 			if !slices.Equal(prev, evIDs) {
@@ -204,6 +201,20 @@ func checkTransactions(t *testing.T, st bridgeState, room, alice string, sent []
 			if e.RoomID == room && e.Sender == alice && e.Type == "m.room.message" {
 				order = append(order, e.EventID)
 			}
+		}
+	}
+	// A transaction the bridge refused comes again under its own ID, crash or not.
+	for _, tx := range st.refused() {
+		if len(tx.Events) == 0 {
+			continue
+		}
+		first := tx.Events[0].EventID
+		if got, ok := txnOf[first]; !ok {
+			t.Errorf("event %s of refused transaction %s never delivered", first, tx.TxnID)
+		} else if got != tx.TxnID {
+			t.Errorf("refused transaction %s came again as transaction %s", tx.TxnID, got)
+		} else if evIDs := byTxn[got]; !slices.Equal(evIDs, eventIDs(tx.Events)) {
+			t.Errorf("transaction %s: refused with events %q, accepted with %q", got, eventIDs(tx.Events), evIDs)
 		}
 	}
 	t.Logf("%d transactions accepted (%d of them again after a crash, same ID), %d refused",
@@ -258,6 +269,14 @@ type bridgeEphemeral struct {
 	Type    string         `json:"type"`
 	RoomID  string         `json:"room_id"`
 	Content map[string]any `json:"content"`
+}
+
+func eventIDs(evs []bridgeEvent) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.EventID)
+	}
+	return out
 }
 
 // bridgeTxn is one PUT /_matrix/app/v1/transactions/{txnId} as the bridge received it.
