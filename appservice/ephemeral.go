@@ -3,6 +3,7 @@ package appservice
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -39,7 +40,7 @@ type teeWaker struct {
 
 func (w teeWaker) Wake(stream storage.Stream, pos int64, users []string) {
 	w.next.Wake(stream, pos, users)
-	if stream != storage.StreamTyping && stream != storage.StreamReceipts {
+	if stream != storage.StreamTyping && stream != storage.StreamReceipts && stream != storage.StreamPresence {
 		return
 	}
 	for _, snd := range w.s.senders {
@@ -56,10 +57,16 @@ const maxEphemeral = 100
 // ephemeral returns the typing and receipt changes since the sender's positions in the
 // rooms the service is interested in (Application Service API, "Pushing ephemeral data"),
 // as /sync shows them plus room_id, and the positions they reach. Private receipts go only
-// to the services of their users. Presence is not sent.
+// to the services of their users; presence, of the users of its namespaces and of those
+// who share a room with them.
 func (snd *sender) ephemeral(ctx context.Context, wanted map[string]bool) ([]map[string]any, int64, int64, error) {
 	var out []map[string]any
 	typingPos, receiptsPos := snd.typingPos, snd.receiptsPos
+	pres, err := snd.presence(ctx, wanted)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	out = append(out, pres...)
 	if t := snd.s.typing; t != nil {
 		rooms, pos := t.ChangedRooms(snd.typingPos)
 		ids := make([]string, 0, len(rooms))
@@ -108,4 +115,47 @@ func (snd *sender) ephemeral(ctx context.Context, wanted map[string]bool) ([]map
 		}})
 	}
 	return out, typingPos, receiptsPos, nil
+}
+
+// presence returns the presence changes after the sender's position that the service is
+// interested in, as m.presence events, and moves the position (kept with the others by the
+// caller only on success: presence changes are read again after an error).
+func (snd *sender) presence(ctx context.Context, wanted map[string]bool) ([]map[string]any, error) {
+	ps, err := snd.s.db.AllPresenceSince(ctx, snd.presencePos, maxEphemeral)
+	if err != nil || len(ps) == 0 {
+		return nil, err
+	}
+	if len(ps) == maxEphemeral {
+		snd.ephDirty.Store(true)
+	}
+	var out []map[string]any
+	for _, p := range ps {
+		ok := snd.ownsLocal(p.UserID)
+		if !ok {
+			ms, err := snd.s.db.UserMemberships(ctx, p.UserID, "join")
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range ms {
+				if ok, err = snd.roomWanted(ctx, wanted, m.RoomNID, m.RoomID); err != nil {
+					return nil, err
+				} else if ok {
+					break
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		content := map[string]any{"presence": p.State}
+		if p.StatusMsg != "" {
+			content["status_msg"] = p.StatusMsg
+		}
+		if p.LastActiveTS > 0 {
+			content["last_active_ago"] = max(time.Now().UnixMilli()-p.LastActiveTS, 0)
+		}
+		out = append(out, map[string]any{"type": "m.presence", "sender": p.UserID, "content": content})
+	}
+	snd.nextPresencePos = ps[len(ps)-1].StreamPos
+	return out, nil
 }

@@ -40,8 +40,9 @@ type sender struct {
 
 	// ephDirty says typing or receipts changed since the last look. The positions in those
 	// streams are the sender goroutine's own: ephemeral data is not kept across restarts.
-	ephDirty               atomic.Bool
-	typingPos, receiptsPos int64
+	ephDirty                            atomic.Bool
+	typingPos, receiptsPos, presencePos int64
+	nextPresencePos                     int64 // where presencePos moves once a build commits
 }
 
 func newSender(s *Server, svc *Service) *sender {
@@ -108,7 +109,7 @@ func (snd *sender) build(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
-	if len(evs) == 0 && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos {
+	if len(evs) == 0 && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos && snd.nextPresencePos <= snd.presencePos {
 		return false, nil
 	}
 	picked, err := snd.interesting(ctx, evs, wanted)
@@ -134,6 +135,7 @@ func (snd *sender) build(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	snd.typingPos, snd.receiptsPos = typingPos, receiptsPos
+	snd.presencePos = max(snd.presencePos, snd.nextPresencePos)
 	return true, nil
 }
 

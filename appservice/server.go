@@ -68,17 +68,17 @@ func (s *Server) Registry() *Registry { return s.reg }
 func (s *Server) Start(ctx context.Context) error {
 	now := time.Now().UnixMilli()
 	for _, svc := range s.reg.list {
-		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-			if _, err := tx.Account(ctx, svc.SenderID); err == nil { // a failed INSERT aborts a PostgreSQL transaction
-				return tx.InitAppService(ctx, svc.ID)
-			}
-			err := tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: now})
-			if err != nil && !errors.Is(err, storage.ErrConflict) {
-				return err
-			}
-			return tx.InitAppService(ctx, svc.ID)
-		})
-		if err != nil {
+		// Two transactions: on PostgreSQL a conflicting insert ends its transaction.
+		_, err := s.db.Account(ctx, svc.SenderID)
+		if errors.Is(err, storage.ErrNotFound) {
+			err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				return tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: now})
+			})
+		}
+		if err != nil && !errors.Is(err, storage.ErrConflict) {
+			return err
+		}
+		if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.InitAppService(ctx, svc.ID) }); err != nil {
 			return err
 		}
 	}
@@ -88,6 +88,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, snd := range s.senders {
 		snd.receiptsPos = positions[storage.StreamReceipts]
+		snd.presencePos = positions[storage.StreamPresence]
 		if s.typing != nil {
 			snd.typingPos = s.typing.Pos()
 		}

@@ -12,7 +12,6 @@ import (
 	"crypto/subtle"
 	"regexp"
 	"slices"
-	"strings"
 
 	"github.com/lattice-chat/lattice/internal/config"
 )
@@ -173,10 +172,4 @@ func (r *Registry) ForProtocol(protocol string) []*Service {
 		}
 	}
 	return out
-}
-
-// localpartOf returns the localpart of a user ID.
-func localpartOf(userID string) string {
-	l, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
-	return l
 }

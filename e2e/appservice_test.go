@@ -180,6 +180,10 @@ func TestAppServiceTransactions(t *testing.T) {
 		return e["type"] == "m.receipt" && e["room_id"] == room && obj(obj(obj(e, "content"), msg), "m.read")[alice.UserID] != nil
 	})
 	bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(private)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000})
+	alice.MustDo("PUT", "/_matrix/client/v3/presence/"+esc(alice.UserID)+"/status", map[string]any{"presence": "online", "status_msg": "bridging"})
+	bridge.waitEphemeral("presence", func(e map[string]any) bool {
+		return e["type"] == "m.presence" && e["sender"] == alice.UserID && obj(e, "content")["status_msg"] == "bridging"
+	})
 
 	// A 500 is retried with the same transaction ID and body.
 	before := len(bridge.txnAttempts())

@@ -156,3 +156,10 @@ func (q *Q) AllReceiptsSince(ctx context.Context, since int64, limit int) ([]Rec
 	}
 	return out, roomIDs, rows.Err()
 }
+
+// AllPresenceSince returns up to limit presence changes of every user after the presence
+// stream position since, in stream order.
+func (q *Q) AllPresenceSince(ctx context.Context, since int64, limit int) ([]*Presence, error) {
+	return q.presences(ctx, `SELECT `+presenceColumns+` FROM presence
+		WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2`, since, limit)
+}

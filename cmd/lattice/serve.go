@@ -190,7 +190,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer appservices.Close()
 	localSuffix := ":" + cfg.ServerName
-	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, notifier, log)
+	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, ephemeralWaker, log)
 	if fed != nil {
 		// Every change of a local user's presence, timers included, goes to other servers.
 		pres.SetPublisher(fed.EDUSender().Presence)
