@@ -159,8 +159,8 @@ func TestAppServiceBridge(t *testing.T) {
 
 	// 9. Still working both ways, ephemeral events included.
 	remoteMsg("bob", "the remote side is still here")
-	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": true, "timeout": 30000})
 	typingSeen := len(b.state(t).Ephemeral)
+	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(alice.UserID), map[string]any{"typing": true, "timeout": 30000})
 	b.expectState(t, 20*time.Second, "m.typing after the restarts", func(st bridgeState) bool {
 		return len(st.Ephemeral) > typingSeen && bridgeState{Ephemeral: st.Ephemeral[typingSeen:]}.typing(room, alice.UserID)
 	})
@@ -171,8 +171,9 @@ func TestAppServiceBridge(t *testing.T) {
 
 // checkTransactions checks the transactions the bridge accepted: each carries the hs_token;
 // a transaction ID that came twice came with the same events; no event came under two
-// transaction IDs; a refused transaction came again under its ID with the same events; alice's messages in room came in the order she sent them, all of them, and
-// the bridge's controller relayed each once, in order.
+// transaction IDs; a refused transaction came again under its ID with the same events;
+// alice's messages in room came in the order she sent them, all of them; and the bridge's
+// controller relayed each once, in order.
 func checkTransactions(t *testing.T, st bridgeState, room, alice string, sent []string) {
 	t.Helper()
 	byTxn := map[string][]string{}
