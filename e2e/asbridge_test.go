@@ -147,7 +147,14 @@ func TestAppServiceBridge(t *testing.T) {
 		sendMsg(fmt.Sprintf("during the crash %d", i))
 	}
 	b.waitState(t, "a transaction of the second batch reaches the bridge", func(st bridgeState) bool {
-		return len(st.accepted()) > accepted
+		for _, tx := range st.accepted()[accepted:] {
+			for _, e := range tx.Events {
+				if strings.HasPrefix(e.Body, "during the crash") {
+					return true
+				}
+			}
+		}
+		return false
 	})
 	srv.Kill()
 	b.post(t, "/mode", map[string]any{"delay_ms": 0})
