@@ -13,6 +13,7 @@ import (
 
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/publicrooms"
 	"github.com/lattice-chat/lattice/roomserver"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -25,9 +26,10 @@ const loginTypeAppService = "m.login.application_service"
 func (s *Server) SetAppServices(a *appservice.Server) { s.appservices = a }
 
 func (s *Server) appServiceRoutes() []route {
-	const get, post = http.MethodGet, http.MethodPost
+	const get, post, put = http.MethodGet, http.MethodPost, http.MethodPut
 	return []route{
 		{post, "/v1/appservice/{appserviceId}/ping", true, true, s.handleAppServicePing},
+		{put, "/directory/list/appservice/{networkId}/{roomId}", true, false, s.handleSetNetworkVisibility},
 		{get, "/thirdparty/protocol/{protocol}", true, false, s.handleThirdPartyProtocol},
 		{get, "/thirdparty/location", true, false, s.handleThirdPartyLookup},
 		{get, "/thirdparty/location/{protocol}", true, false, s.handleThirdPartyLookup},
@@ -268,4 +270,57 @@ func (s *Server) createAppServiceDevice(r *http.Request, displayName *string) (a
 	}
 	s.deviceListChanged(r.Context(), dev.UserID, pos, deviceID)
 	return httputil.Response{Status: http.StatusCreated, Body: struct{}{}}, nil
+}
+
+// networkDirectory points a /publicRooms listing at the application services' network
+// directories: one network's with third_party_instance_id ("{service}|{network}", the
+// instance_id of /thirdparty/protocols), the server's and every network's with
+// include_all_networks.
+func (s *Server) networkDirectory(list *publicrooms.Request, req publicRoomsRequest) error {
+	switch {
+	case req.IncludeAllNetworks && req.ThirdPartyInstanceID != "":
+		return spec.InvalidParam("third_party_instance_id cannot be used with include_all_networks")
+	case req.IncludeAllNetworks:
+		list.Rooms = func(ctx context.Context, offset, limit int) ([]storage.PublicRoom, int, error) {
+			return s.db.NetworkPublicRooms(ctx, "", "", offset, limit)
+		}
+	case req.ThirdPartyInstanceID != "":
+		serviceID, networkID, _ := strings.Cut(req.ThirdPartyInstanceID, "|")
+		list.Rooms = func(ctx context.Context, offset, limit int) ([]storage.PublicRoom, int, error) {
+			return s.db.NetworkPublicRooms(ctx, serviceID, networkID, offset, limit)
+		}
+	}
+	return nil
+}
+
+// handleSetNetworkVisibility handles PUT /directory/list/appservice/{networkId}/{roomId}:
+// an application service publishes a room in its network's directory.
+func (s *Server) handleSetNetworkVisibility(r *http.Request) (any, error) {
+	svc := appservice.FromContext(r.Context())
+	if svc == nil {
+		return nil, spec.Forbidden("only application services may use this endpoint")
+	}
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Visibility != "public" && req.Visibility != "private" {
+		return nil, spec.InvalidParam("visibility must be public or private")
+	}
+	room, err := s.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, spec.NotFound("unknown room")
+	} else if err != nil {
+		return nil, err
+	}
+	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		return tx.SetAppServiceRoomVisibility(r.Context(), svc.ID, httputil.PathVar(r, "networkId"), room.NID, req.Visibility == "public")
+	})
+	return struct{}{}, err
 }

@@ -17,12 +17,16 @@ type publicRoomsRequest struct {
 	Since  string             `json:"since"`
 	Server string             `json:"server"`
 	Filter publicrooms.Filter `json:"filter"`
+	// The application services' network directories (appservice.go).
+	IncludeAllNetworks   bool   `json:"include_all_networks"`
+	ThirdPartyInstanceID string `json:"third_party_instance_id"`
 }
 
 // handleGetPublicRooms handles GET /publicRooms.
 func (s *Server) handleGetPublicRooms(r *http.Request) (any, error) {
 	q := r.URL.Query()
-	req := publicRoomsRequest{Since: q.Get("since"), Server: q.Get("server")}
+	req := publicRoomsRequest{Since: q.Get("since"), Server: q.Get("server"),
+		IncludeAllNetworks: q.Get("include_all_networks") == "true", ThirdPartyInstanceID: q.Get("third_party_instance_id")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil {
@@ -74,7 +78,11 @@ func (s *Server) publicRooms(r *http.Request, req publicRoomsRequest) (any, erro
 		}
 		return s.remoteDirectory.PublicRooms(r.Context(), req.Server, body)
 	}
-	return publicrooms.List(r.Context(), s.db, publicrooms.Request{Limit: req.Limit, Since: req.Since, Filter: req.Filter})
+	list := publicrooms.Request{Limit: req.Limit, Since: req.Since, Filter: req.Filter}
+	if err := s.networkDirectory(&list, req); err != nil {
+		return nil, err
+	}
+	return publicrooms.List(r.Context(), s.db, list)
 }
 
 // handleUserDirectory handles POST /user_directory/search: local users who share a room with

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +285,26 @@ func TestAppServicePingAndQueries(t *testing.T) {
 	}
 	expectOK(t, call(alice, "GET", "/_matrix/client/v3/thirdparty/protocol/fakenet", nil), "one protocol")
 	expectErr(t, call(alice, "GET", "/_matrix/client/v3/thirdparty/protocol/nonet", nil), "unknown protocol", 404, "M_NOT_FOUND")
+	// The network's room directory.
+	portalID := joined.Body["room_id"].(string)
+	netPath := "/_matrix/client/v3/directory/list/appservice/fake1/" + esc(portalID)
+	expectOK(t, call(svc, "PUT", netPath, map[string]any{"visibility": "public"}), "publishing in the network's directory")
+	expectErr(t, call(alice, "PUT", netPath, map[string]any{"visibility": "public"}), "network directory by a user", 403, "M_FORBIDDEN")
+	instanceID, _ := inst[0].(map[string]any)["instance_id"].(string)
+	for _, c := range []struct {
+		body map[string]any
+		want bool
+	}{
+		{map[string]any{}, false},
+		{map[string]any{"third_party_instance_id": instanceID}, true},
+		{map[string]any{"third_party_instance_id": "bridge|other"}, false},
+		{map[string]any{"include_all_networks": true}, true},
+	} {
+		pr := alice.MustDo("POST", "/_matrix/client/v3/publicRooms", c.body)
+		if got := strings.Contains(string(pr.Raw), portalID); got != c.want {
+			t.Errorf("publicRooms %v lists the portal: %v, want %v (%s)", c.body, got, c.want, pr.Raw)
+		}
+	}
 	r = alice.MustDo("GET", "/_matrix/client/v3/thirdparty/location/fakenet?channel=%23chan", nil)
 	if !strings.Contains(string(r.Raw), `"channel":"#chan"`) {
 		t.Errorf("location lookup: %s", r.Raw)
@@ -372,6 +393,9 @@ func TestAppServiceOrderAndRestart(t *testing.T) {
 		t.Errorf("admin appservices while the service is down: %s", list.Raw)
 	}
 	expectErr(t, call(alice, "GET", "/_synapse/admin/v1/appservices", nil), "appservices by a non-admin", 403, "M_FORBIDDEN")
+	if out, err := exec.Command(binary, "appservices", "--config", srv.ConfigPath).CombinedOutput(); err != nil || !strings.Contains(string(out), "status 503") || !strings.Contains(string(out), "all ") {
+		t.Errorf("lattice appservices: %v\n%s", err, out)
+	}
 
 	srv.Kill()
 	srv.Start()

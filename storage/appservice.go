@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // AppServiceState is what a service has been sent (migration 0024).
@@ -162,4 +163,51 @@ func (q *Q) AllReceiptsSince(ctx context.Context, since int64, limit int) ([]Rec
 func (q *Q) AllPresenceSince(ctx context.Context, since int64, limit int) ([]*Presence, error) {
 	return q.presences(ctx, `SELECT `+presenceColumns+` FROM presence
 		WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2`, since, limit)
+}
+
+// SetAppServiceRoomVisibility publishes the room in (or removes it from) the room
+// directory of a service's network.
+func (tx *Tx) SetAppServiceRoomVisibility(ctx context.Context, serviceID, networkID string, roomNID int64, public bool) error {
+	var err error
+	if public {
+		_, err = tx.exec(ctx, `INSERT INTO appservice_room_directory (service_id, network_id, room_nid) VALUES ($1, $2, $3)
+			ON CONFLICT (service_id, network_id, room_nid) DO NOTHING`, serviceID, networkID, roomNID)
+	} else {
+		_, err = tx.exec(ctx, `DELETE FROM appservice_room_directory WHERE service_id = $1 AND network_id = $2 AND room_nid = $3`, serviceID, networkID, roomNID)
+	}
+	if err != nil {
+		return fmt.Errorf("set appservice room visibility %s %s: %w", serviceID, networkID, err)
+	}
+	return nil
+}
+
+// NetworkPublicRooms is PublicRooms for the room directory of one service's network, or,
+// with serviceID "", for the server's directory and every network's together.
+func (q *Q) NetworkPublicRooms(ctx context.Context, serviceID, networkID string, offset, limit int) ([]PublicRoom, int, error) {
+	where, args := `r.room_nid IN (SELECT room_nid FROM appservice_room_directory WHERE service_id = $1 AND network_id = $2)`, []any{serviceID, networkID}
+	if serviceID == "" {
+		where, args = `(r.visibility = 'public' OR r.room_nid IN (SELECT room_nid FROM appservice_room_directory))`, nil
+	}
+	var total int
+	if err := q.queryRow(ctx, `SELECT COUNT(*) FROM rooms r WHERE `+where, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count network public rooms: %w", err)
+	}
+	n := len(args)
+	rows, err := q.query(ctx, `
+		SELECT r.room_nid, r.room_id, (SELECT COUNT(*) FROM memberships m WHERE m.room_nid = r.room_nid AND m.membership = 'join') AS joined
+		FROM rooms r WHERE `+where+`
+		ORDER BY joined DESC, r.room_nid ASC LIMIT $`+strconv.Itoa(n+1)+` OFFSET $`+strconv.Itoa(n+2), append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("select network public rooms: %w", err)
+	}
+	defer rows.Close()
+	var out []PublicRoom
+	for rows.Next() {
+		var p PublicRoom
+		if err := rows.Scan(&p.NID, &p.RoomID, &p.JoinedMembers); err != nil {
+			return nil, 0, err
+		}
+		out = append(out, p)
+	}
+	return out, total, rows.Err()
 }

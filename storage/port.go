@@ -75,6 +75,7 @@ var portTables = []portTable{
 	{name: "purge_history", key: "purge_id"},
 	{name: "appservice_positions", key: "service_id"},
 	{name: "appservice_txns", key: "service_id, txn_id"},
+	{name: "appservice_room_directory", key: "service_id, network_id, room_nid"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

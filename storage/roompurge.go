@@ -14,6 +14,7 @@ var roomPurges = []string{
 	`DELETE FROM purge_history WHERE room_nid = $1`,
 	`DELETE FROM event_push_actions WHERE room_nid = $1`,
 	`DELETE FROM receipts WHERE room_nid = $1`,
+	`DELETE FROM appservice_room_directory WHERE room_nid = $1`,
 	`DELETE FROM event_relations WHERE room_nid = $1`,
 	`DELETE FROM event_search WHERE room_nid = $1`,
 	`DELETE FROM txn_ids WHERE room_nid = $1`,

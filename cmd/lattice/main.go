@@ -26,6 +26,7 @@ Usage:
   lattice reset-password --config FILE --user NAME [--password P]
   lattice federation-queue --config FILE
   lattice federation-retry --config FILE (SERVER | --all)
+  lattice appservices --config FILE
   lattice backup --config FILE --out PATH   (SQLite, while the server runs; PostgreSQL: pg_dump)
 
 Run "lattice COMMAND --help" for the flags of a command.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runFederationRetry(ctx, args, stdout, stderr)
 	case "backup":
 		return runBackup(ctx, args, stdout, stderr)
+	case "appservices":
+		return runAppServices(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -31,6 +31,9 @@ type Request struct {
 	Limit  int
 	Since  string
 	Filter Filter
+	// Rooms lists the directory's rooms, as storage's PublicRooms does (which nil means):
+	// an application service network's directory lists others.
+	Rooms func(ctx context.Context, offset, limit int) ([]storage.PublicRoom, int, error)
 }
 
 // List returns one page of the directory: chunk, total_room_count_estimate and the
@@ -57,7 +60,11 @@ func List(ctx context.Context, db *storage.DB, req Request) (map[string]any, err
 	if filtered {
 		fetch, skip = maxLimit*20, 0
 	}
-	rooms, total, err := db.PublicRooms(ctx, skip, fetch)
+	source := req.Rooms
+	if source == nil {
+		source = db.PublicRooms
+	}
+	rooms, total, err := source(ctx, skip, fetch)
 	if err != nil {
 		return nil, err
 	}

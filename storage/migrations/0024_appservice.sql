@@ -27,3 +27,13 @@ CREATE TABLE appservice_txns (
 
 -- Services that receive ephemeral data follow the receipts of every room.
 CREATE INDEX receipts_by_stream ON receipts (stream_pos);
+
+-- appservice_room_directory holds the rooms application services published in their
+-- networks' room directories (PUT /directory/list/appservice/{networkId}/{roomId}),
+-- listed by /publicRooms with third_party_instance_id or include_all_networks.
+CREATE TABLE appservice_room_directory (
+    service_id TEXT NOT NULL,
+    network_id TEXT NOT NULL,
+    room_nid   BIGINT NOT NULL,
+    PRIMARY KEY (service_id, network_id, room_nid)
+);
