@@ -181,6 +181,8 @@ func (s *Server) routes() []route {
 		{put, "/user/{userId}/account_data/{type}", true, false, s.handleSetAccountData},
 		{get, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleGetAccountData},
 		{put, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleSetAccountData},
+		{del, "/unstable/org.matrix.msc3391/user/{userId}/account_data/{type}", true, true, s.handleDeleteAccountData},
+		{del, "/unstable/org.matrix.msc3391/user/{userId}/rooms/{roomId}/account_data/{type}", true, true, s.handleDeleteAccountData},
 		{get, "/user/{userId}/rooms/{roomId}/tags", true, false, s.handleTags},
 		{put, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleSetTag},
 		{del, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleDeleteTag},

@@ -25,6 +25,8 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc3916.stable": true,
 	// Simplified Sliding Sync (MSC4186), which Element X requires (syncapi/slidingsync.go).
 	"org.matrix.simplified_msc3575": true,
+	// Account data deletion (MSC3391): DELETE under the unstable prefix, and PUT {} deletes.
+	"org.matrix.msc3391": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or
