@@ -27,6 +27,8 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.simplified_msc3575": true,
 	// Account data deletion (MSC3391): DELETE under the unstable prefix, and PUT {} deletes.
 	"org.matrix.msc3391": true,
+	// rel_types / not_rel_types in room event filters (MSC3874), on /messages and /sync.
+	"org.matrix.msc3874": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or
