@@ -11,7 +11,7 @@ import (
 const pushRulesPath = "/_matrix/client/v3/pushrules/"
 
 // specDefaultOverride and specDefaultUnderride are the spec's "Predefined Rules" (v1.19) for
-// @fuzzer:localhost, in the spec's order.
+// @fuzzer:localhost, in the spec's order, then MSC3930's poll rules.
 var specDefaultOverride = []string{
 	`{"rule_id":".m.rule.master","default":true,"enabled":false,"conditions":[],"actions":[]}`,
 	`{"rule_id":".m.rule.suppress_notices","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"content.msgtype","pattern":"m.notice"}],"actions":[]}`,
@@ -31,6 +31,15 @@ var specDefaultUnderride = []string{
 	`{"rule_id":".m.rule.room_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.room.message"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
 	`{"rule_id":".m.rule.message","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.room.message"}],"actions":["notify"]}`,
 	`{"rule_id":".m.rule.encrypted","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.room.encrypted"}],"actions":["notify"]}`,
+	// MSC3930's poll rules, stable names then the unstable ones.
+	`{"rule_id":".m.rule.poll_start_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.poll.start"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".m.rule.poll_start","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.poll.start"}],"actions":["notify"]}`,
+	`{"rule_id":".m.rule.poll_end_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.poll.end"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".m.rule.poll_end","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.poll.end"}],"actions":["notify"]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_start_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.start"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_start","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.start"}],"actions":["notify"]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_end_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.end"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_end","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.end"}],"actions":["notify"]}`,
 }
 
 // decodeAll decodes a JSON value written in the test.

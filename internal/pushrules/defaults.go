@@ -117,9 +117,9 @@ func defaultOverrideRules(userID string) []Rule {
 	}
 }
 
-// defaultUnderrideRules returns the spec's "Default Underride Rules".
+// defaultUnderrideRules returns the spec's "Default Underride Rules", then MSC3930's.
 func defaultUnderrideRules() []Rule {
-	return []Rule{
+	return append([]Rule{
 		defaultRule(".m.rule.call", true, []Condition{
 			eventMatch("type", "m.call.invite"),
 		}, ActionNotify, soundTweak("ring")),
@@ -137,7 +137,32 @@ func defaultUnderrideRules() []Rule {
 		defaultRule(".m.rule.encrypted", true, []Condition{
 			eventMatch("type", "m.room.encrypted"),
 		}, ActionNotify),
+	}, pollRules()...)
+}
+
+// pollRules returns MSC3930's underride rules for polls, which mirror the m.room.message
+// ones: a poll started or ended in a one-to-one room notifies with a sound, in any other room
+// without. The one-to-one rules come first, as the MSC lists them; the rules under the MSC's
+// unstable prefix follow for the poll event types clients send today (MSC3381's
+// org.matrix.msc3381.poll.*). They come after .m.rule.encrypted, which no poll event matches.
+func pollRules() []Rule {
+	var rules []Rule
+	for _, v := range []struct{ prefix, typePrefix string }{
+		{".m.rule.", "m.poll."},
+		{".org.matrix.msc3930.rule.", "org.matrix.msc3381.poll."},
+	} {
+		for _, what := range []string{"start", "end"} {
+			rules = append(rules,
+				defaultRule(v.prefix+"poll_"+what+"_one_to_one", true, []Condition{
+					{Kind: "room_member_count", Is: "2"},
+					eventMatch("type", v.typePrefix+what),
+				}, ActionNotify, soundTweak("default")),
+				defaultRule(v.prefix+"poll_"+what, true, []Condition{
+					eventMatch("type", v.typePrefix+what),
+				}, ActionNotify))
+		}
 	}
+	return rules
 }
 
 // ActionNotify is the action that makes an event generate a notification.
