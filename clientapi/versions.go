@@ -29,6 +29,9 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc3391": true,
 	// rel_types / not_rel_types in room event filters (MSC3874), on /messages and /sync.
 	"org.matrix.msc3874": true,
+	// Invite filtering (MSC4155): org.matrix.msc4155.invite_permission_config is enforced
+	// (roomserver/invitefilter.go).
+	"org.matrix.msc4155": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

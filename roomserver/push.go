@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -108,6 +109,10 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string)
 // memberships are the membership changes of the batch so far.
 func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string) ([]storage.PushAction, error) {
 	users, joined := s.pushRecipients(r, ev, pdu, memberships)
+	if target, ok := inviteTarget(pdu); ok && readInvitePermissions(ctx, &tx.Q, target).Verdict(ev.Sender) != InviteAllow {
+		// MSC4155: an ignored invite is not notified (a blocked one never gets here).
+		users = slices.DeleteFunc(users, func(u string) bool { return u == target })
+	}
 	if len(users) == 0 {
 		return nil, nil
 	}
