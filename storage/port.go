@@ -75,6 +75,7 @@ var portTables = []portTable{
 	{name: "purge_history", key: "purge_id"},
 	{name: "sliding_sync_connections", key: "user_id, device_id, conn_id"},
 	{name: "sliding_sync_rooms", key: "user_id, device_id, conn_id, room_id"},
+	{name: "thread_subscriptions", key: "user_id, room_id, thread_root"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

@@ -21,3 +21,21 @@ CREATE TABLE sliding_sync_rooms (
     sent      TEXT NOT NULL,
     PRIMARY KEY (user_id, device_id, conn_id, room_id)
 );
+
+-- Thread subscriptions (MSC4306). A row is a user's subscription to a thread (subscribed 1,
+-- automatic 1 when a client made it for a mention) or the trace of an unsubscription
+-- (subscribed 0, unsubscribed_at the newest event stream position at that time, which
+-- automatic subscriptions caused by older events may not override). stream_pos comes from
+-- the account_data stream, so that the changes reach /sync long-polls and sliding sync's
+-- thread subscriptions extension without a stream of their own.
+CREATE TABLE thread_subscriptions (
+    user_id         TEXT NOT NULL,
+    room_id         TEXT NOT NULL,
+    thread_root     TEXT NOT NULL,
+    subscribed      BIGINT NOT NULL,
+    automatic       BIGINT NOT NULL,
+    unsubscribed_at BIGINT NOT NULL DEFAULT 0,
+    stream_pos      BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id, thread_root)
+);
+CREATE INDEX thread_subscriptions_stream ON thread_subscriptions (user_id, stream_pos);
