@@ -95,6 +95,9 @@ func (s *Server) handleSetPushRule(r *http.Request) (any, error) {
 	if pushrules.IsServerDefault(ruleID) {
 		return nil, spec.InvalidParam("rule IDs starting with '.' are reserved for server-default rules")
 	}
+	if kind == pushrules.ServerOnlyKind {
+		return nil, spec.InvalidParam("rules of kind postcontent cannot be created (MSC4306)")
+	}
 	if strings.ContainsAny(ruleID, `/\`) {
 		return nil, spec.InvalidParam("rule IDs cannot contain slashes or backslashes")
 	}

@@ -52,8 +52,14 @@ func decodeAll(t *testing.T, js string) any {
 	return v
 }
 
+// msc4306PostContent are MSC4306's thread subscription rules, under its unstable names.
+var msc4306PostContent = []string{
+	`{"rule_id":".io.element.msc4306.rule.unsubscribed_thread","default":true,"enabled":true,"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":false}],"actions":[]}`,
+	`{"rule_id":".io.element.msc4306.rule.subscribed_thread","default":true,"enabled":true,"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":true}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+}
+
 func specDefaultRuleset(t *testing.T) any {
-	return decodeAll(t, `{"override":[`+strings.Join(specDefaultOverride, ",")+`],"content":[],"room":[],"sender":[],`+
+	return decodeAll(t, `{"override":[`+strings.Join(specDefaultOverride, ",")+`],"content":[],"postcontent":[`+strings.Join(msc4306PostContent, ",")+`],"room":[],"sender":[],`+
 		`"underride":[`+strings.Join(specDefaultUnderride, ",")+`]}`)
 }
 

@@ -32,6 +32,10 @@ var unstableFeatures = map[string]bool{
 	// Invite filtering (MSC4155): org.matrix.msc4155.invite_permission_config is enforced
 	// (roomserver/invitefilter.go).
 	"org.matrix.msc4155": true,
+	// Thread subscriptions (MSC4306: endpoints under io.element.msc4306, the postcontent push
+	// rules) and their sliding sync extension (MSC4308).
+	"org.matrix.msc4306": true,
+	"org.matrix.msc4308": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"testing"
+	"time"
 )
 
 // TestThreadSubscriptions (MSC4306 endpoints, MSC4308 extension and companion endpoint):
@@ -107,4 +108,76 @@ func TestThreadSubscriptions(t *testing.T) {
 	}
 	expectErr(t, call(bob, "GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?dir=f", nil), "dir f", 400, "M_INVALID_PARAM")
 	expectErr(t, call(bob, "GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?dir=b&from=zz", nil), "bad from", 400, "M_INVALID_PARAM")
+	features := obj(anon(t, srv, "GET", "/_matrix/client/versions", nil).Body, "unstable_features")
+	if features["org.matrix.msc4306"] != true || features["org.matrix.msc4308"] != true {
+		t.Errorf("/versions does not advertise org.matrix.msc4306 and org.matrix.msc4308: %v", features)
+	}
+}
+
+// TestThreadSubscriptionPushRules (MSC4306 push rules, unstable names): a reply in a thread
+// the user is not subscribed to does not notify, unless it mentions them; in a subscribed
+// thread every reply notifies with a sound, even in a room the user muted; the postcontent
+// kind takes no user rules; disabling the unsubscribed_thread rule restores the old
+// behaviour.
+func TestThreadSubscriptionPushRules(t *testing.T) {
+	srv := StartServer(t)
+	alice, bob, carol := srv.Register(t, "alice"), srv.Register(t, "bob"), srv.Register(t, "carol")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, roomID)
+	join(carol, roomID)
+	root := alice.Send(roomID, "root")
+	txn := 0
+	reply := func(content map[string]any) string {
+		txn++
+		content["msgtype"], content["m.relates_to"] = "m.text", map[string]any{"rel_type": "m.thread", "event_id": root}
+		return str(sendTxn(alice, roomID, "m.room.message", fmt.Sprintf("pr%d", txn), content).Body, "event_id")
+	}
+	// notified returns bob's notification for eventID (nil if none), after a marker message
+	// in another room that always notifies has arrived.
+	other := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, other)
+	notified := func(eventID string) event {
+		t.Helper()
+		marker := alice.Send(other, "marker")
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			notes := list(bob.MustDo("GET", "/_matrix/client/v3/notifications?limit=50", nil).Body, "notifications")
+			found := map[string]event{}
+			for _, n := range notes {
+				found[evID(obj(n, "event"))] = n
+			}
+			if found[marker] != nil {
+				return found[eventID]
+			}
+		}
+		t.Fatal("the marker message never notified bob")
+		return nil
+	}
+
+	if n := notified(reply(map[string]any{"body": "unsubscribed"})); n != nil {
+		t.Errorf("a reply in an unsubscribed thread notified: %v", n)
+	}
+	if n := notified(reply(map[string]any{"body": "hey bob", "m.mentions": map[string]any{"user_ids": []string{bob.UserID}}})); n == nil {
+		t.Error("a mention in an unsubscribed thread did not notify")
+	}
+	bob.MustDo("PUT", "/_matrix/client/unstable/io.element.msc4306/rooms/"+esc(roomID)+"/thread/"+esc(root)+"/subscription", map[string]any{})
+	bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/room/"+esc(roomID), map[string]any{"actions": []any{}})
+	n := notified(reply(map[string]any{"body": "subscribed"}))
+	if n == nil {
+		t.Fatal("a reply in a subscribed thread of a muted room did not notify")
+	}
+	if actions, _ := n["actions"].([]any); len(actions) != 2 {
+		t.Errorf("actions of a subscribed thread's reply = %v, want notify and a sound", actions)
+	}
+	if n := notified(alice.Send(roomID, "main timeline, muted room")); n != nil {
+		t.Errorf("the muted room's main timeline notified: %v", n)
+	}
+
+	expectErr(t, call(bob, "PUT", "/_matrix/client/v3/pushrules/global/postcontent/mine", map[string]any{"actions": []any{"notify"}}),
+		"a user rule of kind postcontent", 400, "M_INVALID_PARAM")
+	bob.MustDo("DELETE", "/_matrix/client/unstable/io.element.msc4306/rooms/"+esc(roomID)+"/thread/"+esc(root)+"/subscription", nil)
+	bob.MustDo("DELETE", "/_matrix/client/v3/pushrules/global/room/"+esc(roomID), nil)
+	bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/postcontent/.io.element.msc4306.rule.unsubscribed_thread/enabled", map[string]any{"enabled": false})
+	if n := notified(reply(map[string]any{"body": "rule disabled"})); n == nil {
+		t.Error("with unsubscribed_thread disabled, a thread reply did not notify")
+	}
 }

@@ -130,12 +130,20 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	}
 	named := namedUsers(pdu)
 	thread := s.threadOf(ctx, r.nid, pdu.Content())
+	// MSC4306: an event of a thread matches the thread_subscription condition, subscribed or
+	// not depending on the user; the generic evaluation is that of a user not subscribed.
+	var subscribers map[string]bool
+	if ec.InThread = thread != storage.ThreadMain; ec.InThread {
+		if subscribers, err = tx.ThreadSubscribers(ctx, r.id, thread); err != nil {
+			return nil, err
+		}
+	}
 	genNotify, genHighlight, genActions := pushrules.Evaluate(generic, pev, ec)
 	genJSON, _ := json.Marshal(genActions)
 	var acts []storage.PushAction
 	for _, u := range users {
 		notify, highlight, actionsJSON := genNotify, genHighlight, genJSON
-		if ur := rules[u]; ur.rules != nil || named[u] {
+		if ur := rules[u]; ur.rules != nil || named[u] || subscribers[u] {
 			rs := ur.rules
 			if rs == nil {
 				d := pushrules.Defaults(u)
@@ -144,6 +152,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 			uc := ec
 			uc.UserID = u
 			uc.DisplayName = s.displayNameFunc(ctx, r, u)
+			uc.ThreadSubscribed = subscribers[u]
 			var actions []any
 			notify, highlight, actions = pushrules.Evaluate(rs, pev, uc)
 			actionsJSON, _ = json.Marshal(actions)

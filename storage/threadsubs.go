@@ -81,3 +81,22 @@ func boolInt(b bool) int64 {
 	}
 	return 0
 }
+
+// ThreadSubscribers returns the users subscribed to a thread.
+func (q *Q) ThreadSubscribers(ctx context.Context, roomID, root string) (map[string]bool, error) {
+	rows, err := q.query(ctx, `SELECT user_id FROM thread_subscriptions
+		WHERE room_id = $1 AND thread_root = $2 AND subscribed = 1`, roomID, root)
+	if err != nil {
+		return nil, fmt.Errorf("select subscribers of thread %s: %w", root, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = true
+	}
+	return out, rows.Err()
+}

@@ -31,11 +31,12 @@ func Parse(userID, content string) (Rules, error) {
 // spec's order, with the user's ID written where the spec says so.
 func Defaults(userID string) Rules {
 	return Rules{Global: Ruleset{
-		Override:  defaultOverrideRules(userID),
-		Content:   []Rule{},
-		Room:      []Rule{},
-		Sender:    []Rule{},
-		Underride: defaultUnderrideRules(),
+		Override:    defaultOverrideRules(userID),
+		Content:     []Rule{},
+		PostContent: defaultPostContentRules(),
+		Room:        []Rule{},
+		Sender:      []Rule{},
+		Underride:   defaultUnderrideRules(),
 	}}
 }
 
@@ -52,7 +53,7 @@ func mergeRules(kind string, defaults, stored []Rule) []Rule {
 		if r.Actions == nil {
 			r.Actions = []any{}
 		}
-		if r.Conditions == nil && (kind == "override" || kind == "underride") {
+		if r.Conditions == nil && (kind == "override" || kind == "underride" || kind == "postcontent") {
 			r.Conditions = []Condition{}
 		}
 		user = append(user, r)
@@ -139,6 +140,25 @@ func defaultUnderrideRules() []Rule {
 		}, ActionNotify),
 	}, pollRules()...)
 }
+
+// defaultPostContentRules returns MSC4306's rules, under its unstable names: an event in a
+// thread the user is not subscribed to does not notify (mentions and keywords, checked
+// before, still do), and one in a thread they subscribed to notifies with a sound whatever
+// the room's settings (room rules come after).
+func defaultPostContentRules() []Rule {
+	no, yes := false, true
+	return []Rule{
+		defaultRule(".io.element.msc4306.rule.unsubscribed_thread", true, []Condition{
+			{Kind: ThreadSubscriptionCondition, Subscribed: &no},
+		}),
+		defaultRule(".io.element.msc4306.rule.subscribed_thread", true, []Condition{
+			{Kind: ThreadSubscriptionCondition, Subscribed: &yes},
+		}, ActionNotify, soundTweak("default")),
+	}
+}
+
+// ThreadSubscriptionCondition is MSC4306's condition kind, under its unstable name.
+const ThreadSubscriptionCondition = "io.element.msc4306.thread_subscription"
 
 // pollRules returns MSC3930's underride rules for polls, which mirror the m.room.message
 // ones: a poll started or ended in a one-to-one room notifies with a sound, in any other room
