@@ -72,3 +72,14 @@ func TestSlidingConnections(t *testing.T) {
 		}
 	})
 }
+
+// populateSlidingAndThreads fills the tables of migration 0026 for the port test.
+func populateSlidingAndThreads(ctx context.Context, tx *Tx) error {
+	w := SlidingConnWrite{Key: SlidingConnKey{UserID: "@alice:test", DeviceID: "DEValice", ConnID: "main"}, Pos: 42,
+		Header: `{"to":"s1_2"}`, Replace: true, Rooms: map[string]string{"!room:test": `{"up_to":3}`}}
+	if err := tx.WriteSlidingConnection(ctx, w, 7000); err != nil {
+		return err
+	}
+	_, err := tx.SetThreadSubscription(ctx, "@alice:test", ThreadSubscription{RoomID: "!room:test", ThreadRoot: "$root", Subscribed: true, Automatic: true})
+	return err
+}
