@@ -95,33 +95,31 @@ func (s *Server) handleSubscribeThread(r *http.Request) (any, error) {
 	default:
 		return nil, spec.BadJSON("automatic must be an event ID")
 	}
-	old, err := s.db.ThreadSubscription(r.Context(), userID, roomID, root)
-	if errors.Is(err, storage.ErrNotFound) {
-		old = &storage.ThreadSubscription{RoomID: roomID, ThreadRoot: root}
-	} else if err != nil {
-		return nil, err
+	var causeNID int64
+	if cause != "" {
+		ev, err := s.db.Event(r.Context(), cause)
+		if errors.Is(err, storage.ErrNotFound) || err == nil && (ev.RoomNID != roomNID || !inThread(ev, root)) {
+			return nil, httputil.Errorf(http.StatusBadRequest, "IO.ELEMENT.MSC4306.M_NOT_IN_THREAD", "the cause event is not in the thread")
+		} else if err != nil {
+			return nil, err
+		}
+		causeNID = ev.NID
 	}
-	if automatic {
-		if cause != "" {
-			ev, err := s.db.Event(r.Context(), cause)
-			if errors.Is(err, storage.ErrNotFound) || err == nil && (ev.RoomNID != roomNID || !inThread(ev, root)) {
-				return nil, httputil.Errorf(http.StatusBadRequest, "IO.ELEMENT.MSC4306.M_NOT_IN_THREAD", "the cause event is not in the thread")
-			} else if err != nil {
-				return nil, err
-			}
-			if !old.Subscribed && old.UnsubscribedAt >= ev.NID {
+	return struct{}{}, s.changeThreadSubscription(r, userID, roomID, root, func(old storage.ThreadSubscription) (*storage.ThreadSubscription, error) {
+		if automatic {
+			if causeNID != 0 && !old.Subscribed && old.UnsubscribedAt >= causeNID {
 				return nil, httputil.Errorf(http.StatusConflict, "IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION",
 					"the thread was unsubscribed from after the cause event")
 			}
+			if old.Subscribed {
+				return nil, nil // manual outranks automatic; automatic stays automatic
+			}
+		} else if old.Subscribed && !old.Automatic {
+			return nil, nil
 		}
-		if old.Subscribed {
-			return struct{}{}, nil // manual outranks automatic; automatic stays automatic
-		}
-	} else if old.Subscribed && !old.Automatic {
-		return struct{}{}, nil
-	}
-	sub := storage.ThreadSubscription{RoomID: roomID, ThreadRoot: root, Subscribed: true, Automatic: automatic, UnsubscribedAt: old.UnsubscribedAt}
-	return struct{}{}, s.setThreadSubscription(r, userID, sub)
+		old.Subscribed, old.Automatic = true, automatic
+		return &old, nil
+	})
 }
 
 // handleUnsubscribeThread unsubscribes; unsubscribing from a thread one is not subscribed to
@@ -131,30 +129,41 @@ func (s *Server) handleUnsubscribeThread(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	old, err := s.db.ThreadSubscription(r.Context(), userID, roomID, root)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !old.Subscribed {
-		return struct{}{}, nil
-	} else if err != nil {
-		return nil, err
-	}
 	// The newest event received so far: automatic subscriptions for events up to it are
 	// skipped from now on.
 	newest, err := s.db.MaxEventNID(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	sub := storage.ThreadSubscription{RoomID: roomID, ThreadRoot: root, UnsubscribedAt: newest}
-	return struct{}{}, s.setThreadSubscription(r, userID, sub)
+	return struct{}{}, s.changeThreadSubscription(r, userID, roomID, root, func(old storage.ThreadSubscription) (*storage.ThreadSubscription, error) {
+		if !old.Subscribed {
+			return nil, nil
+		}
+		old.Subscribed, old.Automatic, old.UnsubscribedAt = false, false, newest
+		return &old, nil
+	})
 }
 
-func (s *Server) setThreadSubscription(r *http.Request, userID string, sub storage.ThreadSubscription) error {
+// changeThreadSubscription reads the user's subscription to the thread, lets change decide
+// the new one (nil: no change) and stores it, in one write transaction, so that the requests
+// of several devices at once (a mention reaches them all) apply one after the other.
+func (s *Server) changeThreadSubscription(r *http.Request, userID, roomID, root string, change func(storage.ThreadSubscription) (*storage.ThreadSubscription, error)) error {
 	var pos int64
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		var err error
-		pos, err = tx.SetThreadSubscription(r.Context(), userID, sub)
+		old, err := tx.ThreadSubscription(r.Context(), userID, roomID, root)
+		if errors.Is(err, storage.ErrNotFound) {
+			old = &storage.ThreadSubscription{RoomID: roomID, ThreadRoot: root}
+		} else if err != nil {
+			return err
+		}
+		next, err := change(*old)
+		if err != nil || next == nil {
+			return err
+		}
+		pos, err = tx.SetThreadSubscription(r.Context(), userID, *next)
 		return err
 	})
-	if err == nil && s.waker != nil {
+	if err == nil && pos != 0 && s.waker != nil {
 		s.waker.Wake(storage.StreamAccountData, pos, []string{userID})
 	}
 	return err

@@ -31,6 +31,8 @@ func TestAccountDataDeletion(t *testing.T) {
 		alice.MustDo("PUT", room+typ, map[string]any{"v": 1})
 	}
 	since := str(alice.Sync("", "", 0).Body, "next_batch")
+	extBody := map[string]any{"lists": map[string]any{}, "extensions": map[string]any{"account_data": map[string]any{"enabled": true}}}
+	pos := str(slidingOK(t, alice, "", 0, extBody).Body, "pos")
 
 	// a: DELETE; b: PUT {}.
 	expectOK(t, call(alice, "DELETE", unstable+"/account_data/org.example.a", nil), "DELETE global")
@@ -52,6 +54,16 @@ func TestAccountDataDeletion(t *testing.T) {
 				t.Errorf("incremental sync: %s %s content %s, want {}", what, typ, c)
 			}
 		}
+	}
+	// Sliding sync's account_data extension: {} on the connection that had the entry, nothing
+	// on a new one.
+	ext := obj(slidingOK(t, alice, pos, 0, extBody).Body, "extensions", "account_data")
+	if e := accountDataEvent(list(ext, "global"), "org.example.a"); e == nil || len(obj(e, "content")) != 0 {
+		t.Errorf("sliding sync extension: global deletion of org.example.a = %v", e)
+	}
+	fresh := obj(slidingOK(t, alice, "", 0, extBody).Body, "extensions", "account_data")
+	if accountDataEvent(list(fresh, "global"), "org.example.a") != nil || accountDataEvent(list(fresh, "global"), "org.example.b") != nil {
+		t.Errorf("a new sliding sync connection lists deleted account data: %v", fresh)
 	}
 	initial := alice.Sync("", "", 0).Body
 	for _, typ := range []string{"org.example.a", "org.example.b"} {
