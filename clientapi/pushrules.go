@@ -273,6 +273,14 @@ func (s *Server) updatePushRule(r *http.Request, kind, ruleID string, change fun
 			return errPushRuleNotFound
 		}
 		change(&(*rules)[i])
+		if kind == "underride" && (*rules)[i].Default {
+			// MSC3930: the poll rules follow the message rules they mirror, and the other way.
+			for _, id := range pushrules.Mirrored(ruleID) {
+				if j := pushrules.IndexOfRule(*rules, id); j >= 0 && j != i {
+					change(&(*rules)[j])
+				}
+			}
+		}
 		return nil
 	})
 }

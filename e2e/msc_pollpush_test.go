@@ -80,6 +80,21 @@ func TestPollPushRules(t *testing.T) {
 			t.Errorf("GET /pushrules/: no underride rule %s", id)
 		}
 	}
+	// The poll rules follow the message rule they mirror (MSC3930): disabling .m.rule.message
+	// disables the generic poll rules, and enabling a poll rule enables them all again.
+	bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled", map[string]any{"enabled": false})
+	for _, id := range []string{".m.rule.poll_start", ".org.matrix.msc3930.rule.poll_end"} {
+		if r := bob.MustDo("GET", "/_matrix/client/v3/pushrules/global/underride/"+id+"/enabled", nil); r.Body["enabled"] != false {
+			t.Errorf("%s after disabling .m.rule.message: %s", id, r.Raw)
+		}
+	}
+	if r := bob.MustDo("GET", "/_matrix/client/v3/pushrules/global/underride/.m.rule.poll_start_one_to_one/enabled", nil); r.Body["enabled"] != true {
+		t.Errorf("disabling .m.rule.message disabled the one-to-one poll rule: %s", r.Raw)
+	}
+	bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/underride/.org.matrix.msc3930.rule.poll_start/enabled", map[string]any{"enabled": true})
+	if r := bob.MustDo("GET", "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled", nil); r.Body["enabled"] != true {
+		t.Errorf(".m.rule.message after enabling a poll rule: %s", r.Raw)
+	}
 	// Disabling the DM rule leaves the generic one: the poll still notifies, without a sound.
 	bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/underride/.org.matrix.msc3930.rule.poll_start_one_to_one/enabled", map[string]any{"enabled": false})
 	if r := bob.MustDo("GET", "/_matrix/client/v3/pushrules/global/underride/.org.matrix.msc3930.rule.poll_start_one_to_one/enabled", nil); r.Body["enabled"] != false {

@@ -3,6 +3,7 @@ package pushrules
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Parse returns the rules in force for userID given the content of their stored
@@ -155,6 +156,28 @@ func defaultPostContentRules() []Rule {
 			{Kind: ThreadSubscriptionCondition, Subscribed: &yes},
 		}, ActionNotify, soundTweak("default")),
 	}
+}
+
+// pollMirrors are MSC3930's groups of underride rules kept in step: "if the m.room.message
+// rule gets muted in a room then the associated rules for polls would also get muted.
+// Similarly, if either of the two poll rules were to be muted in a room then the other poll
+// rule and the m.room.message rule would be muted as well."
+var pollMirrors = [][]string{
+	{".m.rule.message", ".m.rule.poll_start", ".m.rule.poll_end",
+		".org.matrix.msc3930.rule.poll_start", ".org.matrix.msc3930.rule.poll_end"},
+	{".m.rule.room_one_to_one", ".m.rule.poll_start_one_to_one", ".m.rule.poll_end_one_to_one",
+		".org.matrix.msc3930.rule.poll_start_one_to_one", ".org.matrix.msc3930.rule.poll_end_one_to_one"},
+}
+
+// Mirrored returns the underride rules that a change of ruleID's enabled flag or actions
+// applies to (MSC3930): its group, or ruleID alone.
+func Mirrored(ruleID string) []string {
+	for _, g := range pollMirrors {
+		if slices.Contains(g, ruleID) {
+			return g
+		}
+	}
+	return []string{ruleID}
 }
 
 // ThreadSubscriptionCondition is MSC4306's condition kind, under its unstable name.
