@@ -1,10 +1,18 @@
 package syncapi
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/lattice-chat/lattice/storage"
+	"github.com/lattice-chat/lattice/storage/storagetest"
 )
 
 // TestDiffConn: a write holds only the rooms that changed or were added, and names the rooms
@@ -41,5 +49,63 @@ func TestDiffConn(t *testing.T) {
 	}
 	if w := diffConn(key, nil, next, false); !w.Replace || len(w.Rooms) != 4 {
 		t.Errorf("nothing written before: replace %v, %d rooms", w.Replace, len(w.Rooms))
+	}
+}
+
+// TestConnStoreRoundTrip: states committed while the writer flushes are written, the newest
+// of each connection wins, and a connection read back (after a "restart": a new Server on the
+// same database) equals what was committed, under its own pos only.
+func TestConnStoreRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	db, err := storage.Open(ctx, storagetest.Backends()[0].NewURL(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := &Server{db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := connKey{"@a:x", "DEV", "main"}
+	base, err := s.sliding.begin(key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // flushes racing the commits
+		defer close(done)
+		for range 20 {
+			s.sliding.store.flush()
+		}
+	}()
+	var last *connState
+	for i := range 50 {
+		st := base.clone()
+		st.to = Token{PDU: int64(i), AccountData: 3}
+		st.lists = map[string]int{"all": i}
+		st.toDevice = 9
+		st.rooms[fmt.Sprintf("!r%d:x", i%7)] = sentRoom{upTo: int64(i), membership: "join", timelineLimit: 5,
+			stateSig: "sig", members: map[string]bool{"@b:x": true}, receiptsTo: 2}
+		s.sliding.commit(key, st)
+		base, last = st, st
+	}
+	<-done
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := &Server{db: db, log: s.log}
+	got, err := again.loadConn(ctx, key, last.pos)
+	if err != nil || got == nil {
+		t.Fatalf("load pos %d: %v %v", last.pos, got, err)
+	}
+	if d := cmp.Diff(last, got, cmp.AllowUnexported(connState{}, sentRoom{}, Token{})); d != "" {
+		t.Errorf("loaded state (-committed +loaded):\n%s", d)
+	}
+	if old, err := again.loadConn(ctx, key, last.pos-1); err != nil || old != nil {
+		t.Errorf("an older pos loaded: %v %v", old, err)
+	}
+	if _, err := again.beginSliding(ctx, key, strconv.FormatInt(last.pos, 10)); err != nil {
+		t.Errorf("beginSliding with the newest pos after a restart: %v", err)
 	}
 }
