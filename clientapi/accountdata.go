@@ -46,10 +46,45 @@ func (s *Server) handleSetAccountData(r *http.Request) (any, error) {
 		return nil, err
 	}
 	dataType := httputil.PathVar(r, "type")
-	if dataType == "m.fully_read" || dataType == "m.push_rules" {
-		return nil, &httputil.Error{Status: http.StatusMethodNotAllowed, Code: "M_BAD_JSON", Msg: "this type cannot be set with this API"}
+	if err := settableType(dataType); err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(content, &fields) == nil && len(fields) == 0 {
+		// MSC3391: PUT {} is the same as DELETE; the stored form of a deletion is exactly {}.
+		content = json.RawMessage(storage.DeletedAccountData)
 	}
 	return struct{}{}, s.setAccountData(r, userID, httputil.PathVar(r, "roomId"), dataType, string(content))
+}
+
+// settableType refuses the types that the account data API must not write: the server keeps
+// them through their own endpoints.
+func settableType(dataType string) error {
+	if dataType == "m.fully_read" || dataType == "m.push_rules" {
+		return &httputil.Error{Status: http.StatusMethodNotAllowed, Code: "M_BAD_JSON", Msg: "this type cannot be set with this API"}
+	}
+	return nil
+}
+
+// handleDeleteAccountData handles MSC3391's
+// DELETE /unstable/org.matrix.msc3391/user/{userId}[/rooms/{roomId}]/account_data/{type}.
+// The entry is replaced by {} with a new stream position, so an incremental /sync shows the
+// deletion as {} content and GET answers 404 afterwards. Deleting an absent entry succeeds.
+func (s *Server) handleDeleteAccountData(r *http.Request) (any, error) {
+	userID, err := ownUser(r)
+	if err != nil {
+		return nil, err
+	}
+	roomID, dataType := httputil.PathVar(r, "roomId"), httputil.PathVar(r, "type")
+	if err := settableType(dataType); err != nil {
+		return nil, err
+	}
+	if _, err := s.db.AccountDataEntry(r.Context(), userID, roomID, dataType); errors.Is(err, storage.ErrNotFound) {
+		return struct{}{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return struct{}{}, s.setAccountData(r, userID, roomID, dataType, storage.DeletedAccountData)
 }
 
 func (s *Server) setAccountData(r *http.Request, userID, roomID, dataType, content string) error {

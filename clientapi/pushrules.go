@@ -95,6 +95,9 @@ func (s *Server) handleSetPushRule(r *http.Request) (any, error) {
 	if pushrules.IsServerDefault(ruleID) {
 		return nil, spec.InvalidParam("rule IDs starting with '.' are reserved for server-default rules")
 	}
+	if kind == pushrules.ServerOnlyKind {
+		return nil, spec.InvalidParam("rules of kind postcontent cannot be created (MSC4306)")
+	}
 	if strings.ContainsAny(ruleID, `/\`) {
 		return nil, spec.InvalidParam("rule IDs cannot contain slashes or backslashes")
 	}
@@ -270,6 +273,14 @@ func (s *Server) updatePushRule(r *http.Request, kind, ruleID string, change fun
 			return errPushRuleNotFound
 		}
 		change(&(*rules)[i])
+		if kind == "underride" && (*rules)[i].Default {
+			// MSC3930: the poll rules follow the message rules they mirror, and the other way.
+			for _, id := range pushrules.Mirrored(ruleID) {
+				if j := pushrules.IndexOfRule(*rules, id); j >= 0 && j != i {
+					change(&(*rules)[j])
+				}
+			}
+		}
 		return nil
 	})
 }

@@ -11,7 +11,7 @@ import (
 const pushRulesPath = "/_matrix/client/v3/pushrules/"
 
 // specDefaultOverride and specDefaultUnderride are the spec's "Predefined Rules" (v1.19) for
-// @fuzzer:localhost, in the spec's order.
+// @fuzzer:localhost, in the spec's order, then MSC3930's poll rules.
 var specDefaultOverride = []string{
 	`{"rule_id":".m.rule.master","default":true,"enabled":false,"conditions":[],"actions":[]}`,
 	`{"rule_id":".m.rule.suppress_notices","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"content.msgtype","pattern":"m.notice"}],"actions":[]}`,
@@ -31,6 +31,15 @@ var specDefaultUnderride = []string{
 	`{"rule_id":".m.rule.room_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.room.message"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
 	`{"rule_id":".m.rule.message","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.room.message"}],"actions":["notify"]}`,
 	`{"rule_id":".m.rule.encrypted","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.room.encrypted"}],"actions":["notify"]}`,
+	// MSC3930's poll rules, stable names then the unstable ones.
+	`{"rule_id":".m.rule.poll_start_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.poll.start"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".m.rule.poll_start","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.poll.start"}],"actions":["notify"]}`,
+	`{"rule_id":".m.rule.poll_end_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"m.poll.end"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".m.rule.poll_end","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"m.poll.end"}],"actions":["notify"]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_start_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.start"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_start","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.start"}],"actions":["notify"]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_end_one_to_one","default":true,"enabled":true,"conditions":[{"kind":"room_member_count","is":"2"},{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.end"}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+	`{"rule_id":".org.matrix.msc3930.rule.poll_end","default":true,"enabled":true,"conditions":[{"kind":"event_match","key":"type","pattern":"org.matrix.msc3381.poll.end"}],"actions":["notify"]}`,
 }
 
 // decodeAll decodes a JSON value written in the test.
@@ -43,8 +52,14 @@ func decodeAll(t *testing.T, js string) any {
 	return v
 }
 
+// msc4306PostContent are MSC4306's thread subscription rules, under its unstable names.
+var msc4306PostContent = []string{
+	`{"rule_id":".io.element.msc4306.rule.unsubscribed_thread","default":true,"enabled":false,"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":false}],"actions":[]}`,
+	`{"rule_id":".io.element.msc4306.rule.subscribed_thread","default":true,"enabled":false,"conditions":[{"kind":"io.element.msc4306.thread_subscription","subscribed":true}],"actions":["notify",{"set_tweak":"sound","value":"default"}]}`,
+}
+
 func specDefaultRuleset(t *testing.T) any {
-	return decodeAll(t, `{"override":[`+strings.Join(specDefaultOverride, ",")+`],"content":[],"room":[],"sender":[],`+
+	return decodeAll(t, `{"override":[`+strings.Join(specDefaultOverride, ",")+`],"content":[],"postcontent":[`+strings.Join(msc4306PostContent, ",")+`],"room":[],"sender":[],`+
 		`"underride":[`+strings.Join(specDefaultUnderride, ",")+`]}`)
 }
 
@@ -162,11 +177,14 @@ func TestPushRulesDefaultEnabledAndActions(t *testing.T) {
 		t.Errorf("GET actions (-want +got):\n%s", d)
 	}
 
-	// The rule stays a server default in its place; nothing else changes.
+	// The rule stays a server default in its place; nothing else changes but the poll rules
+	// that mirror it (MSC3930: .m.rule.poll_start, .m.rule.poll_end and their unstable twins).
 	want := specDefaultRuleset(t).(map[string]any)
-	msg := want["underride"].([]any)[3].(map[string]any)
-	msg["enabled"] = false
-	msg["actions"] = decodeAll(t, `["notify",{"set_tweak":"sound","value":"bing"}]`)
+	for _, i := range []int{3, 6, 8, 10, 12} {
+		msg := want["underride"].([]any)[i].(map[string]any)
+		msg["enabled"] = false
+		msg["actions"] = decodeAll(t, `["notify",{"set_tweak":"sound","value":"bing"}]`)
+	}
 	if d := cmp.Diff(map[string]any{"global": any(want)}, s.do(t, "GET", pushRulesPath, "")); d != "" {
 		t.Errorf("GET /pushrules/ (-want +got):\n%s", d)
 	}

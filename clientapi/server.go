@@ -83,6 +83,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
 		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.appServiceRoutes(),
+		s.threadSubscriptionRoutes(),
 	} {
 		all = append(all, group...)
 	}
@@ -184,6 +185,8 @@ func (s *Server) routes() []route {
 		{put, "/user/{userId}/account_data/{type}", true, false, s.handleSetAccountData},
 		{get, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleGetAccountData},
 		{put, "/user/{userId}/rooms/{roomId}/account_data/{type}", true, false, s.handleSetAccountData},
+		{del, "/unstable/org.matrix.msc3391/user/{userId}/account_data/{type}", true, true, s.handleDeleteAccountData},
+		{del, "/unstable/org.matrix.msc3391/user/{userId}/rooms/{roomId}/account_data/{type}", true, true, s.handleDeleteAccountData},
 		{get, "/user/{userId}/rooms/{roomId}/tags", true, false, s.handleTags},
 		{put, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleSetTag},
 		{del, "/user/{userId}/rooms/{roomId}/tags/{tag}", true, false, s.handleDeleteTag},

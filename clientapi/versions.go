@@ -25,6 +25,17 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc3916.stable": true,
 	// Simplified Sliding Sync (MSC4186), which Element X requires (syncapi/slidingsync.go).
 	"org.matrix.simplified_msc3575": true,
+	// Account data deletion (MSC3391): DELETE under the unstable prefix, and PUT {} deletes.
+	"org.matrix.msc3391": true,
+	// rel_types / not_rel_types in room event filters (MSC3874), on /messages and /sync.
+	"org.matrix.msc3874": true,
+	// Invite filtering (MSC4155): org.matrix.msc4155.invite_permission_config is enforced
+	// (roomserver/invitefilter.go).
+	"org.matrix.msc4155": true,
+	// Thread subscriptions (MSC4306: endpoints under io.element.msc4306, the postcontent push
+	// rules) and their sliding sync extension (MSC4308).
+	"org.matrix.msc4306": true,
+	"org.matrix.msc4308": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

@@ -195,7 +195,9 @@ func TestPushNotifications(t *testing.T) {
 	}
 
 	// With unread_thread_notifications, a thread's notifications are counted apart from the
-	// main timeline ("one more" above); without it, together.
+	// main timeline ("one more" above); without it, together. Bob subscribes to the thread
+	// first: a reply in a thread he is not subscribed to would not notify (MSC4306).
+	bob.MustDo("PUT", "/_matrix/client/unstable/io.element.msc4306/rooms/"+esc(group)+"/thread/"+esc(mentionID)+"/subscription", map[string]any{})
 	reply := sendTxn(alice, group, "m.room.message", "t1", map[string]any{"msgtype": "m.text", "body": "in thread",
 		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": mentionID}})
 	expectOK(t, reply, "send thread reply")

@@ -292,7 +292,7 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 	if !s.isLocalUser(*pdu.StateKey()) {
 		return nil, spec.InvalidParam("the invitee is not a user of this server")
 	}
-	if s.rs.InvitesBlocked(ctx, *pdu.StateKey()) {
+	if s.rs.InvitePermissions(ctx, *pdu.StateKey()).Verdict(string(pdu.SenderID())) == roomserver.InviteBlock {
 		return nil, roomserver.ErrInviteBlocked
 	}
 	stripped, err := s.inviteRoomState(r, ver, roomID, body.State)

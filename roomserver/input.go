@@ -104,7 +104,7 @@ func (s *Server) submitBatch(ctx context.Context, r *room, reqs []eventRequest) 
 			results[i].err = err
 			continue
 		}
-		if target, ok := inviteTarget(pdu); ok && s.isLocal(target) && s.InvitesBlocked(ctx, target) {
+		if target, ok := inviteTarget(pdu); ok && s.isLocal(target) && s.InvitePermissions(ctx, target).Verdict(req.Sender) == InviteBlock {
 			results[i].err = ErrInviteBlocked
 			continue
 		}

@@ -32,19 +32,6 @@ func (s *Server) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string,
 // permission, v1.18).
 var ErrInviteBlocked = spec.MatrixError{ErrCode: "M_INVITE_BLOCKED", Err: "the user does not accept invites"}
 
-// InvitesBlocked reports whether a local user blocks every invite: their
-// m.invite_permission_config account data has default_action "block".
-func (s *Server) InvitesBlocked(ctx context.Context, userID string) bool {
-	raw, err := s.db.AccountDataEntry(ctx, userID, "", "m.invite_permission_config")
-	if err != nil {
-		return false
-	}
-	var c struct {
-		DefaultAction string `json:"default_action"`
-	}
-	return json.Unmarshal([]byte(raw), &c) == nil && c.DefaultAction == "block"
-}
-
 // Join makes userID join the room, with their profile in the member event (JoinVia, with
 // no servers named).
 func (s *Server) Join(ctx context.Context, userID, roomIDOrAlias, reason string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -129,6 +130,12 @@ func (c *pushCache) rulesOf(ctx context.Context, tx *storage.Tx, users []string,
 // one row each when ev notifies them.
 func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *storage.Event, pdu gomatrixserverlib.PDU, memberships map[string]string, h *head) error {
 	rcp := s.pushRecipients(r, ev, pdu, memberships)
+	if target, ok := inviteTarget(pdu); ok && readInvitePermissions(ctx, &tx.Q, target).Verdict(ev.Sender) != InviteAllow {
+		// MSC4155: an ignored invite is not notified (a blocked one never gets here). The
+		// target of an invite is not a joined member: it comes after them.
+		rcp.users = slices.DeleteFunc(rcp.users, func(u string) bool { return u == target })
+		rcp.nJoined = min(rcp.nJoined, len(rcp.users))
+	}
 	if len(rcp.users) == 0 {
 		return nil
 	}
@@ -146,6 +153,15 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	}
 	named := namedUsers(pdu)
 	thread := s.threadOf(ctx, r.nid, pdu.Content())
+	// MSC4306: an event of a thread matches the thread_subscription condition, subscribed or
+	// not depending on the user; the generic (shared) evaluation is that of a user not
+	// subscribed, and subscribers are evaluated on their own.
+	var subscribers map[string]bool
+	if ec.InThread = thread != storage.ThreadMain; ec.InThread {
+		if subscribers, err = tx.ThreadSubscribers(ctx, r.id, thread); err != nil {
+			return err
+		}
+	}
 	genNotify, genHighlight, genActions := pushrules.Evaluate(generic, pev, ec)
 	genJSON, _ := json.Marshal(genActions)
 	// Spans follow every event, not only those with a shared row, so that a join opens its
@@ -160,7 +176,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 	}
 	for i, u := range rcp.users {
 		ur := rules[i]
-		if ur.rules == nil && !named[u] {
+		if ur.rules == nil && !named[u] && !subscribers[u] {
 			continue // the shared result, if it notifies
 		}
 		if shared != nil && ur.rules == nil && i < rcp.nJoined {
@@ -174,6 +190,7 @@ func (s *Server) pushActions(ctx context.Context, tx *storage.Tx, r *room, ev *s
 		uc := ec
 		uc.UserID = u
 		uc.DisplayName = s.displayNameFunc(ctx, r, u)
+		uc.ThreadSubscribed = subscribers[u]
 		notify, highlight, actions := pushrules.Evaluate(rs, pev, uc)
 		if notify {
 			actionsJSON, _ := json.Marshal(actions)

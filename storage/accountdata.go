@@ -31,12 +31,16 @@ func (tx *Tx) SetAccountData(ctx context.Context, userID, roomID, dataType, cont
 	return pos, nil
 }
 
-// AccountDataEntry returns one entry, or ErrNotFound.
+// DeletedAccountData is the content of a deleted entry (MSC3391): the row stays, with a new
+// stream position, so that incremental syncs can tell clients about the deletion.
+const DeletedAccountData = "{}"
+
+// AccountDataEntry returns one entry, or ErrNotFound (also for a deleted entry).
 func (q *Q) AccountDataEntry(ctx context.Context, userID, roomID, dataType string) (string, error) {
 	var content string
 	err := q.queryRow(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3`,
 		userID, roomID, dataType).Scan(&content)
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) || err == nil && content == DeletedAccountData {
 		return "", ErrNotFound
 	} else if err != nil {
 		return "", fmt.Errorf("select account data: %w", err)
@@ -45,10 +49,13 @@ func (q *Q) AccountDataEntry(ctx context.Context, userID, roomID, dataType strin
 }
 
 // AccountDataSince returns the entries of userID changed after since and at or before upTo.
+// Deleted entries (content {}) are returned only to an incremental read (since > 0), which
+// is how MSC3391 tells clients about a deletion.
 func (q *Q) AccountDataSince(ctx context.Context, userID string, since, upTo int64) ([]AccountData, error) {
 	rows, err := q.query(ctx, `
 		SELECT room_id, data_type, content, stream_pos FROM account_data
-		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, since, upTo)
+		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND ($2 > 0 OR content <> '{}')
+		ORDER BY stream_pos`, userID, since, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select account data: %w", err)
 	}

@@ -81,6 +81,9 @@ var portTables = []portTable{
 	{name: "appservice_positions", key: "service_id"},
 	{name: "appservice_txns", key: "service_id, txn_id"},
 	{name: "appservice_room_directory", key: "service_id, network_id, room_nid"},
+	{name: "sliding_sync_connections", key: "user_id, device_id, conn_id"},
+	{name: "sliding_sync_rooms", key: "user_id, device_id, conn_id, room_id"},
+	{name: "thread_subscriptions", key: "user_id, room_id, thread_root"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

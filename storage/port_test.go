@@ -241,6 +241,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 		if err := populateRemoteMedia(ctx, tx); err != nil {
 			return err
 		}
+		if err := populateSlidingAndThreads(ctx, tx); err != nil {
+			return err
+		}
 		return populateRoom(ctx, tx, &fx, nEvents)
 	})
 	if err != nil {

@@ -34,6 +34,8 @@ var roomPurgesByID = []string{
 	`DELETE FROM account_data WHERE room_id = $1`,
 	`DELETE FROM room_aliases WHERE room_id = $1`,
 	`DELETE FROM server_notice_rooms WHERE room_id = $1`,
+	`DELETE FROM sliding_sync_rooms WHERE room_id = $1`,
+	`DELETE FROM thread_subscriptions WHERE room_id = $1`,
 }
 
 // PurgeRoom deletes everything this server stores of a room, in this transaction (the

@@ -93,11 +93,11 @@ func (q *Q) OwnReadReceiptsSince(ctx context.Context, userID string, since, upTo
 }
 
 // RoomAccountDataSince returns userID's account data of one room whose stream position is
-// after since and at or before upTo, in stream order.
+// after since and at or before upTo, in stream order (deleted entries only when since > 0).
 func (q *Q) RoomAccountDataSince(ctx context.Context, userID, roomID string, since, upTo int64) ([]AccountData, error) {
 	rows, err := q.query(ctx, `
 		SELECT room_id, data_type, content, stream_pos FROM account_data
-		WHERE user_id = $1 AND room_id = $2 AND stream_pos > $3 AND stream_pos <= $4
+		WHERE user_id = $1 AND room_id = $2 AND stream_pos > $3 AND stream_pos <= $4 AND ($3 > 0 OR content <> '{}')
 		ORDER BY stream_pos`, userID, roomID, since, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("select account data of %s: %w", roomID, err)

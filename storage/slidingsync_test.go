@@ -67,7 +67,7 @@ func TestSlidingSyncQueries(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if adA1, err = tx.SetAccountData(ctx, "@alice:x", "!a:x", "m.tag", `{}`); err != nil {
+			if adA1, err = tx.SetAccountData(ctx, "@alice:x", "!a:x", "m.tag", `{"tags":{}}`); err != nil {
 				return err
 			}
 			if adB, err = tx.SetAccountData(ctx, "@alice:x", "!b:x", "m.tag", `{}`); err != nil {
@@ -76,7 +76,7 @@ func TestSlidingSyncQueries(t *testing.T) {
 			if _, err = tx.SetAccountData(ctx, "@alice:x", "", "m.direct", `{}`); err != nil {
 				return err
 			}
-			adA2, err = tx.SetAccountData(ctx, "@alice:x", "!a:x", "m.marked_unread", `{}`)
+			adA2, err = tx.SetAccountData(ctx, "@alice:x", "!a:x", "m.marked_unread", `{"unread":true}`)
 			return err
 		})
 		if err != nil {

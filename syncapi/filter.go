@@ -3,6 +3,7 @@ package syncapi
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -52,6 +53,12 @@ type RoomEventFilter struct {
 	ContainsURL             *bool     `json:"contains_url"`
 	// UnreadThreadNotifications asks /sync for notification counts per thread (unread.go).
 	UnreadThreadNotifications bool `json:"unread_thread_notifications"`
+	// RelTypes and NotRelTypes (MSC3874) keep or drop events by their m.relates_to.rel_type,
+	// under the MSC's stable names and the org.matrix.msc3874 names clients send today.
+	RelTypes            *[]string `json:"rel_types"`
+	NotRelTypes         []string  `json:"not_rel_types"`
+	UnstableRelTypes    *[]string `json:"org.matrix.msc3874.rel_types"`
+	UnstableNotRelTypes []string  `json:"org.matrix.msc3874.not_rel_types"`
 }
 
 // loadFilter resolves the filter parameter: inline JSON (starting with "{") or a stored ID.
@@ -108,12 +115,32 @@ func allowsRoom(rooms *[]string, notRooms []string, roomID string) bool {
 
 // allowsEvent reports whether ev passes the filter's types, senders and contains_url
 // (room_event_filter.yaml: "If true, includes only events with a url key in their content.
-// If false, excludes those events.").
+// If false, excludes those events.") and the relation types of MSC3874.
 func (f RoomEventFilter) allowsEvent(ev *storage.Event) bool {
 	if !f.allows(ev.Type, ev.Sender) {
 		return false
 	}
-	return f.ContainsURL == nil || gjson.GetBytes(ev.JSON, "content.url").Exists() == *f.ContainsURL
+	if f.ContainsURL != nil && gjson.GetBytes(ev.JSON, "content.url").Exists() != *f.ContainsURL {
+		return false
+	}
+	return f.allowsRelation(ev)
+}
+
+// allowsRelation applies MSC3874: with rel_types, only events whose rel_type is listed pass
+// (an event without a relation never does); an event whose rel_type is in not_rel_types is
+// dropped. The stable and unstable names add up.
+func (f RoomEventFilter) allowsRelation(ev *storage.Event) bool {
+	if f.RelTypes == nil && f.UnstableRelTypes == nil && len(f.NotRelTypes)+len(f.UnstableNotRelTypes) == 0 {
+		return true
+	}
+	relType := gjson.GetBytes(ev.JSON, `content.m\.relates_to.rel_type`).String()
+	if relType != "" && (slices.Contains(f.NotRelTypes, relType) || slices.Contains(f.UnstableNotRelTypes, relType)) {
+		return false
+	}
+	if f.RelTypes == nil && f.UnstableRelTypes == nil {
+		return true
+	}
+	return relType != "" && (slices.Contains(deref(f.RelTypes), relType) || slices.Contains(deref(f.UnstableRelTypes), relType))
 }
 
 // allows reports whether an event of this type and sender passes the filter.

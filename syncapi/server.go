@@ -79,6 +79,7 @@ func (s *Server) Register(root *mux.Router) {
 		v3.Handle(rt.path, httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, rt.fn))).Methods(rt.method)
 	}
 	root.Handle("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, s.handleSlidingSync))).Methods(http.MethodPost)
+	root.Handle("/_matrix/client/unstable/io.element.msc4308/thread_subscriptions", httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, s.handleThreadSubscriptions))).Methods(http.MethodGet)
 	v1 := root.PathPrefix("/_matrix/client/v1").Subrouter()
 	for _, rt := range []struct {
 		path string

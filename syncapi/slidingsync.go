@@ -143,7 +143,7 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 		defer s.presence.Syncing(r.Context(), dev.UserID, setPresence)()
 	}
 	key := connKey{userID: dev.UserID, deviceID: dev.DeviceID, connID: req.ConnID}
-	base, err := s.sliding.begin(key, req.Pos)
+	base, err := s.beginSliding(r.Context(), key, req.Pos)
 	if err != nil {
 		return nil, err
 	}

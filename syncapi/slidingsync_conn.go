@@ -1,6 +1,7 @@
 package syncapi
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -81,12 +82,14 @@ type slidingConn struct {
 }
 
 // slidingSync is the sliding sync state of the server: the connections, and caches derived
-// from the database. A restart loses the connections; clients then get M_UNKNOWN_POS.
+// from the database. The connections are also written to the database (slidingsync_store.go),
+// from where a connection unknown in memory is loaded (after a restart or an eviction).
 type slidingSync struct {
 	mu      sync.Mutex // guards all the fields
 	conns   map[connKey]*slidingConn
-	tick    int64 // counts uses of connections, for slidingConn.used
-	limit   int   // the connections kept over all users; 0 is maxSlidingConns (tests lower it)
+	store   *connStore // nil until Start (tests of the sync API alone)
+	tick    int64      // counts uses of connections, for slidingConn.used
+	limit   int        // the connections kept over all users; 0 is maxSlidingConns (tests lower it)
 	lastPos int64
 	bumps   map[int64]bumpEntry // room NID -> bump stamp cache (slidingsync_lists.go)
 	senders map[int64]string    // membership event NID -> sender
@@ -111,6 +114,9 @@ func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
 		ss.evictLocked(key)
 		ss.tick++
 		ss.conns[key] = &slidingConn{states: map[int64]*connState{}, used: ss.tick}
+		if ss.store != nil {
+			ss.store.started(key)
+		}
 		return &connState{rooms: map[string]sentRoom{}, lists: map[string]int{}}, nil
 	}
 	n, err := strconv.ParseInt(pos, 10, 64)
@@ -119,7 +125,7 @@ func (ss *slidingSync) begin(key connKey, pos string) (*connState, error) {
 	}
 	conn := ss.conns[key]
 	if conn == nil || conn.states[n] == nil {
-		return nil, errUnknownPos()
+		return nil, errNotInMemory
 	}
 	if n > conn.acked {
 		conn.acked = n
@@ -169,7 +175,35 @@ func (ss *slidingSync) commit(key connKey, st *connState) string {
 		delete(conn.states, oldest)
 	}
 	conn.states[st.pos] = st
+	if ss.store != nil {
+		ss.store.changed(key, st)
+	}
 	return strconv.FormatInt(st.pos, 10)
+}
+
+// errNotInMemory is begin's answer for a pos of a connection it does not hold: the caller
+// looks in the database (restore), else answers M_UNKNOWN_POS.
+var errNotInMemory = errors.New("sliding sync connection state not in memory")
+
+// restore installs a connection state loaded from the database as the connection's only
+// state, acknowledged, and returns it. Positions continue after it.
+func (ss *slidingSync) restore(key connKey, st *connState) *connState {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conns == nil {
+		ss.conns = map[connKey]*slidingConn{}
+	}
+	if conn := ss.conns[key]; conn != nil && conn.states[st.pos] != nil {
+		return conn.states[st.pos] // another request restored it meanwhile
+	}
+	ss.evictLocked(key)
+	ss.tick++
+	ss.conns[key] = &slidingConn{states: map[int64]*connState{st.pos: st}, acked: st.pos, used: ss.tick}
+	ss.lastPos = max(ss.lastPos, st.pos, time.Now().UnixMilli())
+	if ss.store != nil {
+		ss.store.loaded(key, st)
+	}
+	return st
 }
 
 // evictLocked makes room for a new connection of key. The cost falls on the requesting user
@@ -207,17 +241,22 @@ func (ss *slidingSync) evictLocked(key connKey) {
 				}
 			}
 		}
+		var victim *connKey
 		switch {
 		case device >= maxConnsPerDevice:
-			delete(ss.conns, *oldestDev)
+			victim = oldestDev
 		case user >= maxConnsPerUser:
-			delete(ss.conns, *oldestUser)
+			victim = oldestUser
 		case others >= limit && oldestUser != nil:
-			delete(ss.conns, *oldestUser)
+			victim = oldestUser
 		case others >= limit && oldestAll != nil:
-			delete(ss.conns, *oldestAll)
+			victim = oldestAll
 		default:
 			return
+		}
+		delete(ss.conns, *victim)
+		if ss.store != nil {
+			ss.store.forget(*victim)
 		}
 	}
 }

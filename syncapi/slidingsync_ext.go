@@ -23,6 +23,9 @@ type slidingExtensionsConfig struct {
 	AccountData *extConfig      `json:"account_data"`
 	Receipts    *extConfig      `json:"receipts"`
 	Typing      *extConfig      `json:"typing"`
+	// MSC4308's thread subscriptions, under its unstable name and the name it will have.
+	ThreadSubscriptions   *threadSubsConfig `json:"io.element.msc4308.thread_subscriptions"`
+	ThreadSubscriptionsV1 *threadSubsConfig `json:"thread_subscriptions"`
 }
 
 // extConfig is an extension's config: enabled, and for the room-scoped ones the lists and
@@ -63,6 +66,9 @@ type slidingExtensions struct {
 	AccountData *accountDataResult `json:"account_data,omitempty"`
 	Receipts    *roomEDUs          `json:"receipts,omitempty"`
 	Typing      *roomEDUs          `json:"typing,omitempty"`
+	// Thread subscription changes, under the name the request used (threadsubs.go).
+	ThreadSubscriptions   *threadSubsResult `json:"io.element.msc4308.thread_subscriptions,omitempty"`
+	ThreadSubscriptionsV1 *threadSubsResult `json:"thread_subscriptions,omitempty"`
 }
 
 type toDeviceResult struct {
@@ -93,7 +99,9 @@ func (e *slidingExtensions) empty() bool {
 		(e.E2EE == nil || len(e.E2EE.DeviceLists.Changed)+len(e.E2EE.DeviceLists.Left) == 0) &&
 		(e.AccountData == nil || len(e.AccountData.Global)+len(e.AccountData.Rooms) == 0) &&
 		(e.Receipts == nil || len(e.Receipts.Rooms) == 0) &&
-		(e.Typing == nil || len(e.Typing.Rooms) == 0)
+		(e.Typing == nil || len(e.Typing.Rooms) == 0) &&
+		(e.ThreadSubscriptions == nil || len(e.ThreadSubscriptions.Changed) == 0) &&
+		(e.ThreadSubscriptionsV1 == nil || len(e.ThreadSubscriptionsV1.Changed) == 0)
 }
 
 // slidingExtensions fills the extensions the request (or the connection) enables.
@@ -106,6 +114,8 @@ func (s *Server) slidingExtensions(ctx context.Context, viewer roomserver.Viewer
 	cfg.AccountData = sticky(cfg.AccountData, base.ext.AccountData)
 	cfg.Receipts = sticky(cfg.Receipts, base.ext.Receipts)
 	cfg.Typing = sticky(cfg.Typing, base.ext.Typing)
+	cfg.ThreadSubscriptions = cfg.ThreadSubscriptions.sticky(base.ext.ThreadSubscriptions)
+	cfg.ThreadSubscriptionsV1 = cfg.ThreadSubscriptionsV1.sticky(base.ext.ThreadSubscriptionsV1)
 	if cfg.ToDevice == nil && base.ext.ToDevice != nil {
 		cfg.ToDevice = &toDeviceConfig{Enabled: base.ext.ToDevice.Enabled, Limit: base.ext.ToDevice.Limit}
 	} else if cfg.ToDevice != nil && cfg.ToDevice.Enabled == nil && base.ext.ToDevice != nil {
@@ -126,6 +136,18 @@ func (s *Server) slidingExtensions(ctx context.Context, viewer roomserver.Viewer
 	if cfg.AccountData.on() {
 		if err := s.slidingAccountData(ctx, viewer, extScope(cfg.AccountData, sel), base, next, resp, since, to); err != nil {
 			return err
+		}
+	}
+	for _, ts := range []struct {
+		cfg *threadSubsConfig
+		out **threadSubsResult
+	}{{cfg.ThreadSubscriptions, &resp.Extensions.ThreadSubscriptions}, {cfg.ThreadSubscriptionsV1, &resp.Extensions.ThreadSubscriptionsV1}} {
+		if ts.cfg.on() {
+			res, err := s.slidingThreadSubscriptions(ctx, viewer.UserID, ts.cfg, since.AccountData, to.AccountData)
+			if err != nil {
+				return err
+			}
+			*ts.out = res
 		}
 	}
 	if cfg.Receipts.on() || cfg.Typing.on() {

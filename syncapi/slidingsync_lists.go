@@ -48,7 +48,7 @@ type roomSelection struct {
 // with the room subscriptions.
 func (s *Server) selectRooms(ctx context.Context, viewer roomserver.Viewer, req slidingRequest, base *connState, memberships []storage.Membership, to Token) (*roomSelection, error) {
 	directs := s.directRooms(ctx, viewer.UserID)
-	blocked := s.rooms.InvitesBlocked(ctx, viewer.UserID)
+	invites := s.invitePolicy(viewer)
 	recent, err := s.recentJoinedRooms(ctx, viewer.UserID, base.to.PDU, to.PDU)
 	if err != nil {
 		return nil, err
@@ -70,13 +70,10 @@ func (s *Server) selectRooms(ctx context.Context, viewer roomserver.Viewer, req 
 			// last message before the join.
 			c.bump = max(c.bump, m.EventNID)
 		case spec.Invite:
-			if blocked {
-				continue // the user blocks invites: none is served (as /sync)
-			}
-			if sender, err := s.membershipSender(ctx, m); err != nil {
+			if hide, err := invites.hidden(ctx, m); err != nil {
 				return nil, err
-			} else if viewer.Ignored[sender] {
-				continue
+			} else if hide {
+				continue // as /sync: blocked, ignored or from an ignored user
 			}
 		case spec.Knock:
 		case spec.Leave, spec.Ban:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,11 +28,13 @@ type stateSelector struct {
 }
 
 // requiredState is what state a room config asks for: the include and exclude selectors, and
-// lazy-loaded members.
+// lazy-loaded members. A union of configs that exclude (MSC4186 "Combining required_state")
+// keeps the others apart in Others: a state event is returned if any of them asks for it.
 type requiredState struct {
 	Include     []stateSelector
 	Exclude     []stateSelector
 	LazyMembers bool
+	Others      []requiredState // without Others of their own
 }
 
 // UnmarshalJSON accepts both forms clients send: the array of [type, state_key] pairs
@@ -100,19 +103,28 @@ func (r *requiredState) add(sel stateSelector) {
 }
 
 // merge returns the union of two required_state configs (MSC4186 "Combining room configs").
+// Without exclusions the include lists simply add up; a config that selects nothing adds
+// nothing (and cancels no exclusion of the other); otherwise the configs stay apart.
 func (r requiredState) merge(o requiredState) requiredState {
-	out := requiredState{LazyMembers: r.LazyMembers || o.LazyMembers}
-	out.Include = append(append(out.Include, r.Include...), o.Include...)
-	// An exclusion stays only where both configs exclude: the union returns what either would.
-	for _, e := range r.Exclude {
-		for _, f := range o.Exclude {
-			if e == f {
-				out.Exclude = append(out.Exclude, e)
-			}
-		}
+	lazy := r.LazyMembers || o.LazyMembers
+	switch {
+	case r.empty():
+		o.LazyMembers = lazy
+		return o
+	case o.empty():
+		r.LazyMembers = lazy
+		return r
+	case len(r.Exclude) == 0 && len(o.Exclude) == 0 && len(r.Others) == 0 && len(o.Others) == 0:
+		return requiredState{Include: append(append([]stateSelector{}, r.Include...), o.Include...), LazyMembers: lazy}
 	}
+	out := requiredState{Include: r.Include, Exclude: r.Exclude, LazyMembers: lazy}
+	out.Others = append(append([]requiredState{}, r.Others...), requiredState{Include: o.Include, Exclude: o.Exclude})
+	out.Others = append(out.Others, o.Others...)
 	return out
 }
+
+// empty reports whether the config selects no state event (lazy members aside).
+func (r requiredState) empty() bool { return len(r.Include) == 0 && len(r.Others) == 0 }
 
 // signature is a canonical string of the config, to notice when a room's config changes.
 func (r requiredState) signature() string {
@@ -130,6 +142,14 @@ func (r requiredState) signature() string {
 	b.WriteString(strings.Join(enc(r.Exclude), "\x01"))
 	if r.LazyMembers {
 		b.WriteString("\x02lazy")
+	}
+	others := make([]string, 0, len(r.Others))
+	for _, o := range r.Others {
+		others = append(others, o.signature())
+	}
+	sort.Strings(others)
+	for _, o := range others {
+		b.WriteString("\x03" + o)
 	}
 	return b.String()
 }
@@ -150,6 +170,11 @@ func (sel stateSelector) matches(evType, stateKey, userID string) bool {
 // matches reports whether the config asks for the state event (evType, stateKey). Lazy
 // members are not matched here: they depend on the timeline.
 func (r requiredState) matches(evType, stateKey, userID string) bool {
+	for _, o := range r.Others {
+		if o.matches(evType, stateKey, userID) {
+			return true
+		}
+	}
 	for _, e := range r.Exclude {
 		if e.matches(evType, stateKey, userID) {
 			return false
@@ -169,7 +194,11 @@ const maxRequiredState = 100
 
 // check refuses a config with more selectors than maxRequiredState.
 func (r requiredState) check() error {
-	if len(r.Include)+len(r.Exclude) > maxRequiredState {
+	n := len(r.Include) + len(r.Exclude)
+	for _, o := range r.Others {
+		n += len(o.Include) + len(o.Exclude)
+	}
+	if n > maxRequiredState {
 		return slidingError("required_state has more than 100 entries")
 	}
 	return nil
@@ -211,21 +240,38 @@ func (set selectorSet) has(evType, stateKey string) bool {
 // stateMatcher is a requiredState indexed for matching every key of a room's state.
 type stateMatcher struct {
 	include, exclude selectorSet
+	others           []stateMatcher
 }
 
 // matcher returns the config indexed for userID.
 func (r requiredState) matcher(userID string) stateMatcher {
-	return stateMatcher{include: newSelectorSet(r.Include, userID), exclude: newSelectorSet(r.Exclude, userID)}
+	m := stateMatcher{include: newSelectorSet(r.Include, userID), exclude: newSelectorSet(r.Exclude, userID)}
+	for _, o := range r.Others {
+		m.others = append(m.others, o.matcher(userID))
+	}
+	return m
 }
 
 // matches is requiredState.matches, without the scan of the selectors.
 func (m stateMatcher) matches(evType, stateKey string) bool {
+	for _, o := range m.others {
+		if o.matches(evType, stateKey) {
+			return true
+		}
+	}
 	return !m.exclude.has(evType, stateKey) && m.include.has(evType, stateKey)
 }
 
 // concreteKeys returns the exact (type, state_key) pairs the config asks for, or ok false
 // when a wildcard means the whole state must be looked at.
 func (r requiredState) concreteKeys(userID string) (keys []stateSelector, ok bool) {
+	for _, o := range r.Others {
+		ks, ok := o.concreteKeys(userID)
+		if !ok {
+			return nil, false
+		}
+		keys = append(keys, ks...)
+	}
 	for _, sel := range r.Include {
 		if sel.Type == stateWildcard || sel.StateKey == stateWildcard {
 			return nil, false
@@ -234,7 +280,7 @@ func (r requiredState) concreteKeys(userID string) (keys []stateSelector, ok boo
 		if k.StateKey == stateMe {
 			k.StateKey = userID
 		}
-		if r.matches(k.Type, k.StateKey, userID) {
+		if own := (requiredState{Include: r.Include, Exclude: r.Exclude}); own.matches(k.Type, k.StateKey, userID) && !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}

@@ -131,3 +131,38 @@ func TestRequiredStateCap(t *testing.T) {
 		t.Errorf("%d selectors refused: %v", maxRequiredState, err)
 	}
 }
+
+// TestRequiredStateMergeKeepsExclusions: the union of a config that excludes and one that
+// does not returns what either would; merging with a config that selects nothing changes
+// nothing.
+func TestRequiredStateMergeKeepsExclusions(t *testing.T) {
+	var allButCreate, names, none requiredState
+	for raw, rs := range map[string]*requiredState{
+		`{"include":[{}],"exclude":[{"type":"m.room.create"}]}`: &allButCreate,
+		`[["m.room.name",""],["m.room.create",""]]`:             &names,
+		`[]`: &none,
+	} {
+		if err := json.Unmarshal([]byte(raw), rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := none.merge(allButCreate); got.matches("m.room.create", "", "@a:x") || !got.matches("m.room.topic", "", "@a:x") {
+		t.Error("merging with an empty config lost the exclusion")
+	}
+	u := allButCreate.merge(names)
+	m := u.matcher("@a:x")
+	for _, c := range []struct {
+		typ  string
+		want bool
+	}{{"m.room.create", true}, {"m.room.topic", true}, {"m.room.name", true}} {
+		if u.matches(c.typ, "", "@a:x") != c.want || m.matches(c.typ, "") != c.want {
+			t.Errorf("union matches %s = %v, want %v", c.typ, u.matches(c.typ, "", "@a:x"), c.want)
+		}
+	}
+	if u.signature() == allButCreate.signature() {
+		t.Error("the union has the signature of one of its parts")
+	}
+	if keys, ok := names.merge(names).concreteKeys("@a:x"); !ok || len(keys) != 2 {
+		t.Errorf("concrete keys of a union of the same names: %v %v", keys, ok)
+	}
+}

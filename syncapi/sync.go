@@ -222,6 +222,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			return nil, err
 		}
 	}
+	invites := s.invitePolicy(req.viewer)
 	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
 			continue
@@ -251,15 +252,11 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			if !changed {
 				continue
 			}
-			if m.Membership == spec.Invite && s.rooms.InvitesBlocked(ctx, userID) {
-				continue // the user blocks invites: none is served (they stay in the database)
-			}
-			if m.Membership == spec.Invite && len(req.viewer.Ignored) > 0 {
-				// Invites from ignored users are not sent.
-				if inviter, err := s.inviter(ctx, m); err != nil {
+			if m.Membership == spec.Invite {
+				if hide, err := invites.hidden(ctx, m); err != nil {
 					return nil, err
-				} else if req.viewer.Ignored[inviter] {
-					continue
+				} else if hide {
+					continue // blocked, ignored or from an ignored user (they stay in the database)
 				}
 			}
 			st, err := s.strippedState(ctx, m)

@@ -217,6 +217,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer historyPurger.Close()
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
+	if err := syncer.Start(ctx); err != nil {
+		return err
+	}
+	defer syncer.Close()
 
 	router := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	router.Use(httputil.RecordRoute)

@@ -3,6 +3,7 @@ package pushrules
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Parse returns the rules in force for userID given the content of their stored
@@ -31,11 +32,12 @@ func Parse(userID, content string) (Rules, error) {
 // spec's order, with the user's ID written where the spec says so.
 func Defaults(userID string) Rules {
 	return Rules{Global: Ruleset{
-		Override:  defaultOverrideRules(userID),
-		Content:   []Rule{},
-		Room:      []Rule{},
-		Sender:    []Rule{},
-		Underride: defaultUnderrideRules(),
+		Override:    defaultOverrideRules(userID),
+		Content:     []Rule{},
+		PostContent: defaultPostContentRules(),
+		Room:        []Rule{},
+		Sender:      []Rule{},
+		Underride:   defaultUnderrideRules(),
 	}}
 }
 
@@ -52,7 +54,7 @@ func mergeRules(kind string, defaults, stored []Rule) []Rule {
 		if r.Actions == nil {
 			r.Actions = []any{}
 		}
-		if r.Conditions == nil && (kind == "override" || kind == "underride") {
+		if r.Conditions == nil && (kind == "override" || kind == "underride" || kind == "postcontent") {
 			r.Conditions = []Condition{}
 		}
 		user = append(user, r)
@@ -117,9 +119,9 @@ func defaultOverrideRules(userID string) []Rule {
 	}
 }
 
-// defaultUnderrideRules returns the spec's "Default Underride Rules".
+// defaultUnderrideRules returns the spec's "Default Underride Rules", then MSC3930's.
 func defaultUnderrideRules() []Rule {
-	return []Rule{
+	return append([]Rule{
 		defaultRule(".m.rule.call", true, []Condition{
 			eventMatch("type", "m.call.invite"),
 		}, ActionNotify, soundTweak("ring")),
@@ -137,7 +139,77 @@ func defaultUnderrideRules() []Rule {
 		defaultRule(".m.rule.encrypted", true, []Condition{
 			eventMatch("type", "m.room.encrypted"),
 		}, ActionNotify),
+	}, pollRules()...)
+}
+
+// defaultPostContentRules returns MSC4306's rules, under its unstable names: an event in a
+// thread the user is not subscribed to does not notify (mentions and keywords, checked
+// before, still do), and one in a thread they subscribed to notifies with a sound whatever
+// the room's settings (room rules come after).
+//
+// Both start disabled: with them on, a thread reply notifies only users subscribed to the
+// thread, and users of clients that never subscribe (most of them today) would stop hearing
+// of replies. A client that manages subscriptions enables them with the push rules API.
+func defaultPostContentRules() []Rule {
+	no, yes := false, true
+	return []Rule{
+		defaultRule(".io.element.msc4306.rule.unsubscribed_thread", false, []Condition{
+			{Kind: ThreadSubscriptionCondition, Subscribed: &no},
+		}),
+		defaultRule(".io.element.msc4306.rule.subscribed_thread", false, []Condition{
+			{Kind: ThreadSubscriptionCondition, Subscribed: &yes},
+		}, ActionNotify, soundTweak("default")),
 	}
+}
+
+// pollMirrors are MSC3930's groups of underride rules kept in step: "if the m.room.message
+// rule gets muted in a room then the associated rules for polls would also get muted.
+// Similarly, if either of the two poll rules were to be muted in a room then the other poll
+// rule and the m.room.message rule would be muted as well."
+var pollMirrors = [][]string{
+	{".m.rule.message", ".m.rule.poll_start", ".m.rule.poll_end",
+		".org.matrix.msc3930.rule.poll_start", ".org.matrix.msc3930.rule.poll_end"},
+	{".m.rule.room_one_to_one", ".m.rule.poll_start_one_to_one", ".m.rule.poll_end_one_to_one",
+		".org.matrix.msc3930.rule.poll_start_one_to_one", ".org.matrix.msc3930.rule.poll_end_one_to_one"},
+}
+
+// Mirrored returns the underride rules that a change of ruleID's enabled flag or actions
+// applies to (MSC3930): its group, or ruleID alone.
+func Mirrored(ruleID string) []string {
+	for _, g := range pollMirrors {
+		if slices.Contains(g, ruleID) {
+			return g
+		}
+	}
+	return []string{ruleID}
+}
+
+// ThreadSubscriptionCondition is MSC4306's condition kind, under its unstable name.
+const ThreadSubscriptionCondition = "io.element.msc4306.thread_subscription"
+
+// pollRules returns MSC3930's underride rules for polls, which mirror the m.room.message
+// ones: a poll started or ended in a one-to-one room notifies with a sound, in any other room
+// without. The one-to-one rules come first, as the MSC lists them; the rules under the MSC's
+// unstable prefix follow for the poll event types clients send today (MSC3381's
+// org.matrix.msc3381.poll.*). They come after .m.rule.encrypted, which no poll event matches.
+func pollRules() []Rule {
+	var rules []Rule
+	for _, v := range []struct{ prefix, typePrefix string }{
+		{".m.rule.", "m.poll."},
+		{".org.matrix.msc3930.rule.", "org.matrix.msc3381.poll."},
+	} {
+		for _, what := range []string{"start", "end"} {
+			rules = append(rules,
+				defaultRule(v.prefix+"poll_"+what+"_one_to_one", true, []Condition{
+					{Kind: "room_member_count", Is: "2"},
+					eventMatch("type", v.typePrefix+what),
+				}, ActionNotify, soundTweak("default")),
+				defaultRule(v.prefix+"poll_"+what, true, []Condition{
+					eventMatch("type", v.typePrefix+what),
+				}, ActionNotify))
+		}
+	}
+	return rules
 }
 
 // ActionNotify is the action that makes an event generate a notification.

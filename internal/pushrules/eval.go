@@ -95,10 +95,13 @@ type EvalContext struct {
 	// DisplayName returns the user's display name in the room ("" when none). It is called
 	// only for the deprecated contains_display_name condition; nil means none.
 	DisplayName func() string
+	// InThread is whether the event is part of a thread, ThreadSubscribed whether the user
+	// is subscribed to it (MSC4306's thread_subscription condition).
+	InThread, ThreadSubscribed bool
 }
 
-// Evaluate runs the rules against the event in the spec's order (override, content, room,
-// sender, underride): the first enabled rule that matches decides. It returns whether the event
+// Evaluate runs the rules against the event in the spec's order (override, content, then
+// MSC4306's postcontent, room, sender, underride): the first enabled rule that matches decides. It returns whether the event
 // notifies the user, whether it is highlighted, and the matching rule's actions (nil when no
 // rule matches). The caller leaves out events the user sent.
 func Evaluate(rules *Rules, ev *Event, ec EvalContext) (notify, highlight bool, actions []any) {
@@ -142,6 +145,11 @@ func match(rules *Rules, ev *Event, ec *EvalContext) *Rule {
 	}
 	for i := range g.Content {
 		if r := &g.Content[i]; r.Enabled && r.Pattern != "" && bodyMatches(ev, r.Pattern) {
+			return r
+		}
+	}
+	for i := range g.PostContent {
+		if r := &g.PostContent[i]; r.Enabled && conditionsHold(r.Conditions, ev, ec) {
 			return r
 		}
 	}
@@ -215,6 +223,9 @@ func conditionHolds(c *Condition, ev *Event, ec *EvalContext) bool {
 		return ok && name != "" && wordsRegexp(regexp.QuoteMeta(name)).MatchString(body)
 	case "room_member_count":
 		return memberCountIs(c.Is, ec.MemberCount)
+	case ThreadSubscriptionCondition, "thread_subscription":
+		// Holds for an event of a thread the user is (or is not) subscribed to.
+		return c.Subscribed != nil && ec.InThread && ec.ThreadSubscribed == *c.Subscribed
 	case "sender_notification_permission":
 		need, ok := ec.NotificationLevels[c.Key]
 		if !ok {

@@ -190,3 +190,43 @@ func TestMemberCountIs(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateThreadSubscriptions: MSC4306's postcontent rules. A thread event notifies a
+// subscribed user with a sound whatever their room rule, an unsubscribed one not at all
+// unless it mentions them; events outside threads are left to the other rules; a DM poll
+// still notifies (MSC3930).
+func TestEvaluateThreadSubscriptions(t *testing.T) {
+	rules := Defaults(bob)
+	for i := range rules.Global.PostContent {
+		rules.Global.PostContent[i].Enabled = true // they start disabled: a client enables them
+	}
+	rules.Global.Room = []Rule{{RuleID: "!r:example.org", Enabled: true, Actions: []any{}}} // the room is muted
+	msg := event(t, `{"type":"m.room.message","sender":"@a:x","content":{"body":"hi","msgtype":"m.text"}}`)
+	mention := event(t, `{"type":"m.room.message","sender":"@a:x","content":{"body":"hi","m.mentions":{"user_ids":["`+bob+`"]}}}`)
+	ec := EvalContext{UserID: bob, RoomID: "!r:example.org", MemberCount: 5}
+	in, sub := ec, ec
+	in.InThread = true
+	sub.InThread, sub.ThreadSubscribed = true, true
+	for _, c := range []struct {
+		name   string
+		ev     *Event
+		ec     EvalContext
+		notify bool
+		sound  bool
+	}{
+		{"main timeline, muted room", msg, ec, false, false},
+		{"unsubscribed thread", msg, in, false, false},
+		{"unsubscribed thread, mention", mention, in, true, true},
+		{"subscribed thread, muted room", msg, sub, true, true},
+	} {
+		notify, _, actions := Evaluate(&rules, c.ev, c.ec)
+		if notify != c.notify || (len(actions) > 1) != c.sound {
+			t.Errorf("%s: notify %v, actions %v; want notify %v, sound %v", c.name, notify, actions, c.notify, c.sound)
+		}
+	}
+	poll := event(t, `{"type":"org.matrix.msc3381.poll.start","sender":"@a:x","content":{}}`)
+	dm := EvalContext{UserID: bob, RoomID: "!dm:example.org", MemberCount: 2}
+	if notify, _, actions := Evaluate(&rules, poll, dm); !notify || len(actions) != 2 {
+		t.Errorf("a DM poll: notify %v, actions %v", notify, actions)
+	}
+}

@@ -26,13 +26,16 @@ type Rules struct {
 }
 
 // Ruleset holds the rules of each kind, each list most important first. The kinds are
-// checked in field order: override, content, room, sender, underride.
+// checked in field order: override, content, postcontent, room, sender, underride.
+// postcontent is MSC4306's kind for the thread subscription rules: it holds server-default
+// rules only (users cannot add to it).
 type Ruleset struct {
-	Override  []Rule `json:"override"`
-	Content   []Rule `json:"content"`
-	Room      []Rule `json:"room"`
-	Sender    []Rule `json:"sender"`
-	Underride []Rule `json:"underride"`
+	Override    []Rule `json:"override"`
+	Content     []Rule `json:"content"`
+	PostContent []Rule `json:"postcontent"`
+	Room        []Rule `json:"room"`
+	Sender      []Rule `json:"sender"`
+	Underride   []Rule `json:"underride"`
 }
 
 // Rule is one push rule (definitions/push_rule.yaml).
@@ -60,10 +63,16 @@ type Condition struct {
 	// Value is the JSON value of event_property_is and event_property_contains, kept raw
 	// so that null, false and 0 survive.
 	Value json.RawMessage `json:"value,omitempty"`
+	// Subscribed is the argument of MSC4306's thread_subscription condition.
+	Subscribed *bool `json:"subscribed,omitempty"`
 }
 
 // Kinds lists the rule kinds in the order they are checked.
-var Kinds = []string{"override", "content", "room", "sender", "underride"}
+var Kinds = []string{"override", "content", "postcontent", "room", "sender", "underride"}
+
+// ServerOnlyKind is the kind that holds server-default rules only (MSC4306): creating a rule
+// of it is refused with 400 M_INVALID_PARAM.
+const ServerOnlyKind = "postcontent"
 
 // Kind returns the list of the given kind, or nil for an unknown kind.
 func (rs *Ruleset) Kind(kind string) *[]Rule {
@@ -72,6 +81,8 @@ func (rs *Ruleset) Kind(kind string) *[]Rule {
 		return &rs.Override
 	case "content":
 		return &rs.Content
+	case "postcontent":
+		return &rs.PostContent
 	case "room":
 		return &rs.Room
 	case "sender":
