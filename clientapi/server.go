@@ -79,7 +79,7 @@ func (s *Server) Register(root *mux.Router) {
 	var all []route
 	for _, group := range [][]route{
 		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
-		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(),
+		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.rtcRoutes(),
 	} {
 		all = append(all, group...)
 	}

@@ -25,6 +25,8 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc3916.stable": true,
 	// Simplified Sliding Sync (MSC4186), which Element X requires (syncapi/slidingsync.go).
 	"org.matrix.simplified_msc3575": true,
+	// MatrixRTC's transports endpoint (MSC4143, rtc.go).
+	"org.matrix.msc4143": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or
@@ -58,5 +60,10 @@ func (s *Server) handleWellKnown(r *http.Request) (any, error) {
 	if base == "" {
 		return nil, spec.NotFound("client_api.public_base_url is not configured")
 	}
-	return map[string]any{"m.homeserver": map[string]string{"base_url": base}}, nil
+	wk := map[string]any{"m.homeserver": map[string]string{"base_url": base}}
+	if len(s.cfg.RTC.Transports) > 0 {
+		// The older form of MSC4143's transports (rtc.go), which Element Call still reads.
+		wk["org.matrix.msc4143.rtc_foci"] = s.cfg.RTC.Transports
+	}
+	return wk, nil
 }

@@ -73,6 +73,8 @@ var portTables = []portTable{
 	{name: "server_notice_rooms", key: "user_id"},
 	{name: "server_notice_txns", key: "admin_id, txn_id"},
 	{name: "purge_history", key: "purge_id"},
+	{name: "openid_tokens", key: "token_hash"},
+	{name: "delayed_events", key: "delay_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

@@ -43,6 +43,8 @@ type Config struct {
 	Push           Push          `yaml:"push"`
 	Retention      Retention     `yaml:"retention"`
 	VoIP           VoIP          `yaml:"voip"`
+	RTC            RTC           `yaml:"rtc"`
+	DelayedEvents  DelayedEvents `yaml:"delayed_events"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
@@ -230,6 +232,7 @@ func Default() Config {
 		Rooms: Rooms{DefaultVersion: "12"},
 		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
 		VoIP:  VoIP{TURNUserLifetime: time.Hour},
+		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -332,6 +335,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Media.validate()...)
 	errs = append(errs, c.VoIP.validate()...)
+	errs = append(errs, c.RTC.validate()...)
+	errs = append(errs, c.DelayedEvents.validate()...)
 	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))
