@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
@@ -36,13 +37,14 @@ type Server struct {
 	uia    *sessionIDs // user-interactive authentication sessions
 	nonces *sessionIDs // shared-secret registration nonces
 
-	typing          *typing.Typing    // typing notifications, shared with syncapi
-	presence        *presence.Service // presence, shared with syncapi
-	edus            EDUSink           // other servers' share of ephemeral changes; nil without federation (edus.go)
-	remoteProfiles  RemoteProfiles    // other servers' users' profiles; nil without federation
-	remoteDirectory RemoteDirectory   // other servers' aliases and public rooms; nil without federation
-	remoteKeys      RemoteKeys        // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
-	remoteHierarchy RemoteHierarchy   // other servers' spaces and rooms; nil without federation (spaces.go)
+	typing          *typing.Typing         // typing notifications, shared with syncapi
+	presence        *presence.Service      // presence, shared with syncapi
+	edus            EDUSink                // other servers' share of ephemeral changes; nil without federation (edus.go)
+	remoteProfiles  RemoteProfiles         // other servers' users' profiles; nil without federation
+	remoteDirectory RemoteDirectory        // other servers' aliases and public rooms; nil without federation
+	remoteKeys      RemoteKeys             // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
+	remoteHierarchy RemoteHierarchy        // other servers' spaces and rooms; nil without federation (spaces.go)
+	delayed         *delayedevents.Service // delayed events (MSC4140, delayedevents.go)
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 
@@ -79,7 +81,7 @@ func (s *Server) Register(root *mux.Router) {
 	var all []route
 	for _, group := range [][]route{
 		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
-		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.rtcRoutes(),
+		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.rtcRoutes(), s.delayedRoutes(),
 	} {
 		all = append(all, group...)
 	}

@@ -27,6 +27,8 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.simplified_msc3575": true,
 	// MatrixRTC's transports endpoint (MSC4143, rtc.go).
 	"org.matrix.msc4143": true,
+	// Delayed events (MSC4140, delayedevents.go), MatrixRTC's leave timers.
+	"org.matrix.msc4140": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

@@ -25,6 +25,7 @@ import (
 
 	"github.com/lattice-chat/lattice/adminapi"
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
@@ -190,6 +191,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, notifier, typers, pres, log)
+	delayed := delayedevents.New(cfg.DelayedEvents, db, rooms, log)
+	if err := delayed.Start(ctx); err != nil {
+		return err
+	}
+	defer delayed.Close()
+	client.SetDelayedEvents(delayed)
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.

@@ -229,9 +229,9 @@ func Default() Config {
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
 			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100,
 			RequestBodyTimeout: 30 * time.Second, MinBodyBytesPerSecond: 4096, MaxPendingConnectionsPerAddress: 128},
-		Rooms: Rooms{DefaultVersion: "12"},
-		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
-		VoIP:  VoIP{TURNUserLifetime: time.Hour},
+		Rooms:         Rooms{DefaultVersion: "12"},
+		Push:          Push{NotificationRetention: 30 * 24 * time.Hour},
+		VoIP:          VoIP{TURNUserLifetime: time.Hour},
 		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,

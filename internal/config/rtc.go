@@ -32,8 +32,8 @@ func (r *RTC) validate() []error {
 
 // DelayedEvents limits the events users schedule to be sent later (MSC4140).
 type DelayedEvents struct {
-	// MaxDelay is the longest delay accepted; longer ones get 400 M_MAX_DELAY_EXCEEDED.
-	// 0 turns delayed events off.
+	// MaxDelay is the longest delay accepted; longer ones get 400 M_MAX_DELAY_EXCEEDED
+	// (in MSC4140's unstable form).
 	MaxDelay time.Duration `yaml:"max_delay"`
 	// MaxPerUser is how many delayed events a user may have scheduled at once; more get
 	// 429 M_LIMIT_EXCEEDED.
@@ -41,11 +41,12 @@ type DelayedEvents struct {
 }
 
 func (d *DelayedEvents) validate() []error {
-	if d.MaxDelay < 0 || d.MaxPerUser < 0 {
-		return []error{errors.New("delayed_events.max_delay and delayed_events.max_per_user must not be negative")}
+	var errs []error
+	if d.MaxDelay < time.Millisecond {
+		errs = append(errs, errors.New("delayed_events.max_delay must be at least 1ms"))
 	}
-	if d.MaxDelay > 0 && d.MaxDelay < time.Millisecond {
-		return []error{errors.New("delayed_events.max_delay must be at least 1ms (or 0 to turn delayed events off)")}
+	if d.MaxPerUser < 1 {
+		errs = append(errs, errors.New("delayed_events.max_per_user must be at least 1"))
 	}
-	return nil
+	return errs
 }
