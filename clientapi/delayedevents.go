@@ -46,12 +46,13 @@ func delayOf(r *http.Request) (int64, bool, error) {
 	return ms, true, nil
 }
 
-// scheduleDelayed schedules an event of the request's device and answers {delay_id}.
+// scheduleDelayed schedules an event of the request's device and answers {delay_id}; the
+// request's {txnId}, when it has one, makes a retry answer the same delay_id.
 func (s *Server) scheduleDelayed(r *http.Request, roomID, evType string, stateKey *string, content json.RawMessage, delayMS int64) (any, error) {
 	if s.delayed == nil {
 		return nil, spec.Unrecognized("delayed events are not available")
 	}
-	id, err := s.delayed.Schedule(r.Context(), sender(r), roomID, evType, stateKey, content, delayMS)
+	id, err := s.delayed.Schedule(r.Context(), sender(r), roomID, evType, stateKey, content, delayMS, httputil.PathVar(r, "txnId"))
 	if err != nil {
 		return nil, delayedError(err)
 	}

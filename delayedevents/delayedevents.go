@@ -114,8 +114,9 @@ func (s *Service) Close() error {
 }
 
 // Schedule schedules an event of from to be sent into roomID after delayMS and returns its
-// delay ID. stateKey is nil for a message event.
-func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayMS int64) (string, error) {
+// delay ID. stateKey is nil for a message event. A repeated txnID (not empty) of the same
+// device returns the delay ID of the first request.
+func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayMS int64, txnID string) (string, error) {
 	maxDelay := s.cfg.MaxDelay.Milliseconds()
 	if delayMS <= 0 {
 		return "", spec.InvalidParam("the delay must be a positive number of milliseconds")
@@ -129,7 +130,7 @@ func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, 
 	}
 	now := s.now().UnixMilli()
 	d := &storage.DelayedEvent{DelayID: rand.Text(), UserID: from.UserID, DeviceID: from.DeviceID, RoomID: roomID,
-		Type: evType, StateKey: stateKey, Content: content, DelayMS: delayMS, RunningSince: now, SendTS: now + delayMS}
+		Type: evType, StateKey: stateKey, Content: content, DelayMS: delayMS, RunningSince: now, SendTS: now + delayMS, TxnID: txnID}
 	ok, next, err := s.db.InsertDelayedEvent(ctx, d, s.cfg.MaxPerUser, now-keepFinalised.Milliseconds())
 	if err != nil {
 		return "", err

@@ -47,7 +47,7 @@ func TestCrashAfterSendIsNotSentTwice(t *testing.T) {
 				kind = "state"
 			}
 			first := New(cfg, db, rooms, log) // not started: its scheduler is the one that "crashed"
-			id, err := first.Schedule(ctx, from, roomID, "m.rtc.member", stateKey, json.RawMessage(`{"n":1}`), 1)
+			id, err := first.Schedule(ctx, from, roomID, "m.rtc.member", stateKey, json.RawMessage(`{"n":1}`), 1, "")
 			if err != nil {
 				t.Fatal(err)
 			}

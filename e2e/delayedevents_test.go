@@ -232,6 +232,17 @@ func TestDelayedEvents(t *testing.T) {
 		r := call(alice, "PUT", delayedPrefix+"/rooms/"+esc(roomID)+"/delayed_event/m.room.message/n1",
 			map[string]any{"delay": 60_000, "content": map[string]any{"msgtype": "m.text", "body": "newer"}})
 		id := mustDelayID(t, r, "PUT delayed_event")
+		again := call(alice, "PUT", delayedPrefix+"/rooms/"+esc(roomID)+"/delayed_event/m.room.message/n1",
+			map[string]any{"delay": 60_000, "content": map[string]any{"msgtype": "m.text", "body": "newer"}})
+		if got := mustDelayID(t, again, "retried PUT delayed_event"); got != id {
+			t.Errorf("retried transaction: delay_id %s, want %s", got, id)
+		}
+		path := fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/retried?org.matrix.msc4140.delay=60000", esc(roomID))
+		first := mustDelayID(t, call(alice, "PUT", path, map[string]any{"body": "r"}), "send")
+		if second := mustDelayID(t, call(alice, "PUT", path, map[string]any{"body": "r"}), "retried send"); second != first {
+			t.Errorf("retried PUT /send: delay_id %s, want %s", second, first)
+		}
+		expectOK(t, act(t, s, first, "cancel"), "cancel")
 		if d := delayed(alice, "")[id]; str(obj(d, "content"), "body") != "newer" {
 			t.Errorf("listed: %v", d)
 		}

@@ -35,6 +35,7 @@ type DelayedEvent struct {
 	EventID      string          // the event it became, once sent
 	Error        json.RawMessage // the Matrix error that cancelled it, if any
 	FinalisedTS  int64
+	TxnID        string // of the scheduling request, if it had one
 }
 
 const delayedColumns = `delay_id, user_id, device_id, room_id, event_type, state_key, content, delay_ms,
@@ -65,9 +66,22 @@ func (d *DelayedEvent) Finalised() bool {
 
 // InsertDelayedEvent schedules d unless its user already has maxPerUser delayed events
 // scheduled (0: no limit); then it returns false and the send time of the user's next one.
-// Finalised delayed events of the user older than keepBefore (Unix ms) are deleted.
+// When the user's device already scheduled one with d's transaction ID, d.DelayID becomes
+// that one's and nothing is inserted. Finalised delayed events of the user older than
+// keepBefore (Unix ms) are deleted.
 func (db *DB) InsertDelayedEvent(ctx context.Context, d *DelayedEvent, maxPerUser int, keepBefore int64) (ok bool, next int64, err error) {
 	err = db.WithTx(ctx, func(tx *Tx) error {
+		if d.TxnID != "" {
+			var id string
+			err := tx.queryRow(ctx, `SELECT delay_id FROM delayed_events WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
+				d.UserID, d.DeviceID, d.TxnID).Scan(&id)
+			if err == nil {
+				d.DelayID, ok = id, true
+				return nil
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("select delayed event of txn %s: %w", d.TxnID, err)
+			}
+		}
 		if maxPerUser > 0 {
 			var n int
 			var first sql.NullInt64
@@ -89,8 +103,9 @@ func (db *DB) InsertDelayedEvent(ctx context.Context, d *DelayedEvent, maxPerUse
 			sk = *d.StateKey
 		}
 		_, err := tx.exec(ctx, `INSERT INTO delayed_events (delay_id, user_id, device_id, room_id, event_type,
-			state_key, content, delay_ms, running_since, send_ts, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'scheduled')`,
-			d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendTS)
+			state_key, content, delay_ms, running_since, send_ts, status, txn_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'scheduled', $11)`,
+			d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendTS, d.TxnID)
 		if err != nil {
 			return fmt.Errorf("insert delayed event %s: %w", d.DelayID, err)
 		}

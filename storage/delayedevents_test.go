@@ -114,6 +114,19 @@ func TestDelayedEventClaims(t *testing.T) {
 				t.Errorf("after a state write by %s: status %s, want %s", sender, got.Status, want)
 			}
 		}
+		// A repeated transaction ID of the same device gets the first delay ID back.
+		t1 := DelayedEvent{DelayID: "t1", UserID: "@carol:test", DeviceID: "C", RoomID: "!r:test", Type: "m.room.message",
+			Content: []byte(`{}`), DelayMS: 1000, RunningSince: 1000, SendTS: 2000, TxnID: "txn"}
+		t2 := t1
+		t2.DelayID = "t2"
+		for _, d := range []*DelayedEvent{&t1, &t2} {
+			if ok, _, err := db.InsertDelayedEvent(ctx, d, 5, 0); err != nil || !ok {
+				t.Fatalf("insert: %v %v", ok, err)
+			}
+		}
+		if t2.DelayID != "t1" {
+			t.Errorf("retried transaction got delay ID %s, want t1", t2.DelayID)
+		}
 		page, err := db.DelayedEventsOfUser(ctx, "@alice:test", "finalised", 0, 10)
 		if err != nil || len(page) != 2 {
 			t.Errorf("finalised: %d, %v; want 2", len(page), err)
