@@ -396,3 +396,26 @@ func pct(xs []int64, p int) int64 {
 	i := (p*len(s)+99)/100 - 1
 	return s[max(i, 0)]
 }
+
+// TestDelayedStateReplacedOverFederation: a remote user's write of the same state cancels
+// a local user's delayed state event, as a local user's does.
+func TestDelayedStateReplacedOverFederation(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startProxiedServer(t, ca), startProxiedServer(t, ca)
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	const typ = "org.matrix.msc3401.call.member"
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat",
+		"power_level_content_override": map[string]any{"events": map[string]any{typ: 0}}})
+	if r := joinRoom(bob, roomID, a.Name); r.Status != 200 {
+		t.Fatalf("bob joining over federation: %d %s", r.Status, r.Raw)
+	}
+	key := "_" + alice.UserID + "_DEVICE"
+	id := mustDelayID(t, stateDelayed(alice, roomID, typ, key, 60_000, map[string]any{}), "schedule state")
+	expectOK(t, putState(bob, roomID, typ, key, map[string]any{"by": "bob"}), "bob's state on his server")
+	waitFor(t, "bob's state on alice's server", 30*time.Second, func() bool { return str(stateEvent(alice, roomID, typ, key).Body, "by") == "bob" })
+	waitFor(t, "alice's delayed state to be cancelled", 5*time.Second, func() bool { return delayed(alice, "finalised")[id] != nil })
+	f := delayed(alice, "finalised")[id]
+	if str(f, "outcome") != "cancel" || str(obj(f, "error"), "org.matrix.msc4140.errcode") != "M_CANCELLED_BY_STATE_UPDATE" {
+		t.Errorf("after bob's remote write: %v", f)
+	}
+}
