@@ -52,6 +52,10 @@ func (s *Server) scheduleDelayed(r *http.Request, roomID, evType string, stateKe
 	if s.delayed == nil {
 		return nil, spec.Unrecognized("delayed events are not available")
 	}
+	if shadowBanned(r) {
+		// As for their other sends: an answer that looks right, and nothing scheduled.
+		return map[string]string{"delay_id": fakeID("", sender(r).UserID, sender(r).DeviceID, r.URL.Path, string(content))}, nil
+	}
 	id, err := s.delayed.Schedule(r.Context(), sender(r), roomID, evType, stateKey, content, delayMS, httputil.PathVar(r, "txnId"))
 	if err != nil {
 		return nil, delayedError(err)

@@ -298,6 +298,14 @@ func TestDelayedEventLimits(t *testing.T) {
 		t.Errorf("retry_after_ms = %v, want the time until the next one is sent", r.Body["retry_after_ms"])
 	}
 	mustDelayID(t, sendDelayed(bob, roomID, 1000, map[string]any{"body": "bob's own"}), "another user's")
+
+	// A shadow-banned user is answered as usual, and nothing is scheduled.
+	root := s.RegisterAdmin(t, "root")
+	root.MustDo("POST", "/_synapse/admin/v1/users/"+esc(bob.UserID)+"/shadow_ban", map[string]any{})
+	fake := mustDelayID(t, sendDelayed(bob, roomID, 1000, map[string]any{"body": "shadow"}), "shadow-banned schedule")
+	if _, ok := delayed(bob, "")[fake]; ok {
+		t.Error("a shadow-banned user's delayed event was scheduled")
+	}
 	expectOK(t, act(t, s, ids[0], "cancel"), "cancel")
 	mustDelayID(t, sendDelayed(alice, roomID, 1000, map[string]any{"body": "room again"}), "after a cancel")
 }
