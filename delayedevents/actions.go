@@ -27,7 +27,9 @@ func (s *Service) Act(ctx context.Context, delayID, action string) error {
 	var err error
 	switch action {
 	case ActionCancel:
-		err = s.db.CancelDelayedEvent(ctx, delayID, s.now().UnixMilli())
+		if err = s.db.CancelDelayedEvent(ctx, delayID, s.now().UnixMilli()); err == nil {
+			s.forget(delayID)
+		}
 	case ActionRestart:
 		var sendTS int64
 		if sendTS, err = s.db.RestartDelayedEvent(ctx, delayID, s.now().UnixMilli()); err == nil {

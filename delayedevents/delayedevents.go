@@ -69,8 +69,9 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu    sync.Mutex // guards queue
-	queue dueHeap    // send times of the delayed events not yet finalised (some stale)
+	mu     sync.Mutex       // guards queue and latest
+	queue  dueHeap          // send times of the delayed events not yet finalised (some stale)
+	latest map[string]int64 // delay ID -> its latest queued send time; older entries are stale
 
 	wake   chan struct{} // a send time earlier than the timer's was queued
 	sends  chan struct{} // semaphore of the sends in flight
@@ -82,7 +83,7 @@ type Service struct {
 // New returns the delayed events service; Start starts its scheduler.
 func New(cfg config.DelayedEvents, db *storage.DB, rooms Rooms, log *slog.Logger) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, db: db, rooms: rooms, log: log, now: time.Now,
+	return &Service{cfg: cfg, db: db, rooms: rooms, log: log, now: time.Now, latest: map[string]int64{},
 		wake: make(chan struct{}, 1), sends: make(chan struct{}, maxConcurrentSends), ctx: ctx, cancel: cancel}
 }
 
@@ -96,6 +97,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	for _, p := range pending {
 		heap.Push(&s.queue, due{id: p.DelayID, at: p.SendTS})
+		s.latest[p.DelayID] = p.SendTS
 	}
 	s.mu.Unlock()
 	if len(pending) > 0 {
@@ -145,10 +147,19 @@ func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, 
 	return d.DelayID, nil
 }
 
+// forget drops a delayed event's queued send time (it was cancelled here); a restart or a
+// cancel through another process is caught by the claim instead.
+func (s *Service) forget(id string) {
+	s.mu.Lock()
+	delete(s.latest, id)
+	s.mu.Unlock()
+}
+
 // push queues a send time, waking the scheduler when it is the earliest.
 func (s *Service) push(id string, at int64) {
 	s.mu.Lock()
 	heap.Push(&s.queue, due{id: id, at: at})
+	s.latest[id] = at
 	first := s.queue[0].id == id
 	s.mu.Unlock()
 	if first {
@@ -170,7 +181,12 @@ func (s *Service) run() {
 		next := int64(math.MaxInt64)
 		s.mu.Lock()
 		for len(s.queue) > 0 && s.queue[0].at <= now {
-			dueIDs = append(dueIDs, heap.Pop(&s.queue).(due).id)
+			d := heap.Pop(&s.queue).(due)
+			if at, ok := s.latest[d.id]; !ok || at != d.at {
+				continue // restarted (a later entry is queued) or cancelled since
+			}
+			delete(s.latest, d.id)
+			dueIDs = append(dueIDs, d.id)
 		}
 		if len(s.queue) > 0 {
 			next = s.queue[0].at
