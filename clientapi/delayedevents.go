@@ -144,7 +144,16 @@ func (s *Server) actOnDelayed(r *http.Request, action string) (any, error) {
 	if s.delayed == nil {
 		return nil, spec.Unrecognized("delayed events are not available")
 	}
+	// The delay ID is the only key to these endpoints: an address that keeps naming unknown
+	// ones is slowed down, those that know theirs are not.
+	if blocked, wait := s.unknownDelays.Blocked(clientIP(r)); blocked {
+		return nil, spec.LimitExceeded("too many unknown delay IDs from this address", wait.Milliseconds())
+	}
 	if err := s.delayed.Act(r.Context(), httputil.PathVar(r, "delayId"), action); err != nil {
+		var me spec.MatrixError
+		if errors.As(err, &me) && me.ErrCode == spec.ErrorNotFound {
+			s.unknownDelays.Allow(clientIP(r))
+		}
 		return nil, delayedError(err)
 	}
 	return struct{}{}, nil

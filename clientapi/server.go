@@ -45,6 +45,7 @@ type Server struct {
 	remoteKeys      RemoteKeys             // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
 	remoteHierarchy RemoteHierarchy        // other servers' spaces and rooms; nil without federation (spaces.go)
 	delayed         *delayedevents.Service // delayed events (MSC4140, delayedevents.go)
+	unknownDelays   *ratelimit.Limiter     // actions on unknown delay IDs, by client address
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 
@@ -60,6 +61,7 @@ func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Wak
 		uia:           newSessionIDs(15*time.Minute, 10_000),
 		nonces:        newSessionIDs(5*time.Minute, 10_000),
 		nonceRequests: ratelimit.New(10, 100),
+		unknownDelays: ratelimit.New(1, 20),
 		sends:         ratelimit.New(cfg.Limits.MessagesPerSecond, cfg.Limits.MessagesBurst),
 		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
 		registrations: ratelimit.New(cfg.Limits.RegistrationsPerMinute/60, cfg.Limits.RegistrationsBurst),

@@ -308,6 +308,21 @@ func TestDelayedEventLimits(t *testing.T) {
 	}
 	expectOK(t, act(t, s, ids[0], "cancel"), "cancel")
 	mustDelayID(t, sendDelayed(alice, roomID, 1000, map[string]any{"body": "room again"}), "after a cancel")
+
+	// An address that keeps naming unknown delay IDs is slowed down.
+	limited := false
+	for i := 0; i < 30 && !limited; i++ {
+		r := act(t, s, fmt.Sprintf("guess%d", i), "send")
+		if r.Status == 429 {
+			expectErr(t, r, "guessing delay IDs", 429, "M_LIMIT_EXCEEDED")
+			limited = true
+		} else {
+			expectErr(t, r, "an unknown delay ID", 404, "M_NOT_FOUND")
+		}
+	}
+	if !limited {
+		t.Error("30 unknown delay IDs in a row were all answered 404, never 429")
+	}
 }
 
 // TestDelayedEventsSurviveKill schedules many delayed events at random times, kills the
