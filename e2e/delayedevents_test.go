@@ -143,6 +143,17 @@ func TestDelayedEvents(t *testing.T) {
 			t.Errorf("GET one: %s", g.Raw)
 		}
 		expectErr(t, bob.Do("GET", delayedPrefix+"/delayed_events/"+esc(id), nil), "GET another user's delayed event", 404, "M_NOT_FOUND")
+
+		// A client's own transaction ID that looks like a delayed event's stays its own.
+		own := sendTxn(alice, roomID, "m.room.message", "delayed."+id, map[string]any{"msgtype": "m.text", "body": "mine"})
+		expectOK(t, own, "send with a delayed-looking transaction ID")
+		if str(own.Body, "event_id") == evID(ev) {
+			t.Fatal("a client's transaction ID collided with a delayed event's")
+		}
+		mine := timelineBodies(alice, roomID)["mine"]
+		if len(mine) != 1 || str(obj(mine[0], "unsigned"), "transaction_id") != "delayed."+id || obj(mine[0], "unsigned")["org.matrix.msc4140.delay_id"] != nil {
+			t.Errorf("own event's unsigned: %v", mine)
+		}
 	})
 
 	t.Run("cancel", func(t *testing.T) {

@@ -6,9 +6,10 @@ import (
 )
 
 // DelayedTxnPrefix starts the transaction ID of an event sent for a delayed event (MSC4140):
-// "delayed." and its delay ID. Sending a delayed event again after a crash, with the same
-// transaction ID, returns the event of the first send instead of a second one, which makes
-// the delayed event scheduler's sends exactly-once.
+// "delayed." and its delay ID, recorded for no device (""), which no client's transaction
+// can be. Sending a delayed event again after a crash, with the same transaction ID,
+// returns the event of the first send instead of a second one, which makes the delayed
+// event scheduler's sends exactly-once.
 const DelayedTxnPrefix = "delayed."
 
 // SendDelayed sends the event of a delayed event (MSC4140) as from would have with PUT
@@ -17,6 +18,7 @@ const DelayedTxnPrefix = "delayed."
 // already sent for it.
 func (s *Server) SendDelayed(ctx context.Context, from Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayID string) (string, error) {
 	txnID := DelayedTxnPrefix + delayID
+	from.DeviceID = ""
 	if stateKey == nil {
 		return s.SendMessage(ctx, from, roomID, evType, content, txnID)
 	}

@@ -123,7 +123,7 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		unsigned[k] = val
 	}
 	unsigned["age"] = max(now-f.OriginServerTS, 0)
-	if delayID, ok := strings.CutPrefix(ev.TxnID, DelayedTxnPrefix); ok {
+	if delayID, ok := strings.CutPrefix(ev.TxnID, DelayedTxnPrefix); ok && ev.TxnDevice == "" {
 		// A delayed event (MSC4140) tells its sender, on any device, which delay it was.
 		if ev.Sender == v.UserID {
 			unsigned["org.matrix.msc4140.delay_id"] = delayID
