@@ -214,9 +214,8 @@ func (s *Service) run() {
 		case <-s.ctx.Done():
 			return
 		case <-s.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
+			// Since Go 1.23 a stopped or reset timer delivers no stale tick: no drain.
+			timer.Stop()
 		case <-timer.C:
 		}
 	}
