@@ -102,13 +102,12 @@ func (s *Server) handlePutDelayedEvent(r *http.Request) (any, error) {
 }
 
 // handleDelayedEvents handles GET /unstable/org.matrix.msc4140/delayed_events: the user's
-// scheduled and finalised delayed events, filtered by ?status=, paged with ?from=.
+// scheduled and finalised delayed events, filtered, ordered and paged as the query asks.
 func (s *Server) handleDelayedEvents(r *http.Request) (any, error) {
 	if s.delayed == nil {
 		return nil, spec.Unrecognized("delayed events are not available")
 	}
-	q := r.URL.Query()
-	return s.delayed.List(r.Context(), httputil.Device(r.Context()).UserID, q.Get("status"), q.Get("from"))
+	return s.delayed.List(r.Context(), httputil.Device(r.Context()).UserID, r.URL.Query())
 }
 
 // handleDelayedEvent handles GET /unstable/org.matrix.msc4140/delayed_events/{delayId}.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -78,21 +80,34 @@ func outcomeWord(status string) string {
 // pageSize is how many delayed events a page of the list holds.
 const pageSize = 50
 
-// List returns a page of userID's delayed events, in order of send time: all, or only the
-// scheduled or the finalised ones (status). from is the next_batch of the previous page.
-func (s *Service) List(ctx context.Context, userID, status, from string) (map[string]any, error) {
-	if status != "" && status != "scheduled" && status != "finalised" {
-		return nil, spec.InvalidParam("status must be scheduled or finalised")
+// List returns a page of userID's delayed events as MSC4140's GET /delayed_events with
+// the query q: the filters status, room_id, type, outcome and reason, order_by (send_ts,
+// origin_server_ts or running_since) and dir (f or b); from is the next_batch of the
+// previous page. since_ts is not supported: a request with it is refused.
+func (s *Service) List(ctx context.Context, userID string, q url.Values) (map[string]any, error) {
+	f := storage.DelayedFilter{Status: q.Get("status"), RoomID: q.Get("room_id"), Type: q.Get("type"),
+		Outcome: q.Get("outcome"), Reason: q.Get("reason"), OrderBy: q.Get("order_by"), Backward: q.Get("dir") == "b"}
+	for name, ok := range map[string]bool{
+		"status":   slices.Contains([]string{"", "scheduled", "finalised"}, f.Status),
+		"outcome":  slices.Contains([]string{"", "send", "cancel", "error"}, f.Outcome),
+		"reason":   slices.Contains([]string{"", "action", "delay"}, f.Reason),
+		"order_by": slices.Contains([]string{"", "send_ts", "origin_server_ts", "running_since"}, f.OrderBy),
+		"dir":      slices.Contains([]string{"", "f", "b"}, q.Get("dir")),
+		"since_ts": !q.Has("since_ts"),
+	} {
+		if !ok {
+			return nil, spec.InvalidParam(name + " has a value this server does not support")
+		}
 	}
 	offset := 0
-	if from != "" {
+	if from := q.Get("from"); from != "" {
 		n, err := strconv.Atoi(from)
 		if err != nil || n < 0 {
 			return nil, spec.InvalidParam("from is not a token of this list")
 		}
 		offset = n
 	}
-	ds, err := s.db.DelayedEventsOfUser(ctx, userID, status, offset, pageSize+1)
+	ds, err := s.db.DelayedEventsOfUser(ctx, userID, f, offset, pageSize+1)
 	if err != nil {
 		return nil, err
 	}

@@ -273,6 +273,32 @@ func TestDelayedEvents(t *testing.T) {
 		expectErr(t, alice.Do("GET", delayedPrefix+"/delayed_events?status=bogus", nil), "status=bogus", 400, "M_INVALID_PARAM")
 		expectErr(t, alice.Do("GET", delayedPrefix+"/delayed_events?from=zzz", nil), "from=zzz", 400, "M_INVALID_PARAM")
 		expectErr(t, anon(t, s, "GET", delayedPrefix+"/delayed_events", nil), "list without a token", 401, "M_MISSING_TOKEN")
+		for _, q := range []string{"order_by=bogus", "dir=x", "outcome=maybe", "reason=why", "since_ts=end"} {
+			expectErr(t, alice.Do("GET", delayedPrefix+"/delayed_events?"+q, nil), q, 400, "M_INVALID_PARAM")
+		}
+		// The MSC's filters: what subtests above cancelled by action, sent, and in reverse order.
+		r := alice.MustDo("GET", delayedPrefix+"/delayed_events?outcome=cancel&room_id="+url.QueryEscape(roomID), nil)
+		cancelled := list(r.Body, "delayed_events")
+		if len(cancelled) == 0 {
+			t.Errorf("outcome=cancel: %s", r.Raw)
+		}
+		for _, d := range cancelled {
+			if str(d, "outcome") != "cancel" || str(d, "reason") != "action" {
+				t.Errorf("outcome=cancel listed %v", d)
+			}
+		}
+		sentList := list(alice.MustDo("GET", delayedPrefix+"/delayed_events?outcome=send&order_by=origin_server_ts&dir=b", nil).Body, "delayed_events")
+		for i, d := range sentList {
+			if str(d, "outcome") != "send" {
+				t.Errorf("outcome=send listed %v", d)
+			}
+			if i > 0 && d["origin_server_ts"].(float64) > sentList[i-1]["origin_server_ts"].(float64) {
+				t.Errorf("dir=b: %v after %v", d["origin_server_ts"], sentList[i-1]["origin_server_ts"])
+			}
+		}
+		if len(sentList) < 3 {
+			t.Errorf("outcome=send: %d entries, want the 3 or more sent above", len(sentList))
+		}
 		// Power levels apply when the event is sent: bob (50) may schedule a power levels
 		// change, which then fails and is finalised with the error.
 		id := mustDelayID(t, stateDelayed(bob, roomID, "m.room.power_levels", "", 200, map[string]any{}), "schedule a forbidden event")

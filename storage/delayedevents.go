@@ -126,19 +126,65 @@ func (q *Q) DelayedEvent(ctx context.Context, delayID string) (*DelayedEvent, er
 	return d, nil
 }
 
-// DelayedEventsOfUser returns a page of the user's delayed events in order of send time:
-// all of them, or only the scheduled or the finalised ones (status "scheduled" or
-// "finalised"), skipping the first offset.
-func (q *Q) DelayedEventsOfUser(ctx context.Context, userID, status string, offset, limit int) ([]*DelayedEvent, error) {
-	cond := ``
-	switch status {
-	case "scheduled":
-		cond = ` AND status IN ('scheduled', 'sending')`
-	case "finalised":
-		cond = ` AND status IN ('sent', 'cancelled', 'error')`
+// DelayedFilter selects and orders a user's delayed events (MSC4140's list parameters).
+// Empty fields select all.
+type DelayedFilter struct {
+	Status  string // scheduled or finalised
+	RoomID  string
+	Type    string
+	Outcome string // send, cancel (by an action) or error (cancelled by an error)
+	Reason  string // action or delay
+	// OrderBy is send_ts (the default), origin_server_ts (when finalised, else send_ts) or
+	// running_since; Backward reverses it.
+	OrderBy  string
+	Backward bool
+}
+
+// DelayedEventsOfUser returns a page of the user's delayed events that match f, in f's
+// order, skipping the first offset.
+func (q *Q) DelayedEventsOfUser(ctx context.Context, userID string, f DelayedFilter, offset, limit int) ([]*DelayedEvent, error) {
+	where, args := `user_id = $1`, []any{userID}
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where += fmt.Sprintf(" AND "+cond, len(args))
 	}
-	rows, err := q.query(ctx, `SELECT `+delayedColumns+` FROM delayed_events WHERE user_id = $1`+cond+`
-		ORDER BY send_ts, delay_id LIMIT $2 OFFSET $3`, userID, limit, offset)
+	switch f.Status {
+	case "scheduled":
+		where += ` AND status IN ('scheduled', 'sending')`
+	case "finalised":
+		where += ` AND status IN ('sent', 'cancelled', 'error')`
+	}
+	switch f.Outcome {
+	case "send":
+		where += ` AND status = 'sent'`
+	case "cancel":
+		where += ` AND status = 'cancelled' AND error = ''`
+	case "error":
+		where += ` AND (status = 'error' OR (status = 'cancelled' AND error <> ''))`
+	}
+	if f.RoomID != "" {
+		add(`room_id = $%d`, f.RoomID)
+	}
+	if f.Type != "" {
+		add(`event_type = $%d`, f.Type)
+	}
+	if f.Reason != "" {
+		add(`reason = $%d`, f.Reason)
+	}
+	order := `send_ts`
+	switch f.OrderBy {
+	case "origin_server_ts":
+		order = `CASE WHEN status IN ('sent', 'cancelled', 'error') THEN finalised_ts ELSE send_ts END`
+	case "running_since":
+		order = `running_since`
+	}
+	dir := ` ASC`
+	if f.Backward {
+		dir = ` DESC`
+	}
+	args = append(args, limit, offset)
+	rows, err := q.query(ctx, `SELECT `+delayedColumns+` FROM delayed_events WHERE `+where+`
+		ORDER BY `+order+dir+`, delay_id`+dir+fmt.Sprintf(` LIMIT $%d OFFSET $%d`, len(args)-1, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("select delayed events of %s: %w", userID, err)
 	}

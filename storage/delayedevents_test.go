@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/lattice-chat/lattice/storage/storagetest"
@@ -127,9 +128,30 @@ func TestDelayedEventClaims(t *testing.T) {
 		if t2.DelayID != "t1" {
 			t.Errorf("retried transaction got delay ID %s, want t1", t2.DelayID)
 		}
-		page, err := db.DelayedEventsOfUser(ctx, "@alice:test", "finalised", 0, 10)
+		page, err := db.DelayedEventsOfUser(ctx, "@alice:test", DelayedFilter{Status: "finalised"}, 0, 10)
 		if err != nil || len(page) != 2 {
 			t.Errorf("finalised: %d, %v; want 2", len(page), err)
+		}
+		for _, c := range []struct {
+			f    DelayedFilter
+			want []string
+		}{
+			{DelayedFilter{Outcome: "send"}, []string{"d1"}},
+			{DelayedFilter{Outcome: "error"}, []string{"d3"}},
+			{DelayedFilter{Outcome: "cancel"}, nil},
+			{DelayedFilter{Reason: "delay"}, []string{"d1"}},
+			{DelayedFilter{RoomID: "!other:test"}, nil},
+			{DelayedFilter{Type: "m.rtc.member", OrderBy: "running_since", Backward: true}, []string{"d1", "d3"}},
+			{DelayedFilter{Type: "m.rtc.member", OrderBy: "running_since"}, []string{"d3", "d1"}},
+		} {
+			page, err := db.DelayedEventsOfUser(ctx, "@alice:test", c.f, 0, 10)
+			var got []string
+			for _, d := range page {
+				got = append(got, d.DelayID)
+			}
+			if err != nil || strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Errorf("%+v: %v %v, want %v", c.f, got, err, c.want)
+			}
 		}
 	})
 }
