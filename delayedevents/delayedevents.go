@@ -4,7 +4,9 @@
 // the server when the client stops restarting it.
 //
 // The delayed events are rows of the delayed_events table; one scheduler goroutine keeps
-// their send times in a heap and sleeps until the next one (no polling of the database).
+// their send times in a heap and sleeps until the next one (no polling of the database per
+// event). Every 30 seconds one query picks up what is due soon and not queued here: what
+// another process scheduled or restarted, should that process die before sending it.
 // A due event is claimed (status sending) in one transaction, sent through the roomserver
 // with the transaction ID "delayed.<delay_id>", and marked sent in another: a crash between
 // the two leaves it claimed, and at start-up it is sent again with the same transaction
@@ -61,6 +63,11 @@ const maxConcurrentSends = 16
 // database, not the client's event) is tried again.
 const retryAfter = 5 * time.Second
 
+// rescanEvery is how often the scheduler reads the delayed events due soon from the
+// database, to pick up those that another process scheduled or restarted and could not
+// send (it died): one query per period, however many delayed events there are.
+const rescanEvery = 30 * time.Second
+
 // Service schedules, manages and sends delayed events.
 type Service struct {
 	cfg   config.DelayedEvents
@@ -69,9 +76,11 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu     sync.Mutex       // guards queue and latest
-	queue  dueHeap          // send times of the delayed events not yet finalised (some stale)
-	latest map[string]int64 // delay ID -> its latest queued send time; older entries are stale
+	mu       sync.Mutex          // guards queue, latest and inFlight
+	queue    dueHeap             // send times of the delayed events not yet finalised (some stale)
+	latest   map[string]int64    // delay ID -> its latest queued send time; older entries are stale
+	inFlight map[string]struct{} // delay IDs being sent by the scheduler
+	rescan   time.Duration       // rescanEvery; shorter in tests
 
 	wake   chan struct{} // a send time earlier than the timer's was queued
 	sends  chan struct{} // semaphore of the sends in flight
@@ -84,28 +93,64 @@ type Service struct {
 func New(cfg config.DelayedEvents, db *storage.DB, rooms Rooms, log *slog.Logger) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, db: db, rooms: rooms, log: log, now: time.Now, latest: map[string]int64{},
+		inFlight: map[string]struct{}{}, rescan: rescanEvery,
 		wake: make(chan struct{}, 1), sends: make(chan struct{}, maxConcurrentSends), ctx: ctx, cancel: cancel}
 }
 
 // Start loads the delayed events not yet finalised and starts the scheduler, which sends
 // the overdue ones at once.
 func (s *Service) Start(ctx context.Context) error {
-	pending, err := s.db.PendingDelayedEvents(ctx)
+	n, err := s.load(ctx, math.MaxInt64)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	for _, p := range pending {
-		heap.Push(&s.queue, due{id: p.DelayID, at: p.SendTS})
-		s.latest[p.DelayID] = p.SendTS
+	if n > 0 {
+		s.log.Info("delayed events scheduled", "count", n)
 	}
-	s.mu.Unlock()
-	if len(pending) > 0 {
-		s.log.Info("delayed events scheduled", "count", len(pending))
-	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.run()
+	go s.rescanLoop()
 	return nil
+}
+
+// load queues the delayed events due at or before before that are not queued here with
+// their current send time, nor being sent here, and returns how many it queued.
+func (s *Service) load(ctx context.Context, before int64) (int, error) {
+	pending, err := s.db.PendingDelayedEvents(ctx, before)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pending {
+		s.mu.Lock()
+		_, sending := s.inFlight[p.DelayID]
+		at, queued := s.latest[p.DelayID]
+		s.mu.Unlock()
+		if sending || (queued && (at == p.SendTS || p.SendTS == 0)) {
+			continue
+		}
+		s.push(p.DelayID, p.SendTS)
+		n++
+	}
+	return n, nil
+}
+
+// rescanLoop queues, every rescan period, the delayed events due before the next one that
+// this process does not know of.
+func (s *Service) rescanLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.load(s.ctx, s.now().Add(s.rescan).UnixMilli()); err != nil && s.ctx.Err() == nil {
+			s.log.Error("delayed events not read", "err", err)
+		}
+	}
 }
 
 // Close stops the scheduler and waits for the sends in flight.
@@ -186,6 +231,7 @@ func (s *Service) run() {
 				continue // restarted (a later entry is queued) or cancelled since
 			}
 			delete(s.latest, d.id)
+			s.inFlight[d.id] = struct{}{}
 			dueIDs = append(dueIDs, d.id)
 		}
 		if len(s.queue) > 0 {
@@ -203,6 +249,9 @@ func (s *Service) run() {
 				defer s.wg.Done()
 				defer func() { <-s.sends }()
 				s.sendDue(id)
+				s.mu.Lock()
+				delete(s.inFlight, id)
+				s.mu.Unlock()
 			}()
 		}
 		wait := time.Hour

@@ -93,3 +93,51 @@ func TestCrashAfterSendIsNotSentTwice(t *testing.T) {
 		}
 	})
 }
+
+// TestAnotherProcessesDelayedEvent: a delayed event scheduled through another process (which
+// then died) is sent by this one's scheduler, found by its periodic read of what is due.
+func TestAnotherProcessesDelayedEvent(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := storage.Open(ctx, url, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		_, key, _ := ed25519.GenerateKey(nil)
+		rooms := roomserver.New(roomserver.Config{ServerName: "test", KeyID: "ed25519:t", PrivateKey: key, DefaultVersion: "12"},
+			db, nopListener{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		const alice = "@alice:test"
+		roomID, err := rooms.CreateRoom(ctx, alice, "D", roomserver.CreateRoomRequest{Preset: roomserver.PresetPublicChat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := config.DelayedEvents{MaxDelay: time.Hour, MaxPerUser: 10}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		this := New(cfg, db, rooms, log)
+		this.rescan = 100 * time.Millisecond
+		if err := this.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer this.Close()
+		other := New(cfg, db, rooms, log) // never started: it dies right after scheduling
+		id, err := other.Schedule(ctx, roomserver.Sender{UserID: alice, DeviceID: "D"}, roomID, "m.room.message", nil, json.RawMessage(`{"body":"x"}`), 50, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d, err := db.DelayedEvent(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Status == storage.DelayedSent {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the other process's delayed event is still %s", d.Status)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

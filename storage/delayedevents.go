@@ -206,11 +206,12 @@ type DelayedDue struct {
 	SendTS  int64
 }
 
-// PendingDelayedEvents returns every delayed event not yet finalised, for the scheduler's
-// queue at start-up. A claimed one (sending) has SendTS 0: it is due at once.
-func (q *Q) PendingDelayedEvents(ctx context.Context) ([]DelayedDue, error) {
+// PendingDelayedEvents returns the delayed events not yet finalised that are due at or
+// before before (Unix ms), for the scheduler's queue. A claimed one (sending) has SendTS 0:
+// it is due at once.
+func (q *Q) PendingDelayedEvents(ctx context.Context, before int64) ([]DelayedDue, error) {
 	rows, err := q.query(ctx, `SELECT delay_id, CASE WHEN status = 'sending' THEN 0 ELSE send_ts END
-		FROM delayed_events WHERE status IN ('scheduled', 'sending')`)
+		FROM delayed_events WHERE status IN ('scheduled', 'sending') AND send_ts <= $1`, before)
 	if err != nil {
 		return nil, fmt.Errorf("select pending delayed events: %w", err)
 	}
