@@ -51,6 +51,11 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if err := s.allowSend(r.Context(), sender(r).UserID); err != nil {
 		return nil, err
 	}
+	if delay, ok, err := delayOf(r); err != nil {
+		return nil, err
+	} else if ok {
+		return s.scheduleDelayed(r, roomID, evType, nil, content, delay)
+	}
 	if shadowBanned(r) {
 		return map[string]string{"event_id": fakeEventID(r)}, nil
 	}
@@ -114,6 +119,12 @@ func (s *Server) handleSetState(r *http.Request) (any, error) {
 	}
 	if err := notSuspended(r); err != nil {
 		return nil, err
+	}
+	if delay, ok, err := delayOf(r); err != nil {
+		return nil, err
+	} else if ok {
+		stateKey := httputil.PathVar(r, "stateKey")
+		return s.scheduleDelayed(r, roomID, httputil.PathVar(r, "eventType"), &stateKey, content, delay)
 	}
 	if shadowBanned(r) {
 		return map[string]string{"event_id": fakeEventID(r, string(content))}, nil

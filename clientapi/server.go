@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/lattice-chat/lattice/appservice"
+	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
@@ -37,13 +38,15 @@ type Server struct {
 	uia    *sessionIDs // user-interactive authentication sessions
 	nonces *sessionIDs // shared-secret registration nonces
 
-	typing          *typing.Typing    // typing notifications, shared with syncapi
-	presence        *presence.Service // presence, shared with syncapi
-	edus            EDUSink           // other servers' share of ephemeral changes; nil without federation (edus.go)
-	remoteProfiles  RemoteProfiles    // other servers' users' profiles; nil without federation
-	remoteDirectory RemoteDirectory   // other servers' aliases and public rooms; nil without federation
-	remoteKeys      RemoteKeys        // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
-	remoteHierarchy RemoteHierarchy   // other servers' spaces and rooms; nil without federation (spaces.go)
+	typing          *typing.Typing         // typing notifications, shared with syncapi
+	presence        *presence.Service      // presence, shared with syncapi
+	edus            EDUSink                // other servers' share of ephemeral changes; nil without federation (edus.go)
+	remoteProfiles  RemoteProfiles         // other servers' users' profiles; nil without federation
+	remoteDirectory RemoteDirectory        // other servers' aliases and public rooms; nil without federation
+	remoteKeys      RemoteKeys             // other servers' users' end-to-end keys; nil without federation (remotekeys.go)
+	remoteHierarchy RemoteHierarchy        // other servers' spaces and rooms; nil without federation (spaces.go)
+	delayed         *delayedevents.Service // delayed events (MSC4140, delayedevents.go)
+	unknownDelays   *ratelimit.Limiter     // actions on unknown delay IDs, by client address
 
 	appservices *appservice.Server // application services; nil: none (appservice.go)
 
@@ -61,6 +64,7 @@ func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Wak
 		uia:           newSessionIDs(15*time.Minute, 10_000),
 		nonces:        newSessionIDs(5*time.Minute, 10_000),
 		nonceRequests: ratelimit.New(10, 100),
+		unknownDelays: ratelimit.New(1, 20),
 		sends:         ratelimit.New(cfg.Limits.MessagesPerSecond, cfg.Limits.MessagesBurst),
 		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
 		registrations: ratelimit.New(cfg.Limits.RegistrationsPerMinute/60, cfg.Limits.RegistrationsBurst),
@@ -83,7 +87,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
 		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.appServiceRoutes(),
-		s.threadSubscriptionRoutes(),
+		s.threadSubscriptionRoutes(), s.rtcRoutes(), s.delayedRoutes(),
 	} {
 		all = append(all, group...)
 	}

@@ -36,6 +36,10 @@ var unstableFeatures = map[string]bool{
 	// rules) and their sliding sync extension (MSC4308).
 	"org.matrix.msc4306": true,
 	"org.matrix.msc4308": true,
+	// MatrixRTC's transports endpoint (MSC4143, rtc.go).
+	"org.matrix.msc4143": true,
+	// Delayed events (MSC4140, delayedevents.go), MatrixRTC's leave timers.
+	"org.matrix.msc4140": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or
@@ -69,5 +73,10 @@ func (s *Server) handleWellKnown(r *http.Request) (any, error) {
 	if base == "" {
 		return nil, spec.NotFound("client_api.public_base_url is not configured")
 	}
-	return map[string]any{"m.homeserver": map[string]string{"base_url": base}}, nil
+	wk := map[string]any{"m.homeserver": map[string]string{"base_url": base}}
+	if len(s.cfg.RTC.Transports) > 0 {
+		// The older form of MSC4143's transports (rtc.go), which Element Call still reads.
+		wk["org.matrix.msc4143.rtc_foci"] = s.cfg.RTC.Transports
+	}
+	return wk, nil
 }

@@ -124,6 +124,7 @@ func (s *Server) routes() []route {
 		{"GET", "/_matrix/key/v2/query/{serverName}", s.handleQueryKeysGet, false},
 		{"POST", "/_matrix/key/v2/query", s.handleQueryKeysPost, false},
 		{"GET", "/_matrix/federation/v1/version", s.handleVersion, false},
+		{"GET", "/_matrix/federation/v1/openid/userinfo", s.handleOpenIDUserInfo, false},
 		{"GET", "/_matrix/federation/v1/query/profile", s.handleQueryProfile, true},
 		{"GET", "/_matrix/federation/v1/query/directory", s.handleQueryDirectory, true},
 		{"GET", "/_matrix/federation/v1/publicRooms", s.handleGetPublicRooms, true},

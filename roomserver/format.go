@@ -3,6 +3,7 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -122,7 +123,12 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		unsigned[k] = val
 	}
 	unsigned["age"] = max(now-f.OriginServerTS, 0)
-	if ev.TxnID != "" && ev.Sender == v.UserID && ev.TxnDevice == v.DeviceID {
+	if delayID, ok := strings.CutPrefix(ev.TxnID, DelayedTxnPrefix); ok && ev.TxnDevice == "" {
+		// A delayed event (MSC4140) tells its sender, on any device, which delay it was.
+		if ev.Sender == v.UserID {
+			unsigned["org.matrix.msc4140.delay_id"] = delayID
+		}
+	} else if ev.TxnID != "" && ev.Sender == v.UserID && ev.TxnDevice == v.DeviceID {
 		unsigned["transaction_id"] = ev.TxnID
 	}
 	if prev != nil {

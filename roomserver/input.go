@@ -496,6 +496,10 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		if err := tx.SetCurrentState(ctx, r.nid, map[int64]int64{ev.StateKeyNID: ev.NID}); err != nil {
 			return nil, err
 		}
+		// Another user's delayed events for this state are cancelled (MSC4140, delayed.go).
+		if err := tx.CancelDelayedStateBy(ctx, r.id, key.Type, key.StateKey, ev.Sender, ev.OriginTS); err != nil {
+			return nil, err
+		}
 		ev.RoomStateNID = nid
 		if err := tx.SetRoomStateNID(ctx, ev.NID, nid); err != nil {
 			return nil, err

@@ -847,6 +847,13 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 				return err
 			}
 		}
+		if ev.IsState() && changes[ev.StateKeyNID] == ev.NID {
+			// A remote user's state cancels local users' delayed events for it (MSC4140,
+			// delayed.go), as a local user's does.
+			if err := tx.CancelDelayedStateBy(ctx, r.id, key.Type, key.StateKey, ev.Sender, s.now().UnixMilli()); err != nil {
+				return err
+			}
+		}
 		if err := tx.SetRoomStateNID(ctx, ev.NID, snapAfter); err != nil {
 			return err
 		}

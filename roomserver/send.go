@@ -148,6 +148,12 @@ func (s *Server) commitQueue(r *room, own *sendJob) {
 
 // SetState sends a state event.
 func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stateKey string, content json.RawMessage) (string, error) {
+	return s.setState(ctx, from, roomID, evType, stateKey, content, "")
+}
+
+// setState is SetState with a transaction ID (delayed.go), which a repeated send of the same
+// state event gives to get the first event back.
+func (s *Server) setState(ctx context.Context, from Sender, roomID, evType, stateKey string, content json.RawMessage, txnID string) (string, error) {
 	if evType == spec.MRoomMember {
 		// Membership changes go through the same path as the dedicated endpoints, so that the
 		// checks they make apply here too; the auth rules decide what is allowed.
@@ -176,7 +182,8 @@ func (s *Server) SetState(ctx context.Context, from Sender, roomID, evType, stat
 			return "", err
 		}
 	}
-	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content, TS: from.TS})
+	ev, err := s.submit(ctx, r, eventRequest{Sender: from.UserID, Type: evType, StateKey: &stateKey, Content: content, TS: from.TS,
+		TxnDevice: txnDevice(from, txnID), TxnID: txnID})
 	if err != nil {
 		return "", err
 	}

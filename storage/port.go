@@ -84,6 +84,8 @@ var portTables = []portTable{
 	{name: "sliding_sync_connections", key: "user_id, device_id, conn_id"},
 	{name: "sliding_sync_rooms", key: "user_id, device_id, conn_id, room_id"},
 	{name: "thread_subscriptions", key: "user_id, room_id, thread_root"},
+	{name: "openid_tokens", key: "token_hash"},
+	{name: "delayed_events", key: "delay_id"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

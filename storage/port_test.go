@@ -356,6 +356,9 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 	if err := populateOperators(ctx, tx); err != nil {
 		return err
 	}
+	if err := populateRTC(ctx, tx); err != nil {
+		return err
+	}
 	return tx.InsertTxn(ctx, "@alice:test", "DEValice", roomNID, "t5", fx.eventIDs[4], 6000)
 }
 

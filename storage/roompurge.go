@@ -36,6 +36,7 @@ var roomPurgesByID = []string{
 	`DELETE FROM server_notice_rooms WHERE room_id = $1`,
 	`DELETE FROM sliding_sync_rooms WHERE room_id = $1`,
 	`DELETE FROM thread_subscriptions WHERE room_id = $1`,
+	`DELETE FROM delayed_events WHERE room_id = $1`, // a purged room's delayed events are never sent
 }
 
 // PurgeRoom deletes everything this server stores of a room, in this transaction (the

@@ -26,6 +26,7 @@ import (
 	"github.com/lattice-chat/lattice/adminapi"
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
@@ -201,6 +202,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, ephemeralWaker, typers, pres, log)
 	client.SetAppServices(appservices)
+	delayed := delayedevents.New(cfg.DelayedEvents, db, rooms, log)
+	if err := delayed.Start(ctx); err != nil {
+		return err
+	}
+	defer delayed.Close()
+	client.SetDelayedEvents(delayed)
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.

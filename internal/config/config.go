@@ -43,6 +43,8 @@ type Config struct {
 	Push           Push          `yaml:"push"`
 	Retention      Retention     `yaml:"retention"`
 	VoIP           VoIP          `yaml:"voip"`
+	RTC            RTC           `yaml:"rtc"`
+	DelayedEvents  DelayedEvents `yaml:"delayed_events"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
@@ -233,9 +235,10 @@ func Default() Config {
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
 			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100,
 			RequestBodyTimeout: 30 * time.Second, MinBodyBytesPerSecond: 4096, MaxPendingConnectionsPerAddress: 128},
-		Rooms: Rooms{DefaultVersion: "12"},
-		Push:  Push{NotificationRetention: 30 * 24 * time.Hour},
-		VoIP:  VoIP{TURNUserLifetime: time.Hour},
+		Rooms:         Rooms{DefaultVersion: "12"},
+		Push:          Push{NotificationRetention: 30 * 24 * time.Hour},
+		VoIP:          VoIP{TURNUserLifetime: time.Hour},
+		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -341,6 +344,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Media.validate()...)
 	errs = append(errs, c.VoIP.validate()...)
+	errs = append(errs, c.RTC.validate()...)
+	errs = append(errs, c.DelayedEvents.validate()...)
 	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))
