@@ -44,6 +44,13 @@ func (s *Server) deleteOptions(r *http.Request) (roomserver.ShutdownOptions, err
 		if err != nil || u.Domain() != s.rooms.ServerName() {
 			return opts, spec.InvalidParam("User must be our own: " + *body.NewRoomUserID)
 		}
+		// The new room's creator must be an account: its room would otherwise belong to a
+		// user nobody can log in as or administer.
+		if _, err := s.db.Account(r.Context(), *body.NewRoomUserID); errors.Is(err, storage.ErrNotFound) {
+			return opts, spec.InvalidParam("new_room_user_id is not a user of this server: " + *body.NewRoomUserID)
+		} else if err != nil {
+			return opts, err
+		}
 		opts.NewRoomUserID = *body.NewRoomUserID
 	}
 	if body.RoomName != nil {

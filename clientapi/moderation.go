@@ -25,7 +25,7 @@ var errSuspended = httputil.Errorf(http.StatusForbidden, "M_USER_SUSPENDED", "yo
 // notSuspended refuses the request's action when its account is suspended. The spec's
 // recommended list of forbidden actions: joining and knocking, accepting and sending invites,
 // sending messages (here: every event but redactions of one's own), changing the profile, and
-// redacting other users' events.
+// redacting other users' events; and here also kicks, bans and unbans.
 func notSuspended(r *http.Request) error {
 	if httputil.Device(r.Context()).Suspended {
 		return errSuspended

@@ -142,6 +142,9 @@ func (s *Server) handleLeave(r *http.Request) (any, error) {
 
 // handleKick handles POST /rooms/{roomId}/kick.
 func (s *Server) handleKick(r *http.Request) (any, error) {
+	if err := notSuspended(r); err != nil { // a suspended moderator does not moderate
+		return nil, err
+	}
 	return s.roomAction(r, true, func(u, room, target, reason string) error {
 		return s.rooms.Kick(r.Context(), u, room, target, reason)
 	})
@@ -149,6 +152,9 @@ func (s *Server) handleKick(r *http.Request) (any, error) {
 
 // handleBan handles POST /rooms/{roomId}/ban.
 func (s *Server) handleBan(r *http.Request) (any, error) {
+	if err := notSuspended(r); err != nil { // a suspended moderator does not moderate
+		return nil, err
+	}
 	return s.roomAction(r, true, func(u, room, target, reason string) error {
 		return s.rooms.Ban(r.Context(), u, room, target, reason)
 	})
@@ -156,6 +162,9 @@ func (s *Server) handleBan(r *http.Request) (any, error) {
 
 // handleUnban handles POST /rooms/{roomId}/unban.
 func (s *Server) handleUnban(r *http.Request) (any, error) {
+	if err := notSuspended(r); err != nil { // a suspended moderator does not moderate
+		return nil, err
+	}
 	return s.roomAction(r, true, func(u, room, target, reason string) error {
 		return s.rooms.Unban(r.Context(), u, room, target, reason)
 	})

@@ -358,6 +358,7 @@ func TestAdminRoomsDelete(t *testing.T) {
 	// v1, no purge: members leave, the room stays.
 	v1 := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": "oldone"})
 	join(bob, v1)
+	v1Since := str(bob.Sync("", "", 0).Body, "next_batch")
 	r := admin.MustDo("DELETE", adminRoom("v1", v1, ""), map[string]any{"purge": false})
 	checkSameIDs(t, "v1 kicked_users", toStrings(r.Body["kicked_users"]), []string{alice.UserID, bob.UserID})
 	if r.Body["new_room_id"] != nil || fmt.Sprint(r.Body["local_aliases"]) != "[#oldone:"+server+"]" || fmt.Sprint(r.Body["failed_to_kick_users"]) != "[]" {
@@ -366,8 +367,11 @@ func TestAdminRoomsDelete(t *testing.T) {
 	if m := adminMembership(admin, v1, bob.UserID); m != "" && m != "leave" {
 		t.Errorf("bob after v1 delete: %q", m)
 	}
+	if s := bob.Sync(v1Since, "", 0); !inRooms(s, "leave", v1) {
+		t.Errorf("bob's sync after the v1 delete does not show that he left: %s", s.Raw)
+	}
 	d := admin.MustDo("GET", adminRoom("v1", v1, ""), nil)
-	if inum(d.Body, "joined_members") != 0 || d.Body["forgotten"] != true {
+	if inum(d.Body, "joined_members") != 0 || d.Body["forgotten"] != false {
 		t.Errorf("room after v1 delete without purge: %s", d.Raw)
 	}
 	expectErr(t, alice.Do("GET", "/_matrix/client/v3/directory/room/"+esc("#oldone:"+server), nil), "alias after delete", 404, "M_NOT_FOUND")
@@ -456,10 +460,18 @@ func TestAdminRoomsDelete(t *testing.T) {
 	if nm := stateEvent(bob, newRoom, "m.room.name", ""); str(nm.Body, "name") != "Moved" {
 		t.Errorf("new room name: %s", nm.Raw)
 	}
-	// Bob's /sync from before the deletion works and does not show the old room.
+	// Bob's /sync from before the deletion works and shows that he left the old room (his
+	// leave event, kept past the purge), so that his client drops it.
 	s := bob.Sync(since, "", 0)
-	if inRooms(s, "join", room) || inRooms(s, "invite", room) || !inRooms(s, "join", newRoom) {
+	if inRooms(s, "join", room) || inRooms(s, "invite", room) || !inRooms(s, "leave", room) || !inRooms(s, "join", newRoom) {
 		t.Errorf("bob's sync after the deletion: %s", s.Raw)
+	}
+	if tl := list(obj(s.Body, "rooms", "leave", room, "timeline"), "events"); len(tl) != 1 ||
+		evType(tl[0]) != "m.room.member" || str(tl[0], "state_key") != bob.UserID || str(obj(tl[0], "content"), "membership") != "leave" {
+		t.Errorf("bob's leave of the deleted room: %s", s.Raw)
+	}
+	if again := bob.Sync(str(s.Body, "next_batch"), "", 0); inRooms(again, "leave", room) {
+		t.Errorf("the leave of the deleted room came twice: %s", again.Raw)
 	}
 	sliding = slidingOK(t, bob, str(sliding.Body, "pos"), 0, allRooms(10, 1))
 	if slidingRoom(sliding, newRoom) == nil || inum(obj(sliding.Body, "lists", "all"), "count") != 1 {
@@ -486,6 +498,7 @@ func TestAdminRoomsDelete(t *testing.T) {
 	expectErr(t, admin.Do("GET", adminRoom("v2", v1, "/delete_status"), nil), "no delete for a room", 404, "M_NOT_FOUND")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", "!nope2:"+server, ""), map[string]any{}), "v2 delete of an unknown room", 404, "M_NOT_FOUND")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"new_room_user_id": "@x:elsewhere.example"}), "remote new_room_user_id", 400, "M_INVALID_PARAM")
+	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"new_room_user_id": "@ghost:"+server}), "new_room_user_id without an account", 400, "M_INVALID_PARAM")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"block": "yes"}), "block not a bool", 400, "M_BAD_JSON")
 }
 

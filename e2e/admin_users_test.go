@@ -419,6 +419,8 @@ func TestAdminUsersModeration(t *testing.T) {
 		expectErr(t, call(bob, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": admin.UserID}), "suspended invite", 403, "M_USER_SUSPENDED")
 		expectErr(t, call(bob, "PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "B"}), "suspended profile", 403, "M_USER_SUSPENDED")
 		expectErr(t, call(bob, "PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc(theirs)+"/r1", map[string]any{}), "suspended redacts another's event", 403, "M_USER_SUSPENDED")
+		expectErr(t, call(bob, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/ban", map[string]any{"user_id": admin.UserID}), "suspended ban", 403, "M_USER_SUSPENDED")
+		expectErr(t, call(bob, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/kick", map[string]any{"user_id": admin.UserID}), "suspended kick", 403, "M_USER_SUSPENDED")
 		expectOK(t, call(bob, "PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc(own)+"/r2", map[string]any{}), "suspended redacts own event")
 		// Synapse's endpoint lifts it.
 		r = call(admin, "PUT", "/_synapse/admin/v1/suspend/"+esc(bob.UserID), map[string]any{"suspend": false})

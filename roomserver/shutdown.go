@@ -36,7 +36,7 @@ type ShutdownResult struct {
 // ShutdownRoom shuts a room down for this server, as the admin API's delete room does:
 //  1. block it for local joins and invites (opts.Block);
 //  2. create a new room owned by opts.NewRoomUserID where it posts opts.Message (when given);
-//  3. make every local member leave (and, without purge, forget it), joining them to the new room;
+//  3. make every local member leave, joining them to the new room;
 //  4. take the room out of the directory and move its local aliases to the new room (or delete them);
 //  5. purge all of its data (opts.Purge), unless local users are still joined and not opts.ForcePurge.
 //
@@ -78,7 +78,7 @@ func (s *Server) ShutdownRoom(ctx context.Context, adminID, roomID string, opts 
 		if !s.isLocal(m.UserID) {
 			continue
 		}
-		if err := s.evict(ctx, roomID, m.UserID, newRoomID, !opts.Purge); err != nil {
+		if err := s.evict(ctx, roomID, m.UserID, newRoomID); err != nil {
 			s.log.Warn("shutdown room: member not removed", "room_id", roomID, "user_id", m.UserID, "err", err)
 			res.FailedToKickUsers = append(res.FailedToKickUsers, m.UserID)
 			continue
@@ -127,16 +127,12 @@ func (s *Server) awaitOutbox(ctx context.Context, roomNID int64, roomID string) 
 	}
 }
 
-// evict makes a local user leave roomID and, when newRoomID is set, join it; forget also
-// forgets the old room for them.
-func (s *Server) evict(ctx context.Context, roomID, userID, newRoomID string, forget bool) error {
+// evict makes a local user leave roomID and, when newRoomID is set, join it. The old room is
+// not forgotten for them: their clients learn from /sync that they left (a forgotten room is
+// left out of /sync, and a client would keep showing a room it can no longer leave).
+func (s *Server) evict(ctx context.Context, roomID, userID, newRoomID string) error {
 	if err := s.Leave(ctx, userID, roomID, ""); err != nil {
 		return err
-	}
-	if forget {
-		if err := s.Forget(ctx, userID, roomID); err != nil {
-			return err
-		}
 	}
 	if newRoomID != "" {
 		if _, err := s.Join(ctx, userID, newRoomID, ""); err != nil {
@@ -191,7 +187,17 @@ func (s *Server) PurgeRoom(ctx context.Context, roomID string, force bool) error
 			}
 		}
 	}
-	if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.PurgeRoom(ctx, r.nid, roomID) }); err != nil {
+	leaves, err := s.purgedLeaves(ctx, r.nid, roomID)
+	if err != nil {
+		return err
+	}
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := tx.PurgeRoom(ctx, r.nid, roomID); err != nil {
+			return err
+		}
+		return tx.InsertPurgedLeaves(ctx, leaves)
+	})
+	if err != nil {
 		return err
 	}
 	r.loaded = false
@@ -201,4 +207,38 @@ func (s *Server) PurgeRoom(ctx context.Context, roomID string, force bool) error
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// purgedLeaves returns the last membership events of the room's local users who left or were
+// banned and have not forgotten it, as each sees it, to be kept past the purge: a client that
+// synced before the room was deleted learns from its next /sync that it left, rather than
+// keeping a room that no longer exists for this server.
+func (s *Server) purgedLeaves(ctx context.Context, roomNID int64, roomID string) ([]storage.PurgedLeave, error) {
+	members, err := s.db.RoomMembers(ctx, roomNID, "")
+	if err != nil {
+		return nil, err
+	}
+	var leaves []storage.PurgedLeave
+	for _, m := range members {
+		if !s.isLocal(m.UserID) || m.Forgotten || (m.Membership != spec.Leave && m.Membership != spec.Ban) {
+			continue
+		}
+		evs, err := s.db.EventsByNID(ctx, []int64{m.EventNID})
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		ce, err := s.ClientEvent(ctx, roomID, evs[0], Viewer{UserID: m.UserID})
+		if err != nil {
+			return nil, err
+		}
+		js, err := json.Marshal(ce)
+		if err != nil {
+			return nil, err
+		}
+		leaves = append(leaves, storage.PurgedLeave{UserID: m.UserID, RoomID: roomID, StreamPos: m.EventNID, EventJSON: js})
+	}
+	return leaves, nil
 }

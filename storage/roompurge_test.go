@@ -16,6 +16,7 @@ var roomPurgeKept = map[string]string{
 	"room_deletes":        "the status of the deletion itself",
 	"reports":             "reports stay for the admins",
 	"key_backup_sessions": "a user's own key backup",
+	"purged_room_leaves":  "written by the purge: the members' leaves, for their /sync",
 }
 
 // TestPurgeRoomCoversEveryTable fails when a table with a room_nid or room_id column is neither

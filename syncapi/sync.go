@@ -59,9 +59,11 @@ type joinedRoom struct {
 	membersChanged bool
 }
 
+// strippedState is an invited or knocked room: one of the two is set (pointers, so that the
+// other is left out rather than written as {"events": null}).
 type strippedState struct {
-	InviteState eventList `json:"invite_state,omitempty"`
-	KnockState  eventList `json:"knock_state,omitempty"`
+	InviteState *eventList `json:"invite_state,omitempty"`
+	KnockState  *eventList `json:"knock_state,omitempty"`
 }
 
 type leftRoom struct {
@@ -264,9 +266,9 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 				return nil, err
 			}
 			if m.Membership == spec.Invite {
-				resp.Rooms.Invite[m.RoomID] = &strippedState{InviteState: st}
+				resp.Rooms.Invite[m.RoomID] = &strippedState{InviteState: &st}
 			} else {
-				resp.Rooms.Knock[m.RoomID] = &strippedState{KnockState: st}
+				resp.Rooms.Knock[m.RoomID] = &strippedState{KnockState: &st}
 			}
 		case spec.Leave, spec.Ban:
 			if (req.since == nil && !req.filter.Room.IncludeLeave) || !changed {
@@ -279,6 +281,11 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			if lr != nil {
 				resp.Rooms.Leave[m.RoomID] = lr
 			}
+		}
+	}
+	if req.since != nil {
+		if err := s.purgedRoomLeaves(ctx, req, userID, since.PDU, to.PDU, resp); err != nil {
+			return nil, err
 		}
 	}
 	// The other streams, each in its own file.
@@ -349,4 +356,35 @@ func (s *Server) accountData(ctx context.Context, userID string, since, to int64
 		}
 	}
 	return byRoom, nil
+}
+
+// purgedRoomLeaves adds to an incremental sync the rooms deleted with purge (the admin API)
+// that the user left, by their leave or kick, since the token: the room's events are gone, so
+// the leave section carries just that membership event.
+func (s *Server) purgedRoomLeaves(ctx context.Context, req syncRequest, userID string, since, to int64, resp *syncResponse) error {
+	leaves, err := s.db.PurgedLeaves(ctx, userID, since, to)
+	if err != nil {
+		return err
+	}
+	for _, l := range leaves {
+		if _, ok := resp.Rooms.Leave[l.RoomID]; ok || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, l.RoomID) {
+			continue
+		}
+		var ev roomserver.ClientEvent
+		if err := json.Unmarshal(l.EventJSON, &ev); err != nil {
+			s.log.Warn("unreadable leave of a purged room", "room_id", l.RoomID, "user_id", userID, "err", err)
+			continue
+		}
+		lr := &leftRoom{Timeline: timeline{Events: []roomserver.ClientEvent{ev}}, AccountData: eventList{Events: []any{}}}
+		if req.stateAfter {
+			lr.StateAfter = &eventList{Events: []any{}}
+			if req.msc4222 {
+				lr.StateAfter, lr.MSC4222StateAfter = nil, lr.StateAfter
+			}
+		} else {
+			lr.State = &eventList{Events: []any{}}
+		}
+		resp.Rooms.Leave[l.RoomID] = lr
+	}
+	return nil
 }
