@@ -498,7 +498,7 @@ func TestAdminRoomsDelete(t *testing.T) {
 	expectErr(t, admin.Do("GET", adminRoom("v2", v1, "/delete_status"), nil), "no delete for a room", 404, "M_NOT_FOUND")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", "!nope2:"+server, ""), map[string]any{}), "v2 delete of an unknown room", 404, "M_NOT_FOUND")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"new_room_user_id": "@x:elsewhere.example"}), "remote new_room_user_id", 400, "M_INVALID_PARAM")
-	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"new_room_user_id": "@ghost:"+server}), "new_room_user_id without an account", 400, "M_INVALID_PARAM")
+	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"new_room_user_id": "@ghost:" + server}), "new_room_user_id without an account", 400, "M_INVALID_PARAM")
 	expectErr(t, admin.Do("DELETE", adminRoom("v2", newRoom, ""), map[string]any{"block": "yes"}), "block not a bool", 400, "M_BAD_JSON")
 }
 
