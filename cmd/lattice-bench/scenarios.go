@@ -35,6 +35,8 @@ func allScenarios() []scenario {
 			members: func(s Sizes) int { return s.Devices }, run: runLongPoll},
 		{name: "appservice", about: "send-shared and delivery with a service interested in every event: events/s and latency to it",
 			members: none, run: runAppService, service: asLive},
+		{name: "appservice-none", about: "the workload of appservice-dead without any service, on the same kind of server",
+			members: none, run: runAppServiceDead},
 		{name: "appservice-dead", about: "send-shared and delivery with a service whose port refuses connections",
 			members: none, run: runAppServiceDead, service: asDead},
 		{name: "appservice-hung", about: "send-shared and delivery with a service that accepts connections and never answers",
