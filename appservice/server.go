@@ -78,7 +78,13 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil && !errors.Is(err, storage.ErrConflict) {
 			return err
 		}
-		if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.InitAppService(ctx, svc.ID) }); err != nil {
+		err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			if err := tx.InitAppService(ctx, svc.ID); err != nil {
+				return err
+			}
+			return tx.StartAppServiceStreams(ctx, svc.ID)
+		})
+		if err != nil {
 			return err
 		}
 	}
