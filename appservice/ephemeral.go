@@ -24,14 +24,9 @@ func (s *Server) SetTyping(t TypingState) { s.typing = t }
 
 // Waker returns next wrapped so that typing and receipt changes also wake the senders of
 // services receiving ephemeral data, and to-device messages and device list changes those of
-// services receiving them (next itself when there are none).
+// services receiving them (always wrapped: Reload may add such services).
 func (s *Server) Waker(next Waker) Waker {
-	for _, snd := range s.senders {
-		if snd.svc.Ephemeral() || snd.svc.wantsToDevice() {
-			return teeWaker{next: next, s: s}
-		}
-	}
-	return next
+	return teeWaker{next: next, s: s}
 }
 
 type teeWaker struct {
@@ -43,14 +38,14 @@ func (w teeWaker) Wake(stream storage.Stream, pos int64, users []string) {
 	w.next.Wake(stream, pos, users)
 	switch stream {
 	case storage.StreamTyping, storage.StreamReceipts, storage.StreamPresence:
-		for _, snd := range w.s.senders {
+		for _, snd := range w.s.senderList() {
 			if snd.svc.Ephemeral() {
 				snd.ephDirty.Store(true)
 				snd.wakeUp()
 			}
 		}
 	case storage.StreamToDevice, storage.StreamDeviceLists:
-		for _, snd := range w.s.senders {
+		for _, snd := range w.s.senderList() {
 			if snd.svc.wantsToDevice() {
 				snd.e2eeDirty.Store(true)
 				snd.wakeUp()

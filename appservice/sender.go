@@ -44,6 +44,9 @@ type sender struct {
 	typingPos, receiptsPos, presencePos int64
 	nextPresencePos                     int64 // where presencePos moves once a build commits
 
+	cancel context.CancelFunc // stops run (Reload)
+	done   chan struct{}      // closed when run has returned
+
 	// e2eeDirty says the to_device or device_lists stream moved since the last look (set at
 	// start: the positions are kept in the database, with the transactions).
 	e2eeDirty atomic.Bool

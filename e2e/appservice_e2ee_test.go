@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -167,5 +170,70 @@ func TestAppServiceEncryption(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("the to-device message was in %d transactions, want 1", n)
+	}
+}
+
+// TestAppServiceReload checks that SIGHUP reads the registration files again: a file that
+// now holds another service takes effect (the old token is refused, the new service is
+// pushed its events), and a broken file changes nothing.
+func TestAppServiceReload(t *testing.T) {
+	srv := StartServer(t)
+	first := newFakeAS(t, "first")
+	addAppServices(t, srv, first.registration(`  users:
+    - exclusive: true
+      regex: "@_first_.*"`, ""))
+	alice := srv.Register(t, "alice")
+	const whoami = "/_matrix/client/v3/account/whoami"
+	if r := first.asClient(t, srv).MustDo("GET", whoami, nil); r.Body["user_id"] != "@_first_bot:"+srv.Name {
+		t.Fatalf("whoami as the first service: %s", r.Raw)
+	}
+
+	second := newFakeAS(t, "second")
+	path := filepath.Join(srv.DataDir, "appservice-0.yaml")
+	if err := os.WriteFile(path, []byte(second.registration(`  users:
+    - exclusive: true
+      regex: "@_second_.*"`, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup := func() {
+		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hangup()
+	svc := second.asClient(t, srv)
+	deadline := time.Now().Add(10 * time.Second)
+	for call(svc, "GET", whoami, nil).Status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second service's token is not accepted after SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	expectErr(t, call(first.asClient(t, srv), "GET", whoami, nil), "the removed service's token", 401, "M_UNKNOWN_TOKEN")
+	ghost := "@_second_ghost:" + srv.Name
+	svc.MustDo("POST", "/_matrix/client/v3/register", map[string]any{"type": "m.login.application_service", "username": "_second_ghost", "inhibit_login": true})
+	room := alice.CreateRoom(map[string]any{})
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": ghost})
+	second.waitEvents("invite of the new service's user", 10*time.Second, func(evs []map[string]any) bool {
+		for _, e := range evs {
+			if e["type"] == "m.room.member" && e["state_key"] == ghost {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A broken file: the running registration stays.
+	if err := os.WriteFile(path, []byte("id: [not a registration"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup()
+	time.Sleep(500 * time.Millisecond)
+	expectOK(t, call(svc, "GET", whoami, nil), "whoami after a failed reload")
+	svc.MustDo("POST", as("/_matrix/client/v3/join/"+esc(room), ghost), map[string]any{})
+	msg2 := alice.Send(room, "after the join")
+	second.waitEvents("messages after a failed reload", 10*time.Second, func(evs []map[string]any) bool { return hasEvent(evs, msg2) })
+	if len(first.delivered()) != 0 {
+		t.Errorf("the removed service was pushed %d events", len(first.delivered()))
 	}
 }
