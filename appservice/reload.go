@@ -56,7 +56,7 @@ func (s *Server) Reload(ctx context.Context) error {
 	}
 	senders = append(senders, started...)
 	s.senders.Store(&senders)
-	if s.runCtx != nil {
+	if s.runCtx != nil && s.runCtx.Err() == nil { // started and not closed
 		if err := s.startSenders(ctx, started); err != nil {
 			return err
 		}
