@@ -28,7 +28,7 @@ func FromContext(ctx context.Context) *Service {
 // finds it; every other request passes through untouched, so an ordinary token costs one
 // comparison per registered service.
 func (s *Server) Authenticate(next http.Handler) http.Handler {
-	if len(s.reg.list) == 0 {
+	if len(s.registry().list) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +37,7 @@ func (s *Server) Authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		svc := s.reg.ByToken(tok)
+		svc := s.registry().ByToken(tok)
 		if svc == nil {
 			next.ServeHTTP(w, r)
 			return

@@ -23,14 +23,10 @@ type TypingState interface {
 func (s *Server) SetTyping(t TypingState) { s.typing = t }
 
 // Waker returns next wrapped so that typing and receipt changes also wake the senders of
-// services receiving ephemeral data (next itself when there are none).
+// services receiving ephemeral data, and to-device messages and device list changes those of
+// services receiving them (always wrapped: Reload may add such services).
 func (s *Server) Waker(next Waker) Waker {
-	for _, snd := range s.senders {
-		if snd.svc.Ephemeral() {
-			return teeWaker{next: next, s: s}
-		}
-	}
-	return next
+	return teeWaker{next: next, s: s}
 }
 
 type teeWaker struct {
@@ -40,13 +36,20 @@ type teeWaker struct {
 
 func (w teeWaker) Wake(stream storage.Stream, pos int64, users []string) {
 	w.next.Wake(stream, pos, users)
-	if stream != storage.StreamTyping && stream != storage.StreamReceipts && stream != storage.StreamPresence {
-		return
-	}
-	for _, snd := range w.s.senders {
-		if snd.svc.Ephemeral() {
-			snd.ephDirty.Store(true)
-			snd.wakeUp()
+	switch stream {
+	case storage.StreamTyping, storage.StreamReceipts, storage.StreamPresence:
+		for _, snd := range w.s.senderList() {
+			if snd.svc.Ephemeral() {
+				snd.ephDirty.Store(true)
+				snd.wakeUp()
+			}
+		}
+	case storage.StreamToDevice, storage.StreamDeviceLists:
+		for _, snd := range w.s.senderList() {
+			if snd.svc.wantsToDevice() {
+				snd.e2eeDirty.Store(true)
+				snd.wakeUp()
+			}
 		}
 	}
 }

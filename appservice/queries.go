@@ -54,7 +54,7 @@ func (s *Server) request(ctx context.Context, svc *Service, method, path string,
 // QueryUser asks the services whose users namespaces hold userID whether it exists
 // (GET /_matrix/app/v1/users/{userId}); a service that answers 200 has created it.
 func (s *Server) QueryUser(ctx context.Context, userID string) bool {
-	for _, svc := range s.reg.UserQueried(userID) {
+	for _, svc := range s.registry().UserQueried(userID) {
 		status, _, err := s.request(ctx, svc, http.MethodGet, "/_matrix/app/v1/users/"+url.PathEscape(userID), nil, nil)
 		if err != nil {
 			s.log.Warn("application service user query failed", "appservice", svc.ID, "user_id", userID, "err", err)
@@ -71,7 +71,7 @@ func (s *Server) QueryUser(ctx context.Context, userID string) bool {
 // (GET /_matrix/app/v1/rooms/{roomAlias}); a service that answers 200 has created the room
 // and the alias.
 func (s *Server) QueryAlias(ctx context.Context, alias string) bool {
-	for _, svc := range s.reg.AliasQueried(alias) {
+	for _, svc := range s.registry().AliasQueried(alias) {
 		status, _, err := s.request(ctx, svc, http.MethodGet, "/_matrix/app/v1/rooms/"+url.PathEscape(alias), nil, nil)
 		if err != nil {
 			s.log.Warn("application service alias query failed", "appservice", svc.ID, "alias", alias, "err", err)
@@ -88,7 +88,7 @@ func (s *Server) QueryAlias(ctx context.Context, alias string) bool {
 // /_matrix/client/v1/appservice/{appserviceId}/ping, made by caller (the service whose
 // as_token the request carried, or nil), and returns {duration_ms}.
 func (s *Server) Ping(ctx context.Context, caller *Service, id, txnID string) (any, error) {
-	svc := s.reg.ByID(id)
+	svc := s.registry().ByID(id)
 	if caller == nil || svc != caller {
 		return nil, spec.Forbidden("the application service ID does not match the access token")
 	}

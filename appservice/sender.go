@@ -43,10 +43,19 @@ type sender struct {
 	ephDirty                            atomic.Bool
 	typingPos, receiptsPos, presencePos int64
 	nextPresencePos                     int64 // where presencePos moves once a build commits
+
+	cancel context.CancelFunc // stops run (Reload)
+	done   chan struct{}      // closed when run has returned
+
+	// e2eeDirty says the to_device or device_lists stream moved since the last look (set at
+	// start: the positions are kept in the database, with the transactions).
+	e2eeDirty atomic.Bool
 }
 
 func newSender(s *Server, svc *Service) *sender {
-	return &sender{s: s, svc: svc, wake: make(chan struct{}, 1)}
+	snd := &sender{s: s, svc: svc, wake: make(chan struct{}, 1)}
+	snd.e2eeDirty.Store(true)
+	return snd
 }
 
 func (snd *sender) wakeUp() {
@@ -109,16 +118,31 @@ func (snd *sender) build(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
-	if len(evs) == 0 && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos && snd.nextPresencePos <= snd.presencePos {
+	e2eeDirty := snd.svc.wantsToDevice() && snd.e2eeDirty.Swap(false)
+	if len(evs) == 0 && !e2eeDirty && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos && snd.nextPresencePos <= snd.presencePos {
 		return false, nil
 	}
 	picked, err := snd.interesting(ctx, evs, wanted)
 	if err != nil {
+		if e2eeDirty {
+			snd.e2eeDirty.Store(true)
+		}
 		return false, err
 	}
+	enc, err := snd.e2ee(ctx, e2eeDirty, picked)
+	if err != nil {
+		snd.e2eeDirty.Store(true)
+		return false, err
+	}
+	if len(evs) == 0 && enc == nil && typingPos == snd.typingPos && receiptsPos == snd.receiptsPos && snd.nextPresencePos <= snd.presencePos {
+		return false, nil
+	}
 	var body []byte
-	if len(picked) > 0 || len(eph) > 0 {
-		if body, err = snd.format(ctx, picked, eph); err != nil {
+	if len(picked) > 0 || len(eph) > 0 || !enc.empty() {
+		if body, err = snd.format(ctx, picked, eph, enc); err != nil {
+			if e2eeDirty {
+				snd.e2eeDirty.Store(true)
+			}
 			return false, err
 		}
 	}
@@ -127,11 +151,19 @@ func (snd *sender) build(ctx context.Context) (bool, error) {
 		last = evs[len(evs)-1].NID
 	}
 	err = snd.s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		_, err := tx.AdvanceAppService(ctx, snd.svc.ID, st.StreamPos, last, body, len(picked), time.Now().UnixMilli())
-		return err
+		if _, err := tx.AdvanceAppService(ctx, snd.svc.ID, st.StreamPos, last, body, len(picked), time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		if enc != nil {
+			return tx.SetAppServiceStreams(ctx, snd.svc.ID, enc.from, enc.to)
+		}
+		return nil
 	})
 	if err != nil {
 		snd.ephDirty.Store(true)
+		if e2eeDirty {
+			snd.e2eeDirty.Store(true)
+		}
 		return false, err
 	}
 	snd.typingPos, snd.receiptsPos = typingPos, receiptsPos
@@ -147,7 +179,7 @@ type roomEvent struct {
 
 // format returns the transaction body: {"events": [ClientEvent...]}, and the ephemeral
 // data under its stable name and the unstable one of MSC2409, which bridges still read.
-func (snd *sender) format(ctx context.Context, evs []roomEvent, eph []map[string]any) ([]byte, error) {
+func (snd *sender) format(ctx context.Context, evs []roomEvent, eph []map[string]any, enc *e2eeData) ([]byte, error) {
 	out := make([]roomserver.ClientEvent, 0, len(evs))
 	for i := 0; i < len(evs); {
 		// Runs of one room's events are formatted together.
@@ -171,6 +203,7 @@ func (snd *sender) format(ctx context.Context, evs []roomEvent, eph []map[string
 		body["ephemeral"] = eph
 		body["de.sorunome.msc2409.ephemeral"] = eph
 	}
+	addE2EE(body, enc)
 	return json.Marshal(body)
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lattice-chat/lattice/internal/config"
@@ -17,7 +18,8 @@ import (
 // authentication, one transaction sender per service with a URL, and the queries asked of
 // services. It is a roomserver listener: a commit only wakes the senders.
 type Server struct {
-	reg        *Registry
+	cfg        *config.Config
+	regs       atomic.Pointer[Registry] // replaced by Reload
 	serverName string
 	db         *storage.DB
 	rooms      *roomserver.Server
@@ -28,10 +30,23 @@ type Server struct {
 	// federation's address guard.
 	client *http.Client
 
-	senders []*sender // one per service with a URL
+	senders  atomic.Pointer[[]*sender] // one per service with a URL; replaced by Reload
+	reloadMu sync.Mutex                // one Start or Reload at a time
 
+	runCtx context.Context // the senders' context, set by Start
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the senders' goroutines
+}
+
+// registry returns the current registrations.
+func (s *Server) registry() *Registry { return s.regs.Load() }
+
+// senderList returns the current senders (do not modify the slice).
+func (s *Server) senderList() []*sender {
+	if p := s.senders.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Timeouts of requests to services: transactions may carry many events; queries block a
@@ -45,64 +60,90 @@ const (
 // so it exists first: call SetRoomserver, then Start to run the senders.
 func New(cfg *config.Config, db *storage.DB, log *slog.Logger) *Server {
 	s := &Server{
-		reg: NewRegistry(cfg), serverName: cfg.ServerName, db: db, log: log,
+		cfg: cfg, serverName: cfg.ServerName, db: db, log: log,
 		client: &http.Client{Timeout: txnTimeout},
 	}
-	for _, svc := range s.reg.list {
+	reg := NewRegistry(cfg)
+	s.regs.Store(reg)
+	var senders []*sender
+	for _, svc := range reg.list {
 		if svc.HasURL() {
-			s.senders = append(s.senders, newSender(s, svc))
+			senders = append(senders, newSender(s, svc))
 		}
 	}
+	s.senders.Store(&senders)
 	return s
 }
 
 // SetRoomserver gives the component the roomserver, which formats events for services.
 func (s *Server) SetRoomserver(rooms *roomserver.Server) { s.rooms = rooms }
 
-// Registry returns the registered services.
-func (s *Server) Registry() *Registry { return s.reg }
+// Registry returns the registered services (the current ones: Reload replaces them).
+func (s *Server) Registry() *Registry { return s.registry() }
 
 // Start creates each service's sender user if missing, gives services seen for the first
 // time their position, and starts the senders, which resume any transaction a previous run
 // left unacknowledged.
 func (s *Server) Start(ctx context.Context) error {
-	now := time.Now().UnixMilli()
-	for _, svc := range s.reg.list {
-		// Two transactions: on PostgreSQL a conflicting insert ends its transaction.
-		_, err := s.db.Account(ctx, svc.SenderID)
-		if errors.Is(err, storage.ErrNotFound) {
-			err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
-				return tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: now})
-			})
-		}
-		if err != nil && !errors.Is(err, storage.ErrConflict) {
-			return err
-		}
-		if err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.InitAppService(ctx, svc.ID) }); err != nil {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	for _, svc := range s.registry().list {
+		if err := s.prepare(ctx, svc); err != nil {
 			return err
 		}
 	}
+	s.runCtx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.startSenders(ctx, s.senderList()); err != nil {
+		return err
+	}
+	if n := len(s.registry().list); n > 0 {
+		s.log.Info("application services loaded", "count", n)
+	}
+	return nil
+}
+
+// prepare creates the service's sender user if missing and gives a service seen for the
+// first time its positions.
+func (s *Server) prepare(ctx context.Context, svc *Service) error {
+	// Two transactions: on PostgreSQL a conflicting insert ends its transaction.
+	_, err := s.db.Account(ctx, svc.SenderID)
+	if errors.Is(err, storage.ErrNotFound) {
+		err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+			return tx.InsertAccount(ctx, storage.Account{UserID: svc.SenderID, CreatedTS: time.Now().UnixMilli()})
+		})
+	}
+	if err != nil && !errors.Is(err, storage.ErrConflict) {
+		return err
+	}
+	return s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := tx.InitAppService(ctx, svc.ID); err != nil {
+			return err
+		}
+		return tx.StartAppServiceStreams(ctx, svc.ID)
+	})
+}
+
+// startSenders gives the senders the current ephemeral positions and runs them.
+func (s *Server) startSenders(ctx context.Context, senders []*sender) error {
 	positions, err := s.db.StreamPositions(ctx)
 	if err != nil {
 		return err
 	}
-	for _, snd := range s.senders {
+	for _, snd := range senders {
 		snd.receiptsPos = positions[storage.StreamReceipts]
 		snd.presencePos = positions[storage.StreamPresence]
 		if s.typing != nil {
 			snd.typingPos = s.typing.Pos()
 		}
-	}
-	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, snd := range s.senders {
+		var runCtx context.Context
+		runCtx, snd.cancel = context.WithCancel(s.runCtx)
+		snd.done = make(chan struct{})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			snd.run(ctx)
+			defer close(snd.done)
+			snd.run(runCtx)
 		}()
-	}
-	if n := len(s.reg.list); n > 0 {
-		s.log.Info("application services loaded", "count", n)
 	}
 	return nil
 }
@@ -120,7 +161,7 @@ func (s *Server) Close() error {
 
 // EventsCommitted implements roomserver.Listener: it wakes every sender without blocking.
 func (s *Server) EventsCommitted(int64, []string) {
-	for _, snd := range s.senders {
+	for _, snd := range s.senderList() {
 		snd.wakeUp()
 	}
 }
@@ -145,7 +186,7 @@ type Status struct {
 // Statuses returns the state of every service.
 func (s *Server) Statuses(ctx context.Context) ([]Status, error) {
 	out := []Status{}
-	for _, svc := range s.reg.list {
+	for _, svc := range s.registry().list {
 		st, err := s.db.AppServiceState(ctx, svc.ID)
 		if errors.Is(err, storage.ErrNotFound) {
 			st = &storage.AppServiceState{}
@@ -169,8 +210,9 @@ type Counts struct {
 
 // Counts returns the counts of each service that has a sender, by service ID.
 func (s *Server) Counts() map[string]Counts {
-	out := make(map[string]Counts, len(s.senders))
-	for _, snd := range s.senders {
+	senders := s.senderList()
+	out := make(map[string]Counts, len(senders))
+	for _, snd := range senders {
 		out[snd.svc.ID] = Counts{Txns: snd.sentTxns.Load(), Events: snd.sentEvents.Load(), Failures: snd.failures.Load()}
 	}
 	return out

@@ -15,7 +15,7 @@ import (
 func (s *Server) Protocols(ctx context.Context) map[string]any {
 	out := map[string]any{}
 	var names []string
-	for _, svc := range s.reg.list {
+	for _, svc := range s.registry().list {
 		for _, p := range svc.Protocols {
 			if !slices.Contains(names, p) {
 				names = append(names, p)
@@ -45,7 +45,7 @@ func (s *Server) Protocol(ctx context.Context, protocol string) (any, error) {
 func (s *Server) protocol(ctx context.Context, protocol string) map[string]any {
 	var merged map[string]any
 	var instances []any
-	for _, svc := range s.reg.ForProtocol(protocol) {
+	for _, svc := range s.registry().ForProtocol(protocol) {
 		status, body, err := s.request(ctx, svc, http.MethodGet, "/_matrix/app/v1/thirdparty/protocol/"+url.PathEscape(protocol), nil, nil)
 		if err != nil || status != http.StatusOK {
 			s.log.Warn("application service protocol query failed", "appservice", svc.ID, "protocol", protocol, "status", status, "err", err)
@@ -87,12 +87,12 @@ func (s *Server) ThirdPartyLookup(ctx context.Context, kind, protocol string, qu
 	var services []*Service
 	if protocol != "" {
 		path += "/" + url.PathEscape(protocol)
-		services = s.reg.ForProtocol(protocol)
+		services = s.registry().ForProtocol(protocol)
 		if len(services) == 0 {
 			return nil, spec.NotFound("no application service provides protocol " + protocol)
 		}
 	} else {
-		for _, svc := range s.reg.list {
+		for _, svc := range s.registry().list {
 			if svc.HasURL() {
 				services = append(services, svc)
 			}

@@ -88,11 +88,19 @@ func (b *bench) runOnServer(ctx context.Context, sc scenario, pop *population, r
 		return err
 	}
 	defer b.cleanup(dir, database)
-	srv, err := startServer(ctx, b.bin, dir, dbURL)
+	var svc *asEndpoint
+	extra := ""
+	if sc.service != asNone {
+		if svc, extra, err = startEndpoint(sc.service, dir); err != nil {
+			return err
+		}
+		defer svc.close()
+	}
+	srv, err := startServer(ctx, b.bin, dir, dbURL, extra)
 	if err != nil {
 		return err
 	}
-	e := &env{b: b, srv: srv, sz: b.sizes, run: run}
+	e := &env{b: b, srv: srv, sz: b.sizes, run: run, service: svc}
 	if pop != nil {
 		for _, u := range pop.users {
 			e.members = append(e.members, &client{hc: b.hc, base: srv.URL, UserID: u.UserID, Token: u.Token})
@@ -132,6 +140,7 @@ type env struct {
 	sz      Sizes
 	members []*client // the population, when the scenario asked for one
 	run     *Run
+	service *asEndpoint // the application service's endpoint, when the scenario registers one
 }
 
 // figure records a measured value.

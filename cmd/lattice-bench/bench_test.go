@@ -109,3 +109,36 @@ func TestMedianAndFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestTinyAppService runs the application service scenarios at a tiny size: every message
+// must reach the live service exactly once, and the send workload must run beside a dead
+// and a hung one.
+func TestTinyAppService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin, err := buildLattice(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sz := defaultSizes(1, 2)
+	sz.Senders, sz.SharedMessages, sz.PacedMessages, sz.Receivers = 2, 5, 3, 2
+	scs, err := selectScenarios("appservice,appservice-dead,appservice-hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	m := &Main{Lattice: bin, Scenarios: scs, Runs: 1, Workdir: t.TempDir(), Sizes: sz, Log: &log}
+	defer m.Close()
+	var out bytes.Buffer
+	if err := m.Run(ctx, &out); err != nil {
+		t.Fatalf("run: %v\nlog:\n%s\noutput:\n%s", err, log.String(), out.String())
+	}
+	for _, want := range []string{"events/s pushed to the service", "paced: delivery p99", "all checks passed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}

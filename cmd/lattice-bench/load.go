@@ -26,6 +26,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 type sent struct {
 	roomID, eventID, body string
 	at                    time.Time // when the request started
+	done                  time.Time // when its 200 arrived
 }
 
 // sendResult is what a send load measured.
@@ -62,7 +63,7 @@ func sendLoad(ctx context.Context, senders []*client, room func(i int) string, n
 			d := time.Since(t0)
 			mu.Lock()
 			res.latencies = append(res.latencies, d)
-			res.acked = append(res.acked, sent{room(i), id, body, t0})
+			res.acked = append(res.acked, sent{room(i), id, body, t0, t0.Add(d)})
 			mu.Unlock()
 		}
 		return nil
@@ -96,8 +97,9 @@ func sendOpenLoop(ctx context.Context, c *client, roomID string, n int, interval
 				errs = append(errs, err)
 				return
 			}
-			res.latencies = append(res.latencies, time.Since(t0))
-			res.acked = append(res.acked, sent{roomID, id, body, t0})
+			d := time.Since(t0)
+			res.latencies = append(res.latencies, d)
+			res.acked = append(res.acked, sent{roomID, id, body, t0, t0.Add(d)})
 		}()
 	}
 	wg.Wait()

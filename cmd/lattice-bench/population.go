@@ -45,7 +45,7 @@ func (b *bench) buildPopulation(ctx context.Context, n int) (*population, error)
 			return nil, err
 		}
 	}
-	srv, err := startServer(ctx, b.bin, dir, dbURL)
+	srv, err := startServer(ctx, b.bin, dir, dbURL, "")
 	if err != nil {
 		return nil, err
 	}

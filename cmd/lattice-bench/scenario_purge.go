@@ -179,7 +179,7 @@ func startPurgeLoad(ctx context.Context, cs []*client, rooms []string, tag strin
 					l.err = errors.Join(l.err, err)
 				} else {
 					l.res.latencies = append(l.res.latencies, time.Since(t0))
-					l.res.acked = append(l.res.acked, sent{room, id, body, t0})
+					l.res.acked = append(l.res.acked, sent{room, id, body, t0, time.Now()})
 				}
 				l.mu.Unlock()
 				if err != nil {

@@ -10,38 +10,50 @@ type sendSetup struct {
 	senders   []*client
 	room      func(i int) string // the room sender i sends into
 	receivers []*receiver        // long-poll during the sends and must get every message once
+	// tag makes the messages' bodies and transaction IDs ("msg" when empty): a scenario that
+	// sends twice needs two. prefix begins the figures' names.
+	tag, prefix string
 }
 
 // measureSends runs a send load of n messages per sender while the receivers long-poll, then
 // reports throughput, send latency, server CPU per message and (paced) delivery latency, and
 // checks every acknowledged message through each receiver's /sync and through /messages.
 func measureSends(ctx context.Context, e *env, s sendSetup, n int, interval time.Duration) error {
+	_, err := measureSendsResult(ctx, e, s, n, interval)
+	return err
+}
+
+// measureSendsResult is measureSends, returning what the load sent.
+func measureSendsResult(ctx context.Context, e *env, s sendSetup, n int, interval time.Duration) (sendResult, error) {
+	if s.tag == "" {
+		s.tag = "msg"
+	}
 	polls := startPollers(ctx, s.receivers, 30*time.Second)
 	var res sendResult
 	cpu, err := e.measureCPU(func() (err error) {
-		res, err = sendLoad(ctx, s.senders, s.room, n, "msg", interval)
+		res, err = sendLoad(ctx, s.senders, s.room, n, s.tag, interval)
 		return err
 	})
 	if err != nil {
 		polls.stop()
-		return err
+		return res, err
 	}
 	waitDelivered(ctx, s.receivers, res.acked, 60*time.Second)
 	if err := polls.stop(); err != nil {
-		return err
+		return res, err
 	}
-	e.figure("messages sent", float64(len(res.acked)), "")
-	e.figure("throughput", res.rate(), "msg/s")
-	e.figure("send p50", ms(percentile(res.latencies, 50)), "ms")
-	e.figure("send p99", ms(percentile(res.latencies, 99)), "ms")
-	e.figure("server CPU per message", ms(cpu)/float64(len(res.acked)), "ms")
+	e.figure(s.prefix+"messages sent", float64(len(res.acked)), "")
+	e.figure(s.prefix+"throughput", res.rate(), "msg/s")
+	e.figure(s.prefix+"send p50", ms(percentile(res.latencies, 50)), "ms")
+	e.figure(s.prefix+"send p99", ms(percentile(res.latencies, 99)), "ms")
+	e.figure(s.prefix+"server CPU per message", ms(cpu)/float64(len(res.acked)), "ms")
 	if interval > 0 {
 		var delays []time.Duration
 		for _, r := range s.receivers {
 			delays = append(delays, r.delays(res.acked)...)
 		}
-		e.figure("delivery p50", ms(percentile(delays, 50)), "ms")
-		e.figure("delivery p99", ms(percentile(delays, 99)), "ms")
+		e.figure(s.prefix+"delivery p50", ms(percentile(delays, 50)), "ms")
+		e.figure(s.prefix+"delivery p99", ms(percentile(delays, 99)), "ms")
 	}
 	for _, r := range s.receivers {
 		e.check(r.check(res.acked))
@@ -53,7 +65,7 @@ func measureSends(ctx context.Context, e *env, s sendSetup, n int, interval time
 			e.check(checkHistory(ctx, c, room, res.acked))
 		}
 	}
-	return nil
+	return res, nil
 }
 
 // receiversFor registers n receivers, joins them to rooms and takes their /sync positions.
@@ -91,7 +103,7 @@ func runSendOwn(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	return measureSends(ctx, e, sendSetup{senders, func(i int) string { return rooms[i] }, rs}, e.sz.OwnMessages, 0)
+	return measureSends(ctx, e, sendSetup{senders: senders, room: func(i int) string { return rooms[i] }, receivers: rs}, e.sz.OwnMessages, 0)
 }
 
 // sharedRoom registers the senders and makes them all members of one public room.
@@ -122,7 +134,7 @@ func runSendShared(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	return measureSends(ctx, e, sendSetup{senders, func(int) string { return room }, rs}, e.sz.SharedMessages, 0)
+	return measureSends(ctx, e, sendSetup{senders: senders, room: func(int) string { return room }, receivers: rs}, e.sz.SharedMessages, 0)
 }
 
 // runDelivery: the senders keep the shared room busy at a steady rate (latency at saturation
@@ -139,5 +151,5 @@ func runDelivery(ctx context.Context, e *env) error {
 	interval := time.Duration(len(senders)) * time.Second / time.Duration(e.sz.PacedRate)
 	e.logf("%d receivers long-poll; %d senders send %d messages each at %d msg/s in total",
 		len(rs), len(senders), e.sz.PacedMessages, e.sz.PacedRate)
-	return measureSends(ctx, e, sendSetup{senders, func(int) string { return room }, rs}, e.sz.PacedMessages, interval)
+	return measureSends(ctx, e, sendSetup{senders: senders, room: func(int) string { return room }, receivers: rs}, e.sz.PacedMessages, interval)
 }

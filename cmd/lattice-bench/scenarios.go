@@ -10,6 +10,8 @@ type scenario struct {
 	// members is the number of pre-registered members the scenario needs (see population).
 	members func(Sizes) int
 	run     func(ctx context.Context, e *env) error
+	// service is the application service registered on the server, if any.
+	service asKind
 }
 
 func none(Sizes) int { return 0 }
@@ -31,6 +33,14 @@ func allScenarios() []scenario {
 			run:     func(ctx context.Context, e *env) error { return runBigRoom(ctx, e) }},
 		{name: "longpoll", about: "--devices members long-poll a room, idle and then at 20 msg/s",
 			members: func(s Sizes) int { return s.Devices }, run: runLongPoll},
+		{name: "appservice", about: "send-shared and delivery with a service interested in every event: events/s and latency to it",
+			members: none, run: runAppService, service: asLive},
+		{name: "appservice-none", about: "the workload of appservice-dead without any service, on the same kind of server",
+			members: none, run: runAppServiceDead},
+		{name: "appservice-dead", about: "send-shared and delivery with a service whose port refuses connections",
+			members: none, run: runAppServiceDead, service: asDead},
+		{name: "appservice-hung", about: "send-shared and delivery with a service that accepts connections and never answers",
+			members: none, run: runAppServiceDead, service: asHung},
 		{name: "purge", about: "purge_history of 100,000 messages while 4 clients send and /sync", optIn: true, members: none, run: runPurge},
 		{name: "room-50k", about: "room-2k with 50,000 members", optIn: true,
 			members: func(s Sizes) int { return s.HugeRoom },

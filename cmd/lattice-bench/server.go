@@ -43,8 +43,9 @@ var configTuning = []struct {
 }
 
 // generateConfig writes dir/lattice.yaml for a server on port, through the binary's own
-// generate-config so that the benchmark runs the configuration an operator would.
-func generateConfig(ctx context.Context, bin, dir string, port int, databaseURL string) (string, error) {
+// generate-config so that the benchmark runs the configuration an operator would; extra is
+// appended (top-level settings of a scenario, "" for none).
+func generateConfig(ctx context.Context, bin, dir string, port int, databaseURL, extra string) (string, error) {
 	args := []string{"generate-config", "--server-name", "localhost", "--data-dir", dir,
 		"--client-addr", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open"}
 	if databaseURL != "" {
@@ -63,6 +64,7 @@ func generateConfig(ctx context.Context, bin, dir string, port int, databaseURL 
 		}
 		out = t.re.ReplaceAll(out, []byte(t.with))
 	}
+	out = append(out, extra...)
 	path := filepath.Join(dir, "lattice.yaml")
 	return path, os.WriteFile(path, out, 0o600)
 }
@@ -77,14 +79,14 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startServer generates a configuration in dir, starts `lattice serve` and waits until
-// /versions answers.
-func startServer(ctx context.Context, bin, dir, databaseURL string) (*server, error) {
+// startServer generates a configuration in dir (with extra appended), starts `lattice serve`
+// and waits until /versions answers.
+func startServer(ctx context.Context, bin, dir, databaseURL, extra string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfgPath, err := generateConfig(ctx, bin, dir, port, databaseURL)
+	cfgPath, err := generateConfig(ctx, bin, dir, port, databaseURL, extra)
 	if err != nil {
 		return nil, err
 	}

@@ -13,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -190,6 +192,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer appservices.Close()
+	// SIGHUP reads the application services' registration files again.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+	go appservices.ReloadOn(ctx, hangups)
 	localSuffix := ":" + cfg.ServerName
 	pres := presence.New(presence.Config{IsLocal: func(u string) bool { return strings.HasSuffix(u, localSuffix) }}, db, ephemeralWaker, log)
 	if fed != nil {
