@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Event is a stored room event. NID is also its position in the room event stream.
@@ -216,22 +215,8 @@ func (q *Q) EventsByNID(ctx context.Context, nids []int64) ([]*Event, error) {
 	if len(nids) == 0 {
 		return nil, nil
 	}
-	var out []*Event
-	for start := 0; start < len(nids); start += 500 {
-		end := min(start+500, len(nids))
-		args := make([]any, 0, end-start)
-		ph := make([]string, 0, end-start)
-		for i, nid := range nids[start:end] {
-			args = append(args, nid)
-			ph = append(ph, fmt.Sprintf("$%d", i+1))
-		}
-		evs, err := q.events(ctx, `SELECT `+eventColumns+` FROM events WHERE event_nid IN (`+strings.Join(ph, ",")+`) ORDER BY event_nid`, args...)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evs...)
-	}
-	return out, nil
+	list, arg := q.in("$1", nids)
+	return q.events(ctx, `SELECT `+eventColumns+` FROM events WHERE event_nid IN (`+list+`) ORDER BY event_nid`, arg)
 }
 
 // RoomEventsAfter returns up to limit accepted events of the room with since < NID <= upTo,

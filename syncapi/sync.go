@@ -111,6 +111,9 @@ type syncRequest struct {
 	// stateAfter: the client asked for use_state_after (state_after instead of state);
 	// msc4222: under MSC4222's unstable names.
 	stateAfter, msc4222 bool
+	// pre holds what an initial or full_state sync read ahead for all joined rooms (nil:
+	// none, each room reads its own).
+	pre *prefetch
 }
 
 // handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
@@ -219,6 +222,11 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	var active map[int64]int64
 	if req.since != nil && !req.fullState && to.PDU-since.PDU <= maxScannedEvents {
 		if active, err = s.db.RoomsWithEvents(ctx, since.PDU, to.PDU); err != nil {
+			return nil, err
+		}
+	}
+	if req.since == nil || req.fullState {
+		if req.pre, err = s.prefetchJoined(ctx, req, memberships, to.PDU); err != nil {
 			return nil, err
 		}
 	}

@@ -33,7 +33,13 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, r
 // only and each thread with notifications gets its own counts, keyed by its root; otherwise
 // unread_notifications counts the whole room.
 func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, to Token) (unreadCounts, map[string]unreadCounts, error) {
-	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, to.PDU, to.Receipts)
+	var read map[string]int64
+	if req.pre != nil && req.pre.read != nil {
+		if read = req.pre.read[m.RoomNID]; read == nil {
+			read = map[string]int64{}
+		}
+	}
+	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, to.PDU, to.Receipts, read)
 	if err != nil {
 		return unreadCounts{}, nil, err
 	}
@@ -86,7 +92,8 @@ type unreadEntry struct {
 // maxUnreadEntries bounds the cache; past it, arbitrary entries are dropped.
 const maxUnreadEntries = 100000
 
-func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64) (map[string]storage.UnreadCount, error) {
+// preRead, when not nil, is the user's read positions in the room, read at receiptsPos.
+func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64, preRead map[string]int64) (map[string]storage.UnreadCount, error) {
 	key := unreadKey{userID, roomNID}
 	// Read before counting: a purge committing after this read moves the generation, and the
 	// next sync counts again.
@@ -100,10 +107,10 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 	if e != nil && (gen < 0 || e.gen != gen) {
 		e = nil // notifications were deleted since it was counted
 	}
-	var read map[string]int64
+	read := preRead
 	if e != nil && e.receiptsPos == receiptsPos {
 		read = e.read // no receipt anywhere since: the user's are unchanged
-	} else {
+	} else if read == nil {
 		var err error
 		if read, err = db.ReadPositions(ctx, userID, roomNID); err != nil {
 			return nil, err
