@@ -74,6 +74,11 @@ func (s *Server) stateKeyNID(ctx context.Context, tx *storage.Tx, key storage.St
 	return nid, nil
 }
 
+// StateKeyNID returns the NID of a (type, state key) pair, 0 when no event ever used it.
+func (s *Server) StateKeyNID(ctx context.Context, key storage.StateKey) (int64, error) {
+	return s.lookupStateKeyNID(ctx, key)
+}
+
 // lookupStateKeyNID returns the NID of key, or 0 when no event ever had it.
 func (s *Server) lookupStateKeyNID(ctx context.Context, key storage.StateKey) (int64, error) {
 	s.keys.mu.RLock()

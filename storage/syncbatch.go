@@ -138,3 +138,61 @@ func (q *Q) RoomsReadPositions(ctx context.Context, userID string, roomNIDs []in
 	}
 	return out, rows.Err()
 }
+
+// RoomsUnreadCounts is UnreadCounts for many rooms at once, each with the user's read
+// positions in it from read (RoomsReadPositions): by room NID, the counts by thread. A room
+// with a threaded receipt past its unthreaded one is counted on its own, as UnreadCounts does.
+func (q *Q) RoomsUnreadCounts(ctx context.Context, userID string, roomNIDs []int64, read map[int64]map[string]int64, upTo int64) (map[int64]map[string]UnreadCount, error) {
+	out := make(map[int64]map[string]UnreadCount, len(roomNIDs))
+	if len(roomNIDs) == 0 {
+		return out, nil
+	}
+	list, arg := q.in("$3", roomNIDs)
+	rows, err := q.query(ctx, `
+		SELECT a.room_nid, a.thread_id, a.event_nid, a.highlight
+		FROM `+notificationsOf(`{u} = $1 AND {r} IN (`+list+`) AND {e} <= $2`)+` a`, userID, upTo, arg)
+	if err != nil {
+		return nil, fmt.Errorf("count unread notifications of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var room, nid int64
+		var thread string
+		var highlight bool
+		if err := rows.Scan(&room, &thread, &nid, &highlight); err != nil {
+			return nil, err
+		}
+		if nid <= read[room][""] {
+			continue
+		}
+		if out[room] == nil {
+			out[room] = map[string]UnreadCount{}
+		}
+		c := out[room][thread]
+		c.Notifications++
+		if highlight {
+			c.Highlights++
+		}
+		out[room][thread] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, room := range roomNIDs {
+		if out[room] == nil {
+			out[room] = map[string]UnreadCount{}
+		}
+		for thread, pos := range read[room] {
+			if _, ok := out[room][thread]; ok && thread != "" && pos > read[room][""] {
+				// A thread read further than the room: count the room as UnreadCounts does.
+				c, err := q.UnreadCounts(ctx, userID, room, read[room], upTo)
+				if err != nil {
+					return nil, err
+				}
+				out[room] = c
+				break
+			}
+		}
+	}
+	return out, nil
+}

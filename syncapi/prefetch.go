@@ -3,6 +3,7 @@ package syncapi
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -22,6 +23,24 @@ type prefetch struct {
 	events    map[int64]*storage.Event        // event NID -> event: the rooms' state events
 	members   map[int64][]storage.Membership  // room NID -> memberships, for the summaries
 	read      map[int64]map[string]int64      // room NID -> the user's read positions
+	// counts holds the unread counts (after read) of the rooms the unread cache had no
+	// counts for, up to upTo (prefetchUnread).
+	counts map[int64]map[string]storage.UnreadCount
+	// stateOf lists the NIDs in events of each room's state events, for done.
+	stateOf map[int64][]int64
+}
+
+// done drops what was read ahead for a room once its section is built, so that the memory of
+// the events goes as the response grows.
+func (p *prefetch) done(roomNID int64) {
+	if p == nil {
+		return
+	}
+	delete(p.timelines, roomNID)
+	for _, nid := range p.stateOf[roomNID] {
+		delete(p.events, nid)
+	}
+	delete(p.stateOf, roomNID)
 }
 
 // prefetchJoined reads ahead for the joined rooms of an initial or full_state sync: their
@@ -44,33 +63,55 @@ func (s *Server) prefetchJoined(ctx context.Context, req syncRequest, membership
 	// The state events: those before each timeline and the room's current state at upTo
 	// (the state after its newest event), which reconcileState compares with.
 	need := map[int64]bool{}
-	addState := func(snapshotNID int64) error {
-		st, err := s.rooms.StateAt(ctx, snapshotNID)
-		if err != nil {
-			return err
+	p.stateOf = make(map[int64][]int64, len(p.timelines))
+	add := func(roomNID int64, state map[int64]int64) {
+		for _, nid := range state {
+			if !need[nid] {
+				need[nid] = true
+				p.stateOf[roomNID] = append(p.stateOf[roomNID], nid)
+			}
 		}
-		for _, nid := range st {
-			need[nid] = true
-		}
-		return nil
 	}
-	for _, tl := range p.timelines {
+	joinedAt := make(map[int64]int64, len(rooms))
+	for _, m := range memberships {
+		joinedAt[m.RoomNID] = m.EventNID
+	}
+	visKeys, err := s.visibilityKeys(ctx, req.viewer.UserID)
+	if err != nil {
+		return nil, err
+	}
+	for roomNID, tl := range p.timelines {
 		if len(tl.Events) == 0 {
 			continue
 		}
-		if req.stateAfter {
-			// state_after needs only the current state, read below.
-		} else if err := addState(tl.Events[0].StateBeforeNID); err != nil {
-			return nil, err
+		// The events before the user's membership are checked against the history
+		// visibility and the user's membership in the state before them.
+		for _, ev := range tl.Events {
+			if ev.NID >= joinedAt[roomNID] {
+				break
+			}
+			st, err := s.rooms.StateAt(ctx, ev.StateBeforeNID)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range visKeys {
+				if nid, ok := st[k]; ok && k != 0 {
+					add(roomNID, map[int64]int64{k: nid})
+				}
+			}
 		}
-		last := tl.Events[len(tl.Events)-1]
-		cur, err := s.stateOnceCommitted(ctx, last)
+		if !req.stateAfter { // state_after needs only the current state
+			st, err := s.rooms.StateAt(ctx, tl.Events[0].StateBeforeNID)
+			if err != nil {
+				return nil, err
+			}
+			add(roomNID, st)
+		}
+		cur, err := s.stateOnceCommitted(ctx, tl.Events[len(tl.Events)-1])
 		if err != nil {
 			return nil, err
 		}
-		for _, nid := range cur {
-			need[nid] = true
-		}
+		add(roomNID, cur)
 	}
 	nids := make([]int64, 0, len(need))
 	for nid := range need {
@@ -155,4 +196,59 @@ func (p *prefetch) roomMembers(roomNID int64) ([]storage.Membership, bool) {
 
 func sortByNID(evs []*storage.Event) {
 	slices.SortFunc(evs, func(a, b *storage.Event) int { return cmp.Compare(a.NID, b.NID) })
+}
+
+// readOf returns the user's prefetched read positions in a room (none: an empty map).
+func (p *prefetch) readOf(roomNID int64) map[string]int64 {
+	if r := p.read[roomNID]; r != nil {
+		return r
+	}
+	return map[string]int64{}
+}
+
+// preReader reads events from a prefetch, and from the database what it does not hold: the
+// event reader roomserver's formatting uses for an initial sync.
+type preReader struct {
+	s *Server
+	p *prefetch
+}
+
+func (r preReader) EventsByNID(ctx context.Context, nids []int64) ([]*storage.Event, error) {
+	return r.s.eventsByNID(ctx, r.p, nids)
+}
+
+// stateContent returns the content of the event state holds for key, nil when none: through
+// the prefetch where it has the event.
+func (s *Server) stateContent(ctx context.Context, p *prefetch, state map[int64]int64, key storage.StateKey) map[string]any {
+	if p == nil {
+		return s.rooms.StateContent(ctx, state, key)
+	}
+	knid, err := s.rooms.StateKeyNID(ctx, key)
+	if err != nil || knid == 0 {
+		return nil
+	}
+	nid, ok := state[knid]
+	if !ok {
+		return nil
+	}
+	evs, err := s.eventsByNID(ctx, p, []int64{nid})
+	if err != nil || len(evs) == 0 {
+		return nil
+	}
+	var c struct {
+		Content map[string]any `json:"content"`
+	}
+	_ = json.Unmarshal(evs[0].JSON, &c)
+	return c.Content
+}
+
+// visibilityKeys returns the state key NIDs visibility looks up for userID: the history
+// visibility and the user's membership (0 for a pair no event used).
+func (s *Server) visibilityKeys(ctx context.Context, userID string) ([]int64, error) {
+	hv, err := s.rooms.StateKeyNID(ctx, storage.StateKey{Type: spec.MRoomHistoryVisibility})
+	if err != nil {
+		return nil, err
+	}
+	member, err := s.rooms.StateKeyNID(ctx, storage.StateKey{Type: spec.MRoomMember, StateKey: userID})
+	return []int64{hv, member}, err
 }

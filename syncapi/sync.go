@@ -242,6 +242,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 				if jr, err = s.joinedRoom(ctx, req, m, since.PDU, to.PDU); err != nil {
 					return nil, err
 				}
+				req.pre.done(m.RoomNID)
 			}
 			if ad := roomData[m.RoomID]; len(ad) > 0 {
 				if jr == nil {

@@ -169,7 +169,7 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 	}
 	tl := timeline{Events: []roomserver.ClientEvent{}, Limited: more}
 	if checkVisibility && len(evs) > 0 && evs[0].NID < m.EventNID {
-		vis := &visibility{s: s, userID: req.viewer.UserID, membership: m, snapshots: map[int64]snapshotView{}}
+		vis := &visibility{s: s, userID: req.viewer.UserID, membership: m, snapshots: map[int64]snapshotView{}, pre: req.pre}
 		if evs, err = vis.filter(ctx, evs); err != nil {
 			return timeline{}, 0, 0, err
 		}
@@ -202,7 +202,11 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 			}
 		}
 	}
-	tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
+	if req.pre != nil {
+		tl.Events, err = s.rooms.ClientEventsFrom(ctx, preReader{s, req.pre}, m.RoomID, kept, req.viewer)
+	} else {
+		tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
+	}
 	return tl, firstNID, stateBefore, err
 }
 
@@ -376,7 +380,13 @@ func (s *Server) formatState(ctx context.Context, req syncRequest, roomID string
 	for _, ev := range tl {
 		senders[ev.Sender] = true
 	}
-	evs, err := s.rooms.StateClientEvents(ctx, roomID, state, req.viewer)
+	var evs []roomserver.ClientEvent
+	var err error
+	if req.pre != nil {
+		evs, err = s.rooms.StateClientEventsFrom(ctx, preReader{s, req.pre}, roomID, state, req.viewer)
+	} else {
+		evs, err = s.rooms.StateClientEvents(ctx, roomID, state, req.viewer)
+	}
 	if err != nil {
 		return nil, err
 	}
