@@ -3,7 +3,9 @@ package roomserver
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
@@ -130,7 +132,13 @@ func (s *Server) ClientEvent(ctx context.Context, roomID string, ev *storage.Eve
 // events.
 func parsePDU(js []byte) (pduFields, error) {
 	var f pduFields
-	root := gjson.ParseBytes(js)
+	if len(js) == 0 {
+		err := json.Unmarshal(js, &f) // for its error
+		return f, err
+	}
+	// Parsed in place (gjson.ParseBytes would copy the event): the strings kept are cloned,
+	// the content copied.
+	root := gjson.Parse(unsafe.String(&js[0], len(js)))
 	if !root.IsObject() {
 		err := json.Unmarshal(js, &f) // for its error
 		return f, err
@@ -139,20 +147,20 @@ func parsePDU(js []byte) (pduFields, error) {
 	root.ForEach(func(key, value gjson.Result) bool {
 		switch key.Str {
 		case "type":
-			f.Type = value.String()
+			f.Type = strings.Clone(value.String())
 		case "state_key":
 			if value.Type == gjson.String {
-				sk := value.Str
+				sk := strings.Clone(value.Str)
 				f.StateKey = &sk
 			}
 		case "content":
 			f.Content = json.RawMessage(value.Raw)
 		case "sender":
-			f.Sender = value.String()
+			f.Sender = strings.Clone(value.String())
 		case "origin_server_ts":
 			f.OriginServerTS = value.Int()
 		case "redacts":
-			f.Redacts = value.String()
+			f.Redacts = strings.Clone(value.String())
 		case "unsigned":
 			if value.IsObject() {
 				err = json.Unmarshal([]byte(value.Raw), &f.Unsigned)
