@@ -196,3 +196,43 @@ func (q *Q) RoomsUnreadCounts(ctx context.Context, userID string, roomNIDs []int
 	}
 	return out, nil
 }
+
+// Snapshots is Snapshot for many snapshots at once: by NID, those that exist.
+func (q *Q) Snapshots(ctx context.Context, nids []int64) (map[int64]*Snapshot, error) {
+	out := make(map[int64]*Snapshot, len(nids))
+	if len(nids) == 0 {
+		return out, nil
+	}
+	list, arg := q.in("$1", nids)
+	rows, err := q.query(ctx, `SELECT snapshot_nid, parent_nid, chain_len FROM state_snapshots WHERE snapshot_nid IN (`+list+`)`, arg)
+	if err != nil {
+		return nil, fmt.Errorf("select snapshots: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		s := &Snapshot{Entries: map[int64]int64{}}
+		if err := rows.Scan(&s.NID, &s.Parent, &s.ChainLen); err != nil {
+			return nil, err
+		}
+		out[s.NID] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	entries, err := q.query(ctx, `SELECT snapshot_nid, state_key_nid, event_nid FROM state_snapshot_entries WHERE snapshot_nid IN (`+list+`)`, arg)
+	if err != nil {
+		return nil, fmt.Errorf("select snapshot entries: %w", err)
+	}
+	defer entries.Close()
+	for entries.Next() {
+		var nid, k, ev int64
+		if err := entries.Scan(&nid, &k, &ev); err != nil {
+			return nil, err
+		}
+		if s := out[nid]; s != nil {
+			s.Entries[k] = ev
+		}
+	}
+	return out, entries.Err()
+}

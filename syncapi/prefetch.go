@@ -72,6 +72,20 @@ func (s *Server) prefetchJoined(ctx context.Context, req syncRequest, membership
 			}
 		}
 	}
+	// The snapshots before and after each timeline, read together when not cached (a first
+	// sync after a start).
+	var snaps []int64
+	for _, tl := range p.timelines {
+		for _, ev := range tl.Events {
+			snaps = append(snaps, ev.StateBeforeNID)
+		}
+		if n := len(tl.Events); n > 0 && tl.Events[n-1].RoomStateNID != 0 {
+			snaps = append(snaps, tl.Events[n-1].RoomStateNID)
+		}
+	}
+	if err := s.rooms.PreloadStates(ctx, snaps); err != nil {
+		return nil, err
+	}
 	joinedAt := make(map[int64]int64, len(rooms))
 	for _, m := range memberships {
 		joinedAt[m.RoomNID] = m.EventNID
