@@ -28,6 +28,29 @@ type prefetch struct {
 	counts map[int64]map[string]storage.UnreadCount
 	// stateOf lists the NIDs in events of each room's state events, for done.
 	stateOf map[int64][]int64
+	// rooms are the rooms timelines, events and members were read for (and not done yet).
+	rooms map[int64]bool
+}
+
+// prefetchRooms is how many rooms a prefetch reads for at once: the statements of an initial
+// sync grow by a few per prefetchRooms rooms, and the events read ahead and not yet formatted
+// stay a small part of the response.
+const prefetchRooms = 100
+
+// then returns the prefetch next for the following rooms, keeping the read positions p holds
+// (the unread counts, filled last, need every room's).
+func (p *prefetch) then(next *prefetch) *prefetch {
+	if p == nil {
+		return next
+	}
+	if next == nil {
+		p.rooms = nil // what is left belongs to rooms already built
+		return p
+	}
+	for room, r := range p.read {
+		next.read[room] = r
+	}
+	return next
 }
 
 // done drops what was read ahead for a room once its section is built, so that the memory of
@@ -36,6 +59,7 @@ func (p *prefetch) done(roomNID int64) {
 	if p == nil {
 		return
 	}
+	delete(p.rooms, roomNID)
 	delete(p.timelines, roomNID)
 	for _, nid := range p.stateOf[roomNID] {
 		delete(p.events, nid)
@@ -55,7 +79,10 @@ func (s *Server) prefetchJoined(ctx context.Context, req syncRequest, membership
 	if len(rooms) < 2 {
 		return nil, nil // nothing to batch
 	}
-	p := &prefetch{upTo: upTo, limit: req.filter.Room.Timeline.limit(defaultTimelineLimit, maxTimelineLimit)}
+	p := &prefetch{upTo: upTo, limit: req.filter.Room.Timeline.limit(defaultTimelineLimit, maxTimelineLimit), rooms: map[int64]bool{}}
+	for _, r := range rooms {
+		p.rooms[r] = true
+	}
 	var err error
 	if p.timelines, err = s.db.RoomsEventsAfter(ctx, rooms, 0, upTo, p.limit); err != nil {
 		return nil, err
@@ -145,12 +172,17 @@ func (s *Server) prefetchJoined(ctx context.Context, req syncRequest, membership
 	if p.read, err = s.db.RoomsReadPositions(ctx, req.viewer.UserID, rooms); err != nil {
 		return nil, err
 	}
+	for _, r := range rooms {
+		if p.read[r] == nil {
+			p.read[r] = map[string]int64{} // no receipts: read nothing
+		}
+	}
 	return p, nil
 }
 
 // timeline returns the prefetched timeline of a room for the range (from, to], if there is one.
 func (p *prefetch) timeline(roomNID, from, to int64, limit int) (*storage.RoomTimeline, bool) {
-	if p == nil || from != 0 || to != p.upTo || limit != p.limit {
+	if p == nil || from != 0 || to != p.upTo || limit != p.limit || !p.rooms[roomNID] {
 		return nil, false
 	}
 	tl, ok := p.timelines[roomNID]
@@ -163,7 +195,7 @@ func (p *prefetch) timeline(roomNID, from, to int64, limit int) (*storage.RoomTi
 // lastEvent returns the room's newest event at or before pos, when the prefetch knows it:
 // the last of its timeline (read before any filter).
 func (p *prefetch) lastEvent(roomNID, pos int64) (*storage.Event, error, bool) {
-	if p == nil || pos != p.upTo {
+	if p == nil || pos != p.upTo || !p.rooms[roomNID] {
 		return nil, nil, false
 	}
 	tl, ok := p.timelines[roomNID]
@@ -201,7 +233,7 @@ func (s *Server) eventsByNID(ctx context.Context, p *prefetch, nids []int64) ([]
 
 // roomMembers returns the prefetched memberships of a room.
 func (p *prefetch) roomMembers(roomNID int64) ([]storage.Membership, bool) {
-	if p == nil {
+	if p == nil || !p.rooms[roomNID] {
 		return nil, false
 	}
 	ms, ok := p.members[roomNID]
@@ -212,12 +244,13 @@ func sortByNID(evs []*storage.Event) {
 	slices.SortFunc(evs, func(a, b *storage.Event) int { return cmp.Compare(a.NID, b.NID) })
 }
 
-// readOf returns the user's prefetched read positions in a room (none: an empty map).
-func (p *prefetch) readOf(roomNID int64) map[string]int64 {
-	if r := p.read[roomNID]; r != nil {
-		return r
+// readOf returns the user's prefetched read positions in a room, if they were read.
+func (p *prefetch) readOf(roomNID int64) (map[string]int64, bool) {
+	if p == nil {
+		return nil, false
 	}
-	return map[string]int64{}
+	r, ok := p.read[roomNID]
+	return r, ok
 }
 
 // preReader reads events from a prefetch, and from the database what it does not hold: the

@@ -225,12 +225,14 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 			return nil, err
 		}
 	}
-	if req.since == nil || req.fullState {
-		if req.pre, err = s.prefetchJoined(ctx, req, memberships, to.PDU); err != nil {
-			return nil, err
+	for i, m := range memberships {
+		if (req.since == nil || req.fullState) && i%prefetchRooms == 0 {
+			next, err := s.prefetchJoined(ctx, req, memberships[i:min(i+prefetchRooms, len(memberships))], to.PDU)
+			if err != nil {
+				return nil, err
+			}
+			req.pre = req.pre.then(next)
 		}
-	}
-	for _, m := range memberships {
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
 			continue
 		}

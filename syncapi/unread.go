@@ -36,10 +36,7 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, r
 // only and each thread with notifications gets its own counts, keyed by its root; otherwise
 // unread_notifications counts the whole room.
 func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, to Token) (unreadCounts, map[string]unreadCounts, error) {
-	var read map[string]int64
-	if req.pre != nil && req.pre.read != nil {
-		read = req.pre.readOf(m.RoomNID)
-	}
+	read, _ := req.pre.readOf(m.RoomNID)
 	var counted map[string]storage.UnreadCount
 	if req.pre != nil {
 		counted = req.pre.counts[m.RoomNID]
@@ -192,8 +189,12 @@ func (s *Server) prefetchUnread(ctx context.Context, req syncRequest, to Token, 
 		if _, ok := resp.Rooms.Join[m.RoomID]; !ok || m.Membership != spec.Join {
 			continue
 		}
+		read, ok := p.readOf(m.RoomNID)
+		if !ok {
+			continue
+		}
 		e := s.unread.entries[unreadKey{req.viewer.UserID, m.RoomNID}]
-		if e == nil || gen < 0 || e.gen != gen || !maps.Equal(e.read, p.readOf(m.RoomNID)) {
+		if e == nil || gen < 0 || e.gen != gen || !maps.Equal(e.read, read) {
 			rooms = append(rooms, m.RoomNID)
 		}
 	}
@@ -203,7 +204,7 @@ func (s *Server) prefetchUnread(ctx context.Context, req syncRequest, to Token, 
 	}
 	read := make(map[int64]map[string]int64, len(rooms))
 	for _, r := range rooms {
-		read[r] = p.readOf(r)
+		read[r], _ = p.readOf(r)
 	}
 	p.counts, err = s.db.RoomsUnreadCounts(ctx, req.viewer.UserID, rooms, read, to.PDU)
 	return err
