@@ -12,8 +12,9 @@ import (
 )
 
 // prefetch holds what the joined rooms of an initial (or full_state) sync need from the
-// database, read for all of them at once (storage's batched reads) before the rooms are built
-// one by one: a user in a thousand rooms costs a few statements rather than ten thousand.
+// database, read for prefetchRooms of them at once (storage's batched reads) before those
+// rooms are built one by one: a user in a thousand rooms costs about a hundred statements
+// rather than ten thousand.
 // Each room's code looks here first and falls back to its own reads for what is missing (a
 // room whose timeline the visibility rules cut, say).
 type prefetch struct {
