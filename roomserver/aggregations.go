@@ -75,7 +75,7 @@ func (s *Server) bundleAggregations(ctx context.Context, roomID string, evs []*s
 			return err
 		}
 		// The latest thread event carries its own edits; no deeper, so no loops.
-		formatted, err := s.clientEvents(ctx, roomID, rows, v, false, true)
+		formatted, err := s.clientEvents(ctx, s.db, roomID, rows, v, false, true)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
@@ -48,7 +49,19 @@ type pduFields struct {
 // prev_content, replaces_state, redacted_because and the bundled aggregations of their
 // child events (m.relations).
 func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
-	return s.clientEvents(ctx, roomID, evs, v, true, true)
+	return s.clientEvents(ctx, s.db, roomID, evs, v, true, true)
+}
+
+// ClientEventsFrom is ClientEvents reading the other events it needs (the state events the
+// formatted ones replaced, the viewer's membership before them) through r: a caller that
+// read them ahead for many rooms (an initial /sync) saves a statement per room.
+func (s *Server) ClientEventsFrom(ctx context.Context, r eventReader, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
+	return s.clientEvents(ctx, r, roomID, evs, v, true, true)
+}
+
+// StateClientEventsFrom is StateClientEvents reading through r, as ClientEventsFrom.
+func (s *Server) StateClientEventsFrom(ctx context.Context, r eventReader, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
+	return s.clientEvents(ctx, r, roomID, evs, v, true, false)
 }
 
 // StateClientEvents formats state events listed as a room's state (/state, /members, the
@@ -57,10 +70,10 @@ func (s *Server) ClientEvents(ctx context.Context, roomID string, evs []*storage
 // calculating the value is expensive", client_event.yaml) and would cost one state lookup per
 // event, each member event of a room being at a different point.
 func (s *Server) StateClientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer) ([]ClientEvent, error) {
-	return s.clientEvents(ctx, roomID, evs, v, true, false)
+	return s.clientEvents(ctx, s.db, roomID, evs, v, true, false)
 }
 
-func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage.Event, v Viewer, aggregate, withMembership bool) ([]ClientEvent, error) {
+func (s *Server) clientEvents(ctx context.Context, db eventReader, roomID string, evs []*storage.Event, v Viewer, aggregate, withMembership bool) ([]ClientEvent, error) {
 	var replaced []int64
 	for _, ev := range evs {
 		if ev.ReplacesNID != 0 {
@@ -69,7 +82,7 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 	}
 	prev := map[int64]*storage.Event{}
 	if len(replaced) > 0 {
-		rows, err := s.db.EventsByNID(ctx, replaced)
+		rows, err := db.EventsByNID(ctx, replaced)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +93,7 @@ func (s *Server) clientEvents(ctx context.Context, roomID string, evs []*storage
 	var memberships map[int64]string
 	if v.UserID != "" && withMembership {
 		var err error
-		if memberships, err = s.viewerMemberships(ctx, evs, v.UserID); err != nil {
+		if memberships, err = s.viewerMemberships(ctx, db, evs, v.UserID); err != nil {
 			return nil, err
 		}
 	}
@@ -113,9 +126,54 @@ func (s *Server) ClientEvent(ctx context.Context, roomID string, ev *storage.Eve
 	return evs[0], nil
 }
 
-func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *storage.Event, v Viewer, now int64) (ClientEvent, error) {
+// parsePDU reads the fields a client sees from an event's stored JSON. The JSON is the
+// server's own (checked when the event was received or built), so the fields are picked in
+// one pass with gjson rather than decoded whole: an initial sync formats tens of thousands of
+// events.
+func parsePDU(js []byte) (pduFields, error) {
 	var f pduFields
-	if err := json.Unmarshal(ev.JSON, &f); err != nil {
+	if len(js) == 0 {
+		err := json.Unmarshal(js, &f) // for its error
+		return f, err
+	}
+	// Parsed in place (gjson.ParseBytes would copy the event): the strings kept are cloned,
+	// the content copied.
+	root := gjson.Parse(unsafe.String(&js[0], len(js)))
+	if !root.IsObject() {
+		err := json.Unmarshal(js, &f) // for its error
+		return f, err
+	}
+	var err error
+	root.ForEach(func(key, value gjson.Result) bool {
+		switch key.Str {
+		case "type":
+			f.Type = strings.Clone(value.String())
+		case "state_key":
+			if value.Type == gjson.String {
+				sk := strings.Clone(value.Str)
+				f.StateKey = &sk
+			}
+		case "content":
+			f.Content = json.RawMessage(value.Raw)
+		case "sender":
+			f.Sender = strings.Clone(value.String())
+		case "origin_server_ts":
+			f.OriginServerTS = value.Int()
+		case "redacts":
+			f.Redacts = strings.Clone(value.String())
+		case "unsigned":
+			if value.IsObject() {
+				err = json.Unmarshal([]byte(value.Raw), &f.Unsigned)
+			}
+		}
+		return err == nil
+	})
+	return f, err
+}
+
+func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *storage.Event, v Viewer, now int64) (ClientEvent, error) {
+	f, err := parsePDU(ev.JSON)
+	if err != nil {
 		return ClientEvent{}, err
 	}
 	unsigned := map[string]any{}
@@ -132,8 +190,7 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		unsigned["transaction_id"] = ev.TxnID
 	}
 	if prev != nil {
-		var pf pduFields
-		if err := json.Unmarshal(prev.JSON, &pf); err == nil {
+		if pf, err := parsePDU(prev.JSON); err == nil {
 			unsigned["prev_content"] = pf.Content
 			unsigned["prev_sender"] = pf.Sender
 			unsigned["replaces_state"] = prev.EventID

@@ -74,6 +74,11 @@ func (s *Server) stateKeyNID(ctx context.Context, tx *storage.Tx, key storage.St
 	return nid, nil
 }
 
+// StateKeyNID returns the NID of a (type, state key) pair, 0 when no event ever used it.
+func (s *Server) StateKeyNID(ctx context.Context, key storage.StateKey) (int64, error) {
+	return s.lookupStateKeyNID(ctx, key)
+}
+
 // lookupStateKeyNID returns the NID of key, or 0 when no event ever had it.
 func (s *Server) lookupStateKeyNID(ctx context.Context, key storage.StateKey) (int64, error) {
 	s.keys.mu.RLock()
@@ -174,6 +179,59 @@ type snapshotEntry struct {
 // stateAt returns the full state of a snapshot (shared: do not modify) and its chain length.
 // Snapshot 0 is the empty state.
 func (s *Server) stateAt(ctx context.Context, snapshotNID int64) (map[int64]int64, int, error) {
+	return s.stateAtFrom(ctx, snapshotNID, func(nid int64) (*storage.Snapshot, error) { return s.db.Snapshot(ctx, nid) })
+}
+
+// PreloadStates brings the snapshots nids into the cache, reading the missing ones and their
+// ancestors with one statement per level of their chains rather than two per snapshot: for
+// the rooms of an initial sync after a start.
+func (s *Server) PreloadStates(ctx context.Context, nids []int64) error {
+	read := map[int64]*storage.Snapshot{}
+	var frontier []int64
+	seen := map[int64]bool{}
+	for _, nid := range nids {
+		if _, ok := s.snapshots.get(nid); !ok && nid != 0 && !seen[nid] {
+			seen[nid] = true
+			frontier = append(frontier, nid)
+		}
+	}
+	for len(frontier) > 0 {
+		snaps, err := s.db.Snapshots(ctx, frontier)
+		if err != nil {
+			return err
+		}
+		var next []int64
+		for _, nid := range frontier {
+			snap, ok := snaps[nid]
+			if !ok {
+				continue // stateAt reports it
+			}
+			read[nid] = snap
+			if p := snap.Parent; p != 0 && !seen[p] {
+				if _, cached := s.snapshots.get(p); !cached {
+					seen[p] = true
+					next = append(next, p)
+				}
+			}
+		}
+		frontier = next
+	}
+	for _, nid := range nids {
+		_, _, err := s.stateAtFrom(ctx, nid, func(nid int64) (*storage.Snapshot, error) {
+			if snap, ok := read[nid]; ok {
+				return snap, nil
+			}
+			return s.db.Snapshot(ctx, nid)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stateAtFrom is stateAt reading the snapshots it lacks with snapshot.
+func (s *Server) stateAtFrom(ctx context.Context, snapshotNID int64, snapshot func(nid int64) (*storage.Snapshot, error)) (map[int64]int64, int, error) {
 	if snapshotNID == 0 {
 		return map[int64]int64{}, 0, nil
 	}
@@ -188,7 +246,7 @@ func (s *Server) stateAt(ctx context.Context, snapshotNID int64) (map[int64]int6
 			base = e.state
 			break
 		}
-		snap, err := s.db.Snapshot(ctx, nid)
+		snap, err := snapshot(nid)
 		if err != nil {
 			return nil, 0, err
 		}

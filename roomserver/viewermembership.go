@@ -17,7 +17,7 @@ import (
 // membership event (a /sync timeline, recent history) take the current membership, read from
 // the cached memberships; only older events cost a state lookup, one per distinct snapshot
 // before them, and one query for the member events.
-func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, userID string) (map[int64]string, error) {
+func (s *Server) viewerMemberships(ctx context.Context, db eventReader, evs []*storage.Event, userID string) (map[int64]string, error) {
 	out := make(map[int64]string, len(evs))
 	if len(evs) == 0 {
 		return out, nil
@@ -43,7 +43,7 @@ func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, us
 	if len(older) == 0 {
 		return out, nil
 	}
-	before, err := s.membershipsAtSnapshots(ctx, older, userID)
+	before, err := s.membershipsAtSnapshots(ctx, db, older, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (s *Server) viewerMemberships(ctx context.Context, evs []*storage.Event, us
 }
 
 // membershipsAtSnapshots returns the viewer's membership in the state snapshots before evs.
-func (s *Server) membershipsAtSnapshots(ctx context.Context, evs []*storage.Event, userID string) (map[int64]string, error) {
+func (s *Server) membershipsAtSnapshots(ctx context.Context, db eventReader, evs []*storage.Event, userID string) (map[int64]string, error) {
 	knid, err := s.lookupStateKeyNID(ctx, storage.StateKey{Type: spec.MRoomMember, StateKey: userID})
 	if err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func (s *Server) membershipsAtSnapshots(ctx context.Context, evs []*storage.Even
 	if len(nids) == 0 {
 		return out, nil
 	}
-	members, err := s.db.EventsByNID(ctx, nids)
+	members, err := db.EventsByNID(ctx, nids)
 	if err != nil {
 		return nil, err
 	}

@@ -113,6 +113,9 @@ type syncRequest struct {
 	// stateAfter: the client asked for use_state_after (state_after instead of state);
 	// msc4222: under MSC4222's unstable names.
 	stateAfter, msc4222 bool
+	// pre holds what an initial or full_state sync read ahead for all joined rooms (nil:
+	// none, each room reads its own).
+	pre *prefetch
 }
 
 // handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
@@ -225,7 +228,14 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 		}
 	}
 	invites := s.invitePolicy(req.viewer)
-	for _, m := range memberships {
+	for i, m := range memberships {
+		if (req.since == nil || req.fullState) && i%prefetchRooms == 0 {
+			next, err := s.prefetchJoined(ctx, req, memberships[i:min(i+prefetchRooms, len(memberships))], to.PDU)
+			if err != nil {
+				return nil, err
+			}
+			req.pre = req.pre.then(next)
+		}
 		if m.Forgotten || !allowsRoom(req.filter.Room.Rooms, req.filter.Room.NotRooms, m.RoomID) {
 			continue
 		}
@@ -237,6 +247,7 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 				if jr, err = s.joinedRoom(ctx, req, m, since.PDU, to.PDU); err != nil {
 					return nil, err
 				}
+				req.pre.done(m.RoomNID)
 			}
 			if ad := roomData[m.RoomID]; len(ad) > 0 {
 				if jr == nil {

@@ -45,9 +45,9 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	var state []*storage.Event
 	switch {
 	case req.stateAfter:
-		state, err = s.stateAfter(ctx, m.RoomNID, since, to, full)
+		state, err = s.stateAfter(ctx, req.pre, m.RoomNID, since, to, full)
 	case full:
-		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, to)
+		state, err = s.stateAtStart(ctx, req.pre, m.RoomNID, stateBefore, to)
 	case tl.Limited:
 		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
 	}
@@ -55,7 +55,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 		return nil, err
 	}
 	if !req.stateAfter {
-		if state, err = s.reconcileState(ctx, m.RoomNID, since, to, full, state, tl); err != nil {
+		if state, err = s.reconcileState(ctx, req.pre, m.RoomNID, since, to, full, state, tl); err != nil {
 			return nil, err
 		}
 	}
@@ -72,7 +72,9 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	summary := map[string]any{}
 	membersChanged := full || tl.hasMember || hasMemberState(state)
 	if membersChanged {
-		if summary, err = s.summary(ctx, m.RoomNID, req.viewer.UserID); err != nil {
+		if members, ok := req.pre.roomMembers(m.RoomNID); ok {
+			summary = summaryOf(members, req.viewer.UserID)
+		} else if summary, err = s.summary(ctx, m.RoomNID, req.viewer.UserID); err != nil {
 			return nil, err
 		}
 	}
@@ -156,13 +158,18 @@ func membershipOf(ev *storage.Event) string {
 // (a room the user just joined); later events are visible to a member by definition.
 func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Membership, from, to int64, checkVisibility bool) (timeline, int64, int64, error) {
 	limit := req.filter.Room.Timeline.limit(defaultTimelineLimit, maxTimelineLimit)
-	evs, more, err := s.db.RoomEventsAfter(ctx, m.RoomNID, from, to, limit)
-	if err != nil {
+	var evs []*storage.Event
+	var more bool
+	var err error
+	if pre, ok := req.pre.timeline(m.RoomNID, from, to, limit); ok {
+		// A copy: the filters below reuse the slice's array.
+		evs, more = append([]*storage.Event(nil), pre.Events...), pre.More
+	} else if evs, more, err = s.db.RoomEventsAfter(ctx, m.RoomNID, from, to, limit); err != nil {
 		return timeline{}, 0, 0, err
 	}
 	tl := timeline{Events: []roomserver.ClientEvent{}, Limited: more}
 	if checkVisibility && len(evs) > 0 && evs[0].NID < m.EventNID {
-		vis := &visibility{s: s, userID: req.viewer.UserID, membership: m, snapshots: map[int64]snapshotView{}}
+		vis := &visibility{s: s, userID: req.viewer.UserID, membership: m, snapshots: map[int64]snapshotView{}, pre: req.pre}
 		if evs, err = vis.filter(ctx, evs); err != nil {
 			return timeline{}, 0, 0, err
 		}
@@ -195,18 +202,22 @@ func (s *Server) timeline(ctx context.Context, req syncRequest, m storage.Member
 			}
 		}
 	}
-	tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
+	if req.pre != nil {
+		tl.Events, err = s.rooms.ClientEventsFrom(ctx, preReader{s, req.pre}, m.RoomID, kept, req.viewer)
+	} else {
+		tl.Events, err = s.rooms.ClientEvents(ctx, m.RoomID, kept, req.viewer)
+	}
 	return tl, firstNID, stateBefore, err
 }
 
 // stateAtStart returns the room state of the snapshot before the timeline's first event or,
 // when the timeline is empty (snapshotNID < 0: nothing new, or a timeline limit of 0), the
 // room's state as at stream position to (the sync's end, or the user's leave).
-func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, to int64) ([]*storage.Event, error) {
+func (s *Server) stateAtStart(ctx context.Context, pre *prefetch, roomNID, snapshotNID, to int64) ([]*storage.Event, error) {
 	var state map[int64]int64
 	var err error
 	if snapshotNID < 0 {
-		state, err = s.currentStateAt(ctx, roomNID, to)
+		state, err = s.currentStateAtWith(ctx, pre, roomNID, to)
 	} else {
 		state, err = s.rooms.StateAt(ctx, snapshotNID)
 	}
@@ -217,15 +228,15 @@ func (s *Server) stateAtStart(ctx context.Context, roomNID, snapshotNID, to int6
 	for _, ev := range state {
 		nids = append(nids, ev)
 	}
-	return s.db.EventsByNID(ctx, nids)
+	return s.eventsByNID(ctx, pre, nids)
 }
 
 // stateAfter returns state_after: the room's current state at stream position to, whole
 // (full) or as the events that differ from its current state at since. With federation the
 // current state is a resolution of the DAG's branches and may go back to an older event; a
 // client that applies state_after follows it, where applying the timeline would not.
-func (s *Server) stateAfter(ctx context.Context, roomNID, since, to int64, full bool) ([]*storage.Event, error) {
-	after, err := s.currentStateAt(ctx, roomNID, to)
+func (s *Server) stateAfter(ctx context.Context, pre *prefetch, roomNID, since, to int64, full bool) ([]*storage.Event, error) {
+	after, err := s.currentStateAtWith(ctx, pre, roomNID, to)
 	if err != nil {
 		return nil, err
 	}
@@ -241,14 +252,22 @@ func (s *Server) stateAfter(ctx context.Context, roomNID, since, to int64, full 
 			nids = append(nids, ev)
 		}
 	}
-	return s.db.EventsByNID(ctx, nids)
+	return s.eventsByNID(ctx, pre, nids)
 }
 
 // currentStateAt returns the room's current state (state key NID -> event NID) as it was at
 // stream position pos: recorded with each event since migration 0015, and for older events
 // (linear histories) the state after the event.
 func (s *Server) currentStateAt(ctx context.Context, roomNID, pos int64) (map[int64]int64, error) {
-	ev, err := s.db.LastRoomEvent(ctx, roomNID, pos)
+	return s.currentStateAtWith(ctx, nil, roomNID, pos)
+}
+
+// currentStateAtWith is currentStateAt taking the room's newest event from pre when it has it.
+func (s *Server) currentStateAtWith(ctx context.Context, pre *prefetch, roomNID, pos int64) (map[int64]int64, error) {
+	ev, err, ok := pre.lastEvent(roomNID, pos)
+	if !ok {
+		ev, err = s.db.LastRoomEvent(ctx, roomNID, pos)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return map[int64]int64{}, nil
 	} else if err != nil {
@@ -282,12 +301,12 @@ func (s *Server) stateOnceCommitted(ctx context.Context, ev *storage.Event) (map
 // resolution brought back. A key the timeline sets is left to the timeline; where the
 // resolved state differs from the timeline's last event for a key, only state_after
 // (use_state_after) can tell the client.
-func (s *Server) reconcileState(ctx context.Context, roomNID, since, to int64, full bool, state []*storage.Event, tl timeline) ([]*storage.Event, error) {
+func (s *Server) reconcileState(ctx context.Context, pre *prefetch, roomNID, since, to int64, full bool, state []*storage.Event, tl timeline) ([]*storage.Event, error) {
 	if !full && (len(tl.Events) == 0 || (!tl.Limited && !tl.remote)) {
 		// Local events since the last sync, all in the timeline: the client's state follows.
 		return state, nil
 	}
-	current, err := s.currentStateAt(ctx, roomNID, to)
+	current, err := s.currentStateAtWith(ctx, pre, roomNID, to)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +329,7 @@ func (s *Server) reconcileState(ctx context.Context, roomNID, since, to int64, f
 	if len(missing) == 0 {
 		return state, nil
 	}
-	extra, err := s.db.EventsByNID(ctx, missing)
+	extra, err := s.eventsByNID(ctx, pre, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +380,13 @@ func (s *Server) formatState(ctx context.Context, req syncRequest, roomID string
 	for _, ev := range tl {
 		senders[ev.Sender] = true
 	}
-	evs, err := s.rooms.StateClientEvents(ctx, roomID, state, req.viewer)
+	var evs []roomserver.ClientEvent
+	var err error
+	if req.pre != nil {
+		evs, err = s.rooms.StateClientEventsFrom(ctx, preReader{s, req.pre}, roomID, state, req.viewer)
+	} else {
+		evs, err = s.rooms.StateClientEvents(ctx, roomID, state, req.viewer)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -384,6 +409,11 @@ func (s *Server) summary(ctx context.Context, roomNID int64, userID string) (map
 	if err != nil {
 		return nil, err
 	}
+	return summaryOf(members, userID), nil
+}
+
+// summaryOf returns the summary of a room with the given members, ordered by user ID.
+func summaryOf(members []storage.Membership, userID string) map[string]any {
 	joined, invited := 0, 0
 	var heroes, formerHeroes []string
 	for _, m := range members {
@@ -411,7 +441,7 @@ func (s *Server) summary(ctx context.Context, roomNID int64, userID string) (map
 	if heroes == nil {
 		heroes = []string{}
 	}
-	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}, nil
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}
 }
 
 // strippedState returns the invite_state / knock_state of a room: the events a client needs
@@ -517,9 +547,9 @@ func (s *Server) leftRoom(ctx context.Context, req syncRequest, m storage.Member
 	}
 	var state []*storage.Event
 	if req.stateAfter {
-		state, err = s.stateAfter(ctx, m.RoomNID, since, m.EventNID, req.since == nil || req.fullState)
+		state, err = s.stateAfter(ctx, nil, m.RoomNID, since, m.EventNID, req.since == nil || req.fullState)
 	} else if req.since == nil || req.fullState {
-		state, err = s.stateAtStart(ctx, m.RoomNID, stateBefore, m.EventNID)
+		state, err = s.stateAtStart(ctx, nil, m.RoomNID, stateBefore, m.EventNID)
 	} else if tl.Limited {
 		state, err = s.gapState(ctx, m.RoomNID, since, firstNID)
 	}

@@ -13,6 +13,9 @@ import (
 // syncUnread fills the notification counts of every joined room in the response, whether it
 // is there for new events, receipts (which move the counts down) or account data.
 func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, resp *syncResponse, memberships []storage.Membership) error {
+	if err := s.prefetchUnread(ctx, req, to, resp, memberships); err != nil {
+		return err
+	}
 	for _, m := range memberships {
 		jr, ok := resp.Rooms.Join[m.RoomID]
 		if !ok || m.Membership != spec.Join {
@@ -33,7 +36,12 @@ func (s *Server) syncUnread(ctx context.Context, req syncRequest, _, to Token, r
 // only and each thread with notifications gets its own counts, keyed by its root; otherwise
 // unread_notifications counts the whole room.
 func (s *Server) unreadCounts(ctx context.Context, req syncRequest, m storage.Membership, to Token) (unreadCounts, map[string]unreadCounts, error) {
-	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, to.PDU, to.Receipts)
+	read, _ := req.pre.readOf(m.RoomNID)
+	var counted map[string]storage.UnreadCount
+	if req.pre != nil {
+		counted = req.pre.counts[m.RoomNID]
+	}
+	byThread, err := s.unread.counts(ctx, s.db, req.viewer.UserID, m.RoomNID, to.PDU, to.Receipts, read, counted)
 	if err != nil {
 		return unreadCounts{}, nil, err
 	}
@@ -86,7 +94,9 @@ type unreadEntry struct {
 // maxUnreadEntries bounds the cache; past it, arbitrary entries are dropped.
 const maxUnreadEntries = 100000
 
-func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64) (map[string]storage.UnreadCount, error) {
+// preRead, when not nil, is the user's read positions in the room, read at receiptsPos, and
+// preCounts, when not nil, the counts up to upTo after them (both from a prefetch).
+func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string, roomNID, upTo, receiptsPos int64, preRead map[string]int64, preCounts map[string]storage.UnreadCount) (map[string]storage.UnreadCount, error) {
 	key := unreadKey{userID, roomNID}
 	// Read before counting: a purge committing after this read moves the generation, and the
 	// next sync counts again.
@@ -100,10 +110,10 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 	if e != nil && (gen < 0 || e.gen != gen) {
 		e = nil // notifications were deleted since it was counted
 	}
-	var read map[string]int64
+	read := preRead
 	if e != nil && e.receiptsPos == receiptsPos {
 		read = e.read // no receipt anywhere since: the user's are unchanged
-	} else {
+	} else if read == nil {
 		var err error
 		if read, err = db.ReadPositions(ctx, userID, roomNID); err != nil {
 			return nil, err
@@ -136,9 +146,12 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 		}
 		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, gen: gen, counts: counts}
 	default:
-		counts, err := db.UnreadCounts(ctx, userID, roomNID, read, upTo)
-		if err != nil {
-			return nil, err
+		counts := preCounts
+		if counts == nil || !maps.Equal(read, preRead) {
+			var err error
+			if counts, err = db.UnreadCounts(ctx, userID, roomNID, read, upTo); err != nil {
+				return nil, err
+			}
 		}
 		e = &unreadEntry{read: read, receiptsPos: receiptsPos, upTo: upTo, gen: gen, counts: counts}
 	}
@@ -157,4 +170,42 @@ func (c *unreadCache) counts(ctx context.Context, db *storage.DB, userID string,
 	c.entries[key] = e
 	c.mu.Unlock()
 	return e.counts, nil
+}
+
+// prefetchUnread counts, in one read, the notifications of the joined rooms of an initial
+// sync whose counts the cache cannot give (a first sync after a start, a new device).
+func (s *Server) prefetchUnread(ctx context.Context, req syncRequest, to Token, resp *syncResponse, memberships []storage.Membership) error {
+	p := req.pre
+	if p == nil || p.read == nil {
+		return nil
+	}
+	gen, err := s.db.NotificationsGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	var rooms []int64
+	s.unread.mu.Lock()
+	for _, m := range memberships {
+		if _, ok := resp.Rooms.Join[m.RoomID]; !ok || m.Membership != spec.Join {
+			continue
+		}
+		read, ok := p.readOf(m.RoomNID)
+		if !ok {
+			continue
+		}
+		e := s.unread.entries[unreadKey{req.viewer.UserID, m.RoomNID}]
+		if e == nil || gen < 0 || e.gen != gen || !maps.Equal(e.read, read) {
+			rooms = append(rooms, m.RoomNID)
+		}
+	}
+	s.unread.mu.Unlock()
+	if len(rooms) < 2 {
+		return nil
+	}
+	read := make(map[int64]map[string]int64, len(rooms))
+	for _, r := range rooms {
+		read[r], _ = p.readOf(r)
+	}
+	p.counts, err = s.db.RoomsUnreadCounts(ctx, req.viewer.UserID, rooms, read, to.PDU)
+	return err
 }

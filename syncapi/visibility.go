@@ -15,6 +15,7 @@ type visibility struct {
 	userID     string
 	membership storage.Membership // current membership; Membership "" when never in the room
 	snapshots  map[int64]snapshotView
+	pre        *prefetch // events read ahead (an initial sync), or nil
 }
 
 type snapshotView struct {
@@ -64,11 +65,11 @@ func (v *visibility) view(ctx context.Context, snapshotNID int64) (snapshotView,
 		return snapshotView{}, err
 	}
 	var sv snapshotView
-	sv.historyVisibility, _ = v.s.rooms.StateContent(ctx, state, storage.StateKey{Type: spec.MRoomHistoryVisibility})["history_visibility"].(string)
+	sv.historyVisibility, _ = v.s.stateContent(ctx, v.pre, state, storage.StateKey{Type: spec.MRoomHistoryVisibility})["history_visibility"].(string)
 	if sv.historyVisibility == "" {
 		sv.historyVisibility = "shared"
 	}
-	sv.membership, _ = v.s.rooms.StateContent(ctx, state, storage.StateKey{Type: spec.MRoomMember, StateKey: v.userID})["membership"].(string)
+	sv.membership, _ = v.s.stateContent(ctx, v.pre, state, storage.StateKey{Type: spec.MRoomMember, StateKey: v.userID})["membership"].(string)
 	v.snapshots[snapshotNID] = sv
 	return sv, nil
 }

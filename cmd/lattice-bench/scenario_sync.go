@@ -25,22 +25,30 @@ func runSync(ctx context.Context, e *env, rooms int) error {
 	e.figure("rooms", float64(rooms), "")
 	e.figure("messages per room", float64(e.sz.RoomMessages), "")
 
+	e.figure("server RSS before initial syncs", e.srv.rssMB(), "MB")
 	var initial []time.Duration
 	var since string
-	for i := 0; i < 3; i++ {
-		t0 := time.Now()
-		resp, err := u.sync(ctx, "", "", 0)
-		if err != nil {
-			return err
+	initialCPU, err := e.measureCPU(func() error {
+		for i := 0; i < 3; i++ {
+			t0 := time.Now()
+			resp, err := u.sync(ctx, "", "", 0)
+			if err != nil {
+				return err
+			}
+			initial = append(initial, time.Since(t0))
+			if n := len(resp.Rooms.Join); n != rooms {
+				e.check(fmt.Errorf("initial /sync has %d rooms, want %d", n, rooms))
+			}
+			since = resp.NextBatch
 		}
-		initial = append(initial, time.Since(t0))
-		if n := len(resp.Rooms.Join); n != rooms {
-			e.check(fmt.Errorf("initial /sync has %d rooms, want %d", n, rooms))
-		}
-		since = resp.NextBatch
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	e.figure("initial sync, first", ms(initial[0]), "ms")
 	e.figure("initial sync, p50 of 3", ms(percentile(initial, 50)), "ms")
+	e.figure("server CPU per initial sync", ms(initialCPU)/float64(len(initial)), "ms")
 	e.figure("server RSS after initial syncs", e.srv.rssMB(), "MB")
 
 	var noop []time.Duration

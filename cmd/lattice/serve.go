@@ -305,6 +305,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go func() { errc <- fedSrv.ServeTLS(fedLn, "", "") }()
 		startedAttrs = append(startedAttrs, "federation_api", fedLn.Addr().String())
 	}
+	if err := startPprof(ctx, log); err != nil {
+		log.Error("profiler listener", "err", err)
+	}
 	metricsAddr, err := startMetrics(ctx, cfg, m, db, log)
 	if err != nil {
 		srv.Close()
