@@ -6,7 +6,7 @@ import (
 )
 
 // AppServiceStreams are a service's positions in the to_device and device_lists streams
-// (migration 0028).
+// (migration 0027).
 type AppServiceStreams struct {
 	ToDevice, DeviceLists int64
 }

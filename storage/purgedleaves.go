@@ -6,7 +6,7 @@ import (
 )
 
 // PurgedLeave is a user's last membership event of a room deleted with purge, in the client
-// format it had for them (see migration 0030).
+// format it had for them (see migration 0028).
 type PurgedLeave struct {
 	UserID    string
 	RoomID    string
