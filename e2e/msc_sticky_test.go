@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+const stickyParam = "org.matrix.msc4354.sticky_duration_ms"
+
+// sendSticky sends an event with PUT /send?org.matrix.msc4354.sticky_duration_ms=duration.
+func sendSticky(c *Client, roomID, evType, duration string, content any) Resp {
+	c.t.Helper()
+	return call(c, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/%s/s%d?%s=%s",
+		esc(roomID), esc(evType), c.txn.Add(1), stickyParam, duration), content)
+}
+
+// stickySection returns the sticky events (MSC4354's msc4354_sticky section) of roomID in
+// a /sync response, by event ID.
+func stickySection(r Resp, roomID string) map[string]event {
+	out := map[string]event{}
+	for _, e := range list(obj(r.Body, "rooms", "join", roomID, "msc4354_sticky"), "events") {
+		out[evID(e)] = e
+	}
+	return out
+}
+
+// timelineIDs returns the event IDs of roomID's timeline in a /sync response.
+func timelineIDs(r Resp, roomID string) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range list(obj(r.Body, "rooms", "join", roomID, "timeline"), "events") {
+		out[evID(e)] = true
+	}
+	return out
+}
+
+// TestStickyEvents drives MSC4354 through its unstable names: a sticky event is delivered
+// in another member's /sync sticky section, initial and incremental, past the timeline limit
+// and only while it is sticky; the duration is capped at an hour; bad durations are refused.
+func TestStickyEvents(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, roomID)
+
+	v := anon(t, s, "GET", "/_matrix/client/versions", nil)
+	if obj(v.Body, "unstable_features")["org.matrix.msc4354"] != true {
+		t.Errorf("/versions does not advertise org.matrix.msc4354: %s", v.Raw)
+	}
+
+	const one = `{"room":{"timeline":{"limit":1}}}`
+	since0 := str(bob.Sync("", one, 0).Body, "next_batch")
+
+	// A 4 s sticky event, then enough messages to push it out of a one-event timeline.
+	sent := time.Now()
+	r := sendSticky(alice, roomID, "org.example.member", "4000", map[string]any{"msc4354_sticky_key": "laptop"})
+	expectOK(t, r, "send sticky")
+	stickyID := str(r.Body, "event_id")
+	for i := 0; i < 3; i++ {
+		alice.Send(roomID, fmt.Sprintf("after %d", i))
+	}
+
+	ev := alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(stickyID), nil)
+	if d := obj(ev.Body, "msc4354_sticky")["duration_ms"]; d != float64(4000) {
+		t.Errorf("event's msc4354_sticky.duration_ms = %v, want 4000: %s", d, ev.Raw)
+	}
+
+	checkSticky := func(what string, r Resp) {
+		t.Helper()
+		e := stickySection(r, roomID)[stickyID]
+		if e == nil {
+			t.Fatalf("%s: sticky event %s not in the sticky section: %.3000s", what, stickyID, r.Raw)
+		}
+		if timelineIDs(r, roomID)[stickyID] {
+			t.Errorf("%s: sticky event both in the timeline and the sticky section", what)
+		}
+		if obj(e, "msc4354_sticky")["duration_ms"] != float64(4000) || str(e, "type") != "org.example.member" ||
+			str(obj(e, "content"), "msc4354_sticky_key") != "laptop" || str(e, "sender") != alice.UserID {
+			t.Errorf("%s: sticky event %v", what, e)
+		}
+		ttl, ok := obj(e, "unsigned")["msc4354_sticky_duration_ttl_ms"].(float64)
+		if left := 4000 - time.Since(sent).Milliseconds(); !ok || ttl <= 0 || ttl > 4000 || ttl < float64(left-1000) {
+			t.Errorf("%s: unsigned.msc4354_sticky_duration_ttl_ms = %v, want about %d", what, ttl, left)
+		}
+	}
+
+	// Incremental, with the sticky event outside the limited timeline.
+	inc := bob.Sync(since0, one, 0)
+	checkSticky("incremental sync", inc)
+	// Stream-like: the next incremental sync does not repeat it.
+	if got := stickySection(bob.Sync(str(inc.Body, "next_batch"), one, 0), roomID); len(got) != 0 {
+		t.Errorf("the sticky event came again in the next incremental sync: %v", got)
+	}
+	// Initial sync: every event still sticky.
+	checkSticky("initial sync", bob.Sync("", one, 0))
+	// Within the timeline it is not repeated in the sticky section, and keeps its sticky key.
+	full := bob.Sync(since0, "", 0)
+	if !timelineIDs(full, roomID)[stickyID] || stickySection(full, roomID)[stickyID] != nil {
+		t.Errorf("with a timeline holding the sticky event: timeline %v, sticky section %v",
+			timelineIDs(full, roomID), stickySection(full, roomID))
+	}
+	for _, e := range list(obj(full.Body, "rooms", "join", roomID, "timeline"), "events") {
+		if evID(e) == stickyID && obj(e, "msc4354_sticky")["duration_ms"] != float64(4000) {
+			t.Errorf("timeline copy of the sticky event lacks msc4354_sticky: %v", e)
+		}
+	}
+
+	// A duration above an hour is capped to an hour.
+	r = sendSticky(alice, roomID, "org.example.member", "7200000", map[string]any{})
+	expectOK(t, r, "send sticky for two hours")
+	longID := str(r.Body, "event_id")
+	ev = alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(longID), nil)
+	if d := obj(ev.Body, "msc4354_sticky")["duration_ms"]; d != float64(3600000) {
+		t.Errorf("two hours: msc4354_sticky.duration_ms = %v, want 3600000", d)
+	}
+	alice.Send(roomID, "after the long one")
+
+	// Once expired, the first event is no longer delivered as sticky; the capped one still is.
+	time.Sleep(time.Until(sent.Add(4500 * time.Millisecond)))
+	for what, r := range map[string]Resp{"initial sync": bob.Sync("", one, 0), "incremental sync": bob.Sync(since0, one, 0)} {
+		got := stickySection(r, roomID)
+		if got[stickyID] != nil {
+			t.Errorf("%s after expiry: the expired event is still in the sticky section", what)
+		}
+		if got[longID] == nil {
+			t.Errorf("%s: the hour-long sticky event is missing: %v", what, got)
+		}
+	}
+
+	// Bad durations.
+	for _, d := range []string{"-1", "abc", "1.5", ""} {
+		expectErr(t, sendSticky(alice, roomID, "org.example.member", d, map[string]any{}), "duration "+d, 400, "M_INVALID_PARAM")
+	}
+	r = call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/sd?%s=1000&org.matrix.msc4140.delay=1000",
+		esc(roomID), stickyParam), map[string]any{"msgtype": "m.text", "body": "x"})
+	expectErr(t, r, "sticky and delayed", 400, "M_INVALID_PARAM")
+}
