@@ -135,3 +135,36 @@ func TestStickyEvents(t *testing.T) {
 		esc(roomID), stickyParam), map[string]any{"msgtype": "m.text", "body": "x"})
 	expectErr(t, r, "sticky and delayed", 400, "M_INVALID_PARAM")
 }
+
+// TestStickyEventsFederation checks that a sticky event sent on one Lattice is accepted by
+// another (its hashes and signatures cover the sticky key) and delivered there in the
+// sticky section while it is sticky.
+func TestStickyEventsFederation(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startFederatedServer(t, ca), startFederatedServer(t, ca)
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	expectOK(t, joinRoom(bob, roomID, a.Name), "bob joins over federation")
+
+	r := sendSticky(alice, roomID, "org.example.member", "600000", map[string]any{"msc4354_sticky_key": "phone"})
+	expectOK(t, r, "send sticky")
+	stickyID := str(r.Body, "event_id")
+	last := say(alice, roomID, "after")
+	bs := newSyncer(bob, "")
+	bs.waitEvent(roomID, last)
+	if !bs.seen[stickyID] {
+		t.Fatalf("bob's server did not accept the sticky event %s", stickyID)
+	}
+	for _, e := range bs.tl[roomID] {
+		if evID(e) == stickyID && obj(e, "msc4354_sticky")["duration_ms"] != float64(600000) {
+			t.Errorf("the federated sticky event lost its msc4354_sticky: %v", e)
+		}
+	}
+	e := stickySection(bob.Sync("", `{"room":{"timeline":{"limit":1}}}`, 0), roomID)[stickyID]
+	if e == nil {
+		t.Fatal("bob's initial sync has no sticky section with the federated sticky event")
+	}
+	if ttl, _ := obj(e, "unsigned")["msc4354_sticky_duration_ttl_ms"].(float64); ttl <= 500000 || ttl > 600000 {
+		t.Errorf("federated sticky event's ttl = %v, want just under 600000", ttl)
+	}
+}
