@@ -86,6 +86,7 @@ var portTables = []portTable{
 	{name: "thread_subscriptions", key: "user_id, room_id, thread_root"},
 	{name: "openid_tokens", key: "token_hash"},
 	{name: "delayed_events", key: "delay_id"},
+	{name: "sticky_events", key: "event_nid"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and
