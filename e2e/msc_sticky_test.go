@@ -100,8 +100,14 @@ func TestStickyEvents(t *testing.T) {
 			timelineIDs(full, roomID), stickySection(full, roomID))
 	}
 	for _, e := range list(obj(full.Body, "rooms", "join", roomID, "timeline"), "events") {
-		if evID(e) == stickyID && obj(e, "msc4354_sticky")["duration_ms"] != float64(4000) {
+		if evID(e) != stickyID {
+			continue
+		}
+		if obj(e, "msc4354_sticky")["duration_ms"] != float64(4000) {
 			t.Errorf("timeline copy of the sticky event lacks msc4354_sticky: %v", e)
+		}
+		if ttl, _ := obj(e, "unsigned")["msc4354_sticky_duration_ttl_ms"].(float64); ttl <= 0 || ttl > 4000 {
+			t.Errorf("timeline copy of the sticky event: unsigned.msc4354_sticky_duration_ttl_ms = %v", ttl)
 		}
 	}
 
@@ -125,6 +131,11 @@ func TestStickyEvents(t *testing.T) {
 		if got[longID] == nil {
 			t.Errorf("%s: the hour-long sticky event is missing: %v", what, got)
 		}
+	}
+
+	ev = alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(stickyID), nil)
+	if ttl, ok := obj(ev.Body, "unsigned")["msc4354_sticky_duration_ttl_ms"]; ok {
+		t.Errorf("an expired sticky event still has unsigned.msc4354_sticky_duration_ttl_ms = %v", ttl)
 	}
 
 	// Bad durations.

@@ -129,6 +129,9 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		unsigned[k] = val
 	}
 	unsigned["age"] = max(now-f.OriginServerTS, 0)
+	if ttl, ok := stickyRemaining(f.Sticky, f.MSC4354Sticky, f.OriginServerTS, now); ok {
+		unsigned["msc4354_sticky_duration_ttl_ms"] = ttl
+	}
 	if delayID, ok := strings.CutPrefix(ev.TxnID, DelayedTxnPrefix); ok && ev.TxnDevice == "" {
 		// A delayed event (MSC4140) tells its sender, on any device, which delay it was.
 		if ev.Sender == v.UserID {

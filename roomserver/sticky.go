@@ -84,3 +84,23 @@ func (s *Server) withSticky(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserv
 	}
 	return out, nil
 }
+
+// stickyRemaining returns how many ms an event with the given sticky objects (stable and
+// unstable name) and origin_server_ts stays sticky after now, for the client's
+// unsigned.msc4354_sticky_duration_ttl_ms; false when it is not sticky (any more). The start
+// is taken as origin_server_ts, which is min(received, origin_server_ts) for every event but
+// one from a server whose clock runs ahead; /sync's sticky section uses the exact end.
+func stickyRemaining(stable, unstable json.RawMessage, originTS, now int64) (int64, bool) {
+	dur := gjson.GetBytes(stable, "duration_ms")
+	if dur.Int() <= 0 {
+		dur = gjson.GetBytes(unstable, "duration_ms")
+	}
+	if dur.Type != gjson.Number || dur.Int() <= 0 {
+		return 0, false
+	}
+	end := originTS + min(dur.Int(), MaxStickyMS)
+	if end <= now {
+		return 0, false
+	}
+	return end - now, true
+}
