@@ -179,3 +179,66 @@ func TestStickyEventsFederation(t *testing.T) {
 		t.Errorf("federated sticky event's ttl = %v, want just under 600000", ttl)
 	}
 }
+
+// TestStickyEventsSlidingSync drives MSC4480's sliding sync extension under its unstable name
+// org.matrix.msc4354.sticky_events: sticky events outside the timeline, the since/next_batch
+// stream and the limit.
+func TestStickyEventsSlidingSync(t *testing.T) {
+	s := StartServer(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	join(bob, roomID)
+	const ext = "org.matrix.msc4354.sticky_events"
+	body := func(extCfg map[string]any) map[string]any {
+		b := allRooms(9, 1)
+		b["extensions"] = map[string]any{ext: extCfg}
+		return b
+	}
+	extEvents := func(r Resp) []string {
+		var out []string
+		for _, e := range list(obj(r.Body, "extensions", ext, "rooms", roomID), "events") {
+			out = append(out, evID(e))
+			if ttl, _ := obj(e, "unsigned")["msc4354_sticky_duration_ttl_ms"].(float64); ttl <= 0 {
+				t.Errorf("extension event %s without unsigned.msc4354_sticky_duration_ttl_ms: %v", evID(e), e)
+			}
+		}
+		return out
+	}
+	stickyNow := func(key string) string {
+		r := sendSticky(alice, roomID, "org.example.member", "600000", map[string]any{"msc4354_sticky_key": key})
+		expectOK(t, r, "send sticky "+key)
+		return str(r.Body, "event_id")
+	}
+
+	first := stickyNow("a")
+	alice.Send(roomID, "after a")
+	r := slidingOK(t, bob, "", 0, body(map[string]any{"enabled": true}))
+	if got := extEvents(r); len(got) != 1 || got[0] != first {
+		t.Fatalf("new connection: extension events %v, want [%s]: %.3000s", got, first, r.Raw)
+	}
+	since := str(obj(r.Body, "extensions", ext), "next_batch")
+	if since == "" {
+		t.Fatalf("no next_batch: %s", r.Raw)
+	}
+	pos := str(r.Body, "pos")
+
+	// Stream-like: nothing new, nothing sent; then only the new sticky events, up to the limit.
+	second, third := stickyNow("b"), stickyNow("c")
+	alice.Send(roomID, "after c")
+	r = slidingOK(t, bob, pos, 0, body(map[string]any{"enabled": true, "since": since, "limit": 1}))
+	if got := extEvents(r); len(got) != 1 || got[0] != second {
+		t.Fatalf("limit 1: extension events %v, want [%s]: %.3000s", got, second, r.Raw)
+	}
+	since, pos = str(obj(r.Body, "extensions", ext), "next_batch"), str(r.Body, "pos")
+	r = slidingOK(t, bob, pos, 0, body(map[string]any{"enabled": true, "since": since}))
+	if got := extEvents(r); len(got) != 1 || got[0] != third {
+		t.Fatalf("after the limit: extension events %v, want [%s]: %.3000s", got, third, r.Raw)
+	}
+	since, pos = str(obj(r.Body, "extensions", ext), "next_batch"), str(r.Body, "pos")
+	alice.Send(roomID, "plain")
+	r = slidingOK(t, bob, pos, 0, body(map[string]any{"enabled": true, "since": since}))
+	if got := extEvents(r); len(got) != 0 {
+		t.Errorf("no new sticky event: extension events %v", got)
+	}
+	expectErr(t, slidingSync(bob, str(r.Body, "pos"), 0, body(map[string]any{"enabled": true, "since": "x"})), "bad since", 400, "M_INVALID_PARAM")
+}

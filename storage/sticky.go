@@ -29,30 +29,58 @@ func (tx *Tx) insertSticky(ctx context.Context, ev *Event) error {
 	return nil
 }
 
+// StickyRef is a row of sticky_events: an event that is sticky until ExpiresTS (Unix ms).
+type StickyRef struct {
+	NID, RoomNID, ExpiresTS int64
+}
+
 // StickyEvents returns up to limit events of the room with since < NID <= upTo that are
-// still sticky at now (Unix ms), oldest first: shown to clients and not redacted (redaction
-// removes the sticky key).
+// still sticky at now (Unix ms), oldest first (see StickyEventsOf).
 func (q *Q) StickyEvents(ctx context.Context, roomNID, since, upTo, now int64, limit int) ([]StickyEvent, error) {
-	rows, err := q.query(ctx, `
-		SELECT event_nid, expires_ts FROM sticky_events
+	refs, err := q.stickyRefs(ctx, `
+		SELECT event_nid, room_nid, expires_ts FROM sticky_events
 		WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3 AND expires_ts > $4
 		ORDER BY event_nid LIMIT $5`, roomNID, since, upTo, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	return q.StickyEventsOf(ctx, refs)
+}
+
+// UnexpiredSticky returns the sticky events of every room with NID <= upTo that are still
+// sticky at now, oldest first. An hour of sticky events at most: a short list.
+func (q *Q) UnexpiredSticky(ctx context.Context, upTo, now int64) ([]StickyRef, error) {
+	return q.stickyRefs(ctx, `
+		SELECT event_nid, room_nid, expires_ts FROM sticky_events
+		WHERE event_nid <= $1 AND expires_ts > $2
+		ORDER BY event_nid`, upTo, now)
+}
+
+func (q *Q) stickyRefs(ctx context.Context, query string, args ...any) ([]StickyRef, error) {
+	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select sticky events: %w", err)
 	}
 	defer rows.Close()
-	expires := map[int64]int64{}
-	var nids []int64
+	var out []StickyRef
 	for rows.Next() {
-		var nid, exp int64
-		if err := rows.Scan(&nid, &exp); err != nil {
+		var r StickyRef
+		if err := rows.Scan(&r.NID, &r.RoomNID, &r.ExpiresTS); err != nil {
 			return nil, fmt.Errorf("scan sticky event: %w", err)
 		}
-		expires[nid] = exp
-		nids = append(nids, nid)
+		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	return out, rows.Err()
+}
+
+// StickyEventsOf loads the events of refs, in stream order, leaving out those clients are not
+// shown and the redacted ones (redaction removes the sticky key).
+func (q *Q) StickyEventsOf(ctx context.Context, refs []StickyRef) ([]StickyEvent, error) {
+	expires := make(map[int64]int64, len(refs))
+	nids := make([]int64, 0, len(refs))
+	for _, r := range refs {
+		expires[r.NID] = r.ExpiresTS
+		nids = append(nids, r.NID)
 	}
 	evs, err := q.EventsByNID(ctx, nids)
 	if err != nil {
