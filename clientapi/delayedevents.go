@@ -80,6 +80,9 @@ func (s *Server) handlePutDelayedEvent(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseStickyDelayed(r); err != nil {
+		return nil, err
+	}
 	var body struct {
 		Delay    *int64          `json:"delay"`
 		StateKey *string         `json:"state_key"`

@@ -58,10 +58,8 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if delay, ok, err := delayOf(r); err != nil {
 		return nil, err
 	} else if ok {
-		if isSticky {
-			// Refused rather than sent without its stickiness: delayed events keep no
-			// sticky duration yet.
-			return nil, spec.InvalidParam(stickyParam + " cannot be combined with " + delayParam + " yet")
+		if err := refuseStickyDelayed(r); err != nil {
+			return nil, err
 		}
 		return s.scheduleDelayed(r, roomID, evType, nil, content, delay)
 	}

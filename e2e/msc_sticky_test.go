@@ -145,6 +145,9 @@ func TestStickyEvents(t *testing.T) {
 	r = call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/sd?%s=1000&org.matrix.msc4140.delay=1000",
 		esc(roomID), stickyParam), map[string]any{"msgtype": "m.text", "body": "x"})
 	expectErr(t, r, "sticky and delayed", 400, "M_INVALID_PARAM")
+	r = call(alice, "PUT", fmt.Sprintf("/_matrix/client/unstable/org.matrix.msc4140/rooms/%s/delayed_event/m.room.message/sd2?%s=1000",
+		esc(roomID), stickyParam), map[string]any{"delay": 1000, "content": map[string]any{"msgtype": "m.text", "body": "x"}})
+	expectErr(t, r, "sticky delayed_event", 400, "M_INVALID_PARAM")
 }
 
 // TestStickyEventsFederation checks that a sticky event sent on one Lattice is accepted by
