@@ -133,6 +133,22 @@ func TestStickyEvents(t *testing.T) {
 		}
 	}
 
+	// A user who joins later gets the unexpired sticky events in the sync after the join,
+	// whatever the history visibility.
+	alice.MustDo("PUT", statePath(roomID, "m.room.history_visibility", ""), map[string]any{"history_visibility": "joined"})
+	charlie := s.Register(t, "charlie")
+	cSince := str(charlie.Sync("", one, 0).Body, "next_batch")
+	join(charlie, roomID)
+	alice.Send(roomID, "welcome")
+	if got := stickySection(charlie.Sync(cSince, one, 0), roomID); got[longID] == nil || got[stickyID] != nil {
+		t.Errorf("charlie's sync after joining: sticky section %v, want %s only", got, longID)
+	}
+	// A redacted sticky event is sticky no more.
+	expectOK(t, call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/redact/%s/r1", esc(roomID), esc(longID)), map[string]any{}), "redact")
+	if got := stickySection(bob.Sync("", one, 0), roomID); got[longID] != nil {
+		t.Errorf("a redacted sticky event is still in the sticky section")
+	}
+
 	ev = alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(stickyID), nil)
 	if ttl, ok := obj(ev.Body, "unsigned")["msc4354_sticky_duration_ttl_ms"]; ok {
 		t.Errorf("an expired sticky event still has unsigned.msc4354_sticky_duration_ttl_ms = %v", ttl)
