@@ -58,9 +58,6 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if delay, ok, err := delayOf(r); err != nil {
 		return nil, err
 	} else if ok {
-		if err := refuseStickyDelayed(r); err != nil {
-			return nil, err
-		}
 		return s.scheduleDelayed(r, roomID, evType, nil, content, delay)
 	}
 	if shadowBanned(r) {

@@ -28,12 +28,3 @@ func stickyOf(r *http.Request) (int64, bool, error) {
 	}
 	return min(ms, roomserver.MaxStickyMS), true, nil
 }
-
-// refuseStickyDelayed refuses a delayed event that asks to be sticky: delayed events keep no
-// sticky duration yet, and sending the event without its stickiness would be worse.
-func refuseStickyDelayed(r *http.Request) error {
-	if r.URL.Query().Has(stickyParam) {
-		return spec.InvalidParam(stickyParam + " cannot be combined with a delayed event yet")
-	}
-	return nil
-}

@@ -158,12 +158,37 @@ func TestStickyEvents(t *testing.T) {
 	for _, d := range []string{"-1", "abc", "1.5", ""} {
 		expectErr(t, sendSticky(alice, roomID, "org.example.member", d, map[string]any{}), "duration "+d, 400, "M_INVALID_PARAM")
 	}
-	r = call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/sd?%s=1000&org.matrix.msc4140.delay=1000",
-		esc(roomID), stickyParam), map[string]any{"msgtype": "m.text", "body": "x"})
-	expectErr(t, r, "sticky and delayed", 400, "M_INVALID_PARAM")
-	r = call(alice, "PUT", fmt.Sprintf("/_matrix/client/unstable/org.matrix.msc4140/rooms/%s/delayed_event/m.room.message/sd2?%s=1000",
-		esc(roomID), stickyParam), map[string]any{"delay": 1000, "content": map[string]any{"msgtype": "m.text", "body": "x"}})
-	expectErr(t, r, "sticky delayed_event", 400, "M_INVALID_PARAM")
+	expectErr(t, call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/sd?%s=-5&org.matrix.msc4140.delay=1000",
+		esc(roomID), stickyParam), map[string]any{}), "delayed with a bad duration", 400, "M_INVALID_PARAM")
+
+	// Sticky delayed events (MSC4354 with MSC4140, as MatrixRTC's leave event): both
+	// scheduling forms; the event is sticky once sent.
+	bs := newSyncer(bob, "")
+	bs.once(0)
+	d1 := mustDelayID(t, call(alice, "PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/org.example.member/sd1?%s=600000&org.matrix.msc4140.delay=500",
+		esc(roomID), stickyParam), map[string]any{"msc4354_sticky_key": "leave1"}), "sticky delayed via /send")
+	d2 := mustDelayID(t, call(alice, "PUT", fmt.Sprintf("%s/rooms/%s/delayed_event/org.example.member/sd2?%s=700000",
+		delayedPrefix, esc(roomID), stickyParam), map[string]any{"delay": 500, "content": map[string]any{"msc4354_sticky_key": "leave2"}}), "sticky delayed_event")
+	want := map[string]float64{d1: 600000, d2: 700000}
+	bs.until("the sticky delayed events", func(Resp) bool {
+		n := 0
+		for _, e := range bs.tl[roomID] {
+			if id := str(obj(e, "content"), "msc4354_sticky_key"); id == "leave1" || id == "leave2" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, e := range bs.tl[roomID] {
+		key := str(obj(e, "content"), "msc4354_sticky_key")
+		d := map[string]string{"leave1": d1, "leave2": d2}[key]
+		if d == "" {
+			continue
+		}
+		if got := obj(e, "msc4354_sticky")["duration_ms"]; got != want[d] {
+			t.Errorf("delayed event %s sent with msc4354_sticky.duration_ms %v, want %v", key, got, want[d])
+		}
+	}
 }
 
 // TestStickyEventsFederation checks that a sticky event sent on one Lattice is accepted by

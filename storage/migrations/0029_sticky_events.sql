@@ -9,3 +9,7 @@ CREATE TABLE sticky_events (
     expires_ts BIGINT NOT NULL
 );
 CREATE INDEX sticky_events_room ON sticky_events (room_nid, event_nid);
+
+-- sticky_ms is the sticky duration of a delayed message event that is sent sticky (MSC4354
+-- with MSC4140: a MatrixRTC client's leave event); NULL for one that is not.
+ALTER TABLE delayed_events ADD COLUMN sticky_ms BIGINT;
