@@ -56,7 +56,18 @@ func (s *Server) scheduleDelayed(r *http.Request, roomID, evType string, stateKe
 		// As for their other sends: an answer that looks right, and nothing scheduled.
 		return map[string]string{"delay_id": fakeID("", sender(r).UserID, sender(r).DeviceID, r.URL.Path, string(content))}, nil
 	}
-	id, err := s.delayed.Schedule(r.Context(), sender(r), roomID, evType, stateKey, content, delayMS, httputil.PathVar(r, "txnId"))
+	sticky, isSticky, err := stickyOf(r)
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	if isSticky && stateKey == nil {
+		// A sticky delayed event (MSC4354 adds the parameter to both scheduling endpoints);
+		// for a state event it is ignored, as PUT /state ignores it.
+		id, err = s.delayed.ScheduleSticky(r.Context(), sender(r), roomID, evType, content, delayMS, httputil.PathVar(r, "txnId"), sticky)
+	} else {
+		id, err = s.delayed.Schedule(r.Context(), sender(r), roomID, evType, stateKey, content, delayMS, httputil.PathVar(r, "txnId"))
+	}
 	if err != nil {
 		return nil, delayedError(err)
 	}

@@ -51,6 +51,10 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if err := s.allowSend(r.Context(), sender(r).UserID); err != nil {
 		return nil, err
 	}
+	sticky, isSticky, err := stickyOf(r)
+	if err != nil {
+		return nil, err
+	}
 	if delay, ok, err := delayOf(r); err != nil {
 		return nil, err
 	} else if ok {
@@ -63,7 +67,12 @@ func (s *Server) handleSend(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	eventID, err := s.rooms.SendMessage(r.Context(), from, roomID, evType, content, httputil.PathVar(r, "txnId"))
+	var eventID string
+	if isSticky {
+		eventID, err = s.rooms.SendStickyMessage(r.Context(), from, roomID, evType, content, httputil.PathVar(r, "txnId"), sticky)
+	} else {
+		eventID, err = s.rooms.SendMessage(r.Context(), from, roomID, evType, content, httputil.PathVar(r, "txnId"))
+	}
 	if err != nil {
 		return nil, err
 	}

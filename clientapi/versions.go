@@ -40,6 +40,8 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc4143": true,
 	// Delayed events (MSC4140, delayedevents.go), MatrixRTC's leave timers.
 	"org.matrix.msc4140": true,
+	// Sticky events (MSC4354, sticky.go): PUT /send's sticky duration and /sync's sticky section.
+	"org.matrix.msc4354": true,
 }
 
 // handleVersions handles GET /_matrix/client/versions. The answer is the same with or

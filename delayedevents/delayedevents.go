@@ -37,7 +37,7 @@ import (
 
 // Rooms sends the events of delayed events.
 type Rooms interface {
-	SendDelayed(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayID string) (string, error)
+	SendDelayed(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayID string, stickyMS *int64) (string, error)
 }
 
 // Error is a client error with a status the Matrix error codes do not imply: 400 for a
@@ -164,6 +164,16 @@ func (s *Service) Close() error {
 // delay ID. stateKey is nil for a message event. A repeated txnID (not empty) of the same
 // device returns the delay ID of the first request.
 func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayMS int64, txnID string) (string, error) {
+	return s.schedule(ctx, from, roomID, evType, stateKey, content, delayMS, txnID, nil)
+}
+
+// ScheduleSticky schedules a message event like Schedule, to be sent sticky for stickyMS
+// milliseconds (MSC4354): stickiness starts when the event is sent.
+func (s *Service) ScheduleSticky(ctx context.Context, from roomserver.Sender, roomID, evType string, content json.RawMessage, delayMS int64, txnID string, stickyMS int64) (string, error) {
+	return s.schedule(ctx, from, roomID, evType, nil, content, delayMS, txnID, &stickyMS)
+}
+
+func (s *Service) schedule(ctx context.Context, from roomserver.Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayMS int64, txnID string, stickyMS *int64) (string, error) {
 	maxDelay := s.cfg.MaxDelay.Milliseconds()
 	if delayMS <= 0 {
 		return "", spec.InvalidParam("the delay must be a positive number of milliseconds")
@@ -177,7 +187,7 @@ func (s *Service) Schedule(ctx context.Context, from roomserver.Sender, roomID, 
 	}
 	now := s.now().UnixMilli()
 	d := &storage.DelayedEvent{DelayID: rand.Text(), UserID: from.UserID, DeviceID: from.DeviceID, RoomID: roomID,
-		Type: evType, StateKey: stateKey, Content: content, DelayMS: delayMS, RunningSince: now, SendTS: now + delayMS, TxnID: txnID}
+		Type: evType, StateKey: stateKey, Content: content, DelayMS: delayMS, RunningSince: now, SendTS: now + delayMS, TxnID: txnID, StickyMS: stickyMS}
 	ok, next, err := s.db.InsertDelayedEvent(ctx, d, s.cfg.MaxPerUser, now-keepFinalised.Milliseconds())
 	if err != nil {
 		return "", err
@@ -299,7 +309,7 @@ func (s *Service) retry(id string) {
 // errors leave it claimed, to be tried again.
 func (s *Service) send(ctx context.Context, d *storage.DelayedEvent, reason string) error {
 	from := roomserver.Sender{UserID: d.UserID, DeviceID: d.DeviceID}
-	eventID, err := s.rooms.SendDelayed(ctx, from, d.RoomID, d.Type, d.StateKey, d.Content, d.DelayID)
+	eventID, err := s.rooms.SendDelayed(ctx, from, d.RoomID, d.Type, d.StateKey, d.Content, d.DelayID, d.StickyMS)
 	now := s.now().UnixMilli()
 	if err == nil {
 		return s.db.FinishDelayedEvent(context.WithoutCancel(ctx), d.DelayID, storage.DelayedSent, reason, eventID, nil, now)

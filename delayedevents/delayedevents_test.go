@@ -56,7 +56,7 @@ func TestCrashAfterSendIsNotSentTwice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sentID, err := rooms.SendDelayed(ctx, from, d.RoomID, d.Type, d.StateKey, d.Content, d.DelayID)
+			sentID, err := rooms.SendDelayed(ctx, from, d.RoomID, d.Type, d.StateKey, d.Content, d.DelayID, d.StickyMS)
 			if err != nil {
 				t.Fatal(err)
 			}

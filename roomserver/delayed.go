@@ -15,12 +15,13 @@ const DelayedTxnPrefix = "delayed."
 // SendDelayed sends the event of a delayed event (MSC4140) as from would have with PUT
 // /send or PUT /state: a message event when stateKey is nil, a state event otherwise. The
 // power levels are those of now, the time of sending. A repeated delayID returns the event
-// already sent for it.
-func (s *Server) SendDelayed(ctx context.Context, from Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayID string) (string, error) {
+// already sent for it. A message event with stickyMS is sent sticky (MSC4354).
+func (s *Server) SendDelayed(ctx context.Context, from Sender, roomID, evType string, stateKey *string, content json.RawMessage, delayID string, stickyMS *int64) (string, error) {
 	txnID := DelayedTxnPrefix + delayID
 	from.DeviceID = ""
 	if stateKey == nil {
-		return s.SendMessage(ctx, from, roomID, evType, content, txnID)
+		req := eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnID: txnID, StickyMS: stickyMS}
+		return s.sendMessage(ctx, roomID, req)
 	}
 	return s.setState(ctx, from, roomID, evType, *stateKey, content, txnID)
 }

@@ -32,7 +32,11 @@ type ClientEvent struct {
 	StateKey       *string         `json:"state_key,omitempty"`
 	Type           string          `json:"type"`
 	Redacts        string          `json:"redacts,omitempty"`
-	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+	// Sticky and MSC4354Sticky are the sticky object of a sticky event (MSC4354), stable and
+	// unstable name, as the event carries it.
+	Sticky        json.RawMessage `json:"sticky,omitempty"`
+	MSC4354Sticky json.RawMessage `json:"msc4354_sticky,omitempty"`
+	Unsigned      map[string]any  `json:"unsigned,omitempty"`
 }
 
 type pduFields struct {
@@ -42,6 +46,8 @@ type pduFields struct {
 	Sender         string          `json:"sender"`
 	OriginServerTS int64           `json:"origin_server_ts"`
 	Redacts        string          `json:"redacts"`
+	Sticky         json.RawMessage `json:"sticky"`
+	MSC4354Sticky  json.RawMessage `json:"msc4354_sticky"`
 	Unsigned       map[string]any  `json:"unsigned"`
 }
 
@@ -181,6 +187,9 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		unsigned[k] = val
 	}
 	unsigned["age"] = max(now-f.OriginServerTS, 0)
+	if ttl, ok := stickyRemaining(f.Sticky, f.MSC4354Sticky, f.OriginServerTS, now); ok {
+		unsigned["msc4354_sticky_duration_ttl_ms"] = ttl
+	}
 	if delayID, ok := strings.CutPrefix(ev.TxnID, DelayedTxnPrefix); ok && ev.TxnDevice == "" {
 		// A delayed event (MSC4140) tells its sender, on any device, which delay it was.
 		if ev.Sender == v.UserID {
@@ -217,6 +226,8 @@ func (s *Server) clientEvent(ctx context.Context, roomID string, ev, prev *stora
 		StateKey:       f.StateKey,
 		Type:           f.Type,
 		Redacts:        redacts,
+		Sticky:         f.Sticky,
+		MSC4354Sticky:  f.MSC4354Sticky,
 		Unsigned:       unsigned,
 	}, nil
 }

@@ -30,6 +30,8 @@ type eventRequest struct {
 	TxnDevice string
 	TxnID     string
 	TS        int64 // origin_server_ts in ms; 0: now
+	// StickyMS, when set, makes the event sticky for that many ms (MSC4354).
+	StickyMS *int64
 }
 
 // submit builds, signs, authorises and persists one local event in room r, whose lock the
@@ -258,6 +260,11 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if err != nil {
 		return nil, buildError(err)
 	}
+	if req.StickyMS != nil {
+		if pdu, err = s.withSticky(r.version, pdu, *req.StickyMS); err != nil {
+			return nil, err
+		}
+	}
 	if len(pdu.JSON()) > maxEventBytes {
 		return nil, spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: "event is larger than 65536 bytes"}
 	}
@@ -463,6 +470,7 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		TxnID:          p.req.TxnID,
 		JSON:           pdu.JSON(),
 		RoomStateNID:   h.snapshot, // a state event changes it below
+		StickyUntil:    stickyUntil(pdu, s.now()),
 	}
 	var key storage.StateKey
 	if sk := pdu.StateKey(); sk != nil {

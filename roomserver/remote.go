@@ -781,7 +781,7 @@ func (s *Server) persistRemote(ctx context.Context, r *room, in remoteInput, pre
 		ev = &storage.Event{
 			EventID: pdu.EventID(), RoomNID: r.nid, Type: pdu.Type(), Sender: string(pdu.SenderID()),
 			Depth: pdu.Depth(), OriginTS: int64(pdu.OriginServerTS()), StateBeforeNID: beforeNID,
-			Status: status, JSON: pdu.JSON(),
+			Status: status, JSON: pdu.JSON(), StickyUntil: stickyUntil(pdu, s.now()),
 		}
 		var key storage.StateKey
 		if sk := pdu.StateKey(); sk != nil {

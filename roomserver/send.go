@@ -43,7 +43,12 @@ const maxBatch = 64
 // The first sender to find nobody committing does the work for the queue.
 func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType string, content json.RawMessage, txnID string) (string, error) {
 	req := eventRequest{Sender: from.UserID, Type: evType, Content: content, TxnDevice: from.DeviceID, TxnID: txnID, TS: from.TS}
-	if evType == spec.MRoomRedaction {
+	return s.sendMessage(ctx, roomID, req)
+}
+
+// sendMessage sends the message event req describes, as SendMessage explains.
+func (s *Server) sendMessage(ctx context.Context, roomID string, req eventRequest) (string, error) {
+	if req.Type == spec.MRoomRedaction {
 		// A redaction changes another event, so it is committed on its own.
 		r, err := s.lockRoom(ctx, roomID)
 		if err != nil {
@@ -54,7 +59,7 @@ func (s *Server) SendMessage(ctx context.Context, from Sender, roomID, evType st
 			// Before room version 11, redacts is a top-level key: take it out of the content
 			// a client sent through PUT /send, as the spec (v1.18) asks.
 			var c map[string]json.RawMessage
-			if err := json.Unmarshal(content, &c); err == nil {
+			if err := json.Unmarshal(req.Content, &c); err == nil {
 				var id string
 				if json.Unmarshal(c["redacts"], &id) == nil && id != "" {
 					delete(c, "redacts")

@@ -36,18 +36,23 @@ type DelayedEvent struct {
 	Error        json.RawMessage // the Matrix error that cancelled it, if any
 	FinalisedTS  int64
 	TxnID        string // of the scheduling request, if it had one
+	StickyMS     *int64 // the sticky duration (MSC4354) of the event it becomes, if any
 }
 
 const delayedColumns = `delay_id, user_id, device_id, room_id, event_type, state_key, content, delay_ms,
-	running_since, send_ts, status, reason, event_id, error, finalised_ts`
+	running_since, send_ts, status, reason, event_id, error, finalised_ts, sticky_ms`
 
 func scanDelayed(row interface{ Scan(...any) error }) (*DelayedEvent, error) {
 	var d DelayedEvent
 	var sk sql.NullString
 	var content, errJSON string
+	var sticky sql.NullInt64
 	if err := row.Scan(&d.DelayID, &d.UserID, &d.DeviceID, &d.RoomID, &d.Type, &sk, &content, &d.DelayMS,
-		&d.RunningSince, &d.SendTS, &d.Status, &d.Reason, &d.EventID, &errJSON, &d.FinalisedTS); err != nil {
+		&d.RunningSince, &d.SendTS, &d.Status, &d.Reason, &d.EventID, &errJSON, &d.FinalisedTS, &sticky); err != nil {
 		return nil, err
+	}
+	if sticky.Valid {
+		d.StickyMS = &sticky.Int64
 	}
 	if sk.Valid {
 		d.StateKey = &sk.String
@@ -103,9 +108,9 @@ func (db *DB) InsertDelayedEvent(ctx context.Context, d *DelayedEvent, maxPerUse
 			sk = *d.StateKey
 		}
 		_, err := tx.exec(ctx, `INSERT INTO delayed_events (delay_id, user_id, device_id, room_id, event_type,
-			state_key, content, delay_ms, running_since, send_ts, status, txn_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'scheduled', $11)`,
-			d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendTS, d.TxnID)
+			state_key, content, delay_ms, running_since, send_ts, status, txn_id, sticky_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'scheduled', $11, $12)`,
+			d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendTS, d.TxnID, d.StickyMS)
 		if err != nil {
 			return fmt.Errorf("insert delayed event %s: %w", d.DelayID, err)
 		}

@@ -28,6 +28,9 @@ type Event struct {
 	JSON           []byte
 	HasChildren    bool  // other events relate to this one
 	RoomStateNID   int64 // the room's current state once the event was committed (0: unknown)
+	// StickyUntil, when set on insert, is when the event stops being sticky (MSC4354, Unix ms);
+	// InsertEvent records it so that /sync can find the room's sticky events. Not read back.
+	StickyUntil int64
 }
 
 // The statuses of events that are not plain timeline events (migration 0013 explains them).
@@ -110,6 +113,11 @@ func (tx *Tx) InsertEvent(ctx context.Context, ev *Event) (int64, error) {
 		return 0, ErrConflict
 	} else if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", ev.EventID, err)
+	}
+	if ev.StickyUntil > 0 && ev.Status == "" {
+		if err := tx.insertSticky(ctx, ev); err != nil {
+			return 0, err
+		}
 	}
 	if tx.obs != nil && tx.obs.Load() != nil {
 		tx.senders = append(tx.senders, ev.Sender)

@@ -87,6 +87,7 @@ var portTables = []portTable{
 	{name: "openid_tokens", key: "token_hash"},
 	{name: "delayed_events", key: "delay_id"},
 	{name: "purged_room_leaves", key: "user_id, room_id"},
+	{name: "sticky_events", key: "event_nid"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

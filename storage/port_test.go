@@ -296,6 +296,8 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 		case 2:
 			ev.Status, ev.RedactedBy = StatusRejected, "$redactor"
 			fx.rejectedID = ev.EventID
+		case 3:
+			ev.StickyUntil = 1 << 50 // a sticky event (sticky_events)
 		}
 		nid, err := tx.InsertEvent(ctx, ev)
 		if err != nil {

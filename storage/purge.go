@@ -265,8 +265,8 @@ func (tx *Tx) purgeBatch(ctx context.Context, p *Purge, localSuffix string, afte
 	return found[len(found)-1].nid, media, nil
 }
 
-// deleteReferences deletes what refers to purged events: relations, the full-text index,
-// push actions (notifications) and federation queue entries. Receipts may still name a purged
+// deleteReferences deletes what refers to purged events: relations, sticky events, the
+// full-text index, push actions (notifications) and federation queue entries. Receipts may still name a purged
 // event; nothing reads the event behind a receipt.
 func (tx *Tx) deleteReferences(ctx context.Context, roomNID int64, nids []int64) error {
 	if len(nids) == 0 {
@@ -275,6 +275,7 @@ func (tx *Tx) deleteReferences(ctx context.Context, roomNID int64, nids []int64)
 	args, in := nidArgs(nids, 0)
 	for _, stmt := range []string{
 		`DELETE FROM event_relations WHERE event_nid IN (` + in + `)`,
+		`DELETE FROM sticky_events WHERE event_nid IN (` + in + `)`,
 		`DELETE FROM event_search WHERE ` + tx.dialect.searchNID + ` IN (` + in + `)`,
 		`DELETE FROM federation_queue_pdus WHERE event_nid IN (` + in + `)`,
 	} {

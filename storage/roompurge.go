@@ -19,6 +19,7 @@ var roomPurges = []string{
 	`DELETE FROM receipts WHERE room_nid = $1`,
 	`DELETE FROM appservice_room_directory WHERE room_nid = $1`,
 	`DELETE FROM event_relations WHERE room_nid = $1`,
+	`DELETE FROM sticky_events WHERE room_nid = $1`,
 	`DELETE FROM event_search WHERE room_nid = $1`,
 	`DELETE FROM txn_ids WHERE room_nid = $1`,
 	`DELETE FROM memberships WHERE room_nid = $1`,

@@ -26,6 +26,8 @@ type slidingExtensionsConfig struct {
 	// MSC4308's thread subscriptions, under its unstable name and the name it will have.
 	ThreadSubscriptions   *threadSubsConfig `json:"io.element.msc4308.thread_subscriptions"`
 	ThreadSubscriptionsV1 *threadSubsConfig `json:"thread_subscriptions"`
+	// MSC4480's sticky events (MSC4354), under its unstable name (sticky.go).
+	StickyEvents *stickyExtConfig `json:"org.matrix.msc4354.sticky_events"`
 }
 
 // extConfig is an extension's config: enabled, and for the room-scoped ones the lists and
@@ -69,6 +71,7 @@ type slidingExtensions struct {
 	// Thread subscription changes, under the name the request used (threadsubs.go).
 	ThreadSubscriptions   *threadSubsResult `json:"io.element.msc4308.thread_subscriptions,omitempty"`
 	ThreadSubscriptionsV1 *threadSubsResult `json:"thread_subscriptions,omitempty"`
+	StickyEvents          *stickyExtResult  `json:"org.matrix.msc4354.sticky_events,omitempty"`
 }
 
 type toDeviceResult struct {
@@ -101,7 +104,8 @@ func (e *slidingExtensions) empty() bool {
 		(e.Receipts == nil || len(e.Receipts.Rooms) == 0) &&
 		(e.Typing == nil || len(e.Typing.Rooms) == 0) &&
 		(e.ThreadSubscriptions == nil || len(e.ThreadSubscriptions.Changed) == 0) &&
-		(e.ThreadSubscriptionsV1 == nil || len(e.ThreadSubscriptionsV1.Changed) == 0)
+		(e.ThreadSubscriptionsV1 == nil || len(e.ThreadSubscriptionsV1.Changed) == 0) &&
+		(e.StickyEvents == nil || len(e.StickyEvents.Rooms) == 0)
 }
 
 // slidingExtensions fills the extensions the request (or the connection) enables.
@@ -121,8 +125,18 @@ func (s *Server) slidingExtensions(ctx context.Context, viewer roomserver.Viewer
 	} else if cfg.ToDevice != nil && cfg.ToDevice.Enabled == nil && base.ext.ToDevice != nil {
 		cfg.ToDevice.Enabled = base.ext.ToDevice.Enabled
 	}
+	if cfg.StickyEvents == nil && base.ext.StickyEvents != nil {
+		cfg.StickyEvents = &stickyExtConfig{Enabled: base.ext.StickyEvents.Enabled, Limit: base.ext.StickyEvents.Limit}
+	} else if cfg.StickyEvents != nil && cfg.StickyEvents.Enabled == nil && base.ext.StickyEvents != nil {
+		cfg.StickyEvents.Enabled = base.ext.StickyEvents.Enabled
+	}
 	next.ext = cfg
 	since := base.to // zero for a new connection: everything
+	if c := cfg.StickyEvents; c != nil && c.Enabled != nil && *c.Enabled {
+		if err := s.slidingSticky(ctx, viewer, c, base, sel, resp, to); err != nil {
+			return err
+		}
+	}
 	if cfg.ToDevice != nil && cfg.ToDevice.Enabled != nil && *cfg.ToDevice.Enabled {
 		if err := s.slidingToDevice(ctx, viewer, cfg.ToDevice, base, next, resp, to); err != nil {
 			return err

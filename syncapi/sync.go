@@ -53,6 +53,8 @@ type joinedRoom struct {
 	UnreadNotifications unreadCounts `json:"unread_notifications"`
 	// UnreadThreadNotifications is set when the filter asks for counts per thread.
 	UnreadThreadNotifications map[string]unreadCounts `json:"unread_thread_notifications,omitempty"`
+	// Sticky is the room's sticky events (MSC4354) under the unstable name; stickySection.
+	Sticky *eventList `json:"msc4354_sticky,omitempty"`
 
 	// membersChanged records a membership change in the room's part of the response, before
 	// any filter: it decides the summary and whether device lists need looking up.

@@ -39,7 +39,11 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 	if err != nil {
 		return nil, err
 	}
-	if !full && len(tl.Events) == 0 && !tl.Limited {
+	sticky, err := s.stickySection(ctx, req, m, from, to, tl)
+	if err != nil {
+		return nil, err
+	}
+	if !full && len(tl.Events) == 0 && !tl.Limited && sticky == nil {
 		return nil, nil
 	}
 	var state []*storage.Event
@@ -85,6 +89,7 @@ func (s *Server) joinedRoom(ctx context.Context, req syncRequest, m storage.Memb
 		Timeline:       tl,
 		Ephemeral:      eventList{Events: []any{}},
 		AccountData:    eventList{Events: []any{}},
+		Sticky:         sticky,
 		membersChanged: membersChanged,
 	}
 	jr.unstableNames(req.msc4222)
