@@ -167,6 +167,10 @@ func parsePDU(js []byte) (pduFields, error) {
 			f.OriginServerTS = value.Int()
 		case "redacts":
 			f.Redacts = strings.Clone(value.String())
+		case "sticky":
+			f.Sticky = json.RawMessage(value.Raw)
+		case "msc4354_sticky":
+			f.MSC4354Sticky = json.RawMessage(value.Raw)
 		case "unsigned":
 			if value.IsObject() {
 				err = json.Unmarshal([]byte(value.Raw), &f.Unsigned)

@@ -15,6 +15,7 @@ func TestParsePDUMatchesDecoding(t *testing.T) {
 		`{"type":"m.room.topic","state_key":"","content":{"topic":"t"},"sender":"@a:x","origin_server_ts":7}`,
 		`{"type":"x","state_key":null,"sender":"@a:x","origin_server_ts":7}`,
 		`{"sender":"@a:x", "type" : "x\\y", "content" : { "a" : [1, 2] } }`,
+		`{"type":"m.rtc.member","content":{},"sender":"@a:x","origin_server_ts":7,"msc4354_sticky":{"duration_ms":4000},"sticky":{"duration_ms":5}}`,
 	} {
 		var want pduFields
 		if err := json.Unmarshal([]byte(js), &want); err != nil {
