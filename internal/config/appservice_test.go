@@ -102,7 +102,7 @@ func TestAppServiceExclusiveOverlaps(t *testing.T) {
 		{"sender in another's namespace", reg("a", "1", "_a_bot", "@_a_.*", "#_a_.*"), reg("b", "2", "_a_b", "@_b_.*", "#_b_.*"),
 			[]string{`app service "b" (`, `has its sender @_a_b:example.org inside the exclusive users namespace "@_a_.*" of app service "a" (`}},
 		{"one inside the other", reg("a", "1", "_a_bot", "@_a_.*", "#_a_.*"), reg("b", "2", "_b_bot", "@_.*", "#_b_.*"),
-			[]string{`overlapping exclusive users namespaces: "@_a_.*" and "@_.*" both match "@_a_"`}},
+			[]string{"overlapping exclusive users namespaces", `"@_a_.*"`, `"@_.*"`, `both match "@_a_"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadWithAppServices(t, map[string]string{"a.yaml": tc.a, "b.yaml": tc.b})
