@@ -62,7 +62,7 @@ func (s *Server) assertIdentity(ctx context.Context, svc *Service, r *http.Reque
 	if userID == "" {
 		userID = svc.SenderID
 	}
-	if !svc.OwnsUser(userID) {
+	if !s.registry().MayUseUser(svc, userID) {
 		return nil, spec.Forbidden("the application service cannot masquerade as " + userID + ": not in its namespace")
 	}
 	deviceID := q.Get("device_id")

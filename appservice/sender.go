@@ -244,7 +244,7 @@ func (snd *sender) deliver(ctx context.Context, txn *storage.AppServiceTxn) {
 // put makes one PUT /_matrix/app/v1/transactions/{txnId} request.
 func (snd *sender) put(ctx context.Context, txn *storage.AppServiceTxn) error {
 	url := snd.svc.endpoint("/_matrix/app/v1/transactions/" + strconv.FormatInt(txn.TxnID, 10))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(txn.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(withAge(txn.Body, time.Now().UnixMilli())))
 	if err != nil {
 		return err
 	}
@@ -260,6 +260,46 @@ func (snd *sender) put(ctx context.Context, txn *storage.AppServiceTxn) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// withAge returns a stored transaction body with each event's unsigned.age computed now:
+// the body was formatted when the transaction was built, maybe long before this attempt.
+// Only age changes (a retry carries the same events); a body it cannot read is sent as is.
+func withAge(body []byte, now int64) []byte {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil || len(top["events"]) == 0 {
+		return body
+	}
+	var evs []map[string]json.RawMessage
+	if json.Unmarshal(top["events"], &evs) != nil {
+		return body
+	}
+	for _, ev := range evs {
+		var ts int64
+		if json.Unmarshal(ev["origin_server_ts"], &ts) != nil {
+			continue
+		}
+		unsigned := map[string]json.RawMessage{}
+		if raw, ok := ev["unsigned"]; ok && json.Unmarshal(raw, &unsigned) != nil {
+			continue
+		}
+		unsigned["age"] = json.RawMessage(strconv.FormatInt(max(now-ts, 0), 10))
+		raw, err := json.Marshal(unsigned)
+		if err != nil {
+			return body
+		}
+		ev["unsigned"] = raw
+	}
+	raw, err := json.Marshal(evs)
+	if err != nil {
+		return body
+	}
+	top["events"] = raw
+	out, err := json.Marshal(top)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // endpoint returns the URL of a path of the service's API.

@@ -130,6 +130,16 @@ func (r *Registry) ExclusiveUser(userID string) *Service {
 	return nil
 }
 
+// MayUseUser reports whether svc may create, log in or act as userID: the user is its
+// sender or in its users namespaces, and no other service holds it exclusively.
+func (r *Registry) MayUseUser(svc *Service, userID string) bool {
+	if !svc.OwnsUser(userID) {
+		return false
+	}
+	owner := r.ExclusiveUser(userID)
+	return owner == nil || owner == svc
+}
+
 // ExclusiveAlias returns the service holding alias in an exclusive aliases namespace, or nil.
 func (r *Registry) ExclusiveAlias(alias string) *Service {
 	for _, s := range r.list {

@@ -62,3 +62,35 @@ func TestNamespaces(t *testing.T) {
 		t.Error("ForProtocol")
 	}
 }
+
+func TestMayUseUser(t *testing.T) {
+	reg := testRegistry()
+	irc, bot := reg.ByID("irc"), reg.ByID("bot")
+	for _, tc := range []struct {
+		svc  *Service
+		user string
+		want bool
+	}{
+		{irc, "@irc_shared:example.org", true},
+		{bot, "@irc_shared:example.org", false}, // in bot's namespace, but irc holds it exclusively
+		{bot, "@bot:example.org", true},
+		{irc, "@bot:example.org", false},
+		{irc, "@ircbot:example.org", true},
+	} {
+		if got := reg.MayUseUser(tc.svc, tc.user); got != tc.want {
+			t.Errorf("MayUseUser(%s, %s) = %v, want %v", tc.svc.ID, tc.user, got, tc.want)
+		}
+	}
+}
+
+func TestWithAge(t *testing.T) {
+	body := []byte(`{"events":[{"type":"m.room.message","origin_server_ts":1000,"unsigned":{"age":5,"transaction_id":"t"}},{"type":"x","origin_server_ts":2000}],"ephemeral":[]}`)
+	got := string(withAge(body, 10000))
+	want := `{"ephemeral":[],"events":[{"origin_server_ts":1000,"type":"m.room.message","unsigned":{"age":9000,"transaction_id":"t"}},{"origin_server_ts":2000,"type":"x","unsigned":{"age":8000}}]}`
+	if got != want {
+		t.Errorf("withAge:\n got %s\nwant %s", got, want)
+	}
+	if string(withAge([]byte(`{"ephemeral":[1]}`), 5)) != `{"ephemeral":[1]}` {
+		t.Error("a body without events changed")
+	}
+}

@@ -206,9 +206,14 @@ func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
 	return map[string]bool{"available": true}, nil
 }
 
-// handleLoginFlows handles GET /login.
+// handleLoginFlows handles GET /login: passwords, and application services' logins when
+// any is registered.
 func (s *Server) handleLoginFlows(r *http.Request) (any, error) {
-	return map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}}, nil
+	flows := []map[string]string{{"type": "m.login.password"}}
+	if s.appservices != nil && len(s.appservices.Registry().Services()) > 0 {
+		flows = append(flows, map[string]string{"type": loginTypeAppService})
+	}
+	return map[string]any{"flows": flows}, nil
 }
 
 type loginRequest struct {

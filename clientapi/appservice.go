@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,12 @@ func exclusiveError(msg string) error {
 	return &httputil.Error{Status: http.StatusBadRequest, Code: "M_EXCLUSIVE", Msg: msg}
 }
 
+// loginUnsupported is the answer to a service that opted into device management (MSC4190,
+// "device_management" once stable) and asks for an access token of one of its users.
+func loginUnsupported(msg string) error {
+	return &httputil.Error{Status: http.StatusBadRequest, Code: "M_APPSERVICE_LOGIN_UNSUPPORTED", Msg: msg}
+}
+
 // checkExclusiveUser refuses userID to anyone but the service holding it exclusively.
 func (s *Server) checkExclusiveUser(ctx context.Context, userID string) error {
 	if s.appservices == nil {
@@ -66,6 +73,9 @@ func (s *Server) checkAlias(ctx context.Context, alias string) error {
 	if owner := s.appservices.Registry().ExclusiveAlias(alias); owner != nil && owner != caller {
 		return exclusiveError("this alias is reserved by an application service")
 	}
+	if caller != nil && !caller.InAliases(alias) {
+		return exclusiveError("the alias is not in the application service's namespace")
+	}
 	return nil
 }
 
@@ -83,14 +93,17 @@ func (s *Server) registerAppService(r *http.Request, req registerRequest) (any, 
 	if req.Username == "" {
 		return nil, spec.MissingParam("username is required")
 	}
+	if svc.MSC4190 && !req.InhibitLogin {
+		return nil, loginUnsupported("an application service using device management (MSC4190) must register with inhibit_login")
+	}
 	localpart := strings.TrimPrefix(req.Username, "@")
 	localpart, _ = strings.CutSuffix(localpart, ":"+s.cfg.ServerName)
 	if !validLocalpart.MatchString(localpart) {
 		return nil, spec.InvalidUsername("user names may contain only a-z, 0-9, . _ = - / +")
 	}
 	userID := "@" + localpart + ":" + s.cfg.ServerName
-	if !svc.OwnsUser(userID) {
-		return nil, exclusiveError("the user ID is not in the application service's namespace")
+	if !s.appservices.Registry().MayUseUser(svc, userID) {
+		return nil, exclusiveError("the user ID is not in the application service's namespace, or another service holds it exclusively")
 	}
 	s.registerMu.Lock()
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
@@ -124,8 +137,11 @@ func (s *Server) loginAppService(r *http.Request, userID string) error {
 		}
 		return &httputil.Error{Status: http.StatusUnauthorized, Code: "M_UNKNOWN_TOKEN", Msg: "unknown application service token"}
 	}
-	if !svc.OwnsUser(userID) {
-		return &httputil.Error{Status: http.StatusForbidden, Code: "M_EXCLUSIVE", Msg: "the user is not in the application service's namespace"}
+	if svc.MSC4190 {
+		return loginUnsupported("an application service using device management (MSC4190) cannot log in as its users")
+	}
+	if !s.appservices.Registry().MayUseUser(svc, userID) {
+		return &httputil.Error{Status: http.StatusForbidden, Code: "M_EXCLUSIVE", Msg: "the user is not in the application service's namespace, or another service holds it exclusively"}
 	}
 	acc, err := s.db.Account(r.Context(), userID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && acc.Deactivated) {
@@ -166,8 +182,15 @@ func (s *Server) handleAppServicePing(r *http.Request) (any, error) {
 	var req struct {
 		TransactionID string `json:"transaction_id"`
 	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
+	// The body is an object whose one field is optional: an empty body is {}.
+	body, err := httputil.ReadBody(r)
+	if err != nil {
 		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := httputil.UnmarshalObject(body, &req); err != nil {
+			return nil, err
+		}
 	}
 	if s.appservices == nil {
 		return nil, spec.Forbidden("only application services may ping")

@@ -86,6 +86,19 @@ func TestAppServiceClientAPI(t *testing.T) {
 	aliasPath := "/_matrix/client/v3/directory/room/" + esc("#_bridge_taken:"+srv.Name)
 	expectErr(t, call(alice, "PUT", aliasPath, map[string]any{"room_id": room}), "alias in an exclusive namespace", 400, "M_EXCLUSIVE")
 	expectOK(t, call(svc, "PUT", aliasPath, map[string]any{"room_id": room}), "the service's own alias")
+	// A service, as itself or as one of its users, creates no alias outside its namespace.
+	outside := "/_matrix/client/v3/directory/room/" + esc("#outside:"+srv.Name)
+	expectErr(t, call(svc, "PUT", outside, map[string]any{"room_id": room}), "service alias outside its namespace", 400, "M_EXCLUSIVE")
+	expectErr(t, call(svc, "PUT", as(outside, "@_bridge_ghost:"+srv.Name), map[string]any{"room_id": room}), "masqueraded alias outside the namespace", 400, "M_EXCLUSIVE")
+	r = call(svc, "POST", "/_matrix/client/v3/createRoom", map[string]any{"room_alias_name": "outside"})
+	expectErr(t, r, "service createRoom with an alias outside its namespace", 400, "M_EXCLUSIVE")
+	expectOK(t, call(alice, "PUT", outside, map[string]any{"room_id": room}), "ordinary user's alias outside every namespace")
+
+	// GET /login lists the application service login type.
+	r = anon(t, srv, "GET", "/_matrix/client/v3/login", nil)
+	if !strings.Contains(string(r.Raw), `"m.login.application_service"`) || !strings.Contains(string(r.Raw), `"m.login.password"`) {
+		t.Errorf("GET /login with a registered service: %s", r.Raw)
+	}
 
 	// Timestamp massaging on send and state, for the service only.
 	ghost := "@_bridge_ghost:" + srv.Name
@@ -113,6 +126,83 @@ func TestAppServiceClientAPI(t *testing.T) {
 	expectErr(t, call(svc, "GET", as(whoami, ghost)+"&device_id=BRIDGEDEV", nil), "deleted device", 400, "M_UNKNOWN_DEVICE")
 	// An ordinary user still needs UIA.
 	expectStatus(t, call(alice, "DELETE", "/_matrix/client/v3/devices/"+alice.DeviceID, map[string]any{}), "ordinary device deletion", 401)
+}
+
+// TestAppServiceExclusiveAcrossServices checks that a service whose namespace is wide
+// (non-exclusive @.*) neither creates, logs in nor acts as the users another service holds
+// exclusively, and that a service opted into MSC4190 gets no access tokens.
+func TestAppServiceExclusiveAcrossServices(t *testing.T) {
+	srv := StartServer(t)
+	bridge := newFakeAS(t, "bridge")
+	wide := newFakeAS(t, "wide")
+	modern := newFakeAS(t, "modern")
+	addAppServices(t, srv,
+		bridge.registration(bridgeNamespaces, ""),
+		wide.registration("  users:\n    - exclusive: false\n      regex: \"@.*\"", ""),
+		modern.registration("  users:\n    - exclusive: true\n      regex: \"@_modern_.*\"", "io.element.msc4190: true"))
+	svcA, svcB, svcC := bridge.asClient(t, srv), wide.asClient(t, srv), modern.asClient(t, srv)
+	const reg = "/_matrix/client/v3/register"
+	expectOK(t, call(svcA, "POST", reg, map[string]any{"type": "m.login.application_service", "username": "_bridge_ghost", "inhibit_login": true}), "bridge registers its user")
+
+	r := call(svcB, "POST", reg, map[string]any{"type": "m.login.application_service", "username": "_bridge_stolen"})
+	expectErr(t, r, "registration in another service's exclusive namespace", 400, "M_EXCLUSIVE")
+	r = call(svcA, "GET", as("/_matrix/client/v3/profile/"+esc("@_bridge_stolen:"+srv.Name), "@_bridge_ghost:"+srv.Name), nil)
+	expectErr(t, r, "the refused user", 404, "M_NOT_FOUND")
+	expectOK(t, call(svcB, "POST", reg, map[string]any{"type": "m.login.application_service", "username": "somebody", "inhibit_login": true}), "registration in the wide namespace")
+
+	ghost := "@_bridge_ghost:" + srv.Name
+	expectErr(t, call(svcB, "GET", as("/_matrix/client/v3/account/whoami", ghost), nil), "masquerading as another service's exclusive user", 403, "M_FORBIDDEN")
+	login := map[string]any{"type": "m.login.application_service", "identifier": map[string]any{"type": "m.id.user", "user": "_bridge_ghost"}}
+	expectErr(t, call(svcB, "POST", "/_matrix/client/v3/login", login), "login as another service's exclusive user", 403, "M_EXCLUSIVE")
+	expectOK(t, call(svcA, "POST", "/_matrix/client/v3/login", login), "login by the owning service")
+
+	// MSC4190: no access tokens for the service's users, from /login or /register.
+	r = call(svcC, "POST", reg, map[string]any{"type": "m.login.application_service", "username": "_modern_user"})
+	expectErr(t, r, "MSC4190 registration without inhibit_login", 400, "M_APPSERVICE_LOGIN_UNSUPPORTED")
+	expectOK(t, call(svcC, "POST", reg, map[string]any{"type": "m.login.application_service", "username": "_modern_user", "inhibit_login": true}), "MSC4190 registration with inhibit_login")
+	login["identifier"] = map[string]any{"type": "m.id.user", "user": "_modern_user"}
+	expectErr(t, call(svcC, "POST", "/_matrix/client/v3/login", login), "MSC4190 login", 400, "M_APPSERVICE_LOGIN_UNSUPPORTED")
+	expectStatus(t, call(svcC, "PUT", as("/_matrix/client/v3/devices/MODERNDEV", "@_modern_user:"+srv.Name), map[string]any{}), "MSC4190 device creation", 201)
+}
+
+// withoutAge returns a transaction body with its events' unsigned.age removed.
+func withoutAge(t *testing.T, body []byte) string {
+	t.Helper()
+	var b map[string]any
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Errorf("transaction body: %v", err) // not Fatal: the fake service's handler calls it
+		return string(body)
+	}
+	evs, _ := b["events"].([]any)
+	for _, e := range evs {
+		if u, ok := e.(map[string]any)["unsigned"].(map[string]any); ok {
+			delete(u, "age")
+		}
+	}
+	out, _ := json.Marshal(b)
+	return string(out)
+}
+
+// eventAge returns the unsigned.age of an event of a transaction body, or -1.
+func eventAge(t *testing.T, body []byte, eventID string) int64 {
+	t.Helper()
+	var b struct {
+		Events []struct {
+			EventID  string `json:"event_id"`
+			Unsigned struct {
+				Age *int64 `json:"age"`
+			} `json:"unsigned"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Fatalf("transaction body: %v", err)
+	}
+	for _, e := range b.Events {
+		if e.EventID == eventID && e.Unsigned.Age != nil {
+			return *e.Unsigned.Age
+		}
+	}
+	return -1
 }
 
 // TestAppServiceTransactions checks the pushed transactions' wire format, interest, and
@@ -197,8 +287,11 @@ func TestAppServiceTransactions(t *testing.T) {
 	retried := alice.Send(room, "after a failure")
 	bridge.waitEvents("retried message", 10*time.Second, func(evs []map[string]any) bool { return hasEvent(evs, retried) })
 	att := bridge.txnAttempts()[before:]
-	if len(att) < 2 || att[0].Status != 500 || att[1].TxnID != att[0].TxnID || string(att[1].Body) != string(att[0].Body) {
+	// Only unsigned.age may differ: it is computed at each attempt.
+	if len(att) < 2 || att[0].Status != 500 || att[1].TxnID != att[0].TxnID || withoutAge(t, att[1].Body) != withoutAge(t, att[0].Body) {
 		t.Errorf("retry after a 500: attempts %+v", att)
+	} else if a0, a1 := eventAge(t, att[0].Body, retried), eventAge(t, att[1].Body, retried); a0 < 0 || a1 < a0+200 {
+		t.Errorf("unsigned.age not computed at send: first attempt %d ms, retry (after >= 250 ms) %d ms", a0, a1)
 	}
 	bridge.mu.Lock()
 	for _, e := range bridge.eph {
@@ -230,6 +323,12 @@ func TestAppServicePingAndQueries(t *testing.T) {
 	expectOK(t, r, "ping")
 	if _, ok := r.Body["duration_ms"].(float64); !ok || pinged != "meow" {
 		t.Errorf("ping: %s, service saw %q", r.Raw, pinged)
+	}
+	pinged = "unchanged"
+	r = call(svc, "POST", pingPath, nil)
+	expectOK(t, r, "ping without a body")
+	if pinged != "" {
+		t.Errorf("ping without a body: service saw transaction_id %q", pinged)
 	}
 	expectErr(t, call(svc, "POST", "/_matrix/client/v1/appservice/other/ping", map[string]any{}), "ping of another service", 403, "M_FORBIDDEN")
 	expectErr(t, call(alice, "POST", pingPath, map[string]any{}), "ping by a user", 403, "M_FORBIDDEN")

@@ -32,8 +32,11 @@ type AppService struct {
 	// MSC3202 turns on device masquerading with org.matrix.msc3202.device_id (and, in
 	// Synapse, encryption data in transactions).
 	MSC3202 bool `yaml:"org.matrix.msc3202"`
-	// MSC4190 lets the service create and delete its users' devices without
-	// user-interactive authentication.
+	// MSC4190 is the service's opting in to device management without /login (its stable
+	// name is device_management). Every service may create and delete its users' devices
+	// without user-interactive authentication (spec v1.17) whatever the flag; with it, login
+	// with m.login.application_service, and registration without inhibit_login, are refused
+	// with M_APPSERVICE_LOGIN_UNSUPPORTED, as the MSC says.
 	MSC4190 bool `yaml:"io.element.msc4190"`
 
 	// Path is the file the registration was read from.
@@ -49,6 +52,13 @@ type AppServiceSpace struct {
 
 // AppServiceNamespace is one regular expression of a namespace. Like Synapse, a value is in
 // the namespace when the expression matches at its start.
+//
+// Exclusive namespaces of different services must not overlap. Whether two regular
+// expressions share a match cannot be decided cheaply in general, so loading refuses only
+// the overlaps it can show: the same exclusive expression in two services, a service's
+// sender inside another's exclusive users namespace, and an exclusive expression matching
+// the literal start of another's (such as "@_irc_.*" and "@_irc_bridge_.*"). Others, such
+// as "@_a[bc]_.*" and "@_ac_.*", are not detected.
 type AppServiceNamespace struct {
 	Exclusive bool   `yaml:"exclusive" json:"exclusive"`
 	Regex     string `yaml:"regex" json:"regex"`
@@ -82,6 +92,7 @@ func (c *Config) LoadAppServices() ([]AppService, error) {
 		out = append(out, as)
 	}
 	errs = append(errs, uniqueAppServices(out)...)
+	errs = append(errs, exclusiveOverlaps(out, c.ServerName)...)
 	return out, errors.Join(errs...)
 }
 
@@ -135,4 +146,95 @@ func uniqueAppServices(list []AppService) []error {
 		}
 	}
 	return errs
+}
+
+// exclusiveOverlaps reports the exclusive namespaces of two services that provably
+// overlap (see AppServiceNamespace): an expression of one matching a value the other's
+// matches, the values tried being each expression itself when it is all literal, its
+// literal start and, for users, each service's sender.
+func exclusiveOverlaps(list []AppService, serverName string) []error {
+	type excl struct {
+		svc   int
+		regex string
+		re    *regexp.Regexp
+	}
+	var errs []error
+	kinds := []struct {
+		name string
+		get  func(*AppService) []AppServiceNamespace
+	}{
+		{"users", func(a *AppService) []AppServiceNamespace { return a.Namespaces.Users }},
+		{"aliases", func(a *AppService) []AppServiceNamespace { return a.Namespaces.Aliases }},
+		{"rooms", func(a *AppService) []AppServiceNamespace { return a.Namespaces.Rooms }},
+	}
+	name := func(i int) string { return fmt.Sprintf("%q (%s)", list[i].ID, list[i].Path) }
+	for _, k := range kinds {
+		var all []excl
+		for i := range list {
+			for _, n := range k.get(&list[i]) {
+				if !n.Exclusive {
+					continue
+				}
+				re, err := regexp.Compile(`^(?:` + n.Regex + `)`)
+				if err != nil {
+					continue // reported by validate
+				}
+				all = append(all, excl{i, n.Regex, re})
+			}
+		}
+		reported := map[[2]int]bool{}
+		for x, a := range all {
+			for _, b := range all[x+1:] {
+				if a.svc == b.svc || reported[[2]int{a.svc, b.svc}] {
+					continue
+				}
+				var witness string
+				var found bool
+				if a.regex == b.regex {
+					witness, found = "", true
+				} else {
+					for _, w := range []string{example(a.re, a.regex), example(b.re, b.regex)} {
+						if w != "" && a.re.MatchString(w) && b.re.MatchString(w) {
+							witness, found = w, true
+							break
+						}
+					}
+				}
+				if !found {
+					continue
+				}
+				reported[[2]int{a.svc, b.svc}] = true
+				if witness == "" {
+					errs = append(errs, fmt.Errorf("app services %s and %s both hold the %s regex %q exclusively", name(a.svc), name(b.svc), k.name, a.regex))
+				} else {
+					errs = append(errs, fmt.Errorf("app services %s and %s have overlapping exclusive %s namespaces: %q and %q both match %q", name(a.svc), name(b.svc), k.name, a.regex, b.regex, witness))
+				}
+			}
+		}
+		if k.name != "users" {
+			continue
+		}
+		for i := range list {
+			sender := "@" + list[i].SenderLocalpart + ":" + serverName
+			for _, e := range all {
+				if e.svc != i && list[i].SenderLocalpart != "" && e.re.MatchString(sender) {
+					errs = append(errs, fmt.Errorf("app service %s has its sender %s inside the exclusive users namespace %q of app service %s", name(i), sender, e.regex, name(e.svc)))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// example returns the literal start of regex when re (its anchored form) matches it: a
+// value surely in the namespace. Else "".
+func example(re *regexp.Regexp, regex string) string {
+	unanchored, err := regexp.Compile(regex)
+	if err != nil {
+		return ""
+	}
+	if prefix, _ := unanchored.LiteralPrefix(); prefix != "" && re.MatchString(prefix) {
+		return prefix
+	}
+	return ""
 }

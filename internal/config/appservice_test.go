@@ -82,3 +82,44 @@ func TestAppServiceErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestAppServiceExclusiveOverlaps(t *testing.T) {
+	reg := func(id, tok, sender, users, aliases string) string {
+		return "id: " + id + "\nurl: null\nas_token: as_" + tok + "\nhs_token: hs_" + tok + "\nsender_localpart: " + sender +
+			"\nnamespaces:\n  users:\n    - exclusive: true\n      regex: \"" + users + "\"\n    - exclusive: false\n      regex: \"@.*\"" +
+			"\n  aliases:\n    - exclusive: true\n      regex: \"" + aliases + "\"\n"
+	}
+	for _, tc := range []struct {
+		name string
+		a, b string
+		want []string // empty: accepted
+	}{
+		{"disjoint", reg("a", "1", "_a_bot", "@_a_.*", "#_a_.*"), reg("b", "2", "_b_bot", "@_b_.*", "#_b_.*"), nil},
+		{"same users regex", reg("a", "1", "a_bot", "@_x_.*", "#_a_.*"), reg("b", "2", "b_bot", "@_x_.*", "#_b_.*"),
+			[]string{`"a" (`, `"b" (`, `both hold the users regex "@_x_.*" exclusively`}},
+		{"same aliases regex", reg("a", "1", "_a_bot", "@_a_.*", "#_x_.*"), reg("b", "2", "_b_bot", "@_b_.*", "#_x_.*"),
+			[]string{`both hold the aliases regex "#_x_.*" exclusively`}},
+		{"sender in another's namespace", reg("a", "1", "_a_bot", "@_a_.*", "#_a_.*"), reg("b", "2", "_a_b", "@_b_.*", "#_b_.*"),
+			[]string{`app service "b" (`, `has its sender @_a_b:example.org inside the exclusive users namespace "@_a_.*" of app service "a" (`}},
+		{"one inside the other", reg("a", "1", "_a_bot", "@_a_.*", "#_a_.*"), reg("b", "2", "_b_bot", "@_.*", "#_b_.*"),
+			[]string{"overlapping exclusive users namespaces", `"@_a_.*"`, `"@_.*"`, `both match "@_a_"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadWithAppServices(t, map[string]string{"a.yaml": tc.a, "b.yaml": tc.b})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
