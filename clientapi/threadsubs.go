@@ -72,7 +72,8 @@ func (s *Server) handleGetThreadSubscription(r *http.Request) (any, error) {
 // thread (400 M_NOT_IN_THREAD); it changes nothing when already subscribed, and is refused with
 // 409 M_CONFLICTING_UNSUBSCRIPTION when the user unsubscribed after the cause event was
 // received (so a dormant device cannot subscribe the user again). The older boolean form
-// ("automatic": true) subscribes automatically without a cause.
+// ("automatic": true) subscribes automatically without a cause, unless the user ever
+// unsubscribed from the thread (409 as well).
 func (s *Server) handleSubscribeThread(r *http.Request) (any, error) {
 	userID, roomID, root, roomNID, err := s.threadTarget(r)
 	if err != nil {
@@ -107,7 +108,9 @@ func (s *Server) handleSubscribeThread(r *http.Request) (any, error) {
 	}
 	return struct{}{}, s.changeThreadSubscription(r, userID, roomID, root, func(old storage.ThreadSubscription) (*storage.ThreadSubscription, error) {
 		if automatic {
-			if causeNID != 0 && !old.Subscribed && old.UnsubscribedAt >= causeNID {
+			// The boolean form names no cause to order against the unsubscription: once the
+			// user has unsubscribed it is refused, so that clients cannot keep retriggering it.
+			if !old.Subscribed && old.UnsubscribedAt != 0 && (causeNID == 0 || old.UnsubscribedAt >= causeNID) {
 				return nil, httputil.Errorf(http.StatusConflict, "IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION",
 					"the thread was unsubscribed from after the cause event")
 			}

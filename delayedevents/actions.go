@@ -82,8 +82,8 @@ const pageSize = 50
 
 // List returns a page of userID's delayed events as MSC4140's GET /delayed_events with
 // the query q: the filters status, room_id, type, outcome and reason, order_by (send_ts,
-// origin_server_ts or running_since) and dir (f or b); from is the next_batch of the
-// previous page. since_ts is not supported: a request with it is refused.
+// origin_server_ts or running_since) and dir (f or b); from is the next_batch (prev_batch
+// with dir=b) of the previous page. since_ts is not supported: a request with it is refused.
 func (s *Service) List(ctx context.Context, userID string, q url.Values) (map[string]any, error) {
 	f := storage.DelayedFilter{Status: q.Get("status"), RoomID: q.Get("room_id"), Type: q.Get("type"),
 		Outcome: q.Get("outcome"), Reason: q.Get("reason"), OrderBy: q.Get("order_by"), Backward: q.Get("dir") == "b"}
@@ -114,7 +114,13 @@ func (s *Service) List(ctx context.Context, userID string, q url.Values) (map[st
 	out := map[string]any{}
 	if len(ds) > pageSize {
 		ds = ds[:pageSize]
-		out["next_batch"] = strconv.Itoa(offset + pageSize)
+		// MSC4140: next_batch is absent when paging backwards, where the token to the
+		// following page (in the dir=b order) is prev_batch.
+		key := "next_batch"
+		if f.Backward {
+			key = "prev_batch"
+		}
+		out[key] = strconv.Itoa(offset + pageSize)
 	}
 	list := make([]map[string]any, 0, len(ds))
 	for _, d := range ds {

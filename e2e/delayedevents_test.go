@@ -362,6 +362,52 @@ func TestDelayedEventLimits(t *testing.T) {
 	}
 }
 
+// TestDelayedEventsPaging (MSC4140): past a page of delayed events, dir=f pages with
+// next_batch and no prev_batch, dir=b with prev_batch and no next_batch, each in its order.
+func TestDelayedEventsPaging(t *testing.T) {
+	const n = 55 // more than the server's page of 50
+	s := StartServer(t)
+	alice := s.Register(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"preset": "private_chat"})
+	for i := range n {
+		mustDelayID(t, sendDelayed(alice, roomID, int64(3_600_000+i*1000), map[string]any{"msgtype": "m.text", "body": fmt.Sprint(i)}), "schedule")
+	}
+	for _, dir := range []string{"f", "b"} {
+		token, other := "next_batch", "prev_batch"
+		if dir == "b" {
+			token, other = other, token
+		}
+		var got []float64
+		from, pages := "", 0
+		for {
+			q := url.Values{"dir": {dir}}
+			if from != "" {
+				q.Set("from", from)
+			}
+			r := alice.MustDo("GET", delayedPrefix+"/delayed_events?"+q.Encode(), nil)
+			pages++
+			if _, ok := r.Body[other]; ok {
+				t.Errorf("dir=%s: page %d has %s: %v", dir, pages, other, r.Body[other])
+			}
+			for _, d := range list(r.Body, "delayed_events") {
+				got = append(got, d["running_since"].(float64)+d["delay"].(float64))
+			}
+			if from = str(r.Body, token); from == "" || pages > 5 {
+				break
+			}
+		}
+		if len(got) != n || pages != 2 {
+			t.Errorf("dir=%s: %d events in %d pages, want %d in 2", dir, len(got), pages, n)
+		}
+		for i := 1; i < len(got); i++ {
+			if dir == "f" && got[i] < got[i-1] || dir == "b" && got[i] > got[i-1] {
+				t.Errorf("dir=%s: send_ts %v after %v", dir, got[i], got[i-1])
+				break
+			}
+		}
+	}
+}
+
 // TestDelayedEventsSurviveKill schedules many delayed events at random times, kills the
 // server (SIGKILL) while they fire and starts it again: each is sent exactly once, none is
 // lost, none is early. It logs how late they were.

@@ -49,9 +49,15 @@ func TestThreadSubscriptions(t *testing.T) {
 
 	// The extension reports the newest state of the thread once.
 	r := slidingOK(t, bob, pos, 0, map[string]any{"lists": map[string]any{}})
-	changed := obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions", "changed", roomID)
-	if sub := obj(changed, root); sub == nil || sub["automatic"] != false || len(changed) != 1 {
+	ext := obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions")
+	subscribed := obj(ext, "subscribed", roomID)
+	sub := obj(subscribed, root)
+	if sub == nil || sub["automatic"] != false || len(subscribed) != 1 || ext["unsubscribed"] != nil {
 		t.Errorf("extension after subscribing: %s", r.Raw)
+	}
+	stamp, _ := sub["bump_stamp"].(float64)
+	if stamp <= 0 {
+		t.Errorf("extension after subscribing: no bump_stamp: %s", r.Raw)
 	}
 	pos = str(r.Body, "pos")
 
@@ -61,13 +67,17 @@ func TestThreadSubscriptions(t *testing.T) {
 	expectOK(t, call(bob, "DELETE", path(root), nil), "unsubscribe again")
 	expectErr(t, get(), "GET after unsubscribing", 404, "M_NOT_FOUND")
 	r = slidingOK(t, bob, pos, 0, map[string]any{"lists": map[string]any{}})
-	if changed := obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions", "changed", roomID); changed == nil || changed[root] != nil {
-		t.Errorf("extension after unsubscribing: want %s: null; %s", root, r.Raw)
-	} else if _, ok := changed[root]; !ok {
-		t.Errorf("extension after unsubscribing does not name the thread: %s", r.Raw)
+	ext = obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions")
+	unsub := obj(ext, "unsubscribed", roomID, root)
+	if unsubStamp, _ := unsub["bump_stamp"].(float64); len(unsub) != 1 || unsubStamp <= stamp || ext["subscribed"] != nil {
+		t.Errorf("extension after unsubscribing: want unsubscribed %s with a higher bump_stamp than %v: %s", root, stamp, r.Raw)
 	}
 	pos = str(r.Body, "pos")
 	expectErr(t, call(bob, "PUT", path(root), map[string]any{"automatic": r1}), "automatic, cause older than the unsubscription", 409, "IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION")
+	// The older boolean form names no cause: after an unsubscription it could resubscribe
+	// forever, so it is refused too.
+	expectErr(t, call(bob, "PUT", path(root), map[string]any{"automatic": true}), "automatic true after an unsubscription", 409, "IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION")
+	expectErr(t, get(), "GET after the refused boolean automatic subscription", 404, "M_NOT_FOUND")
 	r2 := reply("two")
 	expectOK(t, call(bob, "PUT", path(root), map[string]any{"automatic": r2}), "automatic, cause newer than the unsubscription")
 	if r := get(); r.Body["automatic"] != true {
@@ -90,21 +100,37 @@ func TestThreadSubscriptions(t *testing.T) {
 	}
 	r = slidingOK(t, bob, pos, 0, map[string]any{"lists": map[string]any{},
 		"extensions": map[string]any{"io.element.msc4308.thread_subscriptions": map[string]any{"limit": 2}}})
-	ext := obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions")
-	got := obj(ext, "changed", roomID)
+	ext = obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions")
+	got := obj(ext, "subscribed", roomID)
 	if len(got) != 2 || got[roots[3]] == nil || got[roots[2]] == nil || str(ext, "prev_batch") == "" {
 		t.Fatalf("extension with limit 2: %s", r.Raw)
 	}
 	q := url.Values{"dir": {"b"}, "from": {str(ext, "prev_batch")}, "to": {pos}, "limit": {"2"}}
 	page := bob.MustDo("GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?"+q.Encode(), nil).Body
-	chunk := obj(page, "chunk", roomID)
-	if len(chunk) != 2 || chunk[roots[1]] == nil || chunk[roots[0]] == nil {
+	chunk := obj(page, "subscribed", roomID)
+	if len(chunk) != 2 || chunk[roots[1]] == nil || chunk[roots[0]] == nil || obj(chunk, roots[1])["bump_stamp"] == nil || str(page, "end") == "" {
 		t.Errorf("companion page 1: %v", page)
+	}
+	if _, ok := page["unsubscribed"].(map[string]any); !ok || page["chunk"] != nil {
+		t.Errorf("companion page 1 lacks unsubscribed or has chunk: %v", page)
 	}
 	q.Set("from", str(page, "end"))
 	page = bob.MustDo("GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?"+q.Encode(), nil).Body
-	if chunk := obj(page, "chunk", roomID); len(chunk) != 1 || obj(chunk, root)["automatic"] != true || page["end"] != nil {
+	if chunk := obj(page, "subscribed", roomID); len(chunk) != 1 || obj(chunk, root)["automatic"] != true || page["end"] != nil {
 		t.Errorf("companion page 2: %v", page)
+	}
+	// Without to, the endpoint pages from the newest change back to the first: the
+	// unsubscription of root is superseded, so only its newest state is there.
+	page = bob.MustDo("GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?dir=b&limit=100", nil).Body
+	if all := obj(page, "subscribed", roomID); len(all) != 5 || len(obj(page, "unsubscribed")) != 0 {
+		t.Errorf("companion endpoint without tokens: %v", page)
+	}
+	// "enabled" must be given and true: a new connection asking for the extension without it
+	// gets nothing.
+	r = slidingOK(t, bob, "", 0, map[string]any{"conn_id": "noext", "lists": map[string]any{},
+		"extensions": map[string]any{"io.element.msc4308.thread_subscriptions": map[string]any{"limit": 10}}})
+	if ext := obj(r.Body, "extensions", "io.element.msc4308.thread_subscriptions"); ext != nil {
+		t.Errorf("the extension without enabled answered: %s", r.Raw)
 	}
 	expectErr(t, call(bob, "GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?dir=f", nil), "dir f", 400, "M_INVALID_PARAM")
 	expectErr(t, call(bob, "GET", "/_matrix/client/unstable/io.element.msc4308/thread_subscriptions?dir=b&from=zz", nil), "bad from", 400, "M_INVALID_PARAM")

@@ -74,6 +74,14 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 		if _, err := spec.NewUserID(u, true); err != nil {
 			return "", spec.InvalidParam(fmt.Sprintf("invalid user ID %q", u))
 		}
+		// MSC4155 (the unstable config's revision) refuses createRoom when a local invitee
+		// blocks the creator, before the room exists. The spec's m.invite_permission_config
+		// (v1.18) instead lets the room be created without that invitee: see below.
+		if s.isLocal(u) {
+			if p := s.InvitePermissions(ctx, u); !p.BlocksAll() && p.Verdict(userID) == InviteBlock {
+				return "", ErrInviteBlocked
+			}
+		}
 	}
 	alias := ""
 	if req.RoomAliasName != "" {
@@ -120,7 +128,7 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 	}
 	for _, invitee := range req.Invite {
 		if err := s.invite(ctx, r, userID, invitee, "", req.IsDirect); errors.Is(err, ErrInviteBlocked) {
-			continue // the spec: the room is created without that invitee
+			continue // the spec (v1.18): the room is created without that invitee
 		} else if err != nil {
 			return "", err
 		}

@@ -352,6 +352,10 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 	if err := tx.InsertRoomDelete(ctx, RoomDelete{DeleteID: "del1", RoomID: "!gone:test", Status: "complete", Result: `{"kicked_users":[]}`}, 7200); err != nil {
 		return err
 	}
+	if err := tx.InsertPurgedLeaves(ctx, []PurgedLeave{{UserID: "@alice:test", RoomID: "!gone:test", StreamPos: 7,
+		EventJSON: []byte(`{"type":"m.room.member","state_key":"@alice:test","content":{"membership":"leave"}}`)}}); err != nil {
+		return err
+	}
 	if err := populatePush(ctx, tx, roomNID, nids); err != nil {
 		return err
 	}

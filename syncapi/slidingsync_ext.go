@@ -103,8 +103,8 @@ func (e *slidingExtensions) empty() bool {
 		(e.AccountData == nil || len(e.AccountData.Global)+len(e.AccountData.Rooms) == 0) &&
 		(e.Receipts == nil || len(e.Receipts.Rooms) == 0) &&
 		(e.Typing == nil || len(e.Typing.Rooms) == 0) &&
-		(e.ThreadSubscriptions == nil || len(e.ThreadSubscriptions.Changed) == 0) &&
-		(e.ThreadSubscriptionsV1 == nil || len(e.ThreadSubscriptionsV1.Changed) == 0) &&
+		(e.ThreadSubscriptions == nil || e.ThreadSubscriptions.empty()) &&
+		(e.ThreadSubscriptionsV1 == nil || e.ThreadSubscriptionsV1.empty()) &&
 		(e.StickyEvents == nil || len(e.StickyEvents.Rooms) == 0)
 }
 

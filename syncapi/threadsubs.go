@@ -2,6 +2,7 @@ package syncapi
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -23,14 +24,14 @@ const (
 	maxThreadSubsLimit     = 1000
 )
 
-// threadSubsConfig is the extension's request config. Present means on, unless enabled is
-// false; what a request leaves out carries on from the connection.
+// threadSubsConfig is the extension's request config. MSC4308: "enabled" must be given and
+// true to turn the extension on; what a request leaves out carries on from the connection.
 type threadSubsConfig struct {
 	Enabled *bool `json:"enabled"`
 	Limit   *int  `json:"limit"`
 }
 
-func (c *threadSubsConfig) on() bool { return c != nil && (c.Enabled == nil || *c.Enabled) }
+func (c *threadSubsConfig) on() bool { return c != nil && c.Enabled != nil && *c.Enabled }
 
 func (c *threadSubsConfig) sticky(prev *threadSubsConfig) *threadSubsConfig {
 	if c == nil {
@@ -55,11 +56,33 @@ func (c *threadSubsConfig) limit() int {
 	return min(*c.Limit, maxThreadSubsLimit)
 }
 
-// threadSubsResult is the extension's result: room ID -> thread root -> {"automatic": bool},
-// or null for a subscription that ended.
+// threadSubsChanges is MSC4308's shape of a window of changes, in the extension and in the
+// companion endpoint: room ID -> thread root -> {"automatic", "bump_stamp"} for threads
+// subscribed, {"bump_stamp"} for threads unsubscribed. The bump stamp is the change's position
+// in the account data stream: a later change of the same thread has a higher one.
+type threadSubsChanges struct {
+	Subscribed   map[string]map[string]subscribedThread   `json:"subscribed,omitempty"`
+	Unsubscribed map[string]map[string]unsubscribedThread `json:"unsubscribed,omitempty"`
+}
+
+type subscribedThread struct {
+	Automatic bool  `json:"automatic"`
+	BumpStamp int64 `json:"bump_stamp"`
+}
+
+type unsubscribedThread struct {
+	BumpStamp int64 `json:"bump_stamp"`
+}
+
+func (c *threadSubsChanges) empty() bool {
+	return c == nil || len(c.Subscribed)+len(c.Unsubscribed) == 0
+}
+
+// threadSubsResult is the extension's result: the changes, and prev_batch (a from token of
+// the companion endpoint) when older ones were left out.
 type threadSubsResult struct {
-	Changed   map[string]map[string]any `json:"changed,omitempty"`
-	PrevBatch string                    `json:"prev_batch,omitempty"`
+	threadSubsChanges
+	PrevBatch string `json:"prev_batch,omitempty"`
 }
 
 // threadSubsToken is a point in the changes for the companion endpoint: changes before it.
@@ -67,19 +90,27 @@ func threadSubsToken(pos int64) string { return "ts" + strconv.FormatInt(pos, 10
 
 // changesByRoom groups changes (newest first, one per thread) for the response; a new
 // connection is not told about subscriptions that ended.
-func changesByRoom(changes []storage.ThreadSubscription, withEnded bool) map[string]map[string]any {
-	out := map[string]map[string]any{}
+func changesByRoom(changes []storage.ThreadSubscription, withEnded bool) threadSubsChanges {
+	var out threadSubsChanges
 	for _, c := range changes {
-		var v any
-		if c.Subscribed {
-			v = map[string]bool{"automatic": c.Automatic}
-		} else if !withEnded {
-			continue
+		switch {
+		case c.Subscribed:
+			if out.Subscribed == nil {
+				out.Subscribed = map[string]map[string]subscribedThread{}
+			}
+			if out.Subscribed[c.RoomID] == nil {
+				out.Subscribed[c.RoomID] = map[string]subscribedThread{}
+			}
+			out.Subscribed[c.RoomID][c.ThreadRoot] = subscribedThread{Automatic: c.Automatic, BumpStamp: c.StreamPos}
+		case withEnded:
+			if out.Unsubscribed == nil {
+				out.Unsubscribed = map[string]map[string]unsubscribedThread{}
+			}
+			if out.Unsubscribed[c.RoomID] == nil {
+				out.Unsubscribed[c.RoomID] = map[string]unsubscribedThread{}
+			}
+			out.Unsubscribed[c.RoomID][c.ThreadRoot] = unsubscribedThread{BumpStamp: c.StreamPos}
 		}
-		if out[c.RoomID] == nil {
-			out[c.RoomID] = map[string]any{}
-		}
-		out[c.RoomID][c.ThreadRoot] = v
 	}
 	return out
 }
@@ -100,9 +131,7 @@ func (s *Server) slidingThreadSubscriptions(ctx context.Context, userID string, 
 		changes = changes[:limit]
 		res.PrevBatch = threadSubsToken(changes[limit-1].StreamPos)
 	}
-	if by := changesByRoom(changes, since > 0); len(by) > 0 {
-		res.Changed = by
-	}
+	res.threadSubsChanges = changesByRoom(changes, since > 0)
 	return res, nil
 }
 
@@ -146,13 +175,34 @@ func (s *Server) handleThreadSubscriptions(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := map[string]any{}
+	var end string
 	if len(changes) > limit {
 		changes = changes[:limit]
-		resp["end"] = threadSubsToken(changes[limit-1].StreamPos)
+		end = threadSubsToken(changes[limit-1].StreamPos)
 	}
-	resp["chunk"] = changesByRoom(changes, true)
-	return resp, nil
+	return threadSubsPage{changesByRoom(changes, true), end}, nil
+}
+
+// threadSubsPage is the companion endpoint's response: the changes, and end (the next from)
+// when there are more. subscribed and unsubscribed are always there.
+type threadSubsPage struct {
+	threadSubsChanges
+	End string
+}
+
+func (p threadSubsPage) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Subscribed   map[string]map[string]subscribedThread   `json:"subscribed"`
+		Unsubscribed map[string]map[string]unsubscribedThread `json:"unsubscribed"`
+		End          string                                   `json:"end,omitempty"`
+	}{p.Subscribed, p.Unsubscribed, p.End}
+	if out.Subscribed == nil {
+		out.Subscribed = map[string]map[string]subscribedThread{}
+	}
+	if out.Unsubscribed == nil {
+		out.Unsubscribed = map[string]map[string]unsubscribedThread{}
+	}
+	return json.Marshal(out)
 }
 
 func parseThreadSubsToken(t string) (int64, bool) {
