@@ -47,6 +47,25 @@ func (q *Q) StickyEvents(ctx context.Context, roomNID, since, upTo, now int64, l
 	return q.StickyEventsOf(ctx, refs)
 }
 
+// RoomsWithSticky returns the rooms with an event of NID <= upTo still sticky at now (Unix
+// ms), for an initial sync to skip the others.
+func (q *Q) RoomsWithSticky(ctx context.Context, upTo, now int64) (map[int64]bool, error) {
+	rows, err := q.query(ctx, `SELECT DISTINCT room_nid FROM sticky_events WHERE event_nid <= $1 AND expires_ts > $2`, upTo, now)
+	if err != nil {
+		return nil, fmt.Errorf("rooms with sticky events: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return nil, err
+		}
+		out[nid] = true
+	}
+	return out, rows.Err()
+}
+
 // UnexpiredSticky returns the sticky events of every room with NID <= upTo that are still
 // sticky at now, oldest first. An hour of sticky events at most: a short list.
 func (q *Q) UnexpiredSticky(ctx context.Context, upTo, now int64) ([]StickyRef, error) {

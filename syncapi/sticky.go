@@ -27,6 +27,9 @@ const (
 // without those already in the timeline. from is 0 for an initial sync or a room the user
 // just joined: every sticky event. nil when there are none.
 func (s *Server) stickySection(ctx context.Context, req syncRequest, m storage.Membership, from, to int64, tl timeline) (*eventList, error) {
+	if req.stickyRooms != nil && !req.stickyRooms[m.RoomNID] {
+		return nil, nil // known to have none: no statement per room on an initial sync
+	}
 	now := time.Now().UnixMilli()
 	sticky, err := s.db.StickyEvents(ctx, m.RoomNID, from, to, now, maxStickyEvents)
 	if err != nil || len(sticky) == 0 {

@@ -118,6 +118,9 @@ type syncRequest struct {
 	// pre holds what an initial or full_state sync read ahead for all joined rooms (nil:
 	// none, each room reads its own).
 	pre *prefetch
+	// stickyRooms are, for an initial or full_state sync, the rooms with events still
+	// sticky (MSC4354), read once for all (nil: each room asks).
+	stickyRooms map[int64]bool
 }
 
 // handleSync handles GET /sync. An incremental sync with nothing new waits up to timeout
@@ -226,6 +229,11 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	var active map[int64]int64
 	if req.since != nil && !req.fullState && to.PDU-since.PDU <= maxScannedEvents {
 		if active, err = s.db.RoomsWithEvents(ctx, since.PDU, to.PDU); err != nil {
+			return nil, err
+		}
+	}
+	if req.since == nil || req.fullState {
+		if req.stickyRooms, err = s.db.RoomsWithSticky(ctx, to.PDU, time.Now().UnixMilli()); err != nil {
 			return nil, err
 		}
 	}
