@@ -323,27 +323,12 @@ func (s *Server) handleSetNetworkVisibility(r *http.Request) (any, error) {
 	if svc == nil {
 		return nil, spec.Forbidden("only application services may use this endpoint")
 	}
-	roomID, err := httputil.PathRoomID(r, "roomId")
+	room, visibility, err := s.visibilityRequest(r)
 	if err != nil {
 		return nil, err
 	}
-	var req struct {
-		Visibility string `json:"visibility"`
-	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
-		return nil, err
-	}
-	if req.Visibility != "public" && req.Visibility != "private" {
-		return nil, spec.InvalidParam("visibility must be public or private")
-	}
-	room, err := s.db.Room(r.Context(), roomID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, spec.NotFound("unknown room")
-	} else if err != nil {
-		return nil, err
-	}
 	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		return tx.SetAppServiceRoomVisibility(r.Context(), svc.ID, httputil.PathVar(r, "networkId"), room.NID, req.Visibility == "public")
+		return tx.SetAppServiceRoomVisibility(r.Context(), svc.ID, httputil.PathVar(r, "networkId"), room.NID, visibility == "public")
 	})
 	return struct{}{}, err
 }

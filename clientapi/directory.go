@@ -154,25 +154,11 @@ func (s *Server) handleGetVisibility(r *http.Request) (any, error) {
 
 // handleSetVisibility handles PUT /directory/list/room/{roomId}.
 func (s *Server) handleSetVisibility(r *http.Request) (any, error) {
-	roomID, err := httputil.PathRoomID(r, "roomId")
+	room, visibility, err := s.visibilityRequest(r)
 	if err != nil {
 		return nil, err
 	}
-	var req struct {
-		Visibility string `json:"visibility"`
-	}
-	if err := httputil.DecodeJSON(r, &req); err != nil {
-		return nil, err
-	}
-	if req.Visibility != "public" && req.Visibility != "private" {
-		return nil, spec.InvalidParam("visibility must be public or private")
-	}
-	room, err := s.db.Room(r.Context(), roomID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, spec.NotFound("unknown room")
-	} else if err != nil {
-		return nil, err
-	}
+	roomID := room.RoomID
 	// The spec leaves who may publish to the server; like the reference server, a server
 	// admin may, and so may a member with the power to send m.room.canonical_alias.
 	userID := httputil.Device(r.Context()).UserID
@@ -185,5 +171,28 @@ func (s *Server) handleSetVisibility(r *http.Request) (any, error) {
 			return nil, spec.Forbidden("you need the power to send m.room.canonical_alias to publish or unpublish this room")
 		}
 	}
-	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRoomVisibility(r.Context(), room.NID, req.Visibility) })
+	return struct{}{}, s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.SetRoomVisibility(r.Context(), room.NID, visibility) })
+}
+
+// visibilityRequest reads the room and the "public" or "private" visibility of a request that
+// publishes a room to a room directory.
+func (s *Server) visibilityRequest(r *http.Request) (*storage.Room, string, error) {
+	roomID, err := httputil.PathRoomID(r, "roomId")
+	if err != nil {
+		return nil, "", err
+	}
+	var req struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := httputil.DecodeJSON(r, &req); err != nil {
+		return nil, "", err
+	}
+	if req.Visibility != "public" && req.Visibility != "private" {
+		return nil, "", spec.InvalidParam("visibility must be public or private")
+	}
+	room, err := s.db.Room(r.Context(), roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, "", spec.NotFound("unknown room")
+	}
+	return room, req.Visibility, err
 }

@@ -26,17 +26,23 @@ func openConfigDB(ctx context.Context, cfgPath string) (*config.Config, *storage
 	return cfg, db, nil
 }
 
-// runListUsers prints every account: user ID, admin flag, deactivated flag, creation time.
-func runListUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("list-users", "list-users --config FILE", stderr)
+// configCommand parses the arguments of an admin command that takes only --config, then
+// loads the configuration and opens its database.
+func configCommand(ctx context.Context, name string, args []string, stderr io.Writer) (*config.Config, *storage.DB, error) {
+	fs := newFlagSet(name, name+" --config FILE", stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if *cfgPath == "" {
-		return errors.New("list-users: --config is required")
+		return nil, nil, errors.New(name + ": --config is required")
 	}
-	_, db, err := openConfigDB(ctx, *cfgPath)
+	return openConfigDB(ctx, *cfgPath)
+}
+
+// runListUsers prints every account: user ID, admin flag, deactivated flag, creation time.
+func runListUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	_, db, err := configCommand(ctx, "list-users", args, stderr)
 	if err != nil {
 		return err
 	}

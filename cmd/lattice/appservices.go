@@ -14,15 +14,7 @@ import (
 // runAppServices prints each registered application service with its queue: the
 // transactions built and not yet acknowledged, their events, and the last delivery error.
 func runAppServices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("appservices", "appservices --config FILE", stderr)
-	cfgPath := fs.String("config", "", "configuration file (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		return errors.New("appservices: --config is required")
-	}
-	cfg, db, err := openConfigDB(ctx, *cfgPath)
+	cfg, db, err := configCommand(ctx, "appservices", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -15,15 +15,7 @@ import (
 // failed attempts in a row and when the sender may try again. It reads the database only, so
 // it works beside a running server.
 func runFederationQueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("federation-queue", "federation-queue --config FILE", stderr)
-	cfgPath := fs.String("config", "", "configuration file (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		return errors.New("federation-queue: --config is required")
-	}
-	_, db, err := openConfigDB(ctx, *cfgPath)
+	_, db, err := configCommand(ctx, "federation-queue", args, stderr)
 	if err != nil {
 		return err
 	}
