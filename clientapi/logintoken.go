@@ -70,9 +70,8 @@ func (s *Server) loginTokenUser(ctx context.Context, token string) (string, erro
 }
 
 // handleGetLoginToken handles POST /_matrix/client/v1/login/get_token: after the user
-// confirms their password (every time, as the spec requires), a login token for another
-// device. Users without a password (single sign-on only) have no flow to complete: the
-// m.get_login_token capability tells them so.
+// confirms their password or signs in again at their identity provider (every time, as the
+// spec requires), a login token for another device.
 func (s *Server) handleGetLoginToken(r *http.Request) (any, error) {
 	if !s.cfg.SSO.GetLoginToken {
 		return nil, spec.Unrecognized("login tokens are turned off on this server")
@@ -103,11 +102,13 @@ func (s *Server) handleGetLoginToken(r *http.Request) (any, error) {
 }
 
 // canGetLoginToken is the m.get_login_token capability of a user: the endpoint is on and the
-// user has a password to confirm.
+// user has a password to confirm or a single sign-on identity to sign in with again.
 func (s *Server) canGetLoginToken(ctx context.Context, userID string) bool {
 	if !s.cfg.SSO.GetLoginToken {
 		return false
 	}
-	acc, err := s.db.Account(ctx, userID)
-	return err == nil && acc.PasswordHash != ""
+	if acc, err := s.db.Account(ctx, userID); err == nil && acc.PasswordHash != "" {
+		return true
+	}
+	return s.ssoLinked(ctx, userID)
 }

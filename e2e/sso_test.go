@@ -116,8 +116,9 @@ func ssoServer(t *testing.T) (*Server, string, string) {
 		"corp-0005": {"preferred_username": "Dan Brown!", "email": "dan@example.org", "email_verified": true, "department": "eng"},
 	})
 	other := startOIDCProvider(t, node, callback, map[string]oidcAccount{
-		"other-erin":  {"preferred_username": "erin", "name": "Erin from Other"},
-		"other-frank": {"preferred_username": "frank", "name": "Frank"},
+		"other-erin":   {"preferred_username": "erin", "name": "Erin from Other"},
+		"other-frank":  {"preferred_username": "frank", "name": "Frank"},
+		"other-nobody": {"preferred_username": "nobody"},
 	})
 	srv.Stop()
 	cfg, err := os.ReadFile(srv.ConfigPath)
@@ -339,10 +340,10 @@ func TestSSO(t *testing.T) {
 		}
 		// The token is single-use.
 		expectErr(t, tokenLogin(t, srv, token), "reused login token", 403, "M_FORBIDDEN")
-		// No password: the account cannot make login tokens by UIA.
+		// No password, but the m.login.sso stage: the account can make login tokens.
 		c := call(alice, "GET", "/_matrix/client/v3/capabilities", nil)
-		if v := obj(c.Body, "capabilities", "m.get_login_token")["enabled"]; v != false {
-			t.Errorf("m.get_login_token of an SSO-only user = %v, want false", v)
+		if v := obj(c.Body, "capabilities", "m.get_login_token")["enabled"]; v != true {
+			t.Errorf("m.get_login_token of an SSO user = %v, want true", v)
 		}
 
 		// Signing in again (another browser, another session at the provider): same account.
@@ -476,6 +477,68 @@ func TestSSO(t *testing.T) {
 		r = anon(t, srv, "GET", "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl="+url.QueryEscape("javascript:alert(1)"), nil)
 		expectErr(t, r, "javascript: redirectUrl", 400, "M_INVALID_PARAM")
 		expectErr(t, tokenLogin(t, srv, "never-issued"), "unknown login token", 403, "M_FORBIDDEN")
+	})
+
+	t.Run("user-interactive auth by signing in again (m.login.sso stage)", func(t *testing.T) {
+		login := func(sub string) *Client {
+			r := tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), sub)))
+			expectOK(t, r, "sign-in of "+sub)
+			return &Client{t: t, srv: srv, UserID: str(r.Body, "user_id"), DeviceID: str(r.Body, "device_id"), Token: str(r.Body, "access_token")}
+		}
+		alice, second := login("corp-0001"), login("corp-0001")
+		// The stage the client is offered: single sign-on only (alice has no password).
+		path := "/_matrix/client/v3/devices/" + esc(second.DeviceID)
+		r := call(alice, "DELETE", path, map[string]any{})
+		flows := list(r.Body, "flows")
+		if r.Status != 401 || len(flows) != 1 || jsonString(flows[0]["stages"]) != `["m.login.sso"]` {
+			t.Fatalf("device deletion without auth: %d %s, want 401 with the one flow [m.login.sso]", r.Status, r.Raw)
+		}
+		session := str(r.Body, "session")
+		// Retrying before the stage is done: 401 again, same session.
+		r = call(alice, "DELETE", path, map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 || str(r.Body, "session") != session {
+			t.Errorf("retry before the stage: %d %s, want 401 with session %s", r.Status, r.Raw, session)
+		}
+		// The fallback page: two providers, a page to choose; alice signs in again at corp.
+		fallback := srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
+		b := newBrowser(t)
+		p := b.get(fallback)
+		var corpLink string
+		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+			if strings.Contains(m[1], "idp=corp") {
+				corpLink = html.UnescapeString(m[1])
+			}
+		}
+		if p.Status != 200 || corpLink == "" {
+			t.Fatalf("fallback page: %d %.1500s", p.Status, p.Body)
+		}
+		u, _ := p.URL.Parse(corpLink)
+		p = b.signIn(u.String(), "corp-0001")
+		if p.Status != 200 || !strings.Contains(p.Body, "Identity confirmed") || !strings.Contains(p.Body, "onAuthDone") {
+			t.Fatalf("after re-authentication: %d %.1500s", p.Status, p.Body)
+		}
+		r = call(alice, "DELETE", path, map[string]any{"auth": map[string]any{"type": "m.login.sso", "session": session}})
+		expectOK(t, r, "device deletion after the m.login.sso stage")
+		if w := whoami(second); w.Status != 401 {
+			t.Errorf("deleted device's token still works: %d", w.Status)
+		}
+		// The completed stage is good once.
+		third := login("corp-0001")
+		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 {
+			t.Errorf("reused completed session: %d %s, want 401", r.Status, r.Raw)
+		}
+		// Another identity (alice1's) completing alice's session does not prove alice.
+		session = str(r.Body, "session")
+		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=corp&session="+url.QueryEscape(session), "corp-0002")
+		if p.Status != 200 || !strings.Contains(p.Body, "@alice1:localhost") {
+			t.Fatalf("alice1's re-authentication: %d %.1500s", p.Status, p.Body)
+		}
+		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
+		expectErr(t, r, "session completed by another user", 403, "M_FORBIDDEN")
+		// An identity linked to no account cannot complete a stage.
+		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=other&session=x", "other-nobody")
+		expectPage(t, p, "unlinked identity", 403, "not linked")
 	})
 
 	t.Run("get_token with UIA, single use, expiry", func(t *testing.T) {

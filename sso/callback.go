@@ -48,7 +48,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	var f flow
 	err := s.readCookie(r, flowCookie, flowPurpose, &f)
 	s.clearCookie(w, flowCookie, CallbackPath) // one callback per flow, whatever its outcome
-	userID, err := s.callback(r, f, err)
+	subject, userID, err := s.callback(r, f, err)
 	var pe *pageError
 	if errors.As(err, &pe) {
 		s.renderError(w, pe.status, pe.title, pe.detail)
@@ -56,6 +56,10 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	} else if err != nil {
 		s.log.Error("sso callback", "idp", f.IdP, "err", err)
 		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server. Try again later.")
+		return
+	}
+	if f.UIASession != "" {
+		s.finishUIA(w, r, f, subject)
 		return
 	}
 	if f.Continue != "" {
@@ -70,17 +74,18 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 }
 
 // callback checks the callback against its flow cookie, exchanges the code, checks the
-// claims and returns the account of the identity. cookieErr is the flow cookie's error.
-func (s *Service) callback(r *http.Request, f flow, cookieErr error) (string, error) {
+// claims and returns the identity's subject and account (no account for a flow that
+// completes a UIA stage). cookieErr is the flow cookie's error.
+func (s *Service) callback(r *http.Request, f flow, cookieErr error) (subject, userID string, err error) {
 	q := r.URL.Query()
 	// 1. The browser that started this sign-in, within its time, coming back with its state.
 	if cookieErr != nil || f.Expires < s.now().Unix() || q.Get("state") == "" || q.Get("state") != f.State {
-		return "", refused(http.StatusBadRequest, "This sign-in link is not valid",
+		return "", "", refused(http.StatusBadRequest, "This sign-in link is not valid",
 			"It has expired, was used already, or was opened in another browser than the one that started the sign-in. Start signing in again from your Matrix client.")
 	}
 	p, ok := s.byID[f.IdP]
 	if !ok {
-		return "", refused(http.StatusBadRequest, "This sign-in link is not valid", "The sign-in provider is no longer configured.")
+		return "", "", refused(http.StatusBadRequest, "This sign-in link is not valid", "The sign-in provider is no longer configured.")
 	}
 	// 2. The provider's answer: an error, or a code.
 	if e := q.Get("error"); e != "" {
@@ -88,27 +93,31 @@ func (s *Service) callback(r *http.Request, f flow, cookieErr error) (string, er
 		if e == "access_denied" {
 			status = http.StatusForbidden
 		}
-		return "", refused(status, "Sign-in was not completed", "%s answered: %s %s", p.cfg.Name, e, q.Get("error_description"))
+		return "", "", refused(status, "Sign-in was not completed", "%s answered: %s %s", p.cfg.Name, e, q.Get("error_description"))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return "", refused(http.StatusBadRequest, "Sign-in was not completed", "%s sent no authorization code.", p.cfg.Name)
+		return "", "", refused(http.StatusBadRequest, "Sign-in was not completed", "%s sent no authorization code.", p.cfg.Name)
 	}
 	// 3. The code for tokens (with the PKCE verifier); the ID token checked with the nonce.
 	claims, err := s.exchange(r.Context(), p, f, code)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// 4. The identity, and the operator's requirements on it.
-	subject := claimString(claims, p.cfg.SubjectClaim)
+	subject = claimString(claims, p.cfg.SubjectClaim)
 	if subject == "" {
-		return "", refused(http.StatusForbidden, "Sign-in refused", "%s did not say who you are (no %q claim).", p.cfg.Name, p.cfg.SubjectClaim)
+		return "", "", refused(http.StatusForbidden, "Sign-in refused", "%s did not say who you are (no %q claim).", p.cfg.Name, p.cfg.SubjectClaim)
 	}
 	if err := checkClaims(p.cfg, claims); err != nil {
-		return "", err
+		return "", "", err
 	}
-	// 5. The linked account, or a new one.
-	return s.resolveUser(r.Context(), p, subject, claims)
+	// 5. The linked account, or a new one (not for re-authentication: uia.go).
+	if f.UIASession != "" {
+		return subject, "", nil
+	}
+	userID, err = s.resolveUser(r.Context(), p, subject, claims)
+	return subject, userID, err
 }
 
 // exchange redeems the code and returns the claims of the verified ID token, completed with

@@ -29,6 +29,21 @@ started signing in from there: a link that someone sent you may be an attempt to
 <a class="button" id="continue" href="{{.Target}}">Continue to {{.Host}}</a>
 </body></html>{{end}}
 
+{{define "reauth"}}{{template "head" "Confirm your identity"}}
+<h1>Confirm your identity</h1>
+<p>To continue, sign in again with:</p>
+{{range .Providers}}<a class="button" id="idp-{{.ID}}" href="{{.Href}}">{{.Name}}</a>
+{{end}}</body></html>{{end}}
+
+{{define "reauthdone"}}{{template "head" "Identity confirmed"}}
+<h1>Identity confirmed</h1>
+<p>You confirmed that you are <strong>{{.UserID}}</strong>. You may close this window and go back to your client.</p>
+<script nonce="{{.Nonce}}">
+if (window.onAuthDone) { window.onAuthDone(); }
+else if (window.opener && window.opener.postMessage) { window.opener.postMessage("authDone", "*"); }
+</script>
+</body></html>{{end}}
+
 {{define "error"}}{{template "head" .Title}}
 <h1>{{.Title}}</h1>
 <p id="detail">{{.Detail}}</p>
@@ -41,7 +56,9 @@ func writePage(w http.ResponseWriter, status int, name string, data any) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	if h.Get("Content-Security-Policy") == "" {
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	}
 	w.WriteHeader(status)
 	_ = pages.ExecuteTemplate(w, name, data)
 }

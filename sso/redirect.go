@@ -33,7 +33,10 @@ type flow struct {
 	Verifier string `json:"v"`           // PKCE code verifier
 	Redirect string `json:"r,omitempty"` // legacy flow: the client's redirectUrl
 	Continue string `json:"c,omitempty"` // Start: the path to continue at on this server
-	Expires  int64  `json:"e"`           // unix seconds
+	// UIASession is the user-interactive authentication session whose m.login.sso stage
+	// this sign-in completes (uia.go).
+	UIASession string `json:"u,omitempty"`
+	Expires    int64  `json:"e"` // unix seconds
 }
 
 // handleRedirect handles GET /login/sso/redirect and /login/sso/redirect/{idpId}: it sends

@@ -5,6 +5,8 @@
 //	                                                                     several: a page to choose
 //	GET /_matrix/client/v3/login/sso/redirect/{idpId}?redirectUrl=...   to that provider
 //	GET /_lattice/sso/callback                                           where providers send users back
+//	GET /_matrix/client/v3/auth/m.login.sso/fallback/web?session=...    the m.login.sso stage of
+//	                                                                     user-interactive auth (uia.go)
 //
 // After a successful upstream sign-in the browser goes to the client's redirectUrl with a
 // single-use loginToken appended (after a "Continue to <host>?" page unless the client is in
@@ -126,6 +128,7 @@ func (s *Service) Register(root *mux.Router) {
 	v3 := root.PathPrefix("/_matrix/client/{version:(?:v3|r0)}").Subrouter()
 	v3.HandleFunc("/login/sso/redirect", s.handleRedirect).Methods(http.MethodGet)
 	v3.HandleFunc("/login/sso/redirect/{idpId}", s.handleRedirect).Methods(http.MethodGet)
+	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAFallback).Methods(http.MethodGet)
 	root.HandleFunc(CallbackPath, s.handleCallback).Methods(http.MethodGet)
 }
 

@@ -52,3 +52,36 @@ func (tx *Tx) AddExternalID(ctx context.Context, userID string, e ExternalID) er
 	}
 	return nil
 }
+
+// InsertUIASSOCompletion records that userID completed the m.login.sso stage of the
+// user-interactive authentication session, until expiresTS (ms); it deletes the records that
+// expired before nowTS. A session completed again is recorded for its latest user.
+func (tx *Tx) InsertUIASSOCompletion(ctx context.Context, session, userID string, expiresTS, nowTS int64) error {
+	if _, err := tx.exec(ctx, `DELETE FROM uia_sso_completions WHERE expires_ts < $1`, nowTS); err != nil {
+		return fmt.Errorf("delete expired UIA completions: %w", err)
+	}
+	_, err := tx.exec(ctx, `INSERT INTO uia_sso_completions (session_id, user_id, expires_ts) VALUES ($1, $2, $3)
+		ON CONFLICT (session_id) DO UPDATE SET user_id = $2, expires_ts = $3`, session, userID, expiresTS)
+	if err != nil {
+		return fmt.Errorf("insert UIA completion of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// TakeUIASSOCompletion deletes the completion of session and returns its user: ErrNotFound
+// when there is none or it expired before nowTS.
+func (tx *Tx) TakeUIASSOCompletion(ctx context.Context, session string, nowTS int64) (string, error) {
+	var userID string
+	var expires int64
+	err := tx.queryRow(ctx, `DELETE FROM uia_sso_completions WHERE session_id = $1 RETURNING user_id, expires_ts`, session).
+		Scan(&userID, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	} else if err != nil {
+		return "", fmt.Errorf("take UIA completion: %w", err)
+	}
+	if expires < nowTS {
+		return "", ErrNotFound
+	}
+	return userID, nil
+}

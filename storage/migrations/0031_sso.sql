@@ -8,3 +8,12 @@ CREATE TABLE login_tokens (
     expires_ts BIGINT NOT NULL
 );
 CREATE INDEX login_tokens_expiry ON login_tokens (expires_ts);
+
+-- uia_sso_completions are the user-interactive authentication sessions whose m.login.sso
+-- stage a user completed by signing in again at their identity provider (the stage's
+-- fallback page): the next request of that session is then authenticated as user_id, once.
+CREATE TABLE uia_sso_completions (
+    session_id TEXT NOT NULL PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    expires_ts BIGINT NOT NULL
+);
