@@ -56,8 +56,7 @@ func (s *Service) provision(ctx context.Context, p *provider, subject string, cl
 		displayName = ""
 	}
 	ext := storage.ExternalID{AuthProvider: p.cfg.ID, ExternalID: subject}
-	if p.cfg.AllowExistingUsers {
-		userID := "@" + localpart + ":" + s.cfg.ServerName
+	if userID := "@" + localpart + ":" + s.cfg.ServerName; p.cfg.AllowExistingUsers && !s.isReserved(userID) {
 		if _, err := s.db.Account(ctx, userID); err == nil {
 			if err := s.checkActive(ctx, userID); err != nil {
 				return "", err
@@ -77,6 +76,9 @@ func (s *Service) provision(ctx context.Context, p *provider, subject string, cl
 			candidate += strconv.Itoa(i)
 		}
 		userID := "@" + candidate + ":" + s.cfg.ServerName
+		if s.isReserved(userID) {
+			continue
+		}
 		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 			if err := tx.InsertAccount(ctx, storage.Account{UserID: userID, CreatedTS: time.Now().UnixMilli()}); err != nil {
 				return err

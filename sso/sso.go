@@ -87,7 +87,17 @@ type Service struct {
 
 	providers []*provider // in configuration order
 	byID      map[string]*provider
+
+	// reserved reports user IDs that single sign-on must not create or take over (the
+	// exclusive namespaces of application services); nil: none. Set before serving.
+	reserved func(userID string) bool
 }
+
+// SetReserved sets the test of user IDs that sign-ins must neither create nor link: the
+// exclusive user namespaces of application services.
+func (s *Service) SetReserved(reserved func(userID string) bool) { s.reserved = reserved }
+
+func (s *Service) isReserved(userID string) bool { return s.reserved != nil && s.reserved(userID) }
 
 // provider is one configured provider and what its discovery document told.
 type provider struct {

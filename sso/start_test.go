@@ -115,7 +115,8 @@ func submitForm(t *testing.T, c *http.Client, base *url.URL, body string, fields
 }
 
 // TestStartSignedInUser: another page of the server (the OAuth sign-in page) starts a sign-in
-// with Start and, back at its continuation URL, reads the user with SignedInUser.
+// with Start and, back at its continuation URL, reads the user with SignedInUser. A reserved
+// user ID (an application service's) is skipped.
 func TestStartSignedInUser(t *testing.T) {
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
@@ -133,6 +134,8 @@ func TestStartSignedInUser(t *testing.T) {
 	cfg.ClientAPI.PublicBaseURL = srv.URL
 	cfg.SSO.Providers = []config.SSOProvider{{ID: "corp", Issuer: issuer, ClientID: "lattice", ClientSecret: "s3cret"}}
 	svc := New(&cfg, db, []byte("seed"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// @alice:test is an application service's: the sign-in gets the next free name.
+	svc.SetReserved(func(userID string) bool { return userID == "@alice:test" })
 
 	r := mux.NewRouter()
 	svc.Register(r)
@@ -167,7 +170,7 @@ func TestStartSignedInUser(t *testing.T) {
 	if strings.Contains(body, `value="consent"`) {
 		resp, body = submitForm(t, c, resp.Request.URL, body, nil)
 	}
-	if resp.StatusCode != 200 || body != "signed in: @alice:test (42)" {
+	if resp.StatusCode != 200 || body != "signed in: @alice1:test (42)" {
 		t.Fatalf("continuation: %d %q", resp.StatusCode, body)
 	}
 	// The cookie was cleared: the continuation does not sign anyone in again.

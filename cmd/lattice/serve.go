@@ -245,6 +245,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Single sign-on: the legacy SSO redirect flow and the providers' callback. Its cookies
 	// are sealed with a key derived from the signing key, which every process shares.
 	singleSignOn := sso.New(cfg, db, key.Seed(), log)
+	singleSignOn.SetReserved(func(userID string) bool { return appservices.Registry().ExclusiveUser(userID) != nil })
 	singleSignOn.Register(router)
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
