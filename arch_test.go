@@ -29,6 +29,7 @@ func TestImportBoundaries(t *testing.T) {
 		"mediaapi":             {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "pusher", mod + "cmd"},
 		"pusher":               {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
 		"appservice":           {mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "adminapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"sso":                  {mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"delayedevents":        {"net/http", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 		"retention":            {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 	}

@@ -206,14 +206,9 @@ func (s *Server) handleRegisterAvailable(r *http.Request) (any, error) {
 	return map[string]bool{"available": true}, nil
 }
 
-// handleLoginFlows handles GET /login: passwords, and application services' logins when
-// any is registered.
+// handleLoginFlows handles GET /login (logintoken.go lists the flows).
 func (s *Server) handleLoginFlows(r *http.Request) (any, error) {
-	flows := []map[string]string{{"type": "m.login.password"}}
-	if s.appservices != nil && len(s.appservices.Registry().Services()) > 0 {
-		flows = append(flows, map[string]string{"type": loginTypeAppService})
-	}
-	return map[string]any{"flows": flows}, nil
+	return map[string]any{"flows": s.loginFlows()}, nil
 }
 
 type loginRequest struct {
@@ -221,16 +216,25 @@ type loginRequest struct {
 	Identifier               *userIdentifier `json:"identifier"`
 	User                     string          `json:"user"`
 	Password                 string          `json:"password"`
+	Token                    string          `json:"token"` // m.login.token
 	DeviceID                 string          `json:"device_id"`
 	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
 }
 
 // handleLogin handles POST /login with m.login.password and an m.id.user identifier, or an
-// m.id.thirdparty one naming a third-party ID an admin bound to the account.
+// m.id.thirdparty one naming a third-party ID an admin bound to the account; or with an
+// m.login.token login token (logintoken.go).
 func (s *Server) handleLogin(r *http.Request) (any, error) {
 	var req loginRequest
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
+	}
+	if req.Type == "m.login.token" {
+		userID, err := s.loginTokenUser(r.Context(), req.Token)
+		if err != nil {
+			return nil, err
+		}
+		return s.completeLogin(r, req, userID)
 	}
 	if req.Type != "m.login.password" && req.Type != loginTypeAppService {
 		return nil, &httputil.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN", Msg: "unsupported login type"}
@@ -265,6 +269,11 @@ func (s *Server) handleLogin(r *http.Request) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	return s.completeLogin(r, req, userID)
+}
+
+// completeLogin gives the user, whose credentials were checked, a new device.
+func (s *Server) completeLogin(r *http.Request, req loginRequest, userID string) (any, error) {
 	if err := s.notLocked(r.Context(), userID); err != nil {
 		return nil, err
 	}

@@ -55,6 +55,7 @@ type Server struct {
 	failedLogins  *ratelimit.Limiter // wrong passwords, by user ID
 	registrations *ratelimit.Limiter // /register calls, by client address
 	nonceRequests *ratelimit.Limiter // shared-secret registration nonces, by client address
+	loginTokens   *ratelimit.Limiter // POST /v1/login/get_token, by user ID (logintoken.go)
 	sends         *ratelimit.Limiter // messages sent, by user ID, at each user's rate (moderation.go)
 }
 
@@ -64,6 +65,7 @@ func New(cfg *config.Config, db *storage.DB, rooms *roomserver.Server, waker Wak
 		uia:           newSessionIDs(15*time.Minute, 10_000),
 		nonces:        newSessionIDs(5*time.Minute, 10_000),
 		nonceRequests: ratelimit.New(10, 100),
+		loginTokens:   ratelimit.New(1.0/60, 3),
 		unknownDelays: ratelimit.New(1, 20),
 		sends:         ratelimit.New(cfg.Limits.MessagesPerSecond, cfg.Limits.MessagesBurst),
 		failedLogins:  ratelimit.New(cfg.Limits.FailedLoginsPerMinute/60, cfg.Limits.FailedLoginsBurst),
@@ -128,6 +130,7 @@ func (s *Server) routes() []route {
 		{post, "/register", false, false, s.handleRegister},
 		{get, "/register/available", false, false, s.handleRegisterAvailable},
 		{get, "/v1/register/m.login.registration_token/validity", false, true, s.handleRegistrationTokenValidity},
+		{post, "/v1/login/get_token", true, true, s.handleGetLoginToken},
 		{get, "/account/whoami", true, false, s.handleWhoami},
 		{post, "/account/password", true, false, s.handlePassword},
 		{post, "/account/deactivate", true, false, s.handleDeactivate},

@@ -36,12 +36,17 @@ type userIdentifier struct {
 
 // uiaRequired is the 401 response that tells the client which flows it may complete.
 func (s *Server) uiaRequired(flows [][]string, errMsg string) error {
+	return s.uiaRequiredSession(flows, errMsg, s.uia.issue())
+}
+
+// uiaRequiredSession is uiaRequired for a session that goes on (a stage completed elsewhere).
+func (s *Server) uiaRequiredSession(flows [][]string, errMsg, session string) error {
 	fl := make([]map[string]any, 0, len(flows))
 	for _, f := range flows {
 		fl = append(fl, map[string]any{"stages": f})
 	}
 	e := &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
-		"flows": fl, "params": map[string]any{}, "session": s.uia.issue(),
+		"flows": fl, "params": map[string]any{}, "session": session,
 	}}
 	if errMsg != "" {
 		e.Code, e.Msg = "M_FORBIDDEN", errMsg
@@ -49,16 +54,21 @@ func (s *Server) uiaRequired(flows [][]string, errMsg string) error {
 	return e
 }
 
-// requirePassword runs the m.login.password stage for an authenticated user (device
-// deletion, password change, deactivation).
+// requirePassword runs user-interactive authentication for an authenticated user (device
+// deletion, password change, deactivation, cross-signing key replacement, login tokens): the
+// m.login.password stage, or for a user linked to a configured single sign-on provider the
+// m.login.sso stage, which its fallback page (the sso package) completes.
 func (s *Server) requirePassword(ctx context.Context, userID string, auth json.RawMessage) error {
-	flows := [][]string{{"m.login.password"}}
+	flows, sso := s.userAuthFlows(ctx, userID)
 	if len(auth) == 0 || string(auth) == "null" {
 		return s.uiaRequired(flows, "")
 	}
 	var a authData
 	if err := json.Unmarshal(auth, &a); err != nil {
 		return spec.BadJSON("auth must be an object")
+	}
+	if sso && (a.Type == "m.login.sso" || (a.Type == "" && a.Session != "")) {
+		return s.checkSSOStage(ctx, userID, a.Session, flows)
 	}
 	if a.Type != "m.login.password" {
 		return s.uiaRequired(flows, "")

@@ -16,6 +16,13 @@ if ! command -v synadm >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq synadm >/dev/null
 fi
 
+# The OpenID provider (oidc-provider) that the single sign-on tests of sso/ and e2e/ sign in
+# at, installed once here so that the two packages' tests, run in parallel, never install it
+# at the same time.
+if [ ! -f e2e/oidcprovider/node_modules/oidc-provider/package.json ]; then
+  (cd e2e/oidcprovider && npm ci --no-audit --no-fund >/dev/null)
+fi
+
 # A throw-away PostgreSQL cluster on a loopback port, so that every storage, roomserver and
 # end-to-end test also runs against PostgreSQL.
 source scripts/postgres.sh

@@ -33,6 +33,8 @@ var portTables = []portTable{
 	{name: "user_external_ids", key: "auth_provider, external_id"},
 	{name: "ratelimit_overrides", key: "user_id"},
 	{name: "puppet_tokens", key: "token_hash"},
+	{name: "login_tokens", key: "token_hash"},
+	{name: "uia_sso_completions", key: "session_id"},
 	{name: "filters", key: "filter_id", serial: "filter_id"},
 	{name: "streams", key: "name", seeded: "pos = 0"},
 	{name: "account_data", key: "user_id, room_id, data_type"},

@@ -562,5 +562,11 @@ func populateUserAdmin(ctx context.Context, tx *Tx) error {
 	if err := tx.SetExternalIDs(ctx, "@bob:test", []ExternalID{{AuthProvider: "oidc-test", ExternalID: "b/1"}}); err != nil {
 		return err
 	}
+	if err := tx.InsertLoginToken(ctx, "login-hash", "@bob:test", 1<<50, 1); err != nil {
+		return err
+	}
+	if err := tx.InsertUIASSOCompletion(ctx, "uia-session", "@bob:test", 1<<50, 1); err != nil {
+		return err
+	}
 	return tx.InsertPuppetToken(ctx, PuppetToken{UserID: "@bob:test", DeviceID: "PUPPET", AdminUserID: "@alice:test", ValidUntilMS: 99, CreatedTS: 5}, "puppet-hash")
 }

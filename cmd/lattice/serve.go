@@ -41,6 +41,7 @@ import (
 	"github.com/lattice-chat/lattice/pusher"
 	"github.com/lattice-chat/lattice/retention"
 	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/sso"
 	"github.com/lattice-chat/lattice/storage"
 	"github.com/lattice-chat/lattice/syncapi"
 )
@@ -241,6 +242,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.Handle("/health", metrics.Health()).Methods(http.MethodGet, http.MethodHead)
 	router.Handle("/readyz", metrics.Ready(db.Ping)).Methods(http.MethodGet, http.MethodHead)
 	client.Register(router)
+	// Single sign-on: the legacy SSO redirect flow and the providers' callback. Its cookies
+	// are sealed with a key derived from the signing key, which every process shares.
+	singleSignOn := sso.New(cfg, db, key.Seed(), log)
+	singleSignOn.SetReserved(func(userID string) bool { return appservices.Registry().ExclusiveUser(userID) != nil })
+	singleSignOn.Register(router)
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
 	if fed != nil {

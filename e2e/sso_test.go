@@ -1,0 +1,571 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// oidcProviderDir holds the OpenID Connect provider the SSO tests sign in at: the
+// oidc-provider package (a certified OpenID provider implementation) run by node, with its
+// built-in login and consent pages. 9.13.3 is the version package.json pins.
+const (
+	oidcProviderDir     = "oidcprovider"
+	oidcProviderVersion = "9.13.3"
+)
+
+// ssoRedirect is the redirectUrl of the tests' client: never contacted, the tests read the
+// loginToken from the link or redirect that leads to it.
+const ssoRedirect = "https://client.example/after-login?x=1"
+
+// ssoLoginTokenLifetime is the sso.login_token_lifetime of the test server.
+const ssoLoginTokenLifetime = 4 * time.Second
+
+// oidcAccount is an account at a test provider: its claims. Accounts are keyed by their
+// subject, which is also the login name typed on the provider's login page.
+type oidcAccount map[string]any
+
+// startOIDCProvider runs a provider on loopback accepting the client lattice/secret with the
+// given redirect URI and accounts; it returns the issuer URL.
+func startOIDCProvider(t *testing.T, node, redirectURI string, accounts map[string]oidcAccount) string {
+	t.Helper()
+	port := freePort(t)
+	conf, _ := json.Marshal(map[string]any{
+		"port":     port,
+		"client":   map[string]any{"client_id": "lattice", "client_secret": "lattice-secret", "redirect_uris": []string{redirectURI}},
+		"accounts": accounts,
+	})
+	dir, err := filepath.Abs(oidcProviderDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, node, "provider.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "OIDC_PROVIDER="+string(conf))
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "provider.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("OpenID provider log:\n%s", b)
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "listening" {
+				ready <- true
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("the OpenID provider exited before listening")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the OpenID provider did not start")
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// ssoServer starts lattice with two providers: "corp" (claims required, e-mail domains
+// limited) and "other" (allow_existing_users).
+func ssoServer(t *testing.T) (*Server, string, string) {
+	node, npm := requireTool(t, "node"), requireTool(t, "npm")
+	ensureNPMPackage(t, npm, oidcProviderDir, "oidc-provider", oidcProviderVersion)
+	srv := StartServer(t)
+	callback := srv.URL + "/_lattice/sso/callback"
+	corp := startOIDCProvider(t, node, callback, map[string]oidcAccount{
+		"corp-0001": {"preferred_username": "Alice", "name": "Alice Liddell", "email": "alice@example.org", "email_verified": true, "department": "eng"},
+		// Another identity whose user name is taken by then: a new account, alice1.
+		"corp-0002": {"preferred_username": "alice", "name": "Another Alice", "email": "alice2@example.org", "email_verified": true, "department": "eng"},
+		"corp-0003": {"preferred_username": "bob", "email": "bob@example.org", "email_verified": true, "department": "sales"},
+		"corp-0004": {"preferred_username": "carol", "email": "carol@evil.test", "email_verified": true, "department": "eng"},
+		"corp-0005": {"preferred_username": "Dan Brown!", "email": "dan@example.org", "email_verified": true, "department": "eng"},
+	})
+	other := startOIDCProvider(t, node, callback, map[string]oidcAccount{
+		"other-erin":   {"preferred_username": "erin", "name": "Erin from Other"},
+		"other-frank":  {"preferred_username": "frank", "name": "Frank"},
+		"other-nobody": {"preferred_username": "nobody"},
+	})
+	srv.Stop()
+	cfg, err := os.ReadFile(srv.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(cfg), `public_base_url: ""`, `public_base_url: "`+srv.URL+`"`, 1)
+	providers := fmt.Sprintf(`providers:
+    - id: "corp"
+      name: "Corp SSO"
+      brand: "gitlab"
+      icon: "mxc://example.org/corplogo"
+      issuer: %q
+      client_id: "lattice"
+      client_secret: "lattice-secret"
+      allowed_email_domains: ["example.org"]
+      required_claims: {department: "eng"}
+    - id: "other"
+      name: "Other ID"
+      issuer: %q
+      client_id: "lattice"
+      client_secret: "lattice-secret"
+      allow_existing_users: true`, corp, other)
+	for old, repl := range map[string]string{
+		"providers: []":              providers,
+		"client_whitelist: []":       `client_whitelist: ["https://trusted.example/"]`,
+		`login_token_lifetime: "2m"`: fmt.Sprintf("login_token_lifetime: %q", ssoLoginTokenLifetime.String()),
+	} {
+		if !strings.Contains(s, old) {
+			t.Fatalf("generated config lacks %q", old)
+		}
+		s = strings.Replace(s, old, repl, 1)
+	}
+	if err := os.WriteFile(srv.ConfigPath, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	return srv, corp, other
+}
+
+// browser is a user agent with its own cookies that follows redirects on loopback only.
+type browser struct {
+	t *testing.T
+	c *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if req.URL.Hostname() != "127.0.0.1" || len(via) > 20 {
+				return http.ErrUseLastResponse // the client's redirectUrl is never contacted
+			}
+			return nil
+		}}}
+}
+
+// page is a fetched page: the final URL, status, body and Location of an unfollowed redirect.
+type page struct {
+	URL      *url.URL
+	Status   int
+	Body     string
+	Location string
+}
+
+func (b *browser) do(req *http.Request) page {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return page{URL: resp.Request.URL, Status: resp.StatusCode, Body: string(body), Location: resp.Header.Get("Location")}
+}
+
+func (b *browser) get(u string) page {
+	b.t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.do(req)
+}
+
+var (
+	formRe   = regexp.MustCompile(`(?s)<form[^>]*action="([^"]*)"[^>]*>(.*?)</form>`)
+	inputRe  = regexp.MustCompile(`<input[^>]*>`)
+	attrRe   = regexp.MustCompile(`(\w+)="([^"]*)"`)
+	anchorRe = regexp.MustCompile(`<a [^>]*href="([^"]*)"[^>]*>`)
+)
+
+// submit fills the first form of p with fields (over its own inputs) and posts it.
+func (b *browser) submit(p page, fields map[string]string) page {
+	b.t.Helper()
+	m := formRe.FindStringSubmatch(p.Body)
+	if m == nil {
+		b.t.Fatalf("no form on %s (%d): %.2000s", p.URL, p.Status, p.Body)
+	}
+	action, err := p.URL.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	vals := url.Values{}
+	for _, in := range inputRe.FindAllString(m[2], -1) {
+		attrs := map[string]string{}
+		for _, a := range attrRe.FindAllStringSubmatch(in, -1) {
+			attrs[a[1]] = html.UnescapeString(a[2])
+		}
+		if attrs["name"] != "" {
+			vals.Set(attrs["name"], attrs["value"])
+		}
+	}
+	for k, v := range fields {
+		vals.Set(k, v)
+	}
+	req, err := http.NewRequest("POST", action.String(), strings.NewReader(vals.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// signIn starts the legacy SSO flow at start and signs in as login at the provider's login
+// page, then its consent page; it returns the page the provider's callback led to.
+func (b *browser) signIn(start, login string) page {
+	b.t.Helper()
+	p := b.get(start)
+	if !strings.Contains(p.Body, `name="login"`) {
+		b.t.Fatalf("GET %s led to %s (%d), not the provider's login form: %.2000s", start, p.URL, p.Status, p.Body)
+	}
+	p = b.submit(p, map[string]string{"login": login, "password": "any password"})
+	if strings.Contains(p.Body, `value="consent"`) {
+		p = b.submit(p, nil)
+	}
+	return p
+}
+
+// loginTokenFrom returns the loginToken of the link of the "Continue to ...?" page.
+func loginTokenFrom(t *testing.T, p page) string {
+	t.Helper()
+	if p.Status != 200 || !strings.Contains(p.Body, "Continue to client.example") {
+		t.Fatalf("after sign-in: %s %d, want the confirmation page: %.2000s", p.URL, p.Status, p.Body)
+	}
+	for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+		href := html.UnescapeString(m[1])
+		if strings.HasPrefix(href, "https://client.example/after-login?x=1&loginToken=") {
+			u, _ := url.Parse(href)
+			return u.Query().Get("loginToken")
+		}
+	}
+	t.Fatalf("confirmation page has no link to the client with a loginToken: %s", p.Body)
+	return ""
+}
+
+func tokenLogin(t *testing.T, srv *Server, token string) Resp {
+	t.Helper()
+	return anon(t, srv, "POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.token", "token": token})
+}
+
+func ssoStart(srv *Server, idp string) string {
+	path := "/_matrix/client/v3/login/sso/redirect"
+	if idp != "" {
+		path += "/" + idp
+	}
+	return srv.URL + path + "?redirectUrl=" + url.QueryEscape(ssoRedirect)
+}
+
+// expectPage checks an error page's status and that it says why.
+func expectPage(t *testing.T, p page, what string, status int, says string) {
+	t.Helper()
+	if p.Status != status || !strings.Contains(p.Body, says) || !strings.Contains(p.Body, "<html") {
+		t.Errorf("%s: %s %d, want an HTML page %d saying %q: %.1500s", what, p.URL, p.Status, status, says, p.Body)
+	}
+}
+
+// TestSSO signs users in through real OpenID Connect providers with the legacy SSO flow
+// (login.yaml, sso_login_redirect.yaml) and checks login tokens (login_token.yaml).
+func TestSSO(t *testing.T) {
+	srv, _, _ := ssoServer(t)
+
+	t.Run("login flows list the identity providers", func(t *testing.T) {
+		r := anon(t, srv, "GET", "/_matrix/client/v3/login", nil)
+		expectOK(t, r, "GET /login")
+		var sso, token map[string]any
+		for _, f := range list(r.Body, "flows") {
+			switch str(f, "type") {
+			case "m.login.sso":
+				sso = f
+			case "m.login.token":
+				token = f
+			}
+		}
+		if sso == nil || token == nil || token["get_login_token"] != true {
+			t.Fatalf("GET /login = %s, want m.login.sso and m.login.token with get_login_token", r.Raw)
+		}
+		idps := list(sso, "identity_providers")
+		if len(idps) != 2 || str(idps[0], "id") != "corp" || str(idps[0], "name") != "Corp SSO" ||
+			str(idps[0], "brand") != "gitlab" || str(idps[0], "icon") != "mxc://example.org/corplogo" ||
+			str(idps[1], "id") != "other" || str(idps[1], "name") != "Other ID" {
+			t.Errorf("identity_providers = %s", jsonString(sso["identity_providers"]))
+		}
+	})
+
+	var aliceID string
+	t.Run("sign-in makes an account from the claims, then finds it again", func(t *testing.T) {
+		token := loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0001"))
+		r := tokenLogin(t, srv, token)
+		expectOK(t, r, "m.login.token")
+		aliceID = str(r.Body, "user_id")
+		if aliceID != "@alice:localhost" || str(r.Body, "access_token") == "" {
+			t.Fatalf("login = %s, want @alice:localhost with an access token", r.Raw)
+		}
+		alice := &Client{t: t, srv: srv, UserID: aliceID, Token: str(r.Body, "access_token")}
+		p := call(alice, "GET", "/_matrix/client/v3/profile/"+esc(aliceID), nil)
+		if str(p.Body, "displayname") != "Alice Liddell" {
+			t.Errorf("profile = %s, want the name claim as display name", p.Raw)
+		}
+		// The token is single-use.
+		expectErr(t, tokenLogin(t, srv, token), "reused login token", 403, "M_FORBIDDEN")
+		// No password, but the m.login.sso stage: the account can make login tokens.
+		c := call(alice, "GET", "/_matrix/client/v3/capabilities", nil)
+		if v := obj(c.Body, "capabilities", "m.get_login_token")["enabled"]; v != true {
+			t.Errorf("m.get_login_token of an SSO user = %v, want true", v)
+		}
+
+		// Signing in again (another browser, another session at the provider): same account.
+		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0001")))
+		expectOK(t, r, "second sign-in")
+		if str(r.Body, "user_id") != aliceID {
+			t.Errorf("second sign-in = %s, want %s again", str(r.Body, "user_id"), aliceID)
+		}
+	})
+
+	t.Run("a taken user name gets digits, a strange one is mapped", func(t *testing.T) {
+		r := tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0002")))
+		expectOK(t, r, "alice-other")
+		if got := str(r.Body, "user_id"); got != "@alice1:localhost" {
+			t.Errorf("second identity named alice = %s, want @alice1:localhost", got)
+		}
+		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0005")))
+		expectOK(t, r, "dan")
+		if got := str(r.Body, "user_id"); got != "@dan=20brown=21:localhost" {
+			t.Errorf("preferred_username %q = %s, want @dan=20brown=21:localhost", "Dan Brown!", got)
+		}
+	})
+
+	t.Run("claims and e-mail domains are enforced", func(t *testing.T) {
+		expectPage(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0003"), "required claim mismatch", 403, "department")
+		expectPage(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0004"), "disallowed e-mail domain", 403, "evil.test")
+		for _, who := range []string{"bob", "carol"} {
+			r := loginPassword(t, srv, who, testPassword)
+			expectErr(t, r, "refused user has no account", 403, "M_FORBIDDEN")
+			a := srv.Do(t, "", "GET", "/_matrix/client/v3/profile/"+esc("@"+who+":localhost"), nil)
+			if a.Status != 404 {
+				t.Errorf("profile of refused %s: %d, want 404 (no account made)", who, a.Status)
+			}
+		}
+	})
+
+	t.Run("a provider's error is shown", func(t *testing.T) {
+		b := newBrowser(t)
+		p := b.get(ssoStart(srv, "corp"))
+		var abort string
+		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+			if strings.Contains(m[1], "/abort") {
+				abort = html.UnescapeString(m[1])
+			}
+		}
+		if abort == "" {
+			t.Fatalf("provider login page has no cancel link: %.2000s", p.Body)
+		}
+		u, _ := p.URL.Parse(abort)
+		expectPage(t, b.get(u.String()), "cancelled at the provider", 403, "access_denied")
+	})
+
+	t.Run("several providers: a page to choose, and the second provider works", func(t *testing.T) {
+		b := newBrowser(t)
+		p := b.get(ssoStart(srv, ""))
+		if p.Status != 200 || !strings.Contains(p.Body, "Corp SSO") || !strings.Contains(p.Body, "Other ID") {
+			t.Fatalf("chooser: %d %.2000s", p.Status, p.Body)
+		}
+		var otherLink string
+		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+			if strings.Contains(m[1], "/redirect/other") {
+				otherLink = html.UnescapeString(m[1])
+			}
+		}
+		if otherLink == "" {
+			t.Fatalf("chooser has no link to the other provider: %s", p.Body)
+		}
+		u, _ := p.URL.Parse(otherLink)
+		r := tokenLogin(t, srv, loginTokenFrom(t, b.signIn(u.String(), "other-frank")))
+		expectOK(t, r, "frank at other")
+		if str(r.Body, "user_id") != "@frank:localhost" {
+			t.Errorf("frank = %s", r.Raw)
+		}
+		// allow_existing_users: erin's first sign-in takes over the local account erin.
+		erin := srv.Register(t, "erin")
+		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "other"), "other-erin")))
+		expectOK(t, r, "erin at other")
+		if str(r.Body, "user_id") != erin.UserID {
+			t.Errorf("erin = %s, want the existing %s", str(r.Body, "user_id"), erin.UserID)
+		}
+		// The link is the admin API's external ID.
+		admin := srv.RegisterAdmin(t, "ssoadmin")
+		a := call(admin, "GET", "/_synapse/admin/v1/auth_providers/other/users/other-erin", nil)
+		if str(a.Body, "user_id") != erin.UserID {
+			t.Errorf("admin lookup of other/other-erin = %d %s", a.Status, a.Raw)
+		}
+	})
+
+	t.Run("a whitelisted client gets the token without the confirmation page", func(t *testing.T) {
+		start := srv.URL + "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl=" + url.QueryEscape("https://trusted.example/cb")
+		p := newBrowser(t).signIn(start, "corp-0001")
+		if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, "https://trusted.example/cb?loginToken=") {
+			t.Fatalf("whitelisted client: %d Location %q", p.Status, p.Location)
+		}
+		u, _ := url.Parse(p.Location)
+		r := tokenLogin(t, srv, u.Query().Get("loginToken"))
+		if str(r.Body, "user_id") != aliceID {
+			t.Errorf("token login = %s", r.Raw)
+		}
+	})
+
+	t.Run("a callback without its browser's cookie or with another state is refused", func(t *testing.T) {
+		b := newBrowser(t)
+		b.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if strings.HasSuffix(req.URL.Path, "/_lattice/sso/callback") || req.URL.Hostname() != "127.0.0.1" {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}
+		p := b.signIn(ssoStart(srv, "corp"), "corp-0001")
+		if !strings.Contains(p.Location, "/_lattice/sso/callback?") {
+			t.Fatalf("provider did not send the browser back: %d %q", p.Status, p.Location)
+		}
+		// Another browser (an attacker who got the URL): no flow cookie.
+		expectPage(t, newBrowser(t).get(p.Location), "callback in another browser", 400, "another browser")
+		// The right browser, another state.
+		u, _ := url.Parse(p.Location)
+		q := u.Query()
+		q.Set("state", "forged")
+		u.RawQuery = q.Encode()
+		expectPage(t, b.get(u.String()), "callback with a forged state", 400, "not valid")
+		// The flow is spent: the genuine callback now fails too.
+		expectPage(t, b.get(p.Location), "replayed callback", 400, "not valid")
+	})
+
+	t.Run("redirect endpoint errors", func(t *testing.T) {
+		r := anon(t, srv, "GET", "/_matrix/client/v3/login/sso/redirect/corp", nil)
+		expectErr(t, r, "no redirectUrl", 400, "M_MISSING_PARAM")
+		r = anon(t, srv, "GET", "/_matrix/client/v3/login/sso/redirect/nope?redirectUrl="+url.QueryEscape(ssoRedirect), nil)
+		expectErr(t, r, "unknown idp", 404, "M_NOT_FOUND")
+		r = anon(t, srv, "GET", "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl="+url.QueryEscape("javascript:alert(1)"), nil)
+		expectErr(t, r, "javascript: redirectUrl", 400, "M_INVALID_PARAM")
+		expectErr(t, tokenLogin(t, srv, "never-issued"), "unknown login token", 403, "M_FORBIDDEN")
+	})
+
+	t.Run("user-interactive auth by signing in again (m.login.sso stage)", func(t *testing.T) {
+		login := func(sub string) *Client {
+			r := tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), sub)))
+			expectOK(t, r, "sign-in of "+sub)
+			return &Client{t: t, srv: srv, UserID: str(r.Body, "user_id"), DeviceID: str(r.Body, "device_id"), Token: str(r.Body, "access_token")}
+		}
+		alice, second := login("corp-0001"), login("corp-0001")
+		// The stage the client is offered: single sign-on only (alice has no password).
+		path := "/_matrix/client/v3/devices/" + esc(second.DeviceID)
+		r := call(alice, "DELETE", path, map[string]any{})
+		flows := list(r.Body, "flows")
+		if r.Status != 401 || len(flows) != 1 || jsonString(flows[0]["stages"]) != `["m.login.sso"]` {
+			t.Fatalf("device deletion without auth: %d %s, want 401 with the one flow [m.login.sso]", r.Status, r.Raw)
+		}
+		session := str(r.Body, "session")
+		// Retrying before the stage is done: 401 again, same session.
+		r = call(alice, "DELETE", path, map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 || str(r.Body, "session") != session {
+			t.Errorf("retry before the stage: %d %s, want 401 with session %s", r.Status, r.Raw, session)
+		}
+		// The fallback page: two providers, a page to choose; alice signs in again at corp.
+		fallback := srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
+		b := newBrowser(t)
+		p := b.get(fallback)
+		var corpLink string
+		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+			if strings.Contains(m[1], "idp=corp") {
+				corpLink = html.UnescapeString(m[1])
+			}
+		}
+		if p.Status != 200 || corpLink == "" {
+			t.Fatalf("fallback page: %d %.1500s", p.Status, p.Body)
+		}
+		u, _ := p.URL.Parse(corpLink)
+		p = b.signIn(u.String(), "corp-0001")
+		if p.Status != 200 || !strings.Contains(p.Body, "Identity confirmed") || !strings.Contains(p.Body, "onAuthDone") {
+			t.Fatalf("after re-authentication: %d %.1500s", p.Status, p.Body)
+		}
+		r = call(alice, "DELETE", path, map[string]any{"auth": map[string]any{"type": "m.login.sso", "session": session}})
+		expectOK(t, r, "device deletion after the m.login.sso stage")
+		if w := whoami(second); w.Status != 401 {
+			t.Errorf("deleted device's token still works: %d", w.Status)
+		}
+		// The completed stage is good once.
+		third := login("corp-0001")
+		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 {
+			t.Errorf("reused completed session: %d %s, want 401", r.Status, r.Raw)
+		}
+		// Another identity (alice1's) completing alice's session does not prove alice.
+		session = str(r.Body, "session")
+		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=corp&session="+url.QueryEscape(session), "corp-0002")
+		if p.Status != 200 || !strings.Contains(p.Body, "@alice1:localhost") {
+			t.Fatalf("alice1's re-authentication: %d %.1500s", p.Status, p.Body)
+		}
+		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
+		expectErr(t, r, "session completed by another user", 403, "M_FORBIDDEN")
+		// An identity linked to no account cannot complete a stage.
+		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=other&session=x", "other-nobody")
+		expectPage(t, p, "unlinked identity", 403, "not linked")
+	})
+
+	t.Run("get_token with UIA, single use, expiry", func(t *testing.T) {
+		gina := srv.Register(t, "gina")
+		c := call(gina, "GET", "/_matrix/client/v3/capabilities", nil)
+		if v := obj(c.Body, "capabilities", "m.get_login_token")["enabled"]; v != true {
+			t.Errorf("m.get_login_token of a password user = %v, want true", v)
+		}
+		r := uiaPassword(gina, "POST", "/_matrix/client/v1/login/get_token", nil, "wrong password")
+		if r.Status != 401 || r.ErrCode() != "M_FORBIDDEN" {
+			t.Errorf("get_token with a wrong password: %d %s, want 401 M_FORBIDDEN", r.Status, r.Raw)
+		}
+		r = uiaPassword(gina, "POST", "/_matrix/client/v1/login/get_token", nil, testPassword)
+		expectOK(t, r, "get_token")
+		if str(r.Body, "login_token") == "" || r.Body["expires_in_ms"] != float64(ssoLoginTokenLifetime.Milliseconds()) {
+			t.Fatalf("get_token = %s", r.Raw)
+		}
+		l := tokenLogin(t, srv, str(r.Body, "login_token"))
+		expectOK(t, l, "login with get_token's token")
+		if str(l.Body, "user_id") != gina.UserID || str(l.Body, "device_id") == gina.DeviceID {
+			t.Errorf("token login = %s, want %s on a new device", l.Raw, gina.UserID)
+		}
+		expectErr(t, tokenLogin(t, srv, str(r.Body, "login_token")), "reused get_token token", 403, "M_FORBIDDEN")
+
+		r = uiaPassword(gina, "POST", "/_matrix/client/v1/login/get_token", nil, testPassword)
+		expectOK(t, r, "second get_token")
+		time.Sleep(ssoLoginTokenLifetime + time.Second)
+		expectErr(t, tokenLogin(t, srv, str(r.Body, "login_token")), "expired login token", 403, "M_FORBIDDEN")
+	})
+}

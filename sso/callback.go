@@ -1,0 +1,234 @@
+package sso
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
+)
+
+// userCookie carries the user that a sign-in begun with Start proved, to its continueURL.
+const (
+	userCookie  = "lattice_sso_user"
+	userPurpose = "sso-user"
+	userTTL     = 5 * time.Minute
+)
+
+type signedIn struct {
+	UserID  string `json:"u"`
+	IdP     string `json:"i"`
+	Expires int64  `json:"e"`
+}
+
+// pageError is a failure shown to the user on the error page with its HTTP status.
+type pageError struct {
+	status int
+	title  string
+	detail string
+}
+
+func (e *pageError) Error() string { return e.title + ": " + e.detail }
+
+func refused(status int, title, detail string, args ...any) *pageError {
+	return &pageError{status: status, title: title, detail: fmt.Sprintf(detail, args...)}
+}
+
+// handleCallback handles GET /_lattice/sso/callback, where the provider sends the browser
+// back with a code (or an error) and the state.
+func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
+	var f flow
+	err := s.readCookie(r, flowCookie, flowPurpose, &f)
+	s.clearCookie(w, flowCookie, CallbackPath) // one callback per flow, whatever its outcome
+	subject, userID, err := s.callback(r, f, err)
+	var pe *pageError
+	if errors.As(err, &pe) {
+		s.renderError(w, pe.status, pe.title, pe.detail)
+		return
+	} else if err != nil {
+		s.log.Error("sso callback", "idp", f.IdP, "err", err)
+		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server. Try again later.")
+		return
+	}
+	if f.UIASession != "" {
+		s.finishUIA(w, r, f, subject)
+		return
+	}
+	if f.Continue != "" {
+		if err := s.setCookie(w, userCookie, "/", userPurpose, signedIn{UserID: userID, IdP: f.IdP, Expires: s.now().Add(userTTL).Unix()}, userTTL); err != nil {
+			s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server.")
+			return
+		}
+		http.Redirect(w, r, f.Continue, http.StatusFound)
+		return
+	}
+	s.finishLegacy(w, r, userID, f.Redirect)
+}
+
+// callback checks the callback against its flow cookie, exchanges the code, checks the
+// claims and returns the identity's subject and account (no account for a flow that
+// completes a UIA stage). cookieErr is the flow cookie's error.
+func (s *Service) callback(r *http.Request, f flow, cookieErr error) (subject, userID string, err error) {
+	q := r.URL.Query()
+	// 1. The browser that started this sign-in, within its time, coming back with its state.
+	if cookieErr != nil || f.Expires < s.now().Unix() || q.Get("state") == "" || q.Get("state") != f.State {
+		return "", "", refused(http.StatusBadRequest, "This sign-in link is not valid",
+			"It has expired, was used already, or was opened in another browser than the one that started the sign-in. Start signing in again from your Matrix client.")
+	}
+	p, ok := s.byID[f.IdP]
+	if !ok {
+		return "", "", refused(http.StatusBadRequest, "This sign-in link is not valid", "The sign-in provider is no longer configured.")
+	}
+	// 2. The provider's answer: an error, or a code.
+	if e := q.Get("error"); e != "" {
+		status := http.StatusBadRequest
+		if e == "access_denied" {
+			status = http.StatusForbidden
+		}
+		return "", "", refused(status, "Sign-in was not completed", "%s answered: %s %s", p.cfg.Name, e, q.Get("error_description"))
+	}
+	code := q.Get("code")
+	if code == "" {
+		return "", "", refused(http.StatusBadRequest, "Sign-in was not completed", "%s sent no authorization code.", p.cfg.Name)
+	}
+	// 3. The code for tokens (with the PKCE verifier); the ID token checked with the nonce.
+	claims, err := s.exchange(r.Context(), p, f, code)
+	if err != nil {
+		return "", "", err
+	}
+	// 4. The identity, and the operator's requirements on it.
+	subject = claimString(claims, p.cfg.SubjectClaim)
+	if subject == "" {
+		return "", "", refused(http.StatusForbidden, "Sign-in refused", "%s did not say who you are (no %q claim).", p.cfg.Name, p.cfg.SubjectClaim)
+	}
+	if err := checkClaims(p.cfg, claims); err != nil {
+		return "", "", err
+	}
+	// 5. The linked account, or a new one (not for re-authentication: uia.go).
+	if f.UIASession != "" {
+		return subject, "", nil
+	}
+	userID, err = s.resolveUser(r.Context(), p, subject, claims)
+	return subject, userID, err
+}
+
+// exchange redeems the code and returns the claims of the verified ID token, completed with
+// those of the userinfo endpoint when the provider has one.
+func (s *Service) exchange(ctx context.Context, p *provider, f flow, code string) (map[string]any, error) {
+	op, err := s.discover(ctx, p)
+	if err != nil {
+		return nil, refused(http.StatusBadGateway, "The sign-in provider cannot be reached", "%s did not answer. Try again later.", p.cfg.Name)
+	}
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, s.client), 30*time.Second)
+	defer cancel()
+	tok, err := s.oauth2Config(p, op.Endpoint()).Exchange(ctx, code, oauth2.VerifierOption(f.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			return nil, refused(http.StatusBadRequest, "Sign-in was not completed", "%s did not accept the sign-in (it may have been used already). Start again.", p.cfg.Name)
+		}
+		s.log.Warn("sso code exchange failed", "idp", p.cfg.ID, "err", err)
+		return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "%s did not complete the sign-in. Try again later.", p.cfg.Name)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "%s sent no ID token.", p.cfg.Name)
+	}
+	idt, err := op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}).Verify(ctx, raw)
+	if err != nil {
+		s.log.Warn("sso ID token refused", "idp", p.cfg.ID, "err", err)
+		return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "The ID token of %s could not be verified.", p.cfg.Name)
+	}
+	if idt.Nonce != f.Nonce {
+		return nil, refused(http.StatusBadRequest, "This sign-in link is not valid", "The answer of %s belongs to another sign-in. Start again.", p.cfg.Name)
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&claims); err != nil {
+		return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "The ID token of %s could not be read.", p.cfg.Name)
+	}
+	if op.UserInfoEndpoint() != "" {
+		info, err := op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil {
+			s.log.Warn("sso userinfo failed", "idp", p.cfg.ID, "err", err)
+			return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "%s did not tell who you are. Try again later.", p.cfg.Name)
+		}
+		if info.Subject != idt.Subject {
+			return nil, refused(http.StatusBadGateway, "Sign-in was not completed", "%s described another user than the one who signed in.", p.cfg.Name)
+		}
+		extra := map[string]any{}
+		if err := info.Claims(&extra); err == nil {
+			for k, v := range extra {
+				if _, ok := claims[k]; !ok { // the signed ID token wins
+					claims[k] = v
+				}
+			}
+		}
+	}
+	return claims, nil
+}
+
+// finishLegacy ends the legacy flow: a login token for userID, appended to the client's
+// redirectUrl, directly for a whitelisted client, else through a confirmation page.
+func (s *Service) finishLegacy(w http.ResponseWriter, r *http.Request, userID, redirectURL string) {
+	token := httputil.NewAccessToken()
+	now := s.now()
+	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
+		return tx.InsertLoginToken(r.Context(), httputil.HashToken(token), userID,
+			now.Add(s.cfg.SSO.LoginTokenLifetime).UnixMilli(), now.UnixMilli())
+	})
+	if err != nil {
+		s.log.Error("sso login token", "user_id", userID, "err", err)
+		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server.")
+		return
+	}
+	target := withLoginToken(redirectURL, token)
+	w.Header().Set("Cache-Control", "no-store")
+	for _, prefix := range s.cfg.SSO.ClientWhitelist {
+		if strings.HasPrefix(redirectURL, prefix) {
+			http.Redirect(w, r, target, http.StatusFound)
+			return
+		}
+	}
+	s.renderConfirm(w, userID, redirectURL, target)
+}
+
+// withLoginToken appends loginToken to the query of redirectURL, leaving the rest as the
+// client wrote it.
+func withLoginToken(redirectURL, token string) string {
+	base, frag, hasFrag := strings.Cut(redirectURL, "#")
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+		if strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&") {
+			sep = ""
+		}
+	}
+	out := base + sep + "loginToken=" + url.QueryEscape(token)
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out
+}
+
+// SignedInUser returns the user that a sign-in begun with Start proved, if its cookie is
+// present and not expired.
+func (s *Service) SignedInUser(r *http.Request) (string, bool) {
+	var u signedIn
+	if err := s.readCookie(r, userCookie, userPurpose, &u); err != nil || u.Expires < s.now().Unix() || u.UserID == "" {
+		return "", false
+	}
+	return u.UserID, true
+}
+
+// ClearSignedIn removes the cookie SignedInUser reads.
+func (s *Service) ClearSignedIn(w http.ResponseWriter) {
+	s.clearCookie(w, userCookie, "/")
+}
