@@ -29,6 +29,7 @@ import (
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/delayedevents"
+	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
@@ -215,6 +216,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer delayed.Close()
 	client.SetDelayedEvents(delayed)
+	mailer := email.New(cfg, db, log)
+	if mailer != nil {
+		if err := mailer.Start(ctx); err != nil {
+			return err
+		}
+		defer mailer.Close()
+		client.SetEmail(mailer)
+	}
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.
@@ -241,6 +250,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.Handle("/health", metrics.Health()).Methods(http.MethodGet, http.MethodHead)
 	router.Handle("/readyz", metrics.Ready(db.Ping)).Methods(http.MethodGet, http.MethodHead)
 	client.Register(router)
+	if mailer != nil {
+		mailer.Register(router)
+	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
 	if fed != nil {
