@@ -79,8 +79,8 @@ func (c *Config) validateEmail() []error {
 	if c.ClientAPI.PublicBaseURL == "" {
 		errs = append(errs, errors.New("email needs client_api.public_base_url: the mails link to it"))
 	}
-	if e.TokenLifetime < time.Minute {
-		errs = append(errs, errors.New("email.token_lifetime must be at least 1m"))
+	if e.TokenLifetime < time.Second {
+		errs = append(errs, errors.New("email.token_lifetime must be at least 1s"))
 	}
 	if e.SendTimeout < time.Second {
 		errs = append(errs, errors.New("email.send_timeout must be at least 1s"))
