@@ -230,6 +230,21 @@ func TestEmailSendAttempt(t *testing.T) {
 	if status, page := getPage(t, fresh.link(t)); status != 200 || !strings.Contains(page, "Your email is verified") {
 		t.Errorf("new link: %d %s", status, page)
 	}
+	// With a next_link, the verified link sends the user there.
+	nl := srv.Do(t, "", "POST", "/_matrix/client/v3/register/email/requestToken", map[string]any{"email": "erin2@example.org",
+		"client_secret": "nl", "send_attempt": 1, "next_link": "https://app.example.org/welcome"})
+	if nl.Status != 200 {
+		t.Fatalf("requestToken with next_link: %d %s", nl.Status, nl.Raw)
+	}
+	noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(sink.wait(t, "erin2@example.org").link(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://app.example.org/welcome" {
+		t.Errorf("link with next_link: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// A different client secret is a different session.
 	other := requestEmailToken(t, srv, "", "register", "erin@example.org", "othersecret", 1)
 	if other.Status != 200 || other.Body["sid"] == first.Body["sid"] {
