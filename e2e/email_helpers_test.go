@@ -187,10 +187,17 @@ type emailOptions struct {
 	requireAtRegistration bool
 	tokenLifetime         string
 	ipBurst               int
+	sendTimeout           string
 }
 
 // startEmailServer starts a server whose email section points at sink.
 func startEmailServer(t *testing.T, sink *mailSink, opt emailOptions) *Server {
+	t.Helper()
+	return startEmailServerAt(t, sink.Addr, opt)
+}
+
+// startEmailServerAt starts a server whose email section points at the SMTP server at addr.
+func startEmailServerAt(t *testing.T, addr string, opt emailOptions) *Server {
 	t.Helper()
 	srv := StartServer(t)
 	srv.Stop()
@@ -198,9 +205,12 @@ func startEmailServer(t *testing.T, sink *mailSink, opt emailOptions) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(sink.Addr)
+	host, port, _ := net.SplitHostPort(addr)
 	if opt.tokenLifetime == "" {
 		opt.tokenLifetime = "1h"
+	}
+	if opt.sendTimeout == "" {
+		opt.sendTimeout = "15s"
 	}
 	if opt.ipBurst == 0 {
 		opt.ipBurst = 20
@@ -214,6 +224,7 @@ func startEmailServer(t *testing.T, sink *mailSink, opt emailOptions) *Server {
 		`app_name: "Matrix"`, `app_name: "Lattice Test"`,
 		`token_lifetime: "1h"`, `token_lifetime: "` + opt.tokenLifetime + `"`,
 		`ip_burst: 20`, fmt.Sprintf(`ip_burst: %d`, opt.ipBurst),
+		`send_timeout: "15s"`, `send_timeout: "` + opt.sendTimeout + `"`,
 		`registration_requires_email: false`, fmt.Sprintf(`registration_requires_email: %v`, opt.requireAtRegistration),
 	}
 	for i := 0; i < len(repl); i += 2 {

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -26,7 +29,9 @@ func TestEmailRegistration(t *testing.T) {
 		t.Fatalf("register with m.login.dummy: %d %s", r.Status, r.Raw)
 	}
 
+	start := time.Now()
 	r = requestEmailToken(t, srv, "", "register", "Ann@Example.org", "annsecret", 1)
+	answered := time.Since(start)
 	if r.Status != 200 {
 		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
 	}
@@ -35,6 +40,7 @@ func TestEmailRegistration(t *testing.T) {
 		t.Fatalf("requestToken response: %s", r.Raw)
 	}
 	m := sink.wait(t, "ann@example.org")
+	t.Logf("requestToken answered in %v, the mail arrived %v after the request", answered, time.Since(start))
 	if !strings.Contains(m.From, "noreply@lattice.test") || !strings.Contains(m.Subject, "Lattice Test") {
 		t.Errorf("mail from %q subject %q", m.From, m.Subject)
 	}
@@ -348,5 +354,57 @@ func TestEmailNotConfigured(t *testing.T) {
 	}
 	if r := srv.Do(t, "", "GET", "/_lattice/email/submit_token?sid=a&client_secret=b&token=c", nil); r.Status != 404 {
 		t.Errorf("link route without email: %d", r.Status)
+	}
+}
+
+// TestEmailSMTPHung: an SMTP server that accepts connections and never answers does not slow
+// requests down (mails go out behind them), and each delivery attempt gives up after
+// send_timeout; the server keeps answering.
+func TestEmailSMTPHung(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, silent
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	srv := startEmailServerAt(t, ln.Addr().String(), emailOptions{sendTimeout: "1s"})
+	for i := range 3 {
+		start := time.Now()
+		r := requestEmailToken(t, srv, "", "register", fmt.Sprintf("hung%d@example.org", i), "hung", 1)
+		if r.Status != 200 {
+			t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("requestToken took %v with a hung SMTP server", d)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(srv.Log(), "mail not sent") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery attempt gave up; log:\n%s", srv.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := srv.Do(t, "", "GET", "/_matrix/client/versions", nil); r.Status != 200 {
+		t.Errorf("versions: %d", r.Status)
 	}
 }
