@@ -53,10 +53,9 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	var dbToken string
 	var emailCreds *threePIDCreds
 	var err error
-	if s.email.RegistrationRequiresEmail() {
-		// Registration is then open (config), and the address is its only stage.
-		creds, err := s.registerEmailStage(r.Context(), req.Auth)
-		if err != nil {
+	if s.email.RegistrationRequiresEmail() && s.cfg.Registration.Mode != config.RegistrationDisabled {
+		var creds threePIDCreds
+		if creds, dbToken, err = s.registerEmailAuth(r.Context(), req.Auth); err != nil {
 			return nil, err
 		}
 		emailCreds = &creds

@@ -10,6 +10,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/email"
+	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
 )
@@ -44,6 +45,9 @@ type threePIDCreds struct {
 
 // handleRegisterEmailToken handles POST /register/email/requestToken.
 func (s *Server) handleRegisterEmailToken(r *http.Request) (any, error) {
+	if s.email != nil && s.cfg.Registration.Mode == config.RegistrationDisabled {
+		return nil, spec.Forbidden("registration is disabled on this server")
+	}
 	return s.requestEmailToken(r, email.PurposeRegister)
 }
 
@@ -91,8 +95,7 @@ var (
 
 // emailStage checks an m.login.email.identity stage and returns its credentials and the
 // verified address; anything else is the 401 that lists flows.
-func (s *Server) emailStage(ctx context.Context, auth json.RawMessage) (threePIDCreds, string, error) {
-	flows := [][]string{{loginTypeEmail}}
+func (s *Server) emailStage(ctx context.Context, auth json.RawMessage, flows [][]string) (threePIDCreds, string, error) {
 	var a struct {
 		Type          string         `json:"type"`
 		ThreePIDCreds *threePIDCreds `json:"threepid_creds"`
@@ -123,19 +126,90 @@ func (s *Server) emailStage(ctx context.Context, auth json.RawMessage) (threePID
 	return *a.ThreePIDCreds, addr, nil
 }
 
-// registerEmailStage runs the m.login.email.identity stage of registration (when
-// email.registration_requires_email is on): the verified address must still be unbound.
-func (s *Server) registerEmailStage(ctx context.Context, auth json.RawMessage) (threePIDCreds, error) {
-	creds, addr, err := s.emailStage(ctx, auth)
+// registerEmailAuth runs registration's user-interactive authentication when
+// email.registration_requires_email is on. In open mode the flow is the email stage alone;
+// in token mode it is the email stage, then the registration token in a later request of
+// the same session (the email session remembers the UIA session: storage, not memory, so
+// any process can finish it). It returns the verified address's session and, as
+// registrationAuth does, a database registration token whose pending use the caller finishes.
+func (s *Server) registerEmailAuth(ctx context.Context, auth json.RawMessage) (threePIDCreds, string, error) {
+	if s.cfg.Registration.Mode != config.RegistrationToken {
+		creds, _, err := s.registerEmailStage(ctx, auth, [][]string{{loginTypeEmail}})
+		return creds, "", err
+	}
+	flows := [][]string{{loginTypeEmail, "m.login.registration_token"}}
+	var a authData
+	_ = json.Unmarshal(auth, &a) // emailStage and registrationAuth report bad auth
+	switch a.Type {
+	case loginTypeEmail:
+		creds, _, err := s.registerEmailStage(ctx, auth, flows)
+		if err != nil {
+			return creds, "", err
+		}
+		if a.Session == "" {
+			a.Session = s.uia.issue()
+		}
+		if err := s.email.Remember(ctx, creds.SID, creds.ClientSecret, a.Session); err != nil {
+			return creds, "", err
+		}
+		return creds, "", s.uiaProgress(flows, a.Session, []string{loginTypeEmail}, nil)
+	case "m.login.registration_token":
+		sid, secret, err := s.email.Remembered(ctx, a.Session)
+		if err != nil {
+			return threePIDCreds{}, "", s.uiaRequired(flows, "verify your email address first")
+		}
+		creds := threePIDCreds{SID: sid, ClientSecret: secret}
+		if err := s.checkUnbound(ctx, creds); err != nil {
+			return creds, "", err
+		}
+		dbToken, err := s.registrationAuth(ctx, auth)
+		var herr *httputil.Error
+		if errors.As(err, &herr) && herr.Status == http.StatusUnauthorized {
+			// A wrong token: the same session goes on, the email stage still counts.
+			err = s.uiaProgress(flows, a.Session, []string{loginTypeEmail}, herr)
+		}
+		return creds, dbToken, err
+	}
+	return threePIDCreds{}, "", s.uiaRequired(flows, "")
+}
+
+// uiaProgress is the 401 of a session that completed some stages; failed, when not nil,
+// gives the errcode and error of a failed stage.
+func (s *Server) uiaProgress(flows [][]string, session string, completed []string, failed *httputil.Error) error {
+	e := s.uiaRequired(flows, "").(*httputil.Error)
+	e.Extra["session"], e.Extra["completed"] = session, completed
+	if failed != nil {
+		e.Code, e.Msg = failed.Code, failed.Msg
+	}
+	return e
+}
+
+// registerEmailStage runs the m.login.email.identity stage of registration: the verified
+// address must still be unbound.
+func (s *Server) registerEmailStage(ctx context.Context, auth json.RawMessage, flows [][]string) (threePIDCreds, string, error) {
+	creds, addr, err := s.emailStage(ctx, auth, flows)
 	if err != nil {
-		return creds, err
+		return creds, "", err
 	}
+	return creds, addr, s.checkAddressUnbound(ctx, addr)
+}
+
+// checkUnbound checks that the address of a validated session is bound to no account.
+func (s *Server) checkUnbound(ctx context.Context, creds threePIDCreds) error {
+	addr, err := s.email.Validated(ctx, creds.SID, creds.ClientSecret)
+	if err != nil {
+		return err
+	}
+	return s.checkAddressUnbound(ctx, addr)
+}
+
+func (s *Server) checkAddressUnbound(ctx context.Context, addr string) error {
 	if _, err := s.db.UserByThreePID(ctx, "email", addr); err == nil {
-		return creds, threePIDInUse()
+		return threePIDInUse()
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return creds, err
+		return err
 	}
-	return creds, nil
+	return nil
 }
 
 // bindRegistrationEmail binds the address verified at registration to the new account,
@@ -157,7 +231,7 @@ func (s *Server) resetPassword(r *http.Request, newPassword string, logoutDevice
 	if s.email == nil {
 		return nil, spec.MissingToken("missing access token")
 	}
-	creds, _, err := s.emailStage(r.Context(), auth)
+	creds, _, err := s.emailStage(r.Context(), auth, [][]string{{loginTypeEmail}})
 	if err != nil {
 		return nil, err
 	}

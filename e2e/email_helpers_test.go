@@ -188,6 +188,7 @@ type emailOptions struct {
 	tokenLifetime         string
 	ipBurst               int
 	sendTimeout           string
+	registrationToken     string // registration.mode token with this token
 }
 
 // startEmailServer starts a server whose email section points at sink.
@@ -226,6 +227,9 @@ func startEmailServerAt(t *testing.T, addr string, opt emailOptions) *Server {
 		`ip_burst: 20`, fmt.Sprintf(`ip_burst: %d`, opt.ipBurst),
 		`send_timeout: "15s"`, `send_timeout: "` + opt.sendTimeout + `"`,
 		`registration_requires_email: false`, fmt.Sprintf(`registration_requires_email: %v`, opt.requireAtRegistration),
+	}
+	if opt.registrationToken != "" {
+		repl = append(repl, `mode: "open"`, `mode: "token"`, `  tokens: []`, `  tokens: ["`+opt.registrationToken+`"]`)
 	}
 	for i := 0; i < len(repl); i += 2 {
 		if !bytes.Contains(cfg, []byte(repl[i])) {

@@ -92,6 +92,51 @@ func TestEmailRegistration(t *testing.T) {
 	}
 }
 
+// TestEmailRegistrationWithToken: in registration.mode token with
+// registration_requires_email, the flow is the email stage, then the token, in one session:
+// the 401 after the email stage lists it as completed, a wrong token keeps the session, and
+// the token stage alone (no verified address in the session) is refused.
+func TestEmailRegistrationWithToken(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{requireAtRegistration: true, registrationToken: "letmein"})
+	reg := func(auth map[string]any) Resp {
+		return srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "jill", "password": "correct horse battery", "auth": auth})
+	}
+	first := reg(nil)
+	if first.Status != 401 || !strings.Contains(string(first.Raw), `"stages":["m.login.email.identity","m.login.registration_token"]`) {
+		t.Fatalf("register without auth: %d %s", first.Status, first.Raw)
+	}
+	session := first.Body["session"].(string)
+	if r := reg(map[string]any{"type": "m.login.registration_token", "token": "letmein", "session": session}); r.Status != 401 {
+		t.Fatalf("token stage before the email stage: %d %s", r.Status, r.Raw)
+	}
+	r := requestEmailToken(t, srv, "", "register", "jill@example.org", "jillsecret", 1)
+	if r.Status != 200 {
+		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
+	}
+	if status, page := getPage(t, sink.wait(t, "jill@example.org").link(t)); status != 200 {
+		t.Fatalf("link: %d %s", status, page)
+	}
+	emailAuth := map[string]any{"type": "m.login.email.identity", "session": session,
+		"threepid_creds": map[string]any{"sid": r.Body["sid"], "client_secret": "jillsecret"}}
+	step := reg(emailAuth)
+	if step.Status != 401 || step.Body["session"] != session || !strings.Contains(string(step.Raw), `"completed":["m.login.email.identity"]`) {
+		t.Fatalf("after the email stage: %d %s", step.Status, step.Raw)
+	}
+	wrong := reg(map[string]any{"type": "m.login.registration_token", "token": "nope", "session": session})
+	if wrong.Status != 401 || wrong.Body["session"] != session || !strings.Contains(string(wrong.Raw), `"completed":["m.login.email.identity"]`) || wrong.ErrCode() == "" {
+		t.Fatalf("wrong token: %d %s", wrong.Status, wrong.Raw)
+	}
+	done := reg(map[string]any{"type": "m.login.registration_token", "token": "letmein", "session": session})
+	if done.Status != 200 {
+		t.Fatalf("token stage: %d %s", done.Status, done.Raw)
+	}
+	jill := &Client{t: t, srv: srv, UserID: done.Body["user_id"].(string), Token: done.Body["access_token"].(string)}
+	if tp := jill.MustDo("GET", "/_matrix/client/v3/account/3pid", nil); !strings.Contains(string(tp.Raw), `"address":"jill@example.org"`) {
+		t.Fatalf("3pids: %s", tp.Raw)
+	}
+}
+
 // TestEmailPasswordReset: signed out, a user proves the account's address through the
 // mailed link and sets a new password; every device is logged out (their tokens get 401),
 // the old password stops working, the new one works, and the session cannot be used twice.

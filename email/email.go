@@ -16,6 +16,8 @@
 //	    SendAttempt: 1, Purpose: email.PurposeRegister, IP: clientIP})
 //	addr, err := svc.Validated(ctx, sid, secret)   // ErrNotValidated until the link was followed
 //	addr, err := svc.Take(ctx, tx, sid, secret)    // the same, and the session is used up in tx
+//	err = svc.Remember(ctx, sid, secret, uiaSession) // a stage done; the next comes later
+//	sid, secret, err = svc.Remembered(ctx, uiaSession)
 //
 // Errors are spec.MatrixError or *httputil.Error values meant for the client (400
 // M_THREEPID_IN_USE, M_THREEPID_NOT_FOUND, M_INVALID_PARAM, 429 M_LIMIT_EXCEEDED, ...).

@@ -225,3 +225,28 @@ func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
+
+// Remember records that the validated session sid completed a stage of the user-interactive
+// authentication session uiaSession, whose next stage (a registration token) comes in a
+// later request; Remembered finds it there.
+func (s *Service) Remember(ctx context.Context, sid, clientSecret, uiaSession string) error {
+	if _, err := s.Validated(ctx, sid, clientSecret); err != nil {
+		return err
+	}
+	return s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.SetEmailSessionUIA(ctx, sid, uiaSession) })
+}
+
+// Remembered returns the sid and client secret of the validated, unexpired session that
+// completed a stage of uiaSession, or ErrNoSession.
+func (s *Service) Remembered(ctx context.Context, uiaSession string) (sid, clientSecret string, err error) {
+	sess, err := s.db.EmailSessionByUIA(ctx, uiaSession)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", "", ErrNoSession
+	} else if err != nil {
+		return "", "", err
+	}
+	if sess.ExpiresTS < s.now().UnixMilli() {
+		return "", "", ErrNoSession
+	}
+	return sess.SID, sess.ClientSecret, nil
+}

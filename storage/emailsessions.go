@@ -20,15 +20,16 @@ type EmailSession struct {
 	CreatedTS    int64
 	ExpiresTS    int64
 	ValidatedTS  int64
+	UIASession   string // the user-interactive auth session it completed a stage of, or ""
 }
 
 const emailSessionColumns = `sid, client_secret, email, purpose, token_hash, send_attempt, next_link,
-	created_ts, expires_ts, validated_ts`
+	created_ts, expires_ts, validated_ts, uia_session`
 
 func scanEmailSession(row *sql.Row) (*EmailSession, error) {
 	var s EmailSession
 	err := row.Scan(&s.SID, &s.ClientSecret, &s.Email, &s.Purpose, &s.TokenHash, &s.SendAttempt,
-		&s.NextLink, &s.CreatedTS, &s.ExpiresTS, &s.ValidatedTS)
+		&s.NextLink, &s.CreatedTS, &s.ExpiresTS, &s.ValidatedTS, &s.UIASession)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -54,12 +55,12 @@ func (q *Q) EmailSessionBySecret(ctx context.Context, clientSecret, email string
 // pair: a new send attempt mails a new token, and the session keeps its sid.
 func (tx *Tx) PutEmailSession(ctx context.Context, s EmailSession) error {
 	_, err := tx.exec(ctx, `INSERT INTO email_sessions (`+emailSessionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (client_secret, email) DO UPDATE SET token_hash = excluded.token_hash,
 			send_attempt = excluded.send_attempt, next_link = excluded.next_link,
 			expires_ts = excluded.expires_ts`,
 		s.SID, s.ClientSecret, s.Email, s.Purpose, s.TokenHash, s.SendAttempt, s.NextLink,
-		s.CreatedTS, s.ExpiresTS, s.ValidatedTS)
+		s.CreatedTS, s.ExpiresTS, s.ValidatedTS, s.UIASession)
 	if err != nil {
 		return fmt.Errorf("put email session %s: %w", s.SID, err)
 	}
@@ -70,6 +71,25 @@ func (tx *Tx) PutEmailSession(ctx context.Context, s EmailSession) error {
 func (tx *Tx) ValidateEmailSession(ctx context.Context, sid string, now int64) error {
 	if _, err := tx.exec(ctx, `UPDATE email_sessions SET validated_ts = $2 WHERE sid = $1`, sid, now); err != nil {
 		return fmt.Errorf("validate email session %s: %w", sid, err)
+	}
+	return nil
+}
+
+// EmailSessionByUIA returns the validated session that completed a stage of the
+// user-interactive auth session uiaSession, or ErrNotFound.
+func (q *Q) EmailSessionByUIA(ctx context.Context, uiaSession string) (*EmailSession, error) {
+	if uiaSession == "" {
+		return nil, ErrNotFound
+	}
+	return scanEmailSession(q.queryRow(ctx, `SELECT `+emailSessionColumns+`
+		FROM email_sessions WHERE uia_session = $1 AND validated_ts > 0
+		ORDER BY validated_ts DESC LIMIT 1`, uiaSession))
+}
+
+// SetEmailSessionUIA records that session sid completed a stage of uiaSession.
+func (tx *Tx) SetEmailSessionUIA(ctx context.Context, sid, uiaSession string) error {
+	if _, err := tx.exec(ctx, `UPDATE email_sessions SET uia_session = $2 WHERE sid = $1`, sid, uiaSession); err != nil {
+		return fmt.Errorf("set uia session of email session %s: %w", sid, err)
 	}
 	return nil
 }

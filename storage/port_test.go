@@ -563,7 +563,7 @@ func populateUserAdmin(ctx context.Context, tx *Tx) error {
 		return err
 	}
 	if err := tx.PutEmailSession(ctx, EmailSession{SID: "sid1", ClientSecret: "secret", Email: "carol@test",
-		Purpose: "register", TokenHash: "h", SendAttempt: 1, CreatedTS: 5, ExpiresTS: 1 << 50, ValidatedTS: 6}); err != nil {
+		Purpose: "register", TokenHash: "h", SendAttempt: 1, CreatedTS: 5, ExpiresTS: 1 << 50, ValidatedTS: 6, UIASession: "uia"}); err != nil {
 		return err
 	}
 	return tx.InsertPuppetToken(ctx, PuppetToken{UserID: "@bob:test", DeviceID: "PUPPET", AdminUserID: "@alice:test", ValidUntilMS: 99, CreatedTS: 5}, "puppet-hash")

@@ -88,9 +88,5 @@ func (c *Config) validateEmail() []error {
 	if e.AddressPerHour <= 0 || e.AddressBurst < 1 || e.IPPerHour <= 0 || e.IPBurst < 1 {
 		errs = append(errs, errors.New("email rate limits must be positive (bursts at least 1)"))
 	}
-	if e.RegistrationRequiresEmail && c.Registration.Mode == RegistrationToken {
-		// A flow of two stages needs a session that remembers the first one; not yet.
-		errs = append(errs, errors.New("email.registration_requires_email works with registration.mode open only"))
-	}
 	return errs
 }
