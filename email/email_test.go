@@ -52,7 +52,7 @@ func TestVerificationMail(t *testing.T) {
 			t.Fatal(err)
 		}
 		link := "https://matrix.example.org/_lattice/email/submit_token?client_secret=sec%3Dret&sid=SID&token=TOKEN"
-		if !strings.Contains(m.text, link) || !strings.Contains(m.text, "TOKEN") || !strings.Contains(m.text, "30 minutes") {
+		if !strings.Contains(m.text, link) || !strings.Contains(m.text, "TOKEN") || !strings.Contains(m.text, "works for 30 minutes.") {
 			t.Errorf("%s text:\n%s", p, m.text)
 		}
 		if !strings.Contains(m.html, strings.ReplaceAll(link, "&", "&amp;")) || !strings.Contains(m.html, "&lt;Chat &amp; Co&gt;") {
@@ -60,6 +60,15 @@ func TestVerificationMail(t *testing.T) {
 		}
 		if m.to != "ann@example.org" || !strings.Contains(m.subject, "<Chat & Co>") {
 			t.Errorf("%s: to %q subject %q", p, m.to, m.subject)
+		}
+	}
+}
+
+func TestLifetime(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1 hour", 30 * time.Minute: "30 minutes",
+		90 * time.Minute: "90 minutes", 2 * time.Second: "2 seconds", 24 * time.Hour: "24 hours"} {
+		if got := lifetime(d); got != want {
+			t.Errorf("lifetime(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	htmltemplate "html/template"
 	"net/url"
 	texttemplate "text/template"
+	"time"
 )
 
 //go:embed templates
@@ -20,12 +21,12 @@ var (
 
 // mailData fills the mail templates.
 type mailData struct {
-	AppName string
-	Email   string
-	Purpose string // register, reset or add
-	Link    string
-	Token   string
-	Minutes int
+	AppName  string
+	Email    string
+	Purpose  string // register, reset or add
+	Link     string
+	Token    string
+	Lifetime string // "1 hour", "30 minutes"
 }
 
 // subjects are the mails' subjects by purpose ("%s" is the app name).
@@ -39,7 +40,7 @@ var subjects = map[Purpose]string{
 func (s *Service) verificationMail(p Purpose, addr, sid, clientSecret, token string) (message, error) {
 	link := s.SubmitURL() + "?" + url.Values{"sid": {sid}, "client_secret": {clientSecret}, "token": {token}}.Encode()
 	d := mailData{AppName: s.cfg.AppName, Email: addr, Purpose: string(p), Link: link, Token: token,
-		Minutes: int(s.cfg.TokenLifetime.Minutes())}
+		Lifetime: lifetime(s.cfg.TokenLifetime)}
 	var text, html bytes.Buffer
 	if err := textMail.Execute(&text, d); err != nil {
 		return message{}, err
@@ -49,6 +50,21 @@ func (s *Service) verificationMail(p Purpose, addr, sid, clientSecret, token str
 	}
 	subject := subjects[p]
 	return message{to: addr, subject: fmt.Sprintf(subject, s.cfg.AppName), text: text.String(), html: html.String()}, nil
+}
+
+// lifetime says d in words, in its largest whole unit.
+func lifetime(d time.Duration) string {
+	n, unit := int64(d/time.Second), "second"
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		n, unit = int64(d/time.Hour), "hour"
+	case d >= time.Minute && d%time.Minute == 0:
+		n, unit = int64(d/time.Minute), "minute"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return fmt.Sprintf("%d %s", n, unit)
 }
 
 // pageData fills the page the mailed link opens.
