@@ -50,8 +50,16 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	if ok, wait := s.registrations.Allow(clientIP(r)); !ok {
 		return nil, spec.LimitExceeded("too many registrations from this address", wait.Milliseconds())
 	}
-	dbToken, err := s.registrationAuth(r.Context(), req.Auth)
-	if err != nil {
+	var dbToken string
+	var emailCreds *threePIDCreds
+	var err error
+	if s.email.RegistrationRequiresEmail() && s.cfg.Registration.Mode != config.RegistrationDisabled {
+		var creds threePIDCreds
+		if creds, dbToken, err = s.registerEmailAuth(r.Context(), req.Auth); err != nil {
+			return nil, err
+		}
+		emailCreds = &creds
+	} else if dbToken, err = s.registrationAuth(r.Context(), req.Auth); err != nil {
 		return nil, err
 	}
 	if req.Username == "" {
@@ -65,6 +73,9 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	err = s.checkExclusiveUser(r.Context(), s.qualify(req.Username))
 	if err == nil {
 		resp, err = s.createAccount(r.Context(), req, clientIP(r), false)
+	}
+	if err == nil && emailCreds != nil {
+		err = s.bindRegistrationEmail(r.Context(), resp.(map[string]any)["user_id"].(string), *emailCreds)
 	}
 	if dbToken != "" {
 		// The token's pending use becomes completed, or is given back if no account was made.
@@ -330,7 +341,8 @@ func (s *Server) handleWhoami(r *http.Request) (any, error) {
 	return resp, nil
 }
 
-// handlePassword handles POST /account/password (UIA with the current password).
+// handlePassword handles POST /account/password: UIA with the current password, or without
+// an access token, a reset with a verified email address (resetPassword).
 func (s *Server) handlePassword(r *http.Request) (any, error) {
 	dev := httputil.Device(r.Context())
 	var req struct {
@@ -340,6 +352,9 @@ func (s *Server) handlePassword(r *http.Request) (any, error) {
 	}
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
+	}
+	if dev == nil {
+		return s.resetPassword(r, req.NewPassword, req.LogoutDevices == nil || *req.LogoutDevices, req.Auth)
 	}
 	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
 		return nil, err

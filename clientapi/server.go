@@ -14,6 +14,7 @@ import (
 
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/delayedevents"
+	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/presence"
@@ -49,6 +50,7 @@ type Server struct {
 	unknownDelays   *ratelimit.Limiter     // actions on unknown delay IDs, by client address
 
 	appservices *appservice.Server // application services; nil: none (appservice.go)
+	email       *email.Service     // email verification; nil: email not configured (email.go)
 
 	registerMu sync.Mutex // serialises account creation so that "user in use" is exact
 
@@ -89,7 +91,7 @@ func (s *Server) Register(root *mux.Router) {
 	for _, group := range [][]route{
 		s.routes(), s.pushRuleRoutes(), s.keyRoutes(), s.toDeviceRoutes(),
 		s.receiptRoutes(), s.typingRoutes(), s.presenceRoutes(), s.appServiceRoutes(),
-		s.threadSubscriptionRoutes(), s.rtcRoutes(), s.delayedRoutes(),
+		s.threadSubscriptionRoutes(), s.rtcRoutes(), s.delayedRoutes(), s.emailRoutes(),
 	} {
 		all = append(all, group...)
 	}
@@ -104,6 +106,9 @@ func (s *Server) Register(root *mux.Router) {
 		}
 		base.Handle(rt.path, h).Methods(rt.method)
 	}
+	// Signed in, the password changes with the current one; signed out, it is reset with a
+	// verified email address (email.go).
+	v3.Handle("/account/password", s.maybeAuthed(s.handlePassword)).Methods(http.MethodPost)
 	root.Handle("/.well-known/matrix/client", s.handle(s.handleWellKnown)).Methods(http.MethodGet)
 	root.Handle("/_synapse/admin/v1/register", s.handle(s.handleSharedSecretNonce)).Methods(http.MethodGet)
 	root.Handle("/_synapse/admin/v1/register", s.handle(s.handleSharedSecretRegister)).Methods(http.MethodPost)
@@ -132,7 +137,6 @@ func (s *Server) routes() []route {
 		{get, "/v1/register/m.login.registration_token/validity", false, true, s.handleRegistrationTokenValidity},
 		{post, "/v1/login/get_token", true, true, s.handleGetLoginToken},
 		{get, "/account/whoami", true, false, s.handleWhoami},
-		{post, "/account/password", true, false, s.handlePassword},
 		{post, "/account/deactivate", true, false, s.handleDeactivate},
 		{get, "/account/3pid", true, false, s.handleThreePIDs},
 		{get, "/thirdparty/protocols", true, false, s.handleThirdPartyProtocols},

@@ -11,9 +11,9 @@ import (
 	"github.com/lattice-chat/lattice/storage"
 )
 
-// handleThreePIDs handles GET /account/3pid: the third-party IDs an admin bound to the
-// account (PUT /_synapse/admin/v2/users). This server verifies no e-mail or phone number
-// itself, so users cannot add or remove them (m.3pid_changes is off).
+// handleThreePIDs handles GET /account/3pid: the third-party IDs bound to the account, by an
+// admin (PUT /_synapse/admin/v2/users) or, when the server sends email, by the user with a
+// verified address (email.go).
 func (s *Server) handleThreePIDs(r *http.Request) (any, error) {
 	tps, err := s.db.ThreePIDs(r.Context(), httputil.Device(r.Context()).UserID)
 	if err != nil {

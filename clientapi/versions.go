@@ -63,7 +63,7 @@ func (s *Server) handleCapabilities(r *http.Request) (any, error) {
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
-		"m.3pid_changes":    map[string]bool{"enabled": false},
+		"m.3pid_changes":    map[string]bool{"enabled": s.email != nil},
 		"m.get_login_token": map[string]bool{"enabled": s.canGetLoginToken(r.Context(), httputil.Device(r.Context()).UserID)},
 		// Only the display name and avatar are stored; other fields cannot be set (v1.16).
 		"m.profile_fields": map[string]any{"enabled": true, "allowed": []string{"displayname", "avatar_url"}},

@@ -90,6 +90,7 @@ var portTables = []portTable{
 	{name: "delayed_events", key: "delay_id"},
 	{name: "purged_room_leaves", key: "user_id, room_id"},
 	{name: "sticky_events", key: "event_nid"},
+	{name: "email_sessions", key: "sid"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

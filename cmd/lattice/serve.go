@@ -29,6 +29,7 @@ import (
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
 	"github.com/lattice-chat/lattice/delayedevents"
+	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/federationapi"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/connguard"
@@ -216,6 +217,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer delayed.Close()
 	client.SetDelayedEvents(delayed)
+	mailer := email.New(cfg, db, log)
+	if mailer != nil {
+		if err := mailer.Start(ctx); err != nil {
+			return err
+		}
+		defer mailer.Close()
+		client.SetEmail(mailer)
+	}
 	if fed != nil {
 		// Received EDUs go to the typing state; local users' changes go out as EDUs, and
 		// their key queries and claims for remote users go to those users' servers.
@@ -247,6 +256,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	singleSignOn := sso.New(cfg, db, key.Seed(), log)
 	singleSignOn.SetReserved(func(userID string) bool { return appservices.Registry().ExclusiveUser(userID) != nil })
 	singleSignOn.Register(router)
+	if mailer != nil {
+		mailer.Register(router)
+	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
 	if fed != nil {

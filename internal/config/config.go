@@ -46,6 +46,7 @@ type Config struct {
 	RTC            RTC           `yaml:"rtc"`
 	DelayedEvents  DelayedEvents `yaml:"delayed_events"`
 	SSO            SSO           `yaml:"sso"`
+	Email          Email         `yaml:"email"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
@@ -241,6 +242,7 @@ func Default() Config {
 		VoIP:          VoIP{TURNUserLifetime: time.Hour},
 		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
 		SSO:           SSO{LoginTokenLifetime: 2 * time.Minute, GetLoginToken: true},
+		Email:         defaultEmail(),
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -349,6 +351,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.RTC.validate()...)
 	errs = append(errs, c.DelayedEvents.validate()...)
 	errs = append(errs, c.validateSSO()...)
+	errs = append(errs, c.validateEmail()...)
 	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))
