@@ -9,6 +9,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
@@ -315,7 +317,7 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 func (s *Server) inviteRoomState(r *http.Request, ver gomatrixserverlib.IRoomVersion, roomID string, raws []json.RawMessage) ([]gomatrixserverlib.InviteStrippedState, error) {
 	ctx := r.Context()
 	origin := string(request(ctx).Origin())
-	strict := !legacyRoomVersions[ver.Version()]
+	strict := !legacyRoomVersions[ownedstate.Base(ver.Version())]
 	var out []gomatrixserverlib.InviteStrippedState
 	for _, raw := range raws {
 		var probe struct {
