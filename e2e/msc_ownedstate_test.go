@@ -1,7 +1,15 @@
 package e2e
 
 import (
+	"net/url"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // The state event type of these tests: every member may send it (power level 0), so only the
@@ -112,4 +120,135 @@ func TestMSC3757OwnedState(t *testing.T) {
 
 	expectErr(t, call(creator, "POST", "/_matrix/client/v3/createRoom", map[string]any{"room_version": "org.matrix.msc3757.9"}),
 		"an MSC3757 version that does not exist", 400, "M_UNSUPPORTED_ROOM_VERSION")
+}
+
+// emitOwned builds an event of the fake server on an owned state key after everything the
+// fake has of room and adds it to the room's DAG. allowed says whether MSC3757's rules let
+// the sender write it (checked, so the test knows what it crafts); a forbidden event stays in
+// the DAG, so later events are built on it, but not in the fake's state, as a resident
+// server rejects it.
+func emitOwned(t *testing.T, h *interopHost, room *hostedRoom, sender, key string, allowed bool) gomatrixserverlib.PDU {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := room.proto(sender, ownedType, &key, map[string]any{"by": sender})
+	if err != nil {
+		t.Fatalf("building %s %q: %v", ownedType, key, err)
+	}
+	ev, err := b.Build(time.Now(), h.fake.name, h.fake.keyID, h.fake.priv)
+	if err != nil {
+		t.Fatalf("building %s %q: %v", ownedType, key, err)
+	}
+	provider, _ := room.authProvider()
+	if err := ownedstate.Allowed(ev, provider, senderUserID); (err == nil) != allowed {
+		t.Fatalf("%s writing %q: auth %v, want allowed %v", sender, key, err, allowed)
+	}
+	stateKey := ownedType + "|" + key
+	prev, had := room.state[stateKey]
+	room.add(ev)
+	if !allowed {
+		if had {
+			room.state[stateKey] = prev
+		} else {
+			delete(room.state, stateKey)
+		}
+	}
+	return ev
+}
+
+// TestFederationMSC3757OwnedState: a Lattice user joins an MSC3757 room hosted by another
+// implementation (the fake server of the interop tests, which runs gomatrixserverlib's rules
+// with MSC3757's): Lattice offers the version in make_join's ver=, accepts the remote
+// owner's and a remote moderator's writes to owned keys, rejects a remote user's overwrite of
+// alice's MatrixRTC key while accepting the events built on it, refuses alice's own attempt
+// on another user's key, and ends with the same owned state as the fake.
+func TestFederationMSC3757OwnedState(t *testing.T) {
+	lat, h := startInterop(t)
+	for _, ver := range []gomatrixserverlib.RoomVersion{ownedstate.V10, ownedstate.V11} {
+		t.Run(string(ver), func(t *testing.T) { testFederationOwnedState(t, lat, h, ver) })
+	}
+}
+
+func testFederationOwnedState(t *testing.T, lat *Server, h *interopHost, ver gomatrixserverlib.RoomVersion) {
+	alice := lat.Register(t, "alice-"+strings.ReplaceAll(string(ver), ".", "-"))
+	host, eve := "@host:"+string(h.fake.name), "@eve:"+string(h.fake.name)
+	room := h.createRoom(t, ver, host, "Owned "+string(ver), "")
+	empty := ""
+	h.emit(t, room, host, spec.MRoomPowerLevels, &empty, map[string]any{
+		"users": map[string]any{host: 100}, "users_default": 0, "events_default": 0, "state_default": 50,
+		"ban": 50, "kick": 50, "redact": 50, "invite": 0, "events": map[string]any{ownedType: 0},
+	})
+	h.emit(t, room, eve, spec.MRoomMember, &eve, map[string]any{"membership": "join"})
+	as := newSyncer(alice, bigTimeline)
+	as.once(0)
+	if r := joinRoom(alice, room.id, string(h.fake.name)); r.Status != 200 {
+		t.Fatalf("alice joining the %s room on the fake: %d %s; fake saw %v", ver, r.Status, r.Raw, h.fake.requestsLike("/make_join/"))
+	}
+	if mj := h.fake.requestsLike("/make_join/" + url.PathEscape(room.id)); len(mj) == 0 || !strings.Contains(mj[len(mj)-1], "ver="+url.QueryEscape(string(ver))) {
+		t.Errorf("make_join requests %v do not offer ver=%s", mj, ver)
+	}
+
+	// alice's MatrixRTC membership key: hers, accepted by the fake.
+	aliceKey := alice.UserID + "_" + alice.DeviceID + "_m.call"
+	r := putState(alice, room.id, ownedType, aliceKey, map[string]any{"by": alice.UserID})
+	expectOK(t, r, "alice sets her owned key")
+	aliceEv := str(r.Body, "event_id")
+	if p := h.waitSent(30*time.Second, func(p gomatrixserverlib.PDU) bool { return p.EventID() == aliceEv }); p == nil {
+		t.Fatalf("alice's owned state %s never reached the fake (30 s); log:\n%s", aliceEv, lat.Log())
+	}
+
+	// eve (power level 0, as alice) overwrites it: rejected; the message built on it is not.
+	forged := emitOwned(t, h, room, eve, aliceKey, false)
+	res := h.fake.sendPDUs(t, h.lat, pduRaws([]gomatrixserverlib.PDU{forged}))
+	if res.Status != 200 {
+		t.Fatalf("/send of eve's overwrite: %d %s", res.Status, res.Raw)
+	}
+	if pr, ok := pduResult(res, forged.EventID()); !ok || str(pr, "error") == "" {
+		t.Errorf("/send of eve's overwrite: no error for %s in %s", forged.EventID(), res.Raw)
+	}
+	after := h.emit(t, room, host, "m.room.message", nil, message("after the overwrite"))
+	h.sendToLattice(t, after)
+	// eve's own key, and the host (power level 100) overwriting alice's: both allowed.
+	eveKey := eve + "_PHONE"
+	eveOwn := emitOwned(t, h, room, eve, eveKey, true)
+	h.sendToLattice(t, eveOwn)
+	if missing := syncUntilSeen(t, as, []string{after.EventID(), eveOwn.EventID()}, 30*time.Second); len(missing) > 0 {
+		t.Fatalf("alice's /sync lacks %v (30 s); last sync %.1500s", missing, as.last.Raw)
+	}
+	for _, e := range as.tl[room.id] {
+		if evID(e) == forged.EventID() {
+			t.Errorf("eve's rejected overwrite %s is in alice's timeline", forged.EventID())
+		}
+	}
+	if got := str(stateEvent(alice, room.id, ownedType, aliceKey).Body, "by"); got != alice.UserID {
+		t.Errorf("alice's key after eve's overwrite holds content by %q, want alice's", got)
+	}
+	if got := str(stateEvent(alice, room.id, ownedType, eveKey).Body, "by"); got != eve {
+		t.Errorf("eve's own key holds content by %q, want eve's", got)
+	}
+	expectErr(t, putState(alice, room.id, ownedType, eveKey, map[string]any{"by": alice.UserID}), "alice overwriting eve's key", 403, "M_FORBIDDEN")
+
+	hostOver := emitOwned(t, h, room, host, aliceKey, true)
+	h.sendToLattice(t, hostOver)
+	if missing := syncUntilSeen(t, as, []string{hostOver.EventID()}, 30*time.Second); len(missing) > 0 {
+		t.Fatalf("alice's /sync lacks the host's overwrite %v (30 s)", missing)
+	}
+
+	// The owned state converges: Lattice holds what the fake (rejecting eve's forgery) holds.
+	state, sr := roomState(alice, room.id)
+	if state == nil {
+		t.Fatalf("GET state: %d %s", sr.Status, sr.Raw)
+	}
+	for _, k := range []string{ownedType + "|" + aliceKey, ownedType + "|" + eveKey} {
+		h.mu.Lock()
+		want := room.state[k]
+		h.mu.Unlock()
+		if want == nil || evID(state[k]) != want.EventID() {
+			t.Errorf("%s: Lattice has %s, the fake %v", k, evID(state[k]), want)
+		}
+	}
+	if evID(state[ownedType+"|"+aliceKey]) != hostOver.EventID() {
+		t.Errorf("alice's key is not the host's overwrite %s", hostOver.EventID())
+	}
+	h.checkNoFailures(t)
 }
