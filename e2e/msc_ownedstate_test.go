@@ -252,3 +252,43 @@ func testFederationOwnedState(t *testing.T, lat *Server, h *interopHost, ver gom
 	}
 	h.checkNoFailures(t)
 }
+
+// TestFederationMSC3757OwnedStateTwoLattices: two Lattice servers share an
+// org.matrix.msc3757.11 room. bob (of B) writes his MatrixRTC key; neither carol (of A, his
+// equal) nor bob on alice's key may overwrite; alice (the creator, of A) overwrites bob's
+// key; both servers end with the same state.
+func TestFederationMSC3757OwnedStateTwoLattices(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := startFederatedServer(t, ca), startFederatedServer(t, ca)
+	alice, carol, bob := a.Register(t, "alice"), a.Register(t, "carol"), b.Register(t, "bob")
+	roomID := ownedRoom(t, alice, string(ownedstate.V11), carol)
+	if r := joinRoom(bob, roomID, a.Name); r.Status != 200 {
+		t.Fatalf("bob (of B) joining %s through A: %d %s", roomID, r.Status, r.Raw)
+	}
+
+	bobKey := bob.UserID + "_" + bob.DeviceID + "_m.call"
+	expectOK(t, putState(bob, roomID, ownedType, bobKey, map[string]any{"by": bob.UserID}), "bob sets his owned key on B")
+	seen := func(c *Client, key, by string) {
+		t.Helper()
+		if ok, got := poll(30*time.Second, 100*time.Millisecond, func() (bool, string) {
+			got := str(stateEvent(c, roomID, ownedType, key).Body, "by")
+			return got == by, got
+		}); !ok {
+			t.Fatalf("%s sees %q at %s, want content by %s (30 s)", c.UserID, got, key, by)
+		}
+	}
+	seen(alice, bobKey, bob.UserID)
+	expectErr(t, putState(carol, roomID, ownedType, bobKey, map[string]any{"by": carol.UserID}), "carol overwriting bob's key", 403, "M_FORBIDDEN")
+	expectErr(t, putState(bob, roomID, ownedType, alice.UserID+"_X", map[string]any{"by": bob.UserID}), "bob writing alice's key", 403, "M_FORBIDDEN")
+	expectOK(t, putState(alice, roomID, ownedType, bobKey, map[string]any{"by": alice.UserID}), "alice overwrites bob's key")
+	seen(bob, bobKey, alice.UserID)
+
+	if ok, diff := poll(30*time.Second, 200*time.Millisecond, func() (bool, string) {
+		sa, _ := roomState(alice, roomID)
+		sb, _ := roomState(bob, roomID)
+		d := stateDiff(sa, sb)
+		return sa != nil && d == "", d
+	}); !ok {
+		t.Errorf("A and B disagree on the room's state: %s", diff)
+	}
+}
