@@ -158,7 +158,8 @@ func emitOwned(t *testing.T, h *interopHost, room *hostedRoom, sender, key strin
 
 // TestFederationMSC3757OwnedState: a Lattice user joins an MSC3757 room hosted by another
 // implementation (the fake server of the interop tests, which runs gomatrixserverlib's rules
-// with MSC3757's): Lattice offers the version in make_join's ver=, accepts the remote
+// with MSC3757's): Lattice offers the version in make_join's ver=, keeps the owned state of
+// the send_join answer (which gomatrixserverlib's join checks drop), accepts the remote
 // owner's and a remote moderator's writes to owned keys, rejects a remote user's overwrite of
 // alice's MatrixRTC key while accepting the events built on it, refuses alice's own attempt
 // on another user's key, and ends with the same owned state as the fake.
@@ -179,6 +180,9 @@ func testFederationOwnedState(t *testing.T, lat *Server, h *interopHost, ver gom
 		"ban": 50, "kick": 50, "redact": 50, "invite": 0, "events": map[string]any{ownedType: 0},
 	})
 	h.emit(t, room, eve, spec.MRoomMember, &eve, map[string]any{"membership": "join"})
+	// eve is in a call before alice joins: her membership is in the state send_join returns.
+	eveCall := eve + "_LAPTOP_m.call"
+	eveCallEv := emitOwned(t, h, room, eve, eveCall, true)
 	as := newSyncer(alice, bigTimeline)
 	as.once(0)
 	if r := joinRoom(alice, room.id, string(h.fake.name)); r.Status != 200 {
@@ -186,6 +190,9 @@ func testFederationOwnedState(t *testing.T, lat *Server, h *interopHost, ver gom
 	}
 	if mj := h.fake.requestsLike("/make_join/" + url.PathEscape(room.id)); len(mj) == 0 || !strings.Contains(mj[len(mj)-1], "ver="+url.QueryEscape(string(ver))) {
 		t.Errorf("make_join requests %v do not offer ver=%s", mj, ver)
+	}
+	if r := stateEvent(alice, room.id, ownedType, eveCall); str(r.Body, "by") != eve {
+		t.Errorf("after the join, eve's call membership %s (in the send_join state) on Lattice: %d %s", eveCallEv.EventID(), r.Status, r.Raw)
 	}
 
 	// alice's MatrixRTC membership key: hers, accepted by the fake.
@@ -239,7 +246,7 @@ func testFederationOwnedState(t *testing.T, lat *Server, h *interopHost, ver gom
 	if state == nil {
 		t.Fatalf("GET state: %d %s", sr.Status, sr.Raw)
 	}
-	for _, k := range []string{ownedType + "|" + aliceKey, ownedType + "|" + eveKey} {
+	for _, k := range []string{ownedType + "|" + aliceKey, ownedType + "|" + eveKey, ownedType + "|" + eveCall} {
 		h.mu.Lock()
 		want := room.state[k]
 		h.mu.Unlock()
