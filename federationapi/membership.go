@@ -9,12 +9,11 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
-
-	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
