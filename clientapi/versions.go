@@ -7,6 +7,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // supportedVersions are the spec versions whose client-server requirements this server meets.
@@ -58,6 +59,9 @@ func (s *Server) handleCapabilities(r *http.Request) (any, error) {
 	for v := range gomatrixserverlib.StableRoomVersions() {
 		versions[string(v)] = "stable"
 	}
+	// MSC3757 owned state (roomserver/ownedstate): in these rooms MatrixRTC clients key call
+	// membership by state keys that only their user (or a higher power level) may overwrite.
+	versions[string(ownedstate.V10)], versions[string(ownedstate.V11)] = "unstable", "unstable"
 	return map[string]any{"capabilities": map[string]any{
 		"m.room_versions":   map[string]any{"default": s.cfg.Rooms.DefaultVersion, "available": versions},
 		"m.change_password": map[string]bool{"enabled": true},

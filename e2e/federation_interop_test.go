@@ -26,6 +26,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // senderUserID is gomatrixserverlib's spec.UserIDForSender for room versions without
@@ -579,7 +581,7 @@ func (h *interopHost) checkIncoming(room *hostedRoom, raw []byte) (gomatrixserve
 	if err != nil {
 		return p, err
 	}
-	if err := gomatrixserverlib.Allowed(p, provider, senderUserID); err != nil {
+	if err := ownedstate.Allowed(p, provider, senderUserID); err != nil { // gomatrixserverlib's rules, with MSC3757's in its rooms
 		return p, fmt.Errorf("event %s (%s) not allowed by the room's state: %v", p.EventID(), p.Type(), err)
 	}
 	for _, id := range p.AuthEventIDs() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/roomserver"
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // Memberships through a resident server: the make_* and send_* handshakes of joins, leaves
@@ -315,7 +316,7 @@ func (s *Server) handleInvite(r *http.Request) (any, error) {
 func (s *Server) inviteRoomState(r *http.Request, ver gomatrixserverlib.IRoomVersion, roomID string, raws []json.RawMessage) ([]gomatrixserverlib.InviteStrippedState, error) {
 	ctx := r.Context()
 	origin := string(request(ctx).Origin())
-	strict := !legacyRoomVersions[ver.Version()]
+	strict := !legacyRoomVersions[ownedstate.Base(ver.Version())]
 	var out []gomatrixserverlib.InviteStrippedState
 	for _, raw := range raws {
 		var probe struct {

@@ -199,7 +199,8 @@ func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec
 	for k, v := range content {
 		c[k] = v
 	}
-	res, ferr := gomatrixserverlib.PerformJoin(ctx, joinClient{r.s.client.fc}, gomatrixserverlib.PerformJoinInput{
+	jc := joinClient{fc: r.s.client.fc, answer: new(fclient.RespSendJoin)}
+	res, ferr := gomatrixserverlib.PerformJoin(ctx, jc, gomatrixserverlib.PerformJoinInput{
 		UserID: user, RoomID: room, ServerName: server, Content: c,
 		PrivateKey: r.s.cfg.PrivateKey, KeyID: r.s.cfg.KeyID, KeyRing: r.s.keyRing,
 		EventProvider: func(v gomatrixserverlib.RoomVersion, ids []string) ([]gomatrixserverlib.PDU, error) {
@@ -228,6 +229,7 @@ func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec
 	if err != nil {
 		return nil, fmt.Errorf("send_join auth chain from %s: %w", server, err)
 	}
+	state = r.restoreOwnedState(ctx, ver, jc.answer, state, authChain)
 	return &roomserver.JoinResult{Version: ver, Event: event, State: state, AuthChain: authChain, Via: server}, nil
 }
 
@@ -263,7 +265,8 @@ func parseChecked(ver gomatrixserverlib.IRoomVersion, evs gomatrixserverlib.Even
 
 // joinClient adapts the federation client to what PerformJoin calls.
 type joinClient struct {
-	fc fclient.FederationClient
+	fc     fclient.FederationClient
+	answer *fclient.RespSendJoin // the last send_join answer, as received (restoreOwnedState)
 }
 
 // MakeJoin implements gomatrixserverlib.FederatedJoinClient.
@@ -281,6 +284,7 @@ func (c joinClient) SendJoin(ctx context.Context, origin, s spec.ServerName, eve
 	if err != nil {
 		return nil, err
 	}
+	*c.answer = res
 	return &res, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -176,7 +177,7 @@ func (s *Server) createEvent(userID string, ver gomatrixserverlib.IRoomVersion, 
 		content[k] = v
 	}
 	content["room_version"] = string(ver.Version())
-	switch ver.Version() {
+	switch ownedstate.Base(ver.Version()) {
 	case gomatrixserverlib.RoomVersionV1, gomatrixserverlib.RoomVersionV2, gomatrixserverlib.RoomVersionV3,
 		gomatrixserverlib.RoomVersionV4, gomatrixserverlib.RoomVersionV5, gomatrixserverlib.RoomVersionV6,
 		gomatrixserverlib.RoomVersionV7, gomatrixserverlib.RoomVersionV8, gomatrixserverlib.RoomVersionV9,

@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
 
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -268,7 +269,12 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if len(pdu.JSON()) > maxEventBytes {
 		return nil, spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: "event is larger than 65536 bytes"}
 	}
-	if err := gomatrixserverlib.Allowed(pdu, authEvents, userIDForSender); err != nil {
+	if k := pdu.StateKey(); k != nil {
+		if err := ownedstate.CheckStateKey(r.version.Version(), pdu.Type(), *k, string(pdu.SenderID())); err != nil {
+			return nil, err
+		}
+	}
+	if err := ownedstate.Allowed(pdu, authEvents, userIDForSender); err != nil {
 		return nil, spec.Forbidden(err.Error())
 	}
 	return pdu, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -214,7 +215,7 @@ func (s *Server) allowedBy(r *room, pdu gomatrixserverlib.PDU, authPDUs []gomatr
 			_ = provider.AddEvent(create)
 		}
 	}
-	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+	return ownedstate.Allowed(pdu, provider, userIDForSender)
 }
 
 // roomCreateEvent returns the room's create event.

@@ -12,6 +12,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -291,7 +292,7 @@ func (s *Server) Redact(ctx context.Context, from Sender, roomID, eventID, reaso
 
 // usesContentRedacts reports whether the room version moved redacts into content (v11+).
 func usesContentRedacts(ver gomatrixserverlib.IRoomVersion) bool {
-	switch ver.Version() {
+	switch ownedstate.Base(ver.Version()) {
 	case gomatrixserverlib.RoomVersionV1, gomatrixserverlib.RoomVersionV2, gomatrixserverlib.RoomVersionV3,
 		gomatrixserverlib.RoomVersionV4, gomatrixserverlib.RoomVersionV5, gomatrixserverlib.RoomVersionV6,
 		gomatrixserverlib.RoomVersionV7, gomatrixserverlib.RoomVersionV8, gomatrixserverlib.RoomVersionV9,

@@ -8,6 +8,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
 
 // resolveState resolves the states stateSets (each the full state after one prev_event) of a
@@ -31,7 +33,8 @@ import (
 //     add the event being checked instead of the auth event it found; and room version 12
 //     events do not list the create event in auth_events at all.
 //
-// resolveV2 still uses gomatrixserverlib for the authorisation rules themselves (Allowed).
+// resolveV2 still uses gomatrixserverlib for the authorisation rules themselves (Allowed),
+// through ownedstate.Allowed, which adds MSC3757's rule 8 in the rooms of its versions.
 func resolveState(ver gomatrixserverlib.IRoomVersion, stateSets [][]gomatrixserverlib.PDU, authEvents []gomatrixserverlib.PDU, isRejected func(eventID string) bool) ([]gomatrixserverlib.PDU, error) {
 	if isRejected == nil {
 		isRejected = func(string) bool { return false }
@@ -422,7 +425,7 @@ func (r *resolver) iterativeAuthChecks(state stateMap, events []gomatrixserverli
 				_ = provider.AddEvent(r.create)
 			}
 		}
-		if gomatrixserverlib.Allowed(e, provider, userIDForSender) == nil {
+		if ownedstate.Allowed(e, provider, userIDForSender) == nil {
 			state[keyOf(e)] = e
 		}
 	}
