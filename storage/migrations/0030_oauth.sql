@@ -1,0 +1,44 @@
+-- OAuth 2.0 API and refresh tokens.
+
+-- A device's access token may expire (token_expires_ts, Unix ms; 0: never) when the session
+-- has a refresh token. refresh_token_hash is the SHA-256 of the current refresh token;
+-- prev_refresh_token_hash the one it replaced, which stays usable until the new access or
+-- refresh token is used (Client-Server API, "Refreshing access tokens"). refresh_expires_ts
+-- is when the refresh token lapses (0: never). oauth_client_id is the OAuth client that
+-- holds the session ('' for /login and /register).
+ALTER TABLE devices ADD COLUMN token_expires_ts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN refresh_token_hash TEXT;
+ALTER TABLE devices ADD COLUMN prev_refresh_token_hash TEXT;
+ALTER TABLE devices ADD COLUMN refresh_expires_ts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN oauth_client_id TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX devices_refresh_token ON devices (refresh_token_hash);
+CREATE UNIQUE INDEX devices_prev_refresh_token ON devices (prev_refresh_token_hash);
+
+-- oauth_clients are the clients registered with dynamic client registration (RFC 7591):
+-- metadata is the registered client metadata as JSON.
+CREATE TABLE oauth_clients (
+    client_id  TEXT NOT NULL PRIMARY KEY,
+    metadata   TEXT NOT NULL,
+    created_ts BIGINT NOT NULL
+);
+
+-- oauth_grants are pending grants: authorization codes (kind 'code', grant_hash the SHA-256
+-- of the code) and device authorization requests (kind 'device', grant_hash the SHA-256 of
+-- the device code, user_code what the user types). status is pending, approved or denied;
+-- user_id is who approved. last_poll_ts is the client's latest poll of a device grant.
+CREATE TABLE oauth_grants (
+    grant_hash     TEXT NOT NULL PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    user_code      TEXT,
+    redirect_uri   TEXT NOT NULL DEFAULT '',
+    code_challenge TEXT NOT NULL DEFAULT '',
+    scope          TEXT NOT NULL,
+    user_id        TEXT NOT NULL DEFAULT '',
+    status         TEXT NOT NULL,
+    expires_ts     BIGINT NOT NULL,
+    interval_ms    BIGINT NOT NULL DEFAULT 0,
+    last_poll_ts   BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX oauth_grants_user_code ON oauth_grants (user_code);
+CREATE INDEX oauth_grants_expiry ON oauth_grants (expires_ts);
