@@ -58,12 +58,13 @@ func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, 
 	}
 	// Using the current refresh token is using the new tokens: the one it replaced goes, and
 	// the current one becomes the replaced one. Using the replaced one keeps it.
-	prev := `prev_refresh_token_hash`
+	prev, superseded := `prev_refresh_token_hash`, `superseded_refresh_token_hash`
 	if current {
-		prev = `refresh_token_hash`
+		prev, superseded = `refresh_token_hash`, `COALESCE(prev_refresh_token_hash, superseded_refresh_token_hash)`
 	}
 	_, err = tx.exec(ctx, `
-		UPDATE devices SET prev_refresh_token_hash = `+prev+`, refresh_token_hash = $3, token_hash = $4,
+		UPDATE devices SET prev_refresh_token_hash = `+prev+`, superseded_refresh_token_hash = `+superseded+`,
+			refresh_token_hash = $3, token_hash = $4,
 			token_expires_ts = $5, refresh_expires_ts = $6
 		WHERE user_id = $1 AND device_id = $2`,
 		d.UserID, d.DeviceID, t.RefreshHash, t.TokenHash, t.TokenExpiresTS, t.RefreshExpiresTS)
@@ -88,6 +89,20 @@ func (q *Q) DeviceByRefreshToken(ctx context.Context, refreshHash string) (*Devi
 		return nil, ErrNotFound
 	} else if err != nil {
 		return nil, fmt.Errorf("select device by refresh token: %w", err)
+	}
+	return &d, nil
+}
+
+// DeviceBySupersededRefreshToken returns the device whose latest refresh token made unusable
+// by rotation hashes to refreshHash, or ErrNotFound.
+func (q *Q) DeviceBySupersededRefreshToken(ctx context.Context, refreshHash string) (*Device, error) {
+	var d Device
+	err := q.queryRow(ctx, `SELECT user_id, device_id, oauth_client_id FROM devices WHERE superseded_refresh_token_hash = $1`, refreshHash).
+		Scan(&d.UserID, &d.DeviceID, &d.OAuthClientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device by superseded refresh token: %w", err)
 	}
 	return &d, nil
 }

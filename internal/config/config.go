@@ -45,6 +45,7 @@ type Config struct {
 	VoIP           VoIP          `yaml:"voip"`
 	RTC            RTC           `yaml:"rtc"`
 	DelayedEvents  DelayedEvents `yaml:"delayed_events"`
+	OAuth          OAuth         `yaml:"oauth"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
@@ -239,6 +240,7 @@ func Default() Config {
 		Push:          Push{NotificationRetention: 30 * 24 * time.Hour},
 		VoIP:          VoIP{TURNUserLifetime: time.Hour},
 		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
+		OAuth:         OAuth{Enabled: true, AccessTokenLifetime: 5 * time.Minute},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -346,6 +348,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.VoIP.validate()...)
 	errs = append(errs, c.RTC.validate()...)
 	errs = append(errs, c.DelayedEvents.validate()...)
+	errs = append(errs, c.OAuth.validate()...)
 	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))

@@ -4,15 +4,19 @@
 -- has a refresh token. refresh_token_hash is the SHA-256 of the current refresh token;
 -- prev_refresh_token_hash the one it replaced, which stays usable until the new access or
 -- refresh token is used (Client-Server API, "Refreshing access tokens"). refresh_expires_ts
--- is when the refresh token lapses (0: never). oauth_client_id is the OAuth client that
+-- is when the refresh token lapses (0: never). superseded_refresh_token_hash is the latest
+-- refresh token that stopped being usable by rotation: presented again, it betrays a stolen
+-- token and ends the session (OAuth 2.0 API, "Refresh token grant"). oauth_client_id is the OAuth client that
 -- holds the session ('' for /login and /register).
 ALTER TABLE devices ADD COLUMN token_expires_ts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN refresh_token_hash TEXT;
 ALTER TABLE devices ADD COLUMN prev_refresh_token_hash TEXT;
+ALTER TABLE devices ADD COLUMN superseded_refresh_token_hash TEXT;
 ALTER TABLE devices ADD COLUMN refresh_expires_ts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN oauth_client_id TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX devices_refresh_token ON devices (refresh_token_hash);
 CREATE UNIQUE INDEX devices_prev_refresh_token ON devices (prev_refresh_token_hash);
+CREATE INDEX devices_superseded_refresh_token ON devices (superseded_refresh_token_hash);
 
 -- oauth_clients are the clients registered with dynamic client registration (RFC 7591):
 -- metadata is the registered client metadata as JSON.
