@@ -30,6 +30,7 @@ func TestImportBoundaries(t *testing.T) {
 		"pusher":               {mod + "roomserver", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "cmd"},
 		"appservice":           {mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "adminapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"delayedevents":        {"net/http", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
+		"oauthserver":          {mod + "adminapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"retention":            {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 	}
 	for pkg, bad := range forbidden {

@@ -38,6 +38,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
+	"github.com/lattice-chat/lattice/oauthserver"
 	"github.com/lattice-chat/lattice/pusher"
 	"github.com/lattice-chat/lattice/retention"
 	"github.com/lattice-chat/lattice/roomserver"
@@ -241,6 +242,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.Handle("/health", metrics.Health()).Methods(http.MethodGet, http.MethodHead)
 	router.Handle("/readyz", metrics.Ready(db.Ping)).Methods(http.MethodGet, http.MethodHead)
 	client.Register(router)
+	if cfg.OAuth.Enabled {
+		secret, err := oauthserver.CookieSecret(cfg)
+		if err != nil {
+			return err
+		}
+		oauthserver.New(cfg, db, client, secret, log).Register(router)
+	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
 	if fed != nil {
