@@ -43,8 +43,8 @@ func nativeClient(t *testing.T, s *Server, extra map[string]any) string {
 	t.Helper()
 	md := map[string]any{
 		"client_name": "Test Native", "client_uri": "https://client.example.org/", "application_type": "native",
-		"redirect_uris": []string{"http://127.0.0.1/callback", "org.example.client:/callback"},
-		"grant_types":   []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
+		"redirect_uris":  []string{"http://127.0.0.1/callback", "org.example.client:/callback"},
+		"grant_types":    []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
 		"response_types": []string{"code"}, "token_endpoint_auth_method": "none",
 	}
 	for k, v := range extra {
