@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -332,4 +335,41 @@ func execDB(t *testing.T, s *Server, stmt string) {
 	if _, err := db.Exec(stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
 	}
+}
+
+// verifyIDToken checks an ID token's RS256 signature with the keys of jwks_uri and returns
+// its claims.
+func verifyIDToken(t *testing.T, s *Server, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("ID token %q", tok)
+	}
+	keys := s.Do(t, "", "GET", strings.TrimPrefix(str(oauthMeta(t, s), "jwks_uri"), s.URL), nil)
+	var header struct{ Alg, Kid string }
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	_ = json.Unmarshal(raw, &header)
+	ks, _ := keys.Body["keys"].([]any)
+	for _, k := range ks {
+		jwk := k.(map[string]any)
+		if jwk["kid"] != header.Kid || header.Alg != "RS256" {
+			continue
+		}
+		n, _ := base64.RawURLEncoding.DecodeString(jwk["n"].(string))
+		e, _ := base64.RawURLEncoding.DecodeString(jwk["e"].(string))
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+		sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
+			t.Fatalf("ID token signature: %v", err)
+		}
+		var claims map[string]any
+		body, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		if err := json.Unmarshal(body, &claims); err != nil {
+			t.Fatal(err)
+		}
+		return claims
+	}
+	t.Fatalf("no key %q in %s", header.Kid, keys.Raw)
+	return nil
 }

@@ -226,7 +226,7 @@ func TestOAuthCodeFlowRegistration(t *testing.T) {
 	dev := randomDeviceID()
 	redirect := "org.example.client:/callback"
 	p := b.get(authorizeURL(s, clientID, redirect, "openid urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:"+dev, "xyz", challenge,
-		url.Values{"prompt": {"create"}, "response_mode": {"fragment"}}))
+		url.Values{"prompt": {"create"}, "response_mode": {"fragment"}, "nonce": {"n0nce"}}))
 	if !strings.Contains(p.URL, "/_lattice/account/register") {
 		t.Fatalf("prompt=create did not show registration: %s", p.URL)
 	}
@@ -253,8 +253,13 @@ func TestOAuthCodeFlowRegistration(t *testing.T) {
 	}
 	tok := tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
 		"redirect_uri": {redirect}, "client_id": {clientID}, "code_verifier": {verifier}})
-	if tok.Status != 200 || strings.Contains(str(tok.Body, "scope"), "openid") {
+	if tok.Status != 200 || !strings.Contains(str(tok.Body, "scope"), "openid") {
 		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	// The openid scope brings an ID token signed with a key of jwks_uri.
+	claims := verifyIDToken(t, s, str(tok.Body, "id_token"))
+	if claims["iss"] != s.URL+"/" || claims["aud"] != clientID || claims["sub"] != "@newcomer:localhost" || claims["nonce"] != "n0nce" {
+		t.Errorf("ID token claims %v", claims)
 	}
 	if r := s.Do(t, str(tok.Body, "access_token"), "GET", "/_matrix/client/v3/account/whoami", nil); str(r.Body, "user_id") != "@newcomer:localhost" || str(r.Body, "device_id") != dev {
 		t.Errorf("whoami %s", r.Raw)

@@ -21,22 +21,23 @@ import (
 type authRequest struct {
 	ResponseType, ClientID, RedirectURI, Scope, State string
 	CodeChallenge, CodeChallengeMethod, ResponseMode  string
-	Prompt                                            string
+	Prompt, Nonce                                     string
 }
 
-var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "response_mode", "prompt"}
+var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "response_mode", "prompt", "nonce"}
 
 func readAuthRequest(v url.Values) authRequest {
 	return authRequest{
 		ResponseType: v.Get("response_type"), ClientID: v.Get("client_id"), RedirectURI: v.Get("redirect_uri"),
 		Scope: v.Get("scope"), State: v.Get("state"), CodeChallenge: v.Get("code_challenge"),
 		CodeChallengeMethod: v.Get("code_challenge_method"), ResponseMode: v.Get("response_mode"), Prompt: v.Get("prompt"),
+		Nonce: v.Get("nonce"),
 	}
 }
 
 func (a authRequest) values() url.Values {
 	v := url.Values{}
-	for i, val := range []string{a.ResponseType, a.ClientID, a.RedirectURI, a.Scope, a.State, a.CodeChallenge, a.CodeChallengeMethod, a.ResponseMode, a.Prompt} {
+	for i, val := range []string{a.ResponseType, a.ClientID, a.RedirectURI, a.Scope, a.State, a.CodeChallenge, a.CodeChallengeMethod, a.ResponseMode, a.Prompt, a.Nonce} {
 		if val != "" {
 			v.Set(authParams[i], val)
 		}
@@ -178,7 +179,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	g := storage.OAuthGrant{Hash: httputil.HashToken(code), Kind: "code", ClientID: a.ClientID, RedirectURI: a.RedirectURI,
 		CodeChallenge: a.CodeChallenge, Scope: scope.Granted, UserID: ws.UserID, Status: storage.GrantApproved,
-		ExpiresTS: now.Add(codeLifetime).UnixMilli()}
+		ExpiresTS: now.Add(codeLifetime).UnixMilli(), Nonce: a.Nonce}
 	if err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error { return tx.InsertOAuthGrant(ctx(r), g, now.UnixMilli()) }); err != nil {
 		s.log.Error("store authorization code", "err", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "err_server")

@@ -14,20 +14,29 @@ const (
 	scopeDevicePrefixUnstable = "urn:matrix:org.matrix.msc2967.client:device:"
 )
 
-// grantScope is what a scope grants: full Client-Server API access for one device.
+// scopeOpenID asks for an OpenID Connect ID token beside the tokens (matrix-js-sdk asks
+// for it and checks the ID token).
+const scopeOpenID = "openid"
+
+// grantScope is what a scope grants: full Client-Server API access for one device, and an
+// ID token with openid.
 type grantScope struct {
 	DeviceID string
+	OpenID   bool
 	Granted  string // the scope tokens understood, as granted (in the client's spelling)
 }
 
 // parseScope reads a requested scope: it must ask for the Client-Server API and exactly one
-// device. Tokens this server does not know (openid) are left out of the granted scope.
+// device. Tokens this server does not know are left out of the granted scope.
 func parseScope(scope string) (*grantScope, error) {
 	var g grantScope
 	var api bool
 	var granted []string
 	for _, tok := range strings.Fields(scope) {
 		switch {
+		case tok == scopeOpenID:
+			g.OpenID = true
+			granted = append(granted, tok)
 		case tok == scopeAPI || tok == scopeAPIUnstable:
 			api = true
 			granted = append(granted, tok)

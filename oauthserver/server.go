@@ -18,6 +18,7 @@ package oauthserver
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -84,6 +85,7 @@ type Server struct {
 	accounts *clientapi.Server
 	log      *slog.Logger
 	cookies  cookieSigner
+	signer   *signingKey // of the ID tokens
 	pages    *pages
 
 	signIns *ratelimit.Limiter // sign-in attempts, by client address
@@ -93,9 +95,10 @@ type Server struct {
 	accountLinks  []AccountLink  // set before Register, read-only after
 }
 
-// New returns the authorization server. cookieSecret signs the web pages' cookies.
-func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieSecret []byte, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, db: db, accounts: accounts, log: log,
+// New returns the authorization server. cookieSecret signs the web pages' cookies, idKey
+// the ID tokens (CookieSecret and SigningKey).
+func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieSecret []byte, idKey *rsa.PrivateKey, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, db: db, accounts: accounts, log: log, signer: newSigningKey(idKey),
 		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://")},
 		pages:   loadPages(),
 		signIns: ratelimit.New(1, 20),
@@ -125,6 +128,7 @@ func (s *Server) Register(r *mux.Router) {
 		{post, pathToken, s.handleToken},
 		{post, pathRevoke, s.handleRevoke},
 		{post, pathDevice, s.handleDeviceAuthorization},
+		{get, pathKeys, s.handleKeys},
 
 		{get, pathLogin, s.handleLoginPage},
 		{post, pathLogin, s.handleLoginForm},
@@ -175,7 +179,10 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"code_challenge_methods_supported":           []string{"S256"},
 		"token_endpoint_auth_methods_supported":      []string{"none"},
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
-		"scopes_supported":                           []string{scopeAPI, scopeDevicePrefix + "*"},
+		"scopes_supported":                           []string{scopeOpenID, scopeAPI, scopeDevicePrefix + "*"},
+		"jwks_uri":                                   base + pathKeys,
+		"id_token_signing_alg_values_supported":      []string{"RS256"},
+		"subject_types_supported":                    []string{"public"},
 		"prompt_values_supported":                    []string{"create"},
 		"account_management_uri":                     base + pathAccount,
 		"account_management_actions_supported":       accountActions,

@@ -122,16 +122,27 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *sto
 		s.serverError(w, err)
 		return
 	}
-	tokenResponse(w, sess, scope.Granted)
+	resp := tokenResponse(sess, scope.Granted)
+	if scope.OpenID {
+		if resp["id_token"], err = s.signer.idToken(s.baseURL(r)+"/", c.ID, g.UserID, g.Nonce, time.Now()); err != nil {
+			s.serverError(w, err)
+			return
+		}
+	}
+	writeTokens(w, resp)
 }
 
-func tokenResponse(w http.ResponseWriter, sess *clientapi.Session, scope string) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	httputil.WriteJSON(w, http.StatusOK, map[string]any{
+func tokenResponse(sess *clientapi.Session, scope string) map[string]any {
+	return map[string]any{
 		"access_token": sess.AccessToken, "token_type": "Bearer", "expires_in": int64(sess.ExpiresIn.Seconds()),
 		"refresh_token": sess.RefreshToken, "scope": scope,
-	})
+	}
+}
+
+func writeTokens(w http.ResponseWriter, resp map[string]any) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	httputil.WriteJSON(w, http.StatusOK, resp)
 }
 
 // refresh answers the refresh token grant: both tokens rotate (clientapi.RefreshSession).
@@ -149,7 +160,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *client) {
 		s.serverError(w, err)
 		return
 	}
-	tokenResponse(w, sess, sessionScope(sess.DeviceID))
+	writeTokens(w, tokenResponse(sess, sessionScope(sess.DeviceID)))
 }
 
 func (s *Server) serverError(w http.ResponseWriter, err error) {

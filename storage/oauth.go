@@ -45,6 +45,7 @@ type OAuthGrant struct {
 	ExpiresTS     int64
 	IntervalMS    int64
 	LastPollTS    int64
+	Nonce         string // code grants: the OpenID Connect nonce
 }
 
 // Grant statuses.
@@ -54,11 +55,11 @@ const (
 	GrantDenied   = "denied"
 )
 
-const grantColumns = `grant_hash, kind, client_id, COALESCE(user_code, ''), redirect_uri, code_challenge, scope, user_id, status, expires_ts, interval_ms, last_poll_ts`
+const grantColumns = `grant_hash, kind, client_id, COALESCE(user_code, ''), redirect_uri, code_challenge, scope, user_id, status, expires_ts, interval_ms, last_poll_ts, nonce`
 
 func scanGrant(row interface{ Scan(...any) error }) (*OAuthGrant, error) {
 	var g OAuthGrant
-	err := row.Scan(&g.Hash, &g.Kind, &g.ClientID, &g.UserCode, &g.RedirectURI, &g.CodeChallenge, &g.Scope, &g.UserID, &g.Status, &g.ExpiresTS, &g.IntervalMS, &g.LastPollTS)
+	err := row.Scan(&g.Hash, &g.Kind, &g.ClientID, &g.UserCode, &g.RedirectURI, &g.CodeChallenge, &g.Scope, &g.UserID, &g.Status, &g.ExpiresTS, &g.IntervalMS, &g.LastPollTS, &g.Nonce)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -78,9 +79,9 @@ func (tx *Tx) InsertOAuthGrant(ctx context.Context, g OAuthGrant, now int64) err
 		userCode = g.UserCode
 	}
 	_, err := tx.exec(ctx, `
-		INSERT INTO oauth_grants (grant_hash, kind, client_id, user_code, redirect_uri, code_challenge, scope, user_id, status, expires_ts, interval_ms, last_poll_ts)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		g.Hash, g.Kind, g.ClientID, userCode, g.RedirectURI, g.CodeChallenge, g.Scope, g.UserID, g.Status, g.ExpiresTS, g.IntervalMS, g.LastPollTS)
+		INSERT INTO oauth_grants (grant_hash, kind, client_id, user_code, redirect_uri, code_challenge, scope, user_id, status, expires_ts, interval_ms, last_poll_ts, nonce)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		g.Hash, g.Kind, g.ClientID, userCode, g.RedirectURI, g.CodeChallenge, g.Scope, g.UserID, g.Status, g.ExpiresTS, g.IntervalMS, g.LastPollTS, g.Nonce)
 	if tx.dialect.isUniqueViolation(err) {
 		return ErrConflict
 	} else if err != nil {

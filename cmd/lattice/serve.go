@@ -247,7 +247,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		oauthserver.New(cfg, db, client, secret, log).Register(router)
+		idKey, err := oauthserver.SigningKey(cfg)
+		if err != nil {
+			return err
+		}
+		oauthserver.New(cfg, db, client, secret, idKey, log).Register(router)
 	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)

@@ -29,7 +29,8 @@ CREATE TABLE oauth_clients (
 -- oauth_grants are pending grants: authorization codes (kind 'code', grant_hash the SHA-256
 -- of the code) and device authorization requests (kind 'device', grant_hash the SHA-256 of
 -- the device code, user_code what the user types). status is pending, approved or denied;
--- user_id is who approved. last_poll_ts is the client's latest poll of a device grant.
+-- user_id is who approved. last_poll_ts is the client's latest poll of a device grant. nonce
+-- is the OpenID Connect nonce of the authorization request, for the ID token.
 CREATE TABLE oauth_grants (
     grant_hash     TEXT NOT NULL PRIMARY KEY,
     kind           TEXT NOT NULL,
@@ -42,7 +43,8 @@ CREATE TABLE oauth_grants (
     status         TEXT NOT NULL,
     expires_ts     BIGINT NOT NULL,
     interval_ms    BIGINT NOT NULL DEFAULT 0,
-    last_poll_ts   BIGINT NOT NULL DEFAULT 0
+    last_poll_ts   BIGINT NOT NULL DEFAULT 0,
+    nonce          TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX oauth_grants_user_code ON oauth_grants (user_code);
 CREATE INDEX oauth_grants_expiry ON oauth_grants (expires_ts);
