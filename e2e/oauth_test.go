@@ -588,3 +588,51 @@ func TestRefreshTokensLegacy(t *testing.T) {
 		t.Errorf("refresh after logout: %d", r.Status)
 	}
 }
+
+// TestOAuthCrossSigningReset: a session of the OAuth 2.0 API replacing its cross-signing keys
+// gets the m.oauth stage, whose URL is the account page where the user approves the reset.
+func TestOAuthCrossSigningReset(t *testing.T) {
+	s := StartServer(t)
+	alice := s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	tok := codeFlow(t, s, clientID, randomDeviceID(), "alice", "correct horse battery")
+	oc := &Client{t: t, srv: s, UserID: alice.UserID, Token: str(tok.Body, "access_token")}
+	csKeys := func() map[string]any {
+		master, ssk, usk := newSigningKey(t), newSigningKey(t), newSigningKey(t)
+		mk := map[string]any{"user_id": alice.UserID, "usage": []string{"master"}, "keys": map[string]string{"ed25519:" + master.pub: master.pub}}
+		sk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"self_signing"}, "keys": map[string]string{"ed25519:" + ssk.pub: ssk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
+		uk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"user_signing"}, "keys": map[string]string{"ed25519:" + usk.pub: usk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
+		return map[string]any{"master_key": mk, "self_signing_key": sk, "user_signing_key": uk}
+	}
+	const path = "/_matrix/client/v3/keys/device_signing/upload"
+	expectOK(t, oc.Do("POST", path, csKeys()), "first upload needs no UIA")
+	second := csKeys()
+	r := oc.Do("POST", path, second)
+	if r.Status != 401 || !strings.Contains(string(r.Raw), `"m.oauth"`) {
+		t.Fatalf("replacement by an OAuth session: %d %s", r.Status, r.Raw)
+	}
+	params := obj(obj(r.Body, "params"), "m.oauth")
+	if !strings.HasPrefix(str(params, "url"), s.URL+"/_lattice/account/") || !strings.Contains(str(params, "url"), "action=org.matrix.cross_signing_reset") {
+		t.Fatalf("m.oauth url %v", params)
+	}
+	session := str(r.Body, "session")
+	// Not yet approved: the stage is asked again.
+	if r := oc.Do("POST", path, withAuth(second, map[string]any{"session": session})); r.Status != 401 {
+		t.Fatalf("before approval: %d %s", r.Status, r.Raw)
+	}
+	b := newBrowser(t, s)
+	p := b.signIn(b.get(str(params, "url")), "alice", "correct horse battery")
+	f := formTo(t, p, "/_lattice/account/cross_signing_reset")
+	if p = b.post(f.Action, f.Values); p.Status != 200 {
+		t.Fatalf("approval: %d", p.Status)
+	}
+	expectOK(t, oc.Do("POST", path, withAuth(second, map[string]any{"session": session})), "replacement after approval")
+	// The approval is used up.
+	if r := oc.Do("POST", path, withAuth(csKeys(), map[string]any{"session": session})); r.Status != 401 {
+		t.Errorf("second replacement on one approval: %d", r.Status)
+	}
+	// A password session still gets the password stage.
+	if r := alice.Do("POST", path, csKeys()); r.Status != 401 || !strings.Contains(string(r.Raw), "m.login.password") {
+		t.Errorf("password session: %d %s", r.Status, r.Raw)
+	}
+}

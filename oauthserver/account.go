@@ -9,6 +9,7 @@ import (
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/storage"
 )
 
 // The sign-in, registration and account pages.
@@ -247,5 +248,26 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, ws *webSession
 	return true
 }
 
-// crossSigningEnabled: the m.oauth stage of cross-signing reset is not offered yet.
-func (s *Server) crossSigningEnabled() bool { return false }
+// crossSigningEnabled: the account page offers the cross-signing reset approval.
+func (s *Server) crossSigningEnabled() bool { return true }
+
+// crossSigningResetWindow is how long an approval of the cross-signing reset lasts.
+const crossSigningResetWindow = 10 * time.Minute
+
+// handleCrossSigningForm handles the approval of a cross-signing reset: for the next 10
+// minutes, one upload of new cross-signing keys by a session of the OAuth 2.0 API passes the
+// m.oauth stage (clientapi/oauthuia.go).
+func (s *Server) handleCrossSigningForm(w http.ResponseWriter, r *http.Request) {
+	ws, ok := s.checkForm(w, r)
+	if !ok || !s.signedIn(w, r, ws) {
+		return
+	}
+	until := time.Now().Add(crossSigningResetWindow).UnixMilli()
+	if err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error { return tx.AllowCrossSigningReset(ctx(r), ws.UserID, until) }); err != nil {
+		s.log.Error("allow cross-signing reset", "err", err)
+		s.errorPage(w, r, http.StatusInternalServerError, "err_server")
+		return
+	}
+	_, msgs := messagesFor(r)
+	s.renderAccount(w, r, ws, http.StatusOK, msgs["cross_signing_ok"], "")
+}

@@ -141,6 +141,7 @@ func (s *Server) Register(r *mux.Router) {
 		{post, pathEndSession, s.handleEndSessionForm},
 		{post, pathPassword, s.handlePasswordForm},
 		{post, pathProfile, s.handleProfileForm},
+		{post, pathCrossSigning, s.handleCrossSigningForm},
 		{get, pathStylesheet, s.handleStylesheet},
 	} {
 		r.Handle(rt.path, rt.h).Methods(rt.method)

@@ -140,3 +140,25 @@ func (tx *Tx) SlowOAuthGrant(ctx context.Context, hash string, intervalMS int64)
 	_, err := tx.exec(ctx, `UPDATE oauth_grants SET interval_ms = $2 WHERE grant_hash = $1`, hash, intervalMS)
 	return err
 }
+
+// AllowCrossSigningReset lets userID's OAuth sessions replace the cross-signing keys until
+// untilTS (Unix ms; 0 withdraws it).
+func (tx *Tx) AllowCrossSigningReset(ctx context.Context, userID string, untilTS int64) error {
+	if _, err := tx.exec(ctx, `UPDATE accounts SET cross_signing_reset_ts = $2 WHERE user_id = $1`, userID, untilTS); err != nil {
+		return fmt.Errorf("allow cross-signing reset of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// CrossSigningResetAllowed returns until when userID allowed the cross-signing reset (Unix
+// ms; 0: not allowed).
+func (q *Q) CrossSigningResetAllowed(ctx context.Context, userID string) (int64, error) {
+	var ts int64
+	err := q.queryRow(ctx, `SELECT cross_signing_reset_ts FROM accounts WHERE user_id = $1`, userID).Scan(&ts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("select cross-signing reset of %s: %w", userID, err)
+	}
+	return ts, nil
+}

@@ -48,3 +48,8 @@ CREATE TABLE oauth_grants (
 );
 CREATE UNIQUE INDEX oauth_grants_user_code ON oauth_grants (user_code);
 CREATE INDEX oauth_grants_expiry ON oauth_grants (expires_ts);
+
+-- cross_signing_reset_ts is until when (Unix ms) the user allowed, on the account page, the
+-- replacement of their cross-signing keys by a session of the OAuth 2.0 API (the m.oauth
+-- stage of POST /keys/device_signing/upload); 0: not allowed.
+ALTER TABLE accounts ADD COLUMN cross_signing_reset_ts BIGINT NOT NULL DEFAULT 0;
