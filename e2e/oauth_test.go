@@ -270,6 +270,14 @@ func TestOAuthCodeFlowRegistration(t *testing.T) {
 	if u, _ := url.Parse(p.Location); u == nil || u.Query().Get("error") != "access_denied" || u.Query().Get("state") != "s2" {
 		t.Errorf("deny: %s", p.Location)
 	}
+	// An account deactivated after the browser signed in gets no new session.
+	verifier, challenge = pkce()
+	p = b.get(authorizeURL(s, clientID, redirect, "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "s3", challenge, nil))
+	code, _ = codeFrom(t, b.consent(p, "allow"))
+	me := &Client{t: t, srv: s, UserID: "@newcomer:localhost", Token: str(tok.Body, "access_token")}
+	expectOK(t, uiaPassword(me, "POST", "/_matrix/client/v3/account/deactivate", map[string]any{}, "a long password"), "deactivate")
+	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {redirect}, "client_id": {clientID}, "code_verifier": {verifier}}), "code of a deactivated account", 400, "invalid_grant")
 }
 
 // TestOAuthSecurity covers what an attacker would try.

@@ -3,6 +3,7 @@ package oauthserver
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -140,7 +141,7 @@ func (s *Server) handleLogoutForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cookies.write(w, &webSession{SID: randomID(18), Exp: time.Now().Add(anonymousFor).Unix()})
-	http.Redirect(w, r, pathLogin+"?next="+r.PostForm.Get("next"), http.StatusSeeOther)
+	http.Redirect(w, r, pathLogin+"?next="+url.QueryEscape(safeNext(r.PostForm.Get("next"))), http.StatusSeeOther)
 }
 
 type deviceRow struct {

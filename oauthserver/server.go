@@ -102,7 +102,7 @@ func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieS
 		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://")},
 		pages:   loadPages(),
 		signIns: ratelimit.New(1, 20),
-		clients: ratelimit.New(1, 30),
+		clients: ratelimit.New(2, 100),
 	}
 }
 

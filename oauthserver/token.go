@@ -116,6 +116,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *sto
 		oauthJSON(w, http.StatusBadRequest, "invalid_scope", err.Error())
 		return
 	}
+	// The account may have been deactivated or locked since the user approved.
+	if u, err := s.db.User(r.Context(), g.UserID); err != nil || u.Deactivated || u.Locked {
+		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "the account cannot sign in")
+		return
+	}
 	lang, _ := messagesFor(r)
 	sess, err := s.accounts.StartSession(ctx(r), g.UserID, scope.DeviceID, c.name(lang), httputil.RemoteIP(r), c.ID)
 	if err != nil {
