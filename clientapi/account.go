@@ -30,6 +30,7 @@ type registerRequest struct {
 	DeviceID                 string          `json:"device_id"`
 	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
 	InhibitLogin             bool            `json:"inhibit_login"`
+	RefreshToken             bool            `json:"refresh_token"`
 	Auth                     json.RawMessage `json:"auth"`
 }
 
@@ -189,11 +190,12 @@ func (s *Server) createAccount(ctx context.Context, req registerRequest, ip stri
 	if req.InhibitLogin {
 		return resp, nil
 	}
-	deviceID, token, err := s.newDevice(ctx, userID, req.DeviceID, req.InitialDeviceDisplayName, ip)
+	sess, err := s.newSession(ctx, userID, req.DeviceID, req.InitialDeviceDisplayName, ip, "", req.RefreshToken)
 	if err != nil {
 		return nil, err
 	}
-	resp["device_id"], resp["access_token"] = deviceID, token
+	resp["device_id"], resp["access_token"] = sess.DeviceID, sess.AccessToken
+	sess.addRefresh(resp)
 	return resp, nil
 }
 
@@ -230,6 +232,7 @@ type loginRequest struct {
 	Token                    string          `json:"token"` // m.login.token
 	DeviceID                 string          `json:"device_id"`
 	InitialDeviceDisplayName string          `json:"initial_device_display_name"`
+	RefreshToken             bool            `json:"refresh_token"`
 }
 
 // handleLogin handles POST /login with m.login.password and an m.id.user identifier, or an
@@ -288,14 +291,15 @@ func (s *Server) completeLogin(r *http.Request, req loginRequest, userID string)
 	if err := s.notLocked(r.Context(), userID); err != nil {
 		return nil, err
 	}
-	deviceID, token, err := s.newDevice(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r))
+	sess, err := s.newSession(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName, clientIP(r), "", req.RefreshToken)
 	if err != nil {
 		return nil, err
 	}
 	resp := map[string]any{
-		"user_id": userID, "device_id": deviceID, "access_token": token,
+		"user_id": userID, "device_id": sess.DeviceID, "access_token": sess.AccessToken,
 		"home_server": s.cfg.ServerName,
 	}
+	sess.addRefresh(resp)
 	// Clients reconfigure themselves from well_known, so it is sent only when the operator
 	// said where clients reach the server: a guess would move them off a working URL.
 	if base := s.cfg.ClientAPI.PublicBaseURL; base != "" {

@@ -94,7 +94,7 @@ func (s *Server) handleUploadCrossSigningKeys(r *http.Request) (any, error) {
 	}
 	if existing[storage.KeyMaster] != "" && !same && !appServiceDevices(r) {
 		// Application services replace their users' keys without UIA (spec v1.17).
-		if err := s.requirePassword(r.Context(), me, req.Auth); err != nil {
+		if err := s.requireCrossSigningAuth(r, req.Auth); err != nil {
 			return nil, err
 		}
 	}

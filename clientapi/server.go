@@ -133,6 +133,7 @@ func (s *Server) routes() []route {
 		{post, "/logout", true, false, s.handleLogout},
 		{post, "/logout/all", true, false, s.handleLogoutAll},
 		{post, "/register", false, false, s.handleRegister},
+		{post, "/refresh", false, false, s.handleRefresh},
 		{get, "/register/available", false, false, s.handleRegisterAvailable},
 		{get, "/v1/register/m.login.registration_token/validity", false, true, s.handleRegistrationTokenValidity},
 		{post, "/v1/login/get_token", true, true, s.handleGetLoginToken},

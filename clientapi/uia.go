@@ -161,25 +161,45 @@ func hashPassword(cfg *config.Config, pw string) (string, error) {
 
 // newDevice creates (or, for a reused device ID, refreshes) a device with a new access token.
 func (s *Server) newDevice(ctx context.Context, userID, deviceID, displayName, ip string) (string, string, error) {
+	sess, err := s.newSession(ctx, userID, deviceID, displayName, ip, "", false)
+	if err != nil {
+		return "", "", err
+	}
+	return sess.DeviceID, sess.AccessToken, nil
+}
+
+// newSession creates (or, for a reused device ID, renews) a device with a new access token;
+// with refresh, the token expires and a refresh token renews it (refresh.go). clientID is
+// the OAuth client the session is for, "" for /login and /register.
+func (s *Server) newSession(ctx context.Context, userID, deviceID, displayName, ip, clientID string, refresh bool) (*Session, error) {
 	if deviceID == "" {
 		deviceID = strings.ToUpper(config.RandomSecret(8))
 		deviceID = strings.NewReplacer("-", "A", "_", "B").Replace(deviceID)
 	}
-	token := httputil.NewAccessToken()
-	now := time.Now().UnixMilli()
+	sess := &Session{UserID: userID, DeviceID: deviceID, AccessToken: httputil.NewAccessToken()}
+	now := time.Now()
+	var tokens storage.SessionTokens
+	if refresh {
+		tokens = s.renew(sess, now)
+	}
 	var pos int64
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		err := tx.UpsertDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: now, LastSeenIP: ip}, httputil.HashToken(token))
+		err := tx.UpsertDevice(ctx, storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName, CreatedTS: now.UnixMilli(), LastSeenIP: ip}, httputil.HashToken(sess.AccessToken))
 		if err != nil {
 			return err
+		}
+		if refresh {
+			if err := tx.SetDeviceRefresh(ctx, userID, deviceID, clientID, tokens); err != nil {
+				return err
+			}
 		}
 		// A new device is a device list change (its keys follow with /keys/upload).
 		pos, err = tx.DeviceListChanged(ctx, userID)
 		return err
 	})
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	s.deviceListChanged(ctx, userID, pos, deviceID)
-	return deviceID, token, nil
+	return sess, nil
 }

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -159,93 +157,37 @@ func ssoServer(t *testing.T) (*Server, string, string) {
 	return srv, corp, other
 }
 
-// browser is a user agent with its own cookies that follows redirects on loopback only.
-type browser struct {
-	t *testing.T
-	c *http.Client
-}
-
-func newBrowser(t *testing.T) *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Hostname() != "127.0.0.1" || len(via) > 20 {
-				return http.ErrUseLastResponse // the client's redirectUrl is never contacted
-			}
-			return nil
-		}}}
-}
-
-// page is a fetched page: the final URL, status, body and Location of an unfollowed redirect.
-type page struct {
-	URL      *url.URL
-	Status   int
-	Body     string
-	Location string
-}
-
-func (b *browser) do(req *http.Request) page {
-	b.t.Helper()
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+// newSSOBrowser is a browser that also follows redirects to the OpenID providers on loopback
+// (never to the client's redirectUrl).
+func newSSOBrowser(t *testing.T, srv *Server) *browser {
+	b := newBrowser(t, srv)
+	b.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Hostname() != "127.0.0.1" || len(via) > 20 {
+			return http.ErrUseLastResponse // the client's redirectUrl is never contacted
+		}
+		return nil
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return page{URL: resp.Request.URL, Status: resp.StatusCode, Body: string(body), Location: resp.Header.Get("Location")}
+	return b
 }
 
-func (b *browser) get(u string) page {
-	b.t.Helper()
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return b.do(req)
-}
-
-var (
-	formRe   = regexp.MustCompile(`(?s)<form[^>]*action="([^"]*)"[^>]*>(.*?)</form>`)
-	inputRe  = regexp.MustCompile(`<input[^>]*>`)
-	attrRe   = regexp.MustCompile(`(\w+)="([^"]*)"`)
-	anchorRe = regexp.MustCompile(`<a [^>]*href="([^"]*)"[^>]*>`)
-)
+var anchorRe = regexp.MustCompile(`<a [^>]*href="([^"]*)"[^>]*>`)
 
 // submit fills the first form of p with fields (over its own inputs) and posts it.
 func (b *browser) submit(p page, fields map[string]string) page {
 	b.t.Helper()
-	m := formRe.FindStringSubmatch(p.Body)
-	if m == nil {
+	fs := forms(b.t, p.Body)
+	if len(fs) == 0 {
 		b.t.Fatalf("no form on %s (%d): %.2000s", p.URL, p.Status, p.Body)
 	}
-	action, err := p.URL.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	vals := url.Values{}
-	for _, in := range inputRe.FindAllString(m[2], -1) {
-		attrs := map[string]string{}
-		for _, a := range attrRe.FindAllStringSubmatch(in, -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if attrs["name"] != "" {
-			vals.Set(attrs["name"], attrs["value"])
-		}
-	}
 	for k, v := range fields {
-		vals.Set(k, v)
+		fs[0].Values.Set(k, v)
 	}
-	req, err := http.NewRequest("POST", action.String(), strings.NewReader(vals.Encode()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
+	return b.post(fs[0].Action, fs[0].Values)
 }
 
-// signIn starts the legacy SSO flow at start and signs in as login at the provider's login
+// signInAt starts the legacy SSO flow at start and signs in as login at the provider's login
 // page, then its consent page; it returns the page the provider's callback led to.
-func (b *browser) signIn(start, login string) page {
+func (b *browser) signInAt(start, login string) page {
 	b.t.Helper()
 	p := b.get(start)
 	if !strings.Contains(p.Body, `name="login"`) {
@@ -326,7 +268,7 @@ func TestSSO(t *testing.T) {
 
 	var aliceID string
 	t.Run("sign-in makes an account from the claims, then finds it again", func(t *testing.T) {
-		token := loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0001"))
+		token := loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0001"))
 		r := tokenLogin(t, srv, token)
 		expectOK(t, r, "m.login.token")
 		aliceID = str(r.Body, "user_id")
@@ -347,7 +289,7 @@ func TestSSO(t *testing.T) {
 		}
 
 		// Signing in again (another browser, another session at the provider): same account.
-		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0001")))
+		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0001")))
 		expectOK(t, r, "second sign-in")
 		if str(r.Body, "user_id") != aliceID {
 			t.Errorf("second sign-in = %s, want %s again", str(r.Body, "user_id"), aliceID)
@@ -355,12 +297,12 @@ func TestSSO(t *testing.T) {
 	})
 
 	t.Run("a taken user name gets digits, a strange one is mapped", func(t *testing.T) {
-		r := tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0002")))
+		r := tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0002")))
 		expectOK(t, r, "alice-other")
 		if got := str(r.Body, "user_id"); got != "@alice1:localhost" {
 			t.Errorf("second identity named alice = %s, want @alice1:localhost", got)
 		}
-		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0005")))
+		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0005")))
 		expectOK(t, r, "dan")
 		if got := str(r.Body, "user_id"); got != "@dan=20brown=21:localhost" {
 			t.Errorf("preferred_username %q = %s, want @dan=20brown=21:localhost", "Dan Brown!", got)
@@ -368,8 +310,8 @@ func TestSSO(t *testing.T) {
 	})
 
 	t.Run("claims and e-mail domains are enforced", func(t *testing.T) {
-		expectPage(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0003"), "required claim mismatch", 403, "department")
-		expectPage(t, newBrowser(t).signIn(ssoStart(srv, "corp"), "corp-0004"), "disallowed e-mail domain", 403, "evil.test")
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0003"), "required claim mismatch", 403, "department")
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0004"), "disallowed e-mail domain", 403, "evil.test")
 		for _, who := range []string{"bob", "carol"} {
 			r := loginPassword(t, srv, who, testPassword)
 			expectErr(t, r, "refused user has no account", 403, "M_FORBIDDEN")
@@ -381,7 +323,7 @@ func TestSSO(t *testing.T) {
 	})
 
 	t.Run("a provider's error is shown", func(t *testing.T) {
-		b := newBrowser(t)
+		b := newSSOBrowser(t, srv)
 		p := b.get(ssoStart(srv, "corp"))
 		var abort string
 		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
@@ -392,12 +334,13 @@ func TestSSO(t *testing.T) {
 		if abort == "" {
 			t.Fatalf("provider login page has no cancel link: %.2000s", p.Body)
 		}
-		u, _ := p.URL.Parse(abort)
+		base, _ := url.Parse(p.URL)
+		u, _ := base.Parse(abort)
 		expectPage(t, b.get(u.String()), "cancelled at the provider", 403, "access_denied")
 	})
 
 	t.Run("several providers: a page to choose, and the second provider works", func(t *testing.T) {
-		b := newBrowser(t)
+		b := newSSOBrowser(t, srv)
 		p := b.get(ssoStart(srv, ""))
 		if p.Status != 200 || !strings.Contains(p.Body, "Corp SSO") || !strings.Contains(p.Body, "Other ID") {
 			t.Fatalf("chooser: %d %.2000s", p.Status, p.Body)
@@ -411,15 +354,16 @@ func TestSSO(t *testing.T) {
 		if otherLink == "" {
 			t.Fatalf("chooser has no link to the other provider: %s", p.Body)
 		}
-		u, _ := p.URL.Parse(otherLink)
-		r := tokenLogin(t, srv, loginTokenFrom(t, b.signIn(u.String(), "other-frank")))
+		base, _ := url.Parse(p.URL)
+		u, _ := base.Parse(otherLink)
+		r := tokenLogin(t, srv, loginTokenFrom(t, b.signInAt(u.String(), "other-frank")))
 		expectOK(t, r, "frank at other")
 		if str(r.Body, "user_id") != "@frank:localhost" {
 			t.Errorf("frank = %s", r.Raw)
 		}
 		// allow_existing_users: erin's first sign-in takes over the local account erin.
 		erin := srv.Register(t, "erin")
-		r = tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "other"), "other-erin")))
+		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "other"), "other-erin")))
 		expectOK(t, r, "erin at other")
 		if str(r.Body, "user_id") != erin.UserID {
 			t.Errorf("erin = %s, want the existing %s", str(r.Body, "user_id"), erin.UserID)
@@ -434,7 +378,7 @@ func TestSSO(t *testing.T) {
 
 	t.Run("a whitelisted client gets the token without the confirmation page", func(t *testing.T) {
 		start := srv.URL + "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl=" + url.QueryEscape("https://trusted.example/cb")
-		p := newBrowser(t).signIn(start, "corp-0001")
+		p := newSSOBrowser(t, srv).signInAt(start, "corp-0001")
 		if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, "https://trusted.example/cb?loginToken=") {
 			t.Fatalf("whitelisted client: %d Location %q", p.Status, p.Location)
 		}
@@ -446,19 +390,19 @@ func TestSSO(t *testing.T) {
 	})
 
 	t.Run("a callback without its browser's cookie or with another state is refused", func(t *testing.T) {
-		b := newBrowser(t)
+		b := newSSOBrowser(t, srv)
 		b.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 			if strings.HasSuffix(req.URL.Path, "/_lattice/sso/callback") || req.URL.Hostname() != "127.0.0.1" {
 				return http.ErrUseLastResponse
 			}
 			return nil
 		}
-		p := b.signIn(ssoStart(srv, "corp"), "corp-0001")
+		p := b.signInAt(ssoStart(srv, "corp"), "corp-0001")
 		if !strings.Contains(p.Location, "/_lattice/sso/callback?") {
 			t.Fatalf("provider did not send the browser back: %d %q", p.Status, p.Location)
 		}
 		// Another browser (an attacker who got the URL): no flow cookie.
-		expectPage(t, newBrowser(t).get(p.Location), "callback in another browser", 400, "another browser")
+		expectPage(t, newSSOBrowser(t, srv).get(p.Location), "callback in another browser", 400, "another browser")
 		// The right browser, another state.
 		u, _ := url.Parse(p.Location)
 		q := u.Query()
@@ -481,7 +425,7 @@ func TestSSO(t *testing.T) {
 
 	t.Run("user-interactive auth by signing in again (m.login.sso stage)", func(t *testing.T) {
 		login := func(sub string) *Client {
-			r := tokenLogin(t, srv, loginTokenFrom(t, newBrowser(t).signIn(ssoStart(srv, "corp"), sub)))
+			r := tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), sub)))
 			expectOK(t, r, "sign-in of "+sub)
 			return &Client{t: t, srv: srv, UserID: str(r.Body, "user_id"), DeviceID: str(r.Body, "device_id"), Token: str(r.Body, "access_token")}
 		}
@@ -501,7 +445,7 @@ func TestSSO(t *testing.T) {
 		}
 		// The fallback page: two providers, a page to choose; alice signs in again at corp.
 		fallback := srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
-		b := newBrowser(t)
+		b := newSSOBrowser(t, srv)
 		p := b.get(fallback)
 		var corpLink string
 		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
@@ -512,8 +456,9 @@ func TestSSO(t *testing.T) {
 		if p.Status != 200 || corpLink == "" {
 			t.Fatalf("fallback page: %d %.1500s", p.Status, p.Body)
 		}
-		u, _ := p.URL.Parse(corpLink)
-		p = b.signIn(u.String(), "corp-0001")
+		base, _ := url.Parse(p.URL)
+		u, _ := base.Parse(corpLink)
+		p = b.signInAt(u.String(), "corp-0001")
 		if p.Status != 200 || !strings.Contains(p.Body, "Identity confirmed") || !strings.Contains(p.Body, "onAuthDone") {
 			t.Fatalf("after re-authentication: %d %.1500s", p.Status, p.Body)
 		}
@@ -530,14 +475,14 @@ func TestSSO(t *testing.T) {
 		}
 		// Another identity (alice1's) completing alice's session does not prove alice.
 		session = str(r.Body, "session")
-		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=corp&session="+url.QueryEscape(session), "corp-0002")
+		p = newSSOBrowser(t, srv).signInAt(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=corp&session="+url.QueryEscape(session), "corp-0002")
 		if p.Status != 200 || !strings.Contains(p.Body, "@alice1:localhost") {
 			t.Fatalf("alice1's re-authentication: %d %.1500s", p.Status, p.Body)
 		}
 		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
 		expectErr(t, r, "session completed by another user", 403, "M_FORBIDDEN")
 		// An identity linked to no account cannot complete a stage.
-		p = newBrowser(t).signIn(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=other&session=x", "other-nobody")
+		p = newSSOBrowser(t, srv).signInAt(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=other&session=x", "other-nobody")
 		expectPage(t, p, "unlinked identity", 403, "not linked")
 	})
 

@@ -23,6 +23,12 @@ if [ ! -f e2e/oidcprovider/node_modules/oidc-provider/package.json ]; then
   (cd e2e/oidcprovider && npm ci --no-audit --no-fund >/dev/null)
 fi
 
+# Chromium (Debian's), the browser of the OAuth 2.0 pages' test (e2e/oauth_browser_test.go).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # A throw-away PostgreSQL cluster on a loopback port, so that every storage, roomserver and
 # end-to-end test also runs against PostgreSQL.
 source scripts/postgres.sh

@@ -28,7 +28,18 @@ type Device struct {
 	ShadowBanned bool
 	Puppet       bool
 	ValidUntilMS int64
+	// OAuthClientID is the OAuth client holding the session ("" for /login); filled by
+	// DeviceByToken and DeviceByRefreshToken.
+	OAuthClientID string
+
+	// prevRefresh: the session still accepts the refresh token it replaced, until its new
+	// access token is used (DeviceByToken then drops the old one).
+	prevRefresh bool
 }
+
+// ErrTokenExpired is DeviceByToken's answer for a device's access token past its expiry: the
+// session lives on and its refresh token can get a new one (soft logout).
+var ErrTokenExpired = errors.New("access token expired")
 
 const deviceColumns = `user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip, last_seen_user_agent`
 
@@ -56,13 +67,30 @@ func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (*Device, err
 		return nil, err
 	}
 	db.tokens.put(tokenHash, *d, gen)
+	if d.prevRefresh && d.ValidUntilMS > time.Now().UnixMilli() {
+		// The new access token is in use: the refresh token it replaced is revoked.
+		err := db.WithTx(ctx, func(tx *Tx) error {
+			tx.devicesChanged = true
+			_, err := tx.exec(ctx, `UPDATE devices SET superseded_refresh_token_hash = prev_refresh_token_hash, prev_refresh_token_hash = NULL
+				WHERE token_hash = $1 AND prev_refresh_token_hash IS NOT NULL`, tokenHash)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("drop previous refresh token: %w", err)
+		}
+		d.prevRefresh = false
+	}
 	return unexpired(d)
 }
 
-// unexpired returns d, or ErrNotFound when d is a puppet token past its expiry.
+// unexpired returns d, or ErrNotFound when d is a puppet token past its expiry, or
+// ErrTokenExpired when d's own access token expired.
 func unexpired(d *Device) (*Device, error) {
 	if d.ValidUntilMS > 0 && time.Now().UnixMilli() >= d.ValidUntilMS {
-		return nil, ErrNotFound
+		if d.Puppet {
+			return nil, ErrNotFound
+		}
+		return nil, ErrTokenExpired
 	}
 	return d, nil
 }
@@ -74,7 +102,9 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) erro
 	_, err := tx.exec(ctx, `
 		INSERT INTO devices (user_id, device_id, token_hash, display_name, created_ts, last_seen_ts, last_seen_ip)
 		VALUES ($1, $2, $3, $4, $5, $5, $6)
-		ON CONFLICT (user_id, device_id) DO UPDATE SET token_hash = $3, last_seen_ts = $5, last_seen_ip = $6`,
+		ON CONFLICT (user_id, device_id) DO UPDATE SET token_hash = $3, last_seen_ts = $5, last_seen_ip = $6,
+			token_expires_ts = 0, refresh_token_hash = NULL, prev_refresh_token_hash = NULL, superseded_refresh_token_hash = NULL,
+			refresh_expires_ts = 0, oauth_client_id = ''`,
 		d.UserID, d.DeviceID, tokenHash, d.DisplayName, d.CreatedTS, d.LastSeenIP)
 	if tx.dialect.isUniqueViolation(err) {
 		return ErrConflict
@@ -90,10 +120,12 @@ func (q *Q) DeviceByToken(ctx context.Context, tokenHash string) (*Device, error
 	var d Device
 	err := q.queryRow(ctx, `
 		SELECT d.user_id, d.device_id, d.display_name, d.created_ts, d.last_seen_ts, d.last_seen_ip,
-			COALESCE(a.locked, FALSE), COALESCE(a.suspended, FALSE), COALESCE(a.shadow_banned, FALSE)
+			COALESCE(a.locked, FALSE), COALESCE(a.suspended, FALSE), COALESCE(a.shadow_banned, FALSE),
+			d.token_expires_ts, d.oauth_client_id, d.prev_refresh_token_hash IS NOT NULL
 		FROM devices d LEFT JOIN accounts a ON a.user_id = d.user_id
 		WHERE d.token_hash = $1`, tokenHash,
-	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP, &d.Locked, &d.Suspended, &d.ShadowBanned)
+	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.CreatedTS, &d.LastSeenTS, &d.LastSeenIP, &d.Locked, &d.Suspended, &d.ShadowBanned,
+		&d.ValidUntilMS, &d.OAuthClientID, &d.prevRefresh)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {

@@ -91,6 +91,8 @@ var portTables = []portTable{
 	{name: "purged_room_leaves", key: "user_id, room_id"},
 	{name: "sticky_events", key: "event_nid"},
 	{name: "email_sessions", key: "sid"},
+	{name: "oauth_clients", key: "client_id"},
+	{name: "oauth_grants", key: "grant_hash"},
 }
 
 // portSkipped lists the tables Port leaves alone: Open fills schema_migrations and

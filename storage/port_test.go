@@ -244,6 +244,9 @@ func populate(t *testing.T, db *DB, nEvents int) fixture {
 		if err := populateSlidingAndThreads(ctx, tx); err != nil {
 			return err
 		}
+		if err := populateOAuth(ctx, tx); err != nil {
+			return err
+		}
 		return populateRoom(ctx, tx, &fx, nEvents)
 	})
 	if err != nil {
@@ -573,4 +576,17 @@ func populateUserAdmin(ctx context.Context, tx *Tx) error {
 		return err
 	}
 	return tx.InsertPuppetToken(ctx, PuppetToken{UserID: "@bob:test", DeviceID: "PUPPET", AdminUserID: "@alice:test", ValidUntilMS: 99, CreatedTS: 5}, "puppet-hash")
+}
+
+// populateOAuth fills oauth_clients and oauth_grants.
+func populateOAuth(ctx context.Context, tx *Tx) error {
+	if err := tx.InsertOAuthClient(ctx, "client1", `{"client_uri":"https://c.example"}`, 5); err != nil {
+		return err
+	}
+	if err := tx.InsertOAuthGrant(ctx, OAuthGrant{Hash: "g1", Kind: "code", ClientID: "client1", RedirectURI: "https://c.example/cb",
+		CodeChallenge: "x", Scope: "s", Status: GrantPending, ExpiresTS: 1 << 50}, 1); err != nil {
+		return err
+	}
+	return tx.InsertOAuthGrant(ctx, OAuthGrant{Hash: "g2", Kind: "device", ClientID: "client1", UserCode: "ABCD-EFGH", Scope: "s",
+		Status: GrantPending, ExpiresTS: 1 << 50, IntervalMS: 5000}, 1)
 }

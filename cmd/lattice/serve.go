@@ -39,6 +39,7 @@ import (
 	"github.com/lattice-chat/lattice/internal/presence"
 	"github.com/lattice-chat/lattice/internal/typing"
 	"github.com/lattice-chat/lattice/mediaapi"
+	"github.com/lattice-chat/lattice/oauthserver"
 	"github.com/lattice-chat/lattice/pusher"
 	"github.com/lattice-chat/lattice/retention"
 	"github.com/lattice-chat/lattice/roomserver"
@@ -258,6 +259,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	singleSignOn.Register(router)
 	if mailer != nil {
 		mailer.Register(router)
+	}
+	if cfg.OAuth.Enabled {
+		secret, err := oauthserver.CookieSecret(cfg)
+		if err != nil {
+			return err
+		}
+		idKey, err := oauthserver.SigningKey(cfg)
+		if err != nil {
+			return err
+		}
+		oauthserver.New(cfg, db, client, secret, idKey, log).Register(router)
 	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)

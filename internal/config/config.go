@@ -47,6 +47,7 @@ type Config struct {
 	DelayedEvents  DelayedEvents `yaml:"delayed_events"`
 	SSO            SSO           `yaml:"sso"`
 	Email          Email         `yaml:"email"`
+	OAuth          OAuth         `yaml:"oauth"`
 	Runtime        Runtime       `yaml:"runtime"`
 	Logging        Logging       `yaml:"logging"`
 	Metrics        Metrics       `yaml:"metrics"`
@@ -243,6 +244,7 @@ func Default() Config {
 		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
 		SSO:           SSO{LoginTokenLifetime: 2 * time.Minute, GetLoginToken: true},
 		Email:         defaultEmail(),
+		OAuth:         OAuth{Enabled: true, AccessTokenLifetime: 5 * time.Minute},
 		Media: Media{
 			Path: "media", MaxUploadBytes: 50 << 20, MaxImagePixels: 32_000_000,
 			URLPreview: URLPreview{MaxBytes: 10 << 20, TimeoutMS: 10000},
@@ -352,6 +354,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.DelayedEvents.validate()...)
 	errs = append(errs, c.validateSSO()...)
 	errs = append(errs, c.validateEmail()...)
+	errs = append(errs, c.OAuth.validate()...)
 	errs = append(errs, c.Retention.validate()...)
 	if c.Push.NotificationRetention < 0 {
 		errs = append(errs, errors.New("push.notification_retention must not be negative (0 keeps every notification)"))

@@ -79,7 +79,11 @@ func Authenticate(log *slog.Logger, devices DeviceLookup, h http.Handler) http.H
 			return
 		}
 		dev, err := devices.DeviceByToken(r.Context(), HashToken(tok))
-		if errors.Is(err, storage.ErrNotFound) {
+		if errors.Is(err, storage.ErrTokenExpired) {
+			// The session lives on: its refresh token gets a new access token (soft logout).
+			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_UNKNOWN_TOKEN", "error": "access token expired", "soft_logout": true})
+			return
+		} else if errors.Is(err, storage.ErrNotFound) {
 			WriteJSON(w, http.StatusUnauthorized, map[string]any{"errcode": "M_UNKNOWN_TOKEN", "error": "unknown access token", "soft_logout": false})
 			return
 		} else if err != nil {

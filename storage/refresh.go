@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Refresh tokens (Client-Server API, "Refreshing access tokens"): a session with a refresh
+// token has an access token that expires. Refreshing rotates both; the replaced refresh token
+// stays usable until the new access or refresh token is used, so that a client that lost the
+// answer can repeat the refresh.
+
+// SessionTokens are the token hashes and expiries a refresh gives a device.
+type SessionTokens struct {
+	TokenHash        string
+	TokenExpiresTS   int64 // Unix ms; 0: never
+	RefreshHash      string
+	RefreshExpiresTS int64 // Unix ms; 0: never
+}
+
+// SetDeviceRefresh makes the device's session refreshable: its access token (already set by
+// UpsertDevice) expires at t.TokenExpiresTS and t.RefreshHash can renew it. clientID is the
+// OAuth client holding the session ("" for /login and /register).
+func (tx *Tx) SetDeviceRefresh(ctx context.Context, userID, deviceID, clientID string, t SessionTokens) error {
+	tx.devicesChanged = true
+	_, err := tx.exec(ctx, `
+		UPDATE devices SET token_expires_ts = $3, refresh_token_hash = $4, prev_refresh_token_hash = NULL,
+			refresh_expires_ts = $5, oauth_client_id = $6
+		WHERE user_id = $1 AND device_id = $2`,
+		userID, deviceID, t.TokenExpiresTS, t.RefreshHash, t.RefreshExpiresTS, clientID)
+	if err != nil {
+		return fmt.Errorf("set refresh token of %s %s: %w", userID, deviceID, err)
+	}
+	return nil
+}
+
+// RefreshDevice renews the session holding the refresh token that hashes to refreshHash (its
+// current one, or the one it replaced while the new tokens are unused) with the tokens in t,
+// and returns the device. ErrNotFound: no session holds it, or it lapsed.
+func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, t SessionTokens) (*Device, error) {
+	tx.devicesChanged = true
+	var d Device
+	var current bool
+	var refreshExpires int64
+	err := tx.queryRow(ctx, `
+		SELECT user_id, device_id, display_name, oauth_client_id, COALESCE(refresh_token_hash = $1, FALSE), refresh_expires_ts
+		FROM devices WHERE refresh_token_hash = $1 OR prev_refresh_token_hash = $1`, refreshHash,
+	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.OAuthClientID, &current, &refreshExpires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device by refresh token: %w", err)
+	}
+	if refreshExpires > 0 && now >= refreshExpires {
+		return nil, ErrNotFound
+	}
+	// Using the current refresh token is using the new tokens: the one it replaced goes, and
+	// the current one becomes the replaced one. Using the replaced one keeps it.
+	prev, superseded := `prev_refresh_token_hash`, `superseded_refresh_token_hash`
+	if current {
+		prev, superseded = `refresh_token_hash`, `COALESCE(prev_refresh_token_hash, superseded_refresh_token_hash)`
+	}
+	_, err = tx.exec(ctx, `
+		UPDATE devices SET prev_refresh_token_hash = `+prev+`, superseded_refresh_token_hash = `+superseded+`,
+			refresh_token_hash = $3, token_hash = $4,
+			token_expires_ts = $5, refresh_expires_ts = $6
+		WHERE user_id = $1 AND device_id = $2`,
+		d.UserID, d.DeviceID, t.RefreshHash, t.TokenHash, t.TokenExpiresTS, t.RefreshExpiresTS)
+	if tx.dialect.isUniqueViolation(err) {
+		return nil, ErrConflict
+	} else if err != nil {
+		return nil, fmt.Errorf("refresh device %s %s: %w", d.UserID, d.DeviceID, err)
+	}
+	d.ValidUntilMS = t.TokenExpiresTS
+	return &d, nil
+}
+
+// DeviceByRefreshToken returns the device whose current (or replaced, still usable) refresh
+// token hashes to refreshHash, or ErrNotFound.
+func (q *Q) DeviceByRefreshToken(ctx context.Context, refreshHash string) (*Device, error) {
+	var d Device
+	err := q.queryRow(ctx, `
+		SELECT user_id, device_id, oauth_client_id FROM devices
+		WHERE refresh_token_hash = $1 OR prev_refresh_token_hash = $1`, refreshHash,
+	).Scan(&d.UserID, &d.DeviceID, &d.OAuthClientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device by refresh token: %w", err)
+	}
+	return &d, nil
+}
+
+// DeviceBySupersededRefreshToken returns the device whose latest refresh token made unusable
+// by rotation hashes to refreshHash, or ErrNotFound.
+func (q *Q) DeviceBySupersededRefreshToken(ctx context.Context, refreshHash string) (*Device, error) {
+	var d Device
+	err := q.queryRow(ctx, `SELECT user_id, device_id, oauth_client_id FROM devices WHERE superseded_refresh_token_hash = $1`, refreshHash).
+		Scan(&d.UserID, &d.DeviceID, &d.OAuthClientID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select device by superseded refresh token: %w", err)
+	}
+	return &d, nil
+}
