@@ -46,6 +46,7 @@ func ownedRoom(t *testing.T, creator *Client, ver string, others ...*Client) str
 func TestMSC3757OwnedState(t *testing.T) {
 	s := StartServer(t)
 	creator, user1, user2 := s.Register(t, "creator"), s.Register(t, "user1"), s.Register(t, "user2")
+	outsider := s.Register(t, "outsider")
 
 	// The versions are offered as unstable, and not the default.
 	caps := obj(creator.MustDo("GET", "/_matrix/client/v3/capabilities", nil).Body, "capabilities", "m.room_versions")
@@ -91,6 +92,9 @@ func TestMSC3757OwnedState(t *testing.T) {
 			expectErr(t, putState(creator, roomID, ownedType, "@oops", map[string]any{}), "key that is not a user ID", 400, "M_BAD_JSON")
 			expectErr(t, putState(creator, roomID, ownedType, creator.UserID+"@"+ownedSuffix[1:], map[string]any{}),
 				"key with an invalid server name before the separator", 400, "M_BAD_JSON")
+			// The rules before rule 8 come first: a sender who may not send the event at all is
+			// refused for that (403), whatever the key.
+			forbidden(outsider, "@oops", "a non-member sets a key that is not a user ID")
 
 			// What the room keeps: user2's attempt on user1's MatrixRTC key did not land.
 			r := stateEvent(user2, roomID, ownedType, user1.UserID+"_"+user1.DeviceID+"_m.call")

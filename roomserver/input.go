@@ -269,12 +269,11 @@ func (s *Server) build(ctx context.Context, r *room, req eventRequest, prev []st
 	if len(pdu.JSON()) > maxEventBytes {
 		return nil, spec.MatrixError{ErrCode: "M_TOO_LARGE", Err: "event is larger than 65536 bytes"}
 	}
-	if k := pdu.StateKey(); k != nil {
-		if err := ownedstate.CheckStateKey(r.version.Version(), pdu.Type(), *k, string(pdu.SenderID())); err != nil {
-			return nil, err
-		}
-	}
 	if err := ownedstate.Allowed(pdu, authEvents, userIDForSender); err != nil {
+		var badKey *ownedstate.BadStateKey
+		if errors.As(err, &badKey) {
+			return nil, spec.BadJSON(err.Error())
+		}
 		return nil, spec.Forbidden(err.Error())
 	}
 	return pdu, nil

@@ -42,14 +42,15 @@ func Allowed(ev gomatrixserverlib.PDU, authEvents gomatrixserverlib.AuthEventPro
 	if !Enabled(ev.Version()) || !governed(ev) {
 		return gomatrixserverlib.Allowed(ev, authEvents, userIDForSender)
 	}
+	// Every rule but 8 (the rules before it first: a sender who is not joined or lacks the
+	// event type's power level is refused for that, whatever the key).
+	if err := gomatrixserverlib.Allowed(asOwnKey{PDU: ev, key: string(ev.SenderID())}, authEvents, userIDForSender); err != nil {
+		return err
+	}
 	// 8.1.1, 8.1.2.
 	owner, err := Owner(*ev.StateKey())
 	if err != nil {
-		return &gomatrixserverlib.NotAllowed{Message: err.Error()}
-	}
-	// Every rule but 8.
-	if err := gomatrixserverlib.Allowed(asOwnKey{PDU: ev, key: string(ev.SenderID())}, authEvents, userIDForSender); err != nil {
-		return err
+		return &BadStateKey{Message: err.Error()}
 	}
 	// 8.1.3.
 	if owner == string(ev.SenderID()) {
@@ -67,20 +68,16 @@ func Allowed(ev gomatrixserverlib.PDU, authEvents gomatrixserverlib.AuthEventPro
 	return nil
 }
 
-// CheckStateKey is the client-server API's check of a state event's key in an MSC3757 room,
-// before its authorisation: a state key that starts with "@" (and is not the sender's user ID)
-// must start with a valid user ID, alone or followed by "_" and at most 255 bytes, else the
-// request is malformed (400 M_BAD_JSON, as Synapse answers and Complement's MSC3757 tests
-// expect). Keys the rules would merely forbid (another user's) are left to Allowed (403).
-func CheckStateKey(ver gomatrixserverlib.RoomVersion, eventType, stateKey, sender string) error {
-	if !Enabled(ver) || !governedKey(eventType, stateKey, sender) {
-		return nil
-	}
-	if _, err := Owner(stateKey); err != nil {
-		return spec.BadJSON(err.Error())
-	}
-	return nil
-}
+// BadStateKey is Allowed's refusal of an event whose state key starts with "@" without a
+// valid user ID (rule 8.1.1) or with too much after it (8.1.2). The client-server API answers
+// it with 400 M_BAD_JSON, as Synapse does and Complement's MSC3757 tests expect; it comes only
+// after the rules before rule 8 passed, so a sender who may not send the event at all gets 403.
+type BadStateKey struct{ Message string }
+
+func (e *BadStateKey) Error() string { return "eventauth: " + e.Message }
+
+// Unwrap makes a BadStateKey a gomatrixserverlib.NotAllowed too, like every other refusal.
+func (e *BadStateKey) Unwrap() error { return &gomatrixserverlib.NotAllowed{Message: e.Message} }
 
 // Owner returns the leading user ID of a state key that starts with "@" (MSC3757 rule 8.1.1):
 // the part before the first "_" that follows the first ":", or the whole key when no "_"

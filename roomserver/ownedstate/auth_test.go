@@ -152,13 +152,9 @@ func TestAllowed(t *testing.T) {
 				if err != nil && !errors.As(err, &na) {
 					t.Errorf("error %T %v is not a gomatrixserverlib.NotAllowed", err, err)
 				}
-				bad := CheckStateKey(v, tc.typ, tc.key, uid(tc.sender))
-				if (bad != nil) != (tc.badJSON && Enabled(v)) {
-					t.Errorf("CheckStateKey: %v, want bad JSON %v", bad, tc.badJSON && Enabled(v))
-				}
-				var me spec.MatrixError
-				if bad != nil && (!errors.As(bad, &me) || me.ErrCode != spec.ErrorBadJSON) {
-					t.Errorf("CheckStateKey error %v is not M_BAD_JSON", bad)
+				var bad *BadStateKey
+				if errors.As(err, &bad) != (tc.badJSON && Enabled(v)) {
+					t.Errorf("Allowed: %v, want a BadStateKey (400 M_BAD_JSON): %v", err, tc.badJSON && Enabled(v))
 				}
 			})
 		}
