@@ -2,9 +2,12 @@ package federationapi
 
 import (
 	"context"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/lattice-chat/lattice/roomserver/ownedstate"
 )
@@ -18,7 +21,7 @@ import (
 // owned key that is not exactly its sender's user ID (the MatrixRTC call memberships among
 // them), and the joining server would start from a state the resident servers do not have.
 // Here each state event of the answer missing from state is checked again, as PerformJoin
-// did (signatures, then the auth rules against its auth events from the checked answer), with
+// did (format, signatures, then the auth rules against its auth events from the checked answer), with
 // ownedstate.Allowed; those that pass are put back. Other room versions are left alone.
 func (r *remote) restoreOwnedState(ctx context.Context, ver gomatrixserverlib.IRoomVersion, raw *fclient.RespSendJoin, state, authChain []gomatrixserverlib.PDU) []gomatrixserverlib.PDU {
 	if raw == nil || !ownedstate.Enabled(ver.Version()) {
@@ -33,11 +36,13 @@ func (r *remote) restoreOwnedState(ctx context.Context, ver gomatrixserverlib.IR
 	}
 	checked := len(state)
 	for _, js := range raw.StateEvents {
-		p, err := parsePDU(ver, js)
-		if err != nil || byID[p.EventID()] != nil || p.StateKey() == nil {
+		// Only non-member events on keys starting with "@" are decided differently by the two
+		// rule sets; the rest of a large room's answer is not parsed a second time.
+		if k := gjson.GetBytes(js, "state_key"); !strings.HasPrefix(k.Str, "@") || gjson.GetBytes(js, "type").Str == spec.MRoomMember {
 			continue
 		}
-		if err := gomatrixserverlib.VerifyEventSignatures(ctx, p, r.s.keyRing, userIDForSender); err != nil {
+		p, err := r.s.checkPDU(ctx, ver, js)
+		if err != nil || byID[p.EventID()] != nil || p.StateKey() == nil {
 			continue
 		}
 		var auth []gomatrixserverlib.PDU
