@@ -78,16 +78,27 @@ func (s *Server) makeMembership(r *http.Request, membership string, versions []s
 	return map[string]any{"room_version": tmpl.Version, "event": event}, nil
 }
 
-// handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}.
+// handleSendJoin handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}, with
+// omit_members (MSC3706): "true" asks for the answer without membership events.
 func (s *Server) handleSendJoin(r *http.Request) (any, error) {
-	return s.sendJoin(r)
+	omit := false
+	if q := r.URL.Query(); q.Has("omit_members") {
+		switch q.Get("omit_members") {
+		case "true":
+			omit = true
+		case "false":
+		default:
+			return nil, spec.InvalidParam("omit_members must be true or false")
+		}
+	}
+	return s.sendJoin(r, omit)
 }
 
 // handleSendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: v2's
 // checks, with the answer in the pair [200, body] that v1 had. The spec removed v1 in
 // v1.18 (MSC4376), but servers that predate v2 still call it.
 func (s *Server) handleSendJoinV1(r *http.Request) (any, error) {
-	res, err := s.sendJoin(r)
+	res, err := s.sendJoin(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -95,15 +106,21 @@ func (s *Server) handleSendJoinV1(r *http.Request) (any, error) {
 }
 
 // sendJoin accepts a join and returns v2's answer: the event as accepted, the state before
-// it and the auth chain.
-func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
+// it and the auth chain; with omitMembers, the partial state of roomserver's
+// SendJoinOmittingMembers and the servers in the room.
+func (s *Server) sendJoin(r *http.Request, omitMembers bool) (map[string]any, error) {
 	ctx := r.Context()
 	pdu, err := s.receiveMembership(r, spec.Join)
 	if err != nil {
 		return nil, err
 	}
 	origin := request(ctx).Origin()
-	res, err := s.rs.SendMembership(ctx, origin, spec.Join, pdu)
+	var res *roomserver.StateAndAuth
+	if omitMembers {
+		res, err = s.rs.SendJoinOmittingMembers(ctx, origin, pdu)
+	} else {
+		res, err = s.rs.SendMembership(ctx, origin, spec.Join, pdu)
+	}
 	if err != nil {
 		return nil, membershipError(err)
 	}
@@ -113,13 +130,17 @@ func (s *Server) sendJoin(r *http.Request) (map[string]any, error) {
 	if stored, err := s.db.Event(ctx, pdu.EventID()); err == nil {
 		event = stored.JSON
 	}
-	return map[string]any{
+	answer := map[string]any{
 		"event":           event,
 		"state":           pduJSONs(res.State),
 		"auth_chain":      pduJSONs(res.AuthChain),
 		"origin":          s.cfg.ServerName,
-		"members_omitted": false,
-	}, nil
+		"members_omitted": res.MembersOmitted,
+	}
+	if res.MembersOmitted {
+		answer["servers_in_room"] = res.ServersInRoom
+	}
+	return answer, nil
 }
 
 // announceDevices queues m.device_list_update for the room's local members to origin, whose

@@ -75,4 +75,8 @@ type MembershipTemplate struct {
 type StateAndAuth struct {
 	State     []gomatrixserverlib.PDU
 	AuthChain []gomatrixserverlib.PDU
+	// MembersOmitted reports that State leaves out membership events (send_join with
+	// omit_members); ServersInRoom then lists the servers with joined members before the join.
+	MembersOmitted bool
+	ServersInRoom  []string
 }

@@ -430,6 +430,16 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 // checkRestrictedJoin first. For joins the answer holds the state before
 // the event and the auth chain; for knocks the stripped state is the answer's State.
 func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
+	return s.sendMembership(ctx, origin, membership, pdu, false)
+}
+
+// SendJoinOmittingMembers is SendMembership for a join whose server asked send_join v2 with
+// omit_members=true: the answer is partialJoinAnswer's (MSC3706), with MembersOmitted set.
+func (s *Server) SendJoinOmittingMembers(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU) (*StateAndAuth, error) {
+	return s.sendMembership(ctx, origin, spec.Join, pdu, true)
+}
+
+func (s *Server) sendMembership(ctx context.Context, origin spec.ServerName, membership string, pdu gomatrixserverlib.PDU, omitMembers bool) (*StateAndAuth, error) {
 	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil || *pdu.StateKey() != string(pdu.SenderID()) {
 		return nil, spec.BadJSON("the event must be a membership event of its sender")
 	}
@@ -476,6 +486,9 @@ func (s *Server) SendMembership(ctx context.Context, origin spec.ServerName, mem
 	before, _, err := s.stateAt(ctx, ev.StateBeforeNID)
 	if err != nil {
 		return nil, err
+	}
+	if membership == spec.Join && omitMembers {
+		return s.partialJoinAnswer(ctx, r, pdu, before)
 	}
 	statePDUs, err := s.stateEvents(ctx, r.version, before, nil)
 	if err != nil {

@@ -156,3 +156,27 @@ func prefixed(alias, columns string) string {
 	}
 	return string(out)
 }
+
+// StateKeysByNID returns the (type, state key) pairs of nids; NIDs that do not exist are
+// left out.
+func (q *Q) StateKeysByNID(ctx context.Context, nids []int64) (map[int64]StateKey, error) {
+	out := make(map[int64]StateKey, len(nids))
+	if len(nids) == 0 {
+		return out, nil
+	}
+	list, arg := q.in("$1", nids)
+	rows, err := q.query(ctx, `SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN (`+list+`)`, arg)
+	if err != nil {
+		return nil, fmt.Errorf("select state keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var nid int64
+		var k StateKey
+		if err := rows.Scan(&nid, &k.Type, &k.StateKey); err != nil {
+			return nil, err
+		}
+		out[nid] = k
+	}
+	return out, rows.Err()
+}
