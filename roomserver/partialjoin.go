@@ -37,7 +37,7 @@ func (s *Server) partialJoinAnswer(ctx context.Context, r *room, join gomatrixse
 		return nil, err
 	}
 	others := map[int64]int64{}
-	memberEvent := map[string]int64{} // user ID -> event NID of the membership before the join
+	memberKeys := map[string]int64{} // user ID -> state key NID of their membership
 	named := false
 	for knid, evnid := range before {
 		k, ok := keys[knid]
@@ -46,7 +46,7 @@ func (s *Server) partialJoinAnswer(ctx context.Context, r *room, join gomatrixse
 		}
 		switch {
 		case k.Type == spec.MRoomMember:
-			memberEvent[k.StateKey] = evnid
+			memberKeys[k.StateKey] = knid
 			continue
 		case k.StateKey == "" && (k.Type == "m.room.name" || k.Type == "m.room.canonical_alias"):
 			named = true
@@ -57,7 +57,7 @@ func (s *Server) partialJoinAnswer(ctx context.Context, r *room, join gomatrixse
 	if err != nil {
 		return nil, err
 	}
-	memberships, err := s.membershipsAt(ctx, r, memberEvent)
+	memberships, err := s.membershipsAt(ctx, r, before, memberKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +73,8 @@ func (s *Server) partialJoinAnswer(ctx context.Context, r *room, join gomatrixse
 	}
 	var memberNIDs []int64
 	for u := range wanted {
-		if nid, ok := memberEvent[u]; ok {
-			memberNIDs = append(memberNIDs, nid)
+		if knid, ok := memberKeys[u]; ok {
+			memberNIDs = append(memberNIDs, before[knid])
 		}
 	}
 	sort.Slice(memberNIDs, func(i, j int) bool { return memberNIDs[i] < memberNIDs[j] })
@@ -145,23 +145,17 @@ func (s *Server) stateKeysOf(ctx context.Context, state map[int64]int64) (map[in
 }
 
 // membershipsAt returns the membership (join, invite, leave, ban, knock) of each user of
-// memberEvent, which maps users to their membership events in a state of room r: from the
-// memberships table where its row names the same event, from the events for the rest.
-func (s *Server) membershipsAt(ctx context.Context, r *room, memberEvent map[string]int64) (map[string]string, error) {
-	current, err := s.db.RoomMembers(ctx, r.nid, "")
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]string, len(memberEvent))
-	for _, m := range current {
-		if nid, ok := memberEvent[m.UserID]; ok && nid == m.EventNID {
-			out[m.UserID] = m.Membership
-		}
-	}
+// memberKeys, which maps users to their membership's state key NID, in state of room r
+// (locked): the room's current membership where the current state holds the same event,
+// read from the events for the rest (the few changed since, such as the joining user's).
+func (s *Server) membershipsAt(ctx context.Context, r *room, state map[int64]int64, memberKeys map[string]int64) (map[string]string, error) {
+	out := make(map[string]string, len(memberKeys))
 	var rest []int64
-	for u, nid := range memberEvent {
-		if _, ok := out[u]; !ok {
-			rest = append(rest, nid)
+	for u, knid := range memberKeys {
+		if m, ok := r.members[u]; ok && r.state[knid] == state[knid] {
+			out[u] = m
+		} else {
+			rest = append(rest, state[knid])
 		}
 	}
 	if len(rest) == 0 {
