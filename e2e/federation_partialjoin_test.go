@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sort"
 	"strings"
@@ -217,5 +218,86 @@ func checkSendJoinAnswer(t *testing.T, rv gomatrixserverlib.IRoomVersion, resp *
 	}
 	if n, m := len(checked.GetStateEvents()), len(resp.StateEvents); n != m {
 		t.Errorf("CheckSendJoinResponse kept %d of the %d state events", n, m)
+	}
+}
+
+// TestFederationSendJoinOmitMembersInvited: in an invite-only room, the join of an invited
+// user of the fake server with omit_members=true is authorised by the invite, so the answer's
+// state must hold the invite: gomatrixserverlib's check that the join is allowed by the
+// returned state fails otherwise.
+func TestFederationSendJoinOmitMembersInvited(t *testing.T) {
+	ca := newTestCA(t)
+	lat := startFederatedServer(t, ca)
+	fake := startFakeHomeserver(t, ca)
+	latName := spec.ServerName(lat.Name)
+	verifier := &keyVerifier{keys: map[spec.ServerName]map[gomatrixserverlib.KeyID]ed25519.PublicKey{
+		latName:   publishedKeys(t, fake, latName),
+		fake.name: {fake.keyID: fake.priv.Public().(ed25519.PublicKey)},
+	}}
+	// The fake signs the invites of its users (PUT /_matrix/federation/v2/invite).
+	fake.setExtra(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != "PUT" || !strings.HasPrefix(r.URL.Path, "/_matrix/federation/v2/invite/") {
+			return false
+		}
+		var body struct {
+			RoomVersion gomatrixserverlib.RoomVersion `json:"room_version"`
+			Event       json.RawMessage               `json:"event"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		rv, err := gomatrixserverlib.GetRoomVersion(body.RoomVersion)
+		if err != nil {
+			w.WriteHeader(400)
+			return true
+		}
+		ev, err := rv.NewEventFromUntrustedJSON(body.Event)
+		if err != nil {
+			w.WriteHeader(400)
+			return true
+		}
+		signed := ev.Sign(string(fake.name), fake.keyID, fake.priv)
+		_ = json.NewEncoder(w).Encode(map[string]any{"event": json.RawMessage(signed.JSON())})
+		return true
+	})
+
+	alice := lat.Register(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"preset": "private_chat", "name": "Invited only"})
+	for i := 0; i < 6; i++ {
+		u := lat.Register(t, fmt.Sprintf("m%d", i))
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/invite", map[string]any{"user_id": u.UserID})
+		u.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID), map[string]any{})
+	}
+	eve := "@eve:" + string(fake.name)
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/invite", map[string]any{"user_id": eve})
+
+	ans, joinEv, rv := sendJoinAs(t, fake, latName, roomID, eve, "?omit_members=true")
+	if ans.Status != 200 {
+		t.Fatalf("send_join with omit_members=true: %d %s", ans.Status, ans.Raw)
+	}
+	var resp fclient.RespSendJoin
+	if err := json.Unmarshal(ans.Raw, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.MembersOmitted || fmt.Sprint(resp.ServersInRoom) != "["+lat.Name+"]" {
+		t.Errorf("members_omitted %v, servers_in_room %v", resp.MembersOmitted, resp.ServersInRoom)
+	}
+	checkSendJoinAnswer(t, rv, &resp, verifier, joinEv)
+	var members []string
+	for _, raw := range resp.StateEvents {
+		ev, _ := rv.NewEventFromUntrustedJSON(raw)
+		if ev.Type() == spec.MRoomMember {
+			members = append(members, *ev.StateKey())
+		}
+	}
+	sort.Strings(members)
+	if want := []string{alice.UserID, eve}; fmt.Sprint(members) != fmt.Sprint(want) {
+		t.Errorf("state's memberships %v, want %v (the state setter's, eve's invite)", members, want)
+	}
+
+	// omit_members must be true or false.
+	other := "@other:" + string(fake.name)
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/invite", map[string]any{"user_id": other})
+	ans, _, _ = sendJoinAs(t, fake, latName, roomID, other, "?omit_members=1")
+	if ans.Status != 400 || ans.Body["errcode"] != "M_INVALID_PARAM" {
+		t.Errorf("send_join with omit_members=1: %d %s, want 400 M_INVALID_PARAM", ans.Status, ans.Raw)
 	}
 }
