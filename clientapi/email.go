@@ -275,40 +275,49 @@ func (s *Server) resetPassword(r *http.Request, newPassword string, logoutDevice
 	if newPassword == "" {
 		return nil, spec.MissingParam("new_password is required")
 	}
+	if _, err := s.resetWithEmail(r.Context(), creds, newPassword, logoutDevices); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// resetWithEmail sets the password of the account bound to the address of the validated
+// reset session creds, using the session up, and logs out every device if logoutDevices.
+func (s *Server) resetWithEmail(ctx context.Context, creds threePIDCreds, newPassword string, logoutDevices bool) (string, error) {
 	hash, err := hashPassword(s.cfg, newPassword)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var userID string
 	var pos int64
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		addr, err := s.email.Take(r.Context(), tx, email.PurposeReset, creds.SID, creds.ClientSecret)
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		addr, err := s.email.Take(ctx, tx, email.PurposeReset, creds.SID, creds.ClientSecret)
 		if err != nil {
 			return err
 		}
-		if userID, err = tx.UserByThreePID(r.Context(), "email", addr); errors.Is(err, storage.ErrNotFound) {
+		if userID, err = tx.UserByThreePID(ctx, "email", addr); errors.Is(err, storage.ErrNotFound) {
 			return &httputil.Error{Status: http.StatusBadRequest, Code: "M_THREEPID_NOT_FOUND", Msg: "no account has this email address"}
 		} else if err != nil {
 			return err
 		}
-		if acc, err := tx.Account(r.Context(), userID); err != nil {
+		if acc, err := tx.Account(ctx, userID); err != nil {
 			return err
 		} else if acc.Deactivated {
 			return spec.Forbidden("the account is deactivated")
 		}
-		if err := tx.SetPassword(r.Context(), userID, hash); err != nil {
+		if err := tx.SetPassword(ctx, userID, hash); err != nil {
 			return err
 		}
 		if logoutDevices {
-			pos, err = removeDevices(r.Context(), tx, userID)
+			pos, err = removeDevices(ctx, tx, userID)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	s.deviceListChanged(r.Context(), userID, pos)
-	return struct{}{}, nil
+	s.deviceListChanged(ctx, userID, pos)
+	return userID, nil
 }
 
 // maybeAuthed serves fn with the access token's device when the request has a token, and

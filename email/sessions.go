@@ -160,8 +160,8 @@ func (s *Service) checkNextLink(next string) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return spec.InvalidParam("next_link must be an http or https URL")
 	}
-	if len(s.cfg.NextLinkDomainWhitelist) == 0 {
-		return nil
+	if len(s.cfg.NextLinkDomainWhitelist) == 0 || strings.HasPrefix(next, s.baseURL+"/") {
+		return nil // any host, or this server's own pages
 	}
 	for _, d := range s.cfg.NextLinkDomainWhitelist {
 		if strings.EqualFold(u.Hostname(), d) {
@@ -311,3 +311,24 @@ func (s *Service) Remembered(ctx context.Context, uiaSession string) (sid, clien
 	}
 	return sess.SID, sess.ClientSecret, nil
 }
+
+// SessionFor returns the sid of the session of the (clientSecret, addr) pair: for pages that
+// asked for a mail with a next_link naming the pair, since the sid comes later.
+func (s *Service) SessionFor(ctx context.Context, clientSecret, addr string) (string, error) {
+	canon, err := storage.CanonicalThreePID("email", addr)
+	if err != nil || clientSecret == "" {
+		return "", ErrNoSession
+	}
+	sess, err := s.db.EmailSessionBySecret(ctx, clientSecret, canon)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", ErrNoSession
+	}
+	if err != nil {
+		return "", err
+	}
+	return sess.SID, nil
+}
+
+// NewClientSecret returns a fresh client secret, for pages of this server that ask for a
+// mail themselves.
+func NewClientSecret() string { return randomString(24) }
