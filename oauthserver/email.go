@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
 	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
@@ -114,8 +116,9 @@ func (s *Server) emailError(w http.ResponseWriter, r *http.Request, ws *webSessi
 		s.render(w, r, http.StatusBadRequest, "email", "email_title", ws, "err_email_session", emailPage{})
 	default:
 		status, key := matrixErrorPage(err)
-		if key == "" {
-			key = "err_bad_request"
+		var me spec.MatrixError
+		if key == "" && errors.As(err, &me) {
+			key = me.Err
 		}
 		if status == http.StatusInternalServerError {
 			s.log.Error("email page", "err", err)
