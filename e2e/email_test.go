@@ -679,3 +679,21 @@ func TestEmailOptionalAtRegistration(t *testing.T) {
 	}
 	srv.Register(t, "quin") // the dummy flow
 }
+
+// TestEmailOptionalWithToken: in registration.mode token with email configured but not
+// required, the flows are the token alone, or the email stage then the token; the token
+// alone still registers.
+func TestEmailOptionalWithToken(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{registrationToken: "letmein"})
+	r := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "rae", "password": "correct horse battery"})
+	if r.Status != 401 || !strings.Contains(string(r.Raw), `{"stages":["m.login.registration_token"]}`) ||
+		!strings.Contains(string(r.Raw), `{"stages":["m.login.email.identity","m.login.registration_token"]}`) {
+		t.Fatalf("flows: %d %s", r.Status, r.Raw)
+	}
+	ok := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "rae", "password": "correct horse battery",
+		"auth": map[string]any{"type": "m.login.registration_token", "token": "letmein", "session": r.Body["session"]}})
+	if ok.Status != 200 {
+		t.Fatalf("token alone: %d %s", ok.Status, ok.Raw)
+	}
+}

@@ -20,7 +20,9 @@ import (
 // opens email's confirm page; once its button is pressed, the reset and add flows continue
 // on a page of this package (the session's next_link, naming the client secret the page
 // made and the address), and registration continues in the browser that asked, whose
-// "check your mail" page holds the form.
+// "check your mail" page holds the form: the registration form's values, the password
+// included, in hidden fields of a page that is not cached (no server-side state to keep
+// for a registration that may never finish).
 
 // Paths of the email pages.
 const (

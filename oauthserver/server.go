@@ -8,7 +8,9 @@
 // (clientapi/refresh.go), so the Client-Server API authenticates them as any other. Passwords,
 // registration and the beginning and end of sessions go through *clientapi.Server, so that the
 // failed-login limit, the registration mode and device-list updates are the same as for
-// /login, /register and /logout. It must not import syncapi, federationapi or adminapi.
+// /login, /register and /logout. With email configured (SetEmail, email.go) the pages also
+// register with a confirmed address, reset a forgotten password and manage the account's
+// addresses. It must not import syncapi, federationapi or adminapi.
 //
 // Written with the standard library (crypto/rand, crypto/sha256, crypto/hmac, html/template):
 // the server side of these grants for public clients is small and Matrix-specific, and a
