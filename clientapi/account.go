@@ -54,12 +54,14 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	var dbToken string
 	var emailCreds *threePIDCreds
 	var err error
-	if s.email.RegistrationRequiresEmail() && s.cfg.Registration.Mode != config.RegistrationDisabled {
+	if s.emailRegistration(req.Auth) {
 		var creds threePIDCreds
 		if creds, dbToken, err = s.registerEmailAuth(r.Context(), req.Auth); err != nil {
 			return nil, err
 		}
-		emailCreds = &creds
+		if creds.SID != "" {
+			emailCreds = &creds
+		}
 	} else if dbToken, err = s.registrationAuth(r.Context(), req.Auth); err != nil {
 		return nil, err
 	}
@@ -70,19 +72,29 @@ func (s *Server) handleRegister(r *http.Request) (any, error) {
 	// The server "MUST either map the provided username onto a user_id in a logical manner, or
 	// reject" it: upper-case letters are mapped, as the reference server does.
 	req.Username = lowerASCII(req.Username)
-	var resp any
+	var resp map[string]any
 	err = s.checkExclusiveUser(r.Context(), s.qualify(req.Username))
 	if err == nil {
-		resp, err = s.createAccount(r.Context(), req, clientIP(r), false)
-	}
-	if err == nil && emailCreds != nil {
-		err = s.bindRegistrationEmail(r.Context(), resp.(map[string]any)["user_id"].(string), *emailCreds)
+		var bind func(tx *storage.Tx, userID string) error
+		if emailCreds != nil {
+			// The verified address's session is used up, and the address bound, in the
+			// transaction that creates the account: one session makes one account, and no
+			// account is left without the address it was verified with.
+			bind = func(tx *storage.Tx, userID string) error {
+				return s.bindRegistrationEmail(r.Context(), tx, userID, *emailCreds)
+			}
+		}
+		resp, err = s.createAccount(r.Context(), req, clientIP(r), false, bind)
 	}
 	if dbToken != "" {
-		// The token's pending use becomes completed, or is given back if no account was made.
-		err = errors.Join(err, s.finishRegistrationToken(r.Context(), dbToken, err == nil))
+		// The token's pending use becomes completed once the account exists, or is given
+		// back if it does not.
+		err = errors.Join(err, s.finishRegistrationToken(r.Context(), dbToken, resp != nil))
 	}
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // registrationAuth runs the registration flow of the registration mode. When the
@@ -99,10 +111,7 @@ func (s *Server) registrationAuth(ctx context.Context, auth json.RawMessage) (st
 // registrationStage checks the stage of the registration mode; a registration token that is
 // not one of the config's is returned for the database to decide.
 func (s *Server) registrationStage(auth json.RawMessage) (dbToken string, err error) {
-	flows := [][]string{{"m.login.dummy"}}
-	if s.cfg.Registration.Mode == config.RegistrationToken {
-		flows = [][]string{{"m.login.registration_token"}}
-	}
+	flows := s.registrationFlows()
 	if s.cfg.Registration.Mode == config.RegistrationDisabled {
 		return "", spec.Forbidden("registration is disabled on this server")
 	}
@@ -133,6 +142,13 @@ func (s *Server) registrationStage(auth json.RawMessage) (dbToken string, err er
 // CreateAccount validates the user name and password and creates the account; it is what
 // registration and `lattice create-account` share.
 func CreateAccount(ctx context.Context, db *storage.DB, cfg *config.Config, localpart, password string, admin bool) (string, error) {
+	return createAccountWith(ctx, db, cfg, localpart, password, admin, nil)
+}
+
+// createAccountWith is CreateAccount that also runs inTx, when not nil, in the transaction
+// that inserts the account: the account exists only if inTx succeeded.
+func createAccountWith(ctx context.Context, db *storage.DB, cfg *config.Config, localpart, password string, admin bool,
+	inTx func(tx *storage.Tx, userID string) error) (string, error) {
 	if !validLocalpart.MatchString(localpart) {
 		return "", spec.InvalidUsername("user names may contain only a-z, 0-9, . _ = - / +")
 	}
@@ -145,7 +161,11 @@ func CreateAccount(ctx context.Context, db *storage.DB, cfg *config.Config, loca
 		return "", err
 	}
 	err = db.WithTx(ctx, func(tx *storage.Tx) error {
-		return tx.InsertAccount(ctx, storage.Account{UserID: userID, PasswordHash: hash, IsAdmin: admin, CreatedTS: time.Now().UnixMilli()})
+		err := tx.InsertAccount(ctx, storage.Account{UserID: userID, PasswordHash: hash, IsAdmin: admin, CreatedTS: time.Now().UnixMilli()})
+		if err == nil && inTx != nil {
+			err = inTx(tx, userID)
+		}
+		return err
 	})
 	if errors.Is(err, storage.ErrConflict) {
 		return "", spec.UserInUse("user ID already taken")
@@ -180,9 +200,12 @@ func ResetPassword(ctx context.Context, db *storage.DB, cfg *config.Config, user
 	})
 }
 
-// createAccount creates the account, and unless inhibited, its first device.
-func (s *Server) createAccount(ctx context.Context, req registerRequest, ip string, admin bool) (any, error) {
-	userID, err := CreateAccount(ctx, s.db, s.cfg, req.Username, req.Password, admin)
+// createAccount creates the account (running inTx in its transaction, see
+// createAccountWith), and unless inhibited, its first device. The response is not nil once
+// the account exists, even when making the device failed.
+func (s *Server) createAccount(ctx context.Context, req registerRequest, ip string, admin bool,
+	inTx func(tx *storage.Tx, userID string) error) (map[string]any, error) {
+	userID, err := createAccountWith(ctx, s.db, s.cfg, req.Username, req.Password, admin, inTx)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +215,7 @@ func (s *Server) createAccount(ctx context.Context, req registerRequest, ip stri
 	}
 	sess, err := s.newSession(ctx, userID, req.DeviceID, req.InitialDeviceDisplayName, ip, "", req.RefreshToken)
 	if err != nil {
-		return nil, err
+		return resp, err
 	}
 	resp["device_id"], resp["access_token"] = sess.DeviceID, sess.AccessToken
 	sess.addRefresh(resp)
@@ -461,7 +484,11 @@ func (s *Server) handleSharedSecretRegister(r *http.Request) (any, error) {
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(req.MAC))) {
 		return nil, spec.Forbidden("HMAC incorrect")
 	}
-	return s.createAccount(r.Context(), registerRequest{Username: strings.ToLower(req.Username), Password: req.Password}, clientIP(r), req.Admin)
+	resp, err := s.createAccount(r.Context(), registerRequest{Username: strings.ToLower(req.Username), Password: req.Password}, clientIP(r), req.Admin, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 func clientIP(r *http.Request) string {

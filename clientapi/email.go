@@ -95,7 +95,7 @@ var (
 
 // emailStage checks an m.login.email.identity stage and returns its credentials and the
 // verified address; anything else is the 401 that lists flows.
-func (s *Server) emailStage(ctx context.Context, auth json.RawMessage, flows [][]string) (threePIDCreds, string, error) {
+func (s *Server) emailStage(ctx context.Context, p email.Purpose, auth json.RawMessage, flows [][]string) (threePIDCreds, string, error) {
 	var a struct {
 		Type          string         `json:"type"`
 		ThreePIDCreds *threePIDCreds `json:"threepid_creds"`
@@ -113,7 +113,7 @@ func (s *Server) emailStage(ctx context.Context, auth json.RawMessage, flows [][
 	if a.Type != loginTypeEmail || a.ThreePIDCreds == nil {
 		return threePIDCreds{}, "", s.uiaRequired(flows, "")
 	}
-	addr, err := s.email.Validated(ctx, a.ThreePIDCreds.SID, a.ThreePIDCreds.ClientSecret)
+	addr, err := s.email.Validated(ctx, p, a.ThreePIDCreds.SID, a.ThreePIDCreds.ClientSecret)
 	var herr *httputil.Error
 	if errors.As(err, &herr) {
 		// A failed stage: 401 with the flows, and the reason.
@@ -126,18 +126,51 @@ func (s *Server) emailStage(ctx context.Context, auth json.RawMessage, flows [][
 	return *a.ThreePIDCreds, addr, nil
 }
 
-// registerEmailAuth runs registration's user-interactive authentication when
-// email.registration_requires_email is on. In open mode the flow is the email stage alone;
-// in token mode it is the email stage, then the registration token in a later request of
-// the same session (the email session remembers the UIA session: storage, not memory, so
-// any process can finish it). It returns the verified address's session and, as
-// registrationAuth does, a database registration token whose pending use the caller finishes.
+// registrationFlows are the flows /register offers in the registration mode: with email
+// configured, the email stage comes first, and is the only way when
+// email.registration_requires_email is on, an alternative flow otherwise (so that users can
+// give an address at sign-up).
+func (s *Server) registrationFlows() [][]string {
+	base := []string{"m.login.dummy"}
+	withEmail := []string{loginTypeEmail}
+	if s.cfg.Registration.Mode == config.RegistrationToken {
+		base = []string{"m.login.registration_token"}
+		withEmail = []string{loginTypeEmail, "m.login.registration_token"}
+	}
+	switch {
+	case s.email == nil:
+		return [][]string{base}
+	case s.email.RegistrationRequiresEmail():
+		return [][]string{withEmail}
+	}
+	return [][]string{base, withEmail}
+}
+
+// emailRegistration reports whether a /register request goes through registerEmailAuth:
+// email is required, or the client chose the email flow (in token mode, its token stage
+// may also end the email flow).
+func (s *Server) emailRegistration(auth json.RawMessage) bool {
+	if s.email == nil || s.cfg.Registration.Mode == config.RegistrationDisabled {
+		return false
+	}
+	t := authType(auth)
+	return s.email.RegistrationRequiresEmail() || t == loginTypeEmail ||
+		(t == "m.login.registration_token" && s.cfg.Registration.Mode == config.RegistrationToken)
+}
+
+// registerEmailAuth runs registration's user-interactive authentication of the email flow.
+// In open mode the flow is the email stage alone; in token mode it is the email stage, then
+// the registration token in a later request of the same session (the email session
+// remembers the UIA session: storage, not memory, so any process can finish it). It returns
+// the verified address's session (empty when the client took the flow without email) and,
+// as registrationAuth does, a database registration token whose pending use the caller
+// finishes.
 func (s *Server) registerEmailAuth(ctx context.Context, auth json.RawMessage) (threePIDCreds, string, error) {
+	flows := s.registrationFlows()
 	if s.cfg.Registration.Mode != config.RegistrationToken {
-		creds, _, err := s.registerEmailStage(ctx, auth, [][]string{{loginTypeEmail}})
+		creds, _, err := s.registerEmailStage(ctx, auth, flows)
 		return creds, "", err
 	}
-	flows := [][]string{{loginTypeEmail, "m.login.registration_token"}}
 	var a authData
 	_ = json.Unmarshal(auth, &a) // emailStage and registrationAuth report bad auth
 	switch a.Type {
@@ -149,13 +182,17 @@ func (s *Server) registerEmailAuth(ctx context.Context, auth json.RawMessage) (t
 		if a.Session == "" {
 			a.Session = s.uia.issue()
 		}
-		if err := s.email.Remember(ctx, creds.SID, creds.ClientSecret, a.Session); err != nil {
+		if err := s.email.Remember(ctx, email.PurposeRegister, creds.SID, creds.ClientSecret, a.Session); err != nil {
 			return creds, "", err
 		}
 		return creds, "", s.uiaProgress(flows, a.Session, []string{loginTypeEmail}, nil)
 	case "m.login.registration_token":
 		sid, secret, err := s.email.Remembered(ctx, a.Session)
-		if err != nil {
+		if err != nil && !s.email.RegistrationRequiresEmail() {
+			// The flow without email.
+			dbToken, err := s.registrationAuth(ctx, auth)
+			return threePIDCreds{}, dbToken, err
+		} else if err != nil {
 			return threePIDCreds{}, "", s.uiaRequired(flows, "verify your email address first")
 		}
 		creds := threePIDCreds{SID: sid, ClientSecret: secret}
@@ -187,7 +224,7 @@ func (s *Server) uiaProgress(flows [][]string, session string, completed []strin
 // registerEmailStage runs the m.login.email.identity stage of registration: the verified
 // address must still be unbound.
 func (s *Server) registerEmailStage(ctx context.Context, auth json.RawMessage, flows [][]string) (threePIDCreds, string, error) {
-	creds, addr, err := s.emailStage(ctx, auth, flows)
+	creds, addr, err := s.emailStage(ctx, email.PurposeRegister, auth, flows)
 	if err != nil {
 		return creds, "", err
 	}
@@ -196,7 +233,7 @@ func (s *Server) registerEmailStage(ctx context.Context, auth json.RawMessage, f
 
 // checkUnbound checks that the address of a validated session is bound to no account.
 func (s *Server) checkUnbound(ctx context.Context, creds threePIDCreds) error {
-	addr, err := s.email.Validated(ctx, creds.SID, creds.ClientSecret)
+	addr, err := s.email.Validated(ctx, email.PurposeRegister, creds.SID, creds.ClientSecret)
 	if err != nil {
 		return err
 	}
@@ -212,16 +249,16 @@ func (s *Server) checkAddressUnbound(ctx context.Context, addr string) error {
 	return nil
 }
 
-// bindRegistrationEmail binds the address verified at registration to the new account,
-// using up its validation session.
-func (s *Server) bindRegistrationEmail(ctx context.Context, userID string, creds threePIDCreds) error {
-	return s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		addr, err := s.email.Take(ctx, tx, creds.SID, creds.ClientSecret)
-		if err != nil {
-			return err
-		}
-		return threePIDErr(tx.AddThreePID(ctx, userID, "email", addr, time.Now().UnixMilli()))
-	})
+// bindRegistrationEmail binds the address verified at registration to the new account, in
+// the transaction tx that creates it, using up its validation session.
+func (s *Server) bindRegistrationEmail(ctx context.Context, tx *storage.Tx, userID string, creds threePIDCreds) error {
+	addr, err := s.email.Take(ctx, tx, email.PurposeRegister, creds.SID, creds.ClientSecret)
+	if errors.Is(err, email.ErrNotValidated) {
+		return &httputil.Error{Status: http.StatusBadRequest, Code: "M_THREEPID_AUTH_FAILED", Msg: email.ErrNotValidated.Msg}
+	} else if err != nil {
+		return err
+	}
+	return threePIDErr(tx.AddThreePID(ctx, userID, "email", addr, time.Now().UnixMilli()))
 }
 
 // resetPassword handles POST /account/password without an access token: a forgotten
@@ -231,47 +268,56 @@ func (s *Server) resetPassword(r *http.Request, newPassword string, logoutDevice
 	if s.email == nil {
 		return nil, spec.MissingToken("missing access token")
 	}
-	creds, _, err := s.emailStage(r.Context(), auth, [][]string{{loginTypeEmail}})
+	creds, _, err := s.emailStage(r.Context(), email.PurposeReset, auth, [][]string{{loginTypeEmail}})
 	if err != nil {
 		return nil, err
 	}
 	if newPassword == "" {
 		return nil, spec.MissingParam("new_password is required")
 	}
+	if _, err := s.resetWithEmail(r.Context(), creds, newPassword, logoutDevices); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// resetWithEmail sets the password of the account bound to the address of the validated
+// reset session creds, using the session up, and logs out every device if logoutDevices.
+func (s *Server) resetWithEmail(ctx context.Context, creds threePIDCreds, newPassword string, logoutDevices bool) (string, error) {
 	hash, err := hashPassword(s.cfg, newPassword)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var userID string
 	var pos int64
-	err = s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		addr, err := s.email.Take(r.Context(), tx, creds.SID, creds.ClientSecret)
+	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
+		addr, err := s.email.Take(ctx, tx, email.PurposeReset, creds.SID, creds.ClientSecret)
 		if err != nil {
 			return err
 		}
-		if userID, err = tx.UserByThreePID(r.Context(), "email", addr); errors.Is(err, storage.ErrNotFound) {
+		if userID, err = tx.UserByThreePID(ctx, "email", addr); errors.Is(err, storage.ErrNotFound) {
 			return &httputil.Error{Status: http.StatusBadRequest, Code: "M_THREEPID_NOT_FOUND", Msg: "no account has this email address"}
 		} else if err != nil {
 			return err
 		}
-		if acc, err := tx.Account(r.Context(), userID); err != nil {
+		if acc, err := tx.Account(ctx, userID); err != nil {
 			return err
 		} else if acc.Deactivated {
 			return spec.Forbidden("the account is deactivated")
 		}
-		if err := tx.SetPassword(r.Context(), userID, hash); err != nil {
+		if err := tx.SetPassword(ctx, userID, hash); err != nil {
 			return err
 		}
 		if logoutDevices {
-			pos, err = removeDevices(r.Context(), tx, userID)
+			pos, err = removeDevices(ctx, tx, userID)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	s.deviceListChanged(r.Context(), userID, pos)
-	return struct{}{}, nil
+	s.deviceListChanged(ctx, userID, pos)
+	return userID, nil
 }
 
 // maybeAuthed serves fn with the access token's device when the request has a token, and
@@ -309,7 +355,7 @@ func (s *Server) handleThreePIDAdd(r *http.Request) (any, error) {
 		return nil, spec.MissingParam("client_secret and sid are required")
 	}
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
-		addr, err := s.email.Take(r.Context(), tx, req.SID, req.ClientSecret)
+		addr, err := s.email.Take(r.Context(), tx, email.PurposeAdd, req.SID, req.ClientSecret)
 		if errors.Is(err, email.ErrNotValidated) {
 			return &httputil.Error{Status: http.StatusBadRequest, Code: "M_THREEPID_AUTH_FAILED", Msg: email.ErrNotValidated.Msg}
 		} else if err != nil {

@@ -38,8 +38,31 @@ func (s *Server) SignIn(ctx context.Context, user, password string) (string, err
 
 // RegisterAccount creates an account as POST /register does, under the registration mode
 // (regToken is the registration token in token mode) and the per-address limit. It returns
-// the new user ID or a Matrix error.
+// the new user ID or a Matrix error. When email.registration_requires_email is on it is
+// refused: RegisterAccountWithEmail is the way then.
 func (s *Server) RegisterAccount(ctx context.Context, ip, username, password, regToken string) (string, error) {
+	if s.email.RegistrationRequiresEmail() {
+		return "", spec.Forbidden("registration needs a verified email address")
+	}
+	return s.registerAccount(ctx, ip, username, password, regToken, nil)
+}
+
+// RegisterAccountWithEmail is RegisterAccount for an address verified by the email
+// registration session (sid, clientSecret): the session is used up, and the address bound,
+// in the transaction that creates the account. email.ErrNotValidated while the mailed link
+// was not confirmed.
+func (s *Server) RegisterAccountWithEmail(ctx context.Context, ip, username, password, regToken, sid, clientSecret string) (string, error) {
+	if s.email == nil {
+		return "", errEmailNotSupported
+	}
+	creds := threePIDCreds{SID: sid, ClientSecret: clientSecret}
+	if err := s.checkUnbound(ctx, creds); err != nil {
+		return "", err
+	}
+	return s.registerAccount(ctx, ip, username, password, regToken, &creds)
+}
+
+func (s *Server) registerAccount(ctx context.Context, ip, username, password, regToken string, creds *threePIDCreds) (string, error) {
 	if ok, wait := s.registrations.Allow(ip); !ok {
 		return "", spec.LimitExceeded("too many registrations from this address", wait.Milliseconds())
 	}
@@ -59,7 +82,11 @@ func (s *Server) RegisterAccount(ctx context.Context, ip, username, password, re
 	userID := s.qualify(username)
 	err = s.checkExclusiveUser(ctx, userID)
 	if err == nil {
-		_, err = CreateAccount(ctx, s.db, s.cfg, username, password, false)
+		var bind func(tx *storage.Tx, userID string) error
+		if creds != nil {
+			bind = func(tx *storage.Tx, userID string) error { return s.bindRegistrationEmail(ctx, tx, userID, *creds) }
+		}
+		_, err = createAccountWith(ctx, s.db, s.cfg, username, password, false, bind)
 	}
 	if dbToken != "" {
 		err = errors.Join(err, s.finishRegistrationToken(ctx, dbToken, err == nil))
@@ -122,4 +149,14 @@ func (s *Server) SetDisplayName(ctx context.Context, userID, name string) error 
 		return err
 	}
 	return s.rooms.UpdateProfile(ctx, userID)
+}
+
+// ResetPasswordWithEmail sets a forgotten password, proved by the validated email reset
+// session (sid, clientSecret), which it uses up; every device of the account is logged out,
+// as POST /account/password's reset does. It returns the account's user ID.
+func (s *Server) ResetPasswordWithEmail(ctx context.Context, sid, clientSecret, newPassword string) (string, error) {
+	if s.email == nil {
+		return "", errEmailNotSupported
+	}
+	return s.resetWithEmail(ctx, threePIDCreds{SID: sid, ClientSecret: clientSecret}, newPassword, true)
 }

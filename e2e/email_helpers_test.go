@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -189,6 +190,8 @@ type emailOptions struct {
 	ipBurst               int
 	sendTimeout           string
 	registrationToken     string // registration.mode token with this token
+	nextLinkDomains       string // email.next_link_domain_whitelist, as YAML
+	addressBurst          int
 }
 
 // startEmailServer starts a server whose email section points at sink.
@@ -228,6 +231,12 @@ func startEmailServerAt(t *testing.T, addr string, opt emailOptions) *Server {
 		`send_timeout: "15s"`, `send_timeout: "` + opt.sendTimeout + `"`,
 		`registration_requires_email: false`, fmt.Sprintf(`registration_requires_email: %v`, opt.requireAtRegistration),
 	}
+	if opt.nextLinkDomains != "" {
+		repl = append(repl, `next_link_domain_whitelist: []`, `next_link_domain_whitelist: `+opt.nextLinkDomains)
+	}
+	if opt.addressBurst != 0 {
+		repl = append(repl, `address_burst: 5`, fmt.Sprintf(`address_burst: %d`, opt.addressBurst))
+	}
 	if opt.registrationToken != "" {
 		repl = append(repl, `mode: "open"`, `mode: "token"`, `  tokens: []`, `  tokens: ["`+opt.registrationToken+`"]`)
 	}
@@ -264,7 +273,34 @@ func getPage(t *testing.T, link string) (int, string) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Errorf("link page is %q, want text/html", ct)
 	}
+	if strings.Contains(link, "/_lattice/email/") && (resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Referrer-Policy") != "no-referrer") {
+		t.Errorf("link page headers: Cache-Control %q, Referrer-Policy %q", resp.Header.Get("Cache-Control"), resp.Header.Get("Referrer-Policy"))
+	}
 	return resp.StatusCode, string(b)
+}
+
+// noRedirect is an HTTP client that does not follow redirects.
+var noRedirect = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// confirmLink follows a mailed link as a person does: it opens the page and presses its
+// button (the form posting the token back). It returns the answer to the button's POST:
+// status, body, and Location when it redirects.
+func confirmLink(t *testing.T, link string) (int, string, string) {
+	t.Helper()
+	status, body := getPage(t, link)
+	if status != http.StatusOK {
+		t.Fatalf("link page: %d %s", status, body)
+	}
+	f := formTo(t, page{Status: status, URL: link, Body: body}, "/_lattice/email/submit_token")
+	u, _ := url.Parse(link)
+	u.RawQuery = ""
+	resp, err := noRedirect.PostForm(u.String(), f.Values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Location")
 }
 
 // registerWithEmail registers localpart with a verified address through the mailed link.
@@ -276,7 +312,7 @@ func registerWithEmail(t *testing.T, srv *Server, sink *mailSink, localpart, add
 		t.Fatalf("register requestToken: %d %s", r.Status, r.Raw)
 	}
 	sid := r.Body["sid"].(string)
-	if status, page := getPage(t, sink.wait(t, addr).link(t)); status != http.StatusOK {
+	if status, page, _ := confirmLink(t, sink.wait(t, addr).link(t)); status != http.StatusOK {
 		t.Fatalf("link: %d %s", status, page)
 	}
 	reg := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{

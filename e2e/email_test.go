@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -55,7 +56,7 @@ func TestEmailRegistration(t *testing.T) {
 	if r := srv.Do(t, "", "POST", "/_matrix/client/v3/register", body); r.Status != 401 || r.Body["flows"] == nil {
 		t.Fatalf("register before the link: %d %s", r.Status, r.Raw)
 	}
-	status, page := getPage(t, link)
+	status, page, _ := confirmLink(t, link)
 	if status != 200 || !strings.Contains(page, "Your email is verified") {
 		t.Fatalf("link page: %d %s", status, page)
 	}
@@ -114,7 +115,7 @@ func TestEmailRegistrationWithToken(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
 	}
-	if status, page := getPage(t, sink.wait(t, "jill@example.org").link(t)); status != 200 {
+	if status, page, _ := confirmLink(t, sink.wait(t, "jill@example.org").link(t)); status != 200 {
 		t.Fatalf("link: %d %s", status, page)
 	}
 	emailAuth := map[string]any{"type": "m.login.email.identity", "session": session,
@@ -168,7 +169,7 @@ func TestEmailPasswordReset(t *testing.T) {
 	if r := srv.Do(t, "", "POST", "/_matrix/client/v3/account/password", body); r.Status != 401 {
 		t.Fatalf("reset before the link: %d %s", r.Status, r.Raw)
 	}
-	if status, page := getPage(t, m.link(t)); status != 200 || !strings.Contains(page, "Your email is verified") {
+	if status, page, _ := confirmLink(t, m.link(t)); status != 200 || !strings.Contains(page, "Your email is verified") {
 		t.Fatalf("link: %d %s", status, page)
 	}
 	if r := srv.Do(t, "", "POST", "/_matrix/client/v3/account/password", body); r.Status != 200 {
@@ -278,7 +279,7 @@ func TestEmailSendAttempt(t *testing.T) {
 	if status, page := getPage(t, old.link(t)); status != 400 || !strings.Contains(page, "This link does not work") {
 		t.Errorf("replaced link: %d %s", status, page)
 	}
-	if status, page := getPage(t, fresh.link(t)); status != 200 || !strings.Contains(page, "Your email is verified") {
+	if status, page, _ := confirmLink(t, fresh.link(t)); status != 200 || !strings.Contains(page, "Your email is verified") {
 		t.Errorf("new link: %d %s", status, page)
 	}
 	// With a next_link, the verified link sends the user there.
@@ -287,14 +288,25 @@ func TestEmailSendAttempt(t *testing.T) {
 	if nl.Status != 200 {
 		t.Fatalf("requestToken with next_link: %d %s", nl.Status, nl.Raw)
 	}
-	noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.Get(sink.wait(t, "erin2@example.org").link(t))
+	// Only the first confirmation goes there; opening the link does not.
+	nlLink := sink.wait(t, "erin2@example.org").link(t)
+	if status, _ := getPage(t, nlLink); status != http.StatusOK {
+		t.Errorf("link with next_link: %d", status)
+	}
+	if status, _, loc := confirmLink(t, nlLink); status != http.StatusSeeOther || loc != "https://app.example.org/welcome" {
+		t.Errorf("confirming a link with next_link: %d %q", status, loc)
+	}
+	if status, page := getPage(t, nlLink); status != http.StatusOK || !strings.Contains(page, "Your email is verified") {
+		t.Errorf("the link after confirming: %d %s", status, page)
+	}
+	lu, _ := url.Parse(nlLink)
+	replay, err := noRedirect.PostForm(srv.URL+"/_lattice/email/submit_token", lu.Query())
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://app.example.org/welcome" {
-		t.Errorf("link with next_link: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	replay.Body.Close()
+	if replay.StatusCode != http.StatusOK || replay.Header.Get("Location") != "" {
+		t.Errorf("confirming it again: %d %q", replay.StatusCode, replay.Header.Get("Location"))
 	}
 	// A different client secret is a different session.
 	other := requestEmailToken(t, srv, "", "register", "erin@example.org", "othersecret", 1)
@@ -451,5 +463,237 @@ func TestEmailSMTPHung(t *testing.T) {
 	}
 	if r := srv.Do(t, "", "GET", "/_matrix/client/versions", nil); r.Status != 200 {
 		t.Errorf("versions: %d", r.Status)
+	}
+}
+
+// TestEmailLinkOpenedIsNotConfirmed: opening the mailed link (as a mail scanner or a link
+// preview does, any number of times) validates nothing: the page asks the user to press a
+// button, and only its POST verifies the address. The page is not cached and sends no
+// Referer.
+func TestEmailLinkOpenedIsNotConfirmed(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{requireAtRegistration: true})
+	registerWithEmail(t, srv, sink, "kim", "kim@example.org")
+	r := requestEmailToken(t, srv, "", "account/password", "kim@example.org", "kimreset", 1)
+	if r.Status != 200 {
+		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
+	}
+	link := sink.wait(t, "kim@example.org").link(t)
+	for range 3 {
+		status, body := getPage(t, link)
+		if status != 200 || !strings.Contains(body, "<button") || strings.Contains(body, "Your email is verified") {
+			t.Fatalf("link page: %d %s", status, body)
+		}
+	}
+	body := map[string]any{"new_password": "scanner chose this", "auth": map[string]any{"type": "m.login.email.identity",
+		"threepid_creds": map[string]any{"sid": r.Body["sid"], "client_secret": "kimreset"}}}
+	if r := srv.Do(t, "", "POST", "/_matrix/client/v3/account/password", body); r.Status != 401 {
+		t.Fatalf("reset after the link was only opened: %d %s", r.Status, r.Raw)
+	}
+	if status, page, _ := confirmLink(t, link); status != 200 || !strings.Contains(page, "Your email is verified") {
+		t.Fatalf("confirm: %d %s", status, page)
+	}
+	if r := srv.Do(t, "", "POST", "/_matrix/client/v3/account/password", body); r.Status != 200 {
+		t.Fatalf("reset after confirming: %d %s", r.Status, r.Raw)
+	}
+	// A form with a wrong token is refused with the error page.
+	u, _ := url.Parse(link)
+	q := u.Query()
+	q.Set("token", "wrong")
+	resp, err := noRedirect.PostForm(srv.URL+"/_lattice/email/submit_token", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("form with a wrong token: %d", resp.StatusCode)
+	}
+}
+
+// TestEmailSessionMakesOneAccount: four concurrent registrations with one verified session
+// make exactly one account, bound to the address; the others fail and leave no account
+// behind (their user names stay available), and in token mode a failed registration does
+// not use up the registration token.
+func TestEmailSessionMakesOneAccount(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{requireAtRegistration: true})
+	r := requestEmailToken(t, srv, "", "register", "lou@example.org", "lousecret", 1)
+	if r.Status != 200 {
+		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
+	}
+	if status, page, _ := confirmLink(t, sink.wait(t, "lou@example.org").link(t)); status != 200 {
+		t.Fatalf("confirm: %d %s", status, page)
+	}
+	creds := map[string]any{"type": "m.login.email.identity", "threepid_creds": map[string]any{"sid": r.Body["sid"], "client_secret": "lousecret"}}
+	var wg sync.WaitGroup
+	results := make([]Resp, 4)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{
+				"username": fmt.Sprintf("lou%d", i), "password": "correct horse battery", "auth": creds})
+		}()
+	}
+	wg.Wait()
+	var made []int
+	for i, res := range results {
+		switch {
+		case res.Status == 200:
+			made = append(made, i)
+		case res.Status >= 400 && res.Status < 500 && res.ErrCode() != "":
+		default:
+			t.Errorf("registration %d: %d %s", i, res.Status, res.Raw)
+		}
+	}
+	if len(made) != 1 {
+		t.Fatalf("%d accounts made with one session: %v", len(made), made)
+	}
+	for i := range results {
+		avail := srv.Do(t, "", "GET", fmt.Sprintf("/_matrix/client/v3/register/available?username=lou%d", i), nil)
+		if (i == made[0]) != (avail.Status == 400) {
+			t.Errorf("lou%d available: %d %s", i, avail.Status, avail.Raw)
+		}
+	}
+	lou := &Client{t: t, srv: srv, Token: results[made[0]].Body["access_token"].(string)}
+	if tp := lou.MustDo("GET", "/_matrix/client/v3/account/3pid", nil); !strings.Contains(string(tp.Raw), `"address":"lou@example.org"`) {
+		t.Errorf("3pids: %s", tp.Raw)
+	}
+}
+
+// TestEmailSessionPurpose: a session serves the purpose it was asked for: one verified for
+// registration is refused by /account/3pid/add; asking again with a higher send_attempt
+// starts the session over, unverified, for the new purpose.
+func TestEmailSessionPurpose(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{})
+	mo := srv.Register(t, "max")
+	r := requestEmailToken(t, srv, "", "register", "max@example.org", "maxsecret", 1)
+	if r.Status != 200 {
+		t.Fatalf("requestToken: %d %s", r.Status, r.Raw)
+	}
+	if status, page, _ := confirmLink(t, sink.wait(t, "max@example.org").link(t)); status != 200 {
+		t.Fatalf("confirm: %d %s", status, page)
+	}
+	add := map[string]any{"sid": r.Body["sid"], "client_secret": "maxsecret", "auth": map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": "max"}, "password": "correct horse battery"}}
+	if r := mo.Do("POST", "/_matrix/client/v3/account/3pid/add", add); r.Status != 400 || r.ErrCode() != "M_THREEPID_AUTH_FAILED" {
+		t.Fatalf("3pid/add with a registration session: %d %s", r.Status, r.Raw)
+	}
+	// The same pair asked again for adding: the verification does not carry over.
+	again := requestEmailToken(t, srv, mo.Token, "account/3pid", "max@example.org", "maxsecret", 2)
+	if again.Status != 200 || again.Body["sid"] != r.Body["sid"] {
+		t.Fatalf("requestToken again: %d %s", again.Status, again.Raw)
+	}
+	m := sink.wait(t, "max@example.org")
+	if r := mo.Do("POST", "/_matrix/client/v3/account/3pid/add", add); r.Status != 400 || r.ErrCode() != "M_THREEPID_AUTH_FAILED" {
+		t.Fatalf("3pid/add before confirming the new mail: %d %s", r.Status, r.Raw)
+	}
+	if status, page, _ := confirmLink(t, m.link(t)); status != 200 {
+		t.Fatalf("confirm: %d %s", status, page)
+	}
+	mo.MustDo("POST", "/_matrix/client/v3/account/3pid/add", add)
+}
+
+// TestEmailAddressChecksAndLimits: IP-literal and dotless mail domains are refused; the
+// per-address allowance counts only mails sent (requests refused for another reason do not
+// spend it) and is kept per client address: one client using it up does not stop another
+// from getting a mail for that address.
+func TestEmailAddressChecksAndLimits(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{addressBurst: 2, ipBurst: 50})
+	for _, addr := range []string{"a@[127.0.0.1]", "a@b", "a@127.0.0.1", "a@localhost", "a@-x.example.org"} {
+		if r := requestEmailToken(t, srv, "", "register", addr, "s", 1); r.Status != 400 || r.ErrCode() != "M_INVALID_PARAM" {
+			t.Errorf("%s: %d %s", addr, r.Status, r.Raw)
+		}
+	}
+	// Refused requests (no account has the address) spend nothing.
+	for i := range 5 {
+		if r := requestEmailToken(t, srv, "", "account/password", "nia@example.org", "s", i+1); r.Status != 400 {
+			t.Fatalf("reset for an unknown address: %d %s", r.Status, r.Raw)
+		}
+	}
+	registerWithEmail(t, srv, sink, "nia", "nia@example.org") // one mail
+	from := func(ip string) Resp {
+		c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
+		body := fmt.Sprintf(`{"email":"nia@example.org","client_secret":"s%s","send_attempt":1}`, strings.ReplaceAll(ip, ".", ""))
+		resp, err := c.Post(srv.URL+"/_matrix/client/v3/account/password/email/requestToken", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return Resp{Status: resp.StatusCode, Raw: b}
+	}
+	if r := requestEmailToken(t, srv, "", "account/password", "nia@example.org", "r1", 1); r.Status != 200 {
+		t.Fatalf("second mail: %d %s", r.Status, r.Raw)
+	}
+	// The same pair again sends nothing and is not refused.
+	if r := requestEmailToken(t, srv, "", "account/password", "nia@example.org", "r1", 1); r.Status != 200 {
+		t.Fatalf("repeated attempt: %d %s", r.Status, r.Raw)
+	}
+	if r := requestEmailToken(t, srv, "", "account/password", "nia@example.org", "r2", 1); r.Status != 429 {
+		t.Fatalf("third mail from one client: %d %s", r.Status, r.Raw)
+	}
+	if r := from("127.0.0.2"); r.Status != 200 {
+		t.Fatalf("a mail asked for from another client address: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestEmailNextLinkWhitelist: with email.next_link_domain_whitelist set, a next_link on
+// another host is refused with M_INVALID_PARAM, and one on a listed host is accepted.
+func TestEmailNextLinkWhitelist(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{nextLinkDomains: `["app.example.org"]`})
+	ask := func(addr, next string) Resp {
+		return srv.Do(t, "", "POST", "/_matrix/client/v3/register/email/requestToken", map[string]any{"email": addr,
+			"client_secret": "s", "send_attempt": 1, "next_link": next})
+	}
+	for _, next := range []string{"https://evil.example.net/", "https://app.example.org.evil.net/", "javascript:alert(1)", "https://user@app.example.org/"} {
+		if r := ask("oli@example.org", next); r.Status != 400 || r.ErrCode() != "M_INVALID_PARAM" {
+			t.Errorf("next_link %s: %d %s", next, r.Status, r.Raw)
+		}
+	}
+	if r := ask("oli@example.org", "https://APP.example.org/welcome"); r.Status != 200 {
+		t.Fatalf("next_link on a listed host: %d %s", r.Status, r.Raw)
+	}
+	if status, _, loc := confirmLink(t, sink.wait(t, "oli@example.org").link(t)); status != http.StatusSeeOther || loc != "https://APP.example.org/welcome" {
+		t.Errorf("confirm: %d %q", status, loc)
+	}
+}
+
+// TestEmailOptionalAtRegistration: with email configured but not required, /register offers
+// the email stage as an alternative flow: a user may register with an address (bound to the
+// account) or without.
+func TestEmailOptionalAtRegistration(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{})
+	r := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "pia", "password": "correct horse battery"})
+	if r.Status != 401 || !strings.Contains(string(r.Raw), `{"stages":["m.login.dummy"]}`) || !strings.Contains(string(r.Raw), `{"stages":["m.login.email.identity"]}`) {
+		t.Fatalf("flows: %d %s", r.Status, r.Raw)
+	}
+	pia := registerWithEmail(t, srv, sink, "pia", "pia@example.org")
+	if tp := pia.MustDo("GET", "/_matrix/client/v3/account/3pid", nil); !strings.Contains(string(tp.Raw), `"address":"pia@example.org"`) {
+		t.Errorf("3pids: %s", tp.Raw)
+	}
+	srv.Register(t, "quin") // the dummy flow
+}
+
+// TestEmailOptionalWithToken: in registration.mode token with email configured but not
+// required, the flows are the token alone, or the email stage then the token; the token
+// alone still registers.
+func TestEmailOptionalWithToken(t *testing.T) {
+	sink := startMailSink(t)
+	srv := startEmailServer(t, sink, emailOptions{registrationToken: "letmein"})
+	r := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "rae", "password": "correct horse battery"})
+	if r.Status != 401 || !strings.Contains(string(r.Raw), `{"stages":["m.login.registration_token"]}`) ||
+		!strings.Contains(string(r.Raw), `{"stages":["m.login.email.identity","m.login.registration_token"]}`) {
+		t.Fatalf("flows: %d %s", r.Status, r.Raw)
+	}
+	ok := srv.Do(t, "", "POST", "/_matrix/client/v3/register", map[string]any{"username": "rae", "password": "correct horse battery",
+		"auth": map[string]any{"type": "m.login.registration_token", "token": "letmein", "session": r.Body["session"]}})
+	if ok.Status != 200 {
+		t.Fatalf("token alone: %d %s", ok.Status, ok.Raw)
 	}
 }

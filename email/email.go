@@ -5,8 +5,10 @@
 //
 // A client asks for a mail with a (client_secret, email, send_attempt) triple and gets a
 // session ID (sid). The user proves the address by following the link in the mail (GET
-// /_lattice/email/submit_token, answered with an HTML page) or by typing the token into the
-// client, which posts it to the submit_url (POST /_lattice/email/submit_token). The client
+// /_lattice/email/submit_token, an HTML page whose button posts the token back: a GET alone,
+// as mail scanners make, validates nothing) or by typing the token into the client, which
+// posts it to the submit_url (POST /_lattice/email/submit_token). A session serves the
+// purpose it was asked for only (registration, reset, adding). The client
 // then presents {sid, client_secret} where the address is used.
 //
 // The Go API, for the client API and for other sign-in front ends (a web UI's register and
@@ -14,9 +16,9 @@
 //
 //	sid, err := svc.RequestVerification(ctx, email.Request{Email: addr, ClientSecret: secret,
 //	    SendAttempt: 1, Purpose: email.PurposeRegister, IP: clientIP})
-//	addr, err := svc.Validated(ctx, sid, secret)   // ErrNotValidated until the link was followed
-//	addr, err := svc.Take(ctx, tx, sid, secret)    // the same, and the session is used up in tx
-//	err = svc.Remember(ctx, sid, secret, uiaSession) // a stage done; the next comes later
+//	addr, err := svc.Validated(ctx, purpose, sid, secret) // ErrNotValidated until the link was confirmed
+//	addr, err := svc.Take(ctx, tx, purpose, sid, secret)  // the same, and the session is used up in tx
+//	err = svc.Remember(ctx, purpose, sid, secret, uiaSession) // a stage done; the next comes later
 //	sid, secret, err = svc.Remembered(ctx, uiaSession)
 //
 // Errors are spec.MatrixError or *httputil.Error values meant for the client (400
@@ -76,6 +78,8 @@ type Service struct {
 	byAddress *ratelimit.Limiter // requestToken calls, by address
 	byIP      *ratelimit.Limiter // requestToken calls, by client IP
 
+	submitJSON http.Handler // POST submit_token with JSON, for clients
+
 	queue  chan message
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the sender goroutine
@@ -122,8 +126,11 @@ func (s *Service) RegistrationRequiresEmail() bool {
 // SubmitURL is the submit_url of the requestToken responses.
 func (s *Service) SubmitURL() string { return s.baseURL + SubmitPath }
 
-// Register adds the token submission routes (POST for clients, GET for the mailed link).
+// Register adds the token submission routes: POST for clients (JSON) and for the confirm
+// button of the mailed link's page (a form); GET for the link itself, which validates
+// nothing by itself.
 func (s *Service) Register(root *mux.Router) {
-	root.Handle(SubmitPath, httputil.Handle(s.log, s.handleSubmitToken)).Methods(http.MethodPost)
+	s.submitJSON = httputil.Handle(s.log, s.handleSubmitToken)
+	root.Handle(SubmitPath, http.HandlerFunc(s.handleSubmit)).Methods(http.MethodPost)
 	root.Handle(SubmitPath, http.HandlerFunc(s.handleLink)).Methods(http.MethodGet)
 }

@@ -23,8 +23,10 @@ func TestCheckRequest(t *testing.T) {
 		{Request{Email: "ann@example.org\r\nBcc: eve@example.org", ClientSecret: "s"}, "", "header injection"},
 		{Request{Email: "ann", ClientSecret: "s"}, "", "no domain"},
 		{Request{Email: "ann@example.org", ClientSecret: "s", SendAttempt: -1}, "", "negative attempt"},
-		{Request{Email: "ann@example.org", ClientSecret: "s", NextLink: "javascript:alert(1)"}, "", "next_link scheme"},
-		{Request{Email: "ann@example.org", ClientSecret: "s", NextLink: "https://app.example.org/done"}, "ann@example.org", "next_link"},
+		{Request{Email: "ann@[127.0.0.1]", ClientSecret: "s"}, "", "IP literal"},
+		{Request{Email: "ann@127.0.0.1", ClientSecret: "s"}, "", "IP address"},
+		{Request{Email: "ann@localhost", ClientSecret: "s"}, "", "dotless domain"},
+		{Request{Email: "ann@a..org", ClientSecret: "s"}, "", "empty label"},
 	} {
 		got, err := checkRequest(tc.req)
 		if tc.want == "" {
@@ -35,6 +37,31 @@ func TestCheckRequest(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("%s: %q %v, want %q", tc.comment, got, err, tc.want)
+		}
+	}
+}
+
+func TestCheckNextLink(t *testing.T) {
+	open := &Service{}
+	listed := &Service{cfg: config.Email{NextLinkDomainWhitelist: []string{"app.example.org"}}}
+	for _, tc := range []struct {
+		s    *Service
+		next string
+		ok   bool
+	}{
+		{open, "", true},
+		{open, "https://anything.example.net/x", true},
+		{open, "javascript:alert(1)", false},
+		{open, "https://u:p@app.example.org/", false},
+		{open, "//app.example.org/", false},
+		{listed, "https://app.example.org/done", true},
+		{listed, "http://APP.example.org:8080/done", true},
+		{listed, "https://app.example.org.evil.net/", false},
+		{listed, "https://evil.net/?app.example.org", false},
+	} {
+		err := tc.s.checkNextLink(tc.next)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q (whitelist %v): %v", tc.next, tc.s.cfg.NextLinkDomainWhitelist, err)
 		}
 	}
 }

@@ -73,4 +73,9 @@ type pageData struct {
 	OK      bool
 	Title   string
 	Message string
+	// Confirm shows the form whose button submits the token (a POST to Action).
+	Confirm                  bool
+	Action, Button           string
+	SID, ClientSecret, Token string
+	NextLink                 string // a link onwards (not a redirect)
 }

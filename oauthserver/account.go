@@ -18,6 +18,7 @@ import (
 type loginPage struct {
 	Next, Username string
 	CanRegister    bool
+	CanReset       bool // a forgotten password can be reset by email
 }
 
 // handleLoginPage handles GET /_lattice/account/login.
@@ -28,7 +29,8 @@ func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "login", "login_title", ws, "", loginPage{Next: next, CanRegister: s.cfg.Registration.Mode != config.RegistrationDisabled})
+	s.render(w, r, http.StatusOK, "login", "login_title", ws, "", loginPage{Next: next, CanRegister: s.cfg.Registration.Mode != config.RegistrationDisabled,
+		CanReset: s.email != nil})
 }
 
 // handleLoginForm handles the sign-in form: the password is checked under the per-address
@@ -39,7 +41,8 @@ func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	page := loginPage{Next: safeNext(f.Get("next")), Username: f.Get("username"), CanRegister: s.cfg.Registration.Mode != config.RegistrationDisabled}
+	page := loginPage{Next: safeNext(f.Get("next")), Username: f.Get("username"), CanRegister: s.cfg.Registration.Mode != config.RegistrationDisabled,
+		CanReset: s.email != nil}
 	if ok, _ := s.signIns.Allow(httputil.RemoteIP(r)); !ok {
 		s.render(w, r, http.StatusTooManyRequests, "login", "login_title", ws, "err_rate_limited", page)
 		return
@@ -80,13 +83,13 @@ func matrixErrorPage(err error) (int, string) {
 }
 
 type registerPage struct {
-	Next, Username, Token string
-	NeedToken, Disabled   bool
+	Next, Username, Token, Email   string
+	NeedToken, NeedEmail, Disabled bool
 }
 
 func (s *Server) registerPage(next string) registerPage {
 	return registerPage{Next: safeNext(next), NeedToken: s.cfg.Registration.Mode == config.RegistrationToken,
-		Disabled: s.cfg.Registration.Mode == config.RegistrationDisabled}
+		NeedEmail: s.email.RegistrationRequiresEmail(), Disabled: s.cfg.Registration.Mode == config.RegistrationDisabled}
 }
 
 // handleSignUpPage handles GET /_lattice/account/register.
@@ -116,6 +119,10 @@ func (s *Server) handleSignUpForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Get("password") != f.Get("password2") {
 		s.render(w, r, http.StatusBadRequest, "register", "register_title", ws, "err_password_match", p)
+		return
+	}
+	if p.NeedEmail {
+		s.signUpWithEmail(w, r, ws, p)
 		return
 	}
 	token := ""
@@ -149,6 +156,8 @@ type deviceRow struct {
 }
 
 type accountPage struct {
+	Email        bool     // email is configured: the addresses section is shown
+	Emails       []string // the account's addresses
 	Devices      []deviceRow
 	Selected     string
 	DisplayName  string
@@ -187,6 +196,20 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, ws *webSe
 	}
 	if prof, err := s.db.Profile(r.Context(), ws.UserID); err == nil {
 		p.DisplayName = prof.DisplayName
+	}
+	if s.email != nil {
+		p.Email = true
+		tps, err := s.db.ThreePIDs(r.Context(), ws.UserID)
+		if err != nil {
+			s.log.Error("account page", "err", err)
+			s.errorPage(w, r, http.StatusInternalServerError, "err_server")
+			return
+		}
+		for _, tp := range tps {
+			if tp.Medium == "email" {
+				p.Emails = append(p.Emails, tp.Address)
+			}
+		}
 	}
 	s.render(w, r, status, "account", "account_title", ws, errKey, p)
 }

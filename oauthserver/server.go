@@ -8,7 +8,9 @@
 // (clientapi/refresh.go), so the Client-Server API authenticates them as any other. Passwords,
 // registration and the beginning and end of sessions go through *clientapi.Server, so that the
 // failed-login limit, the registration mode and device-list updates are the same as for
-// /login, /register and /logout. It must not import syncapi, federationapi or adminapi.
+// /login, /register and /logout. With email configured (SetEmail, email.go) the pages also
+// register with a confirmed address, reset a forgotten password and manage the account's
+// addresses. It must not import syncapi, federationapi or adminapi.
 //
 // Written with the standard library (crypto/rand, crypto/sha256, crypto/hmac, html/template):
 // the server side of these grants for public clients is small and Matrix-specific, and a
@@ -32,6 +34,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/internal/ratelimit"
@@ -93,6 +96,13 @@ type Server struct {
 
 	signInMethods []SignInMethod // set before Register, read-only after
 	accountLinks  []AccountLink  // set before Register, read-only after
+	email         *email.Service // nil: email is not configured; set before Register
+}
+
+// route is a page or endpoint: method, path, handler.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
 }
 
 // New returns the authorization server. cookieSecret signs the web pages' cookies, idKey
@@ -116,10 +126,7 @@ func (s *Server) AddAccountLink(l AccountLink) { s.accountLinks = append(s.accou
 // Register adds the metadata, the OAuth endpoints and the web pages to r.
 func (s *Server) Register(r *mux.Router) {
 	get, post := http.MethodGet, http.MethodPost
-	for _, rt := range []struct {
-		method, path string
-		h            http.HandlerFunc
-	}{
+	for _, rt := range append([]route{
 		{get, "/_matrix/client/v1/auth_metadata", s.handleMetadata},
 		{get, "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", s.handleMetadata},
 		{post, pathRegister, s.handleRegisterClient},
@@ -143,7 +150,7 @@ func (s *Server) Register(r *mux.Router) {
 		{post, pathProfile, s.handleProfileForm},
 		{post, pathCrossSigning, s.handleCrossSigningForm},
 		{get, pathStylesheet, s.handleStylesheet},
-	} {
+	}, s.emailRoutes()...) {
 		r.Handle(rt.path, rt.h).Methods(rt.method)
 	}
 	r.Handle("/_lattice/account", http.RedirectHandler(pathAccount, http.StatusFound)).Methods(get)

@@ -154,7 +154,7 @@ type pages struct {
 func loadPages() *pages {
 	p := &pages{byName: map[string]*template.Template{}}
 	layout := template.Must(template.ParseFS(webFS, "web/layout.html"))
-	for _, name := range []string{"login", "register", "consent", "device", "account", "error", "done"} {
+	for _, name := range []string{"login", "register", "consent", "device", "account", "error", "done", "email"} {
 		p.byName[name] = template.Must(template.Must(layout.Clone()).ParseFS(webFS, "web/"+name+".html"))
 	}
 	p.css, _ = webFS.ReadFile("web/style.css")

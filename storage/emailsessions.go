@@ -52,13 +52,15 @@ func (q *Q) EmailSessionBySecret(ctx context.Context, clientSecret, email string
 }
 
 // PutEmailSession inserts s, or replaces the session of the same (client_secret, email)
-// pair: a new send attempt mails a new token, and the session keeps its sid.
+// pair: a new send attempt mails a new token, and the session keeps its sid but starts over
+// (not validated, the new purpose, no UIA session).
 func (tx *Tx) PutEmailSession(ctx context.Context, s EmailSession) error {
 	_, err := tx.exec(ctx, `INSERT INTO email_sessions (`+emailSessionColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (client_secret, email) DO UPDATE SET token_hash = excluded.token_hash,
 			send_attempt = excluded.send_attempt, next_link = excluded.next_link,
-			expires_ts = excluded.expires_ts`,
+			expires_ts = excluded.expires_ts, purpose = excluded.purpose,
+			validated_ts = excluded.validated_ts, uia_session = excluded.uia_session`,
 		s.SID, s.ClientSecret, s.Email, s.Purpose, s.TokenHash, s.SendAttempt, s.NextLink,
 		s.CreatedTS, s.ExpiresTS, s.ValidatedTS, s.UIASession)
 	if err != nil {
@@ -67,12 +69,17 @@ func (tx *Tx) PutEmailSession(ctx context.Context, s EmailSession) error {
 	return nil
 }
 
-// ValidateEmailSession records that session sid's token was submitted at now.
-func (tx *Tx) ValidateEmailSession(ctx context.Context, sid string, now int64) error {
-	if _, err := tx.exec(ctx, `UPDATE email_sessions SET validated_ts = $2 WHERE sid = $1`, sid, now); err != nil {
-		return fmt.Errorf("validate email session %s: %w", sid, err)
+// ValidateEmailSession records that session sid's token (of hash tokenHash: not one a newer
+// send attempt replaced meanwhile) was submitted at now. It reports whether this call
+// validated it (false: validated already, or the token was replaced).
+func (tx *Tx) ValidateEmailSession(ctx context.Context, sid, tokenHash string, now int64) (bool, error) {
+	res, err := tx.exec(ctx, `UPDATE email_sessions SET validated_ts = $3
+		WHERE sid = $1 AND token_hash = $2 AND validated_ts = 0`, sid, tokenHash, now)
+	if err != nil {
+		return false, fmt.Errorf("validate email session %s: %w", sid, err)
 	}
-	return nil
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // EmailSessionByUIA returns the validated session that completed a stage of the

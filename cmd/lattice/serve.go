@@ -269,7 +269,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		oauthserver.New(cfg, db, client, secret, idKey, log).Register(router)
+		oauthSrv := oauthserver.New(cfg, db, client, secret, idKey, log)
+		oauthSrv.SetEmail(mailer)
+		oauthSrv.Register(router)
 	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)

@@ -33,6 +33,11 @@ type Email struct {
 	// RegistrationRequiresEmail makes /register ask for a verified email address (the
 	// m.login.email.identity stage), which is bound to the new account.
 	RegistrationRequiresEmail bool `yaml:"registration_requires_email"`
+	// NextLinkDomainWhitelist, when not empty, lists the hosts a requestToken's next_link
+	// may point at (others are refused with M_INVALID_PARAM); empty allows any http(s) host,
+	// as Synapse's default does. Either way the user reaches next_link only by confirming
+	// the link's page (a POST), once.
+	NextLinkDomainWhitelist []string `yaml:"next_link_domain_whitelist"`
 	// TokenLifetime is how long a validation link or token stays usable.
 	TokenLifetime time.Duration `yaml:"token_lifetime"`
 	// SendTimeout bounds one attempt at delivering a mail (dial, TLS, SMTP dialogue).
