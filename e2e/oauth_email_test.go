@@ -41,6 +41,9 @@ func TestOAuthPagesEmailRegistration(t *testing.T) {
 	if check.Status != 200 || !strings.Contains(check.Body, "Rita@example.org") {
 		t.Fatalf("check your mail page: %d %s", check.Status, check.Body)
 	}
+	if strings.Contains(check.Body, "a long password") {
+		t.Errorf("the check your mail page holds the password in clear")
+	}
 	available := func() bool {
 		return s.Do(t, "", "GET", "/_matrix/client/v3/register/available?username=rita", nil).Status == 200
 	}

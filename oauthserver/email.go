@@ -1,6 +1,12 @@
 package oauthserver
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -20,9 +26,10 @@ import (
 // opens email's confirm page; once its button is pressed, the reset and add flows continue
 // on a page of this package (the session's next_link, naming the client secret the page
 // made and the address), and registration continues in the browser that asked, whose
-// "check your mail" page holds the form: the registration form's values, the password
-// included, in hidden fields of a page that is not cached (no server-side state to keep
-// for a registration that may never finish).
+// "check your mail" page holds the form: the registration form's values in hidden fields of
+// a page that is not cached, the password sealed (AES-GCM under a key derived from the
+// cookie secret) so that it is never in the page in clear (no server-side state to keep for
+// a registration that may never finish).
 
 // Paths of the email pages.
 const (
@@ -78,7 +85,7 @@ func (s *Server) signUpWithEmail(w http.ResponseWriter, r *http.Request, ws *web
 		return
 	}
 	s.render(w, r, http.StatusOK, "email", "email_title", ws, "", emailPage{Mode: "check", Email: strings.TrimSpace(p.Email),
-		ClientSecret: secret, Next: p.Next, Username: p.Username, Password: f.Get("password"), Token: p.Token})
+		ClientSecret: secret, Next: p.Next, Username: p.Username, Password: s.cookies.seal(f.Get("password")), Token: p.Token})
 }
 
 // handleSignUpEmailForm handles the "check your mail" page's form: the account is made with
@@ -100,7 +107,12 @@ func (s *Server) handleSignUpEmailForm(w http.ResponseWriter, r *http.Request) {
 	if s.registerPage("").NeedToken {
 		token = page.Token
 	}
-	userID, err := s.accounts.RegisterAccountWithEmail(r.Context(), httputil.RemoteIP(r), page.Username, page.Password, token, sid, page.ClientSecret)
+	password, ok := s.cookies.unseal(page.Password)
+	if !ok {
+		s.emailError(w, r, ws, email.ErrNoSession, page)
+		return
+	}
+	userID, err := s.accounts.RegisterAccountWithEmail(r.Context(), httputil.RemoteIP(r), page.Username, password, token, sid, page.ClientSecret)
 	if err != nil {
 		s.emailError(w, r, ws, err, page)
 		return
@@ -290,4 +302,40 @@ func (s *Server) handleEmailDeleteForm(w http.ResponseWriter, r *http.Request) {
 	}
 	_, msgs := messagesFor(r)
 	s.renderAccount(w, r, ws, http.StatusOK, msgs["email_removed"], "")
+}
+
+// seal encrypts and authenticates plain (a password carried by a page's hidden field) with a
+// key derived from the cookie secret.
+func (c cookieSigner) seal(plain string) string {
+	aead := c.aead()
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(plain), []byte("page-field")))
+}
+
+// unseal returns what seal sealed; false for anything else.
+func (c cookieSigner) unseal(sealed string) (string, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(sealed)
+	aead := c.aead()
+	if err != nil || len(raw) < aead.NonceSize() {
+		return "", false
+	}
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte("page-field"))
+	return string(plain), err == nil
+}
+
+func (c cookieSigner) aead() cipher.AEAD {
+	m := hmac.New(sha256.New, c.secret)
+	m.Write([]byte("seal|page-field"))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return aead
 }
