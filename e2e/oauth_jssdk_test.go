@@ -16,10 +16,12 @@ import (
 // with) against Lattice: metadata discovery and validation with the signing keys, dynamic
 // registration of a web client, the SDK's authorization URL (signed in and approved by the
 // test's browser), and the code exchange checked with the SDK's own validators, ID token
-// included. See jssdk/oauth.mjs.
+// included, then the SDK's OidcTokenRefresher as the client's token refresh function across
+// two access token expiries. See jssdk/oauth.mjs.
 func TestOAuthMatrixJSSDK(t *testing.T) {
 	node := requireNodeModules(t)
 	s := StartServer(t)
+	setConfig(t, s, `access_token_lifetime: "5m"`, `access_token_lifetime: "3s"`)
 	s.Register(t, "alice")
 	redirect := "https://app.example.org/callback"
 	out := runOAuthScript(t, node, s, "OAUTH_STEP=discover", "OAUTH_REDIRECT_URI="+redirect)
@@ -42,9 +44,13 @@ func TestOAuthMatrixJSSDK(t *testing.T) {
 		t.Fatalf("state %q, want %q", state, p.State)
 	}
 	out = runOAuthScript(t, node, s, "OAUTH_STEP=exchange", "OAUTH_REDIRECT_URI="+redirect, "OAUTH_CLIENT_ID="+p.ClientID,
-		"OAUTH_CODE="+code, "OAUTH_VERIFIER="+p.Verifier, "OAUTH_NONCE="+p.Nonce, "OAUTH_ISSUER="+p.Issuer, "OAUTH_TOKEN_ENDPOINT="+p.TokenEndpoint)
+		"OAUTH_CODE="+code, "OAUTH_VERIFIER="+p.Verifier, "OAUTH_NONCE="+p.Nonce, "OAUTH_ISSUER="+p.Issuer, "OAUTH_TOKEN_ENDPOINT="+p.TokenEndpoint,
+		"OAUTH_EXPIRY_WAIT_MS=3500")
 	if who := lineWith(t, out, "WHOAMI "); !strings.HasPrefix(who, "@alice:localhost ") {
 		t.Errorf("whoami through the SDK: %s", who)
+	}
+	if n := lineWith(t, out, "REFRESHED "); n != "2" {
+		t.Errorf("the SDK's token refresher refreshed %s times across two expiries, want 2", n)
 	}
 	q, _ := url.Parse(p.URL)
 	if sc := q.Query().Get("scope"); !strings.Contains(sc, "urn:matrix:org.matrix.msc2967.client:device:") {

@@ -13,7 +13,10 @@ import (
 
 func TestOAuthMetadata(t *testing.T) {
 	s := StartServer(t)
-	for _, path := range []string{"/_matrix/client/v1/auth_metadata", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"} {
+	// The same document at the spec's path, MSC2965's, and below the issuer (OpenID Connect
+	// discovery, which matrix-js-sdk's token refresher reads; RFC 8414's well-known path).
+	for _, path := range []string{"/_matrix/client/v1/auth_metadata", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+		"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
 		r := s.Do(t, "", "GET", path, nil)
 		if r.Status != 200 {
 			t.Fatalf("%s: %d %s", path, r.Status, r.Raw)

@@ -129,6 +129,10 @@ func (s *Server) Register(r *mux.Router) {
 	for _, rt := range append([]route{
 		{get, "/_matrix/client/v1/auth_metadata", s.handleMetadata},
 		{get, "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", s.handleMetadata},
+		// OpenID Connect discovery below the issuer: matrix-js-sdk's token refresher (Element
+		// Web) reads the metadata from the issuer's well-known document.
+		{get, "/.well-known/openid-configuration", s.handleMetadata},
+		{get, "/.well-known/oauth-authorization-server", s.handleMetadata},
 		{post, pathRegister, s.handleRegisterClient},
 		{get, pathAuthorize, s.handleAuthorize},
 		{post, pathAuthorize, s.handleConsent},
@@ -171,7 +175,8 @@ func (s *Server) baseURL(r *http.Request) string {
 
 // handleMetadata handles GET /_matrix/client/v1/auth_metadata (and its MSC2965 unstable
 // path): the OAuth 2.0 authorization server metadata (RFC 8414) with the spec's account
-// management extensions.
+// management extensions; the same document is the issuer's OpenID Connect discovery
+// document (/.well-known/openid-configuration) and RFC 8414 well-known metadata.
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	base := s.baseURL(r)
 	httputil.WriteJSON(w, http.StatusOK, map[string]any{

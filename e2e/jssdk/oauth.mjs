@@ -8,6 +8,9 @@
 //   OAUTH_STEP=exchange  exchanges OAUTH_CODE at the token endpoint, checks the answer with
 //                        validateBearerTokenResponse and the ID token with validateIdToken,
 //                        then calls whoami with the access token. Prints "WHOAMI <user> <device>".
+//                        Then lets the access token expire twice (OAUTH_EXPIRY_WAIT_MS) and
+//                        calls whoami through a client whose tokenRefreshFunction is the SDK's
+//                        OidcTokenRefresher. Prints "REFRESHED <refreshes>".
 //
 //   LATTICE_URL, OAUTH_REDIRECT_URI; for exchange also OAUTH_CLIENT_ID, OAUTH_CODE,
 //   OAUTH_VERIFIER, OAUTH_NONCE, OAUTH_ISSUER, OAUTH_TOKEN_ENDPOINT.
@@ -91,4 +94,51 @@ try {
 const client = sdk.createClient({ baseUrl, accessToken: body.access_token });
 const who = await client.whoami();
 process.stdout.write(`WHOAMI ${who.user_id} ${who.device_id}\n`);
+
+// Refresh as Element Web does: the SDK's OidcTokenRefresher (which discovers the issuer's
+// openid-configuration and uses oidc-client-ts for the refresh grant) as the client's
+// tokenRefreshFunction. Once the access token has expired, the next request is answered
+// 401 M_UNKNOWN_TOKEN with soft_logout, the SDK refreshes and retries, and the request
+// succeeds with the new access token. Twice, so that the rotated refresh token is used too.
+// oidc-client-ts keeps its state in the browser's storage; node has none, so in-memory ones.
+const memoryStorage = () => {
+    const memory = new Map();
+    return {
+        getItem: (k) => (memory.has(k) ? memory.get(k) : null),
+        setItem: (k, v) => memory.set(k, String(v)),
+        removeItem: (k) => memory.delete(k),
+        key: (i) => [...memory.keys()][i] ?? null,
+        get length() {
+            return memory.size;
+        },
+    };
+};
+globalThis.localStorage ??= memoryStorage();
+globalThis.sessionStorage ??= memoryStorage();
+globalThis.window ??= globalThis;
+const refresher = new sdk.OidcTokenRefresher(env("OAUTH_ISSUER"), clientId, redirectUri, who.device_id, sdk.decodeIdToken(body.id_token));
+await refresher.oidcClientReady;
+let refreshes = 0;
+refresher.persistTokens = async () => {
+    refreshes++;
+};
+const refreshing = sdk.createClient({
+    baseUrl,
+    userId: who.user_id,
+    deviceId: who.device_id,
+    accessToken: body.access_token,
+    refreshToken: body.refresh_token,
+    tokenRefreshFunction: (token) => refresher.doRefreshAccessToken(token),
+});
+const waitMs = Number(env("OAUTH_EXPIRY_WAIT_MS"));
+let last = body.access_token;
+for (let round = 1; round <= 2; round++) {
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const again = await refreshing.whoami();
+    if (again.user_id !== who.user_id) fail(`whoami after refresh: ${JSON.stringify(again)}`);
+    const now = refreshing.getAccessToken();
+    if (now === last) fail(`round ${round}: the access token was not refreshed`);
+    last = now;
+}
+process.stdout.write(`REFRESHED ${refreshes}\n`);
 process.exit(0);
