@@ -200,6 +200,37 @@ func (b *browser) signInAt(start, login string) page {
 	return p
 }
 
+// reauth opens the m.login.sso fallback page at fallback, presses the button of the provider
+// idp and signs in there as login; it returns the page the callback led to.
+func (b *browser) reauth(fallback, idp, login string) page {
+	b.t.Helper()
+	p := b.get(fallback)
+	for _, f := range forms(b.t, p.Body) {
+		if f.Values.Get("idp") == idp {
+			p = b.post(f.Action, f.Values)
+			if !strings.Contains(p.Body, `name="login"`) {
+				b.t.Fatalf("the %s button led to %s (%d), not the provider's login form: %.2000s", idp, p.URL, p.Status, p.Body)
+			}
+			p = b.submit(p, map[string]string{"login": login, "password": "any password"})
+			if strings.Contains(p.Body, `value="consent"`) {
+				p = b.submit(p, nil)
+			}
+			return p
+		}
+	}
+	b.t.Fatalf("fallback page %s (%d) has no button for %s: %.2000s", fallback, p.Status, idp, p.Body)
+	return page{}
+}
+
+// uiaChallenge401 returns the session of a 401 user-interactive authentication answer.
+func uiaChallenge401(t *testing.T, r Resp) string {
+	t.Helper()
+	if r.Status != 401 || str(r.Body, "session") == "" {
+		t.Fatalf("want 401 with a session, got %d %s", r.Status, r.Raw)
+	}
+	return str(r.Body, "session")
+}
+
 // loginTokenFrom returns the loginToken of the link of the "Continue to ...?" page.
 func loginTokenFrom(t *testing.T, p page) string {
 	t.Helper()
@@ -443,22 +474,9 @@ func TestSSO(t *testing.T) {
 		if r.Status != 401 || str(r.Body, "session") != session {
 			t.Errorf("retry before the stage: %d %s, want 401 with session %s", r.Status, r.Raw, session)
 		}
-		// The fallback page: two providers, a page to choose; alice signs in again at corp.
+		// The fallback page says what is approved and for whom, then alice signs in again at corp.
 		fallback := srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
-		b := newSSOBrowser(t, srv)
-		p := b.get(fallback)
-		var corpLink string
-		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
-			if strings.Contains(m[1], "idp=corp") {
-				corpLink = html.UnescapeString(m[1])
-			}
-		}
-		if p.Status != 200 || corpLink == "" {
-			t.Fatalf("fallback page: %d %.1500s", p.Status, p.Body)
-		}
-		base, _ := url.Parse(p.URL)
-		u, _ := base.Parse(corpLink)
-		p = b.signInAt(u.String(), "corp-0001")
+		p := newSSOBrowser(t, srv).reauth(fallback, "corp", "corp-0001")
 		if p.Status != 200 || !strings.Contains(p.Body, "Identity confirmed") || !strings.Contains(p.Body, "onAuthDone") {
 			t.Fatalf("after re-authentication: %d %.1500s", p.Status, p.Body)
 		}
@@ -467,23 +485,61 @@ func TestSSO(t *testing.T) {
 		if w := whoami(second); w.Status != 401 {
 			t.Errorf("deleted device's token still works: %d", w.Status)
 		}
-		// The completed stage is good once.
+		// The completed stage is good once, and for the request that started it only.
 		third := login("corp-0001")
-		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
-		if r.Status != 401 {
-			t.Errorf("reused completed session: %d %s, want 401", r.Status, r.Raw)
+		thirdPath := "/_matrix/client/v3/devices/" + esc(third.DeviceID)
+		r = call(alice, "DELETE", thirdPath, map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 || str(r.Body, "session") == session || str(r.Body, "session") == "" {
+			t.Errorf("reused completed session: %d %s, want 401 with a new session", r.Status, r.Raw)
 		}
-		// Another identity (alice1's) completing alice's session does not prove alice.
-		session = str(r.Body, "session")
-		p = newSSOBrowser(t, srv).signInAt(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=corp&session="+url.QueryEscape(session), "corp-0002")
-		if p.Status != 200 || !strings.Contains(p.Body, "@alice1:localhost") {
-			t.Fatalf("alice1's re-authentication: %d %.1500s", p.Status, p.Body)
+		// Another identity (alice1's) cannot complete alice's session.
+		session = uiaChallenge401(t, call(alice, "DELETE", thirdPath, map[string]any{}))
+		fallback = srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
+		expectPage(t, newSSOBrowser(t, srv).reauth(fallback, "corp", "corp-0002"), "alice1 completing alice's session", 403, "is for @alice:localhost")
+		r = call(alice, "DELETE", thirdPath, map[string]any{"auth": map[string]any{"session": session}})
+		if r.Status != 401 || str(r.Body, "session") != session {
+			t.Errorf("session after a refused completion: %d %s, want 401 with the same session", r.Status, r.Raw)
 		}
-		r = call(alice, "DELETE", "/_matrix/client/v3/devices/"+esc(third.DeviceID), map[string]any{"auth": map[string]any{"session": session}})
-		expectErr(t, r, "session completed by another user", 403, "M_FORBIDDEN")
 		// An identity linked to no account cannot complete a stage.
-		p = newSSOBrowser(t, srv).signInAt(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?idp=other&session=x", "other-nobody")
-		expectPage(t, p, "unlinked identity", 403, "not linked")
+		expectPage(t, newSSOBrowser(t, srv).reauth(fallback, "other", "other-nobody"), "unlinked identity", 403, "not linked")
+		// A session the server never issued is refused before any sign-in.
+		expectPage(t, newSSOBrowser(t, srv).get(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?session=mine"),
+			"made-up session", 400, "not valid")
+		// The confirmation button works only in the browser that was shown the page (no
+		// cross-site form posting straight to the provider).
+		page := newSSOBrowser(t, srv).get(fallback)
+		f := formTo(t, page, "/_matrix/client/v3/auth/m.login.sso/fallback/web")
+		expectPage(t, newSSOBrowser(t, srv).post(f.Action, f.Values), "confirmation posted from another browser", 403, "not started in this browser")
+
+		// The reviewer's case: a session started by POST /delete_devices and approved by the
+		// user is refused for a password change, and still serves its own request.
+		r = call(alice, "POST", "/_matrix/client/v3/delete_devices", map[string]any{"devices": []string{third.DeviceID}})
+		session = uiaChallenge401(t, r)
+		p = newSSOBrowser(t, srv).get(srv.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session))
+		if !strings.Contains(p.Body, "A client is trying to <strong>sign out some of your devices</strong> for your account <strong>@alice:localhost</strong>") {
+			t.Errorf("the fallback page does not say what is approved: %.2000s", p.Body)
+		}
+		if p = newSSOBrowser(t, srv).reauth(srv.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?session="+url.QueryEscape(session), "corp", "corp-0001"); p.Status != 200 {
+			t.Fatalf("re-authentication for delete_devices: %d %.1500s", p.Status, p.Body)
+		}
+		r = call(alice, "POST", "/_matrix/client/v3/account/password", map[string]any{"new_password": "attacker's password 1", "auth": map[string]any{"type": "m.login.sso", "session": session}})
+		expectErr(t, r, "password change with a delete_devices session", 403, "M_FORBIDDEN")
+		r = call(alice, "POST", "/_matrix/client/v3/delete_devices", map[string]any{"devices": []string{third.DeviceID}, "auth": map[string]any{"type": "m.login.sso", "session": session}})
+		expectOK(t, r, "delete_devices with its own approved session")
+		if w := whoami(third); w.Status != 401 {
+			t.Errorf("third device's token still works: %d", w.Status)
+		}
+
+		// The password stage is bound the same way.
+		hal := srv.Register(t, "hal")
+		halDev := srv.Login(t, "hal")
+		session = uiaChallenge(hal, "DELETE", "/_matrix/client/v3/devices/"+esc(halDev.DeviceID), map[string]any{})
+		r = call(hal, "POST", "/_matrix/client/v3/account/password", map[string]any{"new_password": "another password 1",
+			"auth": map[string]any{"type": "m.login.password", "session": session, "identifier": map[string]any{"type": "m.id.user", "user": "hal"}, "password": testPassword}})
+		expectErr(t, r, "password stage with another request's session", 403, "M_FORBIDDEN")
+		r = call(hal, "DELETE", "/_matrix/client/v3/devices/"+esc(halDev.DeviceID), map[string]any{
+			"auth": map[string]any{"type": "m.login.password", "session": session, "identifier": map[string]any{"type": "m.id.user", "user": "hal"}, "password": testPassword}})
+		expectOK(t, r, "password stage with the session of its own request")
 	})
 
 	t.Run("get_token with UIA, single use, expiry", func(t *testing.T) {

@@ -13,7 +13,8 @@ var pages = template.Must(template.New("").Parse(`
 <title>{{.}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32em;margin:3em auto;padding:0 1em;line-height:1.5}
 a.button{display:block;margin:.5em 0;padding:.7em 1em;border:1px solid #888;border-radius:6px;text-decoration:none;color:inherit}
-a.button:hover{background:#eee}</style></head><body>{{end}}
+a.button:hover,button.button:hover{background:#eee}
+button.button{display:block;width:100%;text-align:left;font:inherit;margin:.5em 0;padding:.7em 1em;border:1px solid #888;border-radius:6px;background:none;cursor:pointer}</style></head><body>{{end}}
 
 {{define "choose"}}{{template "head" "Choose how to sign in"}}
 <h1>Sign in</h1>
@@ -31,8 +32,12 @@ started signing in from there: a link that someone sent you may be an attempt to
 
 {{define "reauth"}}{{template "head" "Confirm your identity"}}
 <h1>Confirm your identity</h1>
-<p>To continue, sign in again with:</p>
-{{range .Providers}}<a class="button" id="idp-{{.ID}}" href="{{.Href}}">{{.Name}}</a>
+<p id="operation">A client is trying to <strong>{{.Description}}</strong> for your account <strong>{{.UserID}}</strong>.</p>
+<p>If you did not expect this, do not continue: close this page. Someone may be trying to take over your account.</p>
+<p>To allow it, sign in again with:</p>
+{{range .Providers}}<form method="post" action="{{$.Action}}"><input type="hidden" name="session" value="{{$.Session}}">
+<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="idp" value="{{.ID}}">
+<button class="button" id="idp-{{.ID}}" type="submit">{{.Name}}</button></form>
 {{end}}</body></html>{{end}}
 
 {{define "reauthdone"}}{{template "head" "Identity confirmed"}}

@@ -139,6 +139,7 @@ func (s *Service) Register(root *mux.Router) {
 	v3.HandleFunc("/login/sso/redirect", s.handleRedirect).Methods(http.MethodGet)
 	v3.HandleFunc("/login/sso/redirect/{idpId}", s.handleRedirect).Methods(http.MethodGet)
 	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAFallback).Methods(http.MethodGet)
+	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAConfirm).Methods(http.MethodPost)
 	root.HandleFunc(CallbackPath, s.handleCallback).Methods(http.MethodGet)
 }
 
