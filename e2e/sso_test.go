@@ -29,8 +29,13 @@ const (
 // loginToken from the link or redirect that leads to it.
 const ssoRedirect = "https://client.example/after-login?x=1"
 
-// ssoLoginTokenLifetime is the sso.login_token_lifetime of the test server.
-const ssoLoginTokenLifetime = 4 * time.Second
+// ssoLoginTokenLifetime is the sso.login_token_lifetime of the test server (get_token's
+// tokens), ssoRedirectTokenLifetime its sso.redirect_login_token_lifetime (the tokens a
+// client gets at the end of a single sign-on).
+const (
+	ssoLoginTokenLifetime    = 4 * time.Second
+	ssoRedirectTokenLifetime = 3 * time.Second
+)
 
 // oidcAccount is an account at a test provider: its claims. Accounts are keyed by their
 // subject, which is also the login name typed on the provider's login page.
@@ -112,11 +117,18 @@ func ssoServer(t *testing.T) (*Server, string, string) {
 		"corp-0003": {"preferred_username": "bob", "email": "bob@example.org", "email_verified": true, "department": "sales"},
 		"corp-0004": {"preferred_username": "carol", "email": "carol@evil.test", "email_verified": true, "department": "eng"},
 		"corp-0005": {"preferred_username": "Dan Brown!", "email": "dan@example.org", "email_verified": true, "department": "eng"},
+		// An address the provider does not say it verified proves nothing about its domain.
+		"corp-0006": {"preferred_username": "ursula", "email": "ursula@example.org", "department": "eng"},
+		"corp-0007": {"preferred_username": "victor", "email": "victor@example.org", "email_verified": "false", "department": "eng"},
 	})
 	other := startOIDCProvider(t, node, callback, map[string]oidcAccount{
 		"other-erin":   {"preferred_username": "erin", "name": "Erin from Other"},
 		"other-frank":  {"preferred_username": "frank", "name": "Frank"},
 		"other-nobody": {"preferred_username": "nobody"},
+		// allow_existing_users does not link an account linked to another identity already,
+		// nor an admin's.
+		"other-erin2": {"preferred_username": "erin"},
+		"other-admin": {"preferred_username": "ssoadmin"},
 	})
 	srv.Stop()
 	cfg, err := os.ReadFile(srv.ConfigPath)
@@ -141,9 +153,10 @@ func ssoServer(t *testing.T) (*Server, string, string) {
       client_secret: "lattice-secret"
       allow_existing_users: true`, corp, other)
 	for old, repl := range map[string]string{
-		"providers: []":              providers,
-		"client_whitelist: []":       `client_whitelist: ["https://trusted.example/"]`,
-		`login_token_lifetime: "2m"`: fmt.Sprintf("login_token_lifetime: %q", ssoLoginTokenLifetime.String()),
+		"providers: []":                       providers,
+		"client_whitelist: []":                `client_whitelist: ["https://trusted.example"]`,
+		`login_token_lifetime: "2m"`:          fmt.Sprintf("login_token_lifetime: %q", ssoLoginTokenLifetime.String()),
+		`redirect_login_token_lifetime: "5s"`: fmt.Sprintf("redirect_login_token_lifetime: %q", ssoRedirectTokenLifetime.String()),
 	} {
 		if !strings.Contains(s, old) {
 			t.Fatalf("generated config lacks %q", old)
@@ -231,21 +244,23 @@ func uiaChallenge401(t *testing.T, r Resp) string {
 	return str(r.Body, "session")
 }
 
-// loginTokenFrom returns the loginToken of the link of the "Continue to ...?" page.
-func loginTokenFrom(t *testing.T, p page) string {
-	t.Helper()
+// ssoLoginToken signs in as login from start, presses "Continue" on the confirmation page
+// and returns the loginToken of the redirect to the client.
+func (b *browser) ssoLoginToken(start, login string) string {
+	b.t.Helper()
+	p := b.signInAt(start, login)
 	if p.Status != 200 || !strings.Contains(p.Body, "Continue to client.example") {
-		t.Fatalf("after sign-in: %s %d, want the confirmation page: %.2000s", p.URL, p.Status, p.Body)
+		b.t.Fatalf("after sign-in: %s %d, want the confirmation page: %.2000s", p.URL, p.Status, p.Body)
 	}
-	for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
-		href := html.UnescapeString(m[1])
-		if strings.HasPrefix(href, "https://client.example/after-login?x=1&loginToken=") {
-			u, _ := url.Parse(href)
-			return u.Query().Get("loginToken")
-		}
+	if strings.Contains(p.Body, "loginToken") {
+		b.t.Errorf("the confirmation page shows a login token before the user continues: %s", p.Body)
 	}
-	t.Fatalf("confirmation page has no link to the client with a loginToken: %s", p.Body)
-	return ""
+	p = b.submit(p, nil)
+	u, err := url.Parse(p.Location)
+	if p.Status != http.StatusFound || err != nil || !strings.HasPrefix(p.Location, "https://client.example/after-login?x=1&loginToken=") {
+		b.t.Fatalf("continue: %d Location %q, want the client's redirectUrl with a loginToken", p.Status, p.Location)
+	}
+	return u.Query().Get("loginToken")
 }
 
 func tokenLogin(t *testing.T, srv *Server, token string) Resp {
@@ -299,7 +314,7 @@ func TestSSO(t *testing.T) {
 
 	var aliceID string
 	t.Run("sign-in makes an account from the claims, then finds it again", func(t *testing.T) {
-		token := loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0001"))
+		token := newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "corp"), "corp-0001")
 		r := tokenLogin(t, srv, token)
 		expectOK(t, r, "m.login.token")
 		aliceID = str(r.Body, "user_id")
@@ -320,7 +335,7 @@ func TestSSO(t *testing.T) {
 		}
 
 		// Signing in again (another browser, another session at the provider): same account.
-		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0001")))
+		r = tokenLogin(t, srv, newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "corp"), "corp-0001"))
 		expectOK(t, r, "second sign-in")
 		if str(r.Body, "user_id") != aliceID {
 			t.Errorf("second sign-in = %s, want %s again", str(r.Body, "user_id"), aliceID)
@@ -328,12 +343,12 @@ func TestSSO(t *testing.T) {
 	})
 
 	t.Run("a taken user name gets digits, a strange one is mapped", func(t *testing.T) {
-		r := tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0002")))
+		r := tokenLogin(t, srv, newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "corp"), "corp-0002"))
 		expectOK(t, r, "alice-other")
 		if got := str(r.Body, "user_id"); got != "@alice1:localhost" {
 			t.Errorf("second identity named alice = %s, want @alice1:localhost", got)
 		}
-		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0005")))
+		r = tokenLogin(t, srv, newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "corp"), "corp-0005"))
 		expectOK(t, r, "dan")
 		if got := str(r.Body, "user_id"); got != "@dan=20brown=21:localhost" {
 			t.Errorf("preferred_username %q = %s, want @dan=20brown=21:localhost", "Dan Brown!", got)
@@ -343,7 +358,9 @@ func TestSSO(t *testing.T) {
 	t.Run("claims and e-mail domains are enforced", func(t *testing.T) {
 		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0003"), "required claim mismatch", 403, "department")
 		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0004"), "disallowed e-mail domain", 403, "evil.test")
-		for _, who := range []string{"bob", "carol"} {
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0006"), "no email_verified claim", 403, "not verified")
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), "corp-0007"), `email_verified "false"`, 403, "not verified")
+		for _, who := range []string{"bob", "carol", "ursula", "victor"} {
 			r := loginPassword(t, srv, who, testPassword)
 			expectErr(t, r, "refused user has no account", 403, "M_FORBIDDEN")
 			a := srv.Do(t, "", "GET", "/_matrix/client/v3/profile/"+esc("@"+who+":localhost"), nil)
@@ -387,14 +404,14 @@ func TestSSO(t *testing.T) {
 		}
 		base, _ := url.Parse(p.URL)
 		u, _ := base.Parse(otherLink)
-		r := tokenLogin(t, srv, loginTokenFrom(t, b.signInAt(u.String(), "other-frank")))
+		r := tokenLogin(t, srv, b.ssoLoginToken(u.String(), "other-frank"))
 		expectOK(t, r, "frank at other")
 		if str(r.Body, "user_id") != "@frank:localhost" {
 			t.Errorf("frank = %s", r.Raw)
 		}
 		// allow_existing_users: erin's first sign-in takes over the local account erin.
 		erin := srv.Register(t, "erin")
-		r = tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "other"), "other-erin")))
+		r = tokenLogin(t, srv, newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "other"), "other-erin"))
 		expectOK(t, r, "erin at other")
 		if str(r.Body, "user_id") != erin.UserID {
 			t.Errorf("erin = %s, want the existing %s", str(r.Body, "user_id"), erin.UserID)
@@ -404,6 +421,15 @@ func TestSSO(t *testing.T) {
 		a := call(admin, "GET", "/_synapse/admin/v1/auth_providers/other/users/other-erin", nil)
 		if str(a.Body, "user_id") != erin.UserID {
 			t.Errorf("admin lookup of other/other-erin = %d %s", a.Status, a.Raw)
+		}
+		// Another identity of the same provider claiming the name erin does not get erin's
+		// account, nor does an identity claiming an admin's name.
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "other"), "other-erin2"), "second identity claiming erin", 403, "linked to another")
+		expectPage(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "other"), "other-admin"), "identity claiming an admin's name", 403, "administrator")
+		for _, sub := range []string{"other-erin2", "other-admin"} {
+			if a := call(admin, "GET", "/_synapse/admin/v1/auth_providers/other/users/"+sub, nil); a.Status != 404 {
+				t.Errorf("refused identity %s is linked: %d %s", sub, a.Status, a.Raw)
+			}
 		}
 	})
 
@@ -418,6 +444,22 @@ func TestSSO(t *testing.T) {
 		if str(r.Body, "user_id") != aliceID {
 			t.Errorf("token login = %s", r.Raw)
 		}
+		// loginToken parameters already in the redirectUrl are removed (no login CSRF with
+		// someone else's token).
+		start = srv.URL + "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl=" + url.QueryEscape("https://trusted.example/cb?loginToken=planted&a=1&loginToken=again")
+		p = newSSOBrowser(t, srv).signInAt(start, "corp-0001")
+		u, _ = url.Parse(p.Location)
+		if q := u.Query(); p.Status != http.StatusFound || len(q["loginToken"]) != 1 || q.Get("loginToken") == "planted" || q.Get("loginToken") == "again" || q.Get("a") != "1" {
+			t.Errorf("redirectUrl with loginToken parameters: %d Location %q, want one new loginToken and a=1", p.Status, p.Location)
+		}
+		// The whitelist matches the origin, not a string prefix.
+		start = srv.URL + "/_matrix/client/v3/login/sso/redirect/corp?redirectUrl=" + url.QueryEscape("https://trusted.example.evil/cb")
+		p = newSSOBrowser(t, srv).signInAt(start, "corp-0001")
+		if p.Status != 200 || !strings.Contains(p.Body, "Continue to trusted.example.evil?") || strings.Contains(p.Location, "loginToken") {
+			t.Errorf("look-alike of a whitelisted client: %d Location %q, want the confirmation page: %.1000s", p.Status, p.Location, p.Body)
+		}
+		// The confirmation's button works only in the browser that signed in.
+		expectPage(t, newSSOBrowser(t, srv).post(srv.URL+"/_lattice/sso/continue", url.Values{}), "continue from another browser", 400, "another browser")
 	})
 
 	t.Run("a callback without its browser's cookie or with another state is refused", func(t *testing.T) {
@@ -456,7 +498,7 @@ func TestSSO(t *testing.T) {
 
 	t.Run("user-interactive auth by signing in again (m.login.sso stage)", func(t *testing.T) {
 		login := func(sub string) *Client {
-			r := tokenLogin(t, srv, loginTokenFrom(t, newSSOBrowser(t, srv).signInAt(ssoStart(srv, "corp"), sub)))
+			r := tokenLogin(t, srv, newSSOBrowser(t, srv).ssoLoginToken(ssoStart(srv, "corp"), sub))
 			expectOK(t, r, "sign-in of "+sub)
 			return &Client{t: t, srv: srv, UserID: str(r.Body, "user_id"), DeviceID: str(r.Body, "device_id"), Token: str(r.Body, "access_token")}
 		}
@@ -563,6 +605,15 @@ func TestSSO(t *testing.T) {
 			t.Errorf("token login = %s, want %s on a new device", l.Raw, gina.UserID)
 		}
 		expectErr(t, tokenLogin(t, srv, str(r.Body, "login_token")), "reused get_token token", 403, "M_FORBIDDEN")
+
+		// A single sign-on's token lives briefly (the spec: "around five seconds"), one of
+		// get_token longer.
+		p := newSSOBrowser(t, srv).signInAt(srv.URL+"/_matrix/client/v3/login/sso/redirect/corp?redirectUrl="+url.QueryEscape("https://trusted.example/cb"), "corp-0001")
+		u, _ := url.Parse(p.Location)
+		g := uiaPassword(gina, "POST", "/_matrix/client/v1/login/get_token", nil, testPassword)
+		time.Sleep(ssoRedirectTokenLifetime + 500*time.Millisecond)
+		expectErr(t, tokenLogin(t, srv, u.Query().Get("loginToken")), "expired token of a single sign-on", 403, "M_FORBIDDEN")
+		expectOK(t, tokenLogin(t, srv, str(g.Body, "login_token")), "get_token's token after a single sign-on's expired")
 
 		r = uiaPassword(gina, "POST", "/_matrix/client/v1/login/get_token", nil, testPassword)
 		expectOK(t, r, "second get_token")

@@ -27,7 +27,7 @@ button.button{display:block;width:100%;text-align:left;font:inherit;margin:.5em 
 <p>You signed in as <strong>{{.UserID}}</strong>.</p>
 <p>Continuing gives <strong>{{.Host}}</strong> access to your account. Continue only if you
 started signing in from there: a link that someone sent you may be an attempt to take over your account.</p>
-<a class="button" id="continue" href="{{.Target}}">Continue to {{.Host}}</a>
+<form method="post" action="{{.Action}}"><button class="button" id="continue" type="submit">Continue to {{.Host}}</button></form>
 </body></html>{{end}}
 
 {{define "reauth"}}{{template "head" "Confirm your identity"}}
@@ -85,21 +85,12 @@ func (s *Service) renderChooser(w http.ResponseWriter, redirectURL string) {
 }
 
 // renderConfirm asks before handing a login token to the client at redirectURL.
-func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL, target string) {
+func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL string) {
 	host := redirectURL
 	if u, err := url.Parse(redirectURL); err == nil && u.Host != "" {
 		host = u.Host
 	} else if err == nil {
 		host = u.Scheme + ":" // a mobile app's own scheme
 	}
-	// target is the client's own URI (any scheme): html/template would replace an unusual
-	// scheme with #ZgotmplZ, so it is passed as trusted once clientURI refused the schemes that run code.
-	if !clientURI(target) {
-		s.renderError(w, http.StatusBadRequest, "Sign-in failed", "The client's address is not valid.")
-		return
-	}
-	writePage(w, http.StatusOK, "confirm", struct {
-		Host, UserID string
-		Target       template.URL
-	}{host, userID, template.URL(target)})
+	writePage(w, http.StatusOK, "confirm", struct{ Host, UserID, Action string }{host, userID, ContinuePath})
 }

@@ -141,6 +141,7 @@ func (s *Service) Register(root *mux.Router) {
 	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAFallback).Methods(http.MethodGet)
 	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAConfirm).Methods(http.MethodPost)
 	root.HandleFunc(CallbackPath, s.handleCallback).Methods(http.MethodGet)
+	root.HandleFunc(ContinuePath, s.handleContinue).Methods(http.MethodPost)
 }
 
 // discover returns the provider's OpenID configuration, fetching it on first use (and
