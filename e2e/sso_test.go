@@ -304,6 +304,9 @@ func TestSSO(t *testing.T) {
 		if sso == nil || token == nil || token["get_login_token"] != true {
 			t.Fatalf("GET /login = %s, want m.login.sso and m.login.token with get_login_token", r.Raw)
 		}
+		if sso["oauth_aware_preferred"] != true {
+			t.Errorf("m.login.sso flow = %s, want oauth_aware_preferred: true (the OAuth 2.0 API is on)", jsonString(sso))
+		}
 		idps := list(sso, "identity_providers")
 		if len(idps) != 2 || str(idps[0], "id") != "corp" || str(idps[0], "name") != "Corp SSO" ||
 			str(idps[0], "brand") != "gitlab" || str(idps[0], "icon") != "mxc://example.org/corplogo" ||
@@ -339,6 +342,57 @@ func TestSSO(t *testing.T) {
 		expectOK(t, r, "second sign-in")
 		if str(r.Body, "user_id") != aliceID {
 			t.Errorf("second sign-in = %s, want %s again", str(r.Body, "user_id"), aliceID)
+		}
+	})
+
+	t.Run("the OAuth 2.0 sign-in page signs in through a provider", func(t *testing.T) {
+		// A native client's authorization code flow with PKCE; the user presses "Sign in with
+		// Corp SSO" instead of typing a password, signs in at the provider, consents.
+		clientID := nativeClient(t, srv, nil)
+		verifier, challenge := pkce()
+		deviceID := randomDeviceID()
+		redirect := "http://127.0.0.1/callback"
+		b := newSSOBrowser(t, srv)
+		b.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if req.URL.Hostname() != "127.0.0.1" || req.URL.Port() == "" || len(via) > 20 {
+				return http.ErrUseLastResponse // the client's redirect URI is never contacted
+			}
+			return nil
+		}
+		p := b.get(authorizeURL(srv, clientID, redirect, "urn:matrix:client:api:* urn:matrix:client:device:"+deviceID, "st4te", challenge, nil))
+		var start string
+		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
+			if h := html.UnescapeString(m[1]); strings.HasPrefix(h, "/_lattice/sso/web/corp/start?next=") {
+				start = h
+			}
+		}
+		if p.Status != 200 || start == "" || !strings.Contains(p.Body, "Sign in with Corp SSO") {
+			t.Fatalf("sign-in page of the authorization: %s %d, want a Sign in with Corp SSO button: %.3000s", p.URL, p.Status, p.Body)
+		}
+		p = b.signInAt(srv.URL+start, "corp-0001")
+		code, state := codeFrom(t, b.consent(p, "allow"))
+		if state != "st4te" {
+			t.Errorf("state %q", state)
+		}
+		r := tokenRequest(t, srv, "/_lattice/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {redirect}, "client_id": {clientID}, "code_verifier": {verifier}})
+		if r.Status != 200 {
+			t.Fatalf("code exchange: %d %s", r.Status, r.Raw)
+		}
+		c := &Client{t: t, srv: srv, Token: str(r.Body, "access_token")}
+		if w := whoami(c); str(w.Body, "user_id") != "@alice:localhost" || str(w.Body, "device_id") != deviceID {
+			t.Errorf("whoami of the OAuth session = %d %s, want @alice:localhost on %s", w.Status, w.Raw, deviceID)
+		}
+
+		// The continuation goes to local pages only, and needs the sign-in of this browser.
+		b = newSSOBrowser(t, srv)
+		p = b.signInAt(srv.URL+"/_lattice/sso/web/corp/start?next="+url.QueryEscape("//evil.example/x"), "corp-0001")
+		if p.Status != 200 || !strings.HasPrefix(p.URL, srv.URL+"/_lattice/account/") || p.Location != "" {
+			t.Errorf("next to another site: ended at %s (%d) Location %q, want the account page", p.URL, p.Status, p.Location)
+		}
+		expectPage(t, newSSOBrowser(t, srv).get(srv.URL+"/_lattice/sso/web/corp/done?next=%2F_lattice%2Faccount%2F"), "done without a sign-in", 400, "not valid")
+		if r := anon(t, srv, "GET", "/_lattice/sso/web/nope/start", nil); r.Status != 404 {
+			t.Errorf("unknown provider: %d %s", r.Status, r.Raw)
 		}
 	})
 
@@ -389,18 +443,25 @@ func TestSSO(t *testing.T) {
 
 	t.Run("several providers: a page to choose, and the second provider works", func(t *testing.T) {
 		b := newSSOBrowser(t, srv)
+		// With the OAuth 2.0 API on, the redirect without a provider is this server's sign-in
+		// page ("OAuth 2.0 aware clients"), offering the password and both providers.
 		p := b.get(ssoStart(srv, ""))
-		if p.Status != 200 || !strings.Contains(p.Body, "Corp SSO") || !strings.Contains(p.Body, "Other ID") {
-			t.Fatalf("chooser: %d %.2000s", p.Status, p.Body)
+		if p.Status != 200 || !strings.HasPrefix(p.URL, srv.URL+"/_lattice/account/login?") ||
+			!strings.Contains(p.Body, "Sign in with Corp SSO") || !strings.Contains(p.Body, "Sign in with Other ID") {
+			t.Fatalf("sign-in page: %s %d %.2000s", p.URL, p.Status, p.Body)
 		}
+		formTo(t, p, "/_lattice/account/login")
 		var otherLink string
 		for _, m := range anchorRe.FindAllStringSubmatch(p.Body, -1) {
-			if strings.Contains(m[1], "/redirect/other") {
+			if strings.Contains(m[1], "/_lattice/sso/web/other/start?next=") {
 				otherLink = html.UnescapeString(m[1])
 			}
 		}
 		if otherLink == "" {
-			t.Fatalf("chooser has no link to the other provider: %s", p.Body)
+			t.Fatalf("sign-in page has no link to the other provider: %s", p.Body)
+		}
+		if p := newSSOBrowser(t, srv).get(ssoStart(srv, "") + "&action=register"); p.Status != 200 || !strings.HasPrefix(p.URL, srv.URL+"/_lattice/account/register?") {
+			t.Errorf("action=register: %s %d, want the registration page", p.URL, p.Status)
 		}
 		base, _ := url.Parse(p.URL)
 		u, _ := base.Parse(otherLink)
@@ -620,4 +681,54 @@ func TestSSO(t *testing.T) {
 		time.Sleep(ssoLoginTokenLifetime + time.Second)
 		expectErr(t, tokenLogin(t, srv, str(r.Body, "login_token")), "expired login token", 403, "M_FORBIDDEN")
 	})
+}
+
+// TestOAuthAwareLogin: with the OAuth 2.0 API on and no upstream provider, GET /login still
+// offers m.login.sso marked oauth_aware_preferred ("OAuth 2.0 aware clients": the server MUST
+// provide the flow), and its redirect leads through this server's sign-in page to the
+// client's redirectUrl with a login token.
+func TestOAuthAwareLogin(t *testing.T) {
+	srv := StartServer(t)
+	srv.Register(t, "olga")
+	r := anon(t, srv, "GET", "/_matrix/client/v3/login", nil)
+	var sso, token map[string]any
+	for _, f := range list(r.Body, "flows") {
+		switch str(f, "type") {
+		case "m.login.sso":
+			sso = f
+		case "m.login.token":
+			token = f
+		}
+	}
+	if sso == nil || sso["oauth_aware_preferred"] != true || token == nil {
+		t.Fatalf("GET /login = %s, want m.login.sso with oauth_aware_preferred and m.login.token", r.Raw)
+	}
+	if _, ok := sso["identity_providers"]; ok {
+		t.Errorf("identity_providers without providers: %s", jsonString(sso))
+	}
+
+	b := newSSOBrowser(t, srv)
+	p := b.get(srv.URL + "/_matrix/client/v3/login/sso/redirect?redirectUrl=" + url.QueryEscape(ssoRedirect))
+	if p.Status != 200 || !strings.HasPrefix(p.URL, srv.URL+"/_lattice/account/login?") {
+		t.Fatalf("SSO redirect: %s %d, want the sign-in page", p.URL, p.Status)
+	}
+	p = b.signIn(p, "olga", testPassword)
+	if p.Status != 200 || !strings.Contains(p.Body, "Continue to client.example") || !strings.Contains(p.Body, "@olga:localhost") {
+		t.Fatalf("after signing in: %s %d, want the confirmation page: %.2000s", p.URL, p.Status, p.Body)
+	}
+	p = b.submit(p, nil)
+	u, _ := url.Parse(p.Location)
+	if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, "https://client.example/after-login?x=1&loginToken=") {
+		t.Fatalf("continue: %d Location %q", p.Status, p.Location)
+	}
+	l := tokenLogin(t, srv, u.Query().Get("loginToken"))
+	expectOK(t, l, "m.login.token from the web sign-in")
+	if str(l.Body, "user_id") != "@olga:localhost" {
+		t.Errorf("login = %s, want @olga:localhost", l.Raw)
+	}
+	// The end of the flow is no way to collect a token: another browser is sent to sign in.
+	p = newSSOBrowser(t, srv).get(srv.URL + "/_lattice/account/sso/legacy?redirectUrl=" + url.QueryEscape(ssoRedirect))
+	if !strings.HasPrefix(p.URL, srv.URL+"/_lattice/account/login?") || strings.Contains(p.Location, "loginToken") {
+		t.Errorf("legacy end without a session: %s %d Location %q, want the sign-in page", p.URL, p.Status, p.Location)
+	}
 }
