@@ -2,7 +2,9 @@
 // serves the Client-Server API's legacy SSO login flow ("Client login via SSO"):
 //
 //	GET /_matrix/client/v3/login/sso/redirect?redirectUrl=...           one provider: straight to it;
-//	                                                                     several: a page to choose
+//	                                                                     several: a page to choose;
+//	                                                                     OAuth 2.0 pages on: their
+//	                                                                     sign-in page (web.go)
 //	GET /_matrix/client/v3/login/sso/redirect/{idpId}?redirectUrl=...   to that provider
 //	GET /_lattice/sso/callback                                           where providers send users back
 //	POST /_lattice/sso/continue                                          the "Continue to <client>?" button
