@@ -2,7 +2,9 @@ package sso
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
@@ -37,6 +39,13 @@ type uiaConfirm struct {
 	Session string `json:"s"`
 	CSRF    string `json:"c"`
 	Expires int64  `json:"e"`
+}
+
+// confirmCookieName is the confirmation cookie of one session, so that pages of several
+// sessions open in one browser do not replace each other's.
+func confirmCookieName(session string) string {
+	sum := sha256.Sum256([]byte(session))
+	return confirmCookie + "_" + hex.EncodeToString(sum[:8])
 }
 
 // uiaSession returns the issued session named by the request, or shows why not.
@@ -77,7 +86,7 @@ func (s *Service) handleUIAFallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := uiaConfirm{Session: sess.SessionID, CSRF: randomString(), Expires: s.now().Add(confirmTTL).Unix()}
-	if err := s.setCookie(w, confirmCookie, "/_matrix/client/", confirmPurpose, c, confirmTTL); err != nil {
+	if err := s.setCookie(w, confirmCookieName(sess.SessionID), "/_matrix/client/", confirmPurpose, c, confirmTTL); err != nil {
 		s.renderError(w, http.StatusInternalServerError, "Not confirmed", "Something went wrong on this server.")
 		return
 	}
@@ -103,8 +112,8 @@ func (s *Service) handleUIAConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c uiaConfirm
-	err := s.readCookie(r, confirmCookie, confirmPurpose, &c)
 	session := r.PostForm.Get("session")
+	err := s.readCookie(r, confirmCookieName(session), confirmPurpose, &c)
 	if err != nil || c.Expires < s.now().Unix() || c.Session != session || c.CSRF == "" || c.CSRF != r.PostForm.Get("csrf") {
 		s.renderError(w, http.StatusForbidden, "Not confirmed",
 			"This confirmation was not started in this browser, or has expired. Try again from your client.")
@@ -119,7 +128,7 @@ func (s *Service) handleUIAConfirm(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, r, s.log, spec.NotFound("unknown identity provider"))
 		return
 	}
-	s.clearCookie(w, confirmCookie, "/_matrix/client/")
+	s.clearCookie(w, confirmCookieName(session), "/_matrix/client/")
 	if err := s.start(w, r, p, flow{UIASession: sess.SessionID}); err != nil {
 		s.log.Warn("sso discovery failed", "idp", p.cfg.ID, "err", err)
 		s.renderError(w, http.StatusBadGateway, "The sign-in provider cannot be reached", p.cfg.Name+" did not answer. Try again later.")
