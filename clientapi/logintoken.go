@@ -19,10 +19,16 @@ import (
 // accepts a token another made.
 
 // loginFlows is GET /login's list: passwords, login tokens, single sign-on with the
-// configured identity providers, and application services' logins.
+// configured identity providers, and application services' logins. With the OAuth 2.0 API
+// on, m.login.sso is always offered and marked oauth_aware_preferred ("OAuth 2.0 aware
+// clients": the server MUST provide the flow and mark it preferred, providers or not): its
+// redirect goes to this server's sign-in page, which offers the password and the providers
+// (package sso, web.go).
 func (s *Server) loginFlows() []map[string]any {
 	flows := []map[string]any{{"type": "m.login.password"}}
-	if providers := s.cfg.SSO.Providers; len(providers) > 0 {
+	oauth := s.cfg.OAuth.Enabled
+	if providers := s.cfg.SSO.Providers; len(providers) > 0 || oauth {
+		flow := map[string]any{"type": "m.login.sso"}
 		idps := make([]map[string]string, 0, len(providers))
 		for _, pc := range providers {
 			p := pc.WithDefaults()
@@ -35,9 +41,15 @@ func (s *Server) loginFlows() []map[string]any {
 			}
 			idps = append(idps, idp)
 		}
-		flows = append(flows, map[string]any{"type": "m.login.sso", "identity_providers": idps})
+		if len(idps) > 0 {
+			flow["identity_providers"] = idps
+		}
+		if oauth {
+			flow["oauth_aware_preferred"] = true
+		}
+		flows = append(flows, flow)
 	}
-	if len(s.cfg.SSO.Providers) > 0 || s.cfg.SSO.GetLoginToken {
+	if len(s.cfg.SSO.Providers) > 0 || oauth || s.cfg.SSO.GetLoginToken {
 		flows = append(flows, map[string]any{"type": "m.login.token", "get_login_token": s.cfg.SSO.GetLoginToken})
 	}
 	if s.appservices != nil && len(s.appservices.Registry().Services()) > 0 {

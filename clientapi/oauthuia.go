@@ -3,6 +3,7 @@ package clientapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -46,18 +47,27 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 		}
 	}
 	if a.Session != "" {
-		ok, err := s.takeCrossSigningReset(r.Context(), dev.UserID)
-		if err != nil {
+		// The session must be one issued for this request to this user (uiasessions.go).
+		if err := s.checkUIASession(r.Context(), dev.UserID, a.Session); err == nil {
+			ok, err := s.takeCrossSigningReset(r.Context(), dev.UserID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return s.endUIASession(r.Context(), a.Session)
+			}
+		} else if !errors.Is(err, errUnknownUIASession) {
 			return err
 		}
-		if ok {
-			return nil
-		}
+	}
+	session, err := s.issueUIASession(r.Context(), dev.UserID)
+	if err != nil {
+		return err
 	}
 	return &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
 		"flows":   []map[string]any{{"stages": []string{"m.oauth"}}},
 		"params":  map[string]any{"m.oauth": map[string]string{"url": s.crossSigningResetURL(r)}},
-		"session": s.uia.issue(),
+		"session": session,
 	}}
 }
 

@@ -57,21 +57,38 @@ func (s *Server) uiaRequiredSession(flows [][]string, errMsg, session string) er
 // requirePassword runs user-interactive authentication for an authenticated user (device
 // deletion, password change, deactivation, cross-signing key replacement, login tokens): the
 // m.login.password stage, or for a user linked to a configured single sign-on provider the
-// m.login.sso stage, which its fallback page (the sso package) completes.
+// m.login.sso stage, which its fallback page (the sso package) completes. Every session it
+// issues is bound to the user and the request (uiasessions.go); a session presented with
+// another request is refused, whatever the stage.
 func (s *Server) requirePassword(ctx context.Context, userID string, auth json.RawMessage) error {
 	flows, sso := s.userAuthFlows(ctx, userID)
 	if len(auth) == 0 || string(auth) == "null" {
-		return s.uiaRequired(flows, "")
+		return s.uiaRequiredFor(ctx, userID, flows, "")
 	}
 	var a authData
 	if err := json.Unmarshal(auth, &a); err != nil {
 		return spec.BadJSON("auth must be an object")
 	}
+	if a.Session != "" {
+		if err := s.checkUIASession(ctx, userID, a.Session); errors.Is(err, errUnknownUIASession) {
+			return s.uiaRequiredFor(ctx, userID, flows, "")
+		} else if err != nil {
+			return err
+		}
+	}
+	if err := s.uiaStage(ctx, userID, a, flows, sso); err != nil {
+		return err
+	}
+	return s.endUIASession(ctx, a.Session)
+}
+
+// uiaStage checks the stage of a, for a session (if any) that checkUIASession accepted.
+func (s *Server) uiaStage(ctx context.Context, userID string, a authData, flows [][]string, sso bool) error {
 	if sso && (a.Type == "m.login.sso" || (a.Type == "" && a.Session != "")) {
 		return s.checkSSOStage(ctx, userID, a.Session, flows)
 	}
 	if a.Type != "m.login.password" {
-		return s.uiaRequired(flows, "")
+		return s.uiaRequiredFor(ctx, userID, flows, "")
 	}
 	who := a.User
 	if a.Identifier != nil {
@@ -89,7 +106,10 @@ func (s *Server) requirePassword(ctx context.Context, userID string, auth json.R
 		return spec.Forbidden("you can only authenticate as yourself")
 	}
 	if err := s.checkPasswordLimited(ctx, userID, a.Password); errors.Is(err, errWrongPassword) {
-		return s.uiaRequired(flows, "invalid password")
+		if a.Session != "" {
+			return s.uiaRequiredSession(flows, "invalid password", a.Session)
+		}
+		return s.uiaRequiredFor(ctx, userID, flows, "invalid password")
 	} else if err != nil {
 		return err
 	}

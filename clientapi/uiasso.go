@@ -54,11 +54,12 @@ func (s *Server) ssoLinked(ctx context.Context, userID string) bool {
 	return false
 }
 
-// checkSSOStage accepts a session whose m.login.sso stage userID completed; a session not
-// completed yet gets the 401 again with the same session, so the client can keep waiting.
+// checkSSOStage accepts a session (one issued for this request: requirePassword checked)
+// whose m.login.sso stage userID completed; a session not completed yet gets the 401 again
+// with the same session, so the client can keep waiting.
 func (s *Server) checkSSOStage(ctx context.Context, userID, session string, flows [][]string) error {
 	if session == "" {
-		return s.uiaRequired(flows, "")
+		return s.uiaRequiredFor(ctx, userID, flows, "")
 	}
 	var who string
 	err := s.db.WithTx(ctx, func(tx *storage.Tx) error {

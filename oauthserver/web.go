@@ -105,6 +105,26 @@ func (s *Server) SignInUser(w http.ResponseWriter, r *http.Request, userID, next
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
 
+// SignedInUser returns the user signed in to this browser's session of these pages, if any.
+// Another package's page under /_lattice/account/ (the legacy SSO flow of package sso) uses
+// it to learn who signed in through SignInURL.
+func (s *Server) SignedInUser(r *http.Request) (string, bool) {
+	if ws := s.cookies.read(r); ws != nil && ws.UserID != "" {
+		return ws.UserID, true
+	}
+	return "", false
+}
+
+// SignInURL is the sign-in page (with register, the registration page) that continues to
+// next, a path under /_lattice/account/ or the authorization endpoint, once signed in.
+func (s *Server) SignInURL(next string, register bool) string {
+	page := pathLogin
+	if register {
+		page = pathSignUp
+	}
+	return page + "?next=" + url.QueryEscape(safeNext(next))
+}
+
 // checkForm parses a POSTed form and checks its CSRF token against the session cookie. On
 // failure it has answered with an error page.
 func (s *Server) checkForm(w http.ResponseWriter, r *http.Request) (*webSession, bool) {

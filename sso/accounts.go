@@ -47,6 +47,27 @@ func (s *Service) checkActive(ctx context.Context, userID string) error {
 	return nil
 }
 
+// checkLinkable refuses to link an existing account to a new identity of p when the account
+// is a server admin (an identity whose name a user can influence must not become an admin),
+// or is linked to another identity of p already (a second identity claiming the same name).
+func checkLinkable(ctx context.Context, tx *storage.Tx, p *provider, acc *storage.Account) error {
+	if acc.IsAdmin {
+		return refused(http.StatusForbidden, "Sign-in refused",
+			"The account %s exists and is a server administrator's: it cannot be linked to a %s identity by signing in. Ask an administrator to link it.", acc.UserID, p.cfg.Name)
+	}
+	ids, err := tx.ExternalIDs(ctx, acc.UserID)
+	if err != nil {
+		return err
+	}
+	for _, e := range ids {
+		if e.AuthProvider == p.cfg.ID {
+			return refused(http.StatusForbidden, "Sign-in refused",
+				"The account %s is linked to another %s identity already.", acc.UserID, p.cfg.Name)
+		}
+	}
+	return nil
+}
+
 // provision links the identity to the existing account of its localpart (with
 // allow_existing_users) or to a new account at the first free localpart.
 func (s *Service) provision(ctx context.Context, p *provider, subject string, claims map[string]any) (string, error) {
@@ -57,11 +78,16 @@ func (s *Service) provision(ctx context.Context, p *provider, subject string, cl
 	}
 	ext := storage.ExternalID{AuthProvider: p.cfg.ID, ExternalID: subject}
 	if userID := "@" + localpart + ":" + s.cfg.ServerName; p.cfg.AllowExistingUsers && !s.isReserved(userID) {
-		if _, err := s.db.Account(ctx, userID); err == nil {
+		if acc, err := s.db.Account(ctx, userID); err == nil {
 			if err := s.checkActive(ctx, userID); err != nil {
 				return "", err
 			}
-			err := s.db.WithTx(ctx, func(tx *storage.Tx) error { return tx.AddExternalID(ctx, userID, ext) })
+			err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				if err := checkLinkable(ctx, tx, p, acc); err != nil {
+					return err
+				}
+				return tx.AddExternalID(ctx, userID, ext)
+			})
 			if err == nil {
 				s.log.Info("sso identity linked to an existing account", "user_id", userID, "idp", p.cfg.ID)
 			}

@@ -175,47 +175,123 @@ func (s *Service) exchange(ctx context.Context, p *provider, f flow, code string
 	return claims, nil
 }
 
-// finishLegacy ends the legacy flow: a login token for userID, appended to the client's
-// redirectUrl, directly for a whitelisted client, else through a confirmation page.
+// The "Continue to <client>?" page posts its button to ContinuePath; the sign-in waits in a
+// sealed cookie that only this server's own pages send back (SameSite=Lax: no cross-site
+// POST carries it), so the login token is made when the browser leaves for the client and
+// can live as briefly as the spec asks.
+const (
+	ContinuePath   = "/_lattice/sso/continue"
+	pendingCookie  = "lattice_sso_pending"
+	pendingPurpose = "sso-pending"
+	pendingTTL     = 10 * time.Minute
+)
+
+type pending struct {
+	UserID   string `json:"u"`
+	Redirect string `json:"r"`
+	Expires  int64  `json:"e"`
+}
+
+// finishLegacy ends the legacy flow: a whitelisted client gets a login token appended to
+// its redirectUrl at once; any other, a page asking the user whether to continue to it.
 func (s *Service) finishLegacy(w http.ResponseWriter, r *http.Request, userID, redirectURL string) {
+	if whitelisted(s.cfg.SSO.ClientWhitelist, redirectURL) {
+		s.redirectWithToken(w, r, userID, redirectURL)
+		return
+	}
+	err := s.setCookie(w, pendingCookie, "/_lattice/sso/", pendingPurpose,
+		pending{UserID: userID, Redirect: redirectURL, Expires: s.now().Add(pendingTTL).Unix()}, pendingTTL)
+	if err != nil {
+		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server.")
+		return
+	}
+	s.renderConfirm(w, userID, redirectURL)
+}
+
+// handleContinue handles POST /_lattice/sso/continue, the confirmation page's button.
+func (s *Service) handleContinue(w http.ResponseWriter, r *http.Request) {
+	var p pending
+	err := s.readCookie(r, pendingCookie, pendingPurpose, &p)
+	s.clearCookie(w, pendingCookie, "/_lattice/sso/")
+	if err != nil || p.Expires < s.now().Unix() || p.UserID == "" {
+		s.renderError(w, http.StatusBadRequest, "This sign-in is not valid",
+			"It has expired, was used already, or was started in another browser. Start signing in again from your Matrix client.")
+		return
+	}
+	s.redirectWithToken(w, r, p.UserID, p.Redirect)
+}
+
+// redirectWithToken sends the browser to the client's redirectURL with a new login token.
+func (s *Service) redirectWithToken(w http.ResponseWriter, r *http.Request, userID, redirectURL string) {
 	token := httputil.NewAccessToken()
 	now := s.now()
 	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error {
 		return tx.InsertLoginToken(r.Context(), httputil.HashToken(token), userID,
-			now.Add(s.cfg.SSO.LoginTokenLifetime).UnixMilli(), now.UnixMilli())
+			now.Add(s.cfg.SSO.RedirectTokenLifetime).UnixMilli(), now.UnixMilli())
 	})
 	if err != nil {
 		s.log.Error("sso login token", "user_id", userID, "err", err)
 		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server.")
 		return
 	}
-	target := withLoginToken(redirectURL, token)
 	w.Header().Set("Cache-Control", "no-store")
-	for _, prefix := range s.cfg.SSO.ClientWhitelist {
-		if strings.HasPrefix(redirectURL, prefix) {
-			http.Redirect(w, r, target, http.StatusFound)
-			return
-		}
-	}
-	s.renderConfirm(w, userID, redirectURL, target)
+	http.Redirect(w, r, withLoginToken(redirectURL, token), http.StatusFound)
 }
 
 // withLoginToken appends loginToken to the query of redirectURL, leaving the rest as the
-// client wrote it.
+// client wrote it except any loginToken parameters already there, which are removed ("If it
+// already includes one or more loginToken parameters, they should be removed before adding
+// the new one"): a link crafted with someone else's token must not log the user in as them.
 func withLoginToken(redirectURL, token string) string {
 	base, frag, hasFrag := strings.Cut(redirectURL, "#")
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-		if strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&") {
-			sep = ""
+	base, query, _ := strings.Cut(base, "?")
+	var kept []string
+	for _, param := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(param, "=")
+		if n, err := url.QueryUnescape(name); param == "" || (err == nil && n == "loginToken") || name == "loginToken" {
+			continue
 		}
+		kept = append(kept, param)
 	}
-	out := base + sep + "loginToken=" + url.QueryEscape(token)
+	out := base + "?" + strings.Join(append(kept, "loginToken="+url.QueryEscape(token)), "&")
 	if hasFrag {
 		out += "#" + frag
 	}
 	return out
+}
+
+// whitelisted reports whether redirectURL belongs to a client of sso.client_whitelist: the
+// same scheme and host (with port) as an entry, no user info, and a path under the entry's
+// path (at a "/" boundary, without dot segments). A plain string prefix would let
+// "https://app.example" admit "https://app.example.evil/".
+func whitelisted(list []string, redirectURL string) bool {
+	u, err := url.Parse(redirectURL)
+	if err != nil || u.User != nil || u.Opaque != "" || strings.Contains(redirectURL, "\\") {
+		return false
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	path := u.Path
+	if path == "" {
+		path = "/"
+	}
+	for _, entry := range list {
+		w, err := url.Parse(entry)
+		if err != nil || w.Opaque != "" || !strings.EqualFold(w.Scheme, u.Scheme) || !strings.EqualFold(w.Host, u.Host) {
+			continue
+		}
+		prefix := w.Path
+		if prefix == "" {
+			prefix = "/"
+		}
+		if path == prefix || strings.HasPrefix(path, prefix) && (strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/') {
+			return true
+		}
+	}
+	return false
 }
 
 // SignedInUser returns the user that a sign-in begun with Start proved, if its cookie is

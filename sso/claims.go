@@ -39,8 +39,9 @@ func checkClaims(p config.SSOProvider, claims map[string]any) error {
 			return refused(http.StatusForbidden, "Sign-in refused",
 				"%s did not give an e-mail address, and this server admits only addresses of some domains.", p.Name)
 		}
-		// An address the provider says is unverified proves nothing about its domain.
-		if v, ok := claims["email_verified"].(bool); ok && !v {
+		// Only an address the provider says it verified proves anything about its domain: a
+		// missing claim counts as unverified (some providers send "true" as a string).
+		if !emailVerified(claims["email_verified"]) {
 			return refused(http.StatusForbidden, "Sign-in refused",
 				"Your e-mail address %s is not verified at %s.", email, p.Name)
 		}
@@ -56,6 +57,17 @@ func checkClaims(p config.SSOProvider, claims map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// emailVerified reports whether an email_verified claim says yes: true, or "true".
+func emailVerified(v any) bool {
+	switch v := v.(type) {
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(v, "true")
+	}
+	return false
 }
 
 // claimHas reports whether a claim is want, or a list holding want.

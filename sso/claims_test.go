@@ -38,13 +38,16 @@ func TestCheckClaims(t *testing.T) {
 		t.Errorf("matching claims refused: %v", err)
 	}
 	for name, change := range map[string]func(map[string]any){
-		"other department":   func(c map[string]any) { c["department"] = "sales" },
-		"missing claim":      func(c map[string]any) { delete(c, "department") },
-		"group not in list":  func(c map[string]any) { c["groups"] = []any{"staff"} },
-		"other domain":       func(c map[string]any) { c["email"] = "a@example.org.evil.test" },
-		"no e-mail":          func(c map[string]any) { delete(c, "email") },
-		"two @":              func(c map[string]any) { c["email"] = "a@evil.test@example.org" },
-		"unverified address": func(c map[string]any) { c["email_verified"] = false },
+		"other department":    func(c map[string]any) { c["department"] = "sales" },
+		"missing claim":       func(c map[string]any) { delete(c, "department") },
+		"group not in list":   func(c map[string]any) { c["groups"] = []any{"staff"} },
+		"other domain":        func(c map[string]any) { c["email"] = "a@example.org.evil.test" },
+		"no e-mail":           func(c map[string]any) { delete(c, "email") },
+		"two @":               func(c map[string]any) { c["email"] = "a@evil.test@example.org" },
+		"unverified address":  func(c map[string]any) { c["email_verified"] = false },
+		"unsaid verification": func(c map[string]any) { delete(c, "email_verified") },
+		"verified as string":  func(c map[string]any) { c["email_verified"] = "false" },
+		"verified as number":  func(c map[string]any) { c["email_verified"] = float64(1) },
 	} {
 		c := map[string]any{}
 		for k, v := range ok {
@@ -58,6 +61,39 @@ func TestCheckClaims(t *testing.T) {
 	}
 }
 
+func TestEmailVerifiedAsString(t *testing.T) {
+	p := config.SSOProvider{ID: "corp", Name: "Corp", EmailClaim: "email", AllowedEmailDomains: []string{"example.org"}}
+	if err := checkClaims(p, map[string]any{"email": "a@example.org", "email_verified": "true"}); err != nil {
+		t.Errorf("email_verified \"true\" refused: %v", err)
+	}
+}
+
+func TestWhitelisted(t *testing.T) {
+	list := []string{"https://app.example", "https://web.example/app/", "io.element.app:/"}
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://app.example/", true},
+		{"https://app.example", true},
+		{"https://APP.example/cb?x=1", true},
+		{"https://app.example.evil/", false},
+		{"https://app.example:8443/", false},
+		{"http://app.example/", false},
+		{"https://app.example@evil.test/", false},
+		{"https://web.example/app/cb", true},
+		{"https://web.example/application", false},
+		{"https://web.example/app/../../evil", false},
+		{"https://web.example/", false},
+		{"io.element.app:/callback", true},
+		{"io.element.app.evil:/callback", false},
+	} {
+		if got := whitelisted(list, tc.url); got != tc.want {
+			t.Errorf("whitelisted(%q) = %v, want %v", tc.url, got, tc.want)
+		}
+	}
+}
+
 func TestWithLoginToken(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"https://c.example/cb", "https://c.example/cb?loginToken=t%2B1"},
@@ -65,6 +101,10 @@ func TestWithLoginToken(t *testing.T) {
 		{"https://c.example/cb?", "https://c.example/cb?loginToken=t%2B1"},
 		{"https://c.example/#/room", "https://c.example/?loginToken=t%2B1#/room"},
 		{"io.element.app:/callback", "io.element.app:/callback?loginToken=t%2B1"},
+		{"https://c.example/cb?loginToken=evil&x=1", "https://c.example/cb?x=1&loginToken=t%2B1"},
+		{"https://c.example/cb?x=1&loginToken=a&loginToken=b#f", "https://c.example/cb?x=1&loginToken=t%2B1#f"},
+		{"https://c.example/cb?loginToken=evil", "https://c.example/cb?loginToken=t%2B1"},
+		{"https://c.example/cb?x=%20&loginTokenX=1", "https://c.example/cb?x=%20&loginTokenX=1&loginToken=t%2B1"},
 	} {
 		if got := withLoginToken(tc.in, "t+1"); got != tc.want {
 			t.Errorf("withLoginToken(%q) = %q, want %q", tc.in, got, tc.want)

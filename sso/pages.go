@@ -13,7 +13,8 @@ var pages = template.Must(template.New("").Parse(`
 <title>{{.}}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32em;margin:3em auto;padding:0 1em;line-height:1.5}
 a.button{display:block;margin:.5em 0;padding:.7em 1em;border:1px solid #888;border-radius:6px;text-decoration:none;color:inherit}
-a.button:hover{background:#eee}</style></head><body>{{end}}
+a.button:hover,button.button:hover{background:#eee}
+button.button{display:block;width:100%;text-align:left;font:inherit;margin:.5em 0;padding:.7em 1em;border:1px solid #888;border-radius:6px;background:none;cursor:pointer}</style></head><body>{{end}}
 
 {{define "choose"}}{{template "head" "Choose how to sign in"}}
 <h1>Sign in</h1>
@@ -26,13 +27,17 @@ a.button:hover{background:#eee}</style></head><body>{{end}}
 <p>You signed in as <strong>{{.UserID}}</strong>.</p>
 <p>Continuing gives <strong>{{.Host}}</strong> access to your account. Continue only if you
 started signing in from there: a link that someone sent you may be an attempt to take over your account.</p>
-<a class="button" id="continue" href="{{.Target}}">Continue to {{.Host}}</a>
+<form method="post" action="{{.Action}}"><button class="button" id="continue" type="submit">Continue to {{.Host}}</button></form>
 </body></html>{{end}}
 
 {{define "reauth"}}{{template "head" "Confirm your identity"}}
 <h1>Confirm your identity</h1>
-<p>To continue, sign in again with:</p>
-{{range .Providers}}<a class="button" id="idp-{{.ID}}" href="{{.Href}}">{{.Name}}</a>
+<p id="operation">A client is trying to <strong>{{.Description}}</strong> for your account <strong>{{.UserID}}</strong>.</p>
+<p>If you did not expect this, do not continue: close this page. Someone may be trying to take over your account.</p>
+<p>To allow it, sign in again with:</p>
+{{range .Providers}}<form method="post" action="{{$.Action}}"><input type="hidden" name="session" value="{{$.Session}}">
+<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="idp" value="{{.ID}}">
+<button class="button" id="idp-{{.ID}}" type="submit">{{.Name}}</button></form>
 {{end}}</body></html>{{end}}
 
 {{define "reauthdone"}}{{template "head" "Identity confirmed"}}
@@ -80,21 +85,12 @@ func (s *Service) renderChooser(w http.ResponseWriter, redirectURL string) {
 }
 
 // renderConfirm asks before handing a login token to the client at redirectURL.
-func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL, target string) {
+func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL string) {
 	host := redirectURL
 	if u, err := url.Parse(redirectURL); err == nil && u.Host != "" {
 		host = u.Host
 	} else if err == nil {
 		host = u.Scheme + ":" // a mobile app's own scheme
 	}
-	// target is the client's own URI (any scheme): html/template would replace an unusual
-	// scheme with #ZgotmplZ, so it is passed as trusted once clientURI refused the schemes that run code.
-	if !clientURI(target) {
-		s.renderError(w, http.StatusBadRequest, "Sign-in failed", "The client's address is not valid.")
-		return
-	}
-	writePage(w, http.StatusOK, "confirm", struct {
-		Host, UserID string
-		Target       template.URL
-	}{host, userID, template.URL(target)})
+	writePage(w, http.StatusOK, "confirm", struct{ Host, UserID, Action string }{host, userID, ContinuePath})
 }

@@ -53,6 +53,11 @@ func (s *Service) handleRedirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idpID, named := idpFromPath(r)
+	if !named && s.web != nil {
+		// OAuth 2.0 aware clients: this server's sign-in page, which offers every way in.
+		s.startWebLegacy(w, r, redirectURL)
+		return
+	}
 	if !named {
 		switch len(s.providers) {
 		case 0:

@@ -2,9 +2,14 @@
 // serves the Client-Server API's legacy SSO login flow ("Client login via SSO"):
 //
 //	GET /_matrix/client/v3/login/sso/redirect?redirectUrl=...           one provider: straight to it;
-//	                                                                     several: a page to choose
+//	                                                                     several: a page to choose;
+//	                                                                     OAuth 2.0 pages on: their
+//	                                                                     sign-in page (web.go)
 //	GET /_matrix/client/v3/login/sso/redirect/{idpId}?redirectUrl=...   to that provider
 //	GET /_lattice/sso/callback                                           where providers send users back
+//	POST /_lattice/sso/continue                                          the "Continue to <client>?" button
+//	GET /_lattice/sso/web/{idpId}/start, /done                           sign-in on this server's web
+//	                                                                     pages (web.go)
 //	GET /_matrix/client/v3/auth/m.login.sso/fallback/web?session=...    the m.login.sso stage of
 //	                                                                     user-interactive auth (uia.go)
 //
@@ -36,6 +41,9 @@
 //	// At continueURL, after the provider sent the user back and the account was resolved:
 //	userID, ok := svc.SignedInUser(r) // from a sealed cookie valid for 5 minutes
 //	svc.ClearSignedIn(w)              // once the page has used it
+//
+// SetWebSignIn with the OAuth server's pages adds the routes of web.go, which the sign-in
+// page's "Sign in with <provider>" buttons (WebStartPath) lead to.
 //
 // Start returns ErrUnknownProvider for an idpID that is not configured. Errors at the
 // callback (a refused claim, a provider error) are shown on this package's error page, as in
@@ -88,6 +96,8 @@ type Service struct {
 	providers []*provider // in configuration order
 	byID      map[string]*provider
 
+	web WebSignIn // the web sign-in pages (web.go); nil: their routes answer 404
+
 	// reserved reports user IDs that single sign-on must not create or take over (the
 	// exclusive namespaces of application services); nil: none. Set before serving.
 	reserved func(userID string) bool
@@ -139,7 +149,10 @@ func (s *Service) Register(root *mux.Router) {
 	v3.HandleFunc("/login/sso/redirect", s.handleRedirect).Methods(http.MethodGet)
 	v3.HandleFunc("/login/sso/redirect/{idpId}", s.handleRedirect).Methods(http.MethodGet)
 	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAFallback).Methods(http.MethodGet)
+	v3.HandleFunc("/auth/m.login.sso/fallback/web", s.handleUIAConfirm).Methods(http.MethodPost)
 	root.HandleFunc(CallbackPath, s.handleCallback).Methods(http.MethodGet)
+	root.HandleFunc(ContinuePath, s.handleContinue).Methods(http.MethodPost)
+	s.registerWeb(root)
 }
 
 // discover returns the provider's OpenID configuration, fetching it on first use (and

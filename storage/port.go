@@ -35,6 +35,7 @@ var portTables = []portTable{
 	{name: "puppet_tokens", key: "token_hash"},
 	{name: "login_tokens", key: "token_hash"},
 	{name: "uia_sso_completions", key: "session_id"},
+	{name: "uia_sessions", key: "session_id"},
 	{name: "filters", key: "filter_id", serial: "filter_id"},
 	{name: "streams", key: "name", seeded: "pos = 0"},
 	{name: "account_data", key: "user_id, room_id, data_type"},

@@ -571,6 +571,10 @@ func populateUserAdmin(ctx context.Context, tx *Tx) error {
 	if err := tx.InsertUIASSOCompletion(ctx, "uia-session", "@bob:test", 1<<50, 1); err != nil {
 		return err
 	}
+	if err := tx.InsertUIASession(ctx, UIASession{SessionID: "uia-session", UserID: "@bob:test", Method: "POST",
+		Path: "/_matrix/client/v3/delete_devices", Description: "sign out devices", ExpiresTS: 1 << 50}, 1); err != nil {
+		return err
+	}
 	if err := tx.PutEmailSession(ctx, EmailSession{SID: "sid1", ClientSecret: "secret", Email: "carol@test",
 		Purpose: "register", TokenHash: "h", SendAttempt: 1, CreatedTS: 5, ExpiresTS: 1 << 50, ValidatedTS: 6, UIASession: "uia"}); err != nil {
 		return err

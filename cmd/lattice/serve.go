@@ -269,9 +269,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		oauthSrv := oauthserver.New(cfg, db, client, secret, idKey, log)
-		oauthSrv.SetEmail(mailer)
-		oauthSrv.Register(router)
+		oauth := oauthserver.New(cfg, db, client, secret, idKey, log)
+		// The sign-in and registration pages offer the upstream providers too; after the
+		// provider, the sso package hands the user to the pages' session (sso/web.go).
+		for _, p := range singleSignOn.Providers() {
+			oauth.AddSignInMethod(oauthserver.SignInMethod{ID: "sso-" + p.ID, Label: "Sign in with " + p.Name, URL: sso.WebStartPath(p.ID)})
+		}
+		singleSignOn.SetWebSignIn(oauth)
+		oauth.SetEmail(mailer)
+		oauth.Register(router)
 	}
 	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)

@@ -242,7 +242,7 @@ func Default() Config {
 		Push:          Push{NotificationRetention: 30 * 24 * time.Hour},
 		VoIP:          VoIP{TURNUserLifetime: time.Hour},
 		DelayedEvents: DelayedEvents{MaxDelay: 24 * time.Hour, MaxPerUser: 100},
-		SSO:           SSO{LoginTokenLifetime: 2 * time.Minute, GetLoginToken: true},
+		SSO:           SSO{LoginTokenLifetime: 2 * time.Minute, RedirectTokenLifetime: 5 * time.Second, GetLoginToken: true},
 		Email:         defaultEmail(),
 		OAuth:         OAuth{Enabled: true, AccessTokenLifetime: 5 * time.Minute},
 		Media: Media{

@@ -16,12 +16,17 @@ type SSO struct {
 	// Providers are the OpenID Connect providers users may sign in with. Empty: no single
 	// sign-on (GET /login then offers no m.login.sso flow).
 	Providers []SSOProvider `yaml:"providers"`
-	// ClientWhitelist are URL prefixes of clients trusted to receive a login token without
-	// the "Continue to ...?" confirmation page (e.g. "https://app.element.io/"). Every other
-	// redirectUrl gets the page, so a phishing link cannot silently collect a login token.
+	// ClientWhitelist are clients trusted to receive a login token without the "Continue to
+	// ...?" confirmation page (e.g. "https://app.element.io/"): a redirectUrl of the same
+	// scheme and host whose path is under the entry's path. Every other redirectUrl gets the
+	// page, so a phishing link cannot silently collect a login token.
 	ClientWhitelist []string `yaml:"client_whitelist"`
-	// LoginTokenLifetime is how long a login token (m.login.token) stays valid.
+	// LoginTokenLifetime is how long a login token of POST /login/get_token stays valid.
 	LoginTokenLifetime time.Duration `yaml:"login_token_lifetime"`
+	// RedirectTokenLifetime is how long the login token appended to a client's redirectUrl
+	// at the end of a single sign-on stays valid (the spec: "around five seconds"); it is
+	// made when the browser goes to the client, after any confirmation page.
+	RedirectTokenLifetime time.Duration `yaml:"redirect_login_token_lifetime"`
 	// GetLoginToken enables POST /_matrix/client/v1/login/get_token: a signed-in user who
 	// confirms their password gets a login token for another device (QR code sign-in).
 	GetLoginToken bool `yaml:"get_login_token"`
@@ -55,8 +60,11 @@ type SSOProvider struct {
 	// claim such as groups), or sign-in is refused.
 	RequiredClaims map[string]string `yaml:"required_claims"`
 	// AllowExistingUsers lets the first sign-in of a provider identity take over the local
-	// account whose localpart is the one proposed. Off (the default), a new account is made,
-	// with digits appended to the localpart when it is taken (alice, alice1, alice2, ...).
+	// account whose localpart is the one proposed, unless that account is a server admin or
+	// is linked to another identity of this provider already (then the sign-in is refused).
+	// Turn it on only when users cannot choose the value of localpart_claim at the provider.
+	// Off (the default), a new account is made, with digits appended to the localpart when
+	// it is taken (alice, alice1, alice2, ...).
 	AllowExistingUsers bool `yaml:"allow_existing_users"`
 }
 
@@ -90,6 +98,9 @@ func (c *Config) validateSSO() []error {
 	s := &c.SSO
 	if s.LoginTokenLifetime < time.Second {
 		errs = append(errs, errors.New("sso.login_token_lifetime must be at least 1s"))
+	}
+	if s.RedirectTokenLifetime < time.Second {
+		errs = append(errs, errors.New("sso.redirect_login_token_lifetime must be at least 1s"))
 	}
 	if len(s.Providers) > 0 && !strings.HasPrefix(c.ClientAPI.PublicBaseURL, "http") {
 		errs = append(errs, errors.New("sso.providers need client_api.public_base_url: the providers send users back to it"))
