@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Fixes of an independent review of the OAuth 2.0 server, each driven over HTTP.
@@ -55,4 +57,63 @@ func TestOAuthConcurrentRefresh(t *testing.T) {
 	if r := ref(rt); r.Status != 200 {
 		t.Fatalf("refresh after the trials: %d %s", r.Status, r.Raw)
 	}
+}
+
+// approvedCode signs alice in with a new browser and approves: an authorization code and its
+// verifier.
+func approvedCode(t *testing.T, s *Server, clientID, deviceID string) (code, verifier string) {
+	t.Helper()
+	b := newBrowser(t, s)
+	verifier, challenge := pkce()
+	p := b.get(authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+deviceID, "st4te", challenge, nil))
+	p = b.signIn(p, "alice", "correct horse battery")
+	code, _ = codeFrom(t, b.consent(p, "allow"))
+	return code, verifier
+}
+
+func exchangeCode(t *testing.T, s *Server, clientID, code, verifier string) Resp {
+	return tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {"http://127.0.0.1:43123/callback"}, "client_id": {clientID}, "code_verifier": {verifier}})
+}
+
+// TestOAuthCodeReuseRevokes: an authorization code presented a second time is refused and
+// ends the session it gave (RFC 6749 section 4.1.2).
+func TestOAuthCodeReuseRevokes(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	code, verifier := approvedCode(t, s, clientID, randomDeviceID())
+	tok := exchangeCode(t, s, clientID, code, verifier)
+	if tok.Status != 200 {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	if r := s.Do(t, str(tok.Body, "access_token"), "GET", "/_matrix/client/v3/account/whoami", nil); r.Status != 200 {
+		t.Fatalf("whoami: %d %s", r.Status, r.Raw)
+	}
+	expectOAuthErr(t, exchangeCode(t, s, clientID, code, verifier), "code used again", 400, "invalid_grant")
+	if r := s.Do(t, str(tok.Body, "access_token"), "GET", "/_matrix/client/v3/account/whoami", nil); r.Status != 401 {
+		t.Errorf("access token of a reused code: %d %s", r.Status, r.Raw)
+	}
+	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {str(tok.Body, "refresh_token")}, "client_id": {clientID}}), "refresh token of a reused code", 400, "invalid_grant")
+}
+
+// TestOAuthDeviceCodeExpired: a device code polled after it expired answers expired_token,
+// every time, even after other grants were started (RFC 8628 section 3.5).
+func TestOAuthDeviceCodeExpired(t *testing.T) {
+	s := StartServer(t)
+	clientID := nativeClient(t, s, nil)
+	start := func() Resp {
+		return tokenRequest(t, s, "/_lattice/oauth2/device", url.Values{"client_id": {clientID}, "scope": {"urn:matrix:client:api:* urn:matrix:client:device:" + randomDeviceID()}})
+	}
+	poll := func(d Resp) Resp {
+		return tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+			"device_code": {str(d.Body, "device_code")}, "client_id": {clientID}})
+	}
+	d := start()
+	execDB(t, s, fmt.Sprintf(`UPDATE oauth_grants SET expires_ts = %d WHERE kind = 'device'`, time.Now().Add(-time.Minute).UnixMilli()))
+	expectOAuthErr(t, poll(d), "expired", 400, "expired_token")
+	expectOAuthErr(t, poll(d), "expired, again", 400, "expired_token")
+	start()
+	expectOAuthErr(t, poll(d), "expired, after another grant started", 400, "expired_token")
 }

@@ -115,8 +115,7 @@ func (s *Server) pollDeviceCode(w http.ResponseWriter, r *http.Request, c *clien
 		case g.ClientID != c.ID:
 			answer = "invalid_grant"
 		case now >= g.ExpiresTS:
-			answer = "expired_token"
-			_, err = tx.TakeOAuthGrant(ctx(r), "device", hash)
+			answer = "expired_token" // kept a while (storage.InsertOAuthGrant) to say so
 		case g.Status == storage.GrantDenied:
 			answer = "access_denied"
 			_, err = tx.TakeOAuthGrant(ctx(r), "device", hash)
@@ -145,7 +144,7 @@ func (s *Server) pollDeviceCode(w http.ResponseWriter, r *http.Request, c *clien
 		}[answer])
 		return
 	}
-	s.issue(w, r, c, g)
+	s.issue(w, r, c, g, "")
 }
 
 // handleLinkPage handles GET /_lattice/account/device: the signed-in user types the code

@@ -83,12 +83,27 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *client)
 		return
 	}
 	var g *storage.OAuthGrant
+	hash := httputil.HashToken(code)
 	err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error {
 		var err error
-		g, err = tx.TakeOAuthGrant(ctx(r), "code", httputil.HashToken(code))
+		g, err = tx.UseOAuthCode(ctx(r), hash)
 		return err
 	})
-	if errors.Is(err, storage.ErrNotFound) {
+	var used *storage.ErrCodeUsed
+	if errors.As(err, &used) {
+		// RFC 6749 section 4.1.2: "If an authorization code is used more than once, the
+		// authorization server MUST deny the request and SHOULD revoke (when possible) all
+		// tokens previously issued based on that authorization code."
+		if used.DeviceID != "" {
+			s.log.Warn("authorization code used again: session ended", "user_id", used.UserID, "device_id", used.DeviceID)
+			if err := s.accounts.EndSession(ctx(r), used.UserID, used.DeviceID); err != nil {
+				s.serverError(w, err)
+				return
+			}
+		}
+		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "unknown or already used code")
+		return
+	} else if errors.Is(err, storage.ErrNotFound) {
 		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "unknown or already used code")
 		return
 	} else if err != nil {
@@ -105,12 +120,13 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *client)
 	case !pkceMatches(verifier, g.CodeChallenge):
 		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code challenge")
 	default:
-		s.issue(w, r, c, g)
+		s.issue(w, r, c, g, hash)
 	}
 }
 
-// issue begins the session of an approved grant and answers with its tokens.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *storage.OAuthGrant) {
+// issue begins the session of an approved grant and answers with its tokens. codeHash is the
+// authorization code's hash for the code grant (the code remembers the session's device).
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *storage.OAuthGrant, codeHash string) {
 	scope, err := parseScope(g.Scope)
 	if err != nil {
 		oauthJSON(w, http.StatusBadRequest, "invalid_scope", err.Error())
@@ -126,6 +142,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *sto
 	if err != nil {
 		s.serverError(w, err)
 		return
+	}
+	if codeHash != "" {
+		if err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error { return tx.SetOAuthCodeDevice(ctx(r), codeHash, sess.DeviceID) }); err != nil {
+			s.serverError(w, err)
+			return
+		}
 	}
 	resp := tokenResponse(sess, scope.Granted)
 	if scope.OpenID {
