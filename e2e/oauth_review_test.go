@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +117,53 @@ func TestOAuthDeviceCodeExpired(t *testing.T) {
 	expectOAuthErr(t, poll(d), "expired, again", 400, "expired_token")
 	start()
 	expectOAuthErr(t, poll(d), "expired, after another grant started", 400, "expired_token")
+}
+
+// signedIn reports whether the browser's authorization request reaches the consent page
+// (signed in) rather than the sign-in page.
+func signedIn(t *testing.T, b *browser, s *Server, clientID string) bool {
+	t.Helper()
+	_, challenge := pkce()
+	p := b.get(authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "s", challenge, nil))
+	return !strings.Contains(p.URL, "/_lattice/account/login")
+}
+
+// TestOAuthWebSessionEnds: a browser signed in to the pages can no longer approve a client
+// after the user logs out of all devices or changes the password elsewhere; the browser that
+// changed the password stays signed in.
+func TestOAuthWebSessionEnds(t *testing.T) {
+	s := StartServer(t)
+	alice := s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	signIn := func() *browser {
+		b := newBrowser(t, s)
+		_, challenge := pkce()
+		p := b.get(authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "s", challenge, nil))
+		b.signIn(p, "alice", testPassword)
+		if !signedIn(t, b, s, clientID) {
+			t.Fatal("not signed in")
+		}
+		return b
+	}
+	b := signIn()
+	alice.MustDo("POST", "/_matrix/client/v3/logout/all", map[string]any{})
+	if signedIn(t, b, s, clientID) {
+		t.Error("the browser session survived logging out of all devices")
+	}
+	b = signIn()
+	// The password changes on another browser's account page.
+	other := signIn()
+	p := other.get("/_lattice/account/")
+	f := formTo(t, p, "/_lattice/account/password")
+	f.Values.Set("current", testPassword)
+	f.Values.Set("new", "a brand new secret")
+	if p := other.post(f.Action, f.Values); p.Status != 200 {
+		t.Fatalf("password form: %d %s", p.Status, p.Body)
+	}
+	if signedIn(t, b, s, clientID) {
+		t.Error("the browser session survived a password change")
+	}
+	if !signedIn(t, other, s, clientID) {
+		t.Error("the browser that changed the password was signed out")
+	}
 }

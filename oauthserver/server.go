@@ -99,7 +99,7 @@ type Server struct {
 // the ID tokens (CookieSecret and SigningKey).
 func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieSecret []byte, idKey *rsa.PrivateKey, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, db: db, accounts: accounts, log: log, signer: newSigningKey(idKey),
-		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://")},
+		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://"), validSince: db.WebSessionsValidSince},
 		pages:   loadPages(),
 		signIns: ratelimit.New(1, 20),
 		clients: ratelimit.New(2, 100),

@@ -1,6 +1,7 @@
 package oauthserver
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -30,12 +31,16 @@ type webSession struct {
 	SID    string `json:"s"`
 	UserID string `json:"u,omitempty"`
 	Exp    int64  `json:"e"`
+	Signed int64  `json:"i,omitempty"` // when UserID signed in (Unix ms)
 }
 
 // cookieSigner signs and checks the session cookie with HMAC-SHA256.
 type cookieSigner struct {
 	secret []byte
 	secure bool // the public base URL is https
+	// validSince returns since when (Unix ms) a user's signed-in sessions are valid: a
+	// password change or logging out of all devices ends the ones before.
+	validSince func(ctx context.Context, userID string) (int64, error)
 }
 
 func (c cookieSigner) mac(msg string) string {
@@ -61,6 +66,11 @@ func (c cookieSigner) read(r *http.Request) *webSession {
 	var ws webSession
 	if json.Unmarshal(raw, &ws) != nil || ws.SID == "" || time.Now().Unix() >= ws.Exp {
 		return nil
+	}
+	if ws.UserID != "" && c.validSince != nil {
+		if since, err := c.validSince(r.Context(), ws.UserID); err != nil || ws.Signed < since {
+			return nil
+		}
 	}
 	return &ws
 }
@@ -100,9 +110,17 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) *webSession {
 // token planted before signing in is worthless) and continues to next, a local path. It is
 // what another sign-in method (package sso) calls once it has established who the user is.
 func (s *Server) SignInUser(w http.ResponseWriter, r *http.Request, userID, next string) {
-	ws := &webSession{SID: randomID(18), UserID: userID, Exp: time.Now().Add(signedInFor).Unix()}
+	now := time.Now()
+	ws := &webSession{SID: randomID(18), UserID: userID, Exp: now.Add(signedInFor).Unix(), Signed: now.UnixMilli()}
 	s.cookies.write(w, ws)
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+// keepSignedIn renews the signed-in session's cookie after the user's own password change,
+// which ended the sessions signed in before.
+func (s *Server) keepSignedIn(w http.ResponseWriter, ws *webSession) {
+	ws.Signed = time.Now().UnixMilli()
+	s.cookies.write(w, ws)
 }
 
 // checkForm parses a POSTed form and checks its CSRF token against the session cookie. On
