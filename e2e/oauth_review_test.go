@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -166,4 +169,74 @@ func TestOAuthWebSessionEnds(t *testing.T) {
 	if !signedIn(t, other, s, clientID) {
 		t.Error("the browser that changed the password was signed out")
 	}
+}
+
+// TestOAuthClientLimits: registrations are bounded in size and rate (429 with Retry-After),
+// and the clients registered a week ago that hold no session and no grant are deleted,
+// while the others stay.
+func TestOAuthClientLimits(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	md := func(name string) map[string]any {
+		return map[string]any{"client_name": name, "client_uri": "https://client.example.org/", "application_type": "native",
+			"redirect_uris": []string{"http://127.0.0.1/callback"}, "grant_types": []string{"authorization_code", "refresh_token"}}
+	}
+	if r := registerOAuthClient(t, s, md(strings.Repeat("é", 256))); r.Status != 201 {
+		t.Errorf("client_name of 256 characters: %d %s", r.Status, r.Raw)
+	}
+	expectOAuthErr(t, registerOAuthClient(t, s, md(strings.Repeat("x", 257))), "client_name of 257 characters", 400, "invalid_client_metadata")
+	long := md("ok")
+	long["client_name#fr"] = strings.Repeat("x", 257)
+	expectOAuthErr(t, registerOAuthClient(t, s, long), "localised client_name of 257 characters", 400, "invalid_client_metadata")
+	big := md("ok")
+	big["software_statement_padding"] = strings.Repeat("x", 9000)
+	expectOAuthErr(t, registerOAuthClient(t, s, big), "9 KB of metadata", 400, "invalid_client_metadata")
+
+	unused := nativeClient(t, s, nil)
+	used := nativeClient(t, s, nil)
+	tok := codeFlow(t, s, used, randomDeviceID(), "alice", testPassword)
+	pending := nativeClient(t, s, nil)
+	dev := tokenRequest(t, s, "/_lattice/oauth2/device", url.Values{"client_id": {pending}, "scope": {"urn:matrix:client:api:* urn:matrix:client:device:" + randomDeviceID()}})
+	if dev.Status != 200 {
+		t.Fatalf("device authorization: %d %s", dev.Status, dev.Raw)
+	}
+	execDB(t, s, fmt.Sprintf(`UPDATE oauth_clients SET created_ts = %d`, time.Now().Add(-8*24*time.Hour).UnixMilli()))
+	s.Stop()
+	s.Start()
+	nativeClient(t, s, nil) // a registration starts the collection
+	known := func(clientID string) bool {
+		r := tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {clientID}})
+		return str(r.Body, "error") != "invalid_client"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for known(unused) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if known(unused) {
+		t.Error("an unused client registered 8 days ago is still known")
+	}
+	if !known(used) || !known(pending) {
+		t.Errorf("clients in use were deleted: with a session %v, with a grant %v", known(used), known(pending))
+	}
+	if r := tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str(tok.Body, "refresh_token")}, "client_id": {used}}); r.Status != 200 {
+		t.Errorf("refresh of the client in use: %d %s", r.Status, r.Raw)
+	}
+
+	// Rate: a burst of registrations from one address ends in 429 with Retry-After.
+	raw, _ := json.Marshal(md("burst"))
+	for i := 0; i < 30; i++ {
+		resp, err := httpClient.Post(s.URL+"/_lattice/oauth2/register", "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 429 {
+			if strings.Contains(string(body), "slow_down") || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("429: %s, Retry-After %q", body, resp.Header.Get("Retry-After"))
+			}
+			return
+		}
+	}
+	t.Error("30 registrations in a burst were all accepted")
 }

@@ -1,6 +1,7 @@
 package oauthserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
@@ -107,13 +110,12 @@ func oauthJSON(w http.ResponseWriter, status int, code, desc string) {
 // registration (RFC 7591) under the spec's metadata rules. 201 with the client_id and the
 // registered metadata; 400 invalid_client_metadata or invalid_redirect_uri.
 func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
-	if ok, _ := s.clients.Allow(httputil.RemoteIP(r)); !ok {
-		oauthJSON(w, http.StatusTooManyRequests, "slow_down", "too many client registrations from this address")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxClientMetadata+1))
 	if err != nil {
 		oauthJSON(w, http.StatusBadRequest, "invalid_request", "cannot read the request")
+		return
+	} else if len(body) > maxClientMetadata {
+		oauthJSON(w, http.StatusBadRequest, "invalid_client_metadata", "the client metadata is too large")
 		return
 	}
 	var c client
@@ -127,6 +129,11 @@ func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusBadRequest, de.code, de.desc)
 		return
 	}
+	// Only registrations that are stored count against the address's rate.
+	if ok, wait := s.clients.Allow(httputil.RemoteIP(r)); !ok {
+		tooMany(w, wait, "too many client registrations from this address")
+		return
+	}
 	c.ID = strings.ToUpper(config.RandomSecret(16))
 	c.ID = strings.NewReplacer("-", "0", "_", "1").Replace(c.ID)
 	md, _ := json.Marshal(c)
@@ -138,13 +145,73 @@ func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusInternalServerError, "server_error", "cannot store the client")
 		return
 	}
+	s.collectClients()
 	w.Header().Set("Cache-Control", "no-store")
 	httputil.WriteJSON(w, http.StatusCreated, c)
+}
+
+// tooMany answers 429 with Retry-After. RFC 7591 has no error code for it: the RFC 6749 one
+// for a server that cannot answer now.
+func tooMany(w http.ResponseWriter, wait time.Duration, desc string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	oauthJSON(w, http.StatusTooManyRequests, "temporarily_unavailable", desc)
+}
+
+const (
+	maxClientMetadata = 8 << 10 // bytes of a registration's JSON
+	maxClientName     = 256     // characters of client_name and its localised variants
+	unusedClientAge   = 7 * 24 * time.Hour
+	collectEvery      = time.Hour
+)
+
+// collectClients deletes, in the background and at most once an hour per process, the
+// clients registered a week ago or more that hold no session and no grant: every sign-in of
+// a client registers it anew, so registrations would otherwise pile up. Running where
+// registrations are made bounds the table with the work that grows it; several processes
+// doing it at once delete the same rows, which is harmless.
+func (s *Server) collectClients() {
+	now := time.Now()
+	last := s.lastCollect.Load()
+	if now.UnixMilli()-last < collectEvery.Milliseconds() || !s.lastCollect.CompareAndSwap(last, now.UnixMilli()) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var total int64
+		for {
+			var n int64
+			err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				var err error
+				n, err = tx.DeleteUnusedOAuthClients(ctx, now.Add(-unusedClientAge).UnixMilli(), 500)
+				return err
+			})
+			if err != nil {
+				s.log.Error("delete unused oauth clients", "err", err)
+				return
+			}
+			total += n
+			if n < 500 {
+				break
+			}
+		}
+		if total > 0 {
+			s.log.Info("deleted unused oauth clients", "count", total)
+		}
+	}()
 }
 
 // validateClient checks the metadata against the spec's rules and normalises it: defaults
 // filled, unknown grant and response types dropped.
 func validateClient(c *client) error {
+	for k, v := range c.Localised {
+		if field, _, _ := strings.Cut(k, "#"); field == "client_name" && utf8.RuneCountInString(v) > maxClientName {
+			return badMetadata(k + " is too long")
+		}
+	}
+	if utf8.RuneCountInString(c.ClientName) > maxClientName {
+		return badMetadata("client_name is too long")
+	}
 	cu, err := url.Parse(c.ClientURI)
 	switch {
 	case c.ClientURI == "":

@@ -50,8 +50,8 @@ func (s *Server) handleDeviceAuthorization(w http.ResponseWriter, r *http.Reques
 	if !readTokenForm(w, r) {
 		return
 	}
-	if ok, _ := s.clients.Allow(httputil.RemoteIP(r)); !ok {
-		oauthJSON(w, http.StatusTooManyRequests, "slow_down", "too many requests from this address")
+	if ok, wait := s.clients.Allow(httputil.RemoteIP(r)); !ok {
+		tooMany(w, wait, "too many requests from this address")
 		return
 	}
 	c := s.loadClient(r, r.PostForm.Get("client_id"))

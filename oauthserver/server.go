@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -90,6 +91,8 @@ type Server struct {
 
 	signIns *ratelimit.Limiter // sign-in attempts, by client address
 	clients *ratelimit.Limiter // client registrations and device authorizations, by client address
+	// lastCollect is when (Unix ms) this process last deleted unused clients.
+	lastCollect atomic.Int64
 
 	signInMethods []SignInMethod // set before Register, read-only after
 	accountLinks  []AccountLink  // set before Register, read-only after
@@ -102,7 +105,7 @@ func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieS
 		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://"), validSince: db.WebSessionsValidSince},
 		pages:   loadPages(),
 		signIns: ratelimit.New(1, 20),
-		clients: ratelimit.New(2, 100),
+		clients: ratelimit.New(0.5, 20),
 	}
 }
 

@@ -19,6 +19,22 @@ func (tx *Tx) InsertOAuthClient(ctx context.Context, clientID, metadata string, 
 	return nil
 }
 
+// DeleteUnusedOAuthClients deletes up to limit clients registered before the given time
+// that hold no session (device) and no grant, and returns how many it deleted. The spec lets
+// a server delete registrations, but not those of clients with active sessions.
+func (tx *Tx) DeleteUnusedOAuthClients(ctx context.Context, registeredBefore int64, limit int) (int64, error) {
+	res, err := tx.exec(ctx, `
+		DELETE FROM oauth_clients WHERE client_id IN (
+			SELECT c.client_id FROM oauth_clients c WHERE c.created_ts < $1
+			AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.oauth_client_id = c.client_id)
+			AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.client_id)
+			LIMIT $2)`, registeredBefore, limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete unused oauth clients: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // OAuthClient returns the metadata (JSON) of a registered client, or ErrNotFound.
 func (q *Q) OAuthClient(ctx context.Context, clientID string) (string, error) {
 	var md string

@@ -13,3 +13,7 @@ ALTER TABLE oauth_grants ADD COLUMN used_device_id TEXT;
 -- web_sessions_ts: browser sessions of the account's pages signed in before it (Unix ms) are
 -- no longer valid: set by a password change and by logging out of all devices.
 ALTER TABLE accounts ADD COLUMN web_sessions_ts BIGINT NOT NULL DEFAULT 0;
+
+-- For finding the registered clients that no session uses.
+CREATE INDEX devices_oauth_client ON devices (oauth_client_id);
+CREATE INDEX oauth_grants_client ON oauth_grants (client_id);
