@@ -45,19 +45,26 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 			return spec.BadJSON("auth must be an object")
 		}
 	}
-	if a.Session != "" {
+	// Only a session this server issued continues the stage.
+	session := ""
+	if a.Session != "" && s.uia.has(a.Session) {
+		session = a.Session
 		ok, err := s.takeCrossSigningReset(r.Context(), dev.UserID)
 		if err != nil {
 			return err
 		}
 		if ok {
+			s.uia.take(session)
 			return nil
 		}
+	}
+	if session == "" {
+		session = s.uia.issue()
 	}
 	return &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
 		"flows":   []map[string]any{{"stages": []string{"m.oauth"}}},
 		"params":  map[string]any{"m.oauth": map[string]string{"url": s.crossSigningResetURL(r)}},
-		"session": s.uia.issue(),
+		"session": session,
 	}}
 }
 

@@ -240,3 +240,41 @@ func TestOAuthClientLimits(t *testing.T) {
 	}
 	t.Error("30 registrations in a burst were all accepted")
 }
+
+// TestOAuthCrossSigningResetSession: the m.oauth stage continues only the UIA session the
+// server issued, not any made-up one.
+func TestOAuthCrossSigningResetSession(t *testing.T) {
+	s := StartServer(t)
+	alice := s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	tok := codeFlow(t, s, clientID, randomDeviceID(), "alice", testPassword)
+	oc := &Client{t: t, srv: s, UserID: alice.UserID, Token: str(tok.Body, "access_token")}
+	csKeys := func() map[string]any {
+		master, ssk, usk := newSigningKey(t), newSigningKey(t), newSigningKey(t)
+		mk := map[string]any{"user_id": alice.UserID, "usage": []string{"master"}, "keys": map[string]string{"ed25519:" + master.pub: master.pub}}
+		sk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"self_signing"}, "keys": map[string]string{"ed25519:" + ssk.pub: ssk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
+		uk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"user_signing"}, "keys": map[string]string{"ed25519:" + usk.pub: usk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
+		return map[string]any{"master_key": mk, "self_signing_key": sk, "user_signing_key": uk}
+	}
+	const path = "/_matrix/client/v3/keys/device_signing/upload"
+	expectOK(t, oc.Do("POST", path, csKeys()), "first upload")
+	keys := csKeys()
+	r := oc.Do("POST", path, keys)
+	if r.Status != 401 {
+		t.Fatalf("replacement: %d %s", r.Status, r.Raw)
+	}
+	session, link := str(r.Body, "session"), str(obj(obj(r.Body, "params"), "m.oauth"), "url")
+	if r := oc.Do("POST", path, withAuth(keys, map[string]any{"session": session})); r.Status != 401 || str(r.Body, "session") != session {
+		t.Fatalf("before approval, the stage is asked again in the same session: %d %s", r.Status, r.Raw)
+	}
+	b := newBrowser(t, s)
+	p := b.signIn(b.get(link), "alice", testPassword)
+	f := formTo(t, p, "/_lattice/account/cross_signing_reset")
+	if p = b.post(f.Action, f.Values); p.Status != 200 {
+		t.Fatalf("approval: %d", p.Status)
+	}
+	if r := oc.Do("POST", path, withAuth(keys, map[string]any{"session": "made-up"})); r.Status != 401 {
+		t.Fatalf("made-up session after approval: %d %s", r.Status, r.Raw)
+	}
+	expectOK(t, oc.Do("POST", path, withAuth(keys, map[string]any{"session": session})), "the issued session after approval")
+}
