@@ -278,3 +278,59 @@ func TestOAuthCrossSigningResetSession(t *testing.T) {
 	}
 	expectOK(t, oc.Do("POST", path, withAuth(keys, map[string]any{"session": session})), "the issued session after approval")
 }
+
+// TestOAuthRepeatedParams: a parameter given twice is refused (RFC 6749 section 3.1): an
+// error page when it is the client or the redirect URI, else invalid_request.
+func TestOAuthRepeatedParams(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	other := nativeClient(t, s, nil)
+	b := newBrowser(t, s)
+	_, challenge := pkce()
+	base := authorizeURL(s, clientID, "http://127.0.0.1/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "s", challenge, nil)
+	if p := b.get(base + "&client_id=" + other); p.Status != 400 || p.Location != "" {
+		t.Errorf("client_id twice: %d %s", p.Status, p.Location)
+	}
+	if p := b.get(base + "&redirect_uri=" + url.QueryEscape("http://127.0.0.1/callback")); p.Status != 400 || p.Location != "" {
+		t.Errorf("redirect_uri twice: %d %s", p.Status, p.Location)
+	}
+	p := b.get(base + "&scope=openid")
+	if u, err := url.Parse(p.Location); err != nil || u.Query().Get("error") != "invalid_request" {
+		t.Errorf("scope twice: %d %s", p.Status, p.Location)
+	}
+	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token", "refresh_token"},
+		"refresh_token": {"x"}, "client_id": {clientID}}), "grant_type twice", 400, "invalid_request")
+	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {"x"}, "client_id": {clientID, other}}), "client_id twice", 400, "invalid_request")
+}
+
+// TestOAuthPromptNone: prompt=none answers at once, without a page: login_required when not
+// signed in, consent_required when signed in (every client needs the user's approval).
+func TestOAuthPromptNone(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	b := newBrowser(t, s)
+	_, challenge := pkce()
+	authorize := func(prompt string) url.Values {
+		t.Helper()
+		p := b.get(authorizeURL(s, clientID, "http://127.0.0.1/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "st", challenge, url.Values{"prompt": {prompt}}))
+		u, err := url.Parse(p.Location)
+		if err != nil || !strings.HasPrefix(p.Location, "http://127.0.0.1/callback") {
+			t.Fatalf("prompt=%s: %d %s", prompt, p.Status, p.Location)
+		}
+		return u.Query()
+	}
+	if q := authorize("none"); q.Get("error") != "login_required" || q.Get("state") != "st" {
+		t.Errorf("prompt=none signed out: %v", q)
+	}
+	p := b.get(authorizeURL(s, clientID, "http://127.0.0.1/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "st", challenge, nil))
+	b.signIn(p, "alice", testPassword)
+	if q := authorize("none"); q.Get("error") != "consent_required" {
+		t.Errorf("prompt=none signed in: %v", q)
+	}
+	if q := authorize("none login"); q.Get("error") != "invalid_request" {
+		t.Errorf("prompt=none login: %v", q)
+	}
+}

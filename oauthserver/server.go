@@ -187,7 +187,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                                   base + pathKeys,
 		"id_token_signing_alg_values_supported":      []string{"RS256"},
 		"subject_types_supported":                    []string{"public"},
-		"prompt_values_supported":                    []string{"create"},
+		"prompt_values_supported":                    []string{"create", "none"},
 		"account_management_uri":                     base + pathAccount,
 		"account_management_actions_supported":       accountActions,
 	})

@@ -27,6 +27,14 @@ func readTokenForm(w http.ResponseWriter, r *http.Request) bool {
 		oauthJSON(w, http.StatusBadRequest, "invalid_request", "cannot read the form")
 		return false
 	}
+	// RFC 6749 section 3.2: "Request and response parameters MUST NOT be included more than
+	// once."
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			oauthJSON(w, http.StatusBadRequest, "invalid_request", k+" is given more than once")
+			return false
+		}
+	}
 	return true
 }
 
