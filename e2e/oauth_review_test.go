@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -332,5 +333,50 @@ func TestOAuthPromptNone(t *testing.T) {
 	}
 	if q := authorize("none login"); q.Get("error") != "invalid_request" {
 		t.Errorf("prompt=none login: %v", q)
+	}
+}
+
+// TestOAuthPageHeaders: the pages forbid forms posting elsewhere (the consent page allows its
+// client's redirect), and behind https the session cookie has the __Host- prefix.
+func TestOAuthPageHeaders(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	b := newBrowser(t, s)
+	_, challenge := pkce()
+	resp, err := httpClient.Get(s.URL + "/_lattice/account/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self'") {
+		t.Errorf("login page CSP %q", csp)
+	}
+	if ck := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(ck, "lattice_session=") {
+		t.Errorf("cookie over http: %q", ck)
+	}
+	p := b.get(authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "st", challenge, nil))
+	b.signIn(p, "alice", testPassword)
+	req, _ := http.NewRequest("GET", authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "st", challenge, nil), nil)
+	for _, c := range b.c.Jar.Cookies(req.URL) {
+		req.AddCookie(c)
+	}
+	resp, err = b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' http://127.0.0.1:43123") {
+		t.Errorf("consent page CSP %q", csp)
+	}
+
+	setConfig(t, s, `public_base_url: ""`, `public_base_url: "https://matrix.example.org"`)
+	resp, err = httpClient.Get(s.URL + "/_lattice/account/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ck := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(ck, "__Host-lattice_session=") || !strings.Contains(ck, "Path=/;") || !strings.Contains(ck, "Secure") {
+		t.Errorf("cookie behind https: %q", ck)
 	}
 }

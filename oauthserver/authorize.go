@@ -175,6 +175,15 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, ws *webSe
 	for k := range hidden {
 		p.Hidden[k] = hidden.Get(k)
 	}
+	// The answer to the consent form redirects to the client, which browsers check against
+	// form-action: allow the (checked) redirect URI's origin too.
+	if ru, err := url.Parse(hidden.Get("redirect_uri")); err == nil && ru.Scheme != "" {
+		src := ru.Scheme + ":"
+		if ru.Host != "" {
+			src = ru.Scheme + "://" + ru.Host
+		}
+		w.Header().Set("Content-Security-Policy", contentSecurity+" "+src)
+	}
 	s.render(w, r, http.StatusOK, "consent", "consent_title", ws, "", p)
 }
 

@@ -19,10 +19,11 @@ import (
 
 const (
 	cookieName      = "lattice_session"
+	secureCookie    = "__Host-lattice_session" // behind https: only this host sets it, for every path
 	signedInFor     = 24 * time.Hour
 	anonymousFor    = 2 * time.Hour
 	csrfField       = "csrf"
-	contentSecurity = "default-src 'self'; img-src 'self' https:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+	contentSecurity = "default-src 'self'; img-src 'self' https:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
 // webSession is the browser's session, kept in a signed cookie (nothing server-side, so
@@ -51,7 +52,7 @@ func (c cookieSigner) mac(msg string) string {
 
 // read returns the request's valid, unexpired session, or nil.
 func (c cookieSigner) read(r *http.Request) *webSession {
-	ck, err := r.Cookie(cookieName)
+	ck, err := r.Cookie(c.name())
 	if err != nil {
 		return nil
 	}
@@ -79,10 +80,21 @@ func (c cookieSigner) read(r *http.Request) *webSession {
 func (c cookieSigner) write(w http.ResponseWriter, ws *webSession) {
 	raw, _ := json.Marshal(ws)
 	payload := base64.RawURLEncoding.EncodeToString(raw)
+	path := "/_lattice/"
+	if c.secure {
+		path = "/" // the __Host- prefix requires it
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: payload + "." + c.mac("session|"+payload), Path: "/_lattice/",
+		Name: c.name(), Value: payload + "." + c.mac("session|"+payload), Path: path,
 		Expires: time.Unix(ws.Exp, 0), HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteLaxMode,
 	})
+}
+
+func (c cookieSigner) name() string {
+	if c.secure {
+		return secureCookie
+	}
+	return cookieName
 }
 
 // csrf is the CSRF token of a session's forms: bound to its random ID.
@@ -208,7 +220,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", contentSecurity)
+	if h.Get("Content-Security-Policy") == "" { // the consent page sets its own
+		h.Set("Content-Security-Policy", contentSecurity)
+	}
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
