@@ -380,3 +380,48 @@ func TestOAuthPageHeaders(t *testing.T) {
 		t.Errorf("cookie behind https: %q", ck)
 	}
 }
+
+// TestOAuthClientURIChecks: client URIs on look-alike (non-ASCII) hosts and on public
+// suffixes are refused; loopback host names are case-insensitive; a loopback URI with a user
+// gets an error saying so.
+func TestOAuthClientURIChecks(t *testing.T) {
+	s := StartServer(t)
+	reg := func(clientURI, appType string, redirects ...string) Resp {
+		return registerOAuthClient(t, s, map[string]any{"client_uri": clientURI, "application_type": appType, "redirect_uris": redirects,
+			"grant_types": []string{"authorization_code", "refresh_token"}})
+	}
+	expectOAuthErr(t, reg("https://\u0435xample.com/", "web", "https://\u0435xample.com/cb"), "Cyrillic client_uri host", 400, "invalid_client_metadata")
+	expectOAuthErr(t, reg("https://com/", "web", "https://evil.com/cb"), "public suffix client_uri", 400, "invalid_client_metadata")
+	expectOAuthErr(t, reg("https://github.io/", "web", "https://evil.github.io/cb"), "private public suffix client_uri", 400, "invalid_client_metadata")
+	if r := reg("https://xn--xample-2of.com/", "web", "https://xn--xample-2of.com/cb"); r.Status != 201 {
+		t.Errorf("punycode client_uri: %d %s", r.Status, r.Raw)
+	}
+	if r := reg("https://app.example.com/", "native", "http://LOCALHOST/cb"); r.Status != 201 {
+		t.Errorf("http://LOCALHOST/cb: %d %s", r.Status, r.Raw)
+	}
+	r := reg("https://app.example.com/", "native", "http://user@localhost/cb")
+	expectOAuthErr(t, r, "loopback with a user", 400, "invalid_redirect_uri")
+	if strings.Contains(str(r.Body, "error_description"), "port") {
+		t.Errorf("loopback with a user: %s", r.Raw)
+	}
+}
+
+// TestOAuthGrantChecks: an S256 code challenge is 43 base64url characters; a client that did
+// not register the refresh_token grant type cannot use it (client metadata: grant_types
+// "MUST include ... the refresh_token value to use the refresh token grant").
+func TestOAuthGrantChecks(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	b := newBrowser(t, s)
+	for _, bad := range []string{strings.Repeat("A", 44), strings.Repeat("A", 42) + "!", strings.Repeat("A", 42) + "="} {
+		p := b.get(authorizeURL(s, clientID, "http://127.0.0.1/callback", "urn:matrix:client:api:* urn:matrix:client:device:"+randomDeviceID(), "s", bad, nil))
+		if u, err := url.Parse(p.Location); err != nil || u.Query().Get("error") != "invalid_request" {
+			t.Errorf("code_challenge %q: %d %s", bad, p.Status, p.Location)
+		}
+	}
+	noRefresh := nativeClient(t, s, map[string]any{"grant_types": []string{"authorization_code"}})
+	tok := codeFlow(t, s, noRefresh, randomDeviceID(), "alice", testPassword)
+	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {str(tok.Body, "refresh_token")}, "client_id": {noRefresh}}), "refresh without the grant type", 400, "unauthorized_client")
+}

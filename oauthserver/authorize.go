@@ -80,8 +80,8 @@ func (s *Server) checkAuthRequest(r *http.Request, a authRequest) (c *client, sc
 	if a.CodeChallenge == "" || a.CodeChallengeMethod != "S256" {
 		return c, nil, "", "invalid_request", "PKCE with code_challenge_method S256 is required"
 	}
-	if len(a.CodeChallenge) < 43 || len(a.CodeChallenge) > 128 {
-		return c, nil, "", "invalid_request", "code_challenge must be a base64url SHA-256"
+	if b, err := base64.RawURLEncoding.DecodeString(a.CodeChallenge); err != nil || len(b) != sha256.Size {
+		return c, nil, "", "invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)"
 	}
 	scope, err := parseScope(a.Scope)
 	if err != nil {

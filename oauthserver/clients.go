@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/net/publicsuffix"
+
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
 	"github.com/lattice-chat/lattice/storage"
@@ -218,6 +220,13 @@ func validateClient(c *client) error {
 		return badMetadata("client_uri is required")
 	case err != nil || cu.Scheme != "https" || cu.Host == "" || cu.User != nil:
 		return badMetadata("client_uri must be an https URL without user or password")
+	case !asciiHost(cu.Hostname()):
+		// A look-alike of another name ("еxample.com" with a Cyrillic е) would show as that
+		// name on the consent page: internationalised names register in their xn-- form.
+		return badMetadata("client_uri's host must be ASCII (an internationalised name in its xn-- form)")
+	case isPublicSuffix(cu.Hostname()):
+		// Every site under it would count as the client's (redirect URIs, logos).
+		return badMetadata("client_uri's host must not be a public suffix")
 	}
 	for field, v := range map[string]string{"logo_uri": c.LogoURI, "tos_uri": c.TOSURI, "policy_uri": c.PolicyURI} {
 		if err := checkClientPage(field, v, cu); err != nil {
@@ -281,8 +290,8 @@ func checkClientPage(field, v string, cu *url.URL) error {
 		return nil
 	}
 	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		return badMetadata(field + " must be an https URL")
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || !asciiHost(u.Hostname()) {
+		return badMetadata(field + " must be an https URL with an ASCII host")
 	}
 	if !sameSite(u.Hostname(), cu.Hostname()) {
 		return badMetadata(field + " must be on the host of client_uri or a subdomain of it")
@@ -309,8 +318,8 @@ func checkRedirectURI(appType string, cu *url.URL, raw string) error {
 	}
 	if u.Scheme == "https" {
 		// web clients, and native clients' claimed https URIs
-		if u.Host == "" || u.User != nil {
-			return errors.New("must have a host and no user or password")
+		if u.Host == "" || u.User != nil || !asciiHost(u.Hostname()) {
+			return errors.New("must have an ASCII host and no user or password")
 		}
 		if !sameSite(u.Hostname(), cu.Hostname()) {
 			return errors.New("must be on the host of client_uri or a subdomain of it")
@@ -324,7 +333,10 @@ func checkRedirectURI(appType string, cu *url.URL, raw string) error {
 		if !isLoopback(u.Hostname()) {
 			return errors.New("http is only for the loopback interface (localhost, 127.0.0.1, [::1])")
 		}
-		if u.Port() != "" || u.User != nil {
+		if u.User != nil {
+			return errors.New("a loopback redirect URI must not have a user or password")
+		}
+		if u.Port() != "" {
 			return errors.New("a loopback redirect URI must not have a port (any port is accepted when used)")
 		}
 		return nil
@@ -349,9 +361,31 @@ func reversedHostScheme(scheme, host string) bool {
 	return len(labels) > 1 && (scheme == rev || strings.HasPrefix(scheme, rev+"."))
 }
 
-// isLoopback reports whether host names the loopback interface.
+// asciiHost reports whether host is all ASCII.
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// isPublicSuffix reports whether host is a public suffix ("com", "co.uk", "github.io"),
+// under which anyone can register names.
+func isPublicSuffix(host string) bool {
+	if net.ParseIP(host) != nil {
+		return false
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	suffix, _ := publicsuffix.PublicSuffix(host)
+	return suffix == host
+}
+
+// isLoopback reports whether host names the loopback interface (host names are
+// case-insensitive).
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -58,7 +58,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type")
 		return
 	}
-	if grant != grantRefreshToken && !containsGrant(c, grant) {
+	// The client metadata's grant_types "MUST include ... the refresh_token value to use the
+	// refresh token grant."
+	if !containsGrant(c, grant) {
 		oauthJSON(w, http.StatusBadRequest, "unauthorized_client", "the client did not register this grant type")
 		return
 	}
