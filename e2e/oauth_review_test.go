@@ -425,3 +425,21 @@ func TestOAuthGrantChecks(t *testing.T) {
 	expectOAuthErr(t, tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"},
 		"refresh_token": {str(tok.Body, "refresh_token")}, "client_id": {noRefresh}}), "refresh without the grant type", 400, "unauthorized_client")
 }
+
+// TestOAuthUserCodeGuessing: a signed-in user typing one wrong user code after another is
+// stopped (RFC 8628 section 5.1).
+func TestOAuthUserCodeGuessing(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	b := newBrowser(t, s)
+	b.signIn(b.get("/_lattice/account/device"), "alice", testPassword)
+	for i := 0; i < 30; i++ {
+		p := b.get(fmt.Sprintf("/_lattice/account/device?user_code=BCDF-GH%02d", i))
+		if p.Status == 429 {
+			return
+		} else if p.Status != 404 {
+			t.Fatalf("guess %d: %d", i, p.Status)
+		}
+	}
+	t.Error("30 wrong user codes in a row were all looked up")
+}

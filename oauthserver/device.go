@@ -159,6 +159,9 @@ func (s *Server) handleLinkPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "device", "device_title", ws, "", map[string]string{"UserCode": ""})
 		return
 	}
+	if !s.allowCodeLookup(w, r, ws, code) {
+		return
+	}
 	g, c := s.pendingDeviceGrant(r, code)
 	if g == nil {
 		s.render(w, r, http.StatusNotFound, "device", "device_title", ws, "err_unknown_code", map[string]string{"UserCode": code})
@@ -166,6 +169,18 @@ func (s *Server) handleLinkPage(w http.ResponseWriter, r *http.Request) {
 	}
 	scope, _ := parseScope(g.Scope)
 	s.renderConsent(w, r, ws, c, scope.DeviceID, pathLink, url.Values{"user_code": {g.UserCode}}, r.URL.RequestURI())
+}
+
+// allowCodeLookup limits how fast a user tries user codes (RFC 8628 section 5.1: brute
+// forcing the short code), by account and by address; false when it answered 429.
+func (s *Server) allowCodeLookup(w http.ResponseWriter, r *http.Request, ws *webSession, code string) bool {
+	okUser, _ := s.codeLookups.Allow("u:" + ws.UserID)
+	okAddr, _ := s.codeLookups.Allow("a:" + httputil.RemoteIP(r))
+	if okUser && okAddr {
+		return true
+	}
+	s.render(w, r, http.StatusTooManyRequests, "device", "device_title", ws, "err_rate_limited", map[string]string{"UserCode": code})
+	return false
 }
 
 // pendingDeviceGrant returns the pending, unexpired device grant with the user code, and
@@ -193,6 +208,9 @@ func (s *Server) handleLinkForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := normalUserCode(r.PostForm.Get("user_code"))
+	if !s.allowCodeLookup(w, r, ws, code) {
+		return
+	}
 	status, msg := storage.GrantDenied, "device_denied"
 	if r.PostForm.Get("action") == "allow" {
 		status, msg = storage.GrantApproved, "device_approved"

@@ -89,8 +89,9 @@ type Server struct {
 	signer   *signingKey // of the ID tokens
 	pages    *pages
 
-	signIns *ratelimit.Limiter // sign-in attempts, by client address
-	clients *ratelimit.Limiter // client registrations and device authorizations, by client address
+	signIns     *ratelimit.Limiter // sign-in attempts, by client address
+	clients     *ratelimit.Limiter // client registrations and device authorizations, by client address
+	codeLookups *ratelimit.Limiter // user codes tried on the device page, by account and by address
 	// lastCollect is when (Unix ms) this process last deleted unused clients.
 	lastCollect atomic.Int64
 
@@ -102,10 +103,11 @@ type Server struct {
 // the ID tokens (CookieSecret and SigningKey).
 func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieSecret []byte, idKey *rsa.PrivateKey, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, db: db, accounts: accounts, log: log, signer: newSigningKey(idKey),
-		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://"), validSince: db.WebSessionsValidSince},
-		pages:   loadPages(),
-		signIns: ratelimit.New(1, 20),
-		clients: ratelimit.New(0.5, 20),
+		cookies:     cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://"), validSince: db.WebSessionsValidSince},
+		pages:       loadPages(),
+		signIns:     ratelimit.New(1, 20),
+		clients:     ratelimit.New(0.5, 20),
+		codeLookups: ratelimit.New(0.2, 10),
 	}
 }
 
