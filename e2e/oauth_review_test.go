@@ -443,3 +443,25 @@ func TestOAuthUserCodeGuessing(t *testing.T) {
 	}
 	t.Error("30 wrong user codes in a row were all looked up")
 }
+
+// TestOAuthRefreshScope: a refresh answers with the scope granted, in the client's spelling
+// (a client using MSC2967's unstable scope names gets them back).
+func TestOAuthRefreshScope(t *testing.T) {
+	s := StartServer(t)
+	s.Register(t, "alice")
+	clientID := nativeClient(t, s, nil)
+	b := newBrowser(t, s)
+	verifier, challenge := pkce()
+	scope := "urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:" + randomDeviceID()
+	p := b.get(authorizeURL(s, clientID, "http://127.0.0.1:43123/callback", scope, "st", challenge, nil))
+	p = b.signIn(p, "alice", testPassword)
+	code, _ := codeFrom(t, b.consent(p, "allow"))
+	tok := exchangeCode(t, s, clientID, code, verifier)
+	if tok.Status != 200 || str(tok.Body, "scope") != scope {
+		t.Fatalf("exchange: %d %s", tok.Status, tok.Raw)
+	}
+	r := tokenRequest(t, s, "/_lattice/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str(tok.Body, "refresh_token")}, "client_id": {clientID}})
+	if r.Status != 200 || str(r.Body, "scope") != scope {
+		t.Errorf("refresh: %d %s", r.Status, r.Raw)
+	}
+}

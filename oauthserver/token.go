@@ -153,11 +153,17 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *sto
 		s.serverError(w, err)
 		return
 	}
-	if codeHash != "" {
-		if err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error { return tx.SetOAuthCodeDevice(ctx(r), codeHash, sess.DeviceID) }); err != nil {
-			s.serverError(w, err)
-			return
+	err = s.db.WithTx(ctx(r), func(tx *storage.Tx) error {
+		if codeHash != "" {
+			if err := tx.SetOAuthCodeDevice(ctx(r), codeHash, sess.DeviceID); err != nil {
+				return err
+			}
 		}
+		return tx.SetDeviceOAuthScope(ctx(r), g.UserID, sess.DeviceID, scope.Granted)
+	})
+	if err != nil {
+		s.serverError(w, err)
+		return
 	}
 	resp := tokenResponse(sess, scope.Granted)
 	if scope.OpenID {
@@ -197,7 +203,14 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *client) {
 		s.serverError(w, err)
 		return
 	}
-	writeTokens(w, tokenResponse(sess, sessionScope(sess.DeviceID)))
+	scope, err := s.db.DeviceOAuthScope(ctx(r), sess.UserID, sess.DeviceID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.serverError(w, err)
+		return
+	} else if scope == "" {
+		scope = sessionScope(sess.DeviceID)
+	}
+	writeTokens(w, tokenResponse(sess, scope))
 }
 
 func (s *Server) serverError(w http.ResponseWriter, err error) {

@@ -76,6 +76,27 @@ func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, 
 	return &d, nil
 }
 
+// SetDeviceOAuthScope records the scope granted to an OAuth session, as the client spelled it.
+func (tx *Tx) SetDeviceOAuthScope(ctx context.Context, userID, deviceID, scope string) error {
+	if _, err := tx.exec(ctx, `UPDATE devices SET oauth_scope = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, scope); err != nil {
+		return fmt.Errorf("set oauth scope of %s %s: %w", userID, deviceID, err)
+	}
+	return nil
+}
+
+// DeviceOAuthScope returns the scope granted to the OAuth session of the device ("" when
+// none was recorded), or ErrNotFound.
+func (q *Q) DeviceOAuthScope(ctx context.Context, userID, deviceID string) (string, error) {
+	var scope string
+	err := q.queryRow(ctx, `SELECT oauth_scope FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID).Scan(&scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	} else if err != nil {
+		return "", fmt.Errorf("select oauth scope of %s %s: %w", userID, deviceID, err)
+	}
+	return scope, nil
+}
+
 // DeviceByRefreshToken returns the device whose current (or replaced, still usable) refresh
 // token hashes to refreshHash, or ErrNotFound.
 func (q *Q) DeviceByRefreshToken(ctx context.Context, refreshHash string) (*Device, error) {

@@ -6,6 +6,10 @@
 -- working tokens.
 ALTER TABLE devices ADD COLUMN refresh_salt TEXT;
 
+-- oauth_scope is the scope granted to the OAuth session, in the client's spelling (stable or
+-- unstable scope names), repeated in the answers of its refreshes ('' for other sessions).
+ALTER TABLE devices ADD COLUMN oauth_scope TEXT NOT NULL DEFAULT '';
+
 -- A used authorization code is kept (used_device_id is the device its session got) until it
 -- expires, so that presenting it again ends that session (RFC 6749 section 4.1.2).
 ALTER TABLE oauth_grants ADD COLUMN used_device_id TEXT;
