@@ -352,9 +352,14 @@ func (s *Server) logout(r *http.Request, userID string, deviceIDs ...string) (an
 	return struct{}{}, nil
 }
 
-// handleLogoutAll handles POST /logout/all.
+// handleLogoutAll handles POST /logout/all: the account's browser sessions end too.
 func (s *Server) handleLogoutAll(r *http.Request) (any, error) {
-	return s.logout(r, httputil.Device(r.Context()).UserID)
+	userID := httputil.Device(r.Context()).UserID
+	err := s.db.WithTx(r.Context(), func(tx *storage.Tx) error { return tx.EndWebSessions(r.Context(), userID, time.Now().UnixMilli()) })
+	if err != nil {
+		return nil, err
+	}
+	return s.logout(r, userID)
 }
 
 // handleWhoami handles GET /account/whoami.

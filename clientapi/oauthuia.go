@@ -46,8 +46,10 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 			return spec.BadJSON("auth must be an object")
 		}
 	}
+	// Only a session issued for this request to this user (uiasessions.go) continues the
+	// stage; until the reset is approved, the same session is answered again.
+	session := ""
 	if a.Session != "" {
-		// The session must be one issued for this request to this user (uiasessions.go).
 		if err := s.checkUIASession(r.Context(), dev.UserID, a.Session); err == nil {
 			ok, err := s.takeCrossSigningReset(r.Context(), dev.UserID)
 			if err != nil {
@@ -56,13 +58,16 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 			if ok {
 				return s.endUIASession(r.Context(), a.Session)
 			}
+			session = a.Session
 		} else if !errors.Is(err, errUnknownUIASession) {
 			return err
 		}
 	}
-	session, err := s.issueUIASession(r.Context(), dev.UserID)
-	if err != nil {
-		return err
+	if session == "" {
+		var err error
+		if session, err = s.issueUIASession(r.Context(), dev.UserID); err != nil {
+			return err
+		}
 	}
 	return &httputil.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
 		"flows":   []map[string]any{{"stages": []string{"m.oauth"}}},

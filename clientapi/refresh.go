@@ -2,7 +2,9 @@ package clientapi
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -38,14 +40,18 @@ func (sess *Session) addRefresh(resp map[string]any) {
 	}
 }
 
-// renew gives sess a new refresh token and lifetime and returns what storage keeps of them
-// and of sess's access token.
+// renew gives sess a new random refresh token and lifetime and returns what storage keeps of
+// them and of sess's access token.
 func (s *Server) renew(sess *Session, now time.Time) storage.SessionTokens {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		panic(err)
 	}
 	sess.RefreshToken = "latr_" + base64.RawURLEncoding.EncodeToString(b)
+	return s.sessionTokens(sess, now)
+}
+
+func (s *Server) sessionTokens(sess *Session, now time.Time) storage.SessionTokens {
 	sess.ExpiresIn = s.cfg.OAuth.AccessTokenLifetime
 	t := storage.SessionTokens{
 		TokenHash:      httputil.HashToken(sess.AccessToken),
@@ -56,6 +62,20 @@ func (s *Server) renew(sess *Session, now time.Time) storage.SessionTokens {
 		t.RefreshExpiresTS = now.Add(l).UnixMilli()
 	}
 	return t
+}
+
+// derive gives sess the access and refresh tokens that a refresh with refreshToken makes
+// with salt: the same ones every time, so that a repeated or concurrent refresh answers with
+// tokens that work (storage.RefreshDevice). Without the random salt, which is stored, the
+// tokens cannot be derived from the refresh token.
+func (s *Server) derive(sess *Session, refreshToken, salt string, now time.Time) storage.SessionTokens {
+	mac := func(kind string) string {
+		m := hmac.New(sha256.New, []byte(salt))
+		m.Write([]byte(kind + "|" + refreshToken))
+		return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	sess.AccessToken, sess.RefreshToken = "lat_"+mac("access"), "latr_"+mac("refresh")
+	return s.sessionTokens(sess, now)
 }
 
 // ErrUnknownRefreshToken is RefreshSession's answer for a refresh token that no session
@@ -78,11 +98,12 @@ func (s *Server) RefreshSession(ctx context.Context, refreshToken, clientID stri
 	} else if d.OAuthClientID != clientID {
 		return nil, ErrUnknownRefreshToken
 	}
-	sess := &Session{AccessToken: httputil.NewAccessToken()}
+	sess := &Session{}
 	now := time.Now()
-	tokens := s.renew(sess, now)
 	err = s.db.WithTx(ctx, func(tx *storage.Tx) error {
-		d, err := tx.RefreshDevice(ctx, hash, now.UnixMilli(), tokens)
+		d, err := tx.RefreshDevice(ctx, hash, now.UnixMilli(), httputil.NewAccessToken(), func(salt string) storage.SessionTokens {
+			return s.derive(sess, refreshToken, salt, now)
+		})
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,14 @@ func (s *sessionIDs) take(id string) bool {
 	return ok && s.now().Sub(t) <= s.ttl
 }
 
+// has reports whether id was issued and has not expired, keeping it.
+func (s *sessionIDs) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.issued[id]
+	return ok && s.now().Sub(t) <= s.ttl
+}
+
 // expireLocked drops the IDs issued more than ttl ago, oldest first.
 func (s *sessionIDs) expireLocked(now time.Time) {
 	for len(s.order) > 0 {

@@ -556,10 +556,10 @@ func TestRefreshTokensLegacy(t *testing.T) {
 		return s.Do(t, "", "POST", "/_matrix/client/v3/refresh", map[string]any{"refresh_token": rt})
 	}
 	// Grace: the answer is lost; the same refresh token works again until the new tokens
-	// are used.
+	// are used, and gives the same tokens.
 	r1 := refresh(str(login.Body, "refresh_token"))
 	r1b := refresh(str(login.Body, "refresh_token"))
-	if r1.Status != 200 || r1b.Status != 200 || str(r1b.Body, "refresh_token") == str(r1.Body, "refresh_token") {
+	if r1.Status != 200 || r1b.Status != 200 || str(r1b.Body, "refresh_token") != str(r1.Body, "refresh_token") {
 		t.Fatalf("refresh twice before use: %d %d %s", r1.Status, r1b.Status, r1b.Raw)
 	}
 	if r := s.Do(t, str(r1b.Body, "access_token"), "GET", "/_matrix/client/v3/account/whoami", nil); r.Status != 200 {

@@ -244,6 +244,7 @@ func (s *Server) handlePasswordForm(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, ws, status, "", key)
 		return
 	}
+	s.keepSignedIn(w, ws)
 	_, msgs := messagesFor(r)
 	s.renderAccount(w, r, ws, http.StatusOK, msgs["password_changed"], "")
 }

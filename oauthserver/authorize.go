@@ -22,12 +22,19 @@ type authRequest struct {
 	ResponseType, ClientID, RedirectURI, Scope, State string
 	CodeChallenge, CodeChallengeMethod, ResponseMode  string
 	Prompt, Nonce                                     string
+	Repeated                                          string // a parameter given more than once
 }
 
 var authParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "response_mode", "prompt", "nonce"}
 
 func readAuthRequest(v url.Values) authRequest {
-	return authRequest{
+	repeated := ""
+	for _, p := range authParams {
+		if len(v[p]) > 1 && (repeated == "" || p == "client_id" || p == "redirect_uri") {
+			repeated = p
+		}
+	}
+	return authRequest{Repeated: repeated,
 		ResponseType: v.Get("response_type"), ClientID: v.Get("client_id"), RedirectURI: v.Get("redirect_uri"),
 		Scope: v.Get("scope"), State: v.Get("state"), CodeChallenge: v.Get("code_challenge"),
 		CodeChallengeMethod: v.Get("code_challenge_method"), ResponseMode: v.Get("response_mode"), Prompt: v.Get("prompt"),
@@ -49,12 +56,20 @@ func (a authRequest) values() url.Values {
 // is wrong, errKey names the error page to show, and the browser must not be sent back
 // (RFC 6749 section 4.1.2.1). Other problems are an OAuth error for the redirect.
 func (s *Server) checkAuthRequest(r *http.Request, a authRequest) (c *client, scope *grantScope, errKey, oauthErr, desc string) {
+	// RFC 6749 section 3.1: "Request and response parameters MUST NOT be included more than
+	// once." Without one client or redirect URI, the browser cannot be sent back.
+	if a.Repeated == "client_id" || a.Repeated == "redirect_uri" {
+		return nil, nil, "err_bad_request", "", ""
+	}
 	c = s.loadClient(r, a.ClientID)
 	if c == nil {
 		return nil, nil, "err_unknown_client", "", ""
 	}
 	if a.RedirectURI == "" || !c.redirectAllowed(a.RedirectURI) {
 		return nil, nil, "err_bad_redirect", "", ""
+	}
+	if a.Repeated != "" {
+		return c, nil, "", "invalid_request", a.Repeated + " is given more than once"
 	}
 	if a.ResponseMode != "" && a.ResponseMode != "query" && a.ResponseMode != "fragment" {
 		return c, nil, "", "invalid_request", "response_mode must be query or fragment"
@@ -65,8 +80,8 @@ func (s *Server) checkAuthRequest(r *http.Request, a authRequest) (c *client, sc
 	if a.CodeChallenge == "" || a.CodeChallengeMethod != "S256" {
 		return c, nil, "", "invalid_request", "PKCE with code_challenge_method S256 is required"
 	}
-	if len(a.CodeChallenge) < 43 || len(a.CodeChallenge) > 128 {
-		return c, nil, "", "invalid_request", "code_challenge must be a base64url SHA-256"
+	if b, err := base64.RawURLEncoding.DecodeString(a.CodeChallenge); err != nil || len(b) != sha256.Size {
+		return c, nil, "", "invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)"
 	}
 	scope, err := parseScope(a.Scope)
 	if err != nil {
@@ -109,6 +124,19 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws := s.cookies.read(r)
+	// OpenID Connect prompt=none: answer without showing a page. Every authorization needs
+	// the user's consent on the page, so a signed-in user still needs interaction.
+	if prompts := strings.Fields(a.Prompt); slices.Contains(prompts, "none") {
+		switch {
+		case len(prompts) > 1:
+			redirectBack(w, r, a, url.Values{"error": {"invalid_request"}, "error_description": {"prompt none goes with no other value"}})
+		case ws == nil || ws.UserID == "":
+			redirectBack(w, r, a, url.Values{"error": {"login_required"}, "error_description": {"the user is not signed in"}})
+		default:
+			redirectBack(w, r, a, url.Values{"error": {"consent_required"}, "error_description": {"the user must approve the client"}})
+		}
+		return
+	}
 	if ws == nil || ws.UserID == "" {
 		// Come back here without prompt=create once signed in or registered.
 		back := a
@@ -146,6 +174,15 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, ws *webSe
 		DeviceID: deviceID, Action: action, Hidden: map[string]string{}, Back: back}
 	for k := range hidden {
 		p.Hidden[k] = hidden.Get(k)
+	}
+	// The answer to the consent form redirects to the client, which browsers check against
+	// form-action: allow the (checked) redirect URI's origin too.
+	if ru, err := url.Parse(hidden.Get("redirect_uri")); err == nil && ru.Scheme != "" {
+		src := ru.Scheme + ":"
+		if ru.Host != "" {
+			src = ru.Scheme + "://" + ru.Host
+		}
+		w.Header().Set("Content-Security-Policy", contentSecurity+" "+src)
 	}
 	s.render(w, r, http.StatusOK, "consent", "consent_title", ws, "", p)
 }

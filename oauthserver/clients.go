@@ -1,6 +1,7 @@
 package oauthserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,8 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/lattice-chat/lattice/internal/config"
 	"github.com/lattice-chat/lattice/internal/httputil"
@@ -107,13 +112,12 @@ func oauthJSON(w http.ResponseWriter, status int, code, desc string) {
 // registration (RFC 7591) under the spec's metadata rules. 201 with the client_id and the
 // registered metadata; 400 invalid_client_metadata or invalid_redirect_uri.
 func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
-	if ok, _ := s.clients.Allow(httputil.RemoteIP(r)); !ok {
-		oauthJSON(w, http.StatusTooManyRequests, "slow_down", "too many client registrations from this address")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxClientMetadata+1))
 	if err != nil {
 		oauthJSON(w, http.StatusBadRequest, "invalid_request", "cannot read the request")
+		return
+	} else if len(body) > maxClientMetadata {
+		oauthJSON(w, http.StatusBadRequest, "invalid_client_metadata", "the client metadata is too large")
 		return
 	}
 	var c client
@@ -127,6 +131,11 @@ func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusBadRequest, de.code, de.desc)
 		return
 	}
+	// Only registrations that are stored count against the address's rate.
+	if ok, wait := s.clients.Allow(httputil.RemoteIP(r)); !ok {
+		tooMany(w, wait, "too many client registrations from this address")
+		return
+	}
 	c.ID = strings.ToUpper(config.RandomSecret(16))
 	c.ID = strings.NewReplacer("-", "0", "_", "1").Replace(c.ID)
 	md, _ := json.Marshal(c)
@@ -138,19 +147,86 @@ func (s *Server) handleRegisterClient(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusInternalServerError, "server_error", "cannot store the client")
 		return
 	}
+	s.collectClients()
 	w.Header().Set("Cache-Control", "no-store")
 	httputil.WriteJSON(w, http.StatusCreated, c)
+}
+
+// tooMany answers 429 with Retry-After. RFC 7591 has no error code for it: the RFC 6749 one
+// for a server that cannot answer now.
+func tooMany(w http.ResponseWriter, wait time.Duration, desc string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	oauthJSON(w, http.StatusTooManyRequests, "temporarily_unavailable", desc)
+}
+
+const (
+	maxClientMetadata = 8 << 10 // bytes of a registration's JSON
+	maxClientName     = 256     // characters of client_name and its localised variants
+	unusedClientAge   = 7 * 24 * time.Hour
+	collectEvery      = time.Hour
+)
+
+// collectClients deletes, in the background and at most once an hour per process, the
+// clients registered a week ago or more that hold no session and no grant: every sign-in of
+// a client registers it anew, so registrations would otherwise pile up. Running where
+// registrations are made bounds the table with the work that grows it; several processes
+// doing it at once delete the same rows, which is harmless.
+func (s *Server) collectClients() {
+	now := time.Now()
+	last := s.lastCollect.Load()
+	if now.UnixMilli()-last < collectEvery.Milliseconds() || !s.lastCollect.CompareAndSwap(last, now.UnixMilli()) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var total int64
+		for {
+			var n int64
+			err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
+				var err error
+				n, err = tx.DeleteUnusedOAuthClients(ctx, now.Add(-unusedClientAge).UnixMilli(), 500)
+				return err
+			})
+			if err != nil {
+				s.log.Error("delete unused oauth clients", "err", err)
+				return
+			}
+			total += n
+			if n < 500 {
+				break
+			}
+		}
+		if total > 0 {
+			s.log.Info("deleted unused oauth clients", "count", total)
+		}
+	}()
 }
 
 // validateClient checks the metadata against the spec's rules and normalises it: defaults
 // filled, unknown grant and response types dropped.
 func validateClient(c *client) error {
+	for k, v := range c.Localised {
+		if field, _, _ := strings.Cut(k, "#"); field == "client_name" && utf8.RuneCountInString(v) > maxClientName {
+			return badMetadata(k + " is too long")
+		}
+	}
+	if utf8.RuneCountInString(c.ClientName) > maxClientName {
+		return badMetadata("client_name is too long")
+	}
 	cu, err := url.Parse(c.ClientURI)
 	switch {
 	case c.ClientURI == "":
 		return badMetadata("client_uri is required")
 	case err != nil || cu.Scheme != "https" || cu.Host == "" || cu.User != nil:
 		return badMetadata("client_uri must be an https URL without user or password")
+	case !asciiHost(cu.Hostname()):
+		// A look-alike of another name ("еxample.com" with a Cyrillic е) would show as that
+		// name on the consent page: internationalised names register in their xn-- form.
+		return badMetadata("client_uri's host must be ASCII (an internationalised name in its xn-- form)")
+	case isPublicSuffix(cu.Hostname()):
+		// Every site under it would count as the client's (redirect URIs, logos).
+		return badMetadata("client_uri's host must not be a public suffix")
 	}
 	for field, v := range map[string]string{"logo_uri": c.LogoURI, "tos_uri": c.TOSURI, "policy_uri": c.PolicyURI} {
 		if err := checkClientPage(field, v, cu); err != nil {
@@ -214,8 +290,8 @@ func checkClientPage(field, v string, cu *url.URL) error {
 		return nil
 	}
 	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		return badMetadata(field + " must be an https URL")
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || !asciiHost(u.Hostname()) {
+		return badMetadata(field + " must be an https URL with an ASCII host")
 	}
 	if !sameSite(u.Hostname(), cu.Hostname()) {
 		return badMetadata(field + " must be on the host of client_uri or a subdomain of it")
@@ -242,8 +318,8 @@ func checkRedirectURI(appType string, cu *url.URL, raw string) error {
 	}
 	if u.Scheme == "https" {
 		// web clients, and native clients' claimed https URIs
-		if u.Host == "" || u.User != nil {
-			return errors.New("must have a host and no user or password")
+		if u.Host == "" || u.User != nil || !asciiHost(u.Hostname()) {
+			return errors.New("must have an ASCII host and no user or password")
 		}
 		if !sameSite(u.Hostname(), cu.Hostname()) {
 			return errors.New("must be on the host of client_uri or a subdomain of it")
@@ -257,7 +333,10 @@ func checkRedirectURI(appType string, cu *url.URL, raw string) error {
 		if !isLoopback(u.Hostname()) {
 			return errors.New("http is only for the loopback interface (localhost, 127.0.0.1, [::1])")
 		}
-		if u.Port() != "" || u.User != nil {
+		if u.User != nil {
+			return errors.New("a loopback redirect URI must not have a user or password")
+		}
+		if u.Port() != "" {
 			return errors.New("a loopback redirect URI must not have a port (any port is accepted when used)")
 		}
 		return nil
@@ -282,9 +361,31 @@ func reversedHostScheme(scheme, host string) bool {
 	return len(labels) > 1 && (scheme == rev || strings.HasPrefix(scheme, rev+"."))
 }
 
-// isLoopback reports whether host names the loopback interface.
+// asciiHost reports whether host is all ASCII.
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// isPublicSuffix reports whether host is a public suffix ("com", "co.uk", "github.io"),
+// under which anyone can register names.
+func isPublicSuffix(host string) bool {
+	if net.ParseIP(host) != nil {
+		return false
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	suffix, _ := publicsuffix.PublicSuffix(host)
+	return suffix == host
+}
+
+// isLoopback reports whether host names the loopback interface (host names are
+// case-insensitive).
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

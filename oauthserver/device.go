@@ -50,8 +50,8 @@ func (s *Server) handleDeviceAuthorization(w http.ResponseWriter, r *http.Reques
 	if !readTokenForm(w, r) {
 		return
 	}
-	if ok, _ := s.clients.Allow(httputil.RemoteIP(r)); !ok {
-		oauthJSON(w, http.StatusTooManyRequests, "slow_down", "too many requests from this address")
+	if ok, wait := s.clients.Allow(httputil.RemoteIP(r)); !ok {
+		tooMany(w, wait, "too many requests from this address")
 		return
 	}
 	c := s.loadClient(r, r.PostForm.Get("client_id"))
@@ -115,8 +115,7 @@ func (s *Server) pollDeviceCode(w http.ResponseWriter, r *http.Request, c *clien
 		case g.ClientID != c.ID:
 			answer = "invalid_grant"
 		case now >= g.ExpiresTS:
-			answer = "expired_token"
-			_, err = tx.TakeOAuthGrant(ctx(r), "device", hash)
+			answer = "expired_token" // kept a while (storage.InsertOAuthGrant) to say so
 		case g.Status == storage.GrantDenied:
 			answer = "access_denied"
 			_, err = tx.TakeOAuthGrant(ctx(r), "device", hash)
@@ -145,7 +144,7 @@ func (s *Server) pollDeviceCode(w http.ResponseWriter, r *http.Request, c *clien
 		}[answer])
 		return
 	}
-	s.issue(w, r, c, g)
+	s.issue(w, r, c, g, "")
 }
 
 // handleLinkPage handles GET /_lattice/account/device: the signed-in user types the code
@@ -160,6 +159,9 @@ func (s *Server) handleLinkPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "device", "device_title", ws, "", map[string]string{"UserCode": ""})
 		return
 	}
+	if !s.allowCodeLookup(w, r, ws, code) {
+		return
+	}
 	g, c := s.pendingDeviceGrant(r, code)
 	if g == nil {
 		s.render(w, r, http.StatusNotFound, "device", "device_title", ws, "err_unknown_code", map[string]string{"UserCode": code})
@@ -167,6 +169,18 @@ func (s *Server) handleLinkPage(w http.ResponseWriter, r *http.Request) {
 	}
 	scope, _ := parseScope(g.Scope)
 	s.renderConsent(w, r, ws, c, scope.DeviceID, pathLink, url.Values{"user_code": {g.UserCode}}, r.URL.RequestURI())
+}
+
+// allowCodeLookup limits how fast a user tries user codes (RFC 8628 section 5.1: brute
+// forcing the short code), by account and by address; false when it answered 429.
+func (s *Server) allowCodeLookup(w http.ResponseWriter, r *http.Request, ws *webSession, code string) bool {
+	okUser, _ := s.codeLookups.Allow("u:" + ws.UserID)
+	okAddr, _ := s.codeLookups.Allow("a:" + httputil.RemoteIP(r))
+	if okUser && okAddr {
+		return true
+	}
+	s.render(w, r, http.StatusTooManyRequests, "device", "device_title", ws, "err_rate_limited", map[string]string{"UserCode": code})
+	return false
 }
 
 // pendingDeviceGrant returns the pending, unexpired device grant with the user code, and
@@ -194,6 +208,9 @@ func (s *Server) handleLinkForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := normalUserCode(r.PostForm.Get("user_code"))
+	if !s.allowCodeLookup(w, r, ws, code) {
+		return
+	}
 	status, msg := storage.GrantDenied, "device_denied"
 	if r.PostForm.Get("action") == "allow" {
 		status, msg = storage.GrantApproved, "device_approved"

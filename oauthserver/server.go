@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -91,8 +92,11 @@ type Server struct {
 	signer   *signingKey // of the ID tokens
 	pages    *pages
 
-	signIns *ratelimit.Limiter // sign-in attempts, by client address
-	clients *ratelimit.Limiter // client registrations and device authorizations, by client address
+	signIns     *ratelimit.Limiter // sign-in attempts, by client address
+	clients     *ratelimit.Limiter // client registrations and device authorizations, by client address
+	codeLookups *ratelimit.Limiter // user codes tried on the device page, by account and by address
+	// lastCollect is when (Unix ms) this process last deleted unused clients.
+	lastCollect atomic.Int64
 
 	signInMethods []SignInMethod // set before Register, read-only after
 	accountLinks  []AccountLink  // set before Register, read-only after
@@ -109,10 +113,11 @@ type route struct {
 // the ID tokens (CookieSecret and SigningKey).
 func New(cfg *config.Config, db *storage.DB, accounts *clientapi.Server, cookieSecret []byte, idKey *rsa.PrivateKey, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, db: db, accounts: accounts, log: log, signer: newSigningKey(idKey),
-		cookies: cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://")},
-		pages:   loadPages(),
-		signIns: ratelimit.New(1, 20),
-		clients: ratelimit.New(2, 100),
+		cookies:     cookieSigner{secret: cookieSecret, secure: strings.HasPrefix(cfg.ClientAPI.PublicBaseURL, "https://"), validSince: db.WebSessionsValidSince},
+		pages:       loadPages(),
+		signIns:     ratelimit.New(1, 20),
+		clients:     ratelimit.New(0.5, 20),
+		codeLookups: ratelimit.New(0.2, 10),
 	}
 }
 
@@ -196,7 +201,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                                   base + pathKeys,
 		"id_token_signing_alg_values_supported":      []string{"RS256"},
 		"subject_types_supported":                    []string{"public"},
-		"prompt_values_supported":                    []string{"create"},
+		"prompt_values_supported":                    []string{"create", "none"},
 		"account_management_uri":                     base + pathAccount,
 		"account_management_actions_supported":       accountActions,
 	})

@@ -27,6 +27,14 @@ func readTokenForm(w http.ResponseWriter, r *http.Request) bool {
 		oauthJSON(w, http.StatusBadRequest, "invalid_request", "cannot read the form")
 		return false
 	}
+	// RFC 6749 section 3.2: "Request and response parameters MUST NOT be included more than
+	// once."
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			oauthJSON(w, http.StatusBadRequest, "invalid_request", k+" is given more than once")
+			return false
+		}
+	}
 	return true
 }
 
@@ -50,7 +58,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthJSON(w, http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type")
 		return
 	}
-	if grant != grantRefreshToken && !containsGrant(c, grant) {
+	// The client metadata's grant_types "MUST include ... the refresh_token value to use the
+	// refresh token grant."
+	if !containsGrant(c, grant) {
 		oauthJSON(w, http.StatusBadRequest, "unauthorized_client", "the client did not register this grant type")
 		return
 	}
@@ -83,12 +93,27 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *client)
 		return
 	}
 	var g *storage.OAuthGrant
+	hash := httputil.HashToken(code)
 	err := s.db.WithTx(ctx(r), func(tx *storage.Tx) error {
 		var err error
-		g, err = tx.TakeOAuthGrant(ctx(r), "code", httputil.HashToken(code))
+		g, err = tx.UseOAuthCode(ctx(r), hash)
 		return err
 	})
-	if errors.Is(err, storage.ErrNotFound) {
+	var used *storage.ErrCodeUsed
+	if errors.As(err, &used) {
+		// RFC 6749 section 4.1.2: "If an authorization code is used more than once, the
+		// authorization server MUST deny the request and SHOULD revoke (when possible) all
+		// tokens previously issued based on that authorization code."
+		if used.DeviceID != "" {
+			s.log.Warn("authorization code used again: session ended", "user_id", used.UserID, "device_id", used.DeviceID)
+			if err := s.accounts.EndSession(ctx(r), used.UserID, used.DeviceID); err != nil {
+				s.serverError(w, err)
+				return
+			}
+		}
+		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "unknown or already used code")
+		return
+	} else if errors.Is(err, storage.ErrNotFound) {
 		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "unknown or already used code")
 		return
 	} else if err != nil {
@@ -105,12 +130,13 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *client)
 	case !pkceMatches(verifier, g.CodeChallenge):
 		oauthJSON(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code challenge")
 	default:
-		s.issue(w, r, c, g)
+		s.issue(w, r, c, g, hash)
 	}
 }
 
-// issue begins the session of an approved grant and answers with its tokens.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *storage.OAuthGrant) {
+// issue begins the session of an approved grant and answers with its tokens. codeHash is the
+// authorization code's hash for the code grant (the code remembers the session's device).
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *storage.OAuthGrant, codeHash string) {
 	scope, err := parseScope(g.Scope)
 	if err != nil {
 		oauthJSON(w, http.StatusBadRequest, "invalid_scope", err.Error())
@@ -123,6 +149,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *client, g *sto
 	}
 	lang, _ := messagesFor(r)
 	sess, err := s.accounts.StartSession(ctx(r), g.UserID, scope.DeviceID, c.name(lang), httputil.RemoteIP(r), c.ID)
+	if err != nil {
+		s.serverError(w, err)
+		return
+	}
+	err = s.db.WithTx(ctx(r), func(tx *storage.Tx) error {
+		if codeHash != "" {
+			if err := tx.SetOAuthCodeDevice(ctx(r), codeHash, sess.DeviceID); err != nil {
+				return err
+			}
+		}
+		return tx.SetDeviceOAuthScope(ctx(r), g.UserID, sess.DeviceID, scope.Granted)
+	})
 	if err != nil {
 		s.serverError(w, err)
 		return
@@ -165,7 +203,14 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *client) {
 		s.serverError(w, err)
 		return
 	}
-	writeTokens(w, tokenResponse(sess, sessionScope(sess.DeviceID)))
+	scope, err := s.db.DeviceOAuthScope(ctx(r), sess.UserID, sess.DeviceID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.serverError(w, err)
+		return
+	} else if scope == "" {
+		scope = sessionScope(sess.DeviceID)
+	}
+	writeTokens(w, tokenResponse(sess, scope))
 }
 
 func (s *Server) serverError(w http.ResponseWriter, err error) {

@@ -1,6 +1,7 @@
 package oauthserver
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,10 +19,11 @@ import (
 
 const (
 	cookieName      = "lattice_session"
+	secureCookie    = "__Host-lattice_session" // behind https: only this host sets it, for every path
 	signedInFor     = 24 * time.Hour
 	anonymousFor    = 2 * time.Hour
 	csrfField       = "csrf"
-	contentSecurity = "default-src 'self'; img-src 'self' https:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+	contentSecurity = "default-src 'self'; img-src 'self' https:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
 // webSession is the browser's session, kept in a signed cookie (nothing server-side, so
@@ -30,12 +32,16 @@ type webSession struct {
 	SID    string `json:"s"`
 	UserID string `json:"u,omitempty"`
 	Exp    int64  `json:"e"`
+	Signed int64  `json:"i,omitempty"` // when UserID signed in (Unix ms)
 }
 
 // cookieSigner signs and checks the session cookie with HMAC-SHA256.
 type cookieSigner struct {
 	secret []byte
 	secure bool // the public base URL is https
+	// validSince returns since when (Unix ms) a user's signed-in sessions are valid: a
+	// password change or logging out of all devices ends the ones before.
+	validSince func(ctx context.Context, userID string) (int64, error)
 }
 
 func (c cookieSigner) mac(msg string) string {
@@ -46,7 +52,7 @@ func (c cookieSigner) mac(msg string) string {
 
 // read returns the request's valid, unexpired session, or nil.
 func (c cookieSigner) read(r *http.Request) *webSession {
-	ck, err := r.Cookie(cookieName)
+	ck, err := r.Cookie(c.name())
 	if err != nil {
 		return nil
 	}
@@ -62,6 +68,11 @@ func (c cookieSigner) read(r *http.Request) *webSession {
 	if json.Unmarshal(raw, &ws) != nil || ws.SID == "" || time.Now().Unix() >= ws.Exp {
 		return nil
 	}
+	if ws.UserID != "" && c.validSince != nil {
+		if since, err := c.validSince(r.Context(), ws.UserID); err != nil || ws.Signed < since {
+			return nil
+		}
+	}
 	return &ws
 }
 
@@ -69,10 +80,21 @@ func (c cookieSigner) read(r *http.Request) *webSession {
 func (c cookieSigner) write(w http.ResponseWriter, ws *webSession) {
 	raw, _ := json.Marshal(ws)
 	payload := base64.RawURLEncoding.EncodeToString(raw)
+	path := "/_lattice/"
+	if c.secure {
+		path = "/" // the __Host- prefix requires it
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: payload + "." + c.mac("session|"+payload), Path: "/_lattice/",
+		Name: c.name(), Value: payload + "." + c.mac("session|"+payload), Path: path,
 		Expires: time.Unix(ws.Exp, 0), HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteLaxMode,
 	})
+}
+
+func (c cookieSigner) name() string {
+	if c.secure {
+		return secureCookie
+	}
+	return cookieName
 }
 
 // csrf is the CSRF token of a session's forms: bound to its random ID.
@@ -100,7 +122,8 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) *webSession {
 // token planted before signing in is worthless) and continues to next, a local path. It is
 // what another sign-in method (package sso) calls once it has established who the user is.
 func (s *Server) SignInUser(w http.ResponseWriter, r *http.Request, userID, next string) {
-	ws := &webSession{SID: randomID(18), UserID: userID, Exp: time.Now().Add(signedInFor).Unix()}
+	now := time.Now()
+	ws := &webSession{SID: randomID(18), UserID: userID, Exp: now.Add(signedInFor).Unix(), Signed: now.UnixMilli()}
 	s.cookies.write(w, ws)
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
@@ -123,6 +146,13 @@ func (s *Server) SignInURL(next string, register bool) string {
 		page = pathSignUp
 	}
 	return page + "?next=" + url.QueryEscape(safeNext(next))
+}
+
+// keepSignedIn renews the signed-in session's cookie after the user's own password change,
+// which ended the sessions signed in before.
+func (s *Server) keepSignedIn(w http.ResponseWriter, ws *webSession) {
+	ws.Signed = time.Now().UnixMilli()
+	s.cookies.write(w, ws)
 }
 
 // checkForm parses a POSTed form and checks its CSRF token against the session cookie. On
@@ -210,7 +240,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", contentSecurity)
+	if h.Get("Content-Security-Policy") == "" { // the consent page sets its own
+		h.Set("Content-Security-Policy", contentSecurity)
+	}
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 )
 
 // Account is a local user account.
@@ -50,13 +52,38 @@ func (q *Q) Account(ctx context.Context, userID string) (*Account, error) {
 	return &a, nil
 }
 
-// SetPassword replaces the password hash of userID.
+// SetPassword replaces the password hash of userID. The browser sessions of the account's
+// pages signed in before end (EndWebSessions).
 func (tx *Tx) SetPassword(ctx context.Context, userID, hash string) error {
-	_, err := tx.exec(ctx, `UPDATE accounts SET password_hash = $2 WHERE user_id = $1`, userID, hash)
+	_, err := tx.exec(ctx, `UPDATE accounts SET password_hash = $2, web_sessions_ts = $3 WHERE user_id = $1`, userID, hash, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("update password %s: %w", userID, err)
 	}
 	return nil
+}
+
+// EndWebSessions ends the browser sessions of userID's account pages (and of the OAuth 2.0
+// authorization pages) signed in before now: they may no longer start sessions.
+func (tx *Tx) EndWebSessions(ctx context.Context, userID string, now int64) error {
+	if _, err := tx.exec(ctx, `UPDATE accounts SET web_sessions_ts = $2 WHERE user_id = $1`, userID, now); err != nil {
+		return fmt.Errorf("end web sessions of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// WebSessionsValidSince returns since when (Unix ms) userID's browser sessions are valid: a
+// session signed in before is not. A deactivated or locked account has no valid session
+// (math.MaxInt64). ErrNotFound: no such account.
+func (q *Q) WebSessionsValidSince(ctx context.Context, userID string) (int64, error) {
+	var ts int64
+	err := q.queryRow(ctx, `SELECT CASE WHEN deactivated OR locked THEN $2 ELSE web_sessions_ts END FROM accounts WHERE user_id = $1`,
+		userID, int64(math.MaxInt64)).Scan(&ts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	} else if err != nil {
+		return 0, fmt.Errorf("select web sessions of %s: %w", userID, err)
+	}
+	return ts, nil
 }
 
 // DeactivateAccount marks the account deactivated, clears its password and removes its devices.

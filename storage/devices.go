@@ -103,7 +103,7 @@ func (tx *Tx) UpsertDevice(ctx context.Context, d Device, tokenHash string) erro
 		INSERT INTO devices (user_id, device_id, token_hash, display_name, created_ts, last_seen_ts, last_seen_ip)
 		VALUES ($1, $2, $3, $4, $5, $5, $6)
 		ON CONFLICT (user_id, device_id) DO UPDATE SET token_hash = $3, last_seen_ts = $5, last_seen_ip = $6,
-			token_expires_ts = 0, refresh_token_hash = NULL, prev_refresh_token_hash = NULL, superseded_refresh_token_hash = NULL,
+			token_expires_ts = 0, refresh_token_hash = NULL, prev_refresh_token_hash = NULL, superseded_refresh_token_hash = NULL, refresh_salt = NULL, oauth_scope = '',
 			refresh_expires_ts = 0, oauth_client_id = ''`,
 		d.UserID, d.DeviceID, tokenHash, d.DisplayName, d.CreatedTS, d.LastSeenIP)
 	if tx.dialect.isUniqueViolation(err) {

@@ -19,6 +19,22 @@ func (tx *Tx) InsertOAuthClient(ctx context.Context, clientID, metadata string, 
 	return nil
 }
 
+// DeleteUnusedOAuthClients deletes up to limit clients registered before the given time
+// that hold no session (device) and no grant, and returns how many it deleted. The spec lets
+// a server delete registrations, but not those of clients with active sessions.
+func (tx *Tx) DeleteUnusedOAuthClients(ctx context.Context, registeredBefore int64, limit int) (int64, error) {
+	res, err := tx.exec(ctx, `
+		DELETE FROM oauth_clients WHERE client_id IN (
+			SELECT c.client_id FROM oauth_clients c WHERE c.created_ts < $1
+			AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.oauth_client_id = c.client_id)
+			AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.client_id)
+			LIMIT $2)`, registeredBefore, limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete unused oauth clients: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // OAuthClient returns the metadata (JSON) of a registered client, or ErrNotFound.
 func (q *Q) OAuthClient(ctx context.Context, clientID string) (string, error) {
 	var md string
@@ -68,10 +84,15 @@ func scanGrant(row interface{ Scan(...any) error }) (*OAuthGrant, error) {
 	return &g, nil
 }
 
-// InsertOAuthGrant stores a grant, first deleting the grants that expired before now.
-// ErrConflict: the user code is taken.
+// grantKeptFor is how long (ms) a grant stays after it expired: a device code polled late
+// answers expired_token rather than invalid_grant (RFC 8628 section 3.5), and a used
+// authorization code presented again still ends the session it gave.
+const grantKeptFor = 60 * 60 * 1000
+
+// InsertOAuthGrant stores a grant, first deleting the grants that expired an hour before
+// now. ErrConflict: the user code is taken.
 func (tx *Tx) InsertOAuthGrant(ctx context.Context, g OAuthGrant, now int64) error {
-	if _, err := tx.exec(ctx, `DELETE FROM oauth_grants WHERE expires_ts < $1`, now); err != nil {
+	if _, err := tx.exec(ctx, `DELETE FROM oauth_grants WHERE expires_ts < $1`, now-grantKeptFor); err != nil {
 		return fmt.Errorf("delete expired oauth grants: %w", err)
 	}
 	var userCode any
@@ -94,6 +115,41 @@ func (tx *Tx) InsertOAuthGrant(ctx context.Context, g OAuthGrant, now int64) err
 // used once. ErrNotFound: no such grant (never issued, or already used).
 func (tx *Tx) TakeOAuthGrant(ctx context.Context, kind, hash string) (*OAuthGrant, error) {
 	return scanGrant(tx.queryRow(ctx, `DELETE FROM oauth_grants WHERE kind = $1 AND grant_hash = $2 RETURNING `+grantColumns, kind, hash))
+}
+
+// ErrCodeUsed is UseOAuthCode's answer for an authorization code used before.
+type ErrCodeUsed struct {
+	UserID   string
+	DeviceID string // the device of the session it gave; "" if it gave none
+}
+
+func (e *ErrCodeUsed) Error() string { return "authorization code used before" }
+
+// UseOAuthCode marks the authorization code that hashes to hash as used and returns it: a
+// code is used once. ErrNotFound: never issued (or long expired); *ErrCodeUsed: used before.
+func (tx *Tx) UseOAuthCode(ctx context.Context, hash string) (*OAuthGrant, error) {
+	g, err := scanGrant(tx.queryRow(ctx, `UPDATE oauth_grants SET used_device_id = ''
+		WHERE kind = 'code' AND grant_hash = $1 AND used_device_id IS NULL RETURNING `+grantColumns, hash))
+	if !errors.Is(err, ErrNotFound) {
+		return g, err
+	}
+	var used ErrCodeUsed
+	err = tx.queryRow(ctx, `SELECT user_id, used_device_id FROM oauth_grants WHERE kind = 'code' AND grant_hash = $1 AND used_device_id IS NOT NULL`, hash).
+		Scan(&used.UserID, &used.DeviceID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("select used oauth code: %w", err)
+	}
+	return nil, &used
+}
+
+// SetOAuthCodeDevice records the device of the session a used authorization code gave.
+func (tx *Tx) SetOAuthCodeDevice(ctx context.Context, hash, deviceID string) error {
+	if _, err := tx.exec(ctx, `UPDATE oauth_grants SET used_device_id = $2 WHERE kind = 'code' AND grant_hash = $1`, hash, deviceID); err != nil {
+		return fmt.Errorf("set oauth code device: %w", err)
+	}
+	return nil
 }
 
 // OAuthGrant returns the grant of the given kind and hash, or ErrNotFound.

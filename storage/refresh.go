@@ -26,7 +26,7 @@ type SessionTokens struct {
 func (tx *Tx) SetDeviceRefresh(ctx context.Context, userID, deviceID, clientID string, t SessionTokens) error {
 	tx.devicesChanged = true
 	_, err := tx.exec(ctx, `
-		UPDATE devices SET token_expires_ts = $3, refresh_token_hash = $4, prev_refresh_token_hash = NULL,
+		UPDATE devices SET token_expires_ts = $3, refresh_token_hash = $4, prev_refresh_token_hash = NULL, refresh_salt = NULL,
 			refresh_expires_ts = $5, oauth_client_id = $6
 		WHERE user_id = $1 AND device_id = $2`,
 		userID, deviceID, t.TokenExpiresTS, t.RefreshHash, t.RefreshExpiresTS, clientID)
@@ -37,35 +37,34 @@ func (tx *Tx) SetDeviceRefresh(ctx context.Context, userID, deviceID, clientID s
 }
 
 // RefreshDevice renews the session holding the refresh token that hashes to refreshHash (its
-// current one, or the one it replaced while the new tokens are unused) with the tokens in t,
-// and returns the device. ErrNotFound: no session holds it, or it lapsed.
-func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, t SessionTokens) (*Device, error) {
+// current one, or the one it replaced while the new tokens are unused) and returns the
+// device. The new tokens are tokens(salt): using the current refresh token stores salt as
+// the device's refresh salt; using the replaced one keeps the stored salt, so that tokens
+// derives the same tokens again and every concurrent or repeated refresh with one token gets
+// the same working answer. ErrNotFound: no session holds it, or it lapsed.
+//
+// One UPDATE decides whether the token is current and rotates, so that on PostgreSQL a
+// concurrent refresh waits for this one and then sees the token as the replaced one.
+func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, salt string, tokens func(salt string) SessionTokens) (*Device, error) {
 	tx.devicesChanged = true
 	var d Device
-	var current bool
-	var refreshExpires int64
 	err := tx.queryRow(ctx, `
-		SELECT user_id, device_id, display_name, oauth_client_id, COALESCE(refresh_token_hash = $1, FALSE), refresh_expires_ts
-		FROM devices WHERE refresh_token_hash = $1 OR prev_refresh_token_hash = $1`, refreshHash,
-	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.OAuthClientID, &current, &refreshExpires)
+		UPDATE devices SET
+			prev_refresh_token_hash = CASE WHEN refresh_token_hash = $1 THEN refresh_token_hash ELSE prev_refresh_token_hash END,
+			superseded_refresh_token_hash = CASE WHEN refresh_token_hash = $1
+				THEN COALESCE(prev_refresh_token_hash, superseded_refresh_token_hash) ELSE superseded_refresh_token_hash END,
+			refresh_salt = CASE WHEN refresh_token_hash = $1 OR refresh_salt IS NULL THEN $2 ELSE refresh_salt END
+		WHERE (refresh_token_hash = $1 OR prev_refresh_token_hash = $1) AND (refresh_expires_ts = 0 OR refresh_expires_ts > $3)
+		RETURNING user_id, device_id, display_name, oauth_client_id, refresh_salt`, refreshHash, salt, now,
+	).Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.OAuthClientID, &salt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	} else if err != nil {
-		return nil, fmt.Errorf("select device by refresh token: %w", err)
+		return nil, fmt.Errorf("rotate refresh token: %w", err)
 	}
-	if refreshExpires > 0 && now >= refreshExpires {
-		return nil, ErrNotFound
-	}
-	// Using the current refresh token is using the new tokens: the one it replaced goes, and
-	// the current one becomes the replaced one. Using the replaced one keeps it.
-	prev, superseded := `prev_refresh_token_hash`, `superseded_refresh_token_hash`
-	if current {
-		prev, superseded = `refresh_token_hash`, `COALESCE(prev_refresh_token_hash, superseded_refresh_token_hash)`
-	}
+	t := tokens(salt)
 	_, err = tx.exec(ctx, `
-		UPDATE devices SET prev_refresh_token_hash = `+prev+`, superseded_refresh_token_hash = `+superseded+`,
-			refresh_token_hash = $3, token_hash = $4,
-			token_expires_ts = $5, refresh_expires_ts = $6
+		UPDATE devices SET refresh_token_hash = $3, token_hash = $4, token_expires_ts = $5, refresh_expires_ts = $6
 		WHERE user_id = $1 AND device_id = $2`,
 		d.UserID, d.DeviceID, t.RefreshHash, t.TokenHash, t.TokenExpiresTS, t.RefreshExpiresTS)
 	if tx.dialect.isUniqueViolation(err) {
@@ -75,6 +74,27 @@ func (tx *Tx) RefreshDevice(ctx context.Context, refreshHash string, now int64, 
 	}
 	d.ValidUntilMS = t.TokenExpiresTS
 	return &d, nil
+}
+
+// SetDeviceOAuthScope records the scope granted to an OAuth session, as the client spelled it.
+func (tx *Tx) SetDeviceOAuthScope(ctx context.Context, userID, deviceID, scope string) error {
+	if _, err := tx.exec(ctx, `UPDATE devices SET oauth_scope = $3 WHERE user_id = $1 AND device_id = $2`, userID, deviceID, scope); err != nil {
+		return fmt.Errorf("set oauth scope of %s %s: %w", userID, deviceID, err)
+	}
+	return nil
+}
+
+// DeviceOAuthScope returns the scope granted to the OAuth session of the device ("" when
+// none was recorded), or ErrNotFound.
+func (q *Q) DeviceOAuthScope(ctx context.Context, userID, deviceID string) (string, error) {
+	var scope string
+	err := q.queryRow(ctx, `SELECT oauth_scope FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID).Scan(&scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	} else if err != nil {
+		return "", fmt.Errorf("select oauth scope of %s %s: %w", userID, deviceID, err)
+	}
+	return scope, nil
 }
 
 // DeviceByRefreshToken returns the device whose current (or replaced, still usable) refresh
