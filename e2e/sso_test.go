@@ -716,6 +716,21 @@ func TestOAuthAwareLogin(t *testing.T) {
 	if p.Status != 200 || !strings.Contains(p.Body, "Continue to client.example") || !strings.Contains(p.Body, "@olga:localhost") {
 		t.Fatalf("after signing in: %s %d, want the confirmation page: %.2000s", p.URL, p.Status, p.Body)
 	}
+	confirm := p
+	// Another sign-in opened in the same browser meanwhile (someone else's page opening the
+	// flow to their own redirectUrl in a popup) does not capture the first page's button: it
+	// is refused, and nothing goes to the other client.
+	evil := b.get(srv.URL + "/_lattice/account/sso/legacy?redirectUrl=" + url.QueryEscape("https://evil.example/steal"))
+	if !strings.Contains(evil.Body, "Continue to evil.example") {
+		t.Fatalf("second flow: %d %.1000s", evil.Status, evil.Body)
+	}
+	if p := b.submit(confirm, nil); p.Status != http.StatusBadRequest || p.Location != "" {
+		t.Fatalf("the first page's Continue after another flow started: %d Location %q", p.Status, p.Location)
+	}
+	p = b.get(srv.URL + "/_matrix/client/v3/login/sso/redirect?redirectUrl=" + url.QueryEscape(ssoRedirect))
+	if !strings.Contains(p.Body, "Continue to client.example") {
+		t.Fatalf("signed in again: %s %d %.1000s", p.URL, p.Status, p.Body)
+	}
 	p = b.submit(p, nil)
 	u, _ := url.Parse(p.Location)
 	if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, "https://client.example/after-login?x=1&loginToken=") {

@@ -2,6 +2,7 @@ package sso
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -186,7 +187,13 @@ const (
 	pendingTTL     = 10 * time.Minute
 )
 
+// pending is the sign-in waiting for its confirmation. Flow is also in the page's form, so the
+// button continues the sign-in the page showed: another one started in the same browser
+// meanwhile (a page of someone else's opening the flow for their redirectUrl in a popup)
+// replaces the cookie, and the first page's button is then refused instead of sending the
+// token to the other client.
 type pending struct {
+	Flow     string `json:"f"`
 	UserID   string `json:"u"`
 	Redirect string `json:"r"`
 	Expires  int64  `json:"e"`
@@ -199,13 +206,14 @@ func (s *Service) finishLegacy(w http.ResponseWriter, r *http.Request, userID, r
 		s.redirectWithToken(w, r, userID, redirectURL)
 		return
 	}
+	flow := randomString()
 	err := s.setCookie(w, pendingCookie, "/_lattice/sso/", pendingPurpose,
-		pending{UserID: userID, Redirect: redirectURL, Expires: s.now().Add(pendingTTL).Unix()}, pendingTTL)
+		pending{Flow: flow, UserID: userID, Redirect: redirectURL, Expires: s.now().Add(pendingTTL).Unix()}, pendingTTL)
 	if err != nil {
 		s.renderError(w, http.StatusInternalServerError, "Sign-in failed", "Something went wrong on this server.")
 		return
 	}
-	s.renderConfirm(w, userID, redirectURL)
+	s.renderConfirm(w, userID, redirectURL, flow)
 }
 
 // handleContinue handles POST /_lattice/sso/continue, the confirmation page's button.
@@ -213,9 +221,10 @@ func (s *Service) handleContinue(w http.ResponseWriter, r *http.Request) {
 	var p pending
 	err := s.readCookie(r, pendingCookie, pendingPurpose, &p)
 	s.clearCookie(w, pendingCookie, "/_lattice/sso/")
-	if err != nil || p.Expires < s.now().Unix() || p.UserID == "" {
+	if err != nil || p.Expires < s.now().Unix() || p.UserID == "" ||
+		subtle.ConstantTimeCompare([]byte(r.PostFormValue("flow")), []byte(p.Flow)) != 1 {
 		s.renderError(w, http.StatusBadRequest, "This sign-in is not valid",
-			"It has expired, was used already, or was started in another browser. Start signing in again from your Matrix client.")
+			"It has expired, was used already, was started in another browser, or another sign-in was started in this browser since. Start signing in again from your Matrix client.")
 		return
 	}
 	s.redirectWithToken(w, r, p.UserID, p.Redirect)

@@ -27,7 +27,7 @@ button.button{display:block;width:100%;text-align:left;font:inherit;margin:.5em 
 <p>You signed in as <strong>{{.UserID}}</strong>.</p>
 <p>Continuing gives <strong>{{.Host}}</strong> access to your account. Continue only if you
 started signing in from there: a link that someone sent you may be an attempt to take over your account.</p>
-<form method="post" action="{{.Action}}"><button class="button" id="continue" type="submit">Continue to {{.Host}}</button></form>
+<form method="post" action="{{.Action}}"><input type="hidden" name="flow" value="{{.Flow}}"><button class="button" id="continue" type="submit">Continue to {{.Host}}</button></form>
 </body></html>{{end}}
 
 {{define "reauth"}}{{template "head" "Confirm your identity"}}
@@ -85,12 +85,12 @@ func (s *Service) renderChooser(w http.ResponseWriter, redirectURL string) {
 }
 
 // renderConfirm asks before handing a login token to the client at redirectURL.
-func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL string) {
+func (s *Service) renderConfirm(w http.ResponseWriter, userID, redirectURL, flow string) {
 	host := redirectURL
 	if u, err := url.Parse(redirectURL); err == nil && u.Host != "" {
 		host = u.Host
 	} else if err == nil {
 		host = u.Scheme + ":" // a mobile app's own scheme
 	}
-	writePage(w, http.StatusOK, "confirm", struct{ Host, UserID, Action string }{host, userID, ContinuePath})
+	writePage(w, http.StatusOK, "confirm", struct{ Host, UserID, Action, Flow string }{host, userID, ContinuePath, flow})
 }
