@@ -3,6 +3,7 @@ package clientapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -56,7 +57,13 @@ func describeOperation(op uiaOperation) string {
 	case op.method == http.MethodPost && p == "delete_devices":
 		return "sign out some of your devices"
 	case op.method == http.MethodDelete && strings.HasPrefix(p, "devices/"):
-		return "sign out the device " + strings.TrimPrefix(p, "devices/")
+		// The device ID is the client's choice: quoted and cut short, so that it reads as
+		// a name and not as part of the sentence.
+		id := []rune(strings.TrimPrefix(p, "devices/"))
+		if len(id) > 24 {
+			id = append(id[:24], '…')
+		}
+		return fmt.Sprintf("sign out the device %q", string(id))
 	case p == "account/password":
 		return "change your password"
 	case p == "account/deactivate":

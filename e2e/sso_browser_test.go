@@ -107,7 +107,7 @@ func TestSSOBrowser(t *testing.T) {
 	do("fallback page", chromedp.Navigate(s.URL+"/_matrix/client/v3/auth/m.login.sso/fallback/web?session="+url.QueryEscape(session)),
 		chromedp.WaitVisible(chromedp.CSS("#operation")))
 	opText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#operation")))
-	if err != nil || !strings.Contains(opText, "sign out the device "+str(other.Body, "device_id")) {
+	if err != nil || !strings.Contains(opText, fmt.Sprintf("sign out the device %q", str(other.Body, "device_id"))) {
 		t.Errorf("fallback page says %q (%v)", opText, err)
 	}
 	// The browser is still signed in at the provider, which sends it straight back.

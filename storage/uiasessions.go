@@ -29,8 +29,19 @@ func (tx *Tx) InsertUIASession(ctx context.Context, s UIASession, nowTS int64) e
 	if err != nil {
 		return fmt.Errorf("insert UIA session of %s: %w", s.UserID, err)
 	}
+	// A user keeps at most maxUIASessionsPerUser open sessions: requests that only start
+	// sessions cannot grow the table without bound.
+	_, err = tx.exec(ctx, `DELETE FROM uia_sessions WHERE user_id = $1 AND session_id NOT IN
+		(SELECT session_id FROM uia_sessions WHERE user_id = $1 ORDER BY expires_ts DESC LIMIT $2)`, s.UserID, maxUIASessionsPerUser)
+	if err != nil {
+		return fmt.Errorf("trim UIA sessions of %s: %w", s.UserID, err)
+	}
 	return nil
 }
+
+// maxUIASessionsPerUser is how many open user-interactive authentication sessions a user
+// keeps; the oldest beyond it are forgotten.
+const maxUIASessionsPerUser = 20
 
 // UIASession returns an issued session: ErrNotFound when it was never issued, was used, or
 // expired before nowTS.

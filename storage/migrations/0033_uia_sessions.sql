@@ -12,3 +12,4 @@ CREATE TABLE uia_sessions (
     expires_ts  BIGINT NOT NULL
 );
 CREATE INDEX uia_sessions_expiry ON uia_sessions (expires_ts);
+CREATE INDEX uia_sessions_user ON uia_sessions (user_id, expires_ts);
