@@ -114,9 +114,9 @@ type Tx struct {
 	// notificationsDeleted: push actions went that may be unread (a purge), which moves the
 	// generation NotificationsGeneration reports.
 	notificationsDeleted bool
-	// overridesChanged, purgedLeavesAdded, stickyAdded: rows that the caches of
+	// overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet: rows that the caches of
 	// featurecache.go answer from.
-	overridesChanged, purgedLeavesAdded, stickyAdded bool
+	overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet bool
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -133,6 +133,7 @@ type DB struct {
 	overrides    readCache[string, overrideEntry] // user -> message rate limit override
 	purgedLeaves readCache[struct{}, int64]       // the latest stream position of a purged room leave
 	stickyUntil  readCache[int64, int64]          // room -> latest expiry of its sticky events
+	httpPushers  readCache[struct{}, bool]        // whether any user has an HTTP pusher
 	seen         lastSeen                         // devices' last sightings, written behind (lastseen.go)
 }
 
@@ -147,6 +148,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		overrides:    readCache[string, overrideEntry]{name: "ratelimit_overrides", max: 100000},
 		purgedLeaves: readCache[struct{}, int64]{name: "purged_room_leaves", max: 1},
 		stickyUntil:  readCache[int64, int64]{name: "sticky_events", max: 100000},
+		httpPushers:  readCache[struct{}, bool]{name: "pushers", max: 1},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -245,6 +247,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if tx.stickyAdded {
 		db.stickyUntil.invalidate()
+	}
+	if tx.pushersSet {
+		db.httpPushers.invalidate()
 	}
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))

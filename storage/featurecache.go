@@ -8,7 +8,7 @@ import (
 
 // The reads here sit on every send or every /sync and nearly always find nothing: a rate
 // limit override for the sender, a leave of a purged room in the sync's range, a sticky event
-// in a room. Each is answered from a read cache (cache.go) that the transactions writing the
+// in a room, the notifications to push when nobody has a pusher. Each is answered from a read cache (cache.go) that the transactions writing the
 // table invalidate, so that a server where the feature is unused runs no statement for it.
 
 // overrideEntry is the cached override of one user; found is false when they have none.
@@ -79,4 +79,24 @@ func (db *DB) StickyEvents(ctx context.Context, roomNID, since, upTo, now int64,
 		return nil, nil
 	}
 	return db.Q.StickyEvents(ctx, roomNID, since, upTo, now, limit)
+}
+
+// PushActionsAfter is Q.PushActionsAfter without a statement while no user has an HTTP
+// pusher (whether one exists is cached until a transaction sets a pusher): the pusher worker
+// asks after every burst of commits.
+func (db *DB) PushActionsAfter(ctx context.Context, after, upTo int64, limit int) ([]PushAction, error) {
+	exists, ok, gen, err := db.httpPushers.get(ctx, &db.Q, struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := db.Q.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pushers WHERE kind = 'http')`).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("any http pusher: %w", err)
+		}
+		db.httpPushers.put(struct{}{}, exists, gen)
+	}
+	if !exists {
+		return nil, nil
+	}
+	return db.Q.PushActionsAfter(ctx, after, upTo, limit)
 }

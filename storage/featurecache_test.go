@@ -69,6 +69,24 @@ func TestFeatureCaches(t *testing.T) {
 			t.Fatalf("after another process's leave: %v, %v", ls, err)
 		}
 
+		// HTTP pushers: none, so no notification is read to push; then one set by another process.
+		if acts, err := db.PushActionsAfter(ctx, 0, 1<<40, 10); err != nil || len(acts) != 0 {
+			t.Fatalf("without pushers: %v, %v", acts, err)
+		}
+		tx(other, func(tx *Tx) error {
+			return tx.SetPusher(ctx, Pusher{UserID: "@a:test", AppID: "app", PushKey: "k", Kind: "http", Data: `{"url":"http://127.0.0.1/"}`}, false)
+		})
+		later()
+		if exists, ok, _, err := db.httpPushers.get(ctx, &db.Q, struct{}{}); err != nil || ok {
+			t.Fatalf("cached pusher flag after another process set one: %v %v %v", exists, ok, err)
+		}
+		if _, err := db.PushActionsAfter(ctx, 0, 1<<40, 10); err != nil {
+			t.Fatal(err)
+		}
+		if exists, ok, _, err := db.httpPushers.get(ctx, &db.Q, struct{}{}); err != nil || !ok || !exists {
+			t.Fatalf("pusher flag after reading: %v %v %v", exists, ok, err)
+		}
+
 		// Sticky events.
 		var room int64
 		tx(db, func(tx *Tx) (err error) {

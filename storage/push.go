@@ -346,6 +346,7 @@ const pusherColumns = `user_id, app_id, pushkey, kind, app_display_name, device_
 // appendOthers, pushers of other users with the same app ID and pushkey are deleted, as the
 // spec's "append" parameter says.
 func (tx *Tx) SetPusher(ctx context.Context, p Pusher, appendOthers bool) error {
+	tx.pushersSet = true
 	if !appendOthers {
 		if _, err := tx.exec(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`,
 			p.AppID, p.PushKey, p.UserID); err != nil {
