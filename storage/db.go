@@ -128,6 +128,7 @@ type DB struct {
 	tokens      readCache[string, Device]        // access-token hash -> device
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 	memberships readCache[string, []Membership]  // user -> every membership, for /sync
+	roomJoined  readCache[int64, *joinedSet]     // room -> joined members, for presence (peers.go)
 	unreadGen   readCache[struct{}, struct{}]    // only its generation: NotificationsGeneration
 	// Reads that nearly always find nothing (featurecache.go).
 	overrides    readCache[string, overrideEntry] // user -> message rate limit override
@@ -144,6 +145,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		tokens:       readCache[string, Device]{name: "devices", max: 100000},
 		keyCounts:    readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
 		memberships:  readCache[string, []Membership]{name: "memberships", max: 100000},
+		roomJoined:   readCache[int64, *joinedSet]{name: "memberships", max: 10000},
 		unreadGen:    readCache[struct{}, struct{}]{name: "push_actions", max: 1},
 		overrides:    readCache[string, overrideEntry]{name: "ratelimit_overrides", max: 100000},
 		purgedLeaves: readCache[struct{}, int64]{name: "purged_room_leaves", max: 1},
@@ -235,6 +237,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if tx.membershipsChanged {
 		db.memberships.invalidate()
+		db.roomJoined.invalidate()
 	}
 	if tx.notificationsDeleted {
 		db.unreadGen.invalidate()
