@@ -113,6 +113,18 @@ func (tx *Tx) bumpGenerations(ctx context.Context) error {
 	if tx.notificationsDeleted {
 		names = append(names, "push_actions")
 	}
+	if tx.overridesChanged {
+		names = append(names, "ratelimit_overrides")
+	}
+	if tx.purgedLeavesAdded {
+		names = append(names, "purged_room_leaves")
+	}
+	if tx.stickyAdded {
+		names = append(names, "sticky_events")
+	}
+	if tx.pushersSet {
+		names = append(names, "pushers")
+	}
 	for _, name := range names {
 		if _, err := tx.exec(ctx, `UPDATE cache_generations SET generation = generation + 1 WHERE name = $1`, name); err != nil {
 			return fmt.Errorf("bump cache generation %s: %w", name, err)

@@ -114,6 +114,9 @@ type Tx struct {
 	// notificationsDeleted: push actions went that may be unread (a purge), which moves the
 	// generation NotificationsGeneration reports.
 	notificationsDeleted bool
+	// overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet: rows that the caches of
+	// featurecache.go answer from.
+	overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet bool
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -125,18 +128,29 @@ type DB struct {
 	tokens      readCache[string, Device]        // access-token hash -> device
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
 	memberships readCache[string, []Membership]  // user -> every membership, for /sync
+	roomJoined  readCache[int64, *joinedSet]     // room -> joined members, for presence (peers.go)
 	unreadGen   readCache[struct{}, struct{}]    // only its generation: NotificationsGeneration
-	seen        lastSeen                         // devices' last sightings, written behind (lastseen.go)
+	// Reads that nearly always find nothing (featurecache.go).
+	overrides    readCache[string, overrideEntry] // user -> message rate limit override
+	purgedLeaves readCache[struct{}, int64]       // the latest stream position of a purged room leave
+	stickyUntil  readCache[int64, int64]          // room -> latest expiry of its sticky events
+	httpPushers  readCache[struct{}, bool]        // whether any user has an HTTP pusher
+	seen         lastSeen                         // devices' last sightings, written behind (lastseen.go)
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	db := DB{
-		obs:         &atomic.Pointer[Observer]{},
-		tokens:      readCache[string, Device]{name: "devices", max: 100000},
-		keyCounts:   readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
-		memberships: readCache[string, []Membership]{name: "memberships", max: 100000},
-		unreadGen:   readCache[struct{}, struct{}]{name: "push_actions", max: 1},
+		obs:          &atomic.Pointer[Observer]{},
+		tokens:       readCache[string, Device]{name: "devices", max: 100000},
+		keyCounts:    readCache[[2]string, deviceKeys]{name: "device_keys", max: 100000},
+		memberships:  readCache[string, []Membership]{name: "memberships", max: 100000},
+		roomJoined:   readCache[int64, *joinedSet]{name: "memberships", max: 10000},
+		unreadGen:    readCache[struct{}, struct{}]{name: "push_actions", max: 1},
+		overrides:    readCache[string, overrideEntry]{name: "ratelimit_overrides", max: 100000},
+		purgedLeaves: readCache[struct{}, int64]{name: "purged_room_leaves", max: 1},
+		stickyUntil:  readCache[int64, int64]{name: "sticky_events", max: 100000},
+		httpPushers:  readCache[struct{}, bool]{name: "pushers", max: 1},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -223,9 +237,22 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if tx.membershipsChanged {
 		db.memberships.invalidate()
+		db.roomJoined.invalidate()
 	}
 	if tx.notificationsDeleted {
 		db.unreadGen.invalidate()
+	}
+	if tx.overridesChanged {
+		db.overrides.invalidate()
+	}
+	if tx.purgedLeavesAdded {
+		db.purgedLeaves.invalidate()
+	}
+	if tx.stickyAdded {
+		db.stickyUntil.invalidate()
+	}
+	if tx.pushersSet {
+		db.httpPushers.invalidate()
 	}
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))

@@ -16,6 +16,7 @@ type PurgedLeave struct {
 
 // InsertPurgedLeaves records the users' last membership events of a room being purged.
 func (tx *Tx) InsertPurgedLeaves(ctx context.Context, leaves []PurgedLeave) error {
+	tx.purgedLeavesAdded = tx.purgedLeavesAdded || len(leaves) > 0
 	for _, l := range leaves {
 		_, err := tx.exec(ctx, `INSERT INTO purged_room_leaves (user_id, room_id, stream_pos, event_json)
 			VALUES ($1, $2, $3, $4)

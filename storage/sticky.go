@@ -18,6 +18,7 @@ const maxStickyMS = 3600000
 // forgets the room's sticky events that surely expired: ev's stickiness started at or before
 // now and lasts at most an hour, so StickyUntil - 1h is not later than now.
 func (tx *Tx) insertSticky(ctx context.Context, ev *Event) error {
+	tx.stickyAdded = true
 	if _, err := tx.exec(ctx, `DELETE FROM sticky_events WHERE room_nid = $1 AND expires_ts <= $2`, ev.RoomNID, ev.StickyUntil-maxStickyMS); err != nil {
 		return fmt.Errorf("delete expired sticky events: %w", err)
 	}

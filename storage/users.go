@@ -213,6 +213,7 @@ func (q *Q) RateLimitOverride(ctx context.Context, userID string) (*RateLimitOve
 
 // SetRateLimitOverride sets the override of userID; nil removes it.
 func (tx *Tx) SetRateLimitOverride(ctx context.Context, userID string, o *RateLimitOverride) error {
+	tx.overridesChanged = true
 	var err error
 	if o == nil {
 		_, err = tx.exec(ctx, `DELETE FROM ratelimit_overrides WHERE user_id = $1`, userID)
