@@ -22,25 +22,11 @@ import (
 // approved in the browser while the test polls the token endpoint. Screenshots of the pages
 // go to $LATTICE_SCREENSHOT_DIR when it is set.
 func TestOAuthBrowser(t *testing.T) {
-	chromium := findChromium()
-	if chromium == "" {
-		t.Skip("chromium is not installed (scripts/test.sh installs Debian's chromium package)")
-	}
+	chromium := requireChromium(t)
 	s := StartServer(t)
 
 	// The native client's redirect URI is on loopback: the test listens there.
-	codes := make(chan url.Values, 4)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		codes <- r.URL.Query()
-		fmt.Fprint(w, `<!DOCTYPE html><title>Client</title><p id="done">Signed in, back in the client.</p>`)
-	})}
-	go func() { _ = cb.Serve(l) }()
-	t.Cleanup(func() { cb.Close() })
-	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", l.Addr().(*net.TCPAddr).Port)
+	codes, redirect := nativeClientCallback(t)
 
 	// Dynamic registration of a native and a web client.
 	nativeID := nativeClient(t, s, map[string]any{"client_name": "Browser Test App"})
@@ -237,4 +223,32 @@ func startChromium(t *testing.T, path string) context.Context {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
+}
+
+// requireChromium returns the path of Chromium, or skips the test when it is not installed.
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	chromium := findChromium()
+	if chromium == "" {
+		t.Skip("chromium is not installed (scripts/test.sh installs Debian's chromium package)")
+	}
+	return chromium
+}
+
+// nativeClientCallback listens on loopback as a native client's redirect URI does: it
+// returns the query of every request to it, and the redirect URI.
+func nativeClientCallback(t *testing.T) (<-chan url.Values, string) {
+	t.Helper()
+	codes := make(chan url.Values, 4)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		codes <- r.URL.Query()
+		fmt.Fprint(w, `<!DOCTYPE html><title>Client</title><p id="done">Signed in, back in the client.</p>`)
+	})}
+	go func() { _ = cb.Serve(l) }()
+	t.Cleanup(func() { cb.Close() })
+	return codes, fmt.Sprintf("http://127.0.0.1:%d/callback", l.Addr().(*net.TCPAddr).Port)
 }

@@ -385,3 +385,13 @@ func verifyIDToken(t *testing.T, s *Server, tok string) map[string]any {
 	t.Fatalf("no key %q in %s", header.Kid, keys.Raw)
 	return nil
 }
+
+// newCrossSigningKeys is the body of a /keys/device_signing/upload with new master,
+// self-signing and user-signing keys of userID, the latter two signed by the master key.
+func newCrossSigningKeys(t *testing.T, userID string) map[string]any {
+	master, ssk, usk := newSigningKey(t), newSigningKey(t), newSigningKey(t)
+	mk := map[string]any{"user_id": userID, "usage": []string{"master"}, "keys": map[string]string{"ed25519:" + master.pub: master.pub}}
+	sk := signed(t, map[string]any{"user_id": userID, "usage": []string{"self_signing"}, "keys": map[string]string{"ed25519:" + ssk.pub: ssk.pub}}, userID, "ed25519:"+master.pub, master)
+	uk := signed(t, map[string]any{"user_id": userID, "usage": []string{"user_signing"}, "keys": map[string]string{"ed25519:" + usk.pub: usk.pub}}, userID, "ed25519:"+master.pub, master)
+	return map[string]any{"master_key": mk, "self_signing_key": sk, "user_signing_key": uk}
+}

@@ -250,13 +250,7 @@ func TestOAuthCrossSigningResetSession(t *testing.T) {
 	clientID := nativeClient(t, s, nil)
 	tok := codeFlow(t, s, clientID, randomDeviceID(), "alice", testPassword)
 	oc := &Client{t: t, srv: s, UserID: alice.UserID, Token: str(tok.Body, "access_token")}
-	csKeys := func() map[string]any {
-		master, ssk, usk := newSigningKey(t), newSigningKey(t), newSigningKey(t)
-		mk := map[string]any{"user_id": alice.UserID, "usage": []string{"master"}, "keys": map[string]string{"ed25519:" + master.pub: master.pub}}
-		sk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"self_signing"}, "keys": map[string]string{"ed25519:" + ssk.pub: ssk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
-		uk := signed(t, map[string]any{"user_id": alice.UserID, "usage": []string{"user_signing"}, "keys": map[string]string{"ed25519:" + usk.pub: usk.pub}}, alice.UserID, "ed25519:"+master.pub, master)
-		return map[string]any{"master_key": mk, "self_signing_key": sk, "user_signing_key": uk}
-	}
+	csKeys := func() map[string]any { return newCrossSigningKeys(t, alice.UserID) }
 	const path = "/_matrix/client/v3/keys/device_signing/upload"
 	expectOK(t, oc.Do("POST", path, csKeys()), "first upload")
 	keys := csKeys()

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -19,24 +17,10 @@ import (
 // fallback page of user-interactive auth, whose button posts to Lattice and is redirected to
 // the provider (what a Content-Security-Policy form-action would break in a browser).
 func TestSSOBrowser(t *testing.T) {
-	chromium := findChromium()
-	if chromium == "" {
-		t.Skip("chromium is not installed (scripts/test.sh installs Debian's chromium package)")
-	}
+	chromium := requireChromium(t)
 	s, _, _ := ssoServer(t)
 
-	codes := make(chan url.Values, 4)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		codes <- r.URL.Query()
-		fmt.Fprint(w, `<!DOCTYPE html><title>Client</title><p id="done">Signed in, back in the client.</p>`)
-	})}
-	go func() { _ = cb.Serve(l) }()
-	t.Cleanup(func() { cb.Close() })
-	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", l.Addr().(*net.TCPAddr).Port)
+	codes, redirect := nativeClientCallback(t)
 	clientID := nativeClient(t, s, map[string]any{"client_name": "SSO Browser App"})
 
 	ctx := startChromium(t, chromium)

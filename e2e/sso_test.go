@@ -202,9 +202,15 @@ func (b *browser) submit(p page, fields map[string]string) page {
 // page, then its consent page; it returns the page the provider's callback led to.
 func (b *browser) signInAt(start, login string) page {
 	b.t.Helper()
-	p := b.get(start)
+	return b.atProvider(b.get(start), "GET "+start, login)
+}
+
+// atProvider signs in as login on the provider's login page p (reached by what), then
+// answers its consent page; it returns the page the provider's callback led to.
+func (b *browser) atProvider(p page, what, login string) page {
+	b.t.Helper()
 	if !strings.Contains(p.Body, `name="login"`) {
-		b.t.Fatalf("GET %s led to %s (%d), not the provider's login form: %.2000s", start, p.URL, p.Status, p.Body)
+		b.t.Fatalf("%s led to %s (%d), not the provider's login form: %.2000s", what, p.URL, p.Status, p.Body)
 	}
 	p = b.submit(p, map[string]string{"login": login, "password": "any password"})
 	if strings.Contains(p.Body, `value="consent"`) {
@@ -220,15 +226,7 @@ func (b *browser) reauth(fallback, idp, login string) page {
 	p := b.get(fallback)
 	for _, f := range forms(b.t, p.Body) {
 		if f.Values.Get("idp") == idp {
-			p = b.post(f.Action, f.Values)
-			if !strings.Contains(p.Body, `name="login"`) {
-				b.t.Fatalf("the %s button led to %s (%d), not the provider's login form: %.2000s", idp, p.URL, p.Status, p.Body)
-			}
-			p = b.submit(p, map[string]string{"login": login, "password": "any password"})
-			if strings.Contains(p.Body, `value="consent"`) {
-				p = b.submit(p, nil)
-			}
-			return p
+			return b.atProvider(b.post(f.Action, f.Values), "the "+idp+" button", login)
 		}
 	}
 	b.t.Fatalf("fallback page %s (%d) has no button for %s: %.2000s", fallback, p.Status, idp, p.Body)
