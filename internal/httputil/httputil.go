@@ -125,6 +125,10 @@ func statusFor(code spec.MatrixErrorCode) int {
 	}
 }
 
+// StatusClientClosedRequest is the status recorded for a request whose client went away before
+// its answer was ready (nginx's 499); no client sees it.
+const StatusClientClosedRequest = 499
+
 // WriteError writes err as a Matrix error. Errors that are not Matrix errors are internal:
 // they are logged here, once, and the client sees only M_UNKNOWN.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
@@ -144,6 +148,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		WriteJSON(w, statusFor(me.ErrCode), me)
 	case errors.As(err, &mbe):
 		WriteJSON(w, http.StatusRequestEntityTooLarge, TooLarge())
+	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client hung up (a long-poll given up, a closed tab): nobody reads this answer
+		// and nothing went wrong here. Status 499 ("client closed request", as nginx logs it)
+		// keeps it out of the server-error counts.
+		log.Debug("client gone", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(StatusClientClosedRequest)
 	case storage.InvalidText(err):
 		// Text PostgreSQL cannot hold (NUL, invalid UTF-8) that got past the request checks.
 		WriteJSON(w, http.StatusBadRequest, spec.InvalidParam("text with NUL characters or invalid UTF-8 cannot be stored"))

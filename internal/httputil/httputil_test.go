@@ -1,6 +1,7 @@
 package httputil
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,5 +154,26 @@ func TestCheckURL(t *testing.T) {
 		if rec.Code != want || want == 400 && !strings.Contains(rec.Body.String(), "M_INVALID_PARAM") {
 			t.Errorf("%s: %d %s, want %d", target, rec.Code, rec.Body, want)
 		}
+	}
+}
+
+// TestWriteErrorClientGone: an error that is only the client hanging up (its request's
+// context canceled) is no internal error: it is recorded as 499, not 500, and not logged as
+// an error; the same error while the client still waits is a 500.
+func TestWriteErrorClientGone(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("GET", "/_matrix/client/v3/sync", nil).WithContext(ctx)
+	w := httptest.NewRecorder()
+	WriteError(w, r, log, fmt.Errorf("select events: %w", context.Canceled))
+	if w.Code != StatusClientClosedRequest || logged.Len() != 0 {
+		t.Errorf("client gone: status %d, log %q; want 499 and nothing logged", w.Code, logged.String())
+	}
+	w = httptest.NewRecorder()
+	WriteError(w, httptest.NewRequest("GET", "/_matrix/client/v3/sync", nil), log, fmt.Errorf("select events: %w", context.Canceled))
+	if w.Code != http.StatusInternalServerError || !strings.Contains(logged.String(), "internal error") {
+		t.Errorf("client waiting: status %d, log %q; want 500 and the error logged", w.Code, logged.String())
 	}
 }
