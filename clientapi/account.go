@@ -388,7 +388,7 @@ func (s *Server) handlePassword(r *http.Request) (any, error) {
 	if dev == nil {
 		return s.resetPassword(r, req.NewPassword, req.LogoutDevices == nil || *req.LogoutDevices, req.Auth)
 	}
-	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	if err := s.requirePassword(uiaContext(r), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	if req.NewPassword == "" {
@@ -438,7 +438,7 @@ func (s *Server) handleDeactivate(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	if err := s.requirePassword(uiaContext(r), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	pos, err := s.rooms.DeactivateAccount(r.Context(), dev.UserID, false)

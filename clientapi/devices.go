@@ -111,7 +111,7 @@ func (s *Server) deleteDevices(r *http.Request, ids []string, single bool) (any,
 	}
 	if appServiceDevices(r) {
 		// Application services manage their users' devices without UIA (MSC4190).
-	} else if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	} else if err := s.requirePassword(uiaContext(r), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	var pos int64

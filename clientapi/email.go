@@ -348,7 +348,7 @@ func (s *Server) handleThreePIDAdd(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	if err := s.requirePassword(uiaContext(r), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	if req.ClientSecret == "" || req.SID == "" {

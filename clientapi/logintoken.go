@@ -95,7 +95,7 @@ func (s *Server) handleGetLoginToken(r *http.Request) (any, error) {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.requirePassword(r.Context(), dev.UserID, req.Auth); err != nil {
+	if err := s.requirePassword(uiaContext(r), dev.UserID, req.Auth); err != nil {
 		return nil, err
 	}
 	if ok, wait := s.loginTokens.Allow(dev.UserID); !ok {

@@ -36,9 +36,10 @@ func (s *Server) crossSigningResetURL(r *http.Request) string {
 // requireCrossSigningAuth authenticates a replacement of the cross-signing keys: the password
 // for a session of /login, the m.oauth stage for a session of the OAuth 2.0 API.
 func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) error {
-	dev := httputil.Device(r.Context())
+	ctx := uiaContext(r)
+	dev := httputil.Device(ctx)
 	if dev.OAuthClientID == "" || !s.cfg.OAuth.Enabled {
-		return s.requirePassword(r.Context(), dev.UserID, auth)
+		return s.requirePassword(ctx, dev.UserID, auth)
 	}
 	var a authData
 	if len(auth) > 0 && string(auth) != "null" {
@@ -50,13 +51,13 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 	// stage; until the reset is approved, the same session is answered again.
 	session := ""
 	if a.Session != "" {
-		if err := s.checkUIASession(r.Context(), dev.UserID, a.Session); err == nil {
-			ok, err := s.takeCrossSigningReset(r.Context(), dev.UserID)
+		if err := s.checkUIASession(ctx, dev.UserID, a.Session); err == nil {
+			ok, err := s.takeCrossSigningReset(ctx, dev.UserID)
 			if err != nil {
 				return err
 			}
 			if ok {
-				return s.endUIASession(r.Context(), a.Session)
+				return s.endUIASession(ctx, a.Session)
 			}
 			session = a.Session
 		} else if !errors.Is(err, errUnknownUIASession) {
@@ -65,7 +66,7 @@ func (s *Server) requireCrossSigningAuth(r *http.Request, auth json.RawMessage) 
 	}
 	if session == "" {
 		var err error
-		if session, err = s.issueUIASession(r.Context(), dev.UserID); err != nil {
+		if session, err = s.issueUIASession(ctx, dev.UserID); err != nil {
 			return err
 		}
 	}

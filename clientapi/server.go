@@ -80,7 +80,7 @@ func (s *Server) handle(fn httputil.HandlerFunc) http.Handler {
 }
 
 func (s *Server) authed(fn httputil.HandlerFunc) http.Handler {
-	return withUIAOperation(httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, fn)))
+	return httputil.Authenticate(s.log, s.db, httputil.Handle(s.log, fn))
 }
 
 // Register adds the client API routes to r (the /_matrix/client router).

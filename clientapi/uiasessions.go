@@ -30,17 +30,15 @@ type uiaOperation struct{ method, path string }
 
 type uiaOperationKey struct{}
 
-// withUIAOperation records the request's method and path (r0 spelled v3) in its context,
-// for the sessions requirePassword issues and checks.
-func withUIAOperation(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.Path
-		if rest, ok := strings.CutPrefix(path, "/_matrix/client/r0/"); ok {
-			path = "/_matrix/client/v3/" + rest
-		}
-		ctx := context.WithValue(r.Context(), uiaOperationKey{}, uiaOperation{r.Method, path})
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
+// uiaContext is r's context carrying the request's method and path (r0 spelled v3), for the
+// sessions requirePassword issues and checks. Only the handlers that run user-interactive
+// authentication derive it, so that no other request pays for it.
+func uiaContext(r *http.Request) context.Context {
+	path := r.URL.Path
+	if rest, ok := strings.CutPrefix(path, "/_matrix/client/r0/"); ok {
+		path = "/_matrix/client/v3/" + rest
+	}
+	return context.WithValue(r.Context(), uiaOperationKey{}, uiaOperation{r.Method, path})
 }
 
 func operationOf(ctx context.Context) uiaOperation {
