@@ -1,20 +1,17 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lattice-chat/lattice/internal/oidctest"
 )
 
 // oidcProviderDir holds the OpenID Connect provider the SSO tests sign in at: the
@@ -22,7 +19,7 @@ import (
 // built-in login and consent pages. 9.13.3 is the version package.json pins.
 const (
 	oidcProviderDir     = "oidcprovider"
-	oidcProviderVersion = "9.13.3"
+	oidcProviderVersion = oidctest.Version
 )
 
 // ssoRedirect is the redirectUrl of the tests' client: never contacted, the tests read the
@@ -39,68 +36,12 @@ const (
 
 // oidcAccount is an account at a test provider: its claims. Accounts are keyed by their
 // subject, which is also the login name typed on the provider's login page.
-type oidcAccount map[string]any
+type oidcAccount = map[string]any
 
-// startOIDCProvider runs a provider on loopback accepting the client lattice/secret with the
-// given redirect URI and accounts; it returns the issuer URL.
+// startOIDCProvider runs a provider on loopback accepting the client lattice/lattice-secret
+// with the given redirect URI and accounts; it returns the issuer URL.
 func startOIDCProvider(t *testing.T, node, redirectURI string, accounts map[string]oidcAccount) string {
-	t.Helper()
-	port := freePort(t)
-	conf, _ := json.Marshal(map[string]any{
-		"port":     port,
-		"client":   map[string]any{"client_id": "lattice", "client_secret": "lattice-secret", "redirect_uris": []string{redirectURI}},
-		"accounts": accounts,
-	})
-	dir, err := filepath.Abs(oidcProviderDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, node, "provider.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OIDC_PROVIDER="+string(conf))
-	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(t.TempDir(), "provider.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("OpenID provider log:\n%s", b)
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "listening" {
-				ready <- true
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("the OpenID provider exited before listening")
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the OpenID provider did not start")
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	return oidctest.Start(t, node, oidcProviderDir, "lattice-secret", redirectURI, accounts)
 }
 
 // ssoServer starts lattice with two providers: "corp" (claims required, e-mail domains

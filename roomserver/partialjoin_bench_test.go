@@ -18,16 +18,7 @@ import (
 //	go test ./roomserver/ -run '^$' -bench SendJoinBigRoom -benchtime 20x
 func BenchmarkSendJoinBigRoom(b *testing.B) {
 	ctx := context.Background()
-	s, _ := newTestServer(b, "sqlite:"+b.TempDir()+"/bench.db")
-	roomID, err := s.CreateRoom(ctx, "@alice:test", "D", CreateRoomRequest{Preset: PresetPublicChat})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < 2000; i++ {
-		if _, err := s.Join(ctx, fmt.Sprintf("@member%d:test", i), roomID, ""); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, roomID := benchRoom(b, 2000)
 	_, key, _ := ed25519.GenerateKey(nil)
 	n := 0
 	for _, omit := range []bool{false, true} {

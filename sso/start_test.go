@@ -1,15 +1,12 @@
 package sso
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -25,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/lattice-chat/lattice/internal/config"
+	"github.com/lattice-chat/lattice/internal/oidctest"
 	"github.com/lattice-chat/lattice/storage"
 )
 
@@ -46,43 +44,7 @@ func startProvider(t *testing.T, redirectURI string, accounts map[string]map[str
 		}
 		t.Skipf("the OpenID provider cannot run (scripts/test.sh installs it): %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf, _ := json.Marshal(map[string]any{"port": port, "accounts": accounts,
-		"client": map[string]any{"client_id": "lattice", "client_secret": "s3cret", "redirect_uris": []string{redirectURI}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, node, "provider.mjs")
-	cmd.Dir = providerDir
-	cmd.Env = append(os.Environ(), "OIDC_PROVIDER="+string(conf))
-	cmd.WaitDelay = 5 * time.Second
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "listening" {
-				ready <- true
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("the provider exited")
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the provider did not start")
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	return oidctest.Start(t, node, providerDir, "s3cret", redirectURI, accounts)
 }
 
 var (
