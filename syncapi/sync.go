@@ -218,9 +218,10 @@ func (s *Server) buildSync(ctx context.Context, req syncRequest, to Token) (*syn
 	if err != nil {
 		return nil, err
 	}
-	if ev := defaultPushRules(userID, resp.AccountData.Events); req.since == nil && ev != nil &&
-		req.filter.AccountData.allows(pushrules.AccountDataType, "") {
-		resp.AccountData.Events = append(resp.AccountData.Events, ev)
+	if req.since == nil && req.filter.AccountData.allows(pushrules.AccountDataType, "") {
+		if ev := defaultPushRules(userID, resp.AccountData.Events); ev != nil {
+			resp.AccountData.Events = append(resp.AccountData.Events, ev)
+		}
 	}
 	// An incremental sync looks at the rooms with new events only (one range scan of the
 	// events stream), not at every joined room: a no-op sync costs the same for a user in a

@@ -251,6 +251,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	router.Use(httputil.RecordRoute)
 	router.Handle("/health", metrics.Health()).Methods(http.MethodGet, http.MethodHead)
 	router.Handle("/readyz", metrics.Ready(db.Ping)).Methods(http.MethodGet, http.MethodHead)
+	// The router tries routes in the order they were added, each by a regular expression: the
+	// sync API's few routes first, because /sync is the request clients make most (after
+	// the whole client API, matching it cost 8% of the server's CPU under long-polls).
+	syncer.Register(router)
 	client.Register(router)
 	// Single sign-on: the legacy SSO redirect flow and the providers' callback. Its cookies
 	// are sealed with a key derived from the signing key, which every process shares.
@@ -279,7 +283,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		oauth.SetEmail(mailer)
 		oauth.Register(router)
 	}
-	syncer.Register(router)
 	admin := adminapi.New(cfg, db, rooms, notifier, log)
 	if fed != nil {
 		admin.SetDeviceListSink(fed.EDUSender())
