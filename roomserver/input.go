@@ -326,7 +326,11 @@ func buildError(err error) error {
 
 // head is the part of a room's in-memory view that committing events changes.
 type head struct {
-	state    map[int64]int64
+	state map[int64]int64
+	// ownState: state is this batch's own copy, not yet shared with the room or the cache,
+	// which the batch's later state events change in place: a batch of joins to a room of
+	// 50,000 members copies its state once, not once a join.
+	ownState bool
 	snapshot int64
 	chainLen int
 	pushes   []storage.PushAction     // the batch's notifications, stored together at its end
@@ -495,7 +499,10 @@ func (s *Server) persistOne(ctx context.Context, tx *storage.Tx, r *room, p *pen
 		return nil, err
 	}
 	if ev.IsState() {
-		state := copyState(h.state)
+		state := h.state
+		if !h.ownState {
+			state, h.ownState = copyState(h.state), true
+		}
 		state[ev.StateKeyNID] = ev.NID
 		snap := storage.Snapshot{Parent: h.snapshot, ChainLen: h.chainLen + 1, Entries: map[int64]int64{ev.StateKeyNID: ev.NID}}
 		if h.snapshot == 0 || snap.ChainLen > maxChainLen {

@@ -68,6 +68,12 @@ type Server struct {
 	lastCreate atomic.Int64 // the timestamp (ms) of the last create event built (create.go)
 }
 
+// maxCachedStateEntries bounds the expanded state snapshots the cache holds by their entries
+// in all (about 30 MB): a room of 50,000 members has a snapshot for each membership change,
+// each of up to 50,000 entries, and 4,096 of them would take gigabytes. Direct chats and
+// small groups still keep their 4,096 snapshots.
+const maxCachedStateEntries = 1 << 20
+
 // New returns a roomserver writing to db and telling listener about new events.
 func New(cfg Config, db *storage.DB, listener Listener, log *slog.Logger) *Server {
 	return &Server{
@@ -78,7 +84,7 @@ func New(cfg Config, db *storage.DB, listener Listener, log *slog.Logger) *Serve
 		now:       time.Now,
 		rooms:     make(map[string]*room),
 		keys:      newStateKeys(),
-		snapshots: newLRU[int64, *snapshotEntry](4096),
+		snapshots: newWeightedLRU[int64](4096, maxCachedStateEntries, func(e *snapshotEntry) int { return len(e.state) + 1 }),
 		pdus:      newLRU[int64, gomatrixserverlib.PDU](20000),
 	}
 }

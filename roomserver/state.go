@@ -118,21 +118,36 @@ func (s *Server) StateKey(ctx context.Context, nid int64) (storage.StateKey, err
 	return key, nil
 }
 
-// lru is a least-recently-used cache. Values are shared and must not be modified.
+// lru is a least-recently-used cache. Values are shared and must not be modified. It holds
+// at most max entries and, when weigh is set, at most maxWeight in the sum of its values'
+// weights, so that a cache of values whose size varies (the expanded state of a room of
+// 50,000 members beside those of direct chats) is bounded in memory and not only in count.
+// The newest entry stays even when it alone weighs more.
 type lru[K comparable, V any] struct {
-	mu    sync.Mutex // guards order and items
-	max   int
-	order *list.List // of *lruEntry[K, V], most recent first
-	items map[K]*list.Element
+	mu        sync.Mutex // guards order, items and weight
+	max       int
+	maxWeight int
+	weigh     func(V) int
+	weight    int
+	order     *list.List // of *lruEntry[K, V], most recent first
+	items     map[K]*list.Element
 }
 
 type lruEntry[K comparable, V any] struct {
-	key K
-	val V
+	key    K
+	val    V
+	weight int
 }
 
 func newLRU[K comparable, V any](max int) *lru[K, V] {
 	return &lru[K, V]{max: max, order: list.New(), items: make(map[K]*list.Element)}
+}
+
+// newWeightedLRU is newLRU bounded also by maxWeight, the sum of weigh over the values.
+func newWeightedLRU[K comparable, V any](max, maxWeight int, weigh func(V) int) *lru[K, V] {
+	c := newLRU[K, V](max)
+	c.maxWeight, c.weigh = maxWeight, weigh
+	return c
 }
 
 func (c *lru[K, V]) get(k K) (V, bool) {
@@ -147,26 +162,38 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 }
 
 func (c *lru[K, V]) put(k K, v V) {
+	w := 0
+	if c.weigh != nil {
+		w = c.weigh(v)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[k]; ok {
-		el.Value.(*lruEntry[K, V]).val = v
+		e := el.Value.(*lruEntry[K, V])
+		c.weight += w - e.weight
+		e.val, e.weight = v, w
 		c.order.MoveToFront(el)
-		return
+	} else {
+		c.items[k] = c.order.PushFront(&lruEntry[K, V]{key: k, val: v, weight: w})
+		c.weight += w
 	}
-	c.items[k] = c.order.PushFront(&lruEntry[K, V]{key: k, val: v})
-	for c.order.Len() > c.max {
-		old := c.order.Remove(c.order.Back()).(*lruEntry[K, V])
-		delete(c.items, old.key)
+	for c.order.Len() > 1 && (c.order.Len() > c.max || (c.weigh != nil && c.weight > c.maxWeight)) {
+		c.remove(c.order.Back())
 	}
+}
+
+// remove drops el; c.mu is held.
+func (c *lru[K, V]) remove(el *list.Element) {
+	old := c.order.Remove(el).(*lruEntry[K, V])
+	delete(c.items, old.key)
+	c.weight -= old.weight
 }
 
 func (c *lru[K, V]) forget(k K) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[k]; ok {
-		c.order.Remove(el)
-		delete(c.items, k)
+		c.remove(el)
 	}
 }
 
