@@ -182,7 +182,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
 	appservices.SetRoomserver(rooms)
 	// Typing and receipts also wake the senders of services that receive ephemeral data.
-	ephemeralWaker := appservices.Waker(notifier)
+	// Presence wake-ups are gathered for a quarter of a second (presence.Coalescer).
+	ephemeralWaker := presence.NewCoalescer(appservices.Waker(notifier), presence.WakeDelay)
 	if fed != nil {
 		fed.SetRoomserver(rooms)
 		rooms.SetRemote(fed.Remote())
