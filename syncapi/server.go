@@ -30,6 +30,7 @@ type Server struct {
 	typing     *typing.Typing    // typing notifications, shared with clientapi
 	presence   *presence.Service // presence, shared with clientapi
 	sliding    slidingSync       // sliding sync connections and caches (slidingsync_conn.go)
+	build      builders          // where /sync answers are built (builders.go)
 }
 
 // New returns the sync API. The notifier must be the roomserver's listener; typers and pres

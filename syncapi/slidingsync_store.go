@@ -73,8 +73,10 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close writes the pending connection states and stops the writer.
+// Close stops the builders of /sync answers, writes the pending sliding sync connection
+// states and stops their writer.
 func (s *Server) Close() error {
+	s.build.close()
 	s.sliding.mu.Lock()
 	st := s.sliding.store
 	s.sliding.mu.Unlock()

@@ -162,7 +162,11 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		// Read each time round: a change of the ignore list applies at once.
 		req.viewer = s.viewer(r.Context(), dev)
 		ch, pos, stop := s.notifier.listen(dev.UserID)
-		resp, err := s.buildSync(r.Context(), req, pos)
+		var resp *syncResponse
+		var err error
+		if werr := s.build.do(r.Context(), func() { resp, err = s.buildSync(r.Context(), req, pos) }); werr != nil {
+			err = werr
+		}
 		if err != nil {
 			stop()
 			return nil, err
