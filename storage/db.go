@@ -224,17 +224,21 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return db.conflict(fmt.Errorf("begin: %w", err)) // BEGIN IMMEDIATE on a locked SQLite
 	}
 	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect, obs: db.obs}, tx: sqlTx}
+	// ctq.done runs after the commit or rollback, once the writer connection is free again
+	// (not deferred: a panic in fn leaves the transaction holding it).
+	var ctq *cachedTx
 	if db.writerStmts != nil {
-		ctq := newCachedTx(sqlTx, db.writerStmts)
+		ctq = newCachedTx(sqlTx, db.writerStmts)
 		tx.q = ctq
-		defer ctq.done(ctx) // after the commit or rollback: the writer connection is free again
 	}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
+		ctq.done(ctx)
 		return db.conflict(err)
 	}
 	if err := tx.bumpGenerations(ctx); err != nil {
 		_ = sqlTx.Rollback()
+		ctq.done(ctx)
 		return db.conflict(err)
 	}
 	start := time.Now()
@@ -271,6 +275,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if tx.pushersSet {
 		db.httpPushers.invalidate()
 	}
+	ctq.done(ctx) // after the caches' invalidation: it may wait for the writer connection
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))
 	}

@@ -265,8 +265,11 @@ func (t *cachedTx) QueryRowContext(ctx context.Context, query string, args ...an
 	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
-// done prepares, after the transaction, the texts it ran unprepared.
+// done prepares, after the transaction, the texts it ran unprepared; t may be nil (no cache).
 func (t *cachedTx) done(ctx context.Context) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	missed := t.missed
 	t.missed = nil
