@@ -122,8 +122,12 @@ type Tx struct {
 // DB is the database. Its embedded Q reads from the reader pool.
 type DB struct {
 	Q
-	writer      *sql.DB
-	reader      *sql.DB
+	writer *sql.DB
+	reader *sql.DB
+	// writerStmts and readerStmts are the pools' prepared statements (stmtcache.go); nil on
+	// PostgreSQL, whose driver keeps its own.
+	writerStmts *stmtCache
+	readerStmts *stmtCache
 	obs         *atomic.Pointer[Observer]
 	tokens      readCache[string, Device]        // access-token hash -> device
 	keyCounts   readCache[[2]string, deviceKeys] // (user, device) -> key counts, for /sync
@@ -173,6 +177,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		db.reader.SetMaxOpenConns(maxConns)
 		// Keep every reader open: opening a connection runs the pragmas again.
 		db.reader.SetMaxIdleConns(maxConns)
+		db.writerStmts, db.readerStmts = newStmtCache(db.writer), newStmtCache(db.reader)
 	} else {
 		db.dialect = postgresDialect
 		if db.writer, err = sql.Open("pgx", url); err != nil {
@@ -183,6 +188,9 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		db.reader = db.writer
 	}
 	db.q = db.reader
+	if db.readerStmts != nil {
+		db.q = cachedDB{db: db.reader, cache: db.readerStmts}
+	}
 	db.Q.obs = db.obs
 	if err := db.writer.PingContext(ctx); err != nil {
 		db.Close()
@@ -198,6 +206,10 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 // Close closes both pools.
 func (db *DB) Close() error {
 	db.seen.wg.Wait() // the last sightings are written first
+	if db.writerStmts != nil {
+		db.writerStmts.close()
+		db.readerStmts.close()
+	}
 	err := db.writer.Close()
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
@@ -212,12 +224,21 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return db.conflict(fmt.Errorf("begin: %w", err)) // BEGIN IMMEDIATE on a locked SQLite
 	}
 	tx := &Tx{Q: Q{q: sqlTx, dialect: db.dialect, obs: db.obs}, tx: sqlTx}
+	// ctq.done runs after the commit or rollback, once the writer connection is free again
+	// (not deferred: a panic in fn leaves the transaction holding it).
+	var ctq *cachedTx
+	if db.writerStmts != nil {
+		ctq = newCachedTx(sqlTx, db.writerStmts)
+		tx.q = ctq
+	}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
+		ctq.done(ctx)
 		return db.conflict(err)
 	}
 	if err := tx.bumpGenerations(ctx); err != nil {
 		_ = sqlTx.Rollback()
+		ctq.done(ctx)
 		return db.conflict(err)
 	}
 	start := time.Now()
@@ -254,6 +275,7 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if tx.pushersSet {
 		db.httpPushers.invalidate()
 	}
+	ctq.done(ctx) // after the caches' invalidation: it may wait for the writer connection
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))
 	}

@@ -10,6 +10,9 @@
 // Behind a reverse proxy that buffers request bodies (nginx, HAProxy, Caddy do by default)
 // the proxy's connections are counted, and they are rarely pending for long.
 //
+// It also gives a new connection as long to start its first request as an idle keep-alive
+// connection has to start its next one (see firstRequestConn).
+//
 // It must not import any API package.
 package connguard
 
@@ -41,6 +44,7 @@ type Config struct {
 // ConnState and ConnContext.
 type Guard struct {
 	cfg     Config
+	silent  time.Duration  // how long a new connection may send nothing: the server's idle timeout
 	mu      sync.Mutex     // guards pending and conns
 	pending map[string]int // address -> connections still sending a request
 	conns   map[net.Conn]*slot
@@ -63,6 +67,10 @@ func New(cfg Config) *Guard {
 // Apply sets srv's ConnState and ConnContext and wraps its handler; Serve must then be given
 // Listener(ln).
 func (g *Guard) Apply(srv *http.Server) {
+	g.silent = srv.IdleTimeout
+	if g.silent == 0 {
+		g.silent = srv.ReadTimeout
+	}
 	srv.ConnState = g.connState
 	srv.ConnContext = g.connContext
 	srv.Handler = g.handler(srv.Handler)
@@ -86,14 +94,18 @@ var tooMany = fmt.Sprintf("HTTP/1.1 429 Too Many Requests\r\nContent-Type: appli
 
 func (l *listener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		raw, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		c := raw
+		if l.g.silent > 0 {
+			c = newFirstRequestConn(raw, l.g.silent)
 		}
 		if l.g.admit(c) {
 			return c, nil
 		}
-		go refuse(c)
+		go refuse(raw)
 	}
 }
 

@@ -88,14 +88,29 @@ func Handle(log *slog.Logger, fn HandlerFunc) http.Handler {
 
 // WriteJSON writes v with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		body = []byte(`{"errcode":"M_UNKNOWN","error":"internal error"}`)
+	// An Encoder writes the encoding straight from its buffer, where json.Marshal returns a
+	// copy of it: the copy of a large /sync response was megabytes more at the heap's peak.
+	jw := &jsonWriter{w: w, status: status}
+	if err := json.NewEncoder(jw).Encode(v); err != nil && !jw.wrote {
+		jw.status = http.StatusInternalServerError
+		_, _ = jw.Write([]byte(`{"errcode":"M_UNKNOWN","error":"internal error"}` + "\n"))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+}
+
+// jsonWriter writes the one Write of a json.Encoder as a response, without the newline the
+// Encoder ends it with.
+type jsonWriter struct {
+	w      http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (j *jsonWriter) Write(b []byte) (int, error) {
+	j.wrote = true
+	j.w.Header().Set("Content-Type", "application/json")
+	j.w.WriteHeader(j.status)
+	_, err := j.w.Write(b[:len(b)-1])
+	return len(b), err
 }
 
 // ErrInviteBlocked is the errcode for an invite to a user who blocks invites (v1.18,
