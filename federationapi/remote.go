@@ -302,8 +302,30 @@ func (c joinClient) SendJoin(ctx context.Context, origin, s spec.ServerName, eve
 	if err != nil {
 		return nil, err
 	}
+	if res.MembersOmitted {
+		// With omit_members the auth chain may leave out what the state holds (MSC3706),
+		// the create event among them, which PerformJoin's checks look for in the auth
+		// chain: the state is added to it for those checks.
+		res.AuthEvents = withStateInAuthChain(res.AuthEvents, res.StateEvents)
+	}
 	*c.answer = res
 	return &res, nil
+}
+
+// withStateInAuthChain returns the auth chain with the state events it lacks appended.
+func withStateInAuthChain(auth, state gomatrixserverlib.EventJSONs) gomatrixserverlib.EventJSONs {
+	seen := make(map[string]bool, len(auth))
+	for _, raw := range auth {
+		seen[string(raw)] = true
+	}
+	out := append(gomatrixserverlib.EventJSONs(nil), auth...)
+	for _, raw := range state {
+		if !seen[string(raw)] {
+			seen[string(raw)] = true
+			out = append(out, raw)
+		}
+	}
+	return out
 }
 
 // Leave implements roomserver.Remote: make_leave through the first of servers that answers
