@@ -112,3 +112,11 @@ func (tx *Tx) FillRootSnapshots(ctx context.Context, roomNID int64, fill map[int
 	}
 	return nil
 }
+
+// RoomEventsSince returns up to limit accepted (not hidden) events of the room with NID
+// greater than after, oldest first.
+func (q *Q) RoomEventsSince(ctx context.Context, roomNID, after int64, limit int) ([]*Event, error) {
+	return q.events(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE room_nid = $1 AND event_nid > $2 AND NOT hidden
+		ORDER BY event_nid LIMIT $3`, roomNID, after, limit)
+}
