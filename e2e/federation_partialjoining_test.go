@@ -315,3 +315,45 @@ func TestFederationPartialStateRecheck(t *testing.T) {
 		t.Errorf("zed's membership on B after the resync: %q, want ban", ban)
 	}
 }
+
+// TestFederationPartialStateFailover: B joins A's room with partial state through A; A
+// stops during B's resync, and B completes the resync from C, another server of
+// servers_in_room (carol's), and lists every member.
+func TestFederationPartialStateFailover(t *testing.T) {
+	ca := newTestCA(t)
+	a := startFederatedServer(t, ca)
+	c := startFederatedServer(t, ca)
+	b := startSlowResyncServer(t, ca, 300*time.Millisecond)
+	alice := a.Register(t, "alice")
+	roomID, members := bigRoom(t, a, alice, 6)
+	carol := c.Register(t, "carol")
+	if r := joinRoom(carol, roomID, a.Name); r.Status != 200 {
+		t.Fatalf("carol joining through A: %d %s", r.Status, r.Raw)
+	}
+	cs := newSyncer(carol, "")
+	cs.once(0)
+	bob := b.Register(t, "bob")
+	if r := joinRoom(bob, roomID, a.Name); r.Status != 200 {
+		t.Fatalf("bob joining through A: %d %s", r.Status, r.Raw)
+	}
+	// C has bob's join (from A) before A goes.
+	cs.until("bob's join at C", func(Resp) bool {
+		for _, e := range cs.tl[roomID] {
+			if evType(e) == spec.MRoomMember && str(e, "state_key") == bob.UserID {
+				return true
+			}
+		}
+		return false
+	})
+	a.Stop()
+	if strings.Contains(b.Log(), resyncComplete) {
+		t.Fatalf("the resync completed before A stopped; slow it down")
+	}
+	joined, r := joinedMembers(bob, roomID)
+	if r.Status != 200 || len(joined) != len(members)+3 {
+		t.Fatalf("/joined_members on B after the fail-over: %d members, want %d; %d %.300s\n%s", len(joined), len(members)+3, r.Status, r.Raw, b.Log())
+	}
+	if !strings.Contains(b.Log(), resyncComplete) || !strings.Contains(b.Log(), "resync through a server failed") {
+		t.Errorf("B's log does not show a failed resync through A and a completed one")
+	}
+}
