@@ -47,11 +47,13 @@ func (tx *Tx) DeletePartialStateRoom(ctx context.Context, roomNID int64) error {
 }
 
 // RecordPartialStateError counts a failed resync attempt of a room.
-func (q *Q) RecordPartialStateError(ctx context.Context, roomNID int64, msg string) error {
-	if _, err := q.exec(ctx, `UPDATE partial_state_rooms SET attempts = attempts + 1, last_error = $2 WHERE room_nid = $1`, roomNID, msg); err != nil {
-		return fmt.Errorf("record partial state error %d: %w", roomNID, err)
-	}
-	return nil
+func (db *DB) RecordPartialStateError(ctx context.Context, roomNID int64, msg string) error {
+	return db.WithTx(ctx, func(tx *Tx) error {
+		if _, err := tx.exec(ctx, `UPDATE partial_state_rooms SET attempts = attempts + 1, last_error = $2 WHERE room_nid = $1`, roomNID, msg); err != nil {
+			return fmt.Errorf("record partial state error %d: %w", roomNID, err)
+		}
+		return nil
+	})
 }
 
 const partialStateColumns = `room_nid, room_id, join_event_id, joined_via, servers_in_room, created_ts, attempts, last_error`
