@@ -232,7 +232,9 @@ func (s *Server) fetchFullState(ctx context.Context, p *storage.PartialStateRoom
 	full := make(map[int64]int64, len(stateIDs))
 	for _, id := range stateIDs {
 		ev, err := s.db.Event(ctx, id)
-		if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // left out by storeMissing
+		} else if err != nil {
 			return nil, fmt.Errorf("state event %s: %w", id, err)
 		}
 		if ev.RoomNID != p.RoomNID || !ev.IsState() || ev.Status == storage.StatusRejected {
@@ -279,9 +281,28 @@ func (s *Server) storeMissing(ctx context.Context, p *storage.PartialStateRoom, 
 	}
 	close(next)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	// An event that cannot be fetched or checked (its origin server's keys cannot be had,
+	// say, when that server is down) is tried once more, then left out of the state with a
+	// warning, unless nothing of the batch came: then the server is failing, and the next
+	// one is asked.
+	got := pdus[:0]
+	var failed []error
+	for i, pdu := range pdus {
+		if errs[i] != nil {
+			if pdu, errs[i] = s.remote.Event(ctx, server, ver, missing[i]); errs[i] != nil {
+				failed = append(failed, errs[i])
+				continue
+			}
+		}
+		got = append(got, pdu)
 	}
+	if len(got) == 0 {
+		return errors.Join(failed...)
+	}
+	for _, err := range failed {
+		s.log.Warn("resync: an event of the state could not be fetched or checked; left out", "room_id", p.RoomID, "destination", string(server), "err", err)
+	}
+	pdus = got
 	for _, pdu := range pdus {
 		if pdu.RoomID().String() != p.RoomID {
 			return fmt.Errorf("event %s is not in room %s", pdu.EventID(), p.RoomID)
