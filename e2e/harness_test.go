@@ -55,6 +55,8 @@ type Server struct {
 	URL        string // client API base URL
 	cmd        *exec.Cmd
 	logPath    string
+	// Env is added to the environment of the process at each Start (test-only knobs).
+	Env []string
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -154,6 +156,9 @@ func (s *Server) Start() {
 	}
 	s.cmd = exec.Command(binary, "serve", "--config", s.ConfigPath)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if len(s.Env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.Env...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -124,7 +124,17 @@ func (s *Server) sendJoin(r *http.Request, omitMembers bool) (map[string]any, er
 	if err != nil {
 		return nil, membershipError(err)
 	}
-	s.announceDevices(ctx, origin, pdu.RoomID().String())
+	if omitMembers {
+		// A partial state join is answered without waiting for the device list updates of
+		// every local member (one transaction each: seconds in a big room, the time the
+		// joining server wants to save); they are queued just after, as they would be.
+		roomID := pdu.RoomID().String()
+		if !s.sender.Go(func(ctx context.Context) { s.announceDevices(ctx, origin, roomID) }) {
+			s.announceDevices(ctx, origin, roomID)
+		}
+	} else {
+		s.announceDevices(ctx, origin, pdu.RoomID().String())
+	}
 	// The event as we accepted it: with our signature when the roomserver added one.
 	event := json.RawMessage(pdu.JSON())
 	if stored, err := s.db.Event(ctx, pdu.EventID()); err == nil {

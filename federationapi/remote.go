@@ -199,7 +199,7 @@ func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec
 	for k, v := range content {
 		c[k] = v
 	}
-	jc := joinClient{fc: r.s.client.fc, answer: new(fclient.RespSendJoin)}
+	jc := joinClient{fc: r.s.client.fc, answer: new(fclient.RespSendJoin), fullState: !r.s.cfg.PartialStateJoins}
 	res, ferr := gomatrixserverlib.PerformJoin(ctx, jc, gomatrixserverlib.PerformJoinInput{
 		UserID: user, RoomID: room, ServerName: server, Content: c,
 		PrivateKey: r.s.cfg.PrivateKey, KeyID: r.s.cfg.KeyID, KeyRing: r.s.keyRing,
@@ -230,7 +230,17 @@ func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec
 		return nil, fmt.Errorf("send_join auth chain from %s: %w", server, err)
 	}
 	state = r.restoreOwnedState(ctx, ver, jc.answer, state, authChain)
-	return &roomserver.JoinResult{Version: ver, Event: event, State: state, AuthChain: authChain, Via: server}, nil
+	res2 := &roomserver.JoinResult{Version: ver, Event: event, State: state, AuthChain: authChain, Via: server}
+	if jc.answer.MembersOmitted {
+		// A partial state answer (MSC3706): the roomserver resyncs the rest in the
+		// background from server and the others of servers_in_room.
+		res2.MembersOmitted = true
+		res2.ServersInRoom = jc.answer.ServersInRoom
+		if len(res2.ServersInRoom) == 0 {
+			res2.ServersInRoom = []string{string(server)}
+		}
+	}
+	return res2, nil
 }
 
 // fetchEvents fetches events that a send_join answer's auth events name but do not include.
@@ -267,6 +277,8 @@ func parseChecked(ver gomatrixserverlib.IRoomVersion, evs gomatrixserverlib.Even
 type joinClient struct {
 	fc     fclient.FederationClient
 	answer *fclient.RespSendJoin // the last send_join answer, as received (restoreOwnedState)
+	// fullState asks send_join for the full state (without omit_members).
+	fullState bool
 }
 
 // MakeJoin implements gomatrixserverlib.FederatedJoinClient.
@@ -278,14 +290,42 @@ func (c joinClient) MakeJoin(ctx context.Context, origin, s spec.ServerName, roo
 	return &res, nil
 }
 
-// SendJoin implements gomatrixserverlib.FederatedJoinClient.
+// SendJoin implements gomatrixserverlib.FederatedJoinClient: send_join v2 with
+// omit_members=true (a partial state join, MSC3706) unless full state is asked for; a
+// resident server that does not support it answers with the full state.
 func (c joinClient) SendJoin(ctx context.Context, origin, s spec.ServerName, event gomatrixserverlib.PDU) (gomatrixserverlib.SendJoinResponse, error) {
-	res, err := c.fc.SendJoin(ctx, origin, s, event)
+	send := c.fc.SendJoinPartialState
+	if c.fullState {
+		send = c.fc.SendJoin
+	}
+	res, err := send(ctx, origin, s, event)
 	if err != nil {
 		return nil, err
 	}
+	if res.MembersOmitted {
+		// With omit_members the auth chain may leave out what the state holds (MSC3706),
+		// the create event among them, which PerformJoin's checks look for in the auth
+		// chain: the state is added to it for those checks.
+		res.AuthEvents = withStateInAuthChain(res.AuthEvents, res.StateEvents)
+	}
 	*c.answer = res
 	return &res, nil
+}
+
+// withStateInAuthChain returns the auth chain with the state events it lacks appended.
+func withStateInAuthChain(auth, state gomatrixserverlib.EventJSONs) gomatrixserverlib.EventJSONs {
+	seen := make(map[string]bool, len(auth))
+	for _, raw := range auth {
+		seen[string(raw)] = true
+	}
+	out := append(gomatrixserverlib.EventJSONs(nil), auth...)
+	for _, raw := range state {
+		if !seen[string(raw)] {
+			seen[string(raw)] = true
+			out = append(out, raw)
+		}
+	}
+	return out
 }
 
 // Leave implements roomserver.Remote: make_leave through the first of servers that answers

@@ -136,6 +136,22 @@ func (s *Sender) Close() error {
 	return nil
 }
 
+// Go runs fn in the background, owned by the sender: fn's context ends with Close, which
+// waits for it. It reports false (and does not run fn) before Start and after Close.
+func (s *Sender) Go(fn func(ctx context.Context)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return false
+	}
+	s.workers.Add(1)
+	go func(ctx context.Context) {
+		defer s.workers.Done()
+		fn(ctx)
+	}(s.ctx)
+	return true
+}
+
 // Wake tells the sender that PDUs or EDUs for destination were committed to the queue: it
 // starts the destination's worker, or makes the running one look again before it stops.
 // It never blocks. Before Start and after Close it does nothing; Start finds the rows.

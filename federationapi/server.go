@@ -48,6 +48,8 @@ type Config struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// PartialStateJoins joins remote rooms with send_join's omit_members (MSC3706).
+	PartialStateJoins bool
 }
 
 // Server serves the federation API and owns the keyring and the outbound client.

@@ -58,6 +58,11 @@ type JoinResult struct {
 	State     []gomatrixserverlib.PDU // the room state before the join event
 	AuthChain []gomatrixserverlib.PDU // the auth chain of State and of the join event
 	Via       spec.ServerName         // the server that answered
+	// MembersOmitted reports a partial state join (send_join with omit_members, MSC3706):
+	// State lacks membership events, and ServersInRoom lists the servers that had joined
+	// members before the join.
+	MembersOmitted bool
+	ServersInRoom  []string
 }
 
 // SetRemote gives the roomserver its way to other servers; without it (federation off) the

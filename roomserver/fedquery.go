@@ -94,6 +94,13 @@ func (s *Server) StateBeforeEvent(ctx context.Context, roomID, eventID string) (
 	if ev.RoomNID != row.NID || !ev.InDAG() {
 		return nil, spec.NotFound("the state at this event is unknown")
 	}
+	// A room joined with partial state knows the state at its events only in part until
+	// its resync completes: another server must not take it for the whole.
+	if _, err := s.db.PartialStateRoom(ctx, row.NID); err == nil {
+		return nil, spec.NotFound("this server has only partial state for the room; try another server")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
 	state, err := s.StateAt(ctx, ev.StateBeforeNID)
 	if err != nil {
 		return nil, err

@@ -450,6 +450,13 @@ func (s *Server) queueOutbound(ctx context.Context, tx *storage.Tx, r *room, ev 
 	if ev.Type == spec.MRoomMember {
 		add(key.StateKey)
 	}
+	if r.partial != nil {
+		// Partial state: the members this server knows are few; every server that had
+		// joined members at the join may be in the room (MSC3902).
+		for _, srv := range r.partial.ServersInRoom {
+			add("@:" + srv)
+		}
+	}
 	if len(dests) == 0 {
 		return nil
 	}

@@ -235,10 +235,22 @@ func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult)
 	if err != nil {
 		return err
 	}
-	// The join event enters as a timeline event after that state.
-	if err := s.persistJoined(ctx, r, res.Event, before, state); err != nil {
+	// The join event enters as a timeline event after that state. A partial state join
+	// records the room as partial in the same transaction, and its resync starts.
+	var partial *storage.PartialStateRoom
+	if res.MembersOmitted {
+		partial = &storage.PartialStateRoom{
+			RoomNID: r.nid, RoomID: roomID, JoinEventID: res.Event.EventID(), JoinedVia: string(res.Via),
+			ServersInRoom: res.ServersInRoom, CreatedTS: s.now().UnixMilli(),
+		}
+	}
+	if err := s.persistJoined(ctx, r, res.Event, before, state, partial); err != nil {
 		r.loaded = false // reloaded from the database by the next lockRoom
 		return err
+	}
+	if partial != nil {
+		s.log.Info("joined with partial state; resync started", "room_id", roomID, "event_id", res.Event.EventID(), "destination", string(res.Via), "state_events", len(res.State))
+		s.startResync(roomID)
 	}
 	return nil
 }
@@ -259,7 +271,7 @@ func (s *Server) ensureRoomRow(ctx context.Context, roomID string, ver gomatrixs
 }
 
 // persistJoined stores the join event of a remote join as the room's new head.
-func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserverlib.PDU, beforeNID int64, before map[int64]int64) error {
+func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserverlib.PDU, beforeNID int64, before map[int64]int64, partial *storage.PartialStateRoom) error {
 	var ev *storage.Event
 	var after map[int64]int64
 	var snapAfter int64
@@ -329,6 +341,13 @@ func (s *Server) persistJoined(ctx context.Context, r *room, join gomatrixserver
 		if err := tx.SetForwardExtremities(ctx, r.nid, []int64{ev.NID}); err != nil {
 			return err
 		}
+		if partial != nil {
+			if err := tx.InsertPartialStateRoom(ctx, *partial); err != nil {
+				return err
+			}
+		} else if err := tx.DeletePartialStateRoom(ctx, r.nid); err != nil {
+			return err
+		}
 		if err := tx.SetRoomStateNID(ctx, ev.NID, snapAfter); err != nil {
 			return err
 		}
@@ -372,6 +391,9 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 	defer r.mu.Unlock()
 	if !s.resident(r) {
 		return nil, spec.NotFound("this server is not in the room")
+	}
+	if err := refusePartial(r, membership); err != nil {
+		return nil, err
 	}
 	if membership != spec.Leave {
 		ok := false
@@ -456,6 +478,9 @@ func (s *Server) sendMembership(ctx context.Context, origin spec.ServerName, mem
 	defer r.mu.Unlock()
 	if !s.resident(r) {
 		return nil, spec.NotFound("this server is not in the room")
+	}
+	if err := refusePartial(r, membership); err != nil {
+		return nil, err
 	}
 	if pdu.Version() != r.version.Version() {
 		return nil, spec.BadJSON("the event is not of the room's version")

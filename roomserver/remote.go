@@ -159,7 +159,7 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 	if err != nil {
 		return err
 	}
-	if err := s.allowedByState(ctx, r, pdu, before); err != nil {
+	if err := s.allowedByKnownState(ctx, r, pdu, before, authPDUs); err != nil {
 		return s.storeRejected(ctx, r, pdu, fmt.Sprintf("event %s fails auth against the state before it: %v", pdu.EventID(), err))
 	}
 	// 4. Soft failure against the current state, as it will be with the event's branch: the
@@ -173,7 +173,7 @@ func (s *Server) inputRemote(ctx context.Context, r *room, in remoteInput) error
 		}
 	}
 	status := ""
-	if err := s.allowedByState(ctx, r, pdu, current); err != nil {
+	if err := s.allowedByKnownState(ctx, r, pdu, current, authPDUs); err != nil {
 		s.log.Info("remote event soft-failed", "event_id", pdu.EventID(), "room_id", r.id, "err", err)
 		status = storage.StatusSoftFailed
 	} else if signed, ok := s.policyRecommends(ctx, r, pdu); !ok {
@@ -239,6 +239,42 @@ func (s *Server) allowedByState(ctx context.Context, r *room, pdu gomatrixserver
 		return err
 	}
 	return s.allowedBy(r, pdu, authPDUs)
+}
+
+// allowedByKnownState is allowedByState, except in a room whose state is partial (joined
+// with omit_members): the state lacks most memberships, so an event whose sender's (or
+// target's) membership the state does not hold is checked with the event's own auth event
+// for it instead, which passed step 1 (MSC3902: events are authorised against the partial
+// state as far as it goes; the resync's completed state judges the events after it).
+func (s *Server) allowedByKnownState(ctx context.Context, r *room, pdu gomatrixserverlib.PDU, state map[int64]int64, authPDUs []gomatrixserverlib.PDU) error {
+	if r.partial == nil {
+		return s.allowedByState(ctx, r, pdu, state)
+	}
+	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
+	var keys []storage.StateKey
+	for _, t := range needed.Tuples() {
+		keys = append(keys, storage.StateKey{Type: t.EventType, StateKey: t.StateKey})
+	}
+	fromState, err := s.stateEvents(ctx, r.version, state, keys)
+	if err != nil {
+		return err
+	}
+	have := map[storage.StateKey]bool{}
+	for _, p := range fromState {
+		if p.StateKey() != nil {
+			have[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = true
+		}
+	}
+	for _, p := range authPDUs {
+		if p.Type() != spec.MRoomMember || p.StateKey() == nil {
+			continue
+		}
+		if k := (storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}); !have[k] {
+			have[k] = true
+			fromState = append(fromState, p)
+		}
+	}
+	return s.allowedBy(r, pdu, fromState)
 }
 
 // authEventsOf returns the auth events of pdu, fetching the unknown ones (with their own auth

@@ -46,6 +46,12 @@ type Config struct {
 	// InputWaited, when not nil, is told how long each input waited for its room's lane
 	// (the metrics). It must be cheap and not block.
 	InputWaited func(time.Duration)
+	// ResyncBatchSize and ResyncBatchDelay shape the resync of partial state rooms: events
+	// fetched and stored per batch (0: resyncBatchSize) and a pause before each batch. The
+	// pause exists for tests only (to observe a room while its resync runs, and to restart
+	// during it); it is 0 in production.
+	ResyncBatchSize  int
+	ResyncBatchDelay time.Duration
 }
 
 // Server is the roomserver.
@@ -66,6 +72,8 @@ type Server struct {
 	remote    Remote                             // other servers; nil when federation is off
 
 	lastCreate atomic.Int64 // the timestamp (ms) of the last create event built (create.go)
+
+	resyncs resyncs // background resyncs of partial state rooms (resync.go)
 }
 
 // maxCachedStateEntries bounds the expanded state snapshots the cache holds by their entries
@@ -112,6 +120,9 @@ type room struct {
 	extremities []extremity
 	maxDepth    int64
 	members     map[string]string // user ID -> current membership
+	// partial is the room's partial state row while this server joined it with partial
+	// state and the resync has not completed (resync.go); nil otherwise.
+	partial *storage.PartialStateRoom
 	// pushCovered are the users whose push span is open (see storage.SharedPush); nil until
 	// read from the database.
 	pushCovered map[string]bool
@@ -196,6 +207,12 @@ func (s *Server) loadRoom(ctx context.Context, r *room) error {
 	r.members = make(map[string]string, len(members))
 	for _, m := range members {
 		r.members[m.UserID] = m.Membership
+	}
+	r.partial = nil
+	if p, err := s.db.PartialStateRoom(ctx, row.NID); err == nil {
+		r.partial = p
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
 	}
 	r.pushCovered, r.pushMembers = nil, nil
 	r.loaded = true

@@ -373,3 +373,11 @@ func (s *Server) stateEvents(ctx context.Context, ver gomatrixserverlib.IRoomVer
 	}
 	return out, nil
 }
+
+// clear forgets every entry.
+func (c *lru[K, V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.order.Init()
+	c.items = make(map[K]*list.Element)
+}

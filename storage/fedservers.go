@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,7 +28,13 @@ func (q *Q) RemoteServersInRoom(ctx context.Context, roomID, ours string) ([]str
 	if err != nil {
 		return nil, fmt.Errorf("select remote servers in %s: %w", roomID, err)
 	}
-	return serversOf(users), nil
+	partial, err := q.strings(ctx, `
+		SELECT p.servers_in_room FROM partial_state_rooms p JOIN rooms r ON r.room_nid = p.room_nid
+		WHERE r.room_id = $1`, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("select partial state servers in %s: %w", roomID, err)
+	}
+	return withPartialServers(serversOf(users), partial, ours), nil
 }
 
 // RemoteServersSharingRooms returns the servers other than ours with a user joined to a room
@@ -42,7 +49,41 @@ func (q *Q) RemoteServersSharingRooms(ctx context.Context, userID, ours string) 
 	if err != nil {
 		return nil, fmt.Errorf("select remote servers sharing a room with %s: %w", userID, err)
 	}
-	return serversOf(users), nil
+	partial, err := q.strings(ctx, `
+		SELECT p.servers_in_room FROM partial_state_rooms p JOIN memberships a ON a.room_nid = p.room_nid
+		WHERE a.user_id = $1 AND a.membership = 'join'`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("select partial state servers sharing a room with %s: %w", userID, err)
+	}
+	return withPartialServers(serversOf(users), partial, ours), nil
+}
+
+// withPartialServers adds to servers (sorted) those of the servers_in_room lists (JSON
+// arrays) of rooms whose state is partial, other than ours: while a room's members are
+// unknown, every server that had joined members at the join may be in it (MSC3902), and
+// hears of its events, typing, receipts, presence and device list updates.
+func withPartialServers(servers, lists []string, ours string) []string {
+	if len(lists) == 0 {
+		return servers
+	}
+	set := map[string]bool{}
+	for _, s := range servers {
+		set[s] = true
+	}
+	for _, l := range lists {
+		var names []string
+		if json.Unmarshal([]byte(l), &names) != nil {
+			continue
+		}
+		for _, n := range names {
+			if n != ours && n != "" && !set[n] {
+				set[n] = true
+				servers = append(servers, n)
+			}
+		}
+	}
+	slices.Sort(servers)
+	return servers
 }
 
 // serversOf returns the distinct server names of user IDs, sorted.

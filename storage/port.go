@@ -91,6 +91,7 @@ var portTables = []portTable{
 	{name: "delayed_events", key: "delay_id"},
 	{name: "purged_room_leaves", key: "user_id, room_id"},
 	{name: "sticky_events", key: "event_nid"},
+	{name: "partial_state_rooms", key: "room_nid"},
 	{name: "email_sessions", key: "sid"},
 	{name: "oauth_clients", key: "client_id"},
 	{name: "oauth_grants", key: "grant_hash"},

@@ -332,6 +332,10 @@ func populateRoom(ctx context.Context, tx *Tx, fx *fixture, nEvents int) error {
 	if err := tx.SetMembership(ctx, roomNID, "@alice:test", "join", nids[1]); err != nil {
 		return err
 	}
+	if err := tx.InsertPartialStateRoom(ctx, PartialStateRoom{RoomNID: roomNID, RoomID: "!room:test", JoinEventID: fx.eventIDs[1],
+		JoinedVia: "remote.test", ServersInRoom: []string{"remote.test", "other.test"}, CreatedTS: 6400}); err != nil {
+		return err
+	}
 	if err := tx.InsertRelation(ctx, Relation{EventNID: nids[3], RoomNID: roomNID, RelatesTo: fx.eventIDs[2], RelType: "m.annotation",
 		EventType: "m.reaction", Sender: "@alice:test", OriginTS: 4000, EventID: fx.eventIDs[3], AggregationKey: "👍"}); err != nil {
 		return err

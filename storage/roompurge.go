@@ -25,6 +25,7 @@ var roomPurges = []string{
 	`DELETE FROM memberships WHERE room_nid = $1`,
 	`DELETE FROM current_state WHERE room_nid = $1`,
 	`DELETE FROM forward_extremities WHERE room_nid = $1`,
+	`DELETE FROM partial_state_rooms WHERE room_nid = $1`,
 	`DELETE FROM state_snapshot_entries WHERE snapshot_nid IN (SELECT snapshot_nid FROM state_snapshots WHERE room_nid = $1)`,
 	`DELETE FROM state_snapshots WHERE room_nid = $1`,
 	`DELETE FROM events WHERE room_nid = $1`,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -25,6 +26,7 @@ func (s *Server) handleMembers(r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	want, notWant := q.Get("membership"), q.Get("not_membership")
+	s.waitFullState(ctx, roomID)
 	var state []*storage.Event
 	if at := q.Get("at"); at != "" {
 		state, err = s.membersAt(ctx, roomID, dev.UserID, at)
@@ -150,6 +152,7 @@ func (s *Server) handleJoinedMembers(r *http.Request) (any, error) {
 	if m, err := s.rooms.Membership(ctx, roomID, dev.UserID); err != nil || m != spec.Join {
 		return nil, spec.Forbidden("you are not a member of this room")
 	}
+	s.waitFullState(ctx, roomID)
 	room, err := s.db.Room(ctx, roomID)
 	if err != nil {
 		return nil, err
@@ -181,4 +184,17 @@ func (s *Server) handleJoinedMembers(r *http.Request) (any, error) {
 		joined[f.StateKey] = entry
 	}
 	return map[string]any{"joined": joined}, nil
+}
+
+// membersWait bounds how long /members and /joined_members wait for the resync of a room
+// joined with partial state; after it they answer from the members known so far.
+const membersWait = 60 * time.Second
+
+// waitFullState waits, for at most membersWait, until the state of roomID is no longer
+// partial (MSC3902: the member list of a room joined with partial state is complete only
+// after its resync). A failure to tell is logged and the answer goes on.
+func (s *Server) waitFullState(ctx context.Context, roomID string) {
+	if _, err := s.rooms.WaitFullState(ctx, roomID, membersWait); err != nil {
+		s.log.Error("wait for the full state of a room", "room_id", roomID, "err", err)
+	}
 }

@@ -179,6 +179,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
 		InputWaited:    m.InputWaited,
+		// Test-only knobs of the partial state resync (e2e tests observe a room during its
+		// resync and restart in the middle of it); unset in production.
+		ResyncBatchSize:  envInt("LATTICE_TEST_RESYNC_BATCH"),
+		ResyncBatchDelay: envDuration("LATTICE_TEST_RESYNC_DELAY"),
 	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
 	appservices.SetRoomserver(rooms)
 	// Typing and receipts also wake the senders of services that receive ephemeral data.
@@ -188,6 +192,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		fed.SetRoomserver(rooms)
 		rooms.SetRemote(fed.Remote())
 		fed.SetNotifier(ephemeralWaker)
+		// Rooms joined with partial state resume their resync.
+		if err := rooms.StartResyncs(ctx); err != nil {
+			return err
+		}
+		defer rooms.CloseResyncs()
 	}
 	typers := typing.New(rooms, ephemeralWaker, log)
 	defer typers.Close()
@@ -405,7 +414,7 @@ func federationServer(cfg *config.Config, db *storage.DB, keyID gomatrixserverli
 	fed, err := federationapi.New(federationapi.Config{
 		ServerName: spec.ServerName(cfg.ServerName), KeyID: keyID, PrivateKey: key,
 		KeyValidity: cfg.Federation.KeyValidity, VerifyTLS: cfg.Federation.VerifyTLS, RootCAs: roots,
-		Guard: guard,
+		Guard: guard, PartialStateJoins: cfg.Federation.PartialStateJoins,
 	}, db, log)
 	if err != nil {
 		return nil, nil, nil, err
