@@ -99,7 +99,7 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 
 	for _, ev := range s.initialEvents(userID, alias, ver, req) {
 		content, err := json.Marshal(ev.Content)
@@ -226,7 +226,7 @@ func (s *Server) insertRoom(ctx context.Context, roomID string, ver gomatrixserv
 	s.mu.Lock()
 	if _, exists := s.rooms[roomID]; exists {
 		s.mu.Unlock()
-		r.mu.Unlock()
+		r.unlock()
 		return nil, spec.RoomInUse("room already exists")
 	}
 	s.rooms[roomID] = r
@@ -243,7 +243,7 @@ func (s *Server) insertRoom(ctx context.Context, roomID string, ver gomatrixserv
 		s.mu.Lock()
 		delete(s.rooms, roomID)
 		s.mu.Unlock()
-		r.mu.Unlock()
+		r.unlock()
 		return nil, err
 	}
 	return r, nil

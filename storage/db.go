@@ -136,6 +136,7 @@ type DB struct {
 	stickyUntil  readCache[int64, int64]          // room -> latest expiry of its sticky events
 	httpPushers  readCache[struct{}, bool]        // whether any user has an HTTP pusher
 	seen         lastSeen                         // devices' last sightings, written behind (lastseen.go)
+	sideState                                     // session connections for package cluster (cluster.go)
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -151,6 +152,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		purgedLeaves: readCache[struct{}, int64]{name: "purged_room_leaves", max: 1},
 		stickyUntil:  readCache[int64, int64]{name: "sticky_events", max: 100000},
 		httpPushers:  readCache[struct{}, bool]{name: "pushers", max: 1},
+		sideState:    sideState{url: url, maxConns: maxConns},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -199,6 +201,9 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 func (db *DB) Close() error {
 	db.seen.wg.Wait() // the last sightings are written first
 	err := db.writer.Close()
+	if db.side != nil {
+		err = errors.Join(err, db.side.Close())
+	}
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
 	}

@@ -40,7 +40,7 @@ func New(db *storage.DB, rooms *roomserver.Server, notifier *Notifier, maxTimeou
 
 // StartToken reads the newest stream positions from the database, for the notifier at start-up.
 func StartToken(ctx context.Context, db *storage.DB) (Token, error) {
-	pdu, err := db.MaxEventNID(ctx)
+	pdu, err := db.SettledMaxEventNID(ctx)
 	if err != nil {
 		return Token{}, err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/lattice-chat/lattice/adminapi"
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/cluster"
 	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/federationapi"
@@ -126,11 +127,34 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL(), "sqlite:"); ok {
+		// One process per SQLite file: a second `lattice serve` stops here, before it
+		// migrates or writes anything.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		release, err := cluster.LockFile(path+".lock", path)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	db, err := storage.Open(ctx, cfg.DatabaseURL(), cfg.Database.MaxOpenConns)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// PostgreSQL: a lone server holds the database alone; cluster members share it.
+	releaseServe, err := db.HoldServeLock(ctx, cfg.Database.Cluster)
+	if errors.Is(err, storage.ErrServeLocked) {
+		if cfg.Database.Cluster {
+			return fmt.Errorf("%w: a lattice process without database.cluster serves it; stop it, or set database.cluster: true on every process", err)
+		}
+		return fmt.Errorf("%w: stop the other process, or set database.cluster: true on every process to run several (preview)", err)
+	} else if err != nil {
+		return err
+	}
+	defer releaseServe()
 	m := metrics.New(cfg.ServerName)
 	db.SetObserver(m)
 	start, err := syncapi.StartToken(ctx, db)
@@ -138,6 +162,22 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
+	if cfg.Database.Cluster {
+		// Wake-ups cross processes through LISTEN/NOTIFY (package cluster).
+		bus := cluster.NewBus(db, notifier, func(ctx context.Context) error {
+			t, err := syncapi.StartToken(ctx, db)
+			if err != nil {
+				return err
+			}
+			notifier.Resync(t)
+			return nil
+		}, log)
+		if err := bus.Start(ctx); err != nil {
+			return err
+		}
+		defer bus.Close()
+		notifier.SetPublisher(bus.Publish)
+	}
 	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
 	if err != nil {
 		return err
@@ -179,6 +219,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DefaultVersion: gomatrixserverlib.RoomVersion(cfg.Rooms.DefaultVersion),
 		Outbound:       outbound,
 		InputWaited:    m.InputWaited,
+		Cluster:        cfg.Database.Cluster,
 	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
 	appservices.SetRoomserver(rooms)
 	// Typing and receipts also wake the senders of services that receive ephemeral data.
