@@ -103,6 +103,15 @@ const gatewayLoopbackAllowed = `gateway_allowed_ip_ranges: ["127.0.0.0/8", "::1/
 // StartServer generates a config in a temporary data dir and starts lattice with open registration.
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
+	s := NewServer(t, opts...)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// NewServer generates a config as StartServer does, without starting the process.
+func NewServer(t testing.TB, opts ...ServerOption) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	s := &Server{
@@ -140,8 +149,6 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	if err := os.WriteFile(s.ConfigPath, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	t.Cleanup(s.Stop)
 	return s
 }
 

@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lattice-chat/lattice/storage/storagetest"
+)
+
+// clusterConfig sets database.cluster: true in a generated config (generate-config has no
+// flag for it: the option is a preview).
+func clusterConfig(t testing.TB, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("\n  cluster: false\n")) {
+		t.Fatal("generated config has no database.cluster")
+	}
+	b = bytes.Replace(b, []byte("\n  cluster: false\n"), []byte("\n  cluster: true\n"), 1)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveOnce runs `lattice serve` with config and returns its output if it exits within
+// the timeout, failing the test if it is still running then.
+func serveOnce(t *testing.T, config string, timeout time.Duration) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "serve", "--config", config).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("second lattice serve still running after %s; output:\n%s", timeout, out)
+	}
+	return string(out), err
+}
+
+// TestSQLiteOneProcess: a second `lattice serve` on the SQLite database another process
+// serves refuses to start with a clear error, and starts once the first one has been killed
+// (SIGKILL: the OS lock goes with the process).
+func TestSQLiteOneProcess(t *testing.T) {
+	if os.Getenv("LATTICE_E2E_BACKEND") == "postgres" {
+		t.Skip("SQLite only")
+	}
+	srv := StartServer(t)
+	out, err := serveOnce(t, srv.ConfigPath, 20*time.Second)
+	if err == nil {
+		t.Fatalf("second process exited without error:\n%s", out)
+	}
+	if !strings.Contains(out, "another lattice process is already serving the SQLite database") {
+		t.Fatalf("second process error is not the lock's:\n%s", out)
+	}
+	// The first one still serves.
+	alice := srv.Register(t, "alice")
+	alice.CreateRoom(map[string]any{})
+
+	srv.Kill()
+	srv.Start() // the same data dir and database: the lock went with the killed process
+	alice = srv.Login(t, "alice")
+	if r := alice.MustDo("GET", "/_matrix/client/v3/joined_rooms", nil); len(r.Body["joined_rooms"].([]any)) != 1 {
+		t.Fatalf("joined_rooms after restart: %s", r.Raw)
+	}
+}
+
+// startCluster starts n lattice processes with database.cluster on one new PostgreSQL
+// database, sharing the first one's signing key, as one server would be deployed.
+func startCluster(t *testing.T, n int) []*Server {
+	t.Helper()
+	dbURL := storagetest.NewPostgresDatabase(t)
+	var procs []*Server
+	for i := 0; i < n; i++ {
+		s := NewServer(t, WithDatabase(dbURL))
+		clusterConfig(t, s.ConfigPath)
+		if i > 0 {
+			key, err := os.ReadFile(filepath.Join(procs[0].DataDir, "signing.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(s.DataDir, "signing.key"), key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Start()
+		t.Cleanup(s.Stop)
+		procs = append(procs, s)
+	}
+	return procs
+}
+
+// on returns a client of the same device talking to another process.
+func (c *Client) on(s *Server) *Client {
+	return &Client{t: c.t, srv: s, UserID: c.UserID, DeviceID: c.DeviceID, Token: c.Token}
+}
+
+// TestClusterThreeProcesses runs three processes on one PostgreSQL database: accounts and
+// tokens work on every process, a write on one wakes a long-poll on another, and concurrent
+// sends from all three into one room leave one linear DAG in which every process serves
+// every message exactly once.
+func TestClusterThreeProcesses(t *testing.T) {
+	procs := startCluster(t, 3)
+	p1, p2, p3 := procs[0], procs[1], procs[2]
+
+	t.Run("lone server refused", func(t *testing.T) {
+		// A process without database.cluster must not join the cluster's database.
+		lone := NewServer(t, WithDatabase(dbURLOf(t, p1)))
+		out, err := serveOnce(t, lone.ConfigPath, 20*time.Second)
+		if err == nil || !strings.Contains(out, "another lattice process serves this database") {
+			t.Fatalf("lone server on a cluster's database: err %v, output:\n%s", err, out)
+		}
+	})
+
+	// Registered on 1, logged in on 2; the token of 1 works on 3.
+	alice1 := p1.Register(t, "alice")
+	alice2 := p2.Login(t, "alice")
+	alice3 := alice1.on(p3)
+	bob3 := p3.Register(t, "bob")
+	if r := alice3.MustDo("GET", "/_matrix/client/v3/account/whoami", nil); r.Body["user_id"] != alice1.UserID {
+		t.Fatalf("whoami on 3 with 1's token: %s", r.Raw)
+	}
+
+	roomID := alice1.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob3.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID), map[string]any{})
+	alice3.Send(roomID, "hello from 3")
+
+	t.Run("long-poll wakes across processes", func(t *testing.T) {
+		since := alice2.Sync("", "", 0).Body["next_batch"].(string)
+		var worst time.Duration
+		for i := 0; i < 5; i++ {
+			done := make(chan time.Time, 1)
+			var got Resp
+			go func() {
+				got = p2.Do(t, alice2.Token, "GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(since), nil)
+				done <- time.Now()
+			}()
+			time.Sleep(300 * time.Millisecond) // the long-poll is waiting on 2
+			text := fmt.Sprintf("wake %d", i)
+			bob3.Send(roomID, text)
+			sent := time.Now()
+			var woke time.Time
+			select {
+			case woke = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("long-poll on process 2 not woken by a send on process 3 within 10 s")
+			}
+			lat := woke.Sub(sent)
+			worst = max(worst, lat)
+			if !strings.Contains(string(got.Raw), text) {
+				t.Fatalf("woken sync lacks %q: %s", text, got.Raw)
+			}
+			since = got.Body["next_batch"].(string)
+		}
+		t.Logf("cross-process wake-up (send on 3 acknowledged -> long-poll on 2 answered): worst of 5: %s", worst)
+		if worst > time.Second {
+			t.Fatalf("cross-process wake-up took %s", worst)
+		}
+	})
+
+	t.Run("concurrent sends make one linear DAG", func(t *testing.T) {
+		// A since-token from each process before the sends, to check incremental /sync.
+		sinces := map[*Server]string{}
+		for _, p := range procs {
+			sinces[p] = alice1.on(p).Sync("", `{"room":{"timeline":{"limit":1}}}`, 0).Body["next_batch"].(string)
+		}
+		const perProc = 25
+		senders := []*Client{alice1, alice2, bob3}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(senders)*perProc)
+		want := map[string]bool{}
+		for i, c := range senders {
+			for j := 0; j < perProc; j++ {
+				want[fmt.Sprintf("c%d-%d", i, j)] = true
+			}
+			wg.Add(1)
+			go func(i int, c *Client) {
+				defer wg.Done()
+				for j := 0; j < perProc; j++ {
+					body := fmt.Sprintf("c%d-%d", i, j)
+					if err := clusterSend(c, roomID, fmt.Sprintf("cc%d", j), body); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}(i, c)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for n, p := range procs {
+			c := alice1.on(p)
+			// /messages, newest first, the whole room.
+			seen := map[string]int{}
+			var ids []string
+			from := ""
+			for {
+				q := "/_matrix/client/v3/rooms/" + esc(roomID) + "/messages?dir=b&limit=100"
+				if from != "" {
+					q += "&from=" + url.QueryEscape(from)
+				}
+				r := c.MustDo("GET", q, nil)
+				chunk, _ := r.Body["chunk"].([]any)
+				for _, e := range chunk {
+					ev := e.(map[string]any)
+					ids = append(ids, ev["event_id"].(string))
+					if body, ok := ev["content"].(map[string]any)["body"].(string); ok && want[body] {
+						seen[body]++
+					}
+				}
+				end, _ := r.Body["end"].(string)
+				if len(chunk) == 0 || end == "" {
+					break
+				}
+				from = end
+			}
+			checkOnce(t, fmt.Sprintf("/messages on process %d", n+1), want, seen)
+			// Incremental /sync from before the sends.
+			seen = map[string]int{}
+			since := sinces[p]
+			for k := 0; k < 20; k++ {
+				r := c.Sync(since, `{"room":{"timeline":{"limit":200}}}`, 0)
+				room, _ := r.Body["rooms"].(map[string]any)["join"].(map[string]any)[roomID].(map[string]any)
+				if room == nil {
+					break
+				}
+				tl := room["timeline"].(map[string]any)
+				if limited, _ := tl["limited"].(bool); limited {
+					t.Fatalf("/sync on process %d: timeline limited", n+1)
+				}
+				for _, e := range tl["events"].([]any) {
+					ev := e.(map[string]any)
+					if body, ok := ev["content"].(map[string]any)["body"].(string); ok && want[body] {
+						seen[body]++
+					}
+				}
+				since = r.Body["next_batch"].(string)
+			}
+			checkOnce(t, fmt.Sprintf("/sync on process %d", n+1), want, seen)
+			if n == 0 {
+				checkLinear(t, p1.RegisterAdmin(t, "admin"), roomID, ids)
+			}
+		}
+	})
+}
+
+// dbURLOf returns the database URL in a server's config.
+func dbURLOf(t *testing.T, s *Server) string {
+	b, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "url: "); ok && strings.HasPrefix(strings.Trim(v, `"`), "postgres") {
+			return strings.Trim(v, `"`)
+		}
+	}
+	t.Fatal("no database url in config")
+	return ""
+}
+
+// clusterSend sends a message without failing the test from a goroutine.
+func clusterSend(c *Client, roomID, txn, body string) error {
+	js, _ := json.Marshal(map[string]any{"msgtype": "m.text", "body": body})
+	path := fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/send/m.room.message/%s-%s", c.srv.URL, esc(roomID), c.DeviceID, txn)
+	req, _ := http.NewRequest("PUT", path, bytes.NewReader(js))
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("send %s on %s: %d %s", body, c.srv.URL, resp.StatusCode, raw)
+	}
+	return nil
+}
+
+// checkOnce fails unless every wanted body was seen exactly once.
+func checkOnce(t *testing.T, where string, want map[string]bool, seen map[string]int) {
+	t.Helper()
+	var bad []string
+	for b := range want {
+		if seen[b] != 1 {
+			bad = append(bad, fmt.Sprintf("%s x%d", b, seen[b]))
+		}
+	}
+	sort.Strings(bad)
+	if len(bad) > 0 {
+		t.Fatalf("%s: %d messages not seen exactly once: %v", where, len(bad), bad)
+	}
+}
+
+// checkLinear fails unless the room's events form one chain: a chain of n events has one
+// forward extremity at depth n (the create event is at depth 1); a fork leaves two events at
+// one depth, so the extremities, merged or not, end shallower.
+func checkLinear(t *testing.T, admin *Client, roomID string, ids []string) {
+	t.Helper()
+	r := admin.MustDo("GET", adminRoom("v1", roomID, "/forward_extremities"), nil)
+	xs, _ := r.Body["results"].([]any)
+	if len(xs) != 1 {
+		t.Fatalf("forward extremities: want 1, have %s", r.Raw)
+	}
+	if depth, _ := xs[0].(map[string]any)["depth"].(float64); int(depth) != len(ids) {
+		t.Fatalf("the room's %d events are not one chain: its extremity is at depth %v (%s)", len(ids), depth, r.Raw)
+	}
+}
