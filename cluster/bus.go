@@ -34,10 +34,16 @@ var shared = map[storage.Stream]bool{
 }
 
 // message is one notification: instance I's stream S reached position P, for users U (or
-// all users when A).
+// all users when A); or, without S, instance I committed a write of cached data (C).
+//
+// Every notification, whatever it says, first has the receiver recheck its caches'
+// generations (storage.DB.RecheckCaches): a write that wakes a long-poll (a join, a new
+// device) has often changed cached data too (memberships, device keys), which the woken
+// /sync must not read from a cache that has not seen it yet.
 type message struct {
 	I string         `json:"i"`
-	S storage.Stream `json:"s"`
+	C bool           `json:"c,omitempty"`
+	S storage.Stream `json:"s,omitempty"`
 	P int64          `json:"p"`
 	U []string       `json:"u,omitempty"`
 	A bool           `json:"a,omitempty"`
@@ -65,6 +71,7 @@ type Bus struct {
 
 	mu      sync.Mutex
 	queue   map[storage.Stream]*pending
+	caches  bool // a write of cached data waits to be announced
 	kick    chan struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -133,6 +140,19 @@ func (b *Bus) Publish(stream storage.Stream, pos int64, users []string) {
 	}
 }
 
+// CachesChanged queues a notice that this process committed a write of cached data
+// (storage.DB.SetGenerationsMoved), so that the other processes recheck their caches at once
+// rather than within storage's recheck interval.
+func (b *Bus) CachesChanged() {
+	b.mu.Lock()
+	b.caches = true
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
 // send sends the queued wake-ups whenever there are some.
 func (b *Bus) send(ctx context.Context) {
 	defer b.wg.Done()
@@ -149,9 +169,18 @@ func (b *Bus) send(ctx context.Context) {
 // flush sends what is queued now, one notification per stream.
 func (b *Bus) flush(ctx context.Context) {
 	b.mu.Lock()
-	q := b.queue
-	b.queue = map[storage.Stream]*pending{}
+	q, caches := b.queue, b.caches
+	b.queue, b.caches = map[storage.Stream]*pending{}, false
 	b.mu.Unlock()
+	if caches && len(q) == 0 {
+		// A stream notification has the receivers recheck their caches anyway.
+		payload, _ := json.Marshal(message{I: b.id, C: true})
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := b.db.Notify(sctx, Channel, string(payload)); err != nil && ctx.Err() == nil {
+			b.log.Warn("cluster: notify", "caches", true, "err", err)
+		}
+		cancel()
+	}
 	for stream, p := range q {
 		m := message{I: b.id, S: stream, P: p.pos, A: p.all}
 		if !p.all {
@@ -204,8 +233,11 @@ func (b *Bus) listen(ctx context.Context) {
 // receive handles one notification.
 func (b *Bus) receive(payload string) {
 	var m message
-	if err := json.Unmarshal([]byte(payload), &m); err != nil || m.I == b.id || !shared[m.S] {
+	if err := json.Unmarshal([]byte(payload), &m); err != nil || m.I == b.id {
 		return
 	}
-	b.notifier.WakeFromPeer(m.S, m.P, m.U, m.A)
+	b.db.RecheckCaches()
+	if shared[m.S] {
+		b.notifier.WakeFromPeer(m.S, m.P, m.U, m.A)
+	}
 }

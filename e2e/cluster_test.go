@@ -170,6 +170,75 @@ func TestClusterThreeProcesses(t *testing.T) {
 		}
 	})
 
+	t.Run("join on one process seen by a long-poll on another", func(t *testing.T) {
+		// carol's memberships are cached on 2 by her first sync; the join on 1 must not be
+		// answered from that cache when it wakes her long-poll on 2, or her since-token
+		// would move past the join.
+		for i := 0; i < 3; i++ {
+			carol2 := p2.Register(t, fmt.Sprintf("carol%d", i))
+			since := carol2.Sync("", "", 0).Body["next_batch"].(string)
+			carol2.Sync(since, "", 0)
+			done := make(chan Resp, 1)
+			go func() {
+				done <- p2.Do(t, carol2.Token, "GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(since), nil)
+			}()
+			time.Sleep(200 * time.Millisecond)
+			carol2.on(p1).MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID), map[string]any{})
+			var got Resp
+			select {
+			case got = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("long-poll on 2 not woken by a join on 1")
+			}
+			for k := 0; ; k++ {
+				if rooms, _ := got.Body["rooms"].(map[string]any)["join"].(map[string]any); rooms[roomID] != nil {
+					break
+				}
+				if k == 5 {
+					t.Fatalf("the join on 1 never reached carol's /sync on 2: last %s", got.Raw)
+				}
+				got = carol2.Sync(got.Body["next_batch"].(string), "", 1000)
+			}
+		}
+	})
+
+	t.Run("redaction on one process seen on another", func(t *testing.T) {
+		state := "/_matrix/client/v3/rooms/" + esc(roomID) + "/state/m.room.topic"
+		topicID := alice1.MustDo("PUT", state, map[string]any{"topic": "secret topic"}).Body["event_id"].(string)
+		// 3 reads (and caches) the topic, then 1 redacts it.
+		if r := alice3.MustDo("GET", state, nil); r.Body["topic"] != "secret topic" {
+			t.Fatalf("topic on 3: %s", r.Raw)
+		}
+		alice1.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/redact/"+esc(topicID)+"/r1", map[string]any{})
+		r := alice3.Do("GET", state, nil)
+		if strings.Contains(string(r.Raw), "secret topic") {
+			t.Fatalf("topic on 3 after redaction on 1: %d %s", r.Status, r.Raw)
+		}
+		ev := alice3.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(topicID), nil)
+		if strings.Contains(string(ev.Raw), "secret topic") {
+			t.Fatalf("redacted event on 3: %s", ev.Raw)
+		}
+	})
+
+	t.Run("logout on one process ends the token on another", func(t *testing.T) {
+		dave1 := p1.Register(t, "dave")
+		dave2 := dave1.on(p2)
+		dave2.MustDo("GET", "/_matrix/client/v3/account/whoami", nil) // cached on 2
+		dave1.MustDo("POST", "/_matrix/client/v3/logout", map[string]any{})
+		out := time.Now()
+		for {
+			r := dave2.Do("GET", "/_matrix/client/v3/account/whoami", nil)
+			if r.Status == 401 {
+				break
+			}
+			if time.Since(out) > 2*time.Second {
+				t.Fatalf("token still accepted on 2 %s after logout on 1: %d %s", time.Since(out), r.Status, r.Raw)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("logout on 1 -> token refused on 2 after %s", time.Since(out))
+	})
+
 	t.Run("concurrent sends make one linear DAG", func(t *testing.T) {
 		// A since-token from each process before the sends, to check incremental /sync.
 		sinces := map[*Server]string{}

@@ -187,6 +187,20 @@ func (s *Server) acquire(ctx context.Context, r *room) error {
 	}
 	r.held = l
 	if head != r.head {
+		// Another process stored events in the room: read its head again, and drop the
+		// parsed events that its redactions changed (a room this process never held has
+		// none of them cached from its input; reads elsewhere may, see the README).
+		if r.head > 0 {
+			nids, err := s.db.RedactedSince(ctx, r.id, r.head)
+			if err != nil {
+				_, _ = l.Release(ctx, r.id)
+				r.held = nil
+				return err
+			}
+			for _, nid := range nids {
+				s.pdus.forget(nid)
+			}
+		}
 		r.loaded = false
 		r.head = head
 	}

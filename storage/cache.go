@@ -97,6 +97,37 @@ func (c *readCache[K, V]) invalidate() {
 	c.mu.Unlock()
 }
 
+// recheck has the next get read the generation again (another process may have moved it:
+// package cluster calls it on each notification from another process). Entries stay: they
+// are dropped only if the generation did move. A get reading the generation meanwhile keeps
+// nothing it read (epoch), since it may have read the generation from before.
+func (c *readCache[K, V]) recheck() {
+	c.mu.Lock()
+	c.checked = time.Time{}
+	c.epoch++
+	c.mu.Unlock()
+}
+
+// RecheckCaches has every cache read its generation again before it answers next, instead
+// of within recheckEvery: another process of the cluster has committed a write (package
+// cluster calls it on each of their notifications, which are sent after the commit).
+func (db *DB) RecheckCaches() {
+	db.tokens.recheck()
+	db.keyCounts.recheck()
+	db.memberships.recheck()
+	db.roomJoined.recheck()
+	db.unreadGen.recheck()
+	db.overrides.recheck()
+	db.purgedLeaves.recheck()
+	db.stickyUntil.recheck()
+	db.httpPushers.recheck()
+}
+
+// SetGenerationsMoved has fn called after each commit that moved cache generations (a write
+// of cached data), so that package cluster can tell the other processes to recheck theirs.
+// fn must not block.
+func (db *DB) SetGenerationsMoved(fn func()) { db.genMoved.Store(&fn) }
+
 // bumpGenerations increments the generations of the caches whose data the transaction wrote,
 // so that every process stops using what it had cached of them once this commits.
 func (tx *Tx) bumpGenerations(ctx context.Context) error {
@@ -125,6 +156,7 @@ func (tx *Tx) bumpGenerations(ctx context.Context) error {
 	if tx.pushersSet {
 		names = append(names, "pushers")
 	}
+	tx.generationsMoved = len(names) > 0
 	for _, name := range names {
 		if _, err := tx.exec(ctx, `UPDATE cache_generations SET generation = generation + 1 WHERE name = $1`, name); err != nil {
 			return fmt.Errorf("bump cache generation %s: %w", name, err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -214,4 +216,65 @@ func (db *DB) SettledMaxEventNID(ctx context.Context) (int64, error) {
 		return tx.queryRow(ctx, `SELECT COALESCE(MAX(event_nid), 0) FROM events`).Scan(&nid)
 	})
 	return nid, err
+}
+
+// RedactedSince returns the NIDs of the events of the room that redactions stored after the
+// event NID after redact: the events whose parsed form another process's redactions have
+// made stale in a cache of this one. It reads the index range of the room's newer events.
+func (q *Q) RedactedSince(ctx context.Context, roomID string, after int64) ([]int64, error) {
+	rows, err := q.query(ctx, `SELECT e.event_json FROM events e JOIN rooms r ON r.room_nid = e.room_nid
+		WHERE r.room_id = $1 AND e.event_nid > $2 AND e.event_type = 'm.room.redaction'`, roomID, after)
+	if err != nil {
+		return nil, fmt.Errorf("select redactions of %s: %w", roomID, err)
+	}
+	var targets []any
+	for rows.Next() {
+		var js string
+		if err := rows.Scan(&js); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		var ev struct {
+			Redacts string `json:"redacts"` // before room version 11
+			Content struct {
+				Redacts string `json:"redacts"`
+			} `json:"content"`
+		}
+		if json.Unmarshal([]byte(js), &ev) != nil {
+			continue
+		}
+		for _, id := range []string{ev.Redacts, ev.Content.Redacts} {
+			if id != "" {
+				targets = append(targets, id)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(targets) == 0 {
+		return nil, err
+	}
+	list, arg := q.textList(targets)
+	rows, err = q.query(ctx, `SELECT event_nid FROM events WHERE event_id IN (`+list+`)`, arg...)
+	if err != nil {
+		return nil, fmt.Errorf("select redacted events of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var nids []int64
+	for rows.Next() {
+		var nid int64
+		if err := rows.Scan(&nid); err != nil {
+			return nil, err
+		}
+		nids = append(nids, nid)
+	}
+	return nids, rows.Err()
+}
+
+// textList returns the placeholders $1..$n for vals and the values.
+func (q *Q) textList(vals []any) (string, []any) {
+	ph := make([]string, len(vals))
+	for i := range vals {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return strings.Join(ph, ", "), vals
 }

@@ -117,6 +117,7 @@ type Tx struct {
 	// overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet: rows that the caches of
 	// featurecache.go answer from.
 	overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet bool
+	generationsMoved                                             bool // bumpGenerations moved some
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -137,6 +138,7 @@ type DB struct {
 	httpPushers  readCache[struct{}, bool]        // whether any user has an HTTP pusher
 	seen         lastSeen                         // devices' last sightings, written behind (lastseen.go)
 	sideState                                     // session connections for package cluster (cluster.go)
+	genMoved     atomic.Pointer[func()]           // SetGenerationsMoved
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -261,6 +263,11 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))
+	}
+	if tx.generationsMoved {
+		if fn := db.genMoved.Load(); fn != nil {
+			(*fn)()
+		}
 	}
 	return nil
 }

@@ -177,6 +177,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		defer bus.Close()
 		notifier.SetPublisher(bus.Publish)
+		db.SetGenerationsMoved(bus.CachesChanged)
 	}
 	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
 	if err != nil {
