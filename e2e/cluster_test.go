@@ -182,7 +182,8 @@ func TestClusterThreeProcesses(t *testing.T) {
 			go func() {
 				done <- p2.Do(t, carol2.Token, "GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(since), nil)
 			}()
-			time.Sleep(200 * time.Millisecond)
+			// Well within storage's 200 ms recheck interval of the sync's own cache read.
+			time.Sleep(50 * time.Millisecond)
 			carol2.on(p1).MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID), map[string]any{})
 			var got Resp
 			select {
