@@ -219,6 +219,20 @@ func TestClusterThreeProcesses(t *testing.T) {
 		if strings.Contains(string(ev.Raw), "secret topic") {
 			t.Fatalf("redacted event on 3: %s", ev.Raw)
 		}
+		// 3 parses the current topic when a client sets the same one again (a repeat sends
+		// nothing new)...
+		topicID = alice1.MustDo("PUT", state, map[string]any{"topic": "topic two"}).Body["event_id"].(string)
+		if id := alice3.MustDo("PUT", state, map[string]any{"topic": "topic two"}).Body["event_id"]; id != topicID {
+			t.Fatalf("repeating the topic on 3 made event %v, not %s", id, topicID)
+		}
+		// ... so after 1 redacts it, the same topic set on 3 is new, not the redacted one.
+		alice1.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/redact/"+esc(topicID)+"/r2", map[string]any{})
+		if id := alice3.MustDo("PUT", state, map[string]any{"topic": "topic two"}).Body["event_id"]; id == topicID {
+			t.Fatalf("setting the redacted topic again on 3 returned the redacted event %s", id)
+		}
+		if r := alice2.MustDo("GET", state, nil); r.Body["topic"] != "topic two" {
+			t.Fatalf("topic on 2: %s", r.Raw)
+		}
 	})
 
 	t.Run("logout on one process ends the token on another", func(t *testing.T) {
