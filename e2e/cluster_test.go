@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,7 +56,7 @@ func serveOnce(t *testing.T, config string, timeout time.Duration) (string, erro
 // serves refuses to start with a clear error, and starts once the first one has been killed
 // (SIGKILL: the OS lock goes with the process).
 func TestSQLiteOneProcess(t *testing.T) {
-	if os.Getenv("LATTICE_E2E_BACKEND") == "postgres" {
+	if os.Getenv("LATTICE_E2E_BACKEND") == "postgres" || os.Getenv("LATTICE_E2E_CLUSTER") != "" {
 		t.Skip("SQLite only")
 	}
 	srv := StartServer(t)
@@ -84,7 +86,7 @@ func startCluster(t *testing.T, n int) []*Server {
 	dbURL := storagetest.NewPostgresDatabase(t)
 	var procs []*Server
 	for i := 0; i < n; i++ {
-		s := NewServer(t, WithDatabase(dbURL))
+		s := newServer(t, WithDatabase(dbURL))
 		clusterConfig(t, s.ConfigPath)
 		if i > 0 {
 			key, err := os.ReadFile(filepath.Join(procs[0].DataDir, "signing.key"))
@@ -117,7 +119,7 @@ func TestClusterThreeProcesses(t *testing.T) {
 
 	t.Run("lone server refused", func(t *testing.T) {
 		// A process without database.cluster must not join the cluster's database.
-		lone := NewServer(t, WithDatabase(dbURLOf(t, p1)))
+		lone := newServer(t, WithDatabase(dbURLOf(t, p1)))
 		out, err := serveOnce(t, lone.ConfigPath, 20*time.Second)
 		if err == nil || !strings.Contains(out, "another lattice process serves this database") {
 			t.Fatalf("lone server on a cluster's database: err %v, output:\n%s", err, out)
@@ -342,6 +344,118 @@ func TestClusterThreeProcesses(t *testing.T) {
 	})
 }
 
+// TestClusterBehindHAProxy drives three processes behind a round-robin HAProxy, as a
+// client sees such a deployment: every request may land on another process, with the same
+// token, since-token and pagination token.
+func TestClusterBehindHAProxy(t *testing.T) {
+	srv := newBalancedCluster(t, 3)
+	srv.Start()
+	t.Cleanup(srv.Stop)
+
+	alice := srv.Register(t, "alice")
+	bob := srv.Register(t, "bob")
+	alice2 := srv.Login(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}})
+	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID), map[string]any{})
+
+	// Incremental /sync through the balancer: each call may land on another process.
+	since := bob.Sync("", "", 0).Body["next_batch"].(string)
+	want := map[string]bool{}
+	seen := map[string]int{}
+	for i := 0; i < 12; i++ {
+		body := fmt.Sprintf("lb %d", i)
+		want[body] = true
+		if i%2 == 0 {
+			alice.Send(roomID, body)
+		} else {
+			alice2.Send(roomID, body)
+		}
+		r := bob.Sync(since, "", 0)
+		since = r.Body["next_batch"].(string)
+		countBodies(r, roomID, want, seen)
+	}
+	for k := 0; k < 3; k++ { // anything the last calls had not seen yet
+		r := bob.Sync(since, "", 0)
+		since = r.Body["next_batch"].(string)
+		countBodies(r, roomID, want, seen)
+	}
+	checkOnce(t, "/sync through the balancer", want, seen)
+
+	// A long-poll woken by a send, wherever each lands.
+	for i := 0; i < 6; i++ {
+		done := make(chan Resp, 1)
+		go func() {
+			done <- srv.Do(t, bob.Token, "GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(since), nil)
+		}()
+		time.Sleep(100 * time.Millisecond)
+		text := fmt.Sprintf("poll %d", i)
+		alice.Send(roomID, text)
+		select {
+		case r := <-done:
+			if !strings.Contains(string(r.Raw), text) {
+				// Woken by something else first: the next sync has it.
+				r = bob.Sync(r.Body["next_batch"].(string), "", 5000)
+				if !strings.Contains(string(r.Raw), text) {
+					t.Fatalf("long-poll through the balancer lacks %q: %s", text, r.Raw)
+				}
+			}
+			since = r.Body["next_batch"].(string)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("long-poll through the balancer not woken by send %d", i)
+		}
+	}
+
+	// /messages pagination tokens from one process work on the others.
+	seen = map[string]int{}
+	from := ""
+	for {
+		q := "/_matrix/client/v3/rooms/" + esc(roomID) + "/messages?dir=b&limit=3"
+		if from != "" {
+			q += "&from=" + url.QueryEscape(from)
+		}
+		r := bob.MustDo("GET", q, nil)
+		chunk, _ := r.Body["chunk"].([]any)
+		for _, e := range chunk {
+			if body, ok := e.(map[string]any)["content"].(map[string]any)["body"].(string); ok && want[body] {
+				seen[body]++
+			}
+		}
+		end, _ := r.Body["end"].(string)
+		if len(chunk) == 0 || end == "" {
+			break
+		}
+		from = end
+	}
+	checkOnce(t, "/messages through the balancer", want, seen)
+
+	// A process killed under the balancer: the others go on serving.
+	srv.members[1].Kill()
+	time.Sleep(700 * time.Millisecond) // the balancer's health check marks it down
+	for i := 0; i < 6; i++ {
+		alice.Send(roomID, fmt.Sprintf("after kill %d", i))
+	}
+	if r := bob.Sync(since, "", 0); !strings.Contains(string(r.Raw), "after kill 5") {
+		t.Fatalf("sync after a process was killed: %s", r.Raw)
+	}
+	srv.members[1].Start()
+}
+
+// countBodies counts the messages of want in a /sync response's timeline of roomID.
+func countBodies(r Resp, roomID string, want map[string]bool, seen map[string]int) {
+	join, _ := r.Body["rooms"].(map[string]any)["join"].(map[string]any)
+	room, _ := join[roomID].(map[string]any)
+	if room == nil {
+		return
+	}
+	tl, _ := room["timeline"].(map[string]any)
+	evs, _ := tl["events"].([]any)
+	for _, e := range evs {
+		if body, ok := e.(map[string]any)["content"].(map[string]any)["body"].(string); ok && want[body] {
+			seen[body]++
+		}
+	}
+}
+
 // dbURLOf returns the database URL in a server's config.
 func dbURLOf(t *testing.T, s *Server) string {
 	b, err := os.ReadFile(s.ConfigPath)
@@ -403,4 +517,119 @@ func checkLinear(t *testing.T, admin *Client, roomID string, ids []string) {
 	if depth, _ := xs[0].(map[string]any)["depth"].(float64); int(depth) != len(ids) {
 		t.Fatalf("the room's %d events are not one chain: its extremity is at depth %v (%s)", len(ids), depth, r.Raw)
 	}
+}
+
+// newBalancedCluster prepares a server that is n processes with database.cluster on one new
+// PostgreSQL database, sharing one data directory (signing key, media) and one configuration
+// but for their client listeners, behind a round-robin HAProxy listening at the server's
+// URL. Only the first process listens for federation.
+func newBalancedCluster(t testing.TB, n int, opts ...ServerOption) *Server {
+	t.Helper()
+	base := newServer(t, append(slices.Clone(opts), WithDatabase(storagetest.NewPostgresDatabase(t)))...)
+	clusterConfig(t, base.ConfigPath)
+	cfg, err := os.ReadFile(base.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := strings.TrimPrefix(base.URL, "http://")
+	lb := &loadBalancer{listen: listen, dir: base.DataDir}
+	for i := 0; i < n; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		c := bytes.Replace(cfg, []byte(`listen: "`+listen+`"`), []byte(`listen: "`+addr+`"`), 1)
+		if i > 0 {
+			c = federationListen.ReplaceAll(c, []byte(`${1}""`))
+		}
+		m := &Server{
+			t: t, Name: base.Name, DataDir: base.DataDir,
+			ConfigPath: filepath.Join(base.DataDir, fmt.Sprintf("lattice-%d.yaml", i+1)),
+			URL:        "http://" + addr,
+			logPath:    filepath.Join(base.DataDir, fmt.Sprintf("lattice-%d.log", i+1)),
+		}
+		if err := os.WriteFile(m.ConfigPath, c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		base.members = append(base.members, m)
+		lb.backends = append(lb.backends, addr)
+	}
+	base.lb = lb
+	return base
+}
+
+// federationListen matches the federation listener's address in a generated config.
+var federationListen = regexp.MustCompile(`(?m)(^federation_api:\n(?:  #.*\n)*  listen: )"[^"]*"`)
+
+// loadBalancer is an HAProxy process balancing requests round-robin, each request on its
+// own (no stickiness), over a cluster's processes; it outlives their restarts.
+type loadBalancer struct {
+	listen   string
+	backends []string
+	dir      string
+	cmd      *exec.Cmd
+}
+
+func (lb *loadBalancer) start(t testing.TB) {
+	t.Helper()
+	if lb.cmd != nil {
+		return
+	}
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("haproxy is not installed: scripts/test.sh installs it")
+		}
+		t.Skip("haproxy is not installed (scripts/test.sh installs it)")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 150s
+  timeout server 150s
+  retries 3
+  option redispatch
+  retry-on conn-failure empty-response
+frontend lattice
+  bind %s
+  default_backend processes
+backend processes
+  balance roundrobin
+  option httpchk GET /health
+`, lb.listen)
+	for i, addr := range lb.backends {
+		fmt.Fprintf(&b, "  server p%d %s check inter 300ms fall 1 rise 1\n", i+1, addr)
+	}
+	cfgPath := filepath.Join(lb.dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(lb.dir, "haproxy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb.cmd = exec.Command(bin, "-db", "-f", cfgPath)
+	lb.cmd.Stdout, lb.cmd.Stderr = logFile, logFile
+	if err := lb.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := lb.cmd
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + lb.listen + "/_matrix/client/versions")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(lb.dir, "haproxy.log"))
+	t.Fatalf("haproxy did not start:\n%s", log)
 }

@@ -55,6 +55,10 @@ type Server struct {
 	URL        string // client API base URL
 	cmd        *exec.Cmd
 	logPath    string
+	// members, when set, are the processes of a cluster behind a load balancer (lb) whose
+	// address is URL (cluster_test.go); Start, Stop and Kill act on all of them.
+	members []*Server
+	lb      *loadBalancer
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -109,8 +113,19 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	return s
 }
 
-// NewServer generates a config as StartServer does, without starting the process.
+// NewServer generates a config as StartServer does, without starting the process. With
+// LATTICE_E2E_CLUSTER set, the server is a cluster behind a load balancer (cluster_test.go).
 func NewServer(t testing.TB, opts ...ServerOption) *Server {
+	t.Helper()
+	if os.Getenv("LATTICE_E2E_CLUSTER") != "" {
+		// Every test server is three processes on one PostgreSQL database behind HAProxy.
+		return newBalancedCluster(t, 3, opts...)
+	}
+	return newServer(t, opts...)
+}
+
+// newServer is NewServer for one process.
+func newServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
@@ -155,6 +170,13 @@ func NewServer(t testing.TB, opts ...ServerOption) *Server {
 // Start starts the process and waits until /versions answers.
 func (s *Server) Start() {
 	s.t.Helper()
+	if s.members != nil {
+		for _, m := range s.members {
+			m.Start()
+		}
+		s.lb.start(s.t)
+		return
+	}
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
@@ -181,6 +203,9 @@ func (s *Server) Start() {
 
 // Kill stops the process with SIGKILL, as a crash would.
 func (s *Server) Kill() {
+	for _, m := range s.members {
+		m.Kill()
+	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGKILL)
 		for i := 0; i < 200 && s.cmd.ProcessState == nil; i++ {
@@ -192,6 +217,9 @@ func (s *Server) Kill() {
 
 // Stop stops the process gracefully; the test's cleanup calls it.
 func (s *Server) Stop() {
+	for _, m := range s.members {
+		m.Stop()
+	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -215,6 +243,13 @@ func (s *Server) Stop() {
 
 // Log returns what the server printed.
 func (s *Server) Log() string {
+	if s.members != nil {
+		var b strings.Builder
+		for i, m := range s.members {
+			fmt.Fprintf(&b, "--- process %d ---\n%s\n", i+1, m.Log())
+		}
+		return b.String()
+	}
 	b, _ := os.ReadFile(s.logPath)
 	if len(b) > 20000 {
 		b = b[len(b)-20000:]

@@ -147,6 +147,9 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.notifier.CatchUp(r.Context()); err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		// Read each time round: a change of the ignore list applies at once.

@@ -177,6 +177,22 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		defer bus.Close()
 		notifier.SetPublisher(bus.Publish)
+		notifier.SetCatchUp(func(ctx context.Context) (map[storage.Stream]int64, error) {
+			pos, err := db.CommittedPositions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			cur := notifier.Current()
+			for s, p := range pos {
+				if s != storage.StreamTyping && syncapi.KnownStream(s) && p > cur.Get(s) {
+					// Notifications are on their way: what they would have had
+					// rechecked is rechecked now, before /sync reads it.
+					db.RecheckCaches()
+					break
+				}
+			}
+			return pos, nil
+		})
 		db.SetGenerationsMoved(bus.CachesChanged)
 	}
 	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
