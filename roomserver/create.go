@@ -151,7 +151,10 @@ func (s *Server) createRoomRow(ctx context.Context, userID string, ver gomatrixs
 		roomID := create.RoomID().String()
 		r, err := s.insertRoom(ctx, roomID, ver, create)
 		var me spec.MatrixError
-		if err != nil && ver.DomainlessRoomIDs() && attempt < 5 && errors.As(err, &me) && me.ErrCode == spec.ErrorRoomInUse {
+		// RoomInUse: a room of this process has the ID; ErrConflict: a room of another
+		// process sharing the database (its create event was the same, to the millisecond).
+		inUse := errors.As(err, &me) && me.ErrCode == spec.ErrorRoomInUse || errors.Is(err, storage.ErrConflict)
+		if err != nil && ver.DomainlessRoomIDs() && attempt < 5 && inUse {
 			continue
 		}
 		return r, roomID, err
