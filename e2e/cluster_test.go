@@ -533,8 +533,13 @@ func newBalancedCluster(t testing.TB, n int, opts ...ServerOption) *Server {
 	}
 	listen := strings.TrimPrefix(base.URL, "http://")
 	lb := &loadBalancer{listen: listen, dir: base.DataDir}
+	used := map[string]bool{listen: true} // nothing listens on them yet: freePort may repeat one
 	for i := 0; i < n; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := listen
+		for used[addr] {
+			addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		}
+		used[addr] = true
 		c := bytes.Replace(cfg, []byte(`listen: "`+listen+`"`), []byte(`listen: "`+addr+`"`), 1)
 		if i > 0 {
 			c = federationListen.ReplaceAll(c, []byte(`${1}""`))
