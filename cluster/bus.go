@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lattice-chat/lattice/storage"
@@ -47,7 +48,27 @@ type message struct {
 	P int64          `json:"p"`
 	U []string       `json:"u,omitempty"`
 	A bool           `json:"a,omitempty"`
+	// T are typing changes, which live in each process's memory: every process applies
+	// those of the others.
+	T []typingChange `json:"t,omitempty"`
 }
+
+// typingChange is one typing.Typing.Set.
+type typingChange struct {
+	Room    string `json:"r"`
+	User    string `json:"u"`
+	Typing  bool   `json:"on,omitempty"`
+	Timeout int64  `json:"ms,omitempty"`
+}
+
+// Typing is this process's typing state (internal/typing).
+type Typing interface {
+	SetFromPeer(roomID, userID string, typing bool, timeout time.Duration)
+}
+
+// maxTypingBatch bounds the typing changes of one notification (each under 600 bytes: user
+// and room IDs are at most 255 bytes each).
+const maxTypingBatch = 10
 
 // pending is what is waiting to be sent for one stream: the newest position and the users
 // of every wake-up since the last send.
@@ -72,6 +93,8 @@ type Bus struct {
 	mu      sync.Mutex
 	queue   map[storage.Stream]*pending
 	caches  bool // a write of cached data waits to be announced
+	typing  []typingChange
+	typers  atomic.Pointer[Typing]
 	kick    chan struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -140,6 +163,20 @@ func (b *Bus) Publish(stream storage.Stream, pos int64, users []string) {
 	}
 }
 
+// SetTyping has the other processes' typing changes applied to typers.
+func (b *Bus) SetTyping(typers Typing) { b.typers.Store(&typers) }
+
+// PublishTyping queues a typing change of this process for the others.
+func (b *Bus) PublishTyping(roomID, userID string, typing bool, timeout time.Duration) {
+	b.mu.Lock()
+	b.typing = append(b.typing, typingChange{Room: roomID, User: userID, Typing: typing, Timeout: timeout.Milliseconds()})
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
 // CachesChanged queues a notice that this process committed a write of cached data
 // (storage.DB.SetGenerationsMoved), so that the other processes recheck their caches at once
 // rather than within storage's recheck interval.
@@ -169,17 +206,17 @@ func (b *Bus) send(ctx context.Context) {
 // flush sends what is queued now, one notification per stream.
 func (b *Bus) flush(ctx context.Context) {
 	b.mu.Lock()
-	q, caches := b.queue, b.caches
-	b.queue, b.caches = map[storage.Stream]*pending{}, false
+	q, caches, typing := b.queue, b.caches, b.typing
+	b.queue, b.caches, b.typing = map[storage.Stream]*pending{}, false, nil
 	b.mu.Unlock()
+	for len(typing) > 0 {
+		n := min(len(typing), maxTypingBatch)
+		b.notify(ctx, message{I: b.id, T: typing[:n]})
+		typing = typing[n:]
+	}
 	if caches && len(q) == 0 {
 		// A stream notification has the receivers recheck their caches anyway.
-		payload, _ := json.Marshal(message{I: b.id, C: true})
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := b.db.Notify(sctx, Channel, string(payload)); err != nil && ctx.Err() == nil {
-			b.log.Warn("cluster: notify", "caches", true, "err", err)
-		}
-		cancel()
+		b.notify(ctx, message{I: b.id, C: true})
 	}
 	for stream, p := range q {
 		m := message{I: b.id, S: stream, P: p.pos, A: p.all}
@@ -189,18 +226,21 @@ func (b *Bus) flush(ctx context.Context) {
 				m.U = append(m.U, u)
 			}
 		}
-		payload, _ := json.Marshal(m)
-		if len(payload) > maxPayload {
+		if payload, _ := json.Marshal(m); len(payload) > maxPayload {
 			m.U, m.A = nil, true
-			payload, _ = json.Marshal(m)
 		}
-		// A notification that cannot be sent is logged: the other processes' long-polls
-		// then wait for their timeout or the next wake-up, and lose nothing.
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := b.db.Notify(sctx, Channel, string(payload)); err != nil && ctx.Err() == nil {
-			b.log.Warn("cluster: notify", "stream", stream, "err", err)
-		}
-		cancel()
+		b.notify(ctx, m)
+	}
+}
+
+// notify sends one notification. One that cannot be sent is logged: the other processes'
+// long-polls then wait for their timeout or the next wake-up, and lose nothing.
+func (b *Bus) notify(ctx context.Context, m message) {
+	payload, _ := json.Marshal(m)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.db.Notify(sctx, Channel, string(payload)); err != nil && ctx.Err() == nil {
+		b.log.Warn("cluster: notify", "stream", m.S, "err", err)
 	}
 }
 
@@ -237,6 +277,11 @@ func (b *Bus) receive(payload string) {
 		return
 	}
 	b.db.RecheckCaches()
+	if typers := b.typers.Load(); typers != nil {
+		for _, c := range m.T {
+			(*typers).SetFromPeer(c.Room, c.User, c.Typing, time.Duration(c.Timeout)*time.Millisecond)
+		}
+	}
 	if shared[m.S] {
 		b.notifier.WakeFromPeer(m.S, m.P, m.U, m.A)
 	}

@@ -256,6 +256,39 @@ func TestClusterThreeProcesses(t *testing.T) {
 		t.Logf("logout on 1 -> token refused on 2 after %s", time.Since(out))
 	})
 
+	t.Run("typing on one process seen on another", func(t *testing.T) {
+		since := bob3.Sync("", `{"room":{"timeline":{"limit":1}}}`, 0).Body["next_batch"].(string)
+		done := make(chan Resp, 1)
+		go func() {
+			done <- p3.Do(t, bob3.Token, "GET", "/_matrix/client/v3/sync?timeout=20000&since="+url.QueryEscape(since), nil)
+		}()
+		time.Sleep(100 * time.Millisecond)
+		typingPath := "/_matrix/client/v3/rooms/" + esc(roomID) + "/typing/" + esc(alice1.UserID)
+		alice1.MustDo("PUT", typingPath, map[string]any{"typing": true, "timeout": 30000})
+		var got Resp
+		select {
+		case got = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("long-poll on 3 not woken by typing on 1")
+		}
+		if !strings.Contains(string(got.Raw), `"m.typing"`) || !strings.Contains(string(got.Raw), alice1.UserID) {
+			t.Fatalf("typing on 1 not in the sync on 3: %s", got.Raw)
+		}
+		// Stopping on 2 is seen on 3 too, with 3's since-token.
+		alice2.MustDo("PUT", typingPath, map[string]any{"typing": false})
+		next := got.Body["next_batch"].(string)
+		for k := 0; ; k++ {
+			r := bob3.Sync(next, "", 5000)
+			next = r.Body["next_batch"].(string)
+			if strings.Contains(string(r.Raw), `"m.typing"`) && !strings.Contains(string(r.Raw), alice1.UserID) {
+				break
+			}
+			if k == 3 {
+				t.Fatalf("typing stop on 2 not seen on 3: %s", r.Raw)
+			}
+		}
+	})
+
 	t.Run("concurrent sends make one linear DAG", func(t *testing.T) {
 		// A since-token from each process before the sends, to check incremental /sync.
 		sinces := map[*Server]string{}

@@ -162,9 +162,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
+	var bus *cluster.Bus
 	if cfg.Database.Cluster {
 		// Wake-ups cross processes through LISTEN/NOTIFY (package cluster).
-		bus := cluster.NewBus(db, notifier, func(ctx context.Context) error {
+		bus = cluster.NewBus(db, notifier, func(ctx context.Context) error {
 			t, err := syncapi.StartToken(ctx, db)
 			if err != nil {
 				return err
@@ -248,6 +249,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	typers := typing.New(rooms, ephemeralWaker, log)
 	defer typers.Close()
+	if bus != nil {
+		// Typing lives in memory: every process applies the others' changes.
+		typers.SetPublisher(bus.PublishTyping)
+		bus.SetTyping(typers)
+	}
 	appservices.SetTyping(typers)
 	if err := appservices.Start(ctx); err != nil {
 		return err
