@@ -560,10 +560,6 @@ func newBalancedCluster(t testing.TB, n int, opts ...ServerOption) *Server {
 	t.Helper()
 	base := newServer(t, append(slices.Clone(opts), WithDatabase(storagetest.NewPostgresDatabase(t)))...)
 	clusterConfig(t, base.ConfigPath)
-	cfg, err := os.ReadFile(base.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	listen := strings.TrimPrefix(base.URL, "http://")
 	lb := &loadBalancer{listen: listen, dir: base.DataDir}
 	used := map[string]bool{listen: true} // nothing listens on them yet: freePort may repeat one
@@ -573,24 +569,38 @@ func newBalancedCluster(t testing.TB, n int, opts ...ServerOption) *Server {
 			addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		}
 		used[addr] = true
-		c := bytes.Replace(cfg, []byte(`listen: "`+listen+`"`), []byte(`listen: "`+addr+`"`), 1)
-		if i > 0 {
-			c = federationListen.ReplaceAll(c, []byte(`${1}""`))
-		}
 		m := &Server{
 			t: t, Name: base.Name, DataDir: base.DataDir,
 			ConfigPath: filepath.Join(base.DataDir, fmt.Sprintf("lattice-%d.yaml", i+1)),
 			URL:        "http://" + addr,
 			logPath:    filepath.Join(base.DataDir, fmt.Sprintf("lattice-%d.log", i+1)),
 		}
-		if err := os.WriteFile(m.ConfigPath, c, 0o600); err != nil {
-			t.Fatal(err)
-		}
 		base.members = append(base.members, m)
 		lb.backends = append(lb.backends, addr)
 	}
 	base.lb = lb
 	return base
+}
+
+// writeMemberConfigs writes each process's configuration: the server's own (which a test
+// may have changed since) with the process's client listener, and the federation listener
+// on the first process only.
+func (s *Server) writeMemberConfigs() {
+	s.t.Helper()
+	cfg, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	listen := strings.TrimPrefix(s.URL, "http://")
+	for i, m := range s.members {
+		c := bytes.Replace(cfg, []byte(`listen: "`+listen+`"`), []byte(`listen: "`+strings.TrimPrefix(m.URL, "http://")+`"`), 1)
+		if i > 0 {
+			c = federationListen.ReplaceAll(c, []byte(`${1}""`))
+		}
+		if err := os.WriteFile(m.ConfigPath, c, 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 }
 
 // federationListen matches the federation listener's address in a generated config.

@@ -171,6 +171,7 @@ func newServer(t testing.TB, opts ...ServerOption) *Server {
 func (s *Server) Start() {
 	s.t.Helper()
 	if s.members != nil {
+		s.writeMemberConfigs()
 		for _, m := range s.members {
 			m.Start()
 		}
