@@ -30,7 +30,14 @@ type Server struct {
 	typing     *typing.Typing    // typing notifications, shared with clientapi
 	presence   *presence.Service // presence, shared with clientapi
 	sliding    slidingSync       // sliding sync connections and caches (slidingsync_conn.go)
+	// cluster: other processes serve the same clients (SetCluster).
+	cluster bool
 }
+
+// SetCluster tells the sync API that other processes share its database and its clients, so
+// that sliding sync connection states are written before their responses go out, for the
+// next request of the connection to find wherever it lands. Call it before Start.
+func (s *Server) SetCluster() { s.cluster = true }
 
 // New returns the sync API. The notifier must be the roomserver's listener; typers and pres
 // are shared with the client API.

@@ -306,6 +306,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer historyPurger.Close()
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
+	if cfg.Database.Cluster {
+		syncer.SetCluster()
+	}
 	if err := syncer.Start(ctx); err != nil {
 		return err
 	}
