@@ -461,6 +461,22 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	}
 	checkOnce(t, "/messages through the balancer", want, seen)
 
+	// Sliding sync: each request of one connection may land on another process.
+	r := slidingOK(t, bob, "", 0, allRooms(5, 1))
+	pos := str(r.Body, "pos")
+	for i := 0; i < 6; i++ {
+		text := fmt.Sprintf("sliding %d", i)
+		alice.Send(roomID, text)
+		r = slidingOK(t, bob, pos, 5000, allRooms(5, 1))
+		if !strings.Contains(string(r.Raw), text) {
+			r = slidingOK(t, bob, str(r.Body, "pos"), 5000, allRooms(5, 1))
+			if !strings.Contains(string(r.Raw), text) {
+				t.Fatalf("sliding sync through the balancer lacks %q: %s", text, r.Raw)
+			}
+		}
+		pos = str(r.Body, "pos")
+	}
+
 	// A process killed under the balancer: the others go on serving.
 	srv.members[1].Kill()
 	time.Sleep(700 * time.Millisecond) // the balancer's health check marks it down
