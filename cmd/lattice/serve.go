@@ -275,6 +275,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, ephemeralWaker, typers, pres, log)
+	if cfg.Database.Cluster {
+		client.SetCluster()
+	}
 	client.SetAppServices(appservices)
 	delayed := delayedevents.New(cfg.DelayedEvents, db, rooms, log)
 	if err := delayed.Start(ctx); err != nil {
