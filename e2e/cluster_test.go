@@ -97,8 +97,8 @@ func startCluster(t *testing.T, n int) []*Server {
 				t.Fatal(err)
 			}
 		}
-		s.Start()
 		t.Cleanup(s.Stop)
+		s.Start()
 		procs = append(procs, s)
 	}
 	return procs
@@ -382,8 +382,8 @@ func TestClusterThreeProcesses(t *testing.T) {
 // token, since-token and pagination token.
 func TestClusterBehindHAProxy(t *testing.T) {
 	srv := newBalancedCluster(t, 3)
-	srv.Start()
 	t.Cleanup(srv.Stop)
+	srv.Start()
 
 	alice := srv.Register(t, "alice")
 	bob := srv.Register(t, "bob")

@@ -108,8 +108,8 @@ const gatewayLoopbackAllowed = `gateway_allowed_ip_ranges: ["127.0.0.0/8", "::1/
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
 	s := NewServer(t, opts...)
+	t.Cleanup(s.Stop) // before Start: a start that fails half way stops what it started
 	s.Start()
-	t.Cleanup(s.Stop)
 	return s
 }
 
