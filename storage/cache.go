@@ -23,6 +23,9 @@ import (
 type readCache[K comparable, V any] struct {
 	name string // the row in cache_generations
 	max  int
+	// strict, set in a cluster (DB.SetStrictCaches), has every get read the generation: a
+	// write committed by another process is then seen by the next read here.
+	strict bool
 
 	mu      sync.Mutex // guards gen, checked and entries
 	gen     int64      // the generation every entry was read at; -1 after a local write
@@ -40,7 +43,7 @@ const recheckEvery = 200 * time.Millisecond
 func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, error) {
 	var zero V
 	c.mu.Lock()
-	if c.gen >= 0 && time.Since(c.checked) < recheckEvery {
+	if c.gen >= 0 && !c.strict && time.Since(c.checked) < recheckEvery {
 		v, ok := c.entries[k]
 		gen := c.gen
 		c.mu.Unlock()
@@ -121,6 +124,22 @@ func (db *DB) RecheckCaches() {
 	db.purgedLeaves.recheck()
 	db.stickyUntil.recheck()
 	db.httpPushers.recheck()
+}
+
+// SetStrictCaches has every cached read check its cache's generation in the database (a
+// one-row primary-key read), instead of at most once per recheckEvery: in a cluster, a write
+// committed by one process (a logout, a lock, a join) is then seen by the next read of any
+// other, as it is by the next read of the process that wrote it. Call it before serving.
+func (db *DB) SetStrictCaches() {
+	db.tokens.strict = true
+	db.keyCounts.strict = true
+	db.memberships.strict = true
+	db.roomJoined.strict = true
+	db.unreadGen.strict = true
+	db.overrides.strict = true
+	db.purgedLeaves.strict = true
+	db.stickyUntil.strict = true
+	db.httpPushers.strict = true
 }
 
 // SetGenerationsMoved has fn called after each commit that moved cache generations (a write

@@ -124,3 +124,42 @@ func TestClusterLocks(t *testing.T) {
 		t.Fatalf("committed positions %v (want pdu %d), %v", pos, second, err)
 	}
 }
+
+// TestStrictCaches: with SetStrictCaches, a write committed through another handle (another
+// process) is seen by the very next cached read.
+func TestStrictCaches(t *testing.T) {
+	storagetest.ForEachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		a, err := Open(ctx, url, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := Open(ctx, url, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		b.SetStrictCaches()
+		err = a.WithTx(ctx, func(tx *Tx) error {
+			if err := tx.InsertAccount(ctx, Account{UserID: "@a:test", CreatedTS: 1}); err != nil {
+				return err
+			}
+			return tx.UpsertDevice(ctx, Device{UserID: "@a:test", DeviceID: "D"}, "hash")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ { // the second read is answered from the cache
+			if _, err := b.DeviceByToken(ctx, "hash"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.WithTx(ctx, func(tx *Tx) error { return tx.DeleteDevices(ctx, "@a:test", "D") }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.DeviceByToken(ctx, "hash"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("token of a device deleted by another handle: %v", err)
+		}
+	})
+}

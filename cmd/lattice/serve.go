@@ -178,6 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		defer bus.Close()
 		notifier.SetPublisher(bus.Publish)
+		db.SetStrictCaches()
 		notifier.SetCatchUp(func(ctx context.Context) (map[storage.Stream]int64, error) {
 			pos, err := db.CommittedPositions(ctx)
 			if err != nil {
