@@ -175,6 +175,7 @@ func (s *Server) Start() {
 		for _, m := range s.members {
 			m.Start()
 		}
+		s.cmd = s.members[0].cmd // for the tests that signal the process (SIGHUP: the first only)
 		s.lb.start(s.t)
 		return
 	}
