@@ -33,6 +33,7 @@ func TestImportBoundaries(t *testing.T) {
 		"delayedevents":        {"net/http", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 		"email":                {mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
 		"oauthserver":          {mod + "adminapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd"},
+		"cluster":              {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 		"retention":            {"net/http", mod + "roomserver", mod + "adminapi", mod + "clientapi", mod + "syncapi", mod + "federationapi", mod + "mediaapi", mod + "pusher", mod + "cmd", mod + "internal/httputil"},
 	}
 	for pkg, bad := range forbidden {

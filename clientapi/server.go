@@ -5,6 +5,8 @@
 package clientapi
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -59,6 +61,16 @@ type Server struct {
 	nonceRequests *ratelimit.Limiter // shared-secret registration nonces, by client address
 	loginTokens   *ratelimit.Limiter // POST /v1/login/get_token, by user ID (logintoken.go)
 	sends         *ratelimit.Limiter // messages sent, by user ID, at each user's rate (moderation.go)
+}
+
+// SetCluster tells the client API that other processes share its database and clients:
+// shared-secret registration nonces are then signed, with a key derived from the shared
+// secret, so that a nonce one process issued is accepted by the others. Call it before
+// serving.
+func (s *Server) SetCluster() {
+	m := hmac.New(sha256.New, []byte(s.cfg.Registration.SharedSecret))
+	m.Write([]byte("lattice cluster registration nonces"))
+	s.nonces.key = m.Sum(nil)
 }
 
 // New returns the client API. typers and pres are shared with the sync API.

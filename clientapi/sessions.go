@@ -1,6 +1,11 @@
 package clientapi
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +24,14 @@ type sessionIDs struct {
 	max int
 	now func() time.Time
 
-	mu     sync.Mutex // guards issued and order
+	// key, when set (a cluster), signs the IDs issued with their time, so that another
+	// process of the cluster, which did not issue one, can still check it (signedAt).
+	key []byte
+
+	mu     sync.Mutex // guards issued, order and taken
 	issued map[string]time.Time
-	order  []string // IDs by issue time; may hold IDs already taken
+	taken  map[string]time.Time // signed IDs taken here, by issue time (a cluster)
+	order  []string             // IDs by issue time; may hold IDs already taken
 }
 
 func newSessionIDs(ttl time.Duration, max int) *sessionIDs {
@@ -34,6 +44,10 @@ func (s *sessionIDs) issue() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	if s.key != nil {
+		id += "." + strconv.FormatInt(now.UnixMilli(), 36)
+		id += "." + s.mac(id)
+	}
 	s.expireLocked(now)
 	for len(s.issued) >= s.max {
 		s.dropOldestLocked()
@@ -49,7 +63,57 @@ func (s *sessionIDs) take(id string) bool {
 	defer s.mu.Unlock()
 	t, ok := s.issued[id]
 	delete(s.issued, id)
-	return ok && s.now().Sub(t) <= s.ttl
+	if s.key == nil {
+		return ok && s.now().Sub(t) <= s.ttl
+	}
+	// Signed (a cluster): issued here or by another process, good once on this process
+	// (another process could take it once more within ttl; a shared-secret registration
+	// repeated that way finds its user taken).
+	if _, done := s.taken[id]; done {
+		return false
+	}
+	if !ok {
+		if t, ok = s.signedAt(id); !ok {
+			return false
+		}
+	}
+	now := s.now()
+	if now.Sub(t) > s.ttl {
+		return false
+	}
+	if s.taken == nil || len(s.taken) >= s.max {
+		for k, at := range s.taken {
+			if now.Sub(at) > s.ttl {
+				delete(s.taken, k)
+			}
+		}
+		if s.taken == nil || len(s.taken) >= s.max {
+			s.taken = map[string]time.Time{} // only IDs within ttl: at worst one more use
+		}
+	}
+	s.taken[id] = t
+	return true
+}
+
+// mac is the signature of a signed ID's first two parts.
+func (s *sessionIDs) mac(idAndTime string) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(idAndTime))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// signedAt returns the issue time of a signed ID whose signature holds.
+func (s *sessionIDs) signedAt(id string) (time.Time, bool) {
+	i := strings.LastIndexByte(id, '.')
+	if i < 0 || !hmac.Equal([]byte(s.mac(id[:i])), []byte(id[i+1:])) {
+		return time.Time{}, false
+	}
+	j := strings.LastIndexByte(id[:i], '.')
+	ms, err := strconv.ParseInt(id[j+1:i], 36, 64)
+	if j < 0 || err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }
 
 // has reports whether id was issued and has not expired, keeping it.

@@ -57,6 +57,10 @@ type Server struct {
 	logPath    string
 	// Env is added to the environment of the process at each Start (test-only knobs).
 	Env []string
+	// members, when set, are the processes of a cluster behind a load balancer (lb) whose
+	// address is URL (cluster_test.go); Start, Stop and Kill act on all of them.
+	members []*Server
+	lb      *loadBalancer
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -105,6 +109,26 @@ const gatewayLoopbackAllowed = `gateway_allowed_ip_ranges: ["127.0.0.0/8", "::1/
 // StartServer generates a config in a temporary data dir and starts lattice with open registration.
 func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
+	s := NewServer(t, opts...)
+	t.Cleanup(s.Stop) // before Start: a start that fails half way stops what it started
+	s.Start()
+	return s
+}
+
+// NewServer generates a config as StartServer does, without starting the process. With
+// LATTICE_E2E_CLUSTER set, the server is a cluster behind a load balancer (cluster_test.go).
+func NewServer(t testing.TB, opts ...ServerOption) *Server {
+	t.Helper()
+	if os.Getenv("LATTICE_E2E_CLUSTER") != "" {
+		// Every test server is three processes on one PostgreSQL database behind HAProxy.
+		return newBalancedCluster(t, 3, opts...)
+	}
+	return newServer(t, opts...)
+}
+
+// newServer is NewServer for one process.
+func newServer(t testing.TB, opts ...ServerOption) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	s := &Server{
@@ -142,14 +166,21 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	if err := os.WriteFile(s.ConfigPath, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	t.Cleanup(s.Stop)
 	return s
 }
 
 // Start starts the process and waits until /versions answers.
 func (s *Server) Start() {
 	s.t.Helper()
+	if s.members != nil {
+		s.writeMemberConfigs()
+		for _, m := range s.members {
+			m.Start()
+		}
+		s.cmd = s.members[0].cmd // for the tests that signal the process (SIGHUP: the first only)
+		s.lb.start(s.t)
+		return
+	}
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
@@ -179,6 +210,9 @@ func (s *Server) Start() {
 
 // Kill stops the process with SIGKILL, as a crash would.
 func (s *Server) Kill() {
+	for _, m := range s.members {
+		m.Kill()
+	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGKILL)
 		for i := 0; i < 200 && s.cmd.ProcessState == nil; i++ {
@@ -190,6 +224,9 @@ func (s *Server) Kill() {
 
 // Stop stops the process gracefully; the test's cleanup calls it.
 func (s *Server) Stop() {
+	for _, m := range s.members {
+		m.Stop()
+	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -213,6 +250,13 @@ func (s *Server) Stop() {
 
 // Log returns what the server printed.
 func (s *Server) Log() string {
+	if s.members != nil {
+		var b strings.Builder
+		for i, m := range s.members {
+			fmt.Fprintf(&b, "--- process %d ---\n%s\n", i+1, m.Log())
+		}
+		return b.String()
+	}
 	b, _ := os.ReadFile(s.logPath)
 	if len(b) > 20000 {
 		b = b[len(b)-20000:]

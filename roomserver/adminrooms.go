@@ -75,7 +75,7 @@ func (s *Server) MakeRoomAdmin(ctx context.Context, roomID, target string) error
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	pl, err := s.powerLevels(ctx, r)
 	if err != nil {
 		return err
@@ -148,17 +148,17 @@ func (s *Server) ForceJoin(ctx context.Context, adminID, roomIDOrAlias, userID s
 		return "", err
 	}
 	if !s.resident(r) {
-		r.mu.Unlock()
+		r.unlock()
 		return "", spec.NotFound("this server is not in the room")
 	}
 	if r.members[userID] == spec.Join {
-		r.mu.Unlock()
+		r.unlock()
 		return roomID, nil
 	}
 	if s.StateContent(ctx, r.state, storage.StateKey{Type: spec.MRoomJoinRules})["join_rule"] != spec.Public && r.members[userID] != spec.Invite {
 		pl, err := s.powerLevels(ctx, r)
 		if err != nil {
-			r.mu.Unlock()
+			r.unlock()
 			return "", err
 		}
 		users, levels := s.localMembersByPower(r, pl)
@@ -169,15 +169,15 @@ func (s *Server) ForceJoin(ctx context.Context, adminID, roomIDOrAlias, userID s
 			inviter = users[0]
 		}
 		if inviter == "" {
-			r.mu.Unlock()
+			r.unlock()
 			return "", spec.Forbidden("no local member of the room may invite the user")
 		}
 		if err := s.invite(ctx, r, inviter, userID, "", false); err != nil {
-			r.mu.Unlock()
+			r.unlock()
 			return "", err
 		}
 	}
-	r.mu.Unlock()
+	r.unlock()
 	return s.Join(ctx, userID, roomID, "")
 }
 
@@ -191,7 +191,7 @@ func (s *Server) DeleteForwardExtremities(ctx context.Context, roomID string) (i
 	if err != nil {
 		return 0, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if len(r.extremities) <= 1 {
 		return 0, nil
 	}

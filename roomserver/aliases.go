@@ -26,7 +26,7 @@ func (s *Server) AliasDeleted(ctx context.Context, userID, roomID, alias string)
 	} else if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	evs, err := s.stateEvents(ctx, r.version, r.state, []storage.StateKey{{Type: "m.room.canonical_alias"}})
 	if err != nil || len(evs) == 0 {
 		return err

@@ -32,7 +32,7 @@ func (s *Server) Backfill(ctx context.Context, roomID string, limit int) (int, e
 	if err != nil {
 		return 0, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if !s.hasState(r) {
 		return 0, nil
 	}

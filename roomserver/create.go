@@ -99,7 +99,7 @@ func (s *Server) CreateRoom(ctx context.Context, userID, deviceID string, req Cr
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 
 	for _, ev := range s.initialEvents(userID, alias, ver, req) {
 		content, err := json.Marshal(ev.Content)
@@ -151,7 +151,10 @@ func (s *Server) createRoomRow(ctx context.Context, userID string, ver gomatrixs
 		roomID := create.RoomID().String()
 		r, err := s.insertRoom(ctx, roomID, ver, create)
 		var me spec.MatrixError
-		if err != nil && ver.DomainlessRoomIDs() && attempt < 5 && errors.As(err, &me) && me.ErrCode == spec.ErrorRoomInUse {
+		// RoomInUse: a room of this process has the ID; ErrConflict: a room of another
+		// process sharing the database (its create event was the same, to the millisecond).
+		inUse := errors.As(err, &me) && me.ErrCode == spec.ErrorRoomInUse || errors.Is(err, storage.ErrConflict)
+		if err != nil && ver.DomainlessRoomIDs() && attempt < 5 && inUse {
 			continue
 		}
 		return r, roomID, err
@@ -226,7 +229,7 @@ func (s *Server) insertRoom(ctx context.Context, roomID string, ver gomatrixserv
 	s.mu.Lock()
 	if _, exists := s.rooms[roomID]; exists {
 		s.mu.Unlock()
-		r.mu.Unlock()
+		r.unlock()
 		return nil, spec.RoomInUse("room already exists")
 	}
 	s.rooms[roomID] = r
@@ -243,7 +246,7 @@ func (s *Server) insertRoom(ctx context.Context, roomID string, ver gomatrixserv
 		s.mu.Lock()
 		delete(s.rooms, roomID)
 		s.mu.Unlock()
-		r.mu.Unlock()
+		r.unlock()
 		return nil, err
 	}
 	return r, nil

@@ -91,7 +91,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extr
 		if s.resident(r) || s.remote == nil {
 			_, err := s.submitMember(ctx, r, userID, userID, s.joinContent(ctx, userID, extra))
 			if !isUnableToGrant(err) || s.remote == nil {
-				r.mu.Unlock()
+				r.unlock()
 				if err != nil {
 					return "", err
 				}
@@ -102,7 +102,7 @@ func (s *Server) JoinVia(ctx context.Context, userID, roomIDOrAlias string, extr
 			grantErr = err
 		}
 		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
-		r.mu.Unlock()
+		r.unlock()
 		if grantErr != nil && len(dedupServers(servers, s.cfg.ServerName)) == 0 {
 			return "", grantErr
 		}
@@ -198,7 +198,7 @@ func (s *Server) importJoin(ctx context.Context, roomID string, res *JoinResult)
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if r.version.Version() != res.Version.Version() {
 		return fmt.Errorf("room %s: stored version %s, joined version %s", roomID, r.version.Version(), res.Version.Version())
 	}
@@ -388,7 +388,7 @@ func (s *Server) MakeMembership(ctx context.Context, roomID, userID, membership 
 	if err != nil {
 		return nil, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if !s.resident(r) {
 		return nil, spec.NotFound("this server is not in the room")
 	}
@@ -475,7 +475,7 @@ func (s *Server) sendMembership(ctx context.Context, origin spec.ServerName, mem
 	if err != nil {
 		return nil, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if !s.resident(r) {
 		return nil, spec.NotFound("this server is not in the room")
 	}
@@ -647,7 +647,7 @@ func (s *Server) storeOutOfRoomMembershipIf(ctx context.Context, pdu gomatrixser
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if still != nil && !still(r) {
 		return nil
 	}
@@ -694,7 +694,7 @@ func (s *Server) leaveRemote(ctx context.Context, r *room, userID string) error 
 		servers = dedupServers(append(servers, spec.ServerName(r.id[i+1:])), s.cfg.ServerName)
 	}
 	roomID := r.id
-	r.mu.Unlock()
+	r.unlock()
 	pdu, err := s.remote.Leave(ctx, servers, roomID, userID)
 	if err != nil {
 		s.log.Warn("remote leave failed; the invite is rejected locally only", "room_id", roomID, "user_id", userID, "err", err)

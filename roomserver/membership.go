@@ -52,7 +52,7 @@ func (s *Server) Leave(ctx context.Context, userID, roomID, reason string) error
 	if s.remote != nil && !s.resident(r) && r.members[userID] != "" {
 		return s.leaveRemote(ctx, r, userID) // unlocks r
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if err := s.checkNoticeInviteKept(ctx, r, roomID, userID); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func (s *Server) Invite(ctx context.Context, userID, roomID, target, reason stri
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	return s.invite(ctx, r, userID, target, reason, false)
 }
 
@@ -115,7 +115,7 @@ func (s *Server) Kick(ctx context.Context, userID, roomID, target, reason string
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	switch r.members[target] {
 	case spec.Join, spec.Invite, spec.Knock:
 	default:
@@ -136,7 +136,7 @@ func (s *Server) Unban(ctx context.Context, userID, roomID, target, reason strin
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if r.members[target] != spec.Ban {
 		return spec.Forbidden(target + " is not banned")
 	}
@@ -155,7 +155,7 @@ func (s *Server) Forget(ctx context.Context, userID, roomID string) error {
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	switch r.members[userID] {
 	case spec.Join, spec.Invite, spec.Knock:
 		return ErrNotLeft
@@ -170,7 +170,7 @@ func (s *Server) changeMembership(ctx context.Context, userID, roomID, target, m
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	_, err = s.submitMember(ctx, r, userID, target, s.memberContent(ctx, "", membership, reason))
 	return err
 }
@@ -216,7 +216,7 @@ func (s *Server) UpdateProfile(ctx context.Context, userID string) error {
 			return err
 		}
 		_, err = s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, userID, spec.Join, ""))
-		r.mu.Unlock()
+		r.unlock()
 		if err != nil {
 			s.log.Warn("profile update not sent", "room_id", m.RoomID, "user_id", userID, "err", err)
 		}
@@ -252,7 +252,7 @@ func (s *Server) Knock(ctx context.Context, userID, roomIDOrAlias, reason string
 	if s.remote != nil && !s.resident(r) {
 		return roomID, s.knockRemote(ctx, r, roomID, userID, reason, via) // unlocks r
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if _, err := s.submitMember(ctx, r, userID, userID, s.memberContent(ctx, userID, spec.Knock, reason)); err != nil {
 		return "", err
 	}
@@ -270,7 +270,7 @@ func (s *Server) knockRemote(ctx context.Context, r *room, roomID, userID, reaso
 	}
 	if r != nil {
 		servers = append(servers, s.joinCandidates(ctx, r, userID)...)
-		r.mu.Unlock()
+		r.unlock()
 	}
 	if i := strings.IndexByte(roomID, ':'); i >= 0 {
 		servers = append(servers, spec.ServerName(roomID[i+1:]))

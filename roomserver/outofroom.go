@@ -33,7 +33,7 @@ func (s *Server) rejectInviteLocally(ctx context.Context, roomID, userID, reason
 		}
 	}
 	ver := r.version
-	r.mu.Unlock()
+	r.unlock()
 	if err != nil {
 		return err
 	}

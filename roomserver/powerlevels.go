@@ -70,7 +70,7 @@ func (s *Server) MaySendState(ctx context.Context, roomID, userID, evType string
 	if err != nil {
 		return false, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if r.members[userID] != spec.Join {
 		return false, nil
 	}

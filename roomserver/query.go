@@ -21,7 +21,7 @@ func (s *Server) VisibleState(ctx context.Context, roomID, userID string) ([]*st
 		return nil, err
 	}
 	membership, nid, state := r.members[userID], r.nid, r.state
-	r.mu.Unlock()
+	r.unlock()
 	if membership == spec.Join {
 		return s.db.CurrentStateEvents(ctx, nid, "")
 	}

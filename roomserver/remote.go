@@ -89,7 +89,7 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 			target = *pdu.StateKey()
 			before = r.members[target]
 		}
-		r.mu.Unlock()
+		r.unlock()
 		if !ok {
 			return rejected("this server is not in room %s", pdu.RoomID().String())
 		}
@@ -97,7 +97,7 @@ func (s *Server) InputRemote(ctx context.Context, origin spec.ServerName, pdu go
 			return !s.hasState(r) && r.members[target] == before
 		})
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	ctx, cancel := context.WithTimeout(ctx, maxFetchTime)
 	defer cancel()
 	return s.retryConflicts(ctx, r.id, func() error {

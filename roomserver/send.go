@@ -55,7 +55,7 @@ func (s *Server) sendMessage(ctx context.Context, roomID string, req eventReques
 		if err != nil {
 			return "", err
 		}
-		defer r.mu.Unlock()
+		defer r.unlock()
 		if !usesContentRedacts(r.version) {
 			// Before room version 11, redacts is a top-level key: take it out of the content
 			// a client sent through PUT /send, as the spec (v1.18) asks.
@@ -79,7 +79,7 @@ func (s *Server) sendMessage(ctx context.Context, roomID string, req eventReques
 	if err != nil {
 		return "", err
 	}
-	r.mu.Unlock()
+	r.unlock()
 	job := &sendJob{req: req, queued: time.Now(), done: make(chan struct{})}
 	r.waiting.Add(1)
 	r.qmu.Lock()
@@ -126,11 +126,25 @@ func (s *Server) commitQueue(r *room, own *sendJob) {
 		}
 		r.mu.Lock()
 		r.waiting.Add(-int64(len(jobs)))
-		for _, j := range jobs {
-			s.inputWaited(j.queued)
+		var results []result
+		if err := s.acquire(ctx, r); err != nil {
+			r.mu.Unlock()
+			results = failed(len(reqs), err)
+		} else {
+			for _, j := range jobs {
+				s.inputWaited(j.queued)
+			}
+			if s.cfg.Cluster && !r.loaded {
+				// Another process wrote to the room: read it again.
+				if err := s.loadRoom(ctx, r); err != nil {
+					results = failed(len(reqs), err)
+				}
+			}
+			if results == nil {
+				results = s.submitBatch(ctx, r, reqs)
+			}
+			r.unlock()
 		}
-		results := s.submitBatch(ctx, r, reqs)
-		r.mu.Unlock()
 		ownDone := false
 		for i, j := range jobs {
 			j.res = results[i]
@@ -179,7 +193,7 @@ func (s *Server) setState(ctx context.Context, from Sender, roomID, evType, stat
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if err := s.checkStateContent(r, evType, content); err != nil {
 		return "", err
 	}
@@ -269,7 +283,7 @@ func (s *Server) Redact(ctx context.Context, from Sender, roomID, eventID, reaso
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	// The target need not be known: "the server may not have the event being redacted"
 	// (an event of another server still on its way). redactionTarget decides who may.
 	content := map[string]any{}
@@ -309,7 +323,7 @@ func (s *Server) CurrentState(ctx context.Context, roomID string) ([]*storage.Ev
 		return nil, err
 	}
 	nid := r.nid
-	r.mu.Unlock()
+	r.unlock()
 	return s.db.CurrentStateEvents(ctx, nid, "")
 }
 
@@ -350,4 +364,13 @@ func randomString(n int) string {
 		b[i] = idAlphabet[v.Int64()]
 	}
 	return string(b)
+}
+
+// failed returns n results failing with err.
+func failed(n int, err error) []result {
+	out := make([]result, n)
+	for i := range out {
+		out[i].err = err
+	}
+	return out
 }

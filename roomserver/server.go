@@ -52,6 +52,10 @@ type Config struct {
 	// during it); it is 0 in production.
 	ResyncBatchSize  int
 	ResyncBatchDelay time.Duration
+	// Cluster is set when several processes serve the database (PostgreSQL): each room's
+	// input is then serialised across them by a lock in the database, and a room another
+	// process wrote to since this one last held it is read again (room.acquire).
+	Cluster bool
 }
 
 // Server is the roomserver.
@@ -130,6 +134,13 @@ type room struct {
 	// any change to members.
 	pushMembers *pushMembers
 
+	// In a cluster (Config.Cluster): held is the room's lock across processes while mu is
+	// held, and head the room's newest event NID when this process last let it go. A room
+	// whose head has moved when the lock is taken again was written by another process, and
+	// is read again from the database.
+	held *storage.RoomLock
+	head int64
+
 	// waiting counts the inputs waiting for mu (queued messages included), for InputQueue.
 	waiting atomic.Int64
 
@@ -147,7 +158,7 @@ type extremity struct {
 var errUnknownRoom = spec.NotFound("unknown room")
 
 // lockRoom returns the room with its lock held, loading it from the database if needed.
-// The caller must call r.mu.Unlock().
+// The caller must call r.unlock().
 func (s *Server) lockRoom(ctx context.Context, roomID string) (*room, error) {
 	s.mu.Lock()
 	r, ok := s.rooms[roomID]
@@ -160,15 +171,73 @@ func (s *Server) lockRoom(ctx context.Context, roomID string) (*room, error) {
 	start := time.Now()
 	r.mu.Lock()
 	r.waiting.Add(-1)
+	if err := s.acquire(ctx, r); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
 	s.inputWaited(start)
 	if r.loaded {
 		return r, nil
 	}
 	if err := s.loadRoom(ctx, r); err != nil {
-		r.mu.Unlock()
+		r.unlock()
 		return nil, err
 	}
 	return r, nil
+}
+
+// acquire takes, in a cluster, the room's lock across processes for the caller, who holds
+// r.mu; if another process stored an event in the room since this one last held the lock
+// (the room's head moved), the in-memory view is marked for reloading. Outside a cluster it
+// does nothing.
+//
+// Holding the lock for the whole of a room's input (building, authorising, committing), and
+// not only around the commit, is what keeps the DAG linear across processes: the next
+// process builds on the extremities and state this one committed, never on a stale copy.
+func (s *Server) acquire(ctx context.Context, r *room) error {
+	if !s.cfg.Cluster {
+		return nil
+	}
+	l, head, err := s.db.LockRoom(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	r.held = l
+	if head != r.head {
+		// Another process stored events in the room: read its head again, and drop the
+		// parsed events that its redactions changed (a room this process never held has
+		// none of them cached from its input; reads elsewhere may, see the README).
+		if r.head > 0 {
+			nids, err := s.db.RedactedSince(ctx, r.id, r.head)
+			if err != nil {
+				_, _ = l.Release(ctx, r.id)
+				r.held = nil
+				return err
+			}
+			for _, nid := range nids {
+				s.pdus.forget(nid)
+			}
+		}
+		r.loaded = false
+		r.head = head
+	}
+	return nil
+}
+
+// unlock lets the room go: its lock across processes (in a cluster), then r.mu.
+func (r *room) unlock() {
+	if r.held != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		head, err := r.held.Release(ctx, r.id)
+		cancel()
+		r.held = nil
+		if err != nil {
+			r.loaded = false // read again next time, whatever happened
+		} else {
+			r.head = head
+		}
+	}
+	r.mu.Unlock()
 }
 
 func (s *Server) loadRoom(ctx context.Context, r *room) error {
@@ -225,7 +294,7 @@ func (s *Server) RoomVersion(ctx context.Context, roomID string) (gomatrixserver
 	if err != nil {
 		return nil, err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	return r.version, nil
 }
 
@@ -235,7 +304,7 @@ func (s *Server) Membership(ctx context.Context, roomID, userID string) (string,
 	if err != nil {
 		return "", err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	return r.members[userID], nil
 }
 

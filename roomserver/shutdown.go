@@ -179,7 +179,7 @@ func (s *Server) PurgeRoom(ctx context.Context, roomID string, force bool) error
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if !force {
 		for u, m := range r.members {
 			if m == spec.Join && s.isLocal(u) {

@@ -84,7 +84,7 @@ func (s *Server) RemoteEventNearTime(ctx context.Context, roomID string, ts int6
 		return nil, err
 	}
 	servers := s.historyServers(ctx, r)
-	r.mu.Unlock() // no network I/O under the room's lock
+	r.unlock() // no network I/O under the room's lock
 	for _, server := range servers {
 		id, originTS, err := s.remote.TimestampToEvent(ctx, server, roomID, ts, forwards)
 		if err != nil {

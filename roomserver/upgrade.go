@@ -36,15 +36,15 @@ func (s *Server) Upgrade(ctx context.Context, userID, roomID, newVersion string,
 	}
 	pl, err := s.powerLevels(ctx, old)
 	if err != nil {
-		old.mu.Unlock()
+		old.unlock()
 		return "", err
 	}
 	if s.userLevel(old, pl, userID) < pl.EventLevel("m.room.tombstone", true) {
-		old.mu.Unlock()
+		old.unlock()
 		return "", spec.Forbidden("you may not upgrade this room")
 	}
 	stateEvs, err := s.stateEvents(ctx, old.version, old.state, nil)
-	old.mu.Unlock()
+	old.unlock()
 	if err != nil {
 		return "", err
 	}
@@ -77,10 +77,10 @@ func (s *Server) Upgrade(ctx context.Context, userID, roomID, newVersion string,
 		return "", err
 	}
 	if err := s.fillUpgradedRoom(ctx, r, userID, ver, byType, additionalCreators); err != nil {
-		r.mu.Unlock()
+		r.unlock()
 		return "", err
 	}
-	r.mu.Unlock()
+	r.unlock()
 	if err := s.moveAliases(ctx, userID, roomID, newID, byType["m.room.canonical_alias"]); err != nil {
 		return "", err
 	}
@@ -158,7 +158,7 @@ func (s *Server) moveAliases(ctx context.Context, userID, oldID, newID string, c
 		return err
 	}
 	_, err = s.submit(ctx, r, eventRequest{Sender: userID, Type: "m.room.canonical_alias", StateKey: &empty, Content: canonical.Content()})
-	r.mu.Unlock()
+	r.unlock()
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (s *Server) moveAliases(ctx context.Context, userID, oldID, newID string, c
 	if err != nil {
 		return err
 	}
-	defer old.mu.Unlock()
+	defer old.unlock()
 	_, err = s.submit(ctx, old, eventRequest{Sender: userID, Type: "m.room.canonical_alias", StateKey: &empty, Content: json.RawMessage(`{}`)})
 	return err
 }
@@ -178,7 +178,7 @@ func (s *Server) tombstone(ctx context.Context, userID, oldID, newID string) err
 	if err != nil {
 		return err
 	}
-	defer old.mu.Unlock()
+	defer old.unlock()
 	empty := ""
 	content, _ := json.Marshal(map[string]string{"body": "This room has been replaced", "replacement_room": newID})
 	if _, err := s.submit(ctx, old, eventRequest{Sender: userID, Type: "m.room.tombstone", StateKey: &empty, Content: content}); err != nil {
@@ -215,7 +215,7 @@ func (s *Server) Predecessor(ctx context.Context, roomID string) (string, error)
 		return "", err
 	}
 	state := r.state
-	r.mu.Unlock()
+	r.unlock()
 	pred, _ := s.StateContent(ctx, state, storage.StateKey{Type: spec.MRoomCreate})["predecessor"].(map[string]any)
 	id, _ := pred["room_id"].(string)
 	return id, nil

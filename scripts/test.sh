@@ -29,6 +29,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# HAProxy (Debian's), the round-robin load balancer in front of the three processes of the
+# cluster tests (e2e/cluster_test.go).
+if ! command -v haproxy >/dev/null 2>&1; then
+  echo "installing haproxy from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+fi
+
 # A throw-away PostgreSQL cluster on a loopback port, so that every storage, roomserver and
 # end-to-end test also runs against PostgreSQL.
 source scripts/postgres.sh

@@ -23,6 +23,9 @@ import (
 type readCache[K comparable, V any] struct {
 	name string // the row in cache_generations
 	max  int
+	// strict, set in a cluster (DB.SetStrictCaches), has every get read the generation: a
+	// write committed by another process is then seen by the next read here.
+	strict bool
 
 	mu      sync.Mutex // guards gen, checked and entries
 	gen     int64      // the generation every entry was read at; -1 after a local write
@@ -40,7 +43,7 @@ const recheckEvery = 200 * time.Millisecond
 func (c *readCache[K, V]) get(ctx context.Context, q *Q, k K) (V, bool, int64, error) {
 	var zero V
 	c.mu.Lock()
-	if c.gen >= 0 && time.Since(c.checked) < recheckEvery {
+	if c.gen >= 0 && !c.strict && time.Since(c.checked) < recheckEvery {
 		v, ok := c.entries[k]
 		gen := c.gen
 		c.mu.Unlock()
@@ -97,6 +100,53 @@ func (c *readCache[K, V]) invalidate() {
 	c.mu.Unlock()
 }
 
+// recheck has the next get read the generation again (another process may have moved it:
+// package cluster calls it on each notification from another process). Entries stay: they
+// are dropped only if the generation did move. A get reading the generation meanwhile keeps
+// nothing it read (epoch), since it may have read the generation from before.
+func (c *readCache[K, V]) recheck() {
+	c.mu.Lock()
+	c.checked = time.Time{}
+	c.epoch++
+	c.mu.Unlock()
+}
+
+// RecheckCaches has every cache read its generation again before it answers next, instead
+// of within recheckEvery: another process of the cluster has committed a write (package
+// cluster calls it on each of their notifications, which are sent after the commit).
+func (db *DB) RecheckCaches() {
+	db.tokens.recheck()
+	db.keyCounts.recheck()
+	db.memberships.recheck()
+	db.roomJoined.recheck()
+	db.unreadGen.recheck()
+	db.overrides.recheck()
+	db.purgedLeaves.recheck()
+	db.stickyUntil.recheck()
+	db.httpPushers.recheck()
+}
+
+// SetStrictCaches has every cached read check its cache's generation in the database (a
+// one-row primary-key read), instead of at most once per recheckEvery: in a cluster, a write
+// committed by one process (a logout, a lock, a join) is then seen by the next read of any
+// other, as it is by the next read of the process that wrote it. Call it before serving.
+func (db *DB) SetStrictCaches() {
+	db.tokens.strict = true
+	db.keyCounts.strict = true
+	db.memberships.strict = true
+	db.roomJoined.strict = true
+	db.unreadGen.strict = true
+	db.overrides.strict = true
+	db.purgedLeaves.strict = true
+	db.stickyUntil.strict = true
+	db.httpPushers.strict = true
+}
+
+// SetGenerationsMoved has fn called after each commit that moved cache generations (a write
+// of cached data), so that package cluster can tell the other processes to recheck theirs.
+// fn must not block.
+func (db *DB) SetGenerationsMoved(fn func()) { db.genMoved.Store(&fn) }
+
 // bumpGenerations increments the generations of the caches whose data the transaction wrote,
 // so that every process stops using what it had cached of them once this commits.
 func (tx *Tx) bumpGenerations(ctx context.Context) error {
@@ -125,6 +175,7 @@ func (tx *Tx) bumpGenerations(ctx context.Context) error {
 	if tx.pushersSet {
 		names = append(names, "pushers")
 	}
+	tx.generationsMoved = len(names) > 0
 	for _, name := range names {
 		if _, err := tx.exec(ctx, `UPDATE cache_generations SET generation = generation + 1 WHERE name = $1`, name); err != nil {
 			return fmt.Errorf("bump cache generation %s: %w", name, err)

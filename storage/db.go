@@ -117,6 +117,7 @@ type Tx struct {
 	// overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet: rows that the caches of
 	// featurecache.go answer from.
 	overridesChanged, purgedLeavesAdded, stickyAdded, pushersSet bool
+	generationsMoved                                             bool // bumpGenerations moved some
 }
 
 // DB is the database. Its embedded Q reads from the reader pool.
@@ -140,6 +141,8 @@ type DB struct {
 	stickyUntil  readCache[int64, int64]          // room -> latest expiry of its sticky events
 	httpPushers  readCache[struct{}, bool]        // whether any user has an HTTP pusher
 	seen         lastSeen                         // devices' last sightings, written behind (lastseen.go)
+	sideState                                     // session connections for package cluster (cluster.go)
+	genMoved     atomic.Pointer[func()]           // SetGenerationsMoved
 }
 
 // Open connects to url ("sqlite:PATH" or "postgres://...") and applies pending migrations.
@@ -155,6 +158,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		purgedLeaves: readCache[struct{}, int64]{name: "purged_room_leaves", max: 1},
 		stickyUntil:  readCache[int64, int64]{name: "sticky_events", max: 100000},
 		httpPushers:  readCache[struct{}, bool]{name: "pushers", max: 1},
+		sideState:    sideState{url: url, maxConns: maxConns},
 	}
 	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
@@ -211,6 +215,9 @@ func (db *DB) Close() error {
 		db.readerStmts.close()
 	}
 	err := db.writer.Close()
+	if db.side != nil {
+		err = errors.Join(err, db.side.Close())
+	}
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
 	}
@@ -278,6 +285,11 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	ctq.done(ctx) // after the caches' invalidation: it may wait for the writer connection
 	if err != nil {
 		return db.conflict(fmt.Errorf("commit: %w", err))
+	}
+	if tx.generationsMoved {
+		if fn := db.genMoved.Load(); fn != nil {
+			(*fn)()
+		}
 	}
 	return nil
 }

@@ -17,6 +17,81 @@ type Notifier struct {
 	waiters map[string]map[chan struct{}]struct{} // user ID -> channels to close
 
 	polling atomic.Int64 // long-polls waiting in wait, for LongPolls
+
+	// publish, when set (a cluster), is told of every change Wake records, for the other
+	// processes (package cluster).
+	publish atomic.Pointer[func(stream storage.Stream, pos int64, users []string)]
+	catchUp atomic.Pointer[func(ctx context.Context) (map[storage.Stream]int64, error)]
+}
+
+// SetCatchUp has CatchUp read the committed stream positions with fn (a cluster: storage's
+// CommittedPositions).
+func (n *Notifier) SetCatchUp(fn func(ctx context.Context) (map[storage.Stream]int64, error)) {
+	n.catchUp.Store(&fn)
+}
+
+// CatchUp, in a cluster, advances the positions to those committed in the database before a
+// /sync reads them, so that a write another process acknowledged a moment ago is served even
+// if its notification is still on its way. It wakes nobody. Outside a cluster it does
+// nothing: every commit reaches the notifier before it is acknowledged.
+func (n *Notifier) CatchUp(ctx context.Context) error {
+	fn := n.catchUp.Load()
+	if fn == nil {
+		return nil
+	}
+	pos, err := (*fn)(ctx)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range tokenStreams {
+		if s != storage.StreamTyping {
+			n.pos.Advance(s, pos[s])
+		}
+	}
+	return nil
+}
+
+// SetPublisher has fn told, after each local Wake, of the stream position reached and the
+// users woken, so that it can wake the other processes of a cluster. fn must not block.
+func (n *Notifier) SetPublisher(fn func(stream storage.Stream, pos int64, users []string)) {
+	n.publish.Store(&fn)
+}
+
+// Resync advances every stream to t (read from the database) and wakes every long-poll: a
+// cluster process does so after (re)connecting to the other processes' notifications, some
+// of which it may have missed. Typing, kept in this process, is left as it is.
+func (n *Notifier) Resync(t Token) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range tokenStreams {
+		if s != storage.StreamTyping {
+			n.pos.Advance(s, t.Get(s))
+		}
+	}
+	for u := range n.waiters {
+		n.wakeLocked(u)
+	}
+}
+
+// WakeFromPeer records a change another process of the cluster committed: the stream reached
+// pos there, and every position up to pos is committed (positions commit in order, see
+// storage.NextStreamPos and LockEventStream). It wakes the long-polls of users, or of every
+// user when all is set. It is not published again.
+func (n *Notifier) WakeFromPeer(stream storage.Stream, pos int64, users []string, all bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pos.Advance(stream, pos)
+	if all {
+		for u := range n.waiters {
+			n.wakeLocked(u)
+		}
+		return
+	}
+	for _, u := range users {
+		n.wakeLocked(u)
+	}
 }
 
 // LongPolls returns how many /sync (and sliding sync) requests are waiting for news now.
@@ -44,10 +119,13 @@ func (n *Notifier) EventsCommitted(pos int64, users []string) {
 // /sync about a change; it must be called after the change is committed.
 func (n *Notifier) Wake(stream storage.Stream, pos int64, users []string) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.pos.Advance(stream, pos)
 	for _, u := range users {
 		n.wakeLocked(u)
+	}
+	n.mu.Unlock()
+	if p := n.publish.Load(); p != nil {
+		(*p)(stream, pos, users)
 	}
 }
 

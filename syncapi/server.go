@@ -31,7 +31,14 @@ type Server struct {
 	presence   *presence.Service // presence, shared with clientapi
 	sliding    slidingSync       // sliding sync connections and caches (slidingsync_conn.go)
 	build      builders          // where /sync answers are built (builders.go)
+	// cluster: other processes serve the same clients (SetCluster).
+	cluster bool
 }
+
+// SetCluster tells the sync API that other processes share its database and its clients, so
+// that sliding sync connection states are written before their responses go out, for the
+// next request of the connection to find wherever it lands. Call it before Start.
+func (s *Server) SetCluster() { s.cluster = true }
 
 // New returns the sync API. The notifier must be the roomserver's listener; typers and pres
 // are shared with the client API.
@@ -41,7 +48,7 @@ func New(db *storage.DB, rooms *roomserver.Server, notifier *Notifier, maxTimeou
 
 // StartToken reads the newest stream positions from the database, for the notifier at start-up.
 func StartToken(ctx context.Context, db *storage.DB) (Token, error) {
-	pdu, err := db.MaxEventNID(ctx)
+	pdu, err := db.SettledMaxEventNID(ctx)
 	if err != nil {
 		return Token{}, err
 	}

@@ -147,6 +147,9 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.notifier.CatchUp(r.Context()); err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		// Read each time round: a change of the ignore list applies at once.
@@ -161,7 +164,7 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 		if base.pos == 0 || !resp.empty() || remaining <= 0 {
 			stop()
 			resp.Pos, resp.TxnID = s.sliding.commit(key, next), req.TxnID
-			return resp, nil
+			return resp, s.writeThrough(r.Context(), key, next)
 		}
 		// Nothing new for this user: wait for a change, then build again from the same base.
 		woken := s.notifier.wait(r.Context(), ch, remaining)
@@ -173,7 +176,7 @@ func (s *Server) handleSlidingSync(r *http.Request) (any, error) {
 		}
 		if !woken {
 			resp.Pos, resp.TxnID = s.sliding.commit(key, next), req.TxnID
-			return resp, nil
+			return resp, s.writeThrough(r.Context(), key, next)
 		}
 	}
 }
@@ -330,4 +333,19 @@ func (s *Server) buildSliding(ctx context.Context, viewer roomserver.Viewer, req
 		return nil, nil, err
 	}
 	return resp, next, nil
+}
+
+// writeThrough, in a cluster (SetCluster), writes the connection's new state before the
+// response goes out; otherwise it does nothing (the state is written behind).
+func (s *Server) writeThrough(ctx context.Context, key connKey, next *connState) error {
+	if !s.cluster {
+		return nil
+	}
+	s.sliding.mu.Lock()
+	st := s.sliding.store
+	s.sliding.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return st.writeThrough(ctx, key, next)
 }

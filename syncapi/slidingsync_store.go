@@ -182,6 +182,28 @@ func (st *connStore) flush() {
 	st.mu.Unlock()
 }
 
+// writeThrough writes a connection's new state whole before its response goes out: in a
+// cluster the client's next request may reach another process, which finds the state only
+// in the database (beginSliding). The whole state is written, not a diff against what this
+// process last wrote, since another process may have written the connection since.
+func (st *connStore) writeThrough(ctx context.Context, key connKey, state *connState) error {
+	w := diffConn(key, nil, state, true)
+	err := st.db.WithTx(ctx, func(tx *storage.Tx) error {
+		return tx.WriteSlidingConnection(ctx, w, time.Now().UnixMilli())
+	})
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	if st.dirty[key] == state {
+		delete(st.dirty, key)
+	}
+	st.written[key] = state
+	delete(st.restart, key)
+	st.mu.Unlock()
+	return nil
+}
+
 // diffConn is the write that takes the stored connection from prev (nil: nothing usable
 // stored) to next.
 func diffConn(key connKey, prev, next *connState, restart bool) storage.SlidingConnWrite {

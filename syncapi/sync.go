@@ -157,6 +157,9 @@ func (s *Server) handleSync(r *http.Request) (any, error) {
 		// The user counts as syncing (so not offline) until this request ends.
 		defer s.presence.Syncing(r.Context(), dev.UserID, setPresence)()
 	}
+	if err := s.notifier.CatchUp(r.Context()); err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		// Read each time round: a change of the ignore list applies at once.

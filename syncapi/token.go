@@ -37,6 +37,16 @@ func (t *Token) Advance(s storage.Stream, pos int64) {
 	*f = max(*f, pos)
 }
 
+// KnownStream reports whether s is one of the streams of a token.
+func KnownStream(s storage.Stream) bool {
+	for _, k := range tokenStreams {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *Token) field(s storage.Stream) *int64 {
 	switch s {
 	case storage.StreamPDU:

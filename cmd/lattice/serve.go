@@ -28,6 +28,7 @@ import (
 	"github.com/lattice-chat/lattice/adminapi"
 	"github.com/lattice-chat/lattice/appservice"
 	"github.com/lattice-chat/lattice/clientapi"
+	"github.com/lattice-chat/lattice/cluster"
 	"github.com/lattice-chat/lattice/delayedevents"
 	"github.com/lattice-chat/lattice/email"
 	"github.com/lattice-chat/lattice/federationapi"
@@ -126,11 +127,34 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL(), "sqlite:"); ok {
+		// One process per SQLite file: a second `lattice serve` stops here, before it
+		// migrates or writes anything.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		release, err := cluster.LockFile(path+".lock", path)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	db, err := storage.Open(ctx, cfg.DatabaseURL(), cfg.Database.MaxOpenConns)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// PostgreSQL: a lone server holds the database alone; cluster members share it.
+	releaseServe, err := db.HoldServeLock(ctx, cfg.Database.Cluster)
+	if errors.Is(err, storage.ErrServeLocked) {
+		if cfg.Database.Cluster {
+			return fmt.Errorf("%w: a lattice process without database.cluster serves it; stop it, or set database.cluster: true on every process", err)
+		}
+		return fmt.Errorf("%w: stop the other process, or set database.cluster: true on every process to run several (preview)", err)
+	} else if err != nil {
+		return err
+	}
+	defer releaseServe()
 	m := metrics.New(cfg.ServerName)
 	db.SetObserver(m)
 	start, err := syncapi.StartToken(ctx, db)
@@ -138,6 +162,41 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	notifier := syncapi.NewNotifier(start)
+	var bus *cluster.Bus
+	if cfg.Database.Cluster {
+		// Wake-ups cross processes through LISTEN/NOTIFY (package cluster).
+		bus = cluster.NewBus(db, notifier, func(ctx context.Context) error {
+			t, err := syncapi.StartToken(ctx, db)
+			if err != nil {
+				return err
+			}
+			notifier.Resync(t)
+			return nil
+		}, log)
+		if err := bus.Start(ctx); err != nil {
+			return err
+		}
+		defer bus.Close()
+		notifier.SetPublisher(bus.Publish)
+		db.SetStrictCaches()
+		notifier.SetCatchUp(func(ctx context.Context) (map[storage.Stream]int64, error) {
+			pos, err := db.CommittedPositions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			cur := notifier.Current()
+			for s, p := range pos {
+				if s != storage.StreamTyping && syncapi.KnownStream(s) && p > cur.Get(s) {
+					// Notifications are on their way: what they would have had
+					// rechecked is rechecked now, before /sync reads it.
+					db.RecheckCaches()
+					break
+				}
+			}
+			return pos, nil
+		})
+		db.SetGenerationsMoved(bus.CachesChanged)
+	}
 	pushGuard, err := netguard.New(append(slices.Clone(netguard.DefaultBlocked), cfg.Federation.BlockedIPRanges...), cfg.Push.GatewayAllowedIPRanges)
 	if err != nil {
 		return err
@@ -183,6 +242,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// resync and restart in the middle of it); unset in production.
 		ResyncBatchSize:  envInt("LATTICE_TEST_RESYNC_BATCH"),
 		ResyncBatchDelay: envDuration("LATTICE_TEST_RESYNC_DELAY"),
+		Cluster:          cfg.Database.Cluster,
 	}, db, roomserver.Listeners{notifier, pushes, appservices}, log)
 	appservices.SetRoomserver(rooms)
 	// Typing and receipts also wake the senders of services that receive ephemeral data.
@@ -200,6 +260,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	typers := typing.New(rooms, ephemeralWaker, log)
 	defer typers.Close()
+	if bus != nil {
+		// Typing lives in memory: every process applies the others' changes.
+		typers.SetPublisher(bus.PublishTyping)
+		bus.SetTyping(typers)
+	}
 	appservices.SetTyping(typers)
 	if err := appservices.Start(ctx); err != nil {
 		return err
@@ -221,6 +286,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	client := clientapi.New(cfg, db, rooms, ephemeralWaker, typers, pres, log)
+	if cfg.Database.Cluster {
+		client.SetCluster()
+	}
 	client.SetAppServices(appservices)
 	delayed := delayedevents.New(cfg.DelayedEvents, db, rooms, log)
 	if err := delayed.Start(ctx); err != nil {
@@ -252,6 +320,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer historyPurger.Close()
 	syncer := syncapi.New(db, rooms, notifier, time.Duration(cfg.Limits.MaxSyncTimeoutMS)*time.Millisecond, typers, pres, log)
+	if cfg.Database.Cluster {
+		syncer.SetCluster()
+	}
 	if err := syncer.Start(ctx); err != nil {
 		return err
 	}

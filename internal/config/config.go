@@ -104,6 +104,10 @@ type Database struct {
 	// URL is "sqlite:PATH" (relative paths are below data_dir) or a "postgres://" URL.
 	URL          string `yaml:"url"`
 	MaxOpenConns int    `yaml:"max_open_conns"`
+	// Cluster lets several processes serve one PostgreSQL database (package cluster): their
+	// /sync long-polls are woken by each other's writes and each room's input is serialised
+	// across them. Off, the server refuses to start while another one serves the database.
+	Cluster bool `yaml:"cluster"`
 }
 
 // Listener is one HTTP listener.
@@ -309,6 +313,9 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.Database.URL, "sqlite:") && !strings.HasPrefix(c.Database.URL, "postgres://") && !strings.HasPrefix(c.Database.URL, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database.url %q must start with sqlite: or postgres://", c.Database.URL))
+	}
+	if c.Database.Cluster && strings.HasPrefix(c.Database.URL, "sqlite:") {
+		errs = append(errs, errors.New("database.cluster needs PostgreSQL: SQLite serves one process"))
 	}
 	if c.Database.MaxOpenConns < 1 {
 		errs = append(errs, errors.New("database.max_open_conns must be at least 1"))

@@ -170,3 +170,17 @@ func TestValidateIPRanges(t *testing.T) {
 		t.Errorf("good ranges refused: %v", err)
 	}
 }
+
+// TestValidateCluster: database.cluster needs PostgreSQL.
+func TestValidateCluster(t *testing.T) {
+	cfg := Default()
+	cfg.ServerName, cfg.DataDir = "example.org", t.TempDir()
+	cfg.Database.Cluster = true
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "database.cluster needs PostgreSQL") {
+		t.Fatalf("cluster on SQLite: %v", err)
+	}
+	cfg.Database.URL = "postgres://lattice@127.0.0.1/lattice"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("cluster on PostgreSQL refused: %v", err)
+	}
+}

@@ -44,6 +44,9 @@ type Typing struct {
 	// afterFunc is time.AfterFunc; tests replace it to fire expiries themselves.
 	afterFunc func(d time.Duration, f func()) stopper
 
+	// publish, when set (a cluster), is told of each local Set, for the other processes.
+	publish func(roomID, userID string, typing bool, timeout time.Duration)
+
 	mu     sync.Mutex // guards pos, rooms, gen and closed
 	pos    int64
 	rooms  map[string]*room
@@ -88,10 +91,32 @@ func (t *Typing) Pos() int64 {
 	return t.pos
 }
 
+// SetPublisher has fn told of every Set of this process, so that the other processes of a
+// cluster apply it too (SetFromPeer). It is called before the server serves, and makes the
+// positions follow the wall clock in milliseconds (each change at least one more than the
+// last), so that a since-token's typing position from one process means about the same time
+// on another. fn must not block.
+func (t *Typing) SetPublisher(fn func(roomID, userID string, typing bool, timeout time.Duration)) {
+	t.publish = fn
+}
+
+// SetFromPeer applies a Set made on another process of the cluster, with this process's
+// own expiry timer and position; it is not published again.
+func (t *Typing) SetFromPeer(roomID, userID string, typing bool, timeout time.Duration) {
+	t.set(roomID, userID, typing, timeout)
+}
+
 // Set marks userID as typing in roomID for timeout (DefaultTimeout when zero or less, at
 // most MaxTimeout), or as not typing. The caller checks that the user is joined. When the
 // set of typers changed, the room's members are woken.
 func (t *Typing) Set(roomID, userID string, typing bool, timeout time.Duration) {
+	t.set(roomID, userID, typing, timeout)
+	if t.publish != nil {
+		t.publish(roomID, userID, typing, timeout)
+	}
+}
+
+func (t *Typing) set(roomID, userID string, typing bool, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
@@ -141,6 +166,9 @@ func (t *Typing) changedLocked(r *room, changed bool) int64 {
 		return 0
 	}
 	t.pos++
+	if t.publish != nil {
+		t.pos = max(t.pos, time.Now().UnixMilli())
+	}
 	r.pos = t.pos
 	return t.pos
 }
