@@ -45,7 +45,10 @@ func serveOnce(t *testing.T, config string, timeout time.Duration) (string, erro
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "serve", "--config", config).CombinedOutput()
+	cmd := exec.CommandContext(ctx, binary, "serve", "--config", config)
+	// A refused PostgreSQL server tries for a minute by default (a dead machine's session).
+	cmd.Env = append(os.Environ(), "LATTICE_TEST_SERVE_LOCK_WAIT=2s")
+	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("second lattice serve still running after %s; output:\n%s", timeout, out)
 	}

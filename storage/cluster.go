@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -28,6 +29,15 @@ var ErrServeLocked = errors.New("another lattice process serves this database")
 // server exclusively, a cluster member shared. 7345001 (lockEventStream) is the other key
 // in this space; room keys are 64-bit hashes (roomLockKey).
 const serveLockKey = 7345002
+
+// migrateLockKey is the advisory lock migrations run under on PostgreSQL.
+const migrateLockKey = 7345003
+
+// ServeLockWait is how long a serving process should let HoldServeLock try: a process that
+// died without closing its connection (its machine lost power) leaves its session, and the
+// lock, until the database notices; the keep-alives set on the lock's session bound that to
+// about half a minute.
+const ServeLockWait = 60 * time.Second
 
 // side returns the pool of session connections, opening it the first time.
 func (db *DB) sidePool() (*sql.DB, error) {
@@ -49,7 +59,11 @@ func (db *DB) sidePool() (*sql.DB, error) {
 // It fails with ErrServeLocked when a lone server holds the database, or when cluster members
 // do and this process is not one. The session ends with the process, even on SIGKILL, and the
 // lock with it. On SQLite it does nothing (package cluster locks the file instead).
-func (db *DB) HoldServeLock(ctx context.Context, shared bool) (release func(), err error) {
+//
+// A lock held by another session is tried again every second for wait (onWait, if set, is
+// called once when the first try fails), so that a restart finds the lock of a process whose
+// session the database has yet to drop.
+func (db *DB) HoldServeLock(ctx context.Context, shared bool, wait time.Duration, onWait func()) (release func(), err error) {
 	if db.dialect.name != "postgres" {
 		return func() {}, nil
 	}
@@ -65,16 +79,40 @@ func (db *DB) HoldServeLock(ctx context.Context, shared bool) (release func(), e
 	if shared {
 		fn = "pg_try_advisory_lock_shared"
 	}
-	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT `+fn+`($1)`, serveLockKey).Scan(&ok); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("serve lock: %w", err)
+	// The database drops this session within about 25 s of the process's machine going
+	// silent, rather than the system's default of two hours, so that a restart elsewhere
+	// is not locked out (ignored over a Unix socket, where it is not needed).
+	for _, set := range []string{`SET tcp_keepalives_idle = 10`, `SET tcp_keepalives_interval = 5`, `SET tcp_keepalives_count = 3`} {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("serve lock: %w", err)
+		}
 	}
-	if !ok {
-		conn.Close()
-		return nil, ErrServeLocked
+	deadline := time.Now().Add(wait)
+	for {
+		var ok bool
+		if err := conn.QueryRowContext(ctx, `SELECT `+fn+`($1)`, serveLockKey).Scan(&ok); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("serve lock: %w", err)
+		}
+		if ok {
+			return func() { discard(conn) }, nil
+		}
+		if time.Now().After(deadline) {
+			conn.Close()
+			return nil, ErrServeLocked
+		}
+		if onWait != nil {
+			onWait()
+			onWait = nil
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
-	return func() { discard(conn) }, nil
 }
 
 // discard closes conn's session rather than returning it to the pool, so that whatever

@@ -26,27 +26,27 @@ func TestClusterLocks(t *testing.T) {
 	a, b := open(), open()
 
 	// Serve lock: two lone servers exclude each other; members share; the two kinds mix not.
-	releaseA, err := a.HoldServeLock(ctx, false)
+	releaseA, err := a.HoldServeLock(ctx, false, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.HoldServeLock(ctx, false); !errors.Is(err, ErrServeLocked) {
+	if _, err := b.HoldServeLock(ctx, false, 0, nil); !errors.Is(err, ErrServeLocked) {
 		t.Fatalf("second lone server: %v", err)
 	}
-	if _, err := b.HoldServeLock(ctx, true); !errors.Is(err, ErrServeLocked) {
+	if _, err := b.HoldServeLock(ctx, true, 0, nil); !errors.Is(err, ErrServeLocked) {
 		t.Fatalf("member beside a lone server: %v", err)
 	}
 	releaseA()
-	releaseA, err = a.HoldServeLock(ctx, true)
+	releaseA, err = a.HoldServeLock(ctx, true, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	releaseB, err := b.HoldServeLock(ctx, true)
+	releaseB, err := b.HoldServeLock(ctx, true, 0, nil)
 	if err != nil {
 		t.Fatalf("second member: %v", err)
 	}
 	c := open()
-	if _, err := c.HoldServeLock(ctx, false); !errors.Is(err, ErrServeLocked) {
+	if _, err := c.HoldServeLock(ctx, false, 0, nil); !errors.Is(err, ErrServeLocked) {
 		t.Fatalf("lone server beside members: %v", err)
 	}
 	releaseA()

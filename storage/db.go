@@ -308,6 +308,20 @@ func (db *DB) conflict(err error) error {
 // PRIMARY KEY". Where the dialects really differ the migration comes as a pair,
 // NNNN_name.sqlite.sql and NNNN_name.postgres.sql.
 func (db *DB) migrate(ctx context.Context) error {
+	if db.dialect.name == "postgres" {
+		// Processes of a cluster started together migrate one after another: the first
+		// applies what is new, the others find it applied (two at once collide creating the
+		// same tables).
+		conn, err := db.writer.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrateLockKey); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLockKey) //nolint:errcheck // the session's end releases it too
+	}
 	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}

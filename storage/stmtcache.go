@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 )
 
@@ -37,6 +38,20 @@ import (
 // stmtCacheMax bounds the texts kept per pool; each is compiled on every connection that ran it.
 const stmtCacheMax = 512
 
+// Texts built with a list of placeholders (an IN list of 1 to 500 values) are a text per
+// length, each compiled on each connection (tens of KB each): kept, they would take hundreds
+// of MB and push the fixed texts out. Only texts of at most maxCachedParams placeholders and
+// maxCachedText bytes are kept.
+const (
+	maxCachedParams = 16
+	maxCachedText   = 2048
+)
+
+// cacheable reports whether text may be kept prepared.
+func cacheable(text string) bool {
+	return len(text) <= maxCachedText && strings.Count(text, "$") <= maxCachedParams
+}
+
 // stmtCache is the prepared statements of one pool.
 type stmtCache struct {
 	db  *sql.DB
@@ -69,6 +84,9 @@ func (c *stmtCache) lookup(text string) (s *cachedStmt, again bool) {
 		s = el.Value.(*cachedStmt)
 		s.refs++
 		return s, true
+	}
+	if !cacheable(text) {
+		return nil, false
 	}
 	if _, ok := c.seen[text]; ok {
 		return nil, true

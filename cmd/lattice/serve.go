@@ -145,7 +145,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer db.Close()
 	// PostgreSQL: a lone server holds the database alone; cluster members share it.
-	releaseServe, err := db.HoldServeLock(ctx, cfg.Database.Cluster)
+	lockWait := storage.ServeLockWait
+	if d := envDuration("LATTICE_TEST_SERVE_LOCK_WAIT"); d > 0 {
+		lockWait = d
+	}
+	releaseServe, err := db.HoldServeLock(ctx, cfg.Database.Cluster, lockWait, func() {
+		log.Warn("another lattice process holds the database; waiting for it to end", "wait", lockWait)
+	})
 	if errors.Is(err, storage.ErrServeLocked) {
 		if cfg.Database.Cluster {
 			return fmt.Errorf("%w: a lattice process without database.cluster serves it; stop it, or set database.cluster: true on every process", err)
