@@ -350,16 +350,20 @@ func (s *Server) completeState(ctx context.Context, p *storage.PartialStateRoom,
 		return err
 	}
 	defer r.mu.Unlock()
-	if r.partial == nil {
-		return nil
+	if r.partial == nil || r.partial.JoinEventID != p.JoinEventID {
+		return nil // resynced already, or joined again since: that join's resync completes it
 	}
+	// Every key of the full state goes into the whole snapshots that lack it, also the keys
+	// the current state has: a key that changed since the join (a banned user who joined
+	// again during the resync) must have its value from before in the snapshots the changes
+	// are checked against again (recheckSinceJoin). Only the missing keys go into the
+	// current state and the memberships.
 	fill := make([]int64, 0, len(full))
 	for k := range full {
-		if _, ok := r.state[k]; !ok {
-			fill = append(fill, k)
-		}
+		fill = append(fill, k)
 	}
 	sort.Slice(fill, func(i, j int) bool { return fill[i] < fill[j] })
+	current := copyState(r.state)
 	reload := func() error {
 		// The cached expansions of the room's snapshots are stale.
 		s.snapshots.clear()
@@ -375,16 +379,20 @@ func (s *Server) completeState(ctx context.Context, p *storage.PartialStateRoom,
 	}()
 	for start := 0; start < len(fill); start += resyncFillChunk {
 		chunk := make(map[int64]int64, resyncFillChunk)
+		missing := make(map[int64]int64, resyncFillChunk)
 		nids := make([]int64, 0, resyncFillChunk)
 		for _, k := range fill[start:min(start+resyncFillChunk, len(fill))] {
 			chunk[k] = full[k]
-			nids = append(nids, full[k])
+			if _, ok := current[k]; !ok {
+				missing[k] = full[k]
+				nids = append(nids, full[k])
+			}
 		}
 		err := s.db.WithTx(ctx, func(tx *storage.Tx) error {
 			if err := tx.FillRootSnapshots(ctx, r.nid, chunk); err != nil {
 				return err
 			}
-			if err := tx.SetCurrentState(ctx, r.nid, chunk); err != nil {
+			if err := tx.SetCurrentState(ctx, r.nid, missing); err != nil {
 				return err
 			}
 			pdus, err := s.pdusFrom(ctx, tx, r.version, nids)

@@ -71,6 +71,10 @@ func (s *Server) recheckSinceJoin(ctx context.Context, r *room, joinEventID stri
 	} else if err != nil {
 		return err
 	}
+	// The stored state before a later event still holds a state event rejected here: each
+	// rejected state event stands for the value before it (0: none) when later events are
+	// checked, so that a banned user's join rejected here does not let their next event in.
+	rejected := map[int64]int64{}
 	for after := join.NID; ; {
 		evs, err := s.db.RoomEventsSince(ctx, r.nid, after, resyncFillChunk)
 		if err != nil || len(evs) == 0 {
@@ -81,15 +85,46 @@ func (s *Server) recheckSinceJoin(ctx context.Context, r *room, joinEventID stri
 			if s.isLocal(ev.Sender) || ev.StateBeforeNID == 0 {
 				continue
 			}
-			if err := s.recheckEvent(ctx, r, ev); err != nil {
+			if err := s.recheckEvent(ctx, r, ev, rejected); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// recheckEvent is recheckSinceJoin for one event.
-func (s *Server) recheckEvent(ctx context.Context, r *room, ev *storage.Event) error {
+// withoutRejected returns state with each rejected state event replaced by the value it
+// stands for (following rejected ones in turn), or state itself when none is in it.
+func withoutRejected(state map[int64]int64, rejected map[int64]int64) map[int64]int64 {
+	var out map[int64]int64
+	for k, nid := range state {
+		if _, ok := rejected[nid]; !ok {
+			continue
+		}
+		if out == nil {
+			out = copyState(state) // state is shared with the snapshot cache
+		}
+		for seen := 0; seen <= len(rejected); seen++ {
+			prev, ok := rejected[nid]
+			if !ok {
+				break
+			}
+			nid = prev
+		}
+		if nid == 0 {
+			delete(out, k)
+		} else {
+			out[k] = nid
+		}
+	}
+	if out == nil {
+		return state
+	}
+	return out
+}
+
+// recheckEvent is recheckSinceJoin for one event; rejected maps the state events rejected
+// so far to the values they stand for, and gains ev when it is one.
+func (s *Server) recheckEvent(ctx context.Context, r *room, ev *storage.Event, rejected map[int64]int64) error {
 	pdus, err := s.pdusByNID(ctx, r.version, []int64{ev.NID})
 	if err != nil {
 		return err
@@ -102,9 +137,13 @@ func (s *Server) recheckEvent(ctx context.Context, r *room, ev *storage.Event) e
 	if err != nil {
 		return err
 	}
+	before = withoutRejected(before, rejected)
 	authErr := s.allowedByState(ctx, r, pdu, before)
 	if authErr == nil {
 		return nil
+	}
+	if ev.IsState() {
+		rejected[ev.NID] = before[ev.StateKeyNID]
 	}
 	s.log.Info("an event accepted during a partial state resync is rejected by the full state", "room_id", r.id, "event_id", ev.EventID, "err", authErr)
 	revert := ev.IsState() && r.state[ev.StateKeyNID] == ev.NID
