@@ -199,7 +199,9 @@ func useTestCA(t testing.TB, s *Server, ca *testCA) {
 		t.Fatal(err)
 	}
 	edited := strings.NewReplacer(`tls_cert: ""`, `tls_cert: "fed.crt"`, `tls_key: ""`, `tls_key: "fed.key"`,
-		`tls_ca: ""`, `tls_ca: "`+ca.pemPath+`"`).Replace(string(cfg))
+		`tls_ca: ""`, `tls_ca: "`+ca.pemPath+`"`,
+		// The federation tests join with partial state (a preview, off by default).
+		`partial_state_joins: false`, `partial_state_joins: true`).Replace(string(cfg))
 	if edited == string(cfg) || !strings.Contains(edited, s.Name) {
 		t.Fatalf("configuration not as expected:\n%s", cfg)
 	}

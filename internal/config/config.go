@@ -142,7 +142,8 @@ type Federation struct {
 	AllowedIPRanges []string `yaml:"allowed_ip_ranges"`
 	// PartialStateJoins joins rooms on other servers with partial state (send_join with
 	// omit_members, MSC3706): the room is usable as soon as the join returns, and its
-	// members are fetched in the background. Off, a join waits for the full state.
+	// members are fetched in the background. Off (the default while it is a preview), a
+	// join waits for the full state.
 	PartialStateJoins bool `yaml:"partial_state_joins"`
 }
 
@@ -242,7 +243,7 @@ func Default() Config {
 		Database:     Database{URL: "sqlite:lattice.db", MaxOpenConns: 16},
 		ClientAPI:    Listener{Listen: "127.0.0.1:8008"},
 		Registration: Registration{Mode: RegistrationDisabled, MinPasswordLength: 8},
-		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour, PartialStateJoins: true},
+		Federation:   Federation{VerifyTLS: true, KeyValidity: 24 * time.Hour},
 		Limits: Limits{MaxRequestBytes: 1 << 20, MaxSyncTimeoutMS: 60000,
 			FailedLoginsPerMinute: 5, FailedLoginsBurst: 5, RegistrationsPerMinute: 60, RegistrationsBurst: 100,
 			RequestBodyTimeout: 30 * time.Second, MinBodyBytesPerSecond: 4096, MaxPendingConnectionsPerAddress: 128},
