@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/lattice-chat/lattice/internal/httputil"
+	"github.com/lattice-chat/lattice/internal/netguard"
 	"github.com/lattice-chat/lattice/roomserver"
 )
 
@@ -235,12 +236,36 @@ func (r *remote) joinVia(ctx context.Context, server spec.ServerName, user *spec
 		// A partial state answer (MSC3706): the roomserver resyncs the rest in the
 		// background from server and the others of servers_in_room.
 		res2.MembersOmitted = true
-		res2.ServersInRoom = jc.answer.ServersInRoom
+		res2.ServersInRoom = serversInRoom(jc.answer.ServersInRoom)
 		if len(res2.ServersInRoom) == 0 {
 			res2.ServersInRoom = []string{string(server)}
 		}
 	}
 	return res2, nil
+}
+
+// maxServersInRoom bounds the servers_in_room of a partial state answer that this server
+// keeps: every event, typing notice, receipt and device-list update of the room goes to each
+// of them until the resync completes, so that a resident naming a hundred thousand would
+// make this server send to all of them.
+const maxServersInRoom = 5000
+
+// serversInRoom is the valid server names of a servers_in_room list, each once, at most
+// maxServersInRoom of them.
+func serversInRoom(names []string) []string {
+	seen := make(map[string]bool, min(len(names), maxServersInRoom))
+	out := make([]string, 0, min(len(names), maxServersInRoom))
+	for _, n := range names {
+		if len(out) == maxServersInRoom {
+			break
+		}
+		if seen[n] || !netguard.ValidServerName(n) {
+			continue
+		}
+		seen[n] = true
+		out = append(out, n)
+	}
+	return out
 }
 
 // fetchEvents fetches events that a send_join answer's auth events name but do not include.

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -133,5 +134,21 @@ func TestRemoteOverLoopback(t *testing.T) {
 	}
 	if m, _ := a.rs.Membership(ctx, roomID, bob); m != spec.Leave {
 		t.Fatalf("bob's membership on the resident server after leaving: %q", m)
+	}
+}
+
+// TestServersInRoom: a partial state answer's servers_in_room keeps valid names only, each
+// once, and at most maxServersInRoom of them.
+func TestServersInRoom(t *testing.T) {
+	got := serversInRoom([]string{"a.example", "a.example", "..", "b.example:8448", "bad name", ""})
+	if len(got) != 2 || got[0] != "a.example" || got[1] != "b.example:8448" {
+		t.Fatalf("servers %v", got)
+	}
+	many := make([]string, maxServersInRoom+10)
+	for i := range many {
+		many[i] = fmt.Sprintf("s%d.example", i)
+	}
+	if n := len(serversInRoom(many)); n != maxServersInRoom {
+		t.Fatalf("%d servers kept, want %d", n, maxServersInRoom)
 	}
 }

@@ -26,15 +26,23 @@ func (s *Server) handleMembers(r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	want, notWant := q.Get("membership"), q.Get("not_membership")
-	s.waitFullState(ctx, roomID)
-	var state []*storage.Event
-	if at := q.Get("at"); at != "" {
-		state, err = s.membersAt(ctx, roomID, dev.UserID, at)
-	} else {
-		state, err = s.rooms.VisibleState(ctx, roomID, dev.UserID)
+	read := func() ([]*storage.Event, error) {
+		if at := q.Get("at"); at != "" {
+			return s.membersAt(ctx, roomID, dev.UserID, at)
+		}
+		return s.rooms.VisibleState(ctx, roomID, dev.UserID)
 	}
+	// Read once before waiting for a partial state's resync, so that only a user who may
+	// see the members waits (then read again).
+	state, err := read()
 	if err != nil {
 		return nil, err
+	}
+	if partial, perr := s.rooms.IsPartialState(ctx, roomID); perr == nil && partial {
+		s.waitFullState(ctx, roomID)
+		if state, err = read(); err != nil {
+			return nil, err
+		}
 	}
 	var members []*storage.Event
 	for _, ev := range state {
