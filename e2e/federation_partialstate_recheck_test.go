@@ -13,25 +13,29 @@ import (
 
 // TestFederationPartialStateRecheckMembership: zed, a user of a foreign server, is in A's
 // room when bob of B joins it with partial state, which lacks zed's membership. During the
-// resync the foreign server sends B events of zed's, which B accepts; once the full state is
-// in, they are checked again (MSC3902):
-//   - banned before the join, zed joins again and speaks: both are rejected, zed stays banned;
+// resync the foreign server sends B events of zed's after bob's join, which B accepts; once
+// the full state is in, B checks them again (MSC3902):
+//   - banned before the join, zed speaks: the message is rejected (GET /event 404, gone from
+//     /messages);
+//   - banned, zed joins again and speaks: both are rejected, zed stays banned;
 //   - banned, zed joins twice (a new display name): the second is checked against the state
 //     without the rejected first, and the ban holds;
 //   - not banned, zed leaves: the leave stays.
 func TestFederationPartialStateRecheckMembership(t *testing.T) {
+	message := map[string]any{"msgtype": "m.text", "body": "zed speaks"}
 	for _, tc := range []struct {
 		name   string
 		ban    bool
-		second map[string]any // content of zed's second event (a member event), nil: a message
-		first  map[string]any // content of zed's first member event
-		kept   bool           // the events stay accepted
-		after  string         // zed's membership after the resync
+		events []map[string]any // zed's events in order: member event contents, or message
+		kept   bool             // the events stay accepted
+		after  string           // zed's membership after the resync
 	}{
-		{name: "banned user joins and speaks", ban: true, first: map[string]any{"membership": "join", "displayname": "zed again"}, after: "ban"},
-		{name: "banned user joins twice", ban: true, first: map[string]any{"membership": "join", "displayname": "zed again"},
-			second: map[string]any{"membership": "join", "displayname": "zed 2"}, after: "ban"},
-		{name: "member leaves", first: map[string]any{"membership": "leave"}, kept: true, after: "leave"},
+		{name: "banned user speaks", ban: true, events: []map[string]any{message}, after: "ban"},
+		{name: "banned user joins and speaks", ban: true, after: "ban",
+			events: []map[string]any{{"membership": "join", "displayname": "zed again"}, message}},
+		{name: "banned user joins twice", ban: true, after: "ban",
+			events: []map[string]any{{"membership": "join", "displayname": "zed again"}, {"membership": "join", "displayname": "zed 2"}}},
+		{name: "member leaves", events: []map[string]any{{"membership": "leave"}}, kept: true, after: "leave"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := newTestCA(t)
@@ -104,23 +108,27 @@ func TestFederationPartialStateRecheckMembership(t *testing.T) {
 				}
 				bs.waitEvent(roomID, ev.EventID())
 			}
-			first := build(spec.MRoomMember, &zed, tc.first, bobJoin, 100, state)
-			send(first)
-			sent := []gomatrixserverlib.PDU{first}
-			if tc.ban {
-				var after []gomatrixserverlib.PDU
-				for _, ev := range state {
-					if ev.Type() != spec.MRoomMember || ev.StateKey() == nil || *ev.StateKey() != zed {
-						after = append(after, ev)
+			// Each event follows the one before, with zed's last membership event among its
+			// auth events.
+			var sent []gomatrixserverlib.PDU
+			prev := bobJoin
+			for n, content := range tc.events {
+				typ, sk := "m.room.message", (*string)(nil)
+				if _, member := content["membership"]; member {
+					typ, sk = spec.MRoomMember, &zed
+				}
+				ev := build(typ, sk, content, prev, int64(100+n), state)
+				send(ev)
+				sent, prev = append(sent, ev), ev.EventID()
+				if typ == spec.MRoomMember {
+					kept := []gomatrixserverlib.PDU{ev}
+					for _, s := range state {
+						if s.Type() != spec.MRoomMember || s.StateKey() == nil || *s.StateKey() != zed {
+							kept = append(kept, s)
+						}
 					}
+					state = kept
 				}
-				after = append(after, first)
-				second := build("m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "banned zed speaks"}, first.EventID(), 101, after)
-				if tc.second != nil {
-					second = build(spec.MRoomMember, &zed, tc.second, first.EventID(), 101, after)
-				}
-				send(second)
-				sent = append(sent, second)
 			}
 			if strings.Contains(b.Log(), resyncComplete) {
 				t.Fatalf("the resync completed too early")
@@ -133,9 +141,16 @@ func TestFederationPartialStateRecheckMembership(t *testing.T) {
 			if tc.kept {
 				want = 200
 			}
+			inHistory := map[string]bool{}
+			for _, e := range history(bob, roomID, 50) {
+				inHistory[evID(e)] = true
+			}
 			for _, ev := range sent {
 				if r := bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(ev.EventID()), nil); r.Status != want {
 					t.Errorf("GET zed's %s on B after the resync: %d, want %d", ev.Type(), r.Status, want)
+				}
+				if inHistory[ev.EventID()] != tc.kept {
+					t.Errorf("zed's %s in /messages on B after the resync: %v, want %v", ev.Type(), inHistory[ev.EventID()], tc.kept)
 				}
 			}
 			if m := membership(bob, roomID, zed); m != tc.after {
