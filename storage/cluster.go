@@ -325,20 +325,6 @@ func (q *Q) textList(vals []any) (string, []any) {
 // reads it when a client syncs, so that a write acknowledged by another process a moment ago
 // is served even if its notification has not arrived yet.
 func (q *Q) CommittedPositions(ctx context.Context) (map[Stream]int64, error) {
-	rows, err := q.query(ctx, `SELECT name, pos FROM streams WHERE name <> 'pdu'
+	return q.positions(ctx, `SELECT name, pos FROM streams WHERE name <> 'pdu'
 		UNION ALL SELECT 'pdu', COALESCE(MAX(event_nid), 0) FROM events WHERE NOT hidden`)
-	if err != nil {
-		return nil, fmt.Errorf("select stream positions: %w", err)
-	}
-	defer rows.Close()
-	out := map[Stream]int64{}
-	for rows.Next() {
-		var name string
-		var pos int64
-		if err := rows.Scan(&name, &pos); err != nil {
-			return nil, err
-		}
-		out[Stream(name)] = pos
-	}
-	return out, rows.Err()
 }

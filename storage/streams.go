@@ -28,9 +28,14 @@ func (tx *Tx) NextStreamPos(ctx context.Context, s Stream) (int64, error) {
 
 // StreamPositions returns the current position of every stream kept in the streams table.
 func (q *Q) StreamPositions(ctx context.Context) (map[Stream]int64, error) {
-	rows, err := q.query(ctx, `SELECT name, pos FROM streams`)
+	return q.positions(ctx, `SELECT name, pos FROM streams`)
+}
+
+// positions runs query, whose rows are (stream name, position).
+func (q *Q) positions(ctx context.Context, query string) (map[Stream]int64, error) {
+	rows, err := q.query(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("select streams: %w", err)
+		return nil, fmt.Errorf("select stream positions: %w", err)
 	}
 	defer rows.Close()
 	out := map[Stream]int64{}
