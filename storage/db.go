@@ -311,8 +311,14 @@ func (db *DB) migrate(ctx context.Context) error {
 	if db.dialect.name == "postgres" {
 		// Processes of a cluster started together migrate one after another: the first
 		// applies what is new, the others find it applied (two at once collide creating the
-		// same tables).
-		conn, err := db.writer.Conn(ctx)
+		// same tables). The lock is held on a connection of its own, outside the pool the
+		// migrations run on (which may have a single connection, as the admin commands').
+		locker, err := sql.Open("pgx", db.url)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		defer locker.Close()
+		conn, err := locker.Conn(ctx)
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
